@@ -1,0 +1,346 @@
+//! Peer addresses: which transport, which peer, which endpoint.
+//!
+//! ```text
+//! memory://<peer-id>
+//! tcp://<peer-id>@127.0.0.1:7400
+//! quic://<peer-id>@[::1]:7401
+//! tcp://<peer-id>@seed.example.org:7400
+//! libp2p://<peer-id>@/ip4/127.0.0.1/tcp/4001
+//! ```
+//!
+//! Every address names the PeerId expected to answer: a transport that
+//! dials it must fail when a different key answers. There is one parser
+//! ([`FromStr`]) and one printer ([`Display`](fmt::Display)); they
+//! round-trip. Parsing is bounded (addresses longer than
+//! [`MAX_ADDRESS_LEN`] are refused before any work) and never panics.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use crate::identity::{IdentityError, PeerId};
+
+/// The longest address text accepted.
+pub const MAX_ADDRESS_LEN: usize = 512;
+
+/// Why an address did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// No `scheme://` prefix.
+    #[error("address {0:?} has no scheme; expected e.g. tcp://<peer-id>@127.0.0.1:7400")]
+    MissingScheme(String),
+    /// A scheme Switchyard does not know.
+    #[error("unknown transport scheme {0:?}; expected memory, tcp, quic or libp2p")]
+    UnknownScheme(String),
+    /// No `<peer-id>@` part where the scheme needs one.
+    #[error("address {0:?} names no peer; expected <scheme>://<peer-id>@<endpoint>")]
+    MissingPeer(String),
+    /// The peer part is not a PeerId.
+    #[error("address {address:?}: {reason}")]
+    BadPeer {
+        /// The whole address.
+        address: String,
+        /// Why the peer part is invalid.
+        reason: String,
+    },
+    /// The endpoint part is malformed.
+    #[error("address {address:?}: bad endpoint: {reason}")]
+    BadEndpoint {
+        /// The whole address.
+        address: String,
+        /// Why the endpoint is invalid.
+        reason: String,
+    },
+    /// Longer than [`MAX_ADDRESS_LEN`].
+    #[error("address of {0} bytes exceeds the limit of {MAX_ADDRESS_LEN}")]
+    TooLong(usize),
+}
+
+/// A host: an IP address or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Host {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A DNS name, resolved when dialing.
+    Dns(String),
+}
+
+/// A host and a port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostPort {
+    /// The host.
+    pub host: Host,
+    /// The port.
+    pub port: u16,
+}
+
+impl HostPort {
+    /// The socket address, if the host is an IP address.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match &self.host {
+            Host::Ip(ip) => Some(SocketAddr::new(*ip, self.port)),
+            Host::Dns(_) => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for HostPort {
+    fn from(addr: SocketAddr) -> Self {
+        Self {
+            host: Host::Ip(addr.ip()),
+            port: addr.port(),
+        }
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            Host::Dns(name) => write!(f, "{name}:{}", self.port),
+        }
+    }
+}
+
+/// Where a peer is reached, by transport.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Endpoint {
+    /// The in-process memory hub; the PeerId is the endpoint's name.
+    Memory,
+    /// TCP + Noise.
+    Tcp(HostPort),
+    /// QUIC.
+    Quic(HostPort),
+    /// A libp2p multiaddr (kept as text; the libp2p transport parses it).
+    Libp2p(String),
+}
+
+impl Endpoint {
+    /// The scheme naming this endpoint's transport.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Endpoint::Memory => "memory",
+            Endpoint::Tcp(_) => "tcp",
+            Endpoint::Quic(_) => "quic",
+            Endpoint::Libp2p(_) => "libp2p",
+        }
+    }
+}
+
+/// A peer's address: the transport, the PeerId expected to answer, and the
+/// endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerAddress {
+    /// The peer that must answer at this address.
+    pub peer: PeerId,
+    /// Where to reach it.
+    pub endpoint: Endpoint,
+}
+
+impl PeerAddress {
+    /// `memory://<peer>`.
+    pub fn memory(peer: PeerId) -> Self {
+        Self {
+            peer,
+            endpoint: Endpoint::Memory,
+        }
+    }
+
+    /// `tcp://<peer>@<addr>`.
+    pub fn tcp(peer: PeerId, addr: SocketAddr) -> Self {
+        Self {
+            peer,
+            endpoint: Endpoint::Tcp(addr.into()),
+        }
+    }
+
+    /// `quic://<peer>@<addr>`.
+    pub fn quic(peer: PeerId, addr: SocketAddr) -> Self {
+        Self {
+            peer,
+            endpoint: Endpoint::Quic(addr.into()),
+        }
+    }
+
+    /// The transport scheme.
+    pub fn scheme(&self) -> &'static str {
+        self.endpoint.scheme()
+    }
+
+    /// The endpoint's IP address, when it has one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match &self.endpoint {
+            Endpoint::Tcp(hp) | Endpoint::Quic(hp) => match hp.host {
+                Host::Ip(ip) => Some(ip),
+                Host::Dns(_) => None,
+            },
+            Endpoint::Memory | Endpoint::Libp2p(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.endpoint {
+            Endpoint::Memory => write!(f, "memory://{}", self.peer),
+            Endpoint::Tcp(hp) => write!(f, "tcp://{}@{hp}", self.peer),
+            Endpoint::Quic(hp) => write!(f, "quic://{}@{hp}", self.peer),
+            Endpoint::Libp2p(multiaddr) => write!(f, "libp2p://{}@{multiaddr}", self.peer),
+        }
+    }
+}
+
+impl FromStr for PeerAddress {
+    type Err = AddressError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() > MAX_ADDRESS_LEN {
+            return Err(AddressError::TooLong(text.len()));
+        }
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| AddressError::MissingScheme(text.to_string()))?;
+        let bad_peer = |e: IdentityError| AddressError::BadPeer {
+            address: text.to_string(),
+            reason: e.to_string(),
+        };
+        let bad_endpoint = |reason: &str| AddressError::BadEndpoint {
+            address: text.to_string(),
+            reason: reason.to_string(),
+        };
+        if scheme == "memory" {
+            let peer = rest.parse().map_err(bad_peer)?;
+            return Ok(Self::memory(peer));
+        }
+        if !matches!(scheme, "tcp" | "quic" | "libp2p") {
+            return Err(AddressError::UnknownScheme(scheme.to_string()));
+        }
+        let (peer, endpoint) = rest
+            .split_once('@')
+            .ok_or_else(|| AddressError::MissingPeer(text.to_string()))?;
+        let peer: PeerId = peer.parse().map_err(bad_peer)?;
+        let endpoint = match scheme {
+            "tcp" => Endpoint::Tcp(parse_host_port(endpoint).map_err(|r| bad_endpoint(&r))?),
+            "quic" => Endpoint::Quic(parse_host_port(endpoint).map_err(|r| bad_endpoint(&r))?),
+            _ => {
+                if !endpoint.starts_with('/') || endpoint.len() < 2 {
+                    return Err(bad_endpoint("a libp2p endpoint is a multiaddr such as /ip4/127.0.0.1/tcp/4001"));
+                }
+                if endpoint.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(bad_endpoint("multiaddr contains whitespace"));
+                }
+                Endpoint::Libp2p(endpoint.to_string())
+            }
+        };
+        Ok(Self { peer, endpoint })
+    }
+}
+
+fn parse_host_port(text: &str) -> Result<HostPort, String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (ip, after) = rest
+            .split_once(']')
+            .ok_or("IPv6 address opened with '[' but never closed")?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or("expected :port after the IPv6 address")?;
+        let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| format!("bad IPv6 address {ip:?}"))?;
+        (Host::Ip(IpAddr::V6(ip)), port)
+    } else {
+        let (host, port) = text.rsplit_once(':').ok_or("expected host:port")?;
+        let host = if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+            Host::Ip(IpAddr::V4(ip))
+        } else if is_dns_name(host) {
+            Host::Dns(host.to_ascii_lowercase())
+        } else {
+            return Err(format!("{host:?} is neither an IP address nor a DNS name (IPv6 goes in brackets)"));
+        };
+        (host, port)
+    };
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    Ok(HostPort { host, port })
+}
+
+/// Letters, digits, '-' and '.', labels of 1–63 characters, at most 253 in all.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+    use proptest::prelude::*;
+
+    fn peer() -> PeerId {
+        Keypair::from_seed(3).peer_id()
+    }
+
+    #[test]
+    fn every_scheme_round_trips() {
+        let p = peer();
+        for text in [
+            format!("memory://{p}"),
+            format!("tcp://{p}@127.0.0.1:7400"),
+            format!("quic://{p}@[::1]:7401"),
+            format!("tcp://{p}@seed.example.org:7400"),
+            format!("libp2p://{p}@/ip4/127.0.0.1/tcp/4001"),
+        ] {
+            let addr: PeerAddress = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(addr.to_string(), text);
+            assert_eq!(addr.peer, p);
+        }
+    }
+
+    #[test]
+    fn ip_is_reported_for_ip_endpoints_only() {
+        let p = peer();
+        let tcp: PeerAddress = format!("tcp://{p}@10.1.2.3:1").parse().expect("parse");
+        assert_eq!(tcp.ip(), Some("10.1.2.3".parse().expect("ip")));
+        assert_eq!(PeerAddress::memory(p).ip(), None);
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong() {
+        let p = peer();
+        let cases = [
+            ("127.0.0.1:7400".to_string(), "no scheme"),
+            (format!("udp://{p}@1.2.3.4:5"), "unknown transport scheme"),
+            ("tcp://127.0.0.1:7400".to_string(), "names no peer"),
+            ("tcp://nobody@127.0.0.1:7400".to_string(), "invalid peer id"),
+            (format!("tcp://{p}@127.0.0.1"), "bad endpoint"),
+            (format!("tcp://{p}@127.0.0.1:99999"), "bad port"),
+            (format!("quic://{p}@[::1:7401"), "never closed"),
+            (format!("tcp://{p}@bad_host!:1"), "neither an IP"),
+            (format!("libp2p://{p}@ip4/1.2.3.4"), "multiaddr"),
+            (format!("tcp://{p}@{}:1", "a".repeat(600)), "exceeds the limit"),
+        ];
+        for (text, expected) in cases {
+            let err = text.parse::<PeerAddress>().expect_err(&text).to_string();
+            assert!(err.contains(expected), "{text}: {err:?} lacks {expected:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn tcp_addresses_round_trip(seed in any::<u64>(), ip in any::<std::net::IpAddr>(), port in any::<u16>()) {
+            let addr = PeerAddress::tcp(Keypair::from_seed(seed).peer_id(), SocketAddr::new(ip, port));
+            prop_assert_eq!(addr.to_string().parse::<PeerAddress>(), Ok(addr));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in "(memory|tcp|quic|libp2p)://.{0,120}") {
+            let _ = text.parse::<PeerAddress>();
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Switchyard core: identity, addresses, typed channels, the router, the peer
+//! manager and peer store, and the [`Transport`](transport::Transport) trait.
+//!
+//! The core knows no transport and no reactor. Transports implement
+//! [`transport::Transport`]; reactors open typed channels on a
+//! [`RouterBuilder`] and talk to peers through [`ChannelSender`] and
+//! [`ChannelReceiver`]. The delivery promises are stated in [`channel`];
+//! the design and its alternatives in `adr/0002-delivery-semantics.md`.
+
+pub mod address;
+pub mod channel;
+pub mod identity;
+pub mod metrics;
+pub mod peer_manager;
+pub mod peer_store;
+pub mod router;
+pub mod transport;
+
+/// Protobuf messages generated from `proto/p2p.proto` by `build.rs`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/switchyard.p2p.v1.rs"));
+}
+
+pub use address::{AddressError, Endpoint, PeerAddress};
+pub use channel::{
+    BroadcastReport, ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender,
+    Envelope, PeerError, SendError, TrySendError,
+};
+pub use identity::{IdentityError, Keypair, PeerId};
+pub use metrics::{DropReason, Metrics};
+pub use peer_manager::{Direction, PeerManagerConfig};
+pub use peer_store::{HeedPeerStore, MemoryPeerStore, PeerRecord, PeerStore};
+pub use router::{
+    PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder, RouterConfig,
+    RouterError,
+};

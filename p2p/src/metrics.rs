@@ -1,0 +1,232 @@
+//! Router metrics, registered in a `prometheus-client` registry under the
+//! prefix `switchyard_p2p`.
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `messages_sent_total`, `bytes_sent_total` | channel, peer | handed to the transport |
+//! | `messages_received_total`, `bytes_received_total` | channel, peer | accepted from the transport |
+//! | `send_queue_depth` | channel, peer | messages waiting in the peer's send queue |
+//! | `messages_dropped_total` | channel, reason | every message dropped, by [`DropReason`] |
+//! | `dial_attempts_total`, `dial_failures_total` | – | outbound dials |
+//! | `peers` | direction | connected peers |
+//! | `peer_reports_total` | – | misbehaviour reports |
+//! | `handshakes_refused_total` | reason | connections ended before they became peers |
+//!
+//! Per-peer series are removed when the peer disconnects, so their number is
+//! bounded by the connection limits. Inbound messages on unknown channels
+//! are counted under the channel label `unknown`, so a peer cannot create
+//! series at will.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::identity::PeerId;
+
+/// Why a message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Queued for a peer whose connection then ended.
+    PeerGone,
+    /// `try_send` or `broadcast` found the peer's queue full.
+    QueueFull,
+    /// Sent to a peer that is not connected.
+    NotConnected,
+    /// Sent to a peer that does not serve the channel.
+    Unsupported,
+    /// Larger than the channel's `max_message_size`.
+    TooLarge,
+    /// Did not decode as the channel's message type.
+    Malformed,
+    /// Arrived on a channel this node does not serve.
+    UnknownChannel,
+    /// Arrived beyond the credit we granted.
+    FlowControl,
+    /// Arrived for a receiver that was dropped.
+    ReceiverClosed,
+    /// The channel's receive queue was full (a flow-control accounting
+    /// fault; should stay at zero).
+    ReceiverFull,
+}
+
+impl DropReason {
+    /// The label value, in snake case.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DropReason::PeerGone => "peer_gone",
+            DropReason::QueueFull => "queue_full",
+            DropReason::NotConnected => "not_connected",
+            DropReason::Unsupported => "unsupported",
+            DropReason::TooLarge => "too_large",
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownChannel => "unknown_channel",
+            DropReason::FlowControl => "flow_control",
+            DropReason::ReceiverClosed => "receiver_closed",
+            DropReason::ReceiverFull => "receiver_full",
+        }
+    }
+}
+
+impl EncodeLabelValue for DropReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Labels of per-(channel, peer) series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ChannelPeerLabels {
+    /// The channel's name.
+    pub channel: String,
+    /// The peer's short id.
+    pub peer: String,
+}
+
+/// Labels of drop counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DropLabels {
+    /// The channel's name.
+    pub channel: String,
+    /// Why.
+    pub reason: DropReason,
+}
+
+/// Labels with a free-form reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: String,
+}
+
+/// Labels of the peer gauge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `inbound` or `outbound`.
+    pub direction: String,
+}
+
+/// The router's metrics. Cheap to clone: every family shares its storage.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Messages handed to the transport.
+    pub messages_sent: Family<ChannelPeerLabels, Counter>,
+    /// Payload bytes handed to the transport.
+    pub bytes_sent: Family<ChannelPeerLabels, Counter>,
+    /// Messages accepted from the transport.
+    pub messages_received: Family<ChannelPeerLabels, Counter>,
+    /// Payload bytes accepted from the transport.
+    pub bytes_received: Family<ChannelPeerLabels, Counter>,
+    /// Messages waiting in a peer's send queue.
+    pub send_queue_depth: Family<ChannelPeerLabels, Gauge>,
+    /// Dropped messages by channel and reason.
+    pub messages_dropped: Family<DropLabels, Counter>,
+    /// Outbound dials started.
+    pub dial_attempts: Counter,
+    /// Outbound dials that failed.
+    pub dial_failures: Counter,
+    /// Connected peers by direction.
+    pub peers: Family<DirectionLabels, Gauge>,
+    /// Misbehaviour reports.
+    pub peer_reports: Counter,
+    /// Connections ended before they became peers, by reason.
+    pub handshakes_refused: Family<ReasonLabels, Counter>,
+}
+
+impl Metrics {
+    /// Registers every family in `registry` under `switchyard_p2p`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("switchyard_p2p");
+        r.register("messages_sent", "Messages handed to the transport", self.messages_sent.clone());
+        r.register("bytes_sent", "Payload bytes handed to the transport", self.bytes_sent.clone());
+        r.register("messages_received", "Messages accepted from the transport", self.messages_received.clone());
+        r.register("bytes_received", "Payload bytes accepted from the transport", self.bytes_received.clone());
+        r.register("send_queue_depth", "Messages waiting in a peer's send queue", self.send_queue_depth.clone());
+        r.register("messages_dropped", "Dropped messages by channel and reason", self.messages_dropped.clone());
+        r.register("dial_attempts", "Outbound dials started", self.dial_attempts.clone());
+        r.register("dial_failures", "Outbound dials that failed", self.dial_failures.clone());
+        r.register("peers", "Connected peers", self.peers.clone());
+        r.register("peer_reports", "Misbehaviour reports", self.peer_reports.clone());
+        r.register("handshakes_refused", "Connections ended before they became peers", self.handshakes_refused.clone());
+    }
+
+    /// Counts one dropped message.
+    pub fn drop(&self, channel: &str, reason: DropReason) {
+        self.messages_dropped
+            .get_or_create(&DropLabels {
+                channel: channel.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts `n` dropped messages.
+    pub fn drop_many(&self, channel: &str, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.messages_dropped
+                .get_or_create(&DropLabels {
+                    channel: channel.to_string(),
+                    reason,
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// Dropped messages so far on `channel` for `reason`.
+    pub fn dropped(&self, channel: &str, reason: DropReason) -> u64 {
+        self.messages_dropped
+            .get_or_create(&DropLabels {
+                channel: channel.to_string(),
+                reason,
+            })
+            .get()
+    }
+
+    /// The handles of one (channel, peer) pair, resolved once per connection
+    /// so the data path only touches atomics.
+    pub(crate) fn link_channel(&self, channel: &str, peer: PeerId) -> LinkChannelMetrics {
+        let labels = ChannelPeerLabels {
+            channel: channel.to_string(),
+            peer: peer.short(),
+        };
+        LinkChannelMetrics {
+            messages_sent: self.messages_sent.get_or_create(&labels).clone(),
+            bytes_sent: self.bytes_sent.get_or_create(&labels).clone(),
+            messages_received: self.messages_received.get_or_create(&labels).clone(),
+            bytes_received: self.bytes_received.get_or_create(&labels).clone(),
+            queue_depth: self.send_queue_depth.get_or_create(&labels).clone(),
+            labels,
+        }
+    }
+
+    /// Removes a disconnected peer's series.
+    pub(crate) fn remove_link_channel(&self, metrics: &LinkChannelMetrics) {
+        self.messages_sent.remove(&metrics.labels);
+        self.bytes_sent.remove(&metrics.labels);
+        self.messages_received.remove(&metrics.labels);
+        self.bytes_received.remove(&metrics.labels);
+        self.send_queue_depth.remove(&metrics.labels);
+    }
+
+    /// Counts a refused connection.
+    pub(crate) fn refused(&self, reason: &str) {
+        self.handshakes_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// Pre-resolved counters of one channel on one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkChannelMetrics {
+    pub labels: ChannelPeerLabels,
+    pub messages_sent: Counter,
+    pub bytes_sent: Counter,
+    pub messages_received: Counter,
+    pub bytes_received: Counter,
+    pub queue_depth: Gauge,
+}

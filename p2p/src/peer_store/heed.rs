@@ -1,0 +1,283 @@
+//! A [`PeerStore`] on disk, in LMDB through heed.
+
+use std::path::{Path, PathBuf};
+
+use ::heed::types::Bytes;
+use ::heed::{Database, Env, EnvOpenOptions};
+use prost::Message;
+
+use super::{PeerRecord, PeerStore, PeerStoreError};
+use crate::address::PeerAddress;
+use crate::identity::PeerId;
+use crate::proto;
+
+/// LMDB reserves the whole map up front (as address space, not disk): 64 MiB
+/// holds far more than `max_addresses` peers of `max_addresses_per_peer`
+/// addresses each (10 000 × 16 × ~100 bytes ≈ 16 MiB).
+const MAP_SIZE: usize = 64 * 1024 * 1024;
+const DB_NAME: &str = "peers";
+
+/// A [`PeerStore`] in an LMDB environment in one directory: one database
+/// `peers`, key = the 32-byte peer id, value = a Protobuf
+/// [`proto::PeerRecord`].
+///
+/// One process may have a given directory open once at a time: opening it
+/// again while a `HeedPeerStore` on it is alive fails with
+/// [`PeerStoreError::Open`]. Dropping the store closes the environment.
+pub struct HeedPeerStore {
+    path: PathBuf,
+    env: Env,
+    db: Database<Bytes, Bytes>,
+}
+
+impl std::fmt::Debug for HeedPeerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeedPeerStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeedPeerStore {
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open(dir: &Path) -> Result<Self, PeerStoreError> {
+        let path = dir.to_path_buf();
+        std::fs::create_dir_all(dir).map_err(|source| PeerStoreError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
+        let open_error = |source| PeerStoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut options = EnvOpenOptions::new();
+        options.map_size(MAP_SIZE).max_dbs(1);
+        // SAFETY: LMDB memory-maps the data file; modifying that file outside
+        // LMDB while it is mapped is undefined behaviour. The directory is
+        // the node's own and is only written through LMDB (whose lock file
+        // coordinates processes), and heed refuses a second open of the same
+        // path in this process.
+        #[allow(unsafe_code)]
+        let env = unsafe { options.open(dir) }.map_err(open_error)?;
+        let mut wtxn = env.write_txn().map_err(open_error)?;
+        let db: Database<Bytes, Bytes> = env
+            .create_database(&mut wtxn, Some(DB_NAME))
+            .map_err(open_error)?;
+        wtxn.commit().map_err(open_error)?;
+        Ok(Self { path, env, db })
+    }
+
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_error(&self, operation: String) -> impl FnOnce(::heed::Error) -> PeerStoreError + '_ {
+        move |source| PeerStoreError::Database {
+            path: self.path.clone(),
+            operation,
+            source,
+        }
+    }
+}
+
+impl PeerStore for HeedPeerStore {
+    fn load(&self) -> Result<Vec<PeerRecord>, PeerStoreError> {
+        let rtxn = self.env.read_txn().map_err(self.db_error("load".into()))?;
+        let iter = self.db.iter(&rtxn).map_err(self.db_error("load".into()))?;
+        let mut records = Vec::new();
+        for entry in iter {
+            let (key, value) = entry.map_err(self.db_error("load".into()))?;
+            if let Some(record) = decode(&self.path, key, value) {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    fn save(&mut self, records: &[PeerRecord]) -> Result<(), PeerStoreError> {
+        let operation = || format!("save {} records", records.len());
+        let mut wtxn = self.env.write_txn().map_err(self.db_error(operation()))?;
+        for record in records {
+            let value = encode(record);
+            self.db
+                .put(&mut wtxn, record.peer.as_bytes(), &value)
+                .map_err(self.db_error(operation()))?;
+        }
+        wtxn.commit().map_err(self.db_error(operation()))
+    }
+
+    fn remove(&mut self, peers: &[PeerId]) -> Result<(), PeerStoreError> {
+        let operation = || format!("remove {} records", peers.len());
+        let mut wtxn = self.env.write_txn().map_err(self.db_error(operation()))?;
+        for peer in peers {
+            self.db
+                .delete(&mut wtxn, peer.as_bytes())
+                .map_err(self.db_error(operation()))?;
+        }
+        wtxn.commit().map_err(self.db_error(operation()))
+    }
+}
+
+fn encode(record: &PeerRecord) -> Vec<u8> {
+    proto::PeerRecord {
+        peer_id: record.peer.as_bytes().to_vec().into(),
+        addresses: record.addresses.iter().map(ToString::to_string).collect(),
+        persistent: record.persistent,
+        score: record.score,
+    }
+    .encode_to_vec()
+}
+
+/// Decodes one stored entry; `None` (with a warning) if it is unusable.
+fn decode(path: &Path, key: &[u8], value: &[u8]) -> Option<PeerRecord> {
+    let key_peer = match PeerId::from_bytes(key) {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), key_len = key.len(), %error, "peer store: skipping entry whose key is not a peer id");
+            return None;
+        }
+    };
+    let stored = match proto::PeerRecord::decode(value) {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), peer = %key_peer, %error, "peer store: skipping corrupt record");
+            return None;
+        }
+    };
+    match PeerId::from_bytes(&stored.peer_id) {
+        Ok(peer) if peer == key_peer => {}
+        _ => {
+            tracing::warn!(path = %path.display(), peer = %key_peer, "peer store: skipping record whose peer id does not match its key");
+            return None;
+        }
+    }
+    let mut addresses = Vec::with_capacity(stored.addresses.len());
+    for text in &stored.addresses {
+        match text.parse::<PeerAddress>() {
+            Ok(address) if address.peer == key_peer => addresses.push(address),
+            Ok(address) => {
+                tracing::warn!(path = %path.display(), peer = %key_peer, %address, "peer store: dropping address that names another peer");
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), peer = %key_peer, address = %text, %error, "peer store: dropping unparsable address");
+            }
+        }
+    }
+    Some(PeerRecord {
+        peer: key_peer,
+        addresses,
+        persistent: stored.persistent,
+        score: stored.score,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    fn record(seed: u64, score: i64) -> PeerRecord {
+        let peer = Keypair::from_seed(seed).peer_id();
+        PeerRecord {
+            peer,
+            addresses: vec![
+                PeerAddress::memory(peer),
+                PeerAddress::tcp(peer, ([127, 0, 0, 1], 7400 + seed as u16).into()),
+            ],
+            persistent: seed % 2 == 0,
+            score,
+        }
+    }
+
+    fn sorted(mut records: Vec<PeerRecord>) -> Vec<PeerRecord> {
+        records.sort_by_key(|r| r.peer);
+        records
+    }
+
+    #[test]
+    fn save_load_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HeedPeerStore::open(dir.path()).unwrap();
+        let (a, b) = (record(1, 5), record(2, -300));
+        store.save(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(sorted(store.load().unwrap()), sorted(vec![a.clone(), b.clone()]));
+
+        let a2 = PeerRecord { score: 9, addresses: vec![], ..a.clone() };
+        store.save(std::slice::from_ref(&a2)).unwrap();
+        store.remove(&[b.peer, record(77, 0).peer]).unwrap();
+        assert_eq!(store.load().unwrap(), vec![a2]);
+    }
+
+    #[test]
+    fn records_survive_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("peers");
+        let records: Vec<_> = (0..50).map(|i| record(i, i as i64 - 25)).collect();
+        {
+            let mut store = HeedPeerStore::open(&path).unwrap();
+            store.save(&records).unwrap();
+        }
+        let store = HeedPeerStore::open(&path).unwrap();
+        assert_eq!(sorted(store.load().unwrap()), sorted(records));
+    }
+
+    #[test]
+    fn second_open_of_a_live_store_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = HeedPeerStore::open(dir.path()).unwrap();
+        let error = HeedPeerStore::open(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("cannot open peer store"), "{error}");
+    }
+
+    #[test]
+    fn corrupt_entries_are_skipped_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HeedPeerStore::open(dir.path()).unwrap();
+        let good = record(1, 3);
+        store.save(std::slice::from_ref(&good)).unwrap();
+
+        let victim = record(2, 0).peer;
+        let other = record(3, 0).peer;
+        let mismatched = proto::PeerRecord {
+            peer_id: other.as_bytes().to_vec().into(),
+            addresses: vec![],
+            persistent: false,
+            score: 0,
+        }
+        .encode_to_vec();
+        let bad_address = proto::PeerRecord {
+            peer_id: other.as_bytes().to_vec().into(),
+            addresses: vec![
+                "not an address".into(),
+                PeerAddress::memory(victim).to_string(),
+                PeerAddress::memory(other).to_string(),
+            ],
+            persistent: true,
+            score: -4,
+        }
+        .encode_to_vec();
+        let mut wtxn = store.env.write_txn().unwrap();
+        // Garbage bytes under a valid key.
+        store.db.put(&mut wtxn, victim.as_bytes(), &[0xff, 0xff, 0xff, 0x07]).unwrap();
+        // A key that is not a peer id.
+        store.db.put(&mut wtxn, b"short", &[]).unwrap();
+        // A record stored under another peer's key.
+        store.db.put(&mut wtxn, record(4, 0).peer.as_bytes(), &mismatched).unwrap();
+        // A record with one unparsable address and one naming another peer.
+        store.db.put(&mut wtxn, other.as_bytes(), &bad_address).unwrap();
+        wtxn.commit().unwrap();
+
+        let loaded = sorted(store.load().unwrap());
+        let expected = sorted(vec![
+            good,
+            PeerRecord {
+                peer: other,
+                addresses: vec![PeerAddress::memory(other)],
+                persistent: true,
+                score: -4,
+            },
+        ]);
+        assert_eq!(loaded, expected);
+    }
+}

@@ -1,0 +1,104 @@
+//! Persistence for what the [peer manager](crate::peer_manager) knows about
+//! other peers, so that a restarted node redials its peers.
+//!
+//! A [`PeerStore`] holds one [`PeerRecord`] per peer: its addresses, whether
+//! the config made it persistent, and its score. Two implementations:
+//!
+//! - [`MemoryPeerStore`] keeps records in a shared map. Cloning it shares the
+//!   map, so a test can hand one clone to a node, stop the node, and hand
+//!   another clone to the "restarted" node.
+//! - [`HeedPeerStore`] keeps records in LMDB (through heed) in one directory,
+//!   one database `peers`, keyed by the 32-byte peer id, valued by the Protobuf
+//!   [`crate::proto::PeerRecord`].
+//!
+//! # What a store promises
+//!
+//! - [`PeerStore::save`] is an upsert of all given records in one transaction:
+//!   either all of them are written or none is.
+//! - [`PeerStore::load`] returns every stored record it can decode. A record it
+//!   cannot decode (corrupt bytes, a key that is not a peer id, a key that does
+//!   not match the record) is skipped with a `tracing::warn!`, and an address it
+//!   cannot parse, or one that names another peer, is dropped from its record
+//!   with a warning: damaged data on disk never panics a node and never
+//!   prevents it from starting.
+//! - A store is as bounded as what is saved into it: the peer manager saves at
+//!   most `max_addresses` peers of at most `max_addresses_per_peer` addresses
+//!   each, and tells the store which peers it has forgotten.
+//!
+//! The store is written behind the peer manager (see
+//! [`PeerManager::take_dirty`](crate::peer_manager::PeerManager::take_dirty)):
+//! a crash loses at most the changes since the last save.
+
+mod heed;
+mod memory;
+
+use std::path::PathBuf;
+
+use crate::address::PeerAddress;
+use crate::identity::PeerId;
+
+pub use self::heed::HeedPeerStore;
+pub use self::memory::MemoryPeerStore;
+
+/// What is persisted about one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// The peer this record is about.
+    pub peer: PeerId,
+    /// Addresses at which the peer may be dialed; each names `peer`.
+    pub addresses: Vec<PeerAddress>,
+    /// Whether the config listed the peer as persistent when it was saved.
+    /// Informational: on load, persistence comes from the current config.
+    pub persistent: bool,
+    /// The peer's score (higher is better; at or below the ban threshold the
+    /// peer is banned).
+    pub score: i64,
+}
+
+/// Persistent storage of [`PeerRecord`]s.
+///
+/// Calls are synchronous: the peer manager's owner calls them, or hands them
+/// to a blocking task. Implementations must never panic on stored data.
+pub trait PeerStore: Send + 'static {
+    /// Every stored record. Records that cannot be decoded are skipped with a
+    /// warning, never an error or a panic.
+    fn load(&self) -> Result<Vec<PeerRecord>, PeerStoreError>;
+
+    /// Inserts or replaces `records`, all in one transaction.
+    fn save(&mut self, records: &[PeerRecord]) -> Result<(), PeerStoreError>;
+
+    /// Deletes the records of `peers`, all in one transaction. Unknown peers
+    /// are ignored.
+    fn remove(&mut self, peers: &[PeerId]) -> Result<(), PeerStoreError>;
+}
+
+/// Why a [`PeerStore`] operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerStoreError {
+    /// The store's directory could not be created.
+    #[error("cannot create peer store directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The LMDB environment or its `peers` database could not be opened.
+    #[error("cannot open peer store at {path}: {source}")]
+    Open {
+        /// The store's directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: ::heed::Error,
+    },
+    /// A read or write transaction failed.
+    #[error("peer store at {path}: {operation} failed: {source}")]
+    Database {
+        /// The store's directory.
+        path: PathBuf,
+        /// What was being done, e.g. "save 12 records".
+        operation: String,
+        /// The underlying error.
+        source: ::heed::Error,
+    },
+}

@@ -1,0 +1,347 @@
+//! The life of one connection: the `Hello` exchange, then one reader task and
+//! one writer task.
+//!
+//! The reader never waits on a reactor: a data frame is admitted only
+//! against credit we granted, so the channel's receive queue always has room
+//! for it. The writer never waits on a sender: it takes batches out of the
+//! outbox and waits only on the transport.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::PeerError;
+use crate::identity::PeerId;
+use crate::metrics::DropReason;
+use crate::proto::{self, GoodbyeReason};
+use crate::router::link::{Inbound, Link};
+use crate::router::outbox::Batch;
+use crate::router::shared::{ChannelTable, Shared};
+use crate::transport::{Connection, ConnectionError, Frame, FrameSink, FrameStream};
+
+/// Largest number of channels a peer may announce.
+const MAX_ANNOUNCED_CHANNELS: usize = 1024;
+/// Largest number of listen addresses a peer may announce.
+const MAX_ANNOUNCED_ADDRESSES: usize = 32;
+
+/// Why a handshake failed.
+#[derive(Debug, Clone)]
+pub(crate) struct HandshakeError {
+    /// The goodbye reason we give the remote.
+    pub reason: GoodbyeReason,
+    /// Words for the log and the remote.
+    pub detail: String,
+    /// A metric label.
+    pub label: &'static str,
+}
+
+impl HandshakeError {
+    fn new(reason: GoodbyeReason, label: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            label,
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.detail, self.label)
+    }
+}
+
+/// Exchanges `Hello` frames and checks the remote's: same network, same
+/// protocol version, the authenticated PeerId, sane announcements. On a
+/// mismatch the remote gets a goodbye saying why. Returns the remote's
+/// `NodeInfo` and any frames that arrived right behind its `Hello`.
+pub(crate) async fn handshake(
+    conn: &mut Connection,
+    ours: &proto::NodeInfo,
+) -> Result<(proto::NodeInfo, Vec<Frame>), HandshakeError> {
+    let mut out = vec![Frame::Hello(ours.clone())];
+    conn.sink.send(&mut out).await.map_err(|e| {
+        HandshakeError::new(GoodbyeReason::Unspecified, "io", format!("sending hello: {e}"))
+    })?;
+    let mut frames = Vec::new();
+    conn.stream.recv(&mut frames).await.map_err(|e| {
+        HandshakeError::new(GoodbyeReason::Unspecified, "io", format!("waiting for hello: {e}"))
+    })?;
+    let mut frames = frames.into_iter();
+    let theirs = match frames.next() {
+        Some(Frame::Hello(info)) => info,
+        Some(Frame::Goodbye(g)) => {
+            return Err(HandshakeError::new(
+                GoodbyeReason::Unspecified,
+                "remote_goodbye",
+                format!("remote refused: {:?} {}", g.reason(), g.detail),
+            ));
+        }
+        other => {
+            let err = HandshakeError::new(
+                GoodbyeReason::ProtocolViolation,
+                "protocol",
+                format!("expected hello, got {other:?}"),
+            );
+            refuse(conn.sink.as_mut(), &err).await;
+            return Err(err);
+        }
+    };
+    if let Err(err) = check_hello(conn.remote, ours, &theirs) {
+        refuse(conn.sink.as_mut(), &err).await;
+        return Err(err);
+    }
+    Ok((theirs, frames.collect()))
+}
+
+fn check_hello(
+    remote: PeerId,
+    ours: &proto::NodeInfo,
+    theirs: &proto::NodeInfo,
+) -> Result<(), HandshakeError> {
+    if theirs.network_id != ours.network_id {
+        return Err(HandshakeError::new(
+            GoodbyeReason::NetworkMismatch,
+            "network_mismatch",
+            format!(
+                "network id mismatch: we are {:?}, peer is {:?}",
+                ours.network_id, theirs.network_id
+            ),
+        ));
+    }
+    if theirs.protocol_version != ours.protocol_version {
+        return Err(HandshakeError::new(
+            GoodbyeReason::VersionMismatch,
+            "version_mismatch",
+            format!(
+                "protocol version mismatch: we speak {}, peer speaks {}",
+                ours.protocol_version, theirs.protocol_version
+            ),
+        ));
+    }
+    if theirs.peer_id.as_ref() != remote.as_bytes() {
+        return Err(HandshakeError::new(
+            GoodbyeReason::ProtocolViolation,
+            "peer_id_mismatch",
+            "hello names a PeerId other than the authenticated one",
+        ));
+    }
+    if theirs.channels.len() > MAX_ANNOUNCED_CHANNELS
+        || theirs.listen_addresses.len() > MAX_ANNOUNCED_ADDRESSES
+        || theirs.software_version.len() > 256
+    {
+        return Err(HandshakeError::new(
+            GoodbyeReason::ProtocolViolation,
+            "oversized_hello",
+            "hello announces too many channels or addresses",
+        ));
+    }
+    if let Some(c) = theirs
+        .channels
+        .iter()
+        .find(|c| c.id > u32::from(u16::MAX) || c.recv_window == 0)
+    {
+        return Err(HandshakeError::new(
+            GoodbyeReason::ProtocolViolation,
+            "bad_channel",
+            format!("hello announces channel {} with window {}", c.id, c.recv_window),
+        ));
+    }
+    Ok(())
+}
+
+/// Best effort: tell the remote why, then close.
+pub(crate) async fn refuse(sink: &mut dyn FrameSink, err: &HandshakeError) {
+    let mut out = vec![Frame::goodbye(err.reason, err.detail.clone())];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        if sink.send(&mut out).await.is_ok() {
+            sink.close().await;
+        }
+    })
+    .await;
+}
+
+/// Limits of one connection's tasks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    pub max_batch_frames: usize,
+    pub max_batch_bytes: usize,
+    /// How long a closing writer may take to flush its goodbye.
+    pub close_grace: Duration,
+}
+
+/// Runs a connection until it ends; returns why it ended.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    table: Arc<ChannelTable>,
+    link: Arc<Link>,
+    sink: Box<dyn FrameSink>,
+    stream: Box<dyn FrameStream>,
+    leftovers: Vec<Frame>,
+    limits: ConnectionLimits,
+) -> String {
+    let writer = tokio::spawn(write_loop(link.clone(), sink, limits));
+    let reason = read_loop(&shared, &table, &link, stream, leftovers).await;
+    // Whatever ended the reader, nothing more will be sent but the goodbye
+    // the reader may have queued.
+    link.close_with(None, &shared.metrics);
+    if tokio::time::timeout(limits.close_grace, writer).await.is_err() {
+        link.close.cancel();
+    }
+    link.close.cancel();
+    reason
+}
+
+async fn write_loop(link: Arc<Link>, mut sink: Box<dyn FrameSink>, limits: ConnectionLimits) {
+    let mut batch = Vec::with_capacity(limits.max_batch_frames);
+    let mut sent = vec![(0u64, 0u64); link.metrics.len()];
+    loop {
+        match link.outbox.next_batch(&mut batch, &mut sent, limits.max_batch_frames, limits.max_batch_bytes) {
+            Batch::Ready => {
+                link.record_sent(&mut sent);
+                let result = tokio::select! {
+                    biased;
+                    _ = link.close.cancelled() => break,
+                    result = sink.send(&mut batch) => result,
+                };
+                batch.clear();
+                if let Err(e) = result {
+                    tracing::debug!(peer = %link.peer.short(), error = %e, "writer stopped");
+                    break;
+                }
+            }
+            Batch::Idle => {
+                tokio::select! {
+                    biased;
+                    _ = link.close.cancelled() => break,
+                    _ = link.outbox.wait_for_work() => {}
+                }
+            }
+            Batch::Closed => {
+                let _ = tokio::time::timeout(limits.close_grace, sink.close()).await;
+                break;
+            }
+        }
+    }
+    link.close.cancel();
+}
+
+enum Step {
+    Continue,
+    End(String),
+}
+
+async fn read_loop(
+    shared: &Shared,
+    table: &ChannelTable,
+    link: &Arc<Link>,
+    mut stream: Box<dyn FrameStream>,
+    leftovers: Vec<Frame>,
+) -> String {
+    let mut frames = leftovers;
+    loop {
+        for frame in frames.drain(..) {
+            if let Step::End(reason) = on_frame(shared, table, link, frame) {
+                return reason;
+            }
+        }
+        let result = tokio::select! {
+            biased;
+            _ = link.close.cancelled() => return "closed locally".to_string(),
+            result = stream.recv(&mut frames) => result,
+        };
+        match result {
+            Ok(()) => {}
+            Err(ConnectionError::Closed) => return "remote closed the connection".to_string(),
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Frame) -> Step {
+    match frame {
+        Frame::Data { channel, payload } => {
+            let Some(index) = table.index_of(channel.0) else {
+                shared.metrics.drop("unknown", DropReason::UnknownChannel);
+                shared.report(link.peer, PeerError::UnknownChannel(channel));
+                return Step::Continue;
+            };
+            let slot = &table.slots[index];
+            let name = slot.descriptor.name;
+            if !link.take_credit(index) {
+                shared.metrics.drop(name, DropReason::FlowControl);
+                return violation(shared, link, PeerError::FlowControlViolation(channel));
+            }
+            let size = payload.len();
+            if size > slot.descriptor.max_message_size {
+                shared.metrics.drop(name, DropReason::TooLarge);
+                link.consumed(index);
+                shared.report(
+                    link.peer,
+                    PeerError::MessageTooLarge {
+                        channel: name,
+                        size,
+                        max: slot.descriptor.max_message_size,
+                    },
+                );
+                return Step::Continue;
+            }
+            let metrics = &link.metrics[index];
+            metrics.messages_received.inc();
+            metrics.bytes_received.inc_by(size as u64);
+            let inbound = Inbound {
+                link: link.clone(),
+                payload,
+            };
+            if let Err(e) = slot.inbound.try_send(inbound) {
+                let reason = match e {
+                    tokio::sync::mpsc::error::TrySendError::Full(_) => DropReason::ReceiverFull,
+                    tokio::sync::mpsc::error::TrySendError::Closed(_) => DropReason::ReceiverClosed,
+                };
+                shared.metrics.drop(name, reason);
+                link.consumed(index);
+            }
+            Step::Continue
+        }
+        Frame::Credit { channel, messages } => {
+            let granted = table
+                .index_of(channel.0)
+                .is_some_and(|index| link.outbox.add_credit(index, messages).is_ok());
+            if granted {
+                Step::Continue
+            } else {
+                violation(
+                    shared,
+                    link,
+                    PeerError::Protocol(format!(
+                        "credit of {messages} on channel {channel} exceeds the window we announced"
+                    )),
+                )
+            }
+        }
+        Frame::Goodbye(goodbye) => Step::End(format!(
+            "remote said goodbye: {:?} {}",
+            goodbye.reason(),
+            goodbye.detail
+        )),
+        Frame::Hello(_) => violation(shared, link, PeerError::Protocol("second hello".into())),
+    }
+}
+
+/// A fatal protocol violation: report it, say goodbye, end the reader.
+fn violation(shared: &Shared, link: &Link, error: PeerError) -> Step {
+    let detail = error.to_string();
+    tracing::info!(peer = %link.peer.short(), %detail, "protocol violation; disconnecting");
+    shared.report(link.peer, error);
+    link.close_with(
+        Some(Frame::goodbye(GoodbyeReason::ProtocolViolation, detail.clone())),
+        &shared.metrics,
+    );
+    Step::End(detail)
+}
+
+/// A fresh token for a connection, cancelled when the router stops hard.
+pub(crate) fn connection_token(hard_stop: &CancellationToken) -> CancellationToken {
+    hard_stop.child_token()
+}

@@ -1,0 +1,461 @@
+//! The router: owns transports and connections and moves typed messages
+//! between reactors' channels and peers.
+//!
+//! Build one with [`RouterBuilder`], open every channel on the builder, then
+//! [`start`](RouterBuilder::start) it. Channels are fixed at start because
+//! each peer learns our channels (and our receive window on each) in the
+//! `Hello` exchange.
+//!
+//! ```no_run
+//! # async fn example(transport: std::sync::Arc<dyn p2p::transport::Transport>) -> Result<(), Box<dyn std::error::Error>> {
+//! use p2p::{ChannelDescriptor, Keypair, RouterBuilder, RouterConfig};
+//!
+//! #[derive(Clone, PartialEq, prost::Message)]
+//! struct Ping { #[prost(uint64, tag = "1")] seq: u64 }
+//!
+//! let mut builder = RouterBuilder::new(Keypair::generate(), RouterConfig::default());
+//! builder.transport(transport);
+//! let (tx, mut rx) = builder.open_channel::<Ping>(ChannelDescriptor::new(0x10, "ping"))?;
+//! let router = builder.start()?;
+//! # let peer = router.local_peer_id();
+//! tx.send(peer, Ping { seq: 1 }).await?;      // waits for room
+//! let envelope = rx.recv().await;              // Some(Envelope { from, message })
+//! router.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Tasks: one supervisor (owns the peer manager and store), one accept loop
+//! per transport, one task per handshake and per dial, and per connection
+//! one reader and one writer. [`Router::shutdown`] says goodbye to every
+//! peer, waits a grace period, stops every task and flushes the peer store;
+//! when it returns no task of the router is left.
+
+mod connection;
+pub(crate) mod link;
+mod outbox;
+pub(crate) mod shared;
+pub(crate) mod supervisor;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use prost::Message;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::address::PeerAddress;
+use crate::channel::{ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender};
+use crate::identity::{Keypair, PeerId};
+use crate::metrics::Metrics;
+use crate::peer_manager::{AddAddressError, Direction, PeerManager, PeerManagerConfig};
+use crate::peer_store::{MemoryPeerStore, PeerStore, PeerStoreError};
+use crate::proto;
+use crate::transport::Transport;
+
+use self::shared::{ChannelSlot, ChannelTable, Shared};
+use self::supervisor::{Command, Event, Supervisor};
+
+/// The protocol version spoken in `Hello`; peers must match it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest `max_message_size` a channel may declare (16 MiB).
+pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// The largest receive window we honour from a peer.
+pub(crate) const MAX_WINDOW: u32 = 1 << 16;
+
+/// Router settings. Every field has a sensible default.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Nodes with different network ids refuse each other.
+    pub network_id: String,
+    /// Announced in `Hello`.
+    pub software_version: String,
+    /// Deadline for the `Hello` exchange.
+    pub handshake_timeout: Duration,
+    /// Deadline for a transport dial.
+    pub dial_timeout: Duration,
+    /// Inbound handshakes in progress at once; more are refused at once.
+    pub max_pending_handshakes: usize,
+    /// Peer manager settings (limits, backoff, bans, persistent peers).
+    pub peer_manager: PeerManagerConfig,
+    /// How often changed peer records are written to the store.
+    pub store_flush_interval: Duration,
+    /// Frames per writer batch.
+    pub max_batch_frames: usize,
+    /// Bytes per writer batch (a batch may exceed it by one message).
+    pub max_batch_bytes: usize,
+    /// Time a closing connection gets to send its goodbye.
+    pub close_grace: Duration,
+    /// Peer updates buffered per subscriber before it lags.
+    pub peer_update_buffer: usize,
+    /// Seed of the peer manager's jitter.
+    pub seed: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            network_id: "switchyard-local".into(),
+            software_version: concat!("switchyard/", env!("CARGO_PKG_VERSION")).into(),
+            handshake_timeout: Duration::from_secs(10),
+            dial_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 64,
+            peer_manager: PeerManagerConfig::default(),
+            store_flush_interval: Duration::from_secs(10),
+            max_batch_frames: 64,
+            max_batch_bytes: 256 * 1024,
+            close_grace: Duration::from_secs(2),
+            peer_update_buffer: 1024,
+            seed: rand::random(),
+        }
+    }
+}
+
+/// Why the router could not start or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// A channel could not be opened.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// The peer store could not be read.
+    #[error(transparent)]
+    Store(#[from] PeerStoreError),
+    /// The address was refused.
+    #[error(transparent)]
+    Address(#[from] AddAddressError),
+    /// The router has shut down.
+    #[error("router is shut down")]
+    Closed,
+    /// `start` was called outside a tokio runtime.
+    #[error("the router must be started inside a tokio runtime")]
+    NoRuntime,
+}
+
+/// A change in a peer's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerUpdate {
+    /// The peer.
+    pub peer: PeerId,
+    /// Up or down.
+    pub status: PeerStatus,
+}
+
+/// Whether a peer is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// Connected; the channels both sides serve.
+    Up {
+        /// Channels both sides serve.
+        channels: Vec<ChannelId>,
+        /// Who dialed.
+        direction: Direction,
+    },
+    /// Disconnected, and why.
+    Down {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A subscription to [`PeerUpdate`]s. It never slows the router down: a
+/// subscriber that falls more than `peer_update_buffer` updates behind
+/// loses the oldest and is told so ([`PeerUpdatesError::Lagged`]); it can
+/// resynchronise from [`Router::connected_peers`].
+#[derive(Debug)]
+pub struct PeerUpdates {
+    inner: broadcast::Receiver<PeerUpdate>,
+}
+
+/// Why [`PeerUpdates::recv`] returned no update.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerUpdatesError {
+    /// Updates were lost because the subscriber fell behind.
+    #[error("missed {0} peer updates")]
+    Lagged(u64),
+    /// The router has shut down.
+    #[error("router is shut down")]
+    Closed,
+}
+
+impl PeerUpdates {
+    /// The next update.
+    pub async fn recv(&mut self) -> Result<PeerUpdate, PeerUpdatesError> {
+        self.inner.recv().await.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(n) => PeerUpdatesError::Lagged(n),
+            broadcast::error::RecvError::Closed => PeerUpdatesError::Closed,
+        })
+    }
+}
+
+/// Collects transports, a peer store and channels, then starts a router.
+pub struct RouterBuilder {
+    keypair: Keypair,
+    config: RouterConfig,
+    transports: Vec<Arc<dyn Transport>>,
+    store: Option<Box<dyn PeerStore>>,
+    shared: Arc<Shared>,
+    events: mpsc::Receiver<Event>,
+    channels: Vec<ChannelSlot>,
+}
+
+impl std::fmt::Debug for RouterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("peer", &self.keypair.peer_id())
+            .field("channels", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouterBuilder {
+    /// A builder for a node with this identity and configuration.
+    pub fn new(keypair: Keypair, config: RouterConfig) -> Self {
+        let (events_tx, events) = mpsc::channel(1024);
+        let (updates, _) = broadcast::channel(config.peer_update_buffer.max(1));
+        let shared = Arc::new(Shared {
+            local: keypair.peer_id(),
+            metrics: Metrics::default(),
+            peers: Default::default(),
+            channels: Default::default(),
+            events: events_tx,
+            updates,
+            shutdown: CancellationToken::new(),
+        });
+        Self {
+            keypair,
+            config,
+            transports: Vec::new(),
+            store: None,
+            shared,
+            events,
+            channels: Vec::new(),
+        }
+    }
+
+    /// Adds a transport. Addresses are dialed by the transport whose scheme
+    /// they name.
+    pub fn transport(&mut self, transport: Arc<dyn Transport>) -> &mut Self {
+        self.transports.push(transport);
+        self
+    }
+
+    /// Sets the peer store (default: in memory).
+    pub fn peer_store(&mut self, store: Box<dyn PeerStore>) -> &mut Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The router's metrics, to register in a registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Opens a typed channel. Each channel id may be opened once.
+    pub fn open_channel<M: Message + Default>(
+        &mut self,
+        descriptor: ChannelDescriptor,
+    ) -> Result<(ChannelSender<M>, ChannelReceiver<M>), ChannelError> {
+        descriptor.validate()?;
+        if let Some(existing) = self.channels.iter().find(|c| c.descriptor.id == descriptor.id) {
+            return Err(ChannelError::DuplicateId {
+                id: descriptor.id,
+                existing: existing.descriptor.name,
+            });
+        }
+        // Every connected peer may have a full window in the queue at once.
+        let pm = &self.config.peer_manager;
+        let peers = pm.max_inbound + pm.max_outbound + pm.persistent_peers.len() + 1;
+        let capacity = descriptor.recv_buffer.saturating_mul(peers).max(1);
+        let (inbound_tx, inbound) = mpsc::channel(capacity);
+        let index = self.channels.len();
+        self.channels.push(ChannelSlot {
+            descriptor: descriptor.clone(),
+            inbound: inbound_tx,
+        });
+        Ok((
+            ChannelSender {
+                shared: self.shared.clone(),
+                index,
+                descriptor: descriptor.clone(),
+                _message: PhantomData,
+            },
+            ChannelReceiver {
+                shared: self.shared.clone(),
+                index,
+                descriptor,
+                inbound,
+                _message: PhantomData,
+            },
+        ))
+    }
+
+    /// Starts the router: loads the peer store, starts accepting on every
+    /// transport and dialing known peers. Must run inside a tokio runtime.
+    pub fn start(self) -> Result<Router, RouterError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| RouterError::NoRuntime)?;
+        let local = self.keypair.peer_id();
+        let store = self
+            .store
+            .unwrap_or_else(|| Box::new(MemoryPeerStore::new()));
+        let records = store.load()?;
+        let now = tokio::time::Instant::now().into_std();
+        let mut peer_manager =
+            PeerManager::new(local, self.config.peer_manager.clone(), self.config.seed, now);
+        peer_manager.load(records);
+        let table = Arc::new(ChannelTable::new(self.channels));
+        let listen_addresses: Vec<PeerAddress> = self
+            .transports
+            .iter()
+            .flat_map(|t| t.listen_addresses())
+            .collect();
+        let local_info = proto::NodeInfo {
+            protocol_version: PROTOCOL_VERSION,
+            network_id: self.config.network_id.clone(),
+            peer_id: local.as_bytes().to_vec().into(),
+            channels: table
+                .slots
+                .iter()
+                .map(|s| proto::ChannelInfo {
+                    id: u32::from(s.descriptor.id.0),
+                    recv_window: s.descriptor.recv_buffer as u32,
+                })
+                .collect(),
+            listen_addresses: listen_addresses.iter().map(ToString::to_string).collect(),
+            software_version: self.config.software_version.clone(),
+        };
+        let _ = self.shared.channels.set(table.clone());
+        let tracker = TaskTracker::new();
+        let supervisor = Supervisor {
+            shared: self.shared.clone(),
+            config: self.config,
+            table,
+            local_info,
+            peer_manager,
+            store,
+            transports: self.transports,
+            events: self.events,
+            tracker: tracker.clone(),
+            hard_stop: CancellationToken::new(),
+            next_conn_id: 0,
+        };
+        let handle = runtime.spawn(supervisor.run());
+        Ok(Router {
+            inner: Arc::new(RouterInner {
+                shared: self.shared,
+                listen_addresses,
+                tracker,
+                supervisor: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RouterInner {
+    shared: Arc<Shared>,
+    listen_addresses: Vec<PeerAddress>,
+    tracker: TaskTracker,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A running router. Cheap to clone; every clone controls the same router.
+#[derive(Debug, Clone)]
+pub struct Router {
+    inner: Arc<RouterInner>,
+}
+
+impl Router {
+    /// This node's PeerId.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.inner.shared.local
+    }
+
+    /// The addresses the transports listen on.
+    pub fn listen_addresses(&self) -> &[PeerAddress] {
+        &self.inner.listen_addresses
+    }
+
+    /// The router's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.shared.metrics
+    }
+
+    /// Subscribes to peer updates from now on.
+    pub fn subscribe(&self) -> PeerUpdates {
+        PeerUpdates {
+            inner: self.inner.shared.updates.subscribe(),
+        }
+    }
+
+    /// The connected peers, in PeerId order.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.inner.shared.peers.read().keys().copied().collect()
+    }
+
+    /// Whether `peer` is connected.
+    pub fn is_connected(&self, peer: PeerId) -> bool {
+        self.inner.shared.peers.read().contains_key(&peer)
+    }
+
+    /// What `peer` announced in its `Hello`, if connected.
+    pub fn peer_info(&self, peer: PeerId) -> Option<proto::NodeInfo> {
+        self.inner.shared.link(peer).map(|l| l.remote_info.clone())
+    }
+
+    async fn command<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, RouterError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .shared
+            .events
+            .send(Event::Command(make(reply)))
+            .await
+            .map_err(|_| RouterError::Closed)?;
+        rx.await.map_err(|_| RouterError::Closed)
+    }
+
+    /// Adds `address` to the address book; the peer manager dials it when a
+    /// slot is free. Returns whether the address was new.
+    pub async fn dial(&self, address: PeerAddress) -> Result<bool, RouterError> {
+        Ok(self
+            .command(|reply| Command::AddAddress { address, reply })
+            .await??)
+    }
+
+    /// Disconnects `peer` with a goodbye, banning it for `ban` if given.
+    /// Returns whether it was connected.
+    pub async fn disconnect(&self, peer: PeerId, ban: Option<Duration>) -> Result<bool, RouterError> {
+        self.command(|reply| Command::Disconnect { peer, ban, reply })
+            .await
+    }
+
+    /// The peer manager's score of `peer`, if it knows the peer.
+    pub async fn score(&self, peer: PeerId) -> Result<Option<i64>, RouterError> {
+        self.command(|reply| Command::Score { peer, reply }).await
+    }
+
+    /// Tasks of this router still running (0 after [`shutdown`](Self::shutdown)).
+    pub fn running_tasks(&self) -> usize {
+        let supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .as_ref()
+            .is_some_and(|h| !h.is_finished());
+        self.inner.tracker.len() + usize::from(supervisor)
+    }
+
+    /// Shuts down gracefully: goodbye to every peer, every task stopped, the
+    /// peer store flushed. Receivers return `None` once drained.
+    pub async fn shutdown(&self) {
+        self.inner.shared.shutdown.cancel();
+        let handle = self.inner.supervisor.lock().take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The send side of one connection: a bounded FIFO per channel, the credit
+//! the remote granted per channel, and a deficit-round-robin scheduler that
+//! picks which channel's message goes next.
+//!
+//! Senders push into a channel's queue under a short lock; the connection's
+//! writer task takes batches out. Nobody holds the lock across an `.await`.
+//! The scheduler never reorders messages of one channel (each queue is a
+//! FIFO) and never starves a channel: every channel with a message and
+//! credit gets `priority × QUANTUM` bytes per round.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::channel::ChannelId;
+use crate::transport::Frame;
+
+/// Bytes a channel of priority 1 may send per round.
+pub(crate) const QUANTUM: i64 = 1024;
+
+/// Why a push failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The queue is full.
+    Full,
+    /// The connection is closing or closed.
+    Closed,
+    /// The remote does not serve this channel.
+    Unsupported,
+}
+
+/// A channel's send queue on one connection.
+#[derive(Debug)]
+pub(crate) struct ChannelQueue {
+    pub id: ChannelId,
+    quantum: i64,
+    deficit: i64,
+    messages: VecDeque<Bytes>,
+    max_messages: usize,
+    /// Messages the remote lets us send; `None` if it does not serve the
+    /// channel.
+    credit: Option<u32>,
+    /// The largest credit the remote may have outstanding (its window).
+    window: u32,
+    /// A sender found the queue full and waits for room.
+    waiters: bool,
+}
+
+/// Configuration of one channel's queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueConfig {
+    pub id: ChannelId,
+    pub priority: u8,
+    pub max_messages: usize,
+    /// The remote's receive window on this channel, `None` if it does not
+    /// serve it.
+    pub remote_window: Option<u32>,
+}
+
+/// What [`Outbox::next_batch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Frames were appended.
+    Ready,
+    /// Nothing to send now; the writer should wait for a wake-up.
+    Idle,
+    /// The outbox is closed and drained: the writer should end.
+    Closed,
+}
+
+#[derive(Debug)]
+struct State {
+    queues: Vec<ChannelQueue>,
+    control: VecDeque<Frame>,
+    cursor: usize,
+    in_service: bool,
+    closed: bool,
+    writer_idle: bool,
+}
+
+/// One connection's outbound queues.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    writer_wake: Notify,
+    room: Vec<Notify>,
+}
+
+impl Outbox {
+    pub fn new(configs: &[QueueConfig]) -> Self {
+        let queues = configs
+            .iter()
+            .map(|c| ChannelQueue {
+                id: c.id,
+                quantum: QUANTUM * i64::from(c.priority.max(1)),
+                deficit: 0,
+                messages: VecDeque::new(),
+                max_messages: c.max_messages,
+                credit: c.remote_window,
+                window: c.remote_window.unwrap_or(0),
+                waiters: false,
+            })
+            .collect();
+        Self {
+            state: Mutex::new(State {
+                queues,
+                control: VecDeque::new(),
+                cursor: 0,
+                in_service: false,
+                closed: false,
+                writer_idle: false,
+            }),
+            writer_wake: Notify::new(),
+            room: configs.iter().map(|_| Notify::new()).collect(),
+        }
+    }
+
+    /// Whether the remote serves channel `index`.
+    pub fn serves(&self, index: usize) -> bool {
+        self.state
+            .lock()
+            .queues
+            .get(index)
+            .is_some_and(|q| q.credit.is_some())
+    }
+
+    /// Queues `payload` on channel `index` if there is room; gives the
+    /// payload back otherwise.
+    pub fn try_push(&self, index: usize, payload: Bytes) -> Result<(), (PushError, Bytes)> {
+        let wake = {
+            let mut state = self.state.lock();
+            if state.closed {
+                return Err((PushError::Closed, payload));
+            }
+            let Some(queue) = state.queues.get_mut(index) else {
+                return Err((PushError::Unsupported, payload));
+            };
+            if queue.credit.is_none() {
+                return Err((PushError::Unsupported, payload));
+            }
+            if queue.messages.len() >= queue.max_messages {
+                queue.waiters = true;
+                return Err((PushError::Full, payload));
+            }
+            queue.messages.push_back(payload);
+            std::mem::replace(&mut state.writer_idle, false)
+        };
+        if wake {
+            self.writer_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues `payload` on channel `index`, waiting for room.
+    pub async fn push(&self, index: usize, mut payload: Bytes) -> Result<(), PushError> {
+        let Some(room) = self.room.get(index) else {
+            return Err(PushError::Unsupported);
+        };
+        loop {
+            let notified = room.notified();
+            tokio::pin!(notified);
+            // Register before looking, so a wake-up between the look and the
+            // wait is not lost.
+            notified.as_mut().enable();
+            match self.try_push(index, payload) {
+                Ok(()) => return Ok(()),
+                Err((PushError::Full, back)) => payload = back,
+                Err((other, _)) => return Err(other),
+            }
+            notified.await;
+        }
+    }
+
+    /// Queues a control frame; control frames go before data.
+    pub fn push_control(&self, frame: Frame) {
+        let wake = {
+            let mut state = self.state.lock();
+            if state.closed {
+                return;
+            }
+            state.control.push_back(frame);
+            std::mem::replace(&mut state.writer_idle, false)
+        };
+        if wake {
+            self.writer_wake.notify_one();
+        }
+    }
+
+    /// The remote returned `messages` credits on channel `index`. An error
+    /// means the remote granted more than its own window: a protocol
+    /// violation.
+    pub fn add_credit(&self, index: usize, messages: u32) -> Result<(), ()> {
+        let wake = {
+            let mut state = self.state.lock();
+            let Some(queue) = state.queues.get_mut(index) else {
+                return Err(());
+            };
+            let Some(credit) = queue.credit.as_mut() else {
+                return Err(());
+            };
+            let total = credit.saturating_add(messages);
+            if total > queue.window {
+                return Err(());
+            }
+            *credit = total;
+            !queue.messages.is_empty() && std::mem::replace(&mut state.writer_idle, false)
+        };
+        if wake {
+            self.writer_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Closes the outbox after `goodbye` (if any) is sent. Returns, per
+    /// channel index, the number of queued messages that will never be sent.
+    pub fn close(&self, goodbye: Option<Frame>) -> Vec<(usize, usize)> {
+        let dropped = {
+            let mut state = self.state.lock();
+            if state.closed {
+                return Vec::new();
+            }
+            state.closed = true;
+            if let Some(frame) = goodbye {
+                state.control.push_back(frame);
+            }
+            state
+                .queues
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, q)| !q.messages.is_empty())
+                .map(|(i, q)| {
+                    let n = q.messages.len();
+                    q.messages.clear();
+                    (i, n)
+                })
+                .collect()
+        };
+        self.writer_wake.notify_one();
+        for room in &self.room {
+            room.notify_waiters();
+        }
+        dropped
+    }
+
+    /// Waits until the writer may have something to do.
+    pub async fn wait_for_work(&self) {
+        self.writer_wake.notified().await;
+    }
+
+    /// Appends up to `max_frames` frames (and about `max_bytes`) to `out`:
+    /// control frames first, then data chosen by deficit round robin among
+    /// channels that have both a message and credit. `sent` receives, per
+    /// channel index, how many messages and bytes were taken.
+    pub fn next_batch(
+        &self,
+        out: &mut Vec<Frame>,
+        sent: &mut [(u64, u64)],
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Batch {
+        let mut freed = Vec::new();
+        let result = {
+            let mut guard = self.state.lock();
+            let state = &mut *guard;
+            let mut bytes = 0usize;
+            while out.len() < max_frames {
+                match state.control.pop_front() {
+                    Some(frame) => out.push(frame),
+                    None => break,
+                }
+            }
+            let n = state.queues.len();
+            let mut idle_scan = 0;
+            while !state.closed && n > 0 && out.len() < max_frames && bytes < max_bytes && idle_scan < n {
+                let cursor = state.cursor;
+                let queue = &mut state.queues[cursor];
+                let credit = queue.credit.unwrap_or(0);
+                if queue.messages.is_empty() || credit == 0 {
+                    if queue.messages.is_empty() {
+                        queue.deficit = 0;
+                    }
+                    state.cursor = (cursor + 1) % n;
+                    state.in_service = false;
+                    idle_scan += 1;
+                    continue;
+                }
+                if !state.in_service {
+                    queue.deficit += queue.quantum;
+                    state.in_service = true;
+                }
+                let head = queue.messages.front().map_or(0, |m| m.len()) as i64;
+                if queue.deficit >= head {
+                    let Some(payload) = queue.messages.pop_front() else {
+                        break;
+                    };
+                    queue.deficit -= head;
+                    queue.credit = Some(credit - 1);
+                    bytes += payload.len();
+                    if let Some(s) = sent.get_mut(cursor) {
+                        s.0 += 1;
+                        s.1 += payload.len() as u64;
+                    }
+                    if queue.waiters {
+                        queue.waiters = false;
+                        freed.push(cursor);
+                    }
+                    out.push(Frame::Data {
+                        channel: queue.id,
+                        payload,
+                    });
+                    idle_scan = 0;
+                } else {
+                    state.cursor = (cursor + 1) % n;
+                    state.in_service = false;
+                }
+            }
+            if !out.is_empty() {
+                Batch::Ready
+            } else if state.closed {
+                Batch::Closed
+            } else {
+                state.writer_idle = true;
+                Batch::Idle
+            }
+        };
+        for index in freed {
+            self.room[index].notify_waiters();
+        }
+        result
+    }
+
+    /// Messages queued on channel `index`.
+    #[cfg(test)]
+    pub fn queued(&self, index: usize) -> usize {
+        self.state.lock().queues[index].messages.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox(configs: &[(u16, u8, usize, Option<u32>)]) -> Outbox {
+        let configs: Vec<_> = configs
+            .iter()
+            .map(|&(id, priority, max_messages, remote_window)| QueueConfig {
+                id: ChannelId(id),
+                priority,
+                max_messages,
+                remote_window,
+            })
+            .collect();
+        Outbox::new(&configs)
+    }
+
+    fn payload(channel: u8, seq: u32, len: usize) -> Bytes {
+        let mut v = vec![channel; len.max(5)];
+        v[1..5].copy_from_slice(&seq.to_be_bytes());
+        Bytes::from(v)
+    }
+
+    fn drain(outbox: &Outbox, max_frames: usize) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut sent = vec![(0, 0); 8];
+        let _ = outbox.next_batch(&mut out, &mut sent, max_frames, usize::MAX);
+        out
+    }
+
+    #[test]
+    fn fifo_within_a_channel_under_mixed_priorities() {
+        let ob = outbox(&[(1, 1, 100, Some(1000)), (2, 8, 100, Some(1000))]);
+        for seq in 0..50 {
+            ob.try_push(0, payload(1, seq, 100)).expect("room");
+            ob.try_push(1, payload(2, seq, 300)).expect("room");
+        }
+        let mut next = [0u32; 2];
+        loop {
+            let frames = drain(&ob, 7);
+            if frames.is_empty() {
+                break;
+            }
+            for f in frames {
+                let Frame::Data { channel, payload } = f else { panic!("data") };
+                let idx = usize::from(channel.0 - 1);
+                let seq = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
+                assert_eq!(seq, next[idx], "channel {channel} out of order");
+                next[idx] += 1;
+            }
+        }
+        assert_eq!(next, [50, 50]);
+    }
+
+    #[test]
+    fn low_priority_gets_its_weighted_share_under_saturation() {
+        let ob = outbox(&[(1, 1, 10_000, Some(u32::MAX)), (2, 4, 10_000, Some(u32::MAX))]);
+        for seq in 0..4000 {
+            ob.try_push(0, payload(1, seq, 256)).expect("room");
+            ob.try_push(1, payload(2, seq, 256)).expect("room");
+        }
+        let mut bytes = [0usize; 2];
+        for _ in 0..200 {
+            for f in drain(&ob, 16) {
+                let Frame::Data { channel, payload } = f else { panic!("data") };
+                bytes[usize::from(channel.0 - 1)] += payload.len();
+            }
+        }
+        let low_share = bytes[0] as f64 / (bytes[0] + bytes[1]) as f64;
+        // Weighted share is 1/5 = 0.2.
+        assert!((0.18..=0.22).contains(&low_share), "low share {low_share}");
+    }
+
+    #[test]
+    fn no_credit_no_send_and_credit_resumes() {
+        let ob = outbox(&[(1, 1, 10, Some(2))]);
+        for seq in 0..5 {
+            ob.try_push(0, payload(1, seq, 10)).expect("room");
+        }
+        assert_eq!(drain(&ob, 100).len(), 2);
+        assert_eq!(drain(&ob, 100).len(), 0);
+        ob.add_credit(0, 2).expect("within window");
+        assert_eq!(drain(&ob, 100).len(), 2);
+        assert!(ob.add_credit(0, 3).is_err(), "more than the window is a violation");
+    }
+
+    #[test]
+    fn full_queue_refuses_and_unsupported_channel_is_reported() {
+        let ob = outbox(&[(1, 1, 2, Some(10)), (2, 1, 2, None)]);
+        ob.try_push(0, payload(1, 0, 1)).expect("room");
+        ob.try_push(0, payload(1, 1, 1)).expect("room");
+        assert_eq!(ob.try_push(0, payload(1, 2, 1)).map_err(|e| e.0), Err(PushError::Full));
+        assert_eq!(ob.try_push(1, payload(2, 0, 1)).map_err(|e| e.0), Err(PushError::Unsupported));
+        assert_eq!(ob.close(None), vec![(0, 2)]);
+        assert_eq!(ob.try_push(0, payload(1, 3, 1)).map_err(|e| e.0), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn control_frames_go_first_and_goodbye_is_sent_after_close() {
+        let ob = outbox(&[(1, 1, 10, Some(10))]);
+        ob.try_push(0, payload(1, 0, 1)).expect("room");
+        ob.push_control(Frame::Credit { channel: ChannelId(1), messages: 3 });
+        let frames = drain(&ob, 10);
+        assert!(matches!(frames[0], Frame::Credit { .. }));
+        assert_eq!(frames.len(), 2);
+        ob.close(Some(Frame::goodbye(crate::proto::GoodbyeReason::Shutdown, "bye")));
+        let mut out = Vec::new();
+        let mut sent = vec![(0, 0); 1];
+        assert_eq!(ob.next_batch(&mut out, &mut sent, 10, usize::MAX), Batch::Ready);
+        assert!(matches!(out[0], Frame::Goodbye(_)));
+        out.clear();
+        assert_eq!(ob.next_batch(&mut out, &mut sent, 10, usize::MAX), Batch::Closed);
+    }
+
+    #[tokio::test]
+    async fn push_waits_for_room_then_completes() {
+        let ob = std::sync::Arc::new(outbox(&[(1, 1, 1, Some(10))]));
+        ob.try_push(0, payload(1, 0, 1)).expect("room");
+        let waiter = {
+            let ob = ob.clone();
+            tokio::spawn(async move { ob.push(0, payload(1, 1, 1)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        assert_eq!(drain(&ob, 1).len(), 1);
+        assert_eq!(waiter.await.ok(), Some(Ok(())));
+        assert_eq!(ob.queued(0), 1);
+    }
+}

@@ -1,0 +1,88 @@
+//! State shared by the router's handle, its channels and its tasks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{ChannelDescriptor, PeerError};
+use crate::identity::PeerId;
+use crate::metrics::Metrics;
+use crate::router::PeerUpdate;
+use crate::router::link::{Inbound, Link};
+use crate::router::supervisor::Event;
+
+/// A channel as the reader sees it.
+#[derive(Debug)]
+pub(crate) struct ChannelSlot {
+    pub descriptor: ChannelDescriptor,
+    pub inbound: mpsc::Sender<Inbound>,
+}
+
+/// Every channel of the router, fixed at start.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelTable {
+    pub slots: Vec<ChannelSlot>,
+    by_id: HashMap<u16, usize>,
+}
+
+impl ChannelTable {
+    pub fn new(slots: Vec<ChannelSlot>) -> Self {
+        let by_id = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.descriptor.id.0, i))
+            .collect();
+        Self { slots, by_id }
+    }
+
+    pub fn index_of(&self, id: u16) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    pub fn descriptors(&self) -> Vec<ChannelDescriptor> {
+        self.slots.iter().map(|s| s.descriptor.clone()).collect()
+    }
+}
+
+/// What every part of the router shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub local: PeerId,
+    pub metrics: Metrics,
+    /// Connected peers. Written only by the supervisor; read on every send.
+    pub peers: RwLock<BTreeMap<PeerId, Arc<Link>>>,
+    pub channels: OnceLock<Arc<ChannelTable>>,
+    pub events: mpsc::Sender<Event>,
+    pub updates: broadcast::Sender<PeerUpdate>,
+    /// Cancelled when the router begins to shut down.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub fn link(&self, peer: PeerId) -> Option<Arc<Link>> {
+        self.peers.read().get(&peer).cloned()
+    }
+
+    /// Every connected peer's link, in PeerId order.
+    pub fn links(&self) -> Vec<Arc<Link>> {
+        self.peers.read().values().cloned().collect()
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Sends a misbehaviour report to the supervisor. Never waits: when the
+    /// supervisor is swamped the report is dropped (the peer keeps its
+    /// score), which is logged and counted as a report.
+    pub fn report(&self, peer: PeerId, error: PeerError) {
+        self.metrics.peer_reports.inc();
+        tracing::debug!(peer = %peer.short(), %error, "peer reported");
+        if self.events.try_send(Event::Report { peer, error }).is_err() {
+            tracing::warn!(peer = %peer.short(), "report dropped: router event queue full");
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! The supervisor: the one task that owns the peer manager, the peer store
+//! and the table of connected peers. Every other task talks to it through
+//! one bounded event queue; it never waits on a peer, a reactor or a
+//! subscriber (peer updates go out on a broadcast channel that drops for
+//! laggards instead of blocking).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::address::PeerAddress;
+use crate::channel::PeerError;
+use crate::identity::PeerId;
+use crate::metrics::DirectionLabels;
+use crate::peer_manager::{
+    AddAddressError, AddressSource, Admission, Direction, PeerManager, ReportOutcome,
+};
+use crate::peer_store::PeerStore;
+use crate::proto::{self, GoodbyeReason};
+use crate::router::connection::{self, ConnectionLimits, HandshakeError};
+use crate::router::link::Link;
+use crate::router::shared::{ChannelTable, Shared};
+use crate::router::{PeerStatus, PeerUpdate, RouterConfig};
+use crate::transport::{Connection, Frame, Transport, TransportError};
+
+/// Something the supervisor must handle.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A connection passed the `Hello` exchange.
+    Ready {
+        conn: Connection,
+        info: proto::NodeInfo,
+        leftovers: Vec<Frame>,
+    },
+    /// An outbound dial or its handshake failed.
+    DialFailed { peer: PeerId, error: String },
+    /// A connection ended.
+    Closed {
+        peer: PeerId,
+        conn_id: u64,
+        reason: String,
+    },
+    /// A peer misbehaved.
+    Report { peer: PeerId, error: PeerError },
+    /// A request from the router's handle.
+    Command(Command),
+}
+
+/// Requests from the [`Router`](crate::router::Router) handle.
+#[derive(Debug)]
+pub(crate) enum Command {
+    AddAddress {
+        address: PeerAddress,
+        reply: oneshot::Sender<Result<bool, AddAddressError>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        ban: Option<Duration>,
+        reply: oneshot::Sender<bool>,
+    },
+    Score {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<i64>>,
+    },
+}
+
+pub(crate) struct Supervisor {
+    pub shared: Arc<Shared>,
+    pub config: RouterConfig,
+    pub table: Arc<ChannelTable>,
+    pub local_info: proto::NodeInfo,
+    pub peer_manager: PeerManager,
+    pub store: Box<dyn PeerStore>,
+    pub transports: Vec<Arc<dyn Transport>>,
+    pub events: mpsc::Receiver<Event>,
+    pub tracker: TaskTracker,
+    /// Cancelled after the graceful part of shutdown: ends every connection.
+    pub hard_stop: CancellationToken,
+    pub next_conn_id: u64,
+}
+
+impl Supervisor {
+    pub async fn run(mut self) {
+        let handshakes = Arc::new(Semaphore::new(self.config.max_pending_handshakes));
+        for transport in &self.transports {
+            self.tracker.spawn(accept_loop(
+                self.shared.clone(),
+                transport.clone(),
+                self.local_info.clone(),
+                self.config.handshake_timeout,
+                handshakes.clone(),
+                self.tracker.clone(),
+            ));
+        }
+        let mut flush = tokio::time::interval(self.config.store_flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.start_dials();
+            let wake = self
+                .peer_manager
+                .next_dial_at()
+                .map(Instant::from_std)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => break,
+                Some(event) = self.events.recv() => self.on_event(event),
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = flush.tick() => self.flush_store(),
+            }
+        }
+        self.stop().await;
+    }
+
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    fn start_dials(&mut self) {
+        let now = self.now();
+        while let Some(address) = self.peer_manager.next_dial(now) {
+            let Some(transport) = self
+                .transports
+                .iter()
+                .find(|t| t.scheme() == address.scheme())
+                .cloned()
+            else {
+                tracing::debug!(%address, "no transport for this address");
+                self.shared.metrics.dial_failures.inc();
+                self.peer_manager.dial_failed(address.peer, now);
+                continue;
+            };
+            self.shared.metrics.dial_attempts.inc();
+            self.tracker.spawn(dial(
+                self.shared.clone(),
+                transport,
+                address,
+                self.local_info.clone(),
+                self.config.dial_timeout,
+                self.config.handshake_timeout,
+            ));
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Ready {
+                conn,
+                info,
+                leftovers,
+            } => self.on_ready(conn, info, leftovers),
+            Event::DialFailed { peer, error } => {
+                tracing::debug!(peer = %peer.short(), %error, "dial failed");
+                self.shared.metrics.dial_failures.inc();
+                let now = self.now();
+                self.peer_manager.dial_failed(peer, now);
+            }
+            Event::Closed {
+                peer,
+                conn_id,
+                reason,
+            } => self.on_closed(peer, conn_id, &reason),
+            Event::Report { peer, error } => self.on_report(peer, error),
+            Event::Command(command) => self.on_command(command),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = self.now();
+        match command {
+            Command::AddAddress { address, reply } => {
+                let result = self.peer_manager.add_address(address, AddressSource::Manual);
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { peer, ban, reply } => {
+                let reason = match ban {
+                    Some(duration) => {
+                        self.peer_manager.ban(peer, duration, now);
+                        GoodbyeReason::Banned
+                    }
+                    None => GoodbyeReason::DisconnectRequested,
+                };
+                let connected = self.disconnect(peer, reason, "requested by the operator");
+                let _ = reply.send(connected);
+            }
+            Command::Score { peer, reply } => {
+                let _ = reply.send(self.peer_manager.score(peer));
+            }
+        }
+    }
+
+    fn on_report(&mut self, peer: PeerId, error: PeerError) {
+        let now = self.now();
+        let outcome = self.peer_manager.report(peer, error.penalty(), now);
+        let detail = error.to_string();
+        match outcome {
+            ReportOutcome::Ban { .. } => {
+                tracing::info!(peer = %peer.short(), %detail, "banning peer");
+                self.disconnect(peer, GoodbyeReason::Banned, &detail);
+            }
+            ReportOutcome::Disconnect => {
+                self.disconnect(peer, GoodbyeReason::ProtocolViolation, &detail);
+            }
+            ReportOutcome::Noted if error.is_fatal() => {
+                self.disconnect(peer, GoodbyeReason::ProtocolViolation, &detail);
+            }
+            ReportOutcome::Noted => {}
+        }
+    }
+
+    /// Says goodbye to `peer` and closes its connection; the reader reports
+    /// `Closed` when it is gone. Returns whether it was connected.
+    fn disconnect(&mut self, peer: PeerId, reason: GoodbyeReason, detail: &str) -> bool {
+        match self.shared.link(peer) {
+            Some(link) => {
+                link.close_with(Some(Frame::goodbye(reason, detail)), &self.shared.metrics);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn on_ready(&mut self, conn: Connection, info: proto::NodeInfo, leftovers: Vec<Frame>) {
+        let peer = conn.remote;
+        let now = self.now();
+        if let Some(existing) = self.shared.link(peer) {
+            // Both sides dialed at once. Both keep the connection dialed by
+            // the smaller PeerId, so they agree without talking.
+            let dialer = |direction| match direction {
+                Direction::Outbound => self.shared.local,
+                Direction::Inbound => peer,
+            };
+            if dialer(existing.direction) <= dialer(conn.direction) {
+                if conn.direction == Direction::Outbound {
+                    // Ends the dial in the peer manager's books.
+                    let _ = self.peer_manager.dialed(peer, now);
+                }
+                self.refuse(conn, GoodbyeReason::Duplicate, "duplicate");
+                return;
+            }
+            self.remove_link(&existing, "replaced by a simultaneous connection");
+            existing.close_with(
+                Some(Frame::goodbye(GoodbyeReason::Duplicate, "replaced")),
+                &self.shared.metrics,
+            );
+        }
+        let admission = match conn.direction {
+            Direction::Outbound => self.peer_manager.dialed(peer, now),
+            Direction::Inbound => self.peer_manager.accepted(peer, conn.remote_ip, now),
+        };
+        let evict = match admission {
+            Admission::Reject(reason) => {
+                tracing::debug!(peer = %peer.short(), %reason, "connection refused");
+                let goodbye = match reason {
+                    crate::peer_manager::RejectReason::Banned => GoodbyeReason::Banned,
+                    _ => GoodbyeReason::Rejected,
+                };
+                let label = reject_label(&reason);
+                self.refuse_with(conn, goodbye, label, reason.to_string());
+                return;
+            }
+            Admission::Admit { evict } => evict,
+        };
+        if let Some(victim) = evict {
+            if !self.disconnect(victim, GoodbyeReason::Evicted, "evicted for a better peer") {
+                self.peer_manager.disconnected(victim, now);
+            }
+        }
+        self.next_conn_id += 1;
+        let link = Arc::new(Link::new(
+            peer,
+            self.next_conn_id,
+            conn.direction,
+            info,
+            &self.table.descriptors(),
+            &self.shared.metrics,
+            connection::connection_token(&self.hard_stop),
+        ));
+        self.shared.peers.write().insert(peer, link.clone());
+        self.direction_gauge(conn.direction).inc();
+        let channels = link.common_channels();
+        tracing::debug!(peer = %peer.short(), direction = %conn.direction, "peer up");
+        let shared = self.shared.clone();
+        let table = self.table.clone();
+        let limits = ConnectionLimits {
+            max_batch_frames: self.config.max_batch_frames,
+            max_batch_bytes: self.config.max_batch_bytes,
+            close_grace: self.config.close_grace,
+        };
+        let direction = conn.direction;
+        self.tracker.spawn(async move {
+            let conn_id = link.conn_id;
+            let reason = connection::run(
+                shared.clone(),
+                table,
+                link,
+                conn.sink,
+                conn.stream,
+                leftovers,
+                limits,
+            )
+            .await;
+            let closed = Event::Closed {
+                peer,
+                conn_id,
+                reason,
+            };
+            tokio::select! {
+                biased;
+                _ = shared.events.send(closed) => {}
+                _ = shared.shutdown.cancelled() => {}
+            }
+        });
+        let _ = self.shared.updates.send(PeerUpdate {
+            peer,
+            status: PeerStatus::Up {
+                channels,
+                direction,
+            },
+        });
+    }
+
+    fn on_closed(&mut self, peer: PeerId, conn_id: u64, reason: &str) {
+        let Some(link) = self.shared.link(peer).filter(|l| l.conn_id == conn_id) else {
+            // An older connection that was already replaced.
+            return;
+        };
+        self.remove_link(&link, reason);
+    }
+
+    /// Takes `link` out of the table and tells everyone the peer is down.
+    fn remove_link(&mut self, link: &Link, reason: &str) {
+        let now = self.now();
+        self.shared.peers.write().remove(&link.peer);
+        self.peer_manager.disconnected(link.peer, now);
+        self.direction_gauge(link.direction).dec();
+        for m in &link.metrics {
+            self.shared.metrics.remove_link_channel(m);
+        }
+        tracing::debug!(peer = %link.peer.short(), %reason, "peer down");
+        let _ = self.shared.updates.send(PeerUpdate {
+            peer: link.peer,
+            status: PeerStatus::Down {
+                reason: reason.to_string(),
+            },
+        });
+    }
+
+    fn direction_gauge(
+        &self,
+        direction: Direction,
+    ) -> prometheus_client::metrics::gauge::Gauge {
+        self.shared
+            .metrics
+            .peers
+            .get_or_create(&DirectionLabels {
+                direction: direction.to_string(),
+            })
+            .clone()
+    }
+
+    fn refuse(&self, conn: Connection, reason: GoodbyeReason, label: &'static str) {
+        self.refuse_with(conn, reason, label, label.to_string());
+    }
+
+    fn refuse_with(&self, conn: Connection, reason: GoodbyeReason, label: &'static str, detail: String) {
+        self.shared.metrics.refused(label);
+        let err = HandshakeError {
+            reason,
+            detail,
+            label,
+        };
+        let mut sink = conn.sink;
+        self.tracker.spawn(async move {
+            connection::refuse(sink.as_mut(), &err).await;
+        });
+    }
+
+    fn flush_store(&mut self) {
+        let dirty = self.peer_manager.take_dirty();
+        if !dirty.is_empty()
+            && let Err(e) = self.store.save(&dirty)
+        {
+            tracing::warn!(error = %e, "could not save peers");
+        }
+        let forgotten = self.peer_manager.take_forgotten();
+        if !forgotten.is_empty()
+            && let Err(e) = self.store.remove(&forgotten)
+        {
+            tracing::warn!(error = %e, "could not remove forgotten peers");
+        }
+    }
+
+    /// Graceful shutdown: goodbye to every peer, a grace period for the
+    /// goodbyes to go out, then every task is stopped and awaited, and the
+    /// peer store is flushed.
+    async fn stop(mut self) {
+        for link in self.shared.links() {
+            link.close_with(
+                Some(Frame::goodbye(GoodbyeReason::Shutdown, "node shutting down")),
+                &self.shared.metrics,
+            );
+        }
+        self.tracker.close();
+        if tokio::time::timeout(self.config.close_grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+        self.hard_stop.cancel();
+        for link in self.shared.links() {
+            self.remove_link(&link, "router shut down");
+        }
+        self.flush_store();
+    }
+}
+
+fn reject_label(reason: &crate::peer_manager::RejectReason) -> &'static str {
+    use crate::peer_manager::RejectReason as R;
+    match reason {
+        R::Banned => "banned",
+        R::SelfConnection => "self_connection",
+        R::AlreadyConnected => "already_connected",
+        R::InboundFull => "inbound_full",
+        R::OutboundFull => "outbound_full",
+        R::IpLimit => "ip_limit",
+    }
+}
+
+/// Accepts connections until the transport closes or the router stops. An
+/// error on one attempt is logged and counted; the loop goes on.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    transport: Arc<dyn Transport>,
+    local_info: proto::NodeInfo,
+    handshake_timeout: Duration,
+    handshakes: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let result = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            result = transport.accept() => result,
+        };
+        match result {
+            Ok(conn) => match handshakes.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tracker.spawn(inbound_handshake(
+                        shared.clone(),
+                        conn,
+                        local_info.clone(),
+                        handshake_timeout,
+                        permit,
+                    ));
+                }
+                Err(_) => {
+                    shared.metrics.refused("too_many_handshakes");
+                    tracing::debug!(peer = %conn.remote.short(), "refused: too many pending handshakes");
+                }
+            },
+            Err(TransportError::Closed) => {
+                tracing::debug!(scheme = transport.scheme(), "transport closed; accept loop ends");
+                return;
+            }
+            Err(e) => {
+                shared.metrics.refused("accept_error");
+                tracing::debug!(scheme = transport.scheme(), error = %e, "accept failed");
+                // An error that repeats at once (e.g. out of file descriptors)
+                // must not spin the loop.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn inbound_handshake(
+    shared: Arc<Shared>,
+    mut conn: Connection,
+    local_info: proto::NodeInfo,
+    timeout: Duration,
+    _permit: OwnedSemaphorePermit,
+) {
+    let peer = conn.remote;
+    let result = tokio::select! {
+        biased;
+        _ = shared.shutdown.cancelled() => return,
+        result = tokio::time::timeout(timeout, connection::handshake(&mut conn, &local_info)) => result,
+    };
+    match result {
+        Ok(Ok((info, leftovers))) => {
+            let event = Event::Ready {
+                conn,
+                info,
+                leftovers,
+            };
+            tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => {}
+                _ = shared.events.send(event) => {}
+            }
+        }
+        Ok(Err(e)) => {
+            shared.metrics.refused(e.label);
+            tracing::debug!(peer = %peer.short(), error = %e, "inbound handshake failed");
+        }
+        Err(_) => {
+            shared.metrics.refused("handshake_timeout");
+            tracing::debug!(peer = %peer.short(), "inbound handshake timed out");
+        }
+    }
+}
+
+async fn dial(
+    shared: Arc<Shared>,
+    transport: Arc<dyn Transport>,
+    address: PeerAddress,
+    local_info: proto::NodeInfo,
+    dial_timeout: Duration,
+    handshake_timeout: Duration,
+) {
+    let peer = address.peer;
+    let attempt = async {
+        let mut conn = tokio::time::timeout(dial_timeout, transport.dial(&address))
+            .await
+            .map_err(|_| "dial timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        if conn.remote != peer {
+            return Err(format!("dialed {peer} but {} answered", conn.remote));
+        }
+        let (info, leftovers) =
+            tokio::time::timeout(handshake_timeout, connection::handshake(&mut conn, &local_info))
+                .await
+                .map_err(|_| "handshake timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+        Ok::<_, String>(Event::Ready {
+            conn,
+            info,
+            leftovers,
+        })
+    };
+    let event = tokio::select! {
+        biased;
+        _ = shared.shutdown.cancelled() => return,
+        result = attempt => match result {
+            Ok(event) => event,
+            Err(error) => Event::DialFailed { peer, error },
+        },
+    };
+    tokio::select! {
+        biased;
+        _ = shared.shutdown.cancelled() => {}
+        _ = shared.events.send(event) => {}
+    }
+}

@@ -1,0 +1,383 @@
+//! The [`Transport`] trait: how the router gets authenticated connections.
+//!
+//! A transport listens, accepts and dials. Before it hands a [`Connection`]
+//! to the router it has proven the remote [`PeerId`] (cryptographically for
+//! TCP+Noise and QUIC; by the hub's word for the in-process memory
+//! transport), and a dial of an address fails with
+//! [`TransportError::WrongPeer`] when another key answers.
+//!
+//! A connection carries [`Frame`]s in order, reliably, in both directions:
+//! `Hello` (the [`NodeInfo`](crate::proto::NodeInfo) exchange), `Data` (a
+//! message on a channel), `Credit` (flow control) and `Goodbye`. The router
+//! does all per-channel scheduling and credit accounting on top of that
+//! (ADR 0002), so a transport is a frame pipe:
+//!
+//! * byte-stream transports (TCP) encode frames with [`encode_frame`] /
+//!   [`decode_frame`] or their own layout, and check sizes before allocating;
+//! * in-process transports pass `Frame` values without encoding;
+//! * stream-multiplexing transports (QUIC, libp2p) may put each channel's
+//!   `Data` on its own native stream and turn `Credit` into stream
+//!   read-allowance, as long as they keep per-channel order.
+//!
+//! Sizes: a transport must refuse (with [`ConnectionError::FrameTooLarge`])
+//! any frame longer than its configured maximum *before* allocating it; the
+//! router additionally checks each `Data` payload against its channel's
+//! `max_message_size`.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use prost::Message;
+
+use crate::address::PeerAddress;
+use crate::channel::ChannelId;
+use crate::identity::PeerId;
+pub use crate::peer_manager::Direction;
+use crate::proto;
+
+pub use crate::proto::GoodbyeReason;
+
+/// One unit on a connection.
+#[derive(Clone, PartialEq)]
+pub enum Frame {
+    /// The first frame in each direction: who I am and what I serve.
+    Hello(proto::NodeInfo),
+    /// A message on a channel.
+    Data {
+        /// The channel.
+        channel: ChannelId,
+        /// The encoded message.
+        payload: Bytes,
+    },
+    /// The receiver consumed `messages` more messages on `channel`.
+    Credit {
+        /// The channel.
+        channel: ChannelId,
+        /// How many more messages the sender may send.
+        messages: u32,
+    },
+    /// The last frame: why the connection ends.
+    Goodbye(proto::Goodbye),
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frame::Hello(info) => write!(f, "Hello(network={:?})", info.network_id),
+            Frame::Data { channel, payload } => {
+                write!(f, "Data({channel}, {} bytes)", payload.len())
+            }
+            Frame::Credit { channel, messages } => write!(f, "Credit({channel}, {messages})"),
+            Frame::Goodbye(g) => write!(f, "Goodbye({:?}, {:?})", g.reason(), g.detail),
+        }
+    }
+}
+
+impl Frame {
+    /// A goodbye frame.
+    pub fn goodbye(reason: GoodbyeReason, detail: impl Into<String>) -> Self {
+        Frame::Goodbye(proto::Goodbye {
+            reason: reason as i32,
+            detail: detail.into(),
+        })
+    }
+
+    /// The protobuf form.
+    pub fn to_wire(&self) -> proto::WireFrame {
+        use proto::wire_frame::Kind;
+        let kind = match self {
+            Frame::Hello(info) => Kind::Hello(info.clone()),
+            Frame::Data { channel, payload } => Kind::Data(proto::Data {
+                channel: u32::from(channel.0),
+                payload: payload.clone(),
+            }),
+            Frame::Credit { channel, messages } => Kind::Credit(proto::Credit {
+                channel: u32::from(channel.0),
+                messages: *messages,
+            }),
+            Frame::Goodbye(g) => Kind::Goodbye(g.clone()),
+        };
+        proto::WireFrame { kind: Some(kind) }
+    }
+
+    /// From the protobuf form, checking channel ids fit.
+    pub fn from_wire(wire: proto::WireFrame) -> Result<Self, ConnectionError> {
+        use proto::wire_frame::Kind;
+        let channel = |id: u32| {
+            u16::try_from(id)
+                .map(ChannelId)
+                .map_err(|_| ConnectionError::Protocol(format!("channel id {id} exceeds 65535")))
+        };
+        match wire.kind {
+            Some(Kind::Hello(info)) => Ok(Frame::Hello(info)),
+            Some(Kind::Data(d)) => Ok(Frame::Data {
+                channel: channel(d.channel)?,
+                payload: d.payload,
+            }),
+            Some(Kind::Credit(c)) => Ok(Frame::Credit {
+                channel: channel(c.channel)?,
+                messages: c.messages,
+            }),
+            Some(Kind::Goodbye(g)) => Ok(Frame::Goodbye(g)),
+            None => Err(ConnectionError::Protocol("empty frame".into())),
+        }
+    }
+
+    /// Bytes this frame accounts for in queues (payload for data, a small
+    /// constant otherwise).
+    pub fn weight(&self) -> usize {
+        match self {
+            Frame::Data { payload, .. } => payload.len() + 8,
+            _ => 16,
+        }
+    }
+}
+
+/// Appends `frame` as a varint length followed by its protobuf encoding.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
+    let wire = frame.to_wire();
+    let len = wire.encoded_len();
+    out.reserve(len + 10);
+    prost::encoding::encode_varint(len as u64, out);
+    // Encoding into a buffer with enough room reserved cannot fail.
+    let _ = wire.encode(out);
+}
+
+/// Takes one length-delimited frame from the front of `buf`, if it is all
+/// there. The length is checked against `max_frame` before anything is
+/// allocated or awaited, so a peer announcing a huge frame is refused at once.
+pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>, ConnectionError> {
+    let mut peek = &buf[..];
+    let len = match prost::encoding::decode_varint(&mut peek) {
+        Ok(len) => len,
+        // Not enough bytes for the varint yet (a varint is at most 10 bytes).
+        Err(_) if buf.len() < 10 => return Ok(None),
+        Err(e) => return Err(ConnectionError::Protocol(format!("bad frame length: {e}"))),
+    };
+    if len > max_frame as u64 {
+        return Err(ConnectionError::FrameTooLarge {
+            size: len,
+            max: max_frame,
+        });
+    }
+    let header = buf.len() - peek.len();
+    let len = len as usize;
+    if peek.len() < len {
+        return Ok(None);
+    }
+    buf.advance(header);
+    let body = buf.split_to(len).freeze();
+    let wire = proto::WireFrame::decode(body)
+        .map_err(|e| ConnectionError::Protocol(format!("undecodable frame: {e}")))?;
+    Frame::from_wire(wire).map(Some)
+}
+
+/// The sending half of a connection.
+pub trait FrameSink: Send + 'static {
+    /// Sends every frame in `frames`, in order, draining the vector. Waits
+    /// while the transport has no room (that wait is the transport's own
+    /// backpressure, below the router's credit).
+    fn send<'a>(&'a mut self, frames: &'a mut Vec<Frame>) -> BoxFuture<'a, Result<(), ConnectionError>>;
+
+    /// Flushes and closes the sending direction.
+    fn close(&mut self) -> BoxFuture<'_, ()>;
+}
+
+/// The receiving half of a connection.
+pub trait FrameStream: Send + 'static {
+    /// Waits for at least one frame and appends every frame that is ready to
+    /// `out`. Returns [`ConnectionError::Closed`] at a clean end of stream.
+    fn recv<'a>(&'a mut self, out: &'a mut Vec<Frame>) -> BoxFuture<'a, Result<(), ConnectionError>>;
+}
+
+/// An authenticated connection, before the `Hello` exchange.
+pub struct Connection {
+    /// The remote peer, proven by the transport.
+    pub remote: PeerId,
+    /// The dialed address (outbound) or the remote's observed address
+    /// (inbound), if the transport knows one.
+    pub remote_address: Option<PeerAddress>,
+    /// The remote IP, for per-IP limits.
+    pub remote_ip: Option<IpAddr>,
+    /// Who dialed.
+    pub direction: Direction,
+    /// Frames to the remote.
+    pub sink: Box<dyn FrameSink>,
+    /// Frames from the remote.
+    pub stream: Box<dyn FrameStream>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("remote", &self.remote)
+            .field("remote_address", &self.remote_address)
+            .field("direction", &self.direction)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A way to reach peers: listens, accepts and dials.
+pub trait Transport: Send + Sync + 'static {
+    /// The address scheme this transport dials (`"memory"`, `"tcp"`, ...).
+    fn scheme(&self) -> &'static str;
+
+    /// The addresses this transport listens on.
+    fn listen_addresses(&self) -> Vec<PeerAddress>;
+
+    /// Waits for the next authenticated inbound connection.
+    /// [`TransportError::Closed`] means no connection will ever come again;
+    /// any other error concerns one attempt and the router keeps accepting.
+    fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>>;
+
+    /// Connects to `address` and proves that `address.peer` answered.
+    fn dial<'a>(&'a self, address: &'a PeerAddress) -> BoxFuture<'a, Result<Connection, TransportError>>;
+}
+
+/// Why a transport could not accept or dial.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The transport is closed: no more connections.
+    #[error("transport closed")]
+    Closed,
+    /// A different key answered the dial.
+    #[error("dialed {expected} but {actual} answered")]
+    WrongPeer {
+        /// The PeerId the address named.
+        expected: PeerId,
+        /// The PeerId that answered.
+        actual: PeerId,
+    },
+    /// Nobody answered, or the remote refused.
+    #[error("{address} unreachable: {reason}")]
+    Unreachable {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The address is for another transport.
+    #[error("this transport cannot dial {0}")]
+    UnsupportedAddress(String),
+    /// The transport handshake failed.
+    #[error("handshake with {remote} failed: {reason}")]
+    Handshake {
+        /// Who we were talking to (an address or an IP).
+        remote: String,
+        /// Why.
+        reason: String,
+    },
+    /// An I/O error.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a connection failed or ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    /// The remote closed the connection cleanly.
+    #[error("connection closed")]
+    Closed,
+    /// The remote said goodbye.
+    #[error("remote said goodbye: {reason:?} {detail}")]
+    Goodbye {
+        /// The remote's reason.
+        reason: GoodbyeReason,
+        /// The remote's words.
+        detail: String,
+    },
+    /// A frame exceeded the limit.
+    #[error("frame of {size} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// The announced size.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The remote broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The link broke.
+    #[error("connection reset: {0}")]
+    Reset(String),
+    /// A deadline passed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// An I/O error.
+    #[error("i/o: {0}")]
+    Io(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_the_codec() {
+        let frames = vec![
+            Frame::Data {
+                channel: ChannelId(7),
+                payload: Bytes::from_static(b"hello"),
+            },
+            Frame::Credit {
+                channel: ChannelId(7),
+                messages: 32,
+            },
+            Frame::goodbye(GoodbyeReason::Shutdown, "bye"),
+        ];
+        let mut buf = BytesMut::new();
+        for f in &frames {
+            encode_frame(f, &mut buf);
+        }
+        let mut out = Vec::new();
+        while let Some(f) = decode_frame(&mut buf, 1024).expect("decode") {
+            out.push(f);
+        }
+        assert_eq!(out, frames);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_from_its_length_alone() {
+        let mut buf = BytesMut::new();
+        prost::encoding::encode_varint(10 * 1024 * 1024, &mut buf);
+        let err = decode_frame(&mut buf, 64 * 1024).expect_err("too large");
+        assert!(matches!(err, ConnectionError::FrameTooLarge { .. }));
+    }
+
+    #[test]
+    fn partial_frame_waits_and_garbage_is_an_error() {
+        let mut buf = BytesMut::new();
+        encode_frame(
+            &Frame::Data {
+                channel: ChannelId(1),
+                payload: Bytes::from_static(b"abc"),
+            },
+            &mut buf,
+        );
+        let mut half = buf.split_to(buf.len() - 1);
+        assert_eq!(decode_frame(&mut half, 1024), Ok(None));
+        let mut garbage = BytesMut::from(&[3u8, 0xff, 0xff, 0xff][..]);
+        assert!(decode_frame(&mut garbage, 1024).is_err());
+        let mut big_channel = BytesMut::new();
+        let wire = proto::WireFrame {
+            kind: Some(proto::wire_frame::Kind::Credit(proto::Credit {
+                channel: 70_000,
+                messages: 1,
+            })),
+        };
+        prost::encoding::encode_varint(wire.encoded_len() as u64, &mut big_channel);
+        wire.encode(&mut big_channel).expect("encode");
+        assert!(decode_frame(&mut big_channel, 1024).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = decode_frame(&mut buf, 128) {}
+        }
+    }
+}
