@@ -54,7 +54,9 @@ pub enum RejectReason {
     AlreadyConnected,
     /// Inbound connections are at `max_inbound` and the peer outranks no
     /// connected non-persistent inbound peer.
-    #[error("inbound connections are full (max_inbound) and the peer outranks no connected inbound peer")]
+    #[error(
+        "inbound connections are full (max_inbound) and the peer outranks no connected inbound peer"
+    )]
     InboundFull,
     /// Outbound connections are at `max_outbound` and no connected
     /// non-persistent outbound peer can make room.

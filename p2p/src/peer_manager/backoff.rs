@@ -24,9 +24,7 @@ pub(crate) fn backoff_delay(
 /// The delay before jitter.
 pub(crate) fn base_delay(failures: u32, min_retry: Duration, max_retry: Duration) -> Duration {
     let doublings = failures.saturating_sub(1).min(31);
-    min_retry
-        .saturating_mul(1u32 << doublings)
-        .min(max_retry)
+    min_retry.saturating_mul(1u32 << doublings).min(max_retry)
 }
 
 #[cfg(test)]
@@ -56,7 +54,10 @@ mod tests {
             let base = base_delay(failures, MIN, MAX);
             for _ in 0..50 {
                 let delay = backoff_delay(failures, MIN, MAX, 0.2, &mut rng);
-                assert!(delay >= base.mul_f64(0.8) && delay <= base.mul_f64(1.2), "{delay:?} vs {base:?}");
+                assert!(
+                    delay >= base.mul_f64(0.8) && delay <= base.mul_f64(1.2),
+                    "{delay:?} vs {base:?}"
+                );
             }
         }
         assert_eq!(backoff_delay(3, MIN, MAX, 0.0, &mut rng), MIN * 4);

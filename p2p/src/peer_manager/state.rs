@@ -130,7 +130,7 @@ impl Slots {
         }
     }
 
-    fn from_ip(&self, ip: IpAddr) -> usize {
+    fn inbound_from(&self, ip: IpAddr) -> usize {
         self.inbound_per_ip.get(&ip).copied().unwrap_or(0)
     }
 }
@@ -207,7 +207,10 @@ impl PeerManager {
             let rank = manager.rng.random();
             // Persistent peers are never forgotten, so they may exceed
             // max_addresses; the operator chose how many there are.
-            let peer = manager.peers.entry(address.peer).or_insert_with(|| Peer::new(rank));
+            let peer = manager
+                .peers
+                .entry(address.peer)
+                .or_insert_with(|| Peer::new(rank));
             peer.persistent = true;
             peer.addresses.insert(address.clone());
             manager.dirty.insert(address.peer);
@@ -406,10 +409,19 @@ impl PeerManager {
             return None;
         }
         let outbound_full = self.slots.outbound + self.slots.dialing >= self.config.max_outbound;
-        let can_evict_outbound = self
-            .peers
-            .values()
-            .any(|p| !p.persistent && p.is_connected_in(Direction::Outbound));
+        // Past the limit, each persistent dial in flight needs its own
+        // non-persistent outbound peer to evict when it connects.
+        let (mut evictable, mut persistent_dialing) = (0usize, 0usize);
+        if outbound_full {
+            for p in self.peers.values() {
+                if p.persistent && p.state == PeerState::Dialing {
+                    persistent_dialing += 1;
+                } else if !p.persistent && p.is_connected_in(Direction::Outbound) {
+                    evictable += 1;
+                }
+            }
+        }
+        let can_evict_outbound = evictable > persistent_dialing;
         let bans = &self.bans;
         let (&id, peer) = self
             .peers
@@ -528,13 +540,15 @@ impl PeerManager {
         let (state, persistent, score) = self
             .peers
             .get(&id)
-            .map_or((PeerState::Idle, false, 0), |p| (p.state, p.persistent, p.score));
+            .map_or((PeerState::Idle, false, 0), |p| {
+                (p.state, p.persistent, p.score)
+            });
         if matches!(state, PeerState::Connected { .. } | PeerState::Evicting) {
             return Admission::Reject(RejectReason::AlreadyConnected);
         }
         if !persistent
             && let Some(ip) = ip
-            && self.slots.from_ip(ip) >= self.config.max_inbound_per_ip
+            && self.slots.inbound_from(ip) >= self.config.max_inbound_per_ip
         {
             return Admission::Reject(RejectReason::IpLimit);
         }
@@ -586,7 +600,10 @@ impl PeerManager {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        if !matches!(peer.state, PeerState::Connected { .. } | PeerState::Evicting) {
+        if !matches!(
+            peer.state,
+            PeerState::Connected { .. } | PeerState::Evicting
+        ) {
             return;
         }
         peer.failures = 0;
@@ -642,7 +659,11 @@ impl PeerManager {
                 self.bans.retain(|_, end| *end > now);
             }
             if self.bans.len() >= max
-                && let Some(soonest) = self.bans.iter().min_by_key(|(_, end)| **end).map(|(p, _)| *p)
+                && let Some(soonest) = self
+                    .bans
+                    .iter()
+                    .min_by_key(|(_, end)| **end)
+                    .map(|(p, _)| *p)
             {
                 self.bans.remove(&soonest);
             }
@@ -746,7 +767,10 @@ impl PeerManager {
         assert_eq!(slots.inbound, self.slots.inbound, "inbound count");
         assert_eq!(slots.outbound, self.slots.outbound, "outbound count");
         assert_eq!(slots.dialing, self.slots.dialing, "dialing count");
-        assert_eq!(slots.inbound_per_ip, self.slots.inbound_per_ip, "per-ip counts");
+        assert_eq!(
+            slots.inbound_per_ip, self.slots.inbound_per_ip,
+            "per-ip counts"
+        );
         assert!(self.dirty.iter().all(|id| self.peers.contains_key(id)));
     }
 }

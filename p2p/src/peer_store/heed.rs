@@ -201,9 +201,16 @@ mod tests {
         let mut store = HeedPeerStore::open(dir.path()).unwrap();
         let (a, b) = (record(1, 5), record(2, -300));
         store.save(&[a.clone(), b.clone()]).unwrap();
-        assert_eq!(sorted(store.load().unwrap()), sorted(vec![a.clone(), b.clone()]));
+        assert_eq!(
+            sorted(store.load().unwrap()),
+            sorted(vec![a.clone(), b.clone()])
+        );
 
-        let a2 = PeerRecord { score: 9, addresses: vec![], ..a.clone() };
+        let a2 = PeerRecord {
+            score: 9,
+            addresses: vec![],
+            ..a.clone()
+        };
         store.save(std::slice::from_ref(&a2)).unwrap();
         store.remove(&[b.peer, record(77, 0).peer]).unwrap();
         assert_eq!(store.load().unwrap(), vec![a2]);
@@ -227,7 +234,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _store = HeedPeerStore::open(dir.path()).unwrap();
         let error = HeedPeerStore::open(dir.path()).unwrap_err();
-        assert!(error.to_string().contains("cannot open peer store"), "{error}");
+        assert!(
+            error.to_string().contains("cannot open peer store"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -259,13 +269,22 @@ mod tests {
         .encode_to_vec();
         let mut wtxn = store.env.write_txn().unwrap();
         // Garbage bytes under a valid key.
-        store.db.put(&mut wtxn, victim.as_bytes(), &[0xff, 0xff, 0xff, 0x07]).unwrap();
+        store
+            .db
+            .put(&mut wtxn, victim.as_bytes(), &[0xff, 0xff, 0xff, 0x07])
+            .unwrap();
         // A key that is not a peer id.
         store.db.put(&mut wtxn, b"short", &[]).unwrap();
         // A record stored under another peer's key.
-        store.db.put(&mut wtxn, record(4, 0).peer.as_bytes(), &mismatched).unwrap();
+        store
+            .db
+            .put(&mut wtxn, record(4, 0).peer.as_bytes(), &mismatched)
+            .unwrap();
         // A record with one unparsable address and one naming another peer.
-        store.db.put(&mut wtxn, other.as_bytes(), &bad_address).unwrap();
+        store
+            .db
+            .put(&mut wtxn, other.as_bytes(), &bad_address)
+            .unwrap();
         wtxn.commit().unwrap();
 
         let loaded = sorted(store.load().unwrap());

@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(loaded, expected);
 
         // Upsert replaces.
-        let a2 = PeerRecord { score: 42, ..a.clone() };
+        let a2 = PeerRecord {
+            score: 42,
+            ..a.clone()
+        };
         store.save(std::slice::from_ref(&a2)).unwrap();
         assert_eq!(store.len(), 2);
 
