@@ -455,6 +455,12 @@ impl Network {
         self.hub.set_latency(self.peer_id(a), self.peer_id(b), latency);
     }
 
+    /// Bandwidth in bytes per second between nodes `a` and `b` (`None`:
+    /// unlimited).
+    pub fn set_bandwidth(&self, a: usize, b: usize, bytes_per_second: Option<u64>) {
+        self.hub.set_bandwidth(self.peer_id(a), self.peer_id(b), bytes_per_second);
+    }
+
     /// Loss probability of data between nodes `a` and `b`.
     pub fn set_loss(&self, a: usize, b: usize, loss: f64) {
         self.hub.set_loss(self.peer_id(a), self.peer_id(b), loss);

@@ -28,6 +28,7 @@ pub(crate) fn base_delay(failures: u32, min_retry: Duration, max_retry: Duration
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use rand::SeedableRng;

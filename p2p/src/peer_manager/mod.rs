@@ -96,6 +96,7 @@ mod backoff;
 mod config;
 mod state;
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 pub use self::address_book::{AddAddressError, AddressSource};

@@ -10,8 +10,17 @@ use crate::address::PeerAddress;
 use crate::identity::{Keypair, PeerId};
 use crate::peer_store::{MemoryPeerStore, PeerStore};
 
+/// Peer `n`'s id; memoized, as key derivation dominates the proptest's time.
 fn id(n: u64) -> PeerId {
-    Keypair::from_seed(n).peer_id()
+    thread_local! {
+        static IDS: std::cell::RefCell<std::collections::BTreeMap<u64, PeerId>> =
+            const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+    }
+    IDS.with(|ids| {
+        *ids.borrow_mut()
+            .entry(n)
+            .or_insert_with(|| Keypair::from_seed(n).peer_id())
+    })
 }
 
 fn addr(n: u64) -> PeerAddress {

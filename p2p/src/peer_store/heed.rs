@@ -173,6 +173,7 @@ fn decode(path: &Path, key: &[u8], value: &[u8]) -> Option<PeerRecord> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::identity::Keypair;

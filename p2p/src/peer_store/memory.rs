@@ -65,6 +65,7 @@ impl PeerStore for MemoryPeerStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::address::PeerAddress;

@@ -20,6 +20,9 @@
 //!   network under a reliable session: the lost message's credit is refunded
 //!   to the sender, so flow control does not stall; the message itself is
 //!   gone (at most once, never a duplicate);
+//! * [`MemoryHub::set_bandwidth`]: a sender spends `bytes / rate` on the
+//!   wire per batch, so queues build up in the router and its priorities
+//!   decide;
 //! * [`MemoryHub::cut`] / [`MemoryHub::heal`] and [`MemoryHub::partition`]:
 //!   live connections across the cut fail at once and new dials fail until
 //!   healed;
@@ -61,6 +64,8 @@ pub enum MemoryError {
 struct Conditions {
     latency: Duration,
     loss: f64,
+    /// Bytes per second; `None` is unlimited.
+    bandwidth: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -163,6 +168,16 @@ impl MemoryHub {
         let loss = loss.clamp(0.0, 1.0);
         self.conditions(a, b).lock().loss = loss;
         self.conditions(b, a).lock().loss = loss;
+    }
+
+    /// Limits the bandwidth between `a` and `b` (each direction) to
+    /// `bytes_per_second`, or lifts the limit with `None`. A sender spends
+    /// the time its batch takes on the wire before it can send again, so a
+    /// limited link makes the router's scheduler the one that decides who
+    /// goes first.
+    pub fn set_bandwidth(&self, a: PeerId, b: PeerId, bytes_per_second: Option<u64>) {
+        self.conditions(a, b).lock().bandwidth = bytes_per_second;
+        self.conditions(b, a).lock().bandwidth = bytes_per_second;
     }
 
     /// Cuts `a` from `b`: live connections fail, dials fail until
@@ -309,7 +324,11 @@ impl MemorySink {
     }
 
     async fn send_batch(&mut self, frames: &mut Vec<Frame>) -> Result<(), ConnectionError> {
-        let Conditions { latency, loss } = *self.conditions.lock();
+        let Conditions {
+            latency,
+            loss,
+            bandwidth,
+        } = *self.conditions.lock();
         let mut refunds = Vec::new();
         if loss > 0.0 {
             let rng = &mut self.rng;
@@ -325,6 +344,15 @@ impl MemorySink {
             });
         }
         let tx = self.tx.as_ref().ok_or(ConnectionError::Closed)?;
+        if let Some(rate) = bandwidth.filter(|r| *r > 0) {
+            let bytes: usize = frames.iter().map(Frame::weight).sum();
+            let wire_time = Duration::from_secs_f64(bytes as f64 / rate as f64);
+            tokio::select! {
+                biased;
+                _ = self.cut.cancelled() => return Err(ConnectionError::Reset("link cut".into())),
+                _ = tokio::time::sleep(wire_time) => {}
+            }
+        }
         let deliver_at = (!latency.is_zero()).then(|| Instant::now() + latency);
         let batch = Batch {
             deliver_at,
