@@ -1,0 +1,215 @@
+//! Peer manager behaviour through the router, restarts, shutdown,
+//! determinism, and the Tendermint v0.35 lessons (dial/accept loops that
+//! one error stops; subscribers that stall the peer manager).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SECOND, Seq, channel};
+use p2p::transport::{Frame, Transport};
+use p2p::{Keypair, PeerAddress, PeerStatus, PeerUpdatesError};
+use testkit::{Network, StoreKind, recv_within};
+
+/// Dialing an absent persistent peer backs off exponentially; once it is
+/// up the connection forms, and after it crashes and comes back the redial
+/// is quick again (the backoff was reset by the successful connection).
+#[tokio::test(start_paused = true)]
+async fn backoff_grows_and_resets() {
+    let mut net = Network::builder().seed(41).nodes(2).build().expect("build");
+    net.start_node(0).expect("start 0");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let attempts = net.router(0).metrics().dial_attempts.get();
+    // 250 ms doubling with ±20% jitter: about 8 attempts in a minute, not 240.
+    assert!((5..=12).contains(&attempts), "{attempts} dial attempts in 60 s");
+    net.start_node(1).expect("start 1");
+    net.wait_for_full_mesh(70 * SECOND).await.expect("connects once the peer is up");
+    net.crash(1).await;
+    net.restart(1).await.expect("restart");
+    net.start_node(1).expect("start 1 again");
+    let t = tokio::time::Instant::now();
+    net.wait_for_full_mesh(10 * SECOND).await.expect("redial");
+    assert!(t.elapsed() <= Duration::from_secs(2), "redial took {:?} after a reset", t.elapsed());
+    net.shutdown().await;
+}
+
+/// A node that dialed a peer by hand (not persistent, not in its config)
+/// finds it again after a restart from its heed peer store.
+#[tokio::test(start_paused = true)]
+async fn restart_reloads_the_peer_store() {
+    let mut net = Network::builder().seed(42).nodes(2).isolated().store(StoreKind::Heed).build().expect("build");
+    net.start().expect("start");
+    net.router(0).dial(PeerAddress::memory(net.peer_id(1))).await.expect("dial");
+    net.wait_for_full_mesh(5 * SECOND).await.expect("connected");
+    net.crash(0).await;
+    net.wait_until("node 1 sees node 0 gone", 5 * SECOND, |net| net.router(1).connected_peers().is_empty())
+        .await
+        .expect("down");
+    net.restart(0).await.expect("restart");
+    net.start_node(0).expect("start again");
+    net.wait_for_full_mesh(10 * SECOND).await.expect("redialed from the store");
+    net.shutdown().await;
+}
+
+/// 500 peers dial one node at once: the inbound limit (40) holds, the rest
+/// are refused with a reason, and the node still serves its peers.
+#[tokio::test(start_paused = true)]
+async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
+    let mut net = Network::builder().seed(43).nodes(2).build().expect("build");
+    let mut ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    net.start().expect("start");
+    net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+    let target = PeerAddress::memory(net.peer_id(1));
+    let mut storm = Vec::new();
+    for i in 0..500u64 {
+        let node = Keypair::from_seed(10_000 + i);
+        let transport = net.hub().transport(node.peer_id()).expect("endpoint");
+        let mut conn = transport.dial(&target).await.expect("dial");
+        let hello = p2p::proto::NodeInfo {
+            protocol_version: p2p::router::PROTOCOL_VERSION,
+            network_id: "switchyard-local".into(),
+            peer_id: node.peer_id().as_bytes().to_vec().into(),
+            channels: vec![],
+            listen_addresses: vec![],
+            software_version: "storm".into(),
+        };
+        let _ = conn.sink.send(&mut vec![Frame::Hello(hello)]).await;
+        storm.push((transport, conn));
+    }
+    tokio::time::sleep(SECOND).await;
+    let router = net.router(1);
+    let inbound = router.connected_peers().len();
+    // 40 inbound slots; node 0 holds one of them.
+    assert_eq!(inbound, 40, "connected peers");
+    let refused: u64 = ["inbound_full", "too_many_handshakes"]
+        .iter()
+        .map(|r| {
+            router
+                .metrics()
+                .handshakes_refused
+                .get_or_create(&p2p::metrics::ReasonLabels { reason: (*r).into() })
+                .get()
+        })
+        .sum();
+    assert_eq!(refused, 500 - 39, "every refused dialer is counted");
+    ch[0].0.send(net.peer_id(1), Seq::new(5)).await.expect("send");
+    assert_eq!(recv_within(&mut ch[1].1, SECOND).await.map(|e| e.message.seq), Some(5));
+    drop(storm);
+    net.shutdown().await;
+}
+
+/// Tendermint v0.35 lesson: one error could stop the dial or accept loop
+/// for good. Here 50 failed dials and 20 failed handshakes later, the node
+/// still dials and accepts.
+#[tokio::test(start_paused = true)]
+async fn dial_and_accept_loops_survive_errors() {
+    let mut net = Network::builder().seed(44).nodes(3).isolated().build().expect("build");
+    net.start().expect("start");
+    for i in 0..50 {
+        let ghost = PeerAddress::memory(Keypair::from_seed(20_000 + i).peer_id());
+        net.router(0).dial(ghost).await.expect("queued");
+    }
+    for i in 0..20u64 {
+        let node = Keypair::from_seed(30_000 + i);
+        let transport = net.hub().transport(node.peer_id()).expect("endpoint");
+        let mut conn = transport.dial(&PeerAddress::memory(net.peer_id(0))).await.expect("dial");
+        let _ = conn.sink.send(&mut vec![Frame::Data { channel: p2p::ChannelId(1), payload: bytes::Bytes::new() }]).await;
+    }
+    tokio::time::sleep(5 * SECOND).await;
+    assert!(net.router(0).metrics().dial_failures.get() >= 50);
+    net.router(0).dial(PeerAddress::memory(net.peer_id(1))).await.expect("dial");
+    net.router(2).dial(PeerAddress::memory(net.peer_id(0))).await.expect("dial");
+    net.wait_connected(0, 1, 5 * SECOND).await.expect("dial loop alive");
+    net.wait_connected(2, 0, 5 * SECOND).await.expect("accept loop alive");
+    net.shutdown().await;
+}
+
+/// Tendermint v0.35 lesson: subscribers were notified under the peer
+/// manager's lock, so one slow subscriber halted it. Here a subscriber that
+/// never reads lags (and is told so) while the router carries on.
+#[tokio::test(start_paused = true)]
+async fn slow_subscriber_does_not_stall_the_router() {
+    let mut net = Network::builder()
+        .seed(45)
+        .nodes(6)
+        .isolated()
+        .configure(|_, c| c.peer_update_buffer = 2)
+        .build()
+        .expect("build");
+    net.start().expect("start");
+    let mut stalled = net.router(0).subscribe();
+    for i in 1..6 {
+        net.router(0).dial(PeerAddress::memory(net.peer_id(i))).await.expect("dial");
+    }
+    for i in 1..6 {
+        net.wait_connected(0, i, 5 * SECOND).await.expect("connects despite the stalled subscriber");
+    }
+    assert_eq!(stalled.recv().await, Err(PeerUpdatesError::Lagged(3)));
+    assert!(matches!(stalled.recv().await, Ok(u) if matches!(u.status, PeerStatus::Up { .. })));
+    net.shutdown().await;
+}
+
+/// Shutdown says goodbye, ends every task and closes the receivers.
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_ends_every_task() {
+    let mut net = Network::builder().seed(46).nodes(2).build().expect("build");
+    let mut ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    net.start().expect("start");
+    net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+    let mut updates = net.router(1).subscribe();
+    let router = net.router(0).clone();
+    assert!(router.running_tasks() > 0);
+    router.shutdown().await;
+    assert_eq!(router.running_tasks(), 0, "every task ended");
+    assert!(ch[0].1.recv().await.is_none(), "receiver closed");
+    let down = updates.recv().await.expect("update");
+    match down.status {
+        PeerStatus::Down { reason } => assert!(reason.contains("Shutdown"), "{reason}"),
+        other => panic!("expected down, got {other:?}"),
+    }
+    net.shutdown().await;
+}
+
+/// The same scenario and seed give the same event trace; five seeds pass.
+#[tokio::test(start_paused = true)]
+async fn determinism_same_seed_same_trace_across_a_seed_sweep() {
+    for seed in [1u64, 2, 3, 4, 5] {
+        let first = scenario(seed).await;
+        let second = scenario(seed).await;
+        assert_eq!(first, second, "seed {seed} is not reproducible");
+        assert!(first.iter().any(|e| e.what.starts_with("recv")), "seed {seed} delivered nothing");
+    }
+    assert_ne!(scenario(1).await, scenario(2).await, "different seeds give different runs");
+}
+
+/// Five nodes, lossy links with latency, a partition and a heal, numbered
+/// messages: returns the trace.
+async fn scenario(seed: u64) -> Vec<testkit::TraceEvent> {
+    let mut net = Network::builder().seed(seed).nodes(5).build().expect("build");
+    let mut ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    net.start().expect("start");
+    net.wait_for_full_mesh(10 * SECOND).await.expect("mesh");
+    for a in 0..5 {
+        for b in a + 1..5 {
+            net.set_latency(a, b, Duration::from_millis(5 + (seed % 7) * (a + b) as u64));
+            net.set_loss(a, b, 0.1);
+        }
+    }
+    net.partition(&[&[0, 1], &[2, 3, 4]]);
+    tokio::time::sleep(SECOND).await;
+    net.heal_all();
+    net.wait_for_full_mesh(30 * SECOND).await.expect("heals");
+    for seq in 0..200u64 {
+        let report = ch[(seq % 5) as usize].0.broadcast(Seq::new(seq));
+        net.record((seq % 5) as usize, format!("sent {seq} to {}", report.queued.len()));
+    }
+    for (i, (_, rx)) in ch.iter_mut().enumerate() {
+        while let Some(env) = recv_within(rx, Duration::from_millis(500)).await {
+            let from = net.index_of(env.from).expect("ours");
+            net.record(i, format!("recv {} from {from}", env.message.seq));
+        }
+    }
+    let trace = net.trace();
+    net.shutdown().await;
+    trace
+}
