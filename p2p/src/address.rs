@@ -225,9 +225,14 @@ impl FromStr for PeerAddress {
             "quic" => Endpoint::Quic(parse_host_port(endpoint).map_err(|r| bad_endpoint(&r))?),
             _ => {
                 if !endpoint.starts_with('/') || endpoint.len() < 2 {
-                    return Err(bad_endpoint("a libp2p endpoint is a multiaddr such as /ip4/127.0.0.1/tcp/4001"));
+                    return Err(bad_endpoint(
+                        "a libp2p endpoint is a multiaddr such as /ip4/127.0.0.1/tcp/4001",
+                    ));
                 }
-                if endpoint.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                if endpoint
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+                {
                     return Err(bad_endpoint("multiaddr contains whitespace"));
                 }
                 Endpoint::Libp2p(endpoint.to_string())
@@ -254,7 +259,9 @@ fn parse_host_port(text: &str) -> Result<HostPort, String> {
         } else if is_dns_name(host) {
             Host::Dns(host.to_ascii_lowercase())
         } else {
-            return Err(format!("{host:?} is neither an IP address nor a DNS name (IPv6 goes in brackets)"));
+            return Err(format!(
+                "{host:?} is neither an IP address nor a DNS name (IPv6 goes in brackets)"
+            ));
         };
         (host, port)
     };
@@ -323,7 +330,10 @@ mod tests {
             (format!("quic://{p}@[::1:7401"), "never closed"),
             (format!("tcp://{p}@bad_host!:1"), "neither an IP"),
             (format!("libp2p://{p}@ip4/1.2.3.4"), "multiaddr"),
-            (format!("tcp://{p}@{}:1", "a".repeat(600)), "exceeds the limit"),
+            (
+                format!("tcp://{p}@{}:1", "a".repeat(600)),
+                "exceeds the limit",
+            ),
         ];
         for (text, expected) in cases {
             let err = text.parse::<PeerAddress>().expect_err(&text).to_string();

@@ -297,7 +297,9 @@ impl<M: Message> ChannelSender<M> {
     fn encode(&self, message: &M) -> Result<Bytes, SendError> {
         let size = message.encoded_len();
         if size > self.descriptor.max_message_size {
-            self.shared.metrics.drop(self.descriptor.name, DropReason::TooLarge);
+            self.shared
+                .metrics
+                .drop(self.descriptor.name, DropReason::TooLarge);
             return Err(SendError::TooLarge {
                 channel: self.descriptor.name,
                 size,
@@ -348,11 +350,13 @@ impl<M: Message> ChannelSender<M> {
                 SendError::NotConnected(peer)
             });
         };
-        link.push(self.index, payload).await.map_err(|e| match self.map_push_error(peer, e) {
-            TrySendError::Send(e) => e,
-            // `push` waits instead of reporting Full.
-            TrySendError::Full { .. } => SendError::NotConnected(peer),
-        })
+        link.push(self.index, payload)
+            .await
+            .map_err(|e| match self.map_push_error(peer, e) {
+                TrySendError::Send(e) => e,
+                // `push` waits instead of reporting Full.
+                TrySendError::Full { .. } => SendError::NotConnected(peer),
+            })
     }
 
     /// Queues `message` for `peer` if there is room now; never waits.
@@ -451,7 +455,9 @@ impl<M: Message + Default> ChannelReceiver<M> {
                 message,
             }),
             Err(e) => {
-                self.shared.metrics.drop(self.descriptor.name, DropReason::Malformed);
+                self.shared
+                    .metrics
+                    .drop(self.descriptor.name, DropReason::Malformed);
                 self.shared.report(
                     inbound.link.peer,
                     PeerError::MalformedMessage {

@@ -70,7 +70,9 @@ pub enum IdentityError {
         reason: String,
     },
     /// The key file can be read by group or others.
-    #[error("key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600)")]
+    #[error(
+        "key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600)"
+    )]
     KeyFilePermissions {
         /// The key file.
         path: PathBuf,
@@ -329,7 +331,10 @@ mod tests {
     fn malformed_peer_ids_are_refused_with_a_reason() {
         assert!("abc".parse::<PeerId>().is_err());
         let bad = "1".repeat(PEER_ID_TEXT_LEN);
-        assert!(matches!(bad.parse::<PeerId>(), Err(IdentityError::InvalidPeerId(_))));
+        assert!(matches!(
+            bad.parse::<PeerId>(),
+            Err(IdentityError::InvalidPeerId(_))
+        ));
         assert!(PeerId::from_bytes(&[0u8; 31]).is_err());
     }
 
@@ -360,7 +365,10 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         assert_eq!(Keypair::load(&path).expect("load").peer_id(), key.peer_id());
-        assert!(key.save(&path).is_err(), "an existing key is never overwritten");
+        assert!(
+            key.save(&path).is_err(),
+            "an existing key is never overwritten"
+        );
         let again = Keypair::load_or_generate(&path).expect("load existing");
         assert_eq!(again.peer_id(), key.peer_id());
     }
@@ -389,7 +397,10 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
         }
-        let err = Keypair::load(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = Keypair::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("first line"), "{err}");
     }
 

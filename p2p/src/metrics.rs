@@ -139,17 +139,57 @@ impl Metrics {
     /// Registers every family in `registry` under `switchyard_p2p`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("switchyard_p2p");
-        r.register("messages_sent", "Messages handed to the transport", self.messages_sent.clone());
-        r.register("bytes_sent", "Payload bytes handed to the transport", self.bytes_sent.clone());
-        r.register("messages_received", "Messages accepted from the transport", self.messages_received.clone());
-        r.register("bytes_received", "Payload bytes accepted from the transport", self.bytes_received.clone());
-        r.register("send_queue_depth", "Messages waiting in a peer's send queue", self.send_queue_depth.clone());
-        r.register("messages_dropped", "Dropped messages by channel and reason", self.messages_dropped.clone());
-        r.register("dial_attempts", "Outbound dials started", self.dial_attempts.clone());
-        r.register("dial_failures", "Outbound dials that failed", self.dial_failures.clone());
+        r.register(
+            "messages_sent",
+            "Messages handed to the transport",
+            self.messages_sent.clone(),
+        );
+        r.register(
+            "bytes_sent",
+            "Payload bytes handed to the transport",
+            self.bytes_sent.clone(),
+        );
+        r.register(
+            "messages_received",
+            "Messages accepted from the transport",
+            self.messages_received.clone(),
+        );
+        r.register(
+            "bytes_received",
+            "Payload bytes accepted from the transport",
+            self.bytes_received.clone(),
+        );
+        r.register(
+            "send_queue_depth",
+            "Messages waiting in a peer's send queue",
+            self.send_queue_depth.clone(),
+        );
+        r.register(
+            "messages_dropped",
+            "Dropped messages by channel and reason",
+            self.messages_dropped.clone(),
+        );
+        r.register(
+            "dial_attempts",
+            "Outbound dials started",
+            self.dial_attempts.clone(),
+        );
+        r.register(
+            "dial_failures",
+            "Outbound dials that failed",
+            self.dial_failures.clone(),
+        );
         r.register("peers", "Connected peers", self.peers.clone());
-        r.register("peer_reports", "Misbehaviour reports", self.peer_reports.clone());
-        r.register("handshakes_refused", "Connections ended before they became peers", self.handshakes_refused.clone());
+        r.register(
+            "peer_reports",
+            "Misbehaviour reports",
+            self.peer_reports.clone(),
+        );
+        r.register(
+            "handshakes_refused",
+            "Connections ended before they became peers",
+            self.handshakes_refused.clone(),
+        );
     }
 
     /// Counts one dropped message.

@@ -148,7 +148,10 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
 /// Takes one length-delimited frame from the front of `buf`, if it is all
 /// there. The length is checked against `max_frame` before anything is
 /// allocated or awaited, so a peer announcing a huge frame is refused at once.
-pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>, ConnectionError> {
+pub fn decode_frame(
+    buf: &mut BytesMut,
+    max_frame: usize,
+) -> Result<Option<Frame>, ConnectionError> {
     let mut peek = &buf[..];
     let len = match prost::encoding::decode_varint(&mut peek) {
         Ok(len) => len,
@@ -179,7 +182,10 @@ pub trait FrameSink: Send + 'static {
     /// Sends every frame in `frames`, in order, draining the vector. Waits
     /// while the transport has no room (that wait is the transport's own
     /// backpressure, below the router's credit).
-    fn send<'a>(&'a mut self, frames: &'a mut Vec<Frame>) -> BoxFuture<'a, Result<(), ConnectionError>>;
+    fn send<'a>(
+        &'a mut self,
+        frames: &'a mut Vec<Frame>,
+    ) -> BoxFuture<'a, Result<(), ConnectionError>>;
 
     /// Flushes and closes the sending direction.
     fn close(&mut self) -> BoxFuture<'_, ()>;
@@ -189,7 +195,10 @@ pub trait FrameSink: Send + 'static {
 pub trait FrameStream: Send + 'static {
     /// Waits for at least one frame and appends every frame that is ready to
     /// `out`. Returns [`ConnectionError::Closed`] at a clean end of stream.
-    fn recv<'a>(&'a mut self, out: &'a mut Vec<Frame>) -> BoxFuture<'a, Result<(), ConnectionError>>;
+    fn recv<'a>(
+        &'a mut self,
+        out: &'a mut Vec<Frame>,
+    ) -> BoxFuture<'a, Result<(), ConnectionError>>;
 }
 
 /// An authenticated connection, before the `Hello` exchange.
@@ -233,7 +242,10 @@ pub trait Transport: Send + Sync + 'static {
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>>;
 
     /// Connects to `address` and proves that `address.peer` answered.
-    fn dial<'a>(&'a self, address: &'a PeerAddress) -> BoxFuture<'a, Result<Connection, TransportError>>;
+    fn dial<'a>(
+        &'a self,
+        address: &'a PeerAddress,
+    ) -> BoxFuture<'a, Result<Connection, TransportError>>;
 }
 
 /// Why a transport could not accept or dial.

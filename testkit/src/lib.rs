@@ -185,7 +185,11 @@ impl NetworkBuilder {
             config.seed = mix(self.seed ^ 0x5eed, i as u64);
             let dials: Vec<usize> = match &self.topology {
                 Topology::FullMesh => (i + 1..self.nodes).collect(),
-                Topology::Links(links) => links.iter().filter(|(a, _)| *a == i).map(|(_, b)| *b).collect(),
+                Topology::Links(links) => links
+                    .iter()
+                    .filter(|(a, _)| *a == i)
+                    .map(|(_, b)| *b)
+                    .collect(),
                 Topology::Isolated => Vec::new(),
             };
             config
@@ -452,13 +456,15 @@ impl Network {
 
     /// One-way latency between nodes `a` and `b`.
     pub fn set_latency(&self, a: usize, b: usize, latency: Duration) {
-        self.hub.set_latency(self.peer_id(a), self.peer_id(b), latency);
+        self.hub
+            .set_latency(self.peer_id(a), self.peer_id(b), latency);
     }
 
     /// Bandwidth in bytes per second between nodes `a` and `b` (`None`:
     /// unlimited).
     pub fn set_bandwidth(&self, a: usize, b: usize, bytes_per_second: Option<u64>) {
-        self.hub.set_bandwidth(self.peer_id(a), self.peer_id(b), bytes_per_second);
+        self.hub
+            .set_bandwidth(self.peer_id(a), self.peer_id(b), bytes_per_second);
     }
 
     /// Loss probability of data between nodes `a` and `b`.
@@ -519,7 +525,12 @@ impl Network {
     }
 
     /// Waits until nodes `a` and `b` are connected (both ways).
-    pub async fn wait_connected(&self, a: usize, b: usize, deadline: Duration) -> Result<(), TestkitError> {
+    pub async fn wait_connected(
+        &self,
+        a: usize,
+        b: usize,
+        deadline: Duration,
+    ) -> Result<(), TestkitError> {
         let (pa, pb) = (self.peer_id(a), self.peer_id(b));
         self.wait_until(&format!("nodes {a} and {b} to connect"), deadline, |net| {
             net.try_router(a).is_some_and(|r| r.is_connected(pb))
@@ -529,9 +540,15 @@ impl Network {
     }
 
     /// Waits until node `i` has at least `n` peers.
-    pub async fn wait_for_peers(&self, i: usize, n: usize, deadline: Duration) -> Result<(), TestkitError> {
+    pub async fn wait_for_peers(
+        &self,
+        i: usize,
+        n: usize,
+        deadline: Duration,
+    ) -> Result<(), TestkitError> {
         self.wait_until(&format!("node {i} to have {n} peers"), deadline, |net| {
-            net.try_router(i).is_some_and(|r| r.connected_peers().len() >= n)
+            net.try_router(i)
+                .is_some_and(|r| r.connected_peers().len() >= n)
         })
         .await
     }
@@ -540,7 +557,9 @@ impl Network {
     /// node.
     pub async fn wait_for_full_mesh(&self, deadline: Duration) -> Result<(), TestkitError> {
         self.wait_until("a full mesh", deadline, |net| {
-            let running: Vec<usize> = (0..net.len()).filter(|&i| net.try_router(i).is_some()).collect();
+            let running: Vec<usize> = (0..net.len())
+                .filter(|&i| net.try_router(i).is_some())
+                .collect();
             running.iter().all(|&i| {
                 let router = net.router(i);
                 running
@@ -557,5 +576,8 @@ pub async fn recv_within<M: Message + Default>(
     rx: &mut ChannelReceiver<M>,
     deadline: Duration,
 ) -> Option<Envelope<M>> {
-    tokio::time::timeout(deadline, rx.recv()).await.ok().flatten()
+    tokio::time::timeout(deadline, rx.recv())
+        .await
+        .ok()
+        .flatten()
 }

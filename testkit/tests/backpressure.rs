@@ -16,7 +16,9 @@ async fn backpressure_isolation_per_peer_and_channel() {
     let mut net = Network::builder().seed(21).nodes(3).build().expect("build");
     let a = channel(0x10, "a", 1);
     let mut ch_a = net.open_channel_on_all::<Seq>(a.clone()).expect("open a");
-    let mut ch_b = net.open_channel_on_all::<Seq>(channel(0x11, "b", 1)).expect("open b");
+    let mut ch_b = net
+        .open_channel_on_all::<Seq>(channel(0x11, "b", 1))
+        .expect("open b");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     let (n1, n2) = (net.peer_id(1), net.peer_id(2));
@@ -33,7 +35,10 @@ async fn backpressure_isolation_per_peer_and_channel() {
         if queued % 64 == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert!(queued < 10_000, "queue toward a stalled reactor never filled");
+        assert!(
+            queued < 10_000,
+            "queue toward a stalled reactor never filled"
+        );
     };
     assert!(matches!(full, TrySendError::Full { .. }), "{full:?}");
     // Bounded: the remote's window plus our send queue.
@@ -45,8 +50,12 @@ async fn backpressure_isolation_per_peer_and_channel() {
     for seq in 0..1_000 {
         tx_b.send(n1, Seq::new(seq)).await.expect("b to node 1");
         tx_a.send(n2, Seq::new(seq)).await.expect("a to node 2");
-        let got_b = recv_within(&mut ch_b[1].1, SECOND).await.expect("b arrives");
-        let got_a = recv_within(&mut ch_a[2].1, SECOND).await.expect("a arrives at node 2");
+        let got_b = recv_within(&mut ch_b[1].1, SECOND)
+            .await
+            .expect("b arrives");
+        let got_a = recv_within(&mut ch_a[2].1, SECOND)
+            .await
+            .expect("a arrives at node 2");
         assert_eq!((got_b.message.seq, got_a.message.seq), (seq, seq));
     }
 
@@ -64,7 +73,9 @@ async fn backpressure_isolation_per_peer_and_channel() {
 
     // Reading A again releases the queue, in order.
     for seq in 0..queued as u64 {
-        let env = recv_within(&mut ch_a[1].1, 5 * SECOND).await.expect("a drains");
+        let env = recv_within(&mut ch_a[1].1, 5 * SECOND)
+            .await
+            .expect("a drains");
         assert_eq!(env.message.seq, seq);
     }
     net.shutdown().await;
@@ -81,7 +92,9 @@ async fn every_drop_is_counted_with_its_reason() {
         ..channel(0x10, "small", 1)
     };
     let mut ch = net.open_channel_on_all::<Seq>(small.clone()).expect("open");
-    let (_, mut other) = net.open_channel::<Seq>(1, channel(0x11, "other", 1)).expect("open other");
+    let (_, mut other) = net
+        .open_channel::<Seq>(1, channel(0x11, "other", 1))
+        .expect("open other");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     let metrics = net.router(0).metrics().clone();
@@ -89,13 +102,19 @@ async fn every_drop_is_counted_with_its_reason() {
     let n1 = net.peer_id(1);
 
     // too_large: refused before queuing.
-    let err = tx.send(n1, Seq::padded(0, 2048)).await.expect_err("too large");
+    let err = tx
+        .send(n1, Seq::padded(0, 2048))
+        .await
+        .expect_err("too large");
     assert!(matches!(err, SendError::TooLarge { .. }), "{err}");
     assert_eq!(metrics.dropped("small", DropReason::TooLarge), 1);
 
     // not_connected.
     let stranger = p2p::Keypair::from_seed(999).peer_id();
-    assert!(matches!(tx.try_send(stranger, Seq::new(0)), Err(TrySendError::Send(SendError::NotConnected(_)))));
+    assert!(matches!(
+        tx.try_send(stranger, Seq::new(0)),
+        Err(TrySendError::Send(SendError::NotConnected(_)))
+    ));
     assert_eq!(metrics.dropped("small", DropReason::NotConnected), 1);
 
     // queue_full: window 4 + queue 4, then one more.
@@ -111,15 +130,22 @@ async fn every_drop_is_counted_with_its_reason() {
 
     // peer_gone: what is queued when the connection dies.
     net.partition(&[&[0], &[1]]);
-    net.wait_until("node 0 to see node 1 gone", 5 * SECOND, |net| !net.router(0).is_connected(n1))
-        .await
-        .expect("down");
-    assert_eq!(metrics.dropped("small", DropReason::PeerGone), small.send_queue as u64);
+    net.wait_until("node 0 to see node 1 gone", 5 * SECOND, |net| {
+        !net.router(0).is_connected(n1)
+    })
+    .await
+    .expect("down");
+    assert_eq!(
+        metrics.dropped("small", DropReason::PeerGone),
+        small.send_queue as u64
+    );
 
     // receiver_closed: node 1 dropped its receiver of "other"; node 0 sends
     // on a channel node 1 announced but no longer reads.
     net.heal_all();
-    net.wait_for_full_mesh(5 * SECOND).await.expect("mesh again");
+    net.wait_for_full_mesh(5 * SECOND)
+        .await
+        .expect("mesh again");
     drop(ch.remove(1));
     tokio::time::sleep(Duration::from_millis(10)).await;
     // The receiver of "small" on node 1 was dropped with messages in it, or

@@ -16,7 +16,9 @@ use testkit::{Network, recv_within};
 async fn at_most_once_under_loss_and_reconnects() {
     const TOTAL: u64 = 100_000;
     let mut net = Network::builder().seed(11).nodes(2).build().expect("build");
-    let mut ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    let mut ch = net
+        .open_channel_on_all::<Seq>(channel(0x10, "seq", 1))
+        .expect("open");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     net.set_loss(0, 1, 0.05);
@@ -56,8 +58,15 @@ async fn at_most_once_under_loss_and_reconnects() {
         "a sequence number was delivered twice or out of order"
     );
     // Losses are about 5% plus what was queued when links were cut.
-    assert!(seen.len() as u64 > TOTAL * 80 / 100, "only {} of {TOTAL} arrived", seen.len());
-    assert!((seen.len() as u64) < TOTAL, "loss of 5% must lose something");
+    assert!(
+        seen.len() as u64 > TOTAL * 80 / 100,
+        "only {} of {TOTAL} arrived",
+        seen.len()
+    );
+    assert!(
+        (seen.len() as u64) < TOTAL,
+        "loss of 5% must lose something"
+    );
     assert!(refused > 0, "reconnects must have happened");
     net.shutdown().await;
 }
@@ -68,7 +77,11 @@ async fn at_most_once_under_loss_and_reconnects() {
 async fn fifo_per_peer_and_channel_under_mixed_priorities() {
     const EACH: u64 = 3_000;
     let mut net = Network::builder().seed(12).nodes(3).build().expect("build");
-    let descriptors = [channel(0x10, "low", 1), channel(0x11, "mid", 4), channel(0x12, "high", 8)];
+    let descriptors = [
+        channel(0x10, "low", 1),
+        channel(0x11, "mid", 4),
+        channel(0x12, "high", 8),
+    ];
     let mut channels = Vec::new();
     for d in &descriptors {
         channels.push(net.open_channel_on_all::<Seq>(d.clone()).expect("open"));
@@ -82,7 +95,9 @@ async fn fifo_per_peer_and_channel_under_mixed_priorities() {
             let tx = per_channel[from].0.clone();
             senders.push(tokio::spawn(async move {
                 for seq in 0..EACH {
-                    tx.send(target, Seq::padded(seq, (seq % 300) as usize)).await.expect("send");
+                    tx.send(target, Seq::padded(seq, (seq % 300) as usize))
+                        .await
+                        .expect("send");
                 }
             }));
         }
@@ -91,8 +106,16 @@ async fn fifo_per_peer_and_channel_under_mixed_priorities() {
     for per_channel in &mut channels {
         receivers.push(std::mem::replace(&mut per_channel[1].1, {
             // Placeholder receivers are never used; take the real one out.
-            let mut spare = Network::builder().seed(99).nodes(1).isolated().build().expect("spare");
-            spare.open_channel::<Seq>(0, channel(0x10, "spare", 1)).expect("spare").1
+            let mut spare = Network::builder()
+                .seed(99)
+                .nodes(1)
+                .isolated()
+                .build()
+                .expect("spare");
+            spare
+                .open_channel::<Seq>(0, channel(0x10, "spare", 1))
+                .expect("spare")
+                .1
         }));
     }
     for (c, rx) in receivers.iter_mut().enumerate() {
@@ -100,7 +123,11 @@ async fn fifo_per_peer_and_channel_under_mixed_priorities() {
         for _ in 0..2 * EACH {
             let env = recv_within(rx, 10 * SECOND).await.expect("message");
             let expected = next.entry(env.from).or_insert(0u64);
-            assert_eq!(env.message.seq, *expected, "channel {c} from {:?} out of order", env.from);
+            assert_eq!(
+                env.message.seq, *expected,
+                "channel {c} from {:?} out of order",
+                env.from
+            );
             *expected += 1;
         }
         assert!(next.values().all(|&n| n == EACH));
@@ -124,8 +151,12 @@ async fn no_starvation_low_priority_keeps_its_share() {
         send_queue: 512,
         ..channel(id, name, priority)
     };
-    let mut low = net.open_channel_on_all::<Seq>(wide(0x10, "low", 1)).expect("open");
-    let mut high = net.open_channel_on_all::<Seq>(wide(0x11, "high", 8)).expect("open");
+    let mut low = net
+        .open_channel_on_all::<Seq>(wide(0x10, "low", 1))
+        .expect("open");
+    let mut high = net
+        .open_channel_on_all::<Seq>(wide(0x11, "high", 8))
+        .expect("open");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     // 1 MB/s: the link, not the receiver, is the bottleneck, so the writer's
@@ -152,7 +183,10 @@ async fn no_starvation_low_priority_keeps_its_share() {
     }
     let share = low_n as f64 / (low_n + high_n) as f64;
     // Weighted share: 1/9 = 0.111 of the bytes (both send equal sizes).
-    assert!(share >= 0.09, "low priority got {share:.3} of the messages, expected about 0.111");
+    assert!(
+        share >= 0.09,
+        "low priority got {share:.3} of the messages, expected about 0.111"
+    );
     assert!(share <= 0.2, "priority had no effect: low got {share:.3}");
     net.shutdown().await;
     f1.abort();

@@ -19,7 +19,10 @@ fn hello(keypair: &Keypair, network: &str) -> proto::NodeInfo {
         protocol_version: PROTOCOL_VERSION,
         network_id: network.into(),
         peer_id: keypair.peer_id().as_bytes().to_vec().into(),
-        channels: vec![proto::ChannelInfo { id: 0x10, recv_window: 64 }],
+        channels: vec![proto::ChannelInfo {
+            id: 0x10,
+            recv_window: 64,
+        }],
         listen_addresses: vec![],
         software_version: "attacker/0".into(),
     }
@@ -29,9 +32,15 @@ fn hello(keypair: &Keypair, network: &str) -> proto::NodeInfo {
 async fn raw_peer(net: &Network, seed: u64, network: &str) -> (Connection, Vec<Frame>) {
     let keypair = Keypair::from_seed(seed);
     let transport = net.hub().transport(keypair.peer_id()).expect("endpoint");
-    let mut conn = transport.dial(&PeerAddress::memory(net.peer_id(0))).await.expect("dial");
+    let mut conn = transport
+        .dial(&PeerAddress::memory(net.peer_id(0)))
+        .await
+        .expect("dial");
     std::mem::forget(transport); // keep the endpoint registered for the test
-    conn.sink.send(&mut vec![Frame::Hello(hello(&keypair, network))]).await.expect("hello");
+    conn.sink
+        .send(&mut vec![Frame::Hello(hello(&keypair, network))])
+        .await
+        .expect("hello");
     let mut frames = Vec::new();
     conn.stream.recv(&mut frames).await.expect("their hello");
     (conn, frames)
@@ -39,7 +48,10 @@ async fn raw_peer(net: &Network, seed: u64, network: &str) -> (Connection, Vec<F
 
 async fn send(conn: &mut Connection, channel: u16, payload: impl Into<Bytes>) {
     conn.sink
-        .send(&mut vec![Frame::Data { channel: ChannelId(channel), payload: payload.into() }])
+        .send(&mut vec![Frame::Data {
+            channel: ChannelId(channel),
+            payload: payload.into(),
+        }])
         .await
         .expect("send");
 }
@@ -47,14 +59,21 @@ async fn send(conn: &mut Connection, channel: u16, payload: impl Into<Bytes>) {
 #[tokio::test(start_paused = true)]
 async fn hostile_frames_are_refused_counted_and_penalised_while_others_flow() {
     let mut net = Network::builder().seed(31).nodes(2).build().expect("build");
-    let desc = p2p::ChannelDescriptor { max_message_size: 1024, ..channel(0x10, "seq", 1) };
+    let desc = p2p::ChannelDescriptor {
+        max_message_size: 1024,
+        ..channel(0x10, "seq", 1)
+    };
     let mut ch = net.open_channel_on_all::<Seq>(desc).expect("open");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     let (mut attacker, first) = raw_peer(&net, 1_000, "switchyard-local").await;
     assert!(matches!(first.first(), Some(Frame::Hello(_))));
     let bad = Keypair::from_seed(1_000).peer_id();
-    net.wait_until("attacker admitted", SECOND, |net| net.router(0).is_connected(bad)).await.expect("admitted");
+    net.wait_until("attacker admitted", SECOND, |net| {
+        net.router(0).is_connected(bad)
+    })
+    .await
+    .expect("admitted");
     let metrics = net.router(0).metrics().clone();
 
     send(&mut attacker, 0x99, &b"x"[..]).await; // unknown channel
@@ -62,16 +81,34 @@ async fn hostile_frames_are_refused_counted_and_penalised_while_others_flow() {
     send(&mut attacker, 0x10, vec![0xffu8; 8]).await; // not protobuf
     tokio::time::sleep(Duration::from_millis(10)).await;
     // The receiver drops what does not decode and goes on waiting.
-    assert!(recv_within(&mut ch[0].1, Duration::from_millis(50)).await.is_none());
+    assert!(
+        recv_within(&mut ch[0].1, Duration::from_millis(50))
+            .await
+            .is_none()
+    );
     assert_eq!(metrics.dropped("unknown", DropReason::UnknownChannel), 1);
     assert_eq!(metrics.dropped("seq", DropReason::TooLarge), 1);
     assert_eq!(metrics.dropped("seq", DropReason::Malformed), 1);
-    let score = net.router(0).score(bad).await.expect("score").expect("known");
-    assert_eq!(score, -40, "unknown channel 10 + too large 20 + malformed 10");
+    let score = net
+        .router(0)
+        .score(bad)
+        .await
+        .expect("score")
+        .expect("known");
+    assert_eq!(
+        score, -40,
+        "unknown channel 10 + too large 20 + malformed 10"
+    );
 
     // An honest peer is unaffected.
-    ch[1].0.send(net.peer_id(0), Seq::new(7)).await.expect("honest send");
-    let got = recv_within(&mut ch[0].1, SECOND).await.expect("honest message");
+    ch[1]
+        .0
+        .send(net.peer_id(0), Seq::new(7))
+        .await
+        .expect("honest send");
+    let got = recv_within(&mut ch[0].1, SECOND)
+        .await
+        .expect("honest message");
     assert_eq!((got.from, got.message.seq), (net.peer_id(1), 7));
 
     // Flow control: more than the 64 credits we were granted ends the
@@ -79,23 +116,46 @@ async fn hostile_frames_are_refused_counted_and_penalised_while_others_flow() {
     // (Two of the 64 credits went on the oversized and the undecodable
     // message; credit comes back only as the reactor consumes.)
     for _ in 0..65 {
-        let mut frame = vec![Frame::Data { channel: ChannelId(0x10), payload: Seq::new(1).encode_to_vec_bytes() }];
+        let mut frame = vec![Frame::Data {
+            channel: ChannelId(0x10),
+            payload: Seq::new(1).encode_to_vec_bytes(),
+        }];
         if attacker.sink.send(&mut frame).await.is_err() {
             break;
         }
     }
     let goodbye = read_until_goodbye(&mut attacker).await;
-    assert_eq!(goodbye.reason(), GoodbyeReason::ProtocolViolation, "{goodbye:?}");
-    assert!(goodbye.detail.contains("flow control"), "{}", goodbye.detail);
+    assert_eq!(
+        goodbye.reason(),
+        GoodbyeReason::ProtocolViolation,
+        "{goodbye:?}"
+    );
+    assert!(
+        goodbye.detail.contains("flow control"),
+        "{}",
+        goodbye.detail
+    );
     assert_eq!(metrics.dropped("seq", DropReason::FlowControl), 1);
-    net.wait_until("attacker gone", SECOND, |net| !net.router(0).is_connected(bad)).await.expect("gone");
-    assert!(net.router(0).is_connected(net.peer_id(1)), "honest peer still connected");
+    net.wait_until("attacker gone", SECOND, |net| {
+        !net.router(0).is_connected(bad)
+    })
+    .await
+    .expect("gone");
+    assert!(
+        net.router(0).is_connected(net.peer_id(1)),
+        "honest peer still connected"
+    );
     net.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn network_id_mismatch_is_refused_with_a_clear_reason() {
-    let mut net = Network::builder().seed(32).nodes(1).isolated().build().expect("build");
+    let mut net = Network::builder()
+        .seed(32)
+        .nodes(1)
+        .isolated()
+        .build()
+        .expect("build");
     net.start().expect("start");
     let (_conn, frames) = raw_peer(&net, 2_000, "some-other-net").await;
     let goodbye = frames.iter().find_map(|f| match f {
@@ -110,12 +170,18 @@ async fn network_id_mismatch_is_refused_with_a_clear_reason() {
         }
     };
     assert_eq!(goodbye.reason(), GoodbyeReason::NetworkMismatch);
-    assert!(goodbye.detail.contains("some-other-net"), "{}", goodbye.detail);
+    assert!(
+        goodbye.detail.contains("some-other-net"),
+        "{}",
+        goodbye.detail
+    );
     let refused = net
         .router(0)
         .metrics()
         .handshakes_refused
-        .get_or_create(&p2p::metrics::ReasonLabels { reason: "network_mismatch".into() })
+        .get_or_create(&p2p::metrics::ReasonLabels {
+            reason: "network_mismatch".into(),
+        })
         .get();
     assert_eq!(refused, 1);
     assert!(net.router(0).connected_peers().is_empty());
@@ -126,21 +192,55 @@ async fn network_id_mismatch_is_refused_with_a_clear_reason() {
 /// protocol-violation goodbye.
 #[tokio::test(start_paused = true)]
 async fn repeated_garbage_ends_the_connection() {
-    let mut net = Network::builder().seed(33).nodes(1).isolated().build().expect("build");
-    let _ch = net.open_channel::<Seq>(0, channel(0x10, "seq", 1)).expect("open");
+    let mut net = Network::builder()
+        .seed(33)
+        .nodes(1)
+        .isolated()
+        .build()
+        .expect("build");
+    let _ch = net
+        .open_channel::<Seq>(0, channel(0x10, "seq", 1))
+        .expect("open");
     net.start().expect("start");
     let (mut attacker, _) = raw_peer(&net, 3_000, "switchyard-local").await;
     for _ in 0..10 {
-        if attacker.sink.send(&mut vec![Frame::Data { channel: ChannelId(0x77), payload: Bytes::from_static(b"junk") }]).await.is_err() {
+        if attacker
+            .sink
+            .send(&mut vec![Frame::Data {
+                channel: ChannelId(0x77),
+                payload: Bytes::from_static(b"junk"),
+            }])
+            .await
+            .is_err()
+        {
             break;
         }
     }
     let goodbye = read_until_goodbye(&mut attacker).await;
-    assert_eq!(goodbye.reason(), GoodbyeReason::ProtocolViolation, "{goodbye:?}");
-    assert!(goodbye.detail.contains("unknown channel"), "{}", goodbye.detail);
+    assert_eq!(
+        goodbye.reason(),
+        GoodbyeReason::ProtocolViolation,
+        "{goodbye:?}"
+    );
+    assert!(
+        goodbye.detail.contains("unknown channel"),
+        "{}",
+        goodbye.detail
+    );
     let bad = Keypair::from_seed(3_000).peer_id();
-    net.wait_until("attacker gone", SECOND, |net| !net.router(0).is_connected(bad)).await.expect("gone");
-    assert!(net.router(0).score(bad).await.expect("score").expect("known") <= -50);
+    net.wait_until("attacker gone", SECOND, |net| {
+        !net.router(0).is_connected(bad)
+    })
+    .await
+    .expect("gone");
+    assert!(
+        net.router(0)
+            .score(bad)
+            .await
+            .expect("score")
+            .expect("known")
+            <= -50
+    );
     net.shutdown().await;
 }
 
@@ -155,26 +255,48 @@ async fn reactor_reports_ban_a_peer_and_the_ban_expires() {
         .configure(|_, config| config.peer_manager.ban_duration = Duration::from_secs(30))
         .build()
         .expect("build");
-    let ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    let ch = net
+        .open_channel_on_all::<Seq>(channel(0x10, "seq", 1))
+        .expect("open");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     let n0 = net.peer_id(0);
-    let misbehaviour = |penalty| p2p::PeerError::Misbehaviour { channel: "seq", reason: "lied".into(), penalty };
+    let misbehaviour = |penalty| p2p::PeerError::Misbehaviour {
+        channel: "seq",
+        reason: "lied".into(),
+        penalty,
+    };
     // Node 1 judges node 0 (who dials it as a persistent peer).
     ch[1].0.report(n0, misbehaviour(60));
-    net.wait_until("disconnect at -60", SECOND, |net| !net.router(1).is_connected(n0)).await.expect("disconnected");
-    net.wait_for_full_mesh(5 * SECOND).await.expect("node 0 redials: not banned yet");
+    net.wait_until("disconnect at -60", SECOND, |net| {
+        !net.router(1).is_connected(n0)
+    })
+    .await
+    .expect("disconnected");
+    net.wait_for_full_mesh(5 * SECOND)
+        .await
+        .expect("node 0 redials: not banned yet");
     ch[1].0.report(n0, misbehaviour(60));
-    net.wait_until("ban at -120", SECOND, |net| !net.router(1).is_connected(n0)).await.expect("banned");
+    net.wait_until("ban at -120", SECOND, |net| !net.router(1).is_connected(n0))
+        .await
+        .expect("banned");
     let started = tokio::time::Instant::now();
     // Node 0 keeps redialing; node 1 refuses it until the ban expires.
-    net.wait_for_full_mesh(60 * SECOND).await.expect("reconnect after the ban");
-    assert!(started.elapsed() >= Duration::from_secs(29), "ban lifted after {:?}", started.elapsed());
+    net.wait_for_full_mesh(60 * SECOND)
+        .await
+        .expect("reconnect after the ban");
+    assert!(
+        started.elapsed() >= Duration::from_secs(29),
+        "ban lifted after {:?}",
+        started.elapsed()
+    );
     let refused = net
         .router(1)
         .metrics()
         .handshakes_refused
-        .get_or_create(&p2p::metrics::ReasonLabels { reason: "banned".into() })
+        .get_or_create(&p2p::metrics::ReasonLabels {
+            reason: "banned".into(),
+        })
         .get();
     assert!(refused >= 1, "the banned peer's dials were refused");
     net.shutdown().await;

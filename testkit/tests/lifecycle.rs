@@ -21,15 +21,24 @@ async fn backoff_grows_and_resets() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     let attempts = net.router(0).metrics().dial_attempts.get();
     // 250 ms doubling with ±20% jitter: about 8 attempts in a minute, not 240.
-    assert!((5..=12).contains(&attempts), "{attempts} dial attempts in 60 s");
+    assert!(
+        (5..=12).contains(&attempts),
+        "{attempts} dial attempts in 60 s"
+    );
     net.start_node(1).expect("start 1");
-    net.wait_for_full_mesh(70 * SECOND).await.expect("connects once the peer is up");
+    net.wait_for_full_mesh(70 * SECOND)
+        .await
+        .expect("connects once the peer is up");
     net.crash(1).await;
     net.restart(1).await.expect("restart");
     net.start_node(1).expect("start 1 again");
     let t = tokio::time::Instant::now();
     net.wait_for_full_mesh(10 * SECOND).await.expect("redial");
-    assert!(t.elapsed() <= Duration::from_secs(2), "redial took {:?} after a reset", t.elapsed());
+    assert!(
+        t.elapsed() <= Duration::from_secs(2),
+        "redial took {:?} after a reset",
+        t.elapsed()
+    );
     net.shutdown().await;
 }
 
@@ -37,17 +46,30 @@ async fn backoff_grows_and_resets() {
 /// finds it again after a restart from its heed peer store.
 #[tokio::test(start_paused = true)]
 async fn restart_reloads_the_peer_store() {
-    let mut net = Network::builder().seed(42).nodes(2).isolated().store(StoreKind::Heed).build().expect("build");
+    let mut net = Network::builder()
+        .seed(42)
+        .nodes(2)
+        .isolated()
+        .store(StoreKind::Heed)
+        .build()
+        .expect("build");
     net.start().expect("start");
-    net.router(0).dial(PeerAddress::memory(net.peer_id(1))).await.expect("dial");
+    net.router(0)
+        .dial(PeerAddress::memory(net.peer_id(1)))
+        .await
+        .expect("dial");
     net.wait_for_full_mesh(5 * SECOND).await.expect("connected");
     net.crash(0).await;
-    net.wait_until("node 1 sees node 0 gone", 5 * SECOND, |net| net.router(1).connected_peers().is_empty())
-        .await
-        .expect("down");
+    net.wait_until("node 1 sees node 0 gone", 5 * SECOND, |net| {
+        net.router(1).connected_peers().is_empty()
+    })
+    .await
+    .expect("down");
     net.restart(0).await.expect("restart");
     net.start_node(0).expect("start again");
-    net.wait_for_full_mesh(10 * SECOND).await.expect("redialed from the store");
+    net.wait_for_full_mesh(10 * SECOND)
+        .await
+        .expect("redialed from the store");
     net.shutdown().await;
 }
 
@@ -56,7 +78,9 @@ async fn restart_reloads_the_peer_store() {
 #[tokio::test(start_paused = true)]
 async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
     let mut net = Network::builder().seed(43).nodes(2).build().expect("build");
-    let mut ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    let mut ch = net
+        .open_channel_on_all::<Seq>(channel(0x10, "seq", 1))
+        .expect("open");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     let target = PeerAddress::memory(net.peer_id(1));
@@ -87,13 +111,24 @@ async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
             router
                 .metrics()
                 .handshakes_refused
-                .get_or_create(&p2p::metrics::ReasonLabels { reason: (*r).into() })
+                .get_or_create(&p2p::metrics::ReasonLabels {
+                    reason: (*r).into(),
+                })
                 .get()
         })
         .sum();
     assert_eq!(refused, 500 - 39, "every refused dialer is counted");
-    ch[0].0.send(net.peer_id(1), Seq::new(5)).await.expect("send");
-    assert_eq!(recv_within(&mut ch[1].1, SECOND).await.map(|e| e.message.seq), Some(5));
+    ch[0]
+        .0
+        .send(net.peer_id(1), Seq::new(5))
+        .await
+        .expect("send");
+    assert_eq!(
+        recv_within(&mut ch[1].1, SECOND)
+            .await
+            .map(|e| e.message.seq),
+        Some(5)
+    );
     drop(storm);
     net.shutdown().await;
 }
@@ -103,7 +138,12 @@ async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
 /// still dials and accepts.
 #[tokio::test(start_paused = true)]
 async fn dial_and_accept_loops_survive_errors() {
-    let mut net = Network::builder().seed(44).nodes(3).isolated().build().expect("build");
+    let mut net = Network::builder()
+        .seed(44)
+        .nodes(3)
+        .isolated()
+        .build()
+        .expect("build");
     net.start().expect("start");
     for i in 0..50 {
         let ghost = PeerAddress::memory(Keypair::from_seed(20_000 + i).peer_id());
@@ -112,15 +152,34 @@ async fn dial_and_accept_loops_survive_errors() {
     for i in 0..20u64 {
         let node = Keypair::from_seed(30_000 + i);
         let transport = net.hub().transport(node.peer_id()).expect("endpoint");
-        let mut conn = transport.dial(&PeerAddress::memory(net.peer_id(0))).await.expect("dial");
-        let _ = conn.sink.send(&mut vec![Frame::Data { channel: p2p::ChannelId(1), payload: bytes::Bytes::new() }]).await;
+        let mut conn = transport
+            .dial(&PeerAddress::memory(net.peer_id(0)))
+            .await
+            .expect("dial");
+        let _ = conn
+            .sink
+            .send(&mut vec![Frame::Data {
+                channel: p2p::ChannelId(1),
+                payload: bytes::Bytes::new(),
+            }])
+            .await;
     }
     tokio::time::sleep(5 * SECOND).await;
     assert!(net.router(0).metrics().dial_failures.get() >= 50);
-    net.router(0).dial(PeerAddress::memory(net.peer_id(1))).await.expect("dial");
-    net.router(2).dial(PeerAddress::memory(net.peer_id(0))).await.expect("dial");
-    net.wait_connected(0, 1, 5 * SECOND).await.expect("dial loop alive");
-    net.wait_connected(2, 0, 5 * SECOND).await.expect("accept loop alive");
+    net.router(0)
+        .dial(PeerAddress::memory(net.peer_id(1)))
+        .await
+        .expect("dial");
+    net.router(2)
+        .dial(PeerAddress::memory(net.peer_id(0)))
+        .await
+        .expect("dial");
+    net.wait_connected(0, 1, 5 * SECOND)
+        .await
+        .expect("dial loop alive");
+    net.wait_connected(2, 0, 5 * SECOND)
+        .await
+        .expect("accept loop alive");
     net.shutdown().await;
 }
 
@@ -139,10 +198,15 @@ async fn slow_subscriber_does_not_stall_the_router() {
     net.start().expect("start");
     let mut stalled = net.router(0).subscribe();
     for i in 1..6 {
-        net.router(0).dial(PeerAddress::memory(net.peer_id(i))).await.expect("dial");
+        net.router(0)
+            .dial(PeerAddress::memory(net.peer_id(i)))
+            .await
+            .expect("dial");
     }
     for i in 1..6 {
-        net.wait_connected(0, i, 5 * SECOND).await.expect("connects despite the stalled subscriber");
+        net.wait_connected(0, i, 5 * SECOND)
+            .await
+            .expect("connects despite the stalled subscriber");
     }
     assert_eq!(stalled.recv().await, Err(PeerUpdatesError::Lagged(3)));
     assert!(matches!(stalled.recv().await, Ok(u) if matches!(u.status, PeerStatus::Up { .. })));
@@ -153,7 +217,9 @@ async fn slow_subscriber_does_not_stall_the_router() {
 #[tokio::test(start_paused = true)]
 async fn graceful_shutdown_ends_every_task() {
     let mut net = Network::builder().seed(46).nodes(2).build().expect("build");
-    let mut ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    let mut ch = net
+        .open_channel_on_all::<Seq>(channel(0x10, "seq", 1))
+        .expect("open");
     net.start().expect("start");
     net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
     let mut updates = net.router(1).subscribe();
@@ -177,16 +243,29 @@ async fn determinism_same_seed_same_trace_across_a_seed_sweep() {
         let first = scenario(seed).await;
         let second = scenario(seed).await;
         assert_eq!(first, second, "seed {seed} is not reproducible");
-        assert!(first.iter().any(|e| e.what.starts_with("recv")), "seed {seed} delivered nothing");
+        assert!(
+            first.iter().any(|e| e.what.starts_with("recv")),
+            "seed {seed} delivered nothing"
+        );
     }
-    assert_ne!(scenario(1).await, scenario(2).await, "different seeds give different runs");
+    assert_ne!(
+        scenario(1).await,
+        scenario(2).await,
+        "different seeds give different runs"
+    );
 }
 
 /// Five nodes, lossy links with latency, a partition and a heal, numbered
 /// messages: returns the trace.
 async fn scenario(seed: u64) -> Vec<testkit::TraceEvent> {
-    let mut net = Network::builder().seed(seed).nodes(5).build().expect("build");
-    let mut ch = net.open_channel_on_all::<Seq>(channel(0x10, "seq", 1)).expect("open");
+    let mut net = Network::builder()
+        .seed(seed)
+        .nodes(5)
+        .build()
+        .expect("build");
+    let mut ch = net
+        .open_channel_on_all::<Seq>(channel(0x10, "seq", 1))
+        .expect("open");
     net.start().expect("start");
     net.wait_for_full_mesh(10 * SECOND).await.expect("mesh");
     for a in 0..5 {
@@ -201,7 +280,10 @@ async fn scenario(seed: u64) -> Vec<testkit::TraceEvent> {
     net.wait_for_full_mesh(30 * SECOND).await.expect("heals");
     for seq in 0..200u64 {
         let report = ch[(seq % 5) as usize].0.broadcast(Seq::new(seq));
-        net.record((seq % 5) as usize, format!("sent {seq} to {}", report.queued.len()));
+        net.record(
+            (seq % 5) as usize,
+            format!("sent {seq} to {}", report.queued.len()),
+        );
     }
     for (i, (_, rx)) in ch.iter_mut().enumerate() {
         while let Some(env) = recv_within(rx, Duration::from_millis(500)).await {

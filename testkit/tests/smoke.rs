@@ -18,10 +18,14 @@ async fn two_nodes_exchange_a_message() {
         .open_channel_on_all::<Seq>(ChannelDescriptor::new(0x10, "seq"))
         .expect("open");
     net.start().expect("start");
-    net.wait_for_full_mesh(Duration::from_secs(5)).await.expect("mesh");
+    net.wait_for_full_mesh(Duration::from_secs(5))
+        .await
+        .expect("mesh");
     let to = net.peer_id(1);
     ch[0].0.send(to, Seq { seq: 42 }).await.expect("send");
-    let got = recv_within(&mut ch[1].1, Duration::from_secs(1)).await.expect("recv");
+    let got = recv_within(&mut ch[1].1, Duration::from_secs(1))
+        .await
+        .expect("recv");
     assert_eq!(got.message.seq, 42);
     assert_eq!(got.from, net.peer_id(0));
     net.shutdown().await;

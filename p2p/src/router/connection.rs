@@ -62,11 +62,19 @@ pub(crate) async fn handshake(
 ) -> Result<(proto::NodeInfo, Vec<Frame>), HandshakeError> {
     let mut out = vec![Frame::Hello(ours.clone())];
     conn.sink.send(&mut out).await.map_err(|e| {
-        HandshakeError::new(GoodbyeReason::Unspecified, "io", format!("sending hello: {e}"))
+        HandshakeError::new(
+            GoodbyeReason::Unspecified,
+            "io",
+            format!("sending hello: {e}"),
+        )
     })?;
     let mut frames = Vec::new();
     conn.stream.recv(&mut frames).await.map_err(|e| {
-        HandshakeError::new(GoodbyeReason::Unspecified, "io", format!("waiting for hello: {e}"))
+        HandshakeError::new(
+            GoodbyeReason::Unspecified,
+            "io",
+            format!("waiting for hello: {e}"),
+        )
     })?;
     let mut frames = frames.into_iter();
     let theirs = match frames.next() {
@@ -145,7 +153,10 @@ fn check_hello(
         return Err(HandshakeError::new(
             GoodbyeReason::ProtocolViolation,
             "bad_channel",
-            format!("hello announces channel {} with window {}", c.id, c.recv_window),
+            format!(
+                "hello announces channel {} with window {}",
+                c.id, c.recv_window
+            ),
         ));
     }
     Ok(())
@@ -186,7 +197,10 @@ pub(crate) async fn run(
     // Whatever ended the reader, nothing more will be sent but the goodbye
     // the reader may have queued.
     link.close_with(None, &shared.metrics);
-    if tokio::time::timeout(limits.close_grace, writer).await.is_err() {
+    if tokio::time::timeout(limits.close_grace, writer)
+        .await
+        .is_err()
+    {
         link.close.cancel();
     }
     link.close.cancel();
@@ -197,7 +211,12 @@ async fn write_loop(link: Arc<Link>, mut sink: Box<dyn FrameSink>, limits: Conne
     let mut batch = Vec::with_capacity(limits.max_batch_frames);
     let mut sent = vec![(0u64, 0u64); link.metrics.len()];
     loop {
-        match link.outbox.next_batch(&mut batch, &mut sent, limits.max_batch_frames, limits.max_batch_bytes) {
+        match link.outbox.next_batch(
+            &mut batch,
+            &mut sent,
+            limits.max_batch_frames,
+            limits.max_batch_bytes,
+        ) {
             Batch::Ready => {
                 link.record_sent(&mut sent);
                 let result = tokio::select! {
@@ -335,7 +354,10 @@ fn violation(shared: &Shared, link: &Link, error: PeerError) -> Step {
     tracing::info!(peer = %link.peer.short(), %detail, "protocol violation; disconnecting");
     shared.report(link.peer, error);
     link.close_with(
-        Some(Frame::goodbye(GoodbyeReason::ProtocolViolation, detail.clone())),
+        Some(Frame::goodbye(
+            GoodbyeReason::ProtocolViolation,
+            detail.clone(),
+        )),
         &shared.metrics,
     );
     Step::End(detail)

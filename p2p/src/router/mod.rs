@@ -261,7 +261,11 @@ impl RouterBuilder {
         descriptor: ChannelDescriptor,
     ) -> Result<(ChannelSender<M>, ChannelReceiver<M>), ChannelError> {
         descriptor.validate()?;
-        if let Some(existing) = self.channels.iter().find(|c| c.descriptor.id == descriptor.id) {
+        if let Some(existing) = self
+            .channels
+            .iter()
+            .find(|c| c.descriptor.id == descriptor.id)
+        {
             return Err(ChannelError::DuplicateId {
                 id: descriptor.id,
                 existing: existing.descriptor.name,
@@ -304,8 +308,12 @@ impl RouterBuilder {
             .unwrap_or_else(|| Box::new(MemoryPeerStore::new()));
         let records = store.load()?;
         let now = tokio::time::Instant::now().into_std();
-        let mut peer_manager =
-            PeerManager::new(local, self.config.peer_manager.clone(), self.config.seed, now);
+        let mut peer_manager = PeerManager::new(
+            local,
+            self.config.peer_manager.clone(),
+            self.config.seed,
+            now,
+        );
         peer_manager.load(records);
         let table = Arc::new(ChannelTable::new(self.channels));
         let listen_addresses: Vec<PeerAddress> = self
@@ -407,7 +415,10 @@ impl Router {
         self.inner.shared.link(peer).map(|l| l.remote_info.clone())
     }
 
-    async fn command<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, RouterError> {
+    async fn command<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RouterError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .shared
@@ -428,7 +439,11 @@ impl Router {
 
     /// Disconnects `peer` with a goodbye, banning it for `ban` if given.
     /// Returns whether it was connected.
-    pub async fn disconnect(&self, peer: PeerId, ban: Option<Duration>) -> Result<bool, RouterError> {
+    pub async fn disconnect(
+        &self,
+        peer: PeerId,
+        ban: Option<Duration>,
+    ) -> Result<bool, RouterError> {
         self.command(|reply| Command::Disconnect { peer, ban, reply })
             .await
     }

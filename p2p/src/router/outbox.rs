@@ -273,7 +273,12 @@ impl Outbox {
             }
             let n = state.queues.len();
             let mut idle_scan = 0;
-            while !state.closed && n > 0 && out.len() < max_frames && bytes < max_bytes && idle_scan < n {
+            while !state.closed
+                && n > 0
+                && out.len() < max_frames
+                && bytes < max_bytes
+                && idle_scan < n
+            {
                 let cursor = state.cursor;
                 let queue = &mut state.queues[cursor];
                 let credit = queue.credit.unwrap_or(0);
@@ -382,7 +387,9 @@ mod tests {
                 break;
             }
             for f in frames {
-                let Frame::Data { channel, payload } = f else { panic!("data") };
+                let Frame::Data { channel, payload } = f else {
+                    panic!("data")
+                };
                 let idx = usize::from(channel.0 - 1);
                 let seq = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
                 assert_eq!(seq, next[idx], "channel {channel} out of order");
@@ -394,7 +401,10 @@ mod tests {
 
     #[test]
     fn low_priority_gets_its_weighted_share_under_saturation() {
-        let ob = outbox(&[(1, 1, 10_000, Some(u32::MAX)), (2, 4, 10_000, Some(u32::MAX))]);
+        let ob = outbox(&[
+            (1, 1, 10_000, Some(u32::MAX)),
+            (2, 4, 10_000, Some(u32::MAX)),
+        ]);
         for seq in 0..4000 {
             ob.try_push(0, payload(1, seq, 256)).expect("room");
             ob.try_push(1, payload(2, seq, 256)).expect("room");
@@ -402,7 +412,9 @@ mod tests {
         let mut bytes = [0usize; 2];
         for _ in 0..200 {
             for f in drain(&ob, 16) {
-                let Frame::Data { channel, payload } = f else { panic!("data") };
+                let Frame::Data { channel, payload } = f else {
+                    panic!("data")
+                };
                 bytes[usize::from(channel.0 - 1)] += payload.len();
             }
         }
@@ -421,7 +433,10 @@ mod tests {
         assert_eq!(drain(&ob, 100).len(), 0);
         ob.add_credit(0, 2).expect("within window");
         assert_eq!(drain(&ob, 100).len(), 2);
-        assert!(ob.add_credit(0, 3).is_err(), "more than the window is a violation");
+        assert!(
+            ob.add_credit(0, 3).is_err(),
+            "more than the window is a violation"
+        );
     }
 
     #[test]
@@ -429,27 +444,48 @@ mod tests {
         let ob = outbox(&[(1, 1, 2, Some(10)), (2, 1, 2, None)]);
         ob.try_push(0, payload(1, 0, 1)).expect("room");
         ob.try_push(0, payload(1, 1, 1)).expect("room");
-        assert_eq!(ob.try_push(0, payload(1, 2, 1)).map_err(|e| e.0), Err(PushError::Full));
-        assert_eq!(ob.try_push(1, payload(2, 0, 1)).map_err(|e| e.0), Err(PushError::Unsupported));
+        assert_eq!(
+            ob.try_push(0, payload(1, 2, 1)).map_err(|e| e.0),
+            Err(PushError::Full)
+        );
+        assert_eq!(
+            ob.try_push(1, payload(2, 0, 1)).map_err(|e| e.0),
+            Err(PushError::Unsupported)
+        );
         assert_eq!(ob.close(None), vec![(0, 2)]);
-        assert_eq!(ob.try_push(0, payload(1, 3, 1)).map_err(|e| e.0), Err(PushError::Closed));
+        assert_eq!(
+            ob.try_push(0, payload(1, 3, 1)).map_err(|e| e.0),
+            Err(PushError::Closed)
+        );
     }
 
     #[test]
     fn control_frames_go_first_and_goodbye_is_sent_after_close() {
         let ob = outbox(&[(1, 1, 10, Some(10))]);
         ob.try_push(0, payload(1, 0, 1)).expect("room");
-        ob.push_control(Frame::Credit { channel: ChannelId(1), messages: 3 });
+        ob.push_control(Frame::Credit {
+            channel: ChannelId(1),
+            messages: 3,
+        });
         let frames = drain(&ob, 10);
         assert!(matches!(frames[0], Frame::Credit { .. }));
         assert_eq!(frames.len(), 2);
-        ob.close(Some(Frame::goodbye(crate::proto::GoodbyeReason::Shutdown, "bye")));
+        ob.close(Some(Frame::goodbye(
+            crate::proto::GoodbyeReason::Shutdown,
+            "bye",
+        )));
         let mut out = Vec::new();
         let mut sent = vec![(0, 0); 1];
-        assert_eq!(ob.next_batch(&mut out, &mut sent, 10, usize::MAX), Batch::Ready);
+        assert_eq!(
+            ob.next_batch(&mut out, &mut sent, 10, usize::MAX),
+            Batch::Ready
+        );
         assert!(matches!(out[0], Frame::Goodbye(_)));
         out.clear();
-        assert_eq!(ob.next_batch(&mut out, &mut sent, 10, usize::MAX), Batch::Closed);
+        assert_eq!(
+            ob.next_batch(&mut out, &mut sent, 10, usize::MAX),
+            Batch::Closed
+        );
     }
 
     #[tokio::test]

@@ -31,11 +31,7 @@ use crate::transport::{Connection, Frame, Transport, TransportError};
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A connection passed the `Hello` exchange.
-    Ready {
-        conn: Connection,
-        info: proto::NodeInfo,
-        leftovers: Vec<Frame>,
-    },
+    Ready(Box<ReadyConnection>),
     /// An outbound dial or its handshake failed.
     DialFailed { peer: PeerId, error: String },
     /// A connection ended.
@@ -48,6 +44,14 @@ pub(crate) enum Event {
     Report { peer: PeerId, error: PeerError },
     /// A request from the router's handle.
     Command(Command),
+}
+
+/// A connection that passed the `Hello` exchange.
+#[derive(Debug)]
+pub(crate) struct ReadyConnection {
+    conn: Connection,
+    info: proto::NodeInfo,
+    leftovers: Vec<Frame>,
 }
 
 /// Requests from the [`Router`](crate::router::Router) handle.
@@ -148,11 +152,14 @@ impl Supervisor {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Ready {
-                conn,
-                info,
-                leftovers,
-            } => self.on_ready(conn, info, leftovers),
+            Event::Ready(ready) => {
+                let ReadyConnection {
+                    conn,
+                    info,
+                    leftovers,
+                } = *ready;
+                self.on_ready(conn, info, leftovers);
+            }
             Event::DialFailed { peer, error } => {
                 tracing::debug!(peer = %peer.short(), %error, "dial failed");
                 self.shared.metrics.dial_failures.inc();
@@ -173,7 +180,9 @@ impl Supervisor {
         let now = self.now();
         match command {
             Command::AddAddress { address, reply } => {
-                let result = self.peer_manager.add_address(address, AddressSource::Manual);
+                let result = self
+                    .peer_manager
+                    .add_address(address, AddressSource::Manual);
                 let _ = reply.send(result);
             }
             Command::Disconnect { peer, ban, reply } => {
@@ -350,10 +359,7 @@ impl Supervisor {
         });
     }
 
-    fn direction_gauge(
-        &self,
-        direction: Direction,
-    ) -> prometheus_client::metrics::gauge::Gauge {
+    fn direction_gauge(&self, direction: Direction) -> prometheus_client::metrics::gauge::Gauge {
         self.shared
             .metrics
             .peers
@@ -367,7 +373,13 @@ impl Supervisor {
         self.refuse_with(conn, reason, label, label.to_string());
     }
 
-    fn refuse_with(&self, conn: Connection, reason: GoodbyeReason, label: &'static str, detail: String) {
+    fn refuse_with(
+        &self,
+        conn: Connection,
+        reason: GoodbyeReason,
+        label: &'static str,
+        detail: String,
+    ) {
         self.shared.metrics.refused(label);
         let err = HandshakeError {
             reason,
@@ -401,7 +413,10 @@ impl Supervisor {
     async fn stop(mut self) {
         for link in self.shared.links() {
             link.close_with(
-                Some(Frame::goodbye(GoodbyeReason::Shutdown, "node shutting down")),
+                Some(Frame::goodbye(
+                    GoodbyeReason::Shutdown,
+                    "node shutting down",
+                )),
                 &self.shared.metrics,
             );
         }
@@ -466,7 +481,10 @@ async fn accept_loop(
                 }
             },
             Err(TransportError::Closed) => {
-                tracing::debug!(scheme = transport.scheme(), "transport closed; accept loop ends");
+                tracing::debug!(
+                    scheme = transport.scheme(),
+                    "transport closed; accept loop ends"
+                );
                 return;
             }
             Err(e) => {
@@ -495,11 +513,11 @@ async fn inbound_handshake(
     };
     match result {
         Ok(Ok((info, leftovers))) => {
-            let event = Event::Ready {
+            let event = Event::Ready(Box::new(ReadyConnection {
                 conn,
                 info,
                 leftovers,
-            };
+            }));
             tokio::select! {
                 biased;
                 _ = shared.shutdown.cancelled() => {}
@@ -534,16 +552,18 @@ async fn dial(
         if conn.remote != peer {
             return Err(format!("dialed {peer} but {} answered", conn.remote));
         }
-        let (info, leftovers) =
-            tokio::time::timeout(handshake_timeout, connection::handshake(&mut conn, &local_info))
-                .await
-                .map_err(|_| "handshake timed out".to_string())?
-                .map_err(|e| e.to_string())?;
-        Ok::<_, String>(Event::Ready {
+        let (info, leftovers) = tokio::time::timeout(
+            handshake_timeout,
+            connection::handshake(&mut conn, &local_info),
+        )
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok::<_, String>(Event::Ready(Box::new(ReadyConnection {
             conn,
             info,
             leftovers,
-        })
+        })))
     };
     let event = tokio::select! {
         biased;

@@ -16,11 +16,17 @@ pub struct Seq {
 
 impl Seq {
     pub fn new(seq: u64) -> Self {
-        Self { seq, pad: Vec::new() }
+        Self {
+            seq,
+            pad: Vec::new(),
+        }
     }
 
     pub fn padded(seq: u64, len: usize) -> Self {
-        Self { seq, pad: vec![0xab; len] }
+        Self {
+            seq,
+            pad: vec![0xab; len],
+        }
     }
 }
 

@@ -36,7 +36,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use p2p::transport::{
-    Connection, ConnectionError, Direction, Frame, FrameSink, FrameStream, Transport, TransportError,
+    Connection, ConnectionError, Direction, Frame, FrameSink, FrameStream, Transport,
+    TransportError,
 };
 use p2p::{PeerAddress, PeerId};
 use parking_lot::Mutex;
@@ -122,7 +123,11 @@ impl MemoryHub {
 
     /// Registers an endpoint for `peer` whose connections appear to come
     /// from `ip` (to exercise per-IP limits).
-    pub fn transport_with_ip(&self, peer: PeerId, ip: Option<IpAddr>) -> Result<MemoryTransport, MemoryError> {
+    pub fn transport_with_ip(
+        &self,
+        peer: PeerId,
+        ip: Option<IpAddr>,
+    ) -> Result<MemoryTransport, MemoryError> {
         let (accept_tx, accept_rx) = mpsc::channel(ACCEPT_BACKLOG);
         let generation = self.inner.counter.fetch_add(1, Ordering::Relaxed);
         let mut state = self.inner.state.lock();
@@ -271,7 +276,13 @@ impl MemoryHub {
             remote_address: Some(PeerAddress::memory(to)),
             remote_ip: to_ip,
             direction: Direction::Outbound,
-            sink: Box::new(MemorySink::new(ab_tx.clone(), ba_tx.clone(), forward, token.clone(), seed)),
+            sink: Box::new(MemorySink::new(
+                ab_tx.clone(),
+                ba_tx.clone(),
+                forward,
+                token.clone(),
+                seed,
+            )),
             stream: Box::new(MemoryStream::new(ba_rx, token.clone())),
         };
         let listener = Connection {
@@ -279,7 +290,13 @@ impl MemoryHub {
             remote_address: Some(PeerAddress::memory(from)),
             remote_ip: from_ip,
             direction: Direction::Inbound,
-            sink: Box::new(MemorySink::new(ba_tx, ab_tx, backward, token.clone(), seed ^ 1)),
+            sink: Box::new(MemorySink::new(
+                ba_tx,
+                ab_tx,
+                backward,
+                token.clone(),
+                seed ^ 1,
+            )),
             stream: Box::new(MemoryStream::new(ab_rx, token.clone())),
         };
         accept.try_send(listener).map_err(|e| match e {
@@ -382,7 +399,10 @@ impl MemorySink {
 }
 
 impl FrameSink for MemorySink {
-    fn send<'a>(&'a mut self, frames: &'a mut Vec<Frame>) -> BoxFuture<'a, Result<(), ConnectionError>> {
+    fn send<'a>(
+        &'a mut self,
+        frames: &'a mut Vec<Frame>,
+    ) -> BoxFuture<'a, Result<(), ConnectionError>> {
         Box::pin(self.send_batch(frames))
     }
 
@@ -447,7 +467,10 @@ impl MemoryStream {
 }
 
 impl FrameStream for MemoryStream {
-    fn recv<'a>(&'a mut self, out: &'a mut Vec<Frame>) -> BoxFuture<'a, Result<(), ConnectionError>> {
+    fn recv<'a>(
+        &'a mut self,
+        out: &'a mut Vec<Frame>,
+    ) -> BoxFuture<'a, Result<(), ConnectionError>> {
         Box::pin(self.recv_batch(out))
     }
 }
@@ -502,7 +525,10 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn dial<'a>(&'a self, address: &'a PeerAddress) -> BoxFuture<'a, Result<Connection, TransportError>> {
+    fn dial<'a>(
+        &'a self,
+        address: &'a PeerAddress,
+    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
         Box::pin(async move {
             if address.scheme() != "memory" {
                 return Err(TransportError::UnsupportedAddress(address.to_string()));
@@ -510,12 +536,12 @@ impl Transport for MemoryTransport {
             if !self.hub.is_registered(self.peer) {
                 return Err(TransportError::Closed);
             }
-            self.hub
-                .connect(self.peer, address.peer)
-                .map_err(|reason| TransportError::Unreachable {
+            self.hub.connect(self.peer, address.peer).map_err(|reason| {
+                TransportError::Unreachable {
                     address: address.to_string(),
                     reason,
-                })
+                }
+            })
         })
     }
 }
