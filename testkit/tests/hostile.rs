@@ -38,7 +38,7 @@ async fn raw_peer(net: &Network, seed: u64, network: &str) -> (Connection, Vec<F
         .expect("dial");
     std::mem::forget(transport); // keep the endpoint registered for the test
     conn.sink
-        .send(&mut vec![Frame::Hello(hello(&keypair, network))])
+        .send(&mut vec![Frame::Hello(Box::new(hello(&keypair, network)))])
         .await
         .expect("hello");
     let mut frames = Vec::new();

@@ -97,7 +97,7 @@ async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
             listen_addresses: vec![],
             software_version: "storm".into(),
         };
-        let _ = conn.sink.send(&mut vec![Frame::Hello(hello)]).await;
+        let _ = conn.sink.send(&mut vec![Frame::Hello(Box::new(hello))]).await;
         storm.push((transport, conn));
     }
     tokio::time::sleep(SECOND).await;

@@ -60,7 +60,7 @@ pub(crate) async fn handshake(
     conn: &mut Connection,
     ours: &proto::NodeInfo,
 ) -> Result<(proto::NodeInfo, Vec<Frame>), HandshakeError> {
-    let mut out = vec![Frame::Hello(ours.clone())];
+    let mut out = vec![Frame::Hello(Box::new(ours.clone()))];
     conn.sink.send(&mut out).await.map_err(|e| {
         HandshakeError::new(
             GoodbyeReason::Unspecified,
@@ -78,7 +78,7 @@ pub(crate) async fn handshake(
     })?;
     let mut frames = frames.into_iter();
     let theirs = match frames.next() {
-        Some(Frame::Hello(info)) => info,
+        Some(Frame::Hello(info)) => *info,
         Some(Frame::Goodbye(g)) => {
             return Err(HandshakeError::new(
                 GoodbyeReason::Unspecified,
@@ -208,7 +208,8 @@ pub(crate) async fn run(
 }
 
 async fn write_loop(link: Arc<Link>, mut sink: Box<dyn FrameSink>, limits: ConnectionLimits) {
-    let mut batch = Vec::with_capacity(limits.max_batch_frames);
+    // Grows with the first batch; an idle connection allocates nothing here.
+    let mut batch = Vec::new();
     let mut sent = vec![(0u64, 0u64); link.metrics.len()];
     loop {
         match link.outbox.next_batch(
