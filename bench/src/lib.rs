@@ -27,7 +27,8 @@ pub const SAMPLE_EVERY: u64 = 16;
 pub const RAW_CAPACITY: usize = 1024;
 
 /// The benchmark message. Fixed-width integers keep every encoding the same
-/// size (9 + 9 + 3 + 256 = 277 bytes), so message shares equal byte shares.
+/// size (9 + 9 + 3 + 256 = 277 bytes, as long as `seq` and `sent_ns` are not
+/// zero: proto3 omits zero fields), so message shares equal byte shares.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct BenchMsg {
     /// Sequence number, from 0, per sender.
@@ -41,12 +42,12 @@ pub struct BenchMsg {
     pub payload: Bytes,
 }
 
-/// Encoded size of a [`BenchMsg`].
+/// Encoded size of a [`BenchMsg`] with non-zero `seq` and `sent_ns`.
 pub fn encoded_len() -> usize {
     use prost::Message;
     BenchMsg {
-        seq: 0,
-        sent_ns: 0,
+        seq: 1,
+        sent_ns: 1,
         payload: payload(),
     }
     .encoded_len()
@@ -77,8 +78,12 @@ pub struct Pair {
     pub sender: Router,
     /// The receiving router.
     pub receiver: Router,
+    /// The sending router's PeerId.
+    pub sender_id: PeerId,
     /// The receiving router's PeerId.
     pub receiver_id: PeerId,
+    /// The hub both routers are on (for its fault hooks, e.g. bandwidth).
+    pub hub: MemoryHub,
     /// Senders of each channel on the sending router.
     pub txs: Vec<ChannelSender<BenchMsg>>,
     /// Receivers of each channel on the receiving router.
@@ -87,7 +92,6 @@ pub struct Pair {
     /// router's senders), kept open for the pair's life.
     _unused_rx: Vec<ChannelReceiver<BenchMsg>>,
     _unused_tx: Vec<ChannelSender<BenchMsg>>,
-    _hub: MemoryHub,
 }
 
 impl Pair {
@@ -145,12 +149,13 @@ impl Pair {
         Ok(Self {
             sender,
             receiver,
+            sender_id,
             receiver_id,
+            hub,
             txs,
             rxs,
             _unused_rx: unused_rx,
             _unused_tx: unused_tx,
-            _hub: hub,
         })
     }
 

@@ -288,11 +288,13 @@ impl Keypair {
     }
 }
 
-/// `domain ‖ 0x00 ‖ message`: domain separation for signatures.
+/// `len(domain) as u64 big-endian ‖ domain ‖ message`: domain separation
+/// for signatures. The length prefix makes every (domain, message) pair
+/// encode differently, whatever bytes the domain holds.
 fn domain_message(domain: &str, message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(domain.len() + 1 + message.len());
+    let mut out = Vec::with_capacity(8 + domain.len() + message.len());
+    out.extend_from_slice(&(domain.len() as u64).to_be_bytes());
     out.extend_from_slice(domain.as_bytes());
-    out.push(0);
     out.extend_from_slice(message);
     out
 }
@@ -350,6 +352,9 @@ mod tests {
         let dsig = a.sign_in_domain("gossip", b"m");
         assert!(a.peer_id().verify_in_domain("gossip", b"m", &dsig).is_ok());
         assert!(a.peer_id().verify_in_domain("queue", b"m", &dsig).is_err());
+        // Shifting bytes between domain and message never verifies.
+        let shifted = a.sign_in_domain("ab", b"c");
+        assert!(a.peer_id().verify_in_domain("a", b"bc", &shifted).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! [`transport::Transport`]; reactors open typed channels on a
 //! [`RouterBuilder`] and talk to peers through [`ChannelSender`] and
 //! [`ChannelReceiver`]. The delivery promises are stated in [`channel`];
-//! the design and its alternatives in `adr/0002-delivery-semantics.md`.
+//! the design and its alternatives in `adr/0002-delivery-semantics-and-flow-control.md`.
 
 pub mod address;
 pub mod channel;

@@ -354,7 +354,11 @@ mod tests {
     #[test]
     fn frames_are_small_so_idle_batches_cost_little() {
         // Hello is boxed: a frame is a data frame's size.
-        assert!(std::mem::size_of::<Frame>() <= 48, "{}", std::mem::size_of::<Frame>());
+        assert!(
+            std::mem::size_of::<Frame>() <= 48,
+            "{}",
+            std::mem::size_of::<Frame>()
+        );
     }
 
     #[test]

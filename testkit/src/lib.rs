@@ -472,11 +472,20 @@ impl Network {
         self.hub.set_loss(self.peer_id(a), self.peer_id(b), loss);
     }
 
-    /// Crashes node `i`: its connections fail at once and it stops. (Its
-    /// router's tasks are stopped; the peer store keeps what it had
-    /// flushed, as after a crash.)
+    /// Crashes node `i`: its connections fail at once and its router stops
+    /// without goodbyes and without flushing its peer store (which keeps
+    /// what its last periodic flush wrote, `store_flush_interval`).
     pub async fn crash(&mut self, i: usize) {
         self.hub.crash(self.peer_id(i));
+        self.nodes[i].builder = None;
+        if let Some(router) = self.nodes[i].router.take() {
+            router.kill().await;
+        }
+    }
+
+    /// Stops node `i` gracefully (goodbyes, store flushed), keeping its data
+    /// directory for [`restart`](Self::restart).
+    pub async fn stop(&mut self, i: usize) {
         self.nodes[i].builder = None;
         if let Some(router) = self.nodes[i].router.take() {
             router.shutdown().await;

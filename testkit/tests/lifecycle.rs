@@ -43,7 +43,7 @@ async fn backoff_grows_and_resets() {
 }
 
 /// A node that dialed a peer by hand (not persistent, not in its config)
-/// finds it again after a restart from its heed peer store.
+/// finds it again after a crash and restart, from its heed peer store.
 #[tokio::test(start_paused = true)]
 async fn restart_reloads_the_peer_store() {
     let mut net = Network::builder()
@@ -59,6 +59,8 @@ async fn restart_reloads_the_peer_store() {
         .await
         .expect("dial");
     net.wait_for_full_mesh(5 * SECOND).await.expect("connected");
+    // A crash keeps what the periodic flush (every 10 s) wrote.
+    tokio::time::sleep(11 * SECOND).await;
     net.crash(0).await;
     net.wait_until("node 1 sees node 0 gone", 5 * SECOND, |net| {
         net.router(1).connected_peers().is_empty()
@@ -71,6 +73,37 @@ async fn restart_reloads_the_peer_store() {
         .await
         .expect("redialed from the store");
     net.shutdown().await;
+}
+
+/// A graceful stop flushes the store at once; a crash before the first
+/// periodic flush after learning a peer forgets it.
+#[tokio::test(start_paused = true)]
+async fn graceful_stop_flushes_the_store_and_a_crash_does_not() {
+    for crash in [false, true] {
+        let mut net = Network::builder()
+            .seed(47)
+            .nodes(2)
+            .isolated()
+            .store(StoreKind::Heed)
+            .build()
+            .expect("build");
+        net.start().expect("start");
+        net.router(0)
+            .dial(PeerAddress::memory(net.peer_id(1)))
+            .await
+            .expect("dial");
+        net.wait_for_full_mesh(5 * SECOND).await.expect("connected");
+        if crash {
+            net.crash(0).await;
+        } else {
+            net.stop(0).await;
+        }
+        net.restart(0).await.expect("restart");
+        net.start_node(0).expect("start again");
+        let reconnected = net.wait_for_full_mesh(10 * SECOND).await.is_ok();
+        assert_eq!(reconnected, !crash, "crash={crash}");
+        net.shutdown().await;
+    }
 }
 
 /// 500 peers dial one node at once: the inbound limit (40) holds, the rest
@@ -97,7 +130,10 @@ async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
             listen_addresses: vec![],
             software_version: "storm".into(),
         };
-        let _ = conn.sink.send(&mut vec![Frame::Hello(Box::new(hello))]).await;
+        let _ = conn
+            .sink
+            .send(&mut vec![Frame::Hello(Box::new(hello))])
+            .await;
         storm.push((transport, conn));
     }
     tokio::time::sleep(SECOND).await;
@@ -130,6 +166,56 @@ async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
         Some(5)
     );
     drop(storm);
+    net.shutdown().await;
+}
+
+/// Ten peers behind one IP: at most `max_inbound_per_ip` (4) get in, the
+/// rest are refused as `ip_limit`.
+#[tokio::test(start_paused = true)]
+async fn per_ip_inbound_limit_holds() {
+    let mut net = Network::builder()
+        .seed(48)
+        .nodes(1)
+        .isolated()
+        .build()
+        .expect("build");
+    net.start().expect("start");
+    let target = PeerAddress::memory(net.peer_id(0));
+    let ip: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+    let mut kept = Vec::new();
+    for i in 0..10u64 {
+        let node = Keypair::from_seed(40_000 + i);
+        let transport = net
+            .hub()
+            .transport_with_ip(node.peer_id(), Some(ip))
+            .expect("endpoint");
+        let mut conn = transport.dial(&target).await.expect("dial");
+        let hello = p2p::proto::NodeInfo {
+            protocol_version: p2p::router::PROTOCOL_VERSION,
+            network_id: "switchyard-local".into(),
+            peer_id: node.peer_id().as_bytes().to_vec().into(),
+            channels: vec![],
+            listen_addresses: vec![],
+            software_version: "one-ip".into(),
+        };
+        let _ = conn
+            .sink
+            .send(&mut vec![Frame::Hello(Box::new(hello))])
+            .await;
+        kept.push((transport, conn));
+    }
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(net.router(0).connected_peers().len(), 4);
+    let refused = net
+        .router(0)
+        .metrics()
+        .handshakes_refused
+        .get_or_create(&p2p::metrics::ReasonLabels {
+            reason: "ip_limit".into(),
+        })
+        .get();
+    assert_eq!(refused, 6);
+    drop(kept);
     net.shutdown().await;
 }
 

@@ -88,7 +88,8 @@ fn live_heap() -> i64 {
 
 /// VmRSS of this process, in bytes.
 fn rss() -> anyhow::Result<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let line = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
@@ -180,7 +181,9 @@ fn main() -> anyhow::Result<()> {
     let mut report = Report {
         results: Vec::new(),
     };
-    println!("switchyard router vs. raw tokio mpsc: memory transport, one tokio runtime, 2 worker threads");
+    println!(
+        "switchyard router vs. raw tokio mpsc: memory transport, one tokio runtime, 2 worker threads"
+    );
     println!(
         "available parallelism: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -277,7 +280,9 @@ async fn idle_memory(connections: usize, report: &mut Report) -> anyhow::Result<
          then every client dialed the hub ({up} connections up in {:.2} s), then 1 s idle",
         took.as_secs_f64()
     );
-    println!("'per connection' = growth from baseline / {connections}: BOTH ends of a connection (client side + hub side), no router's fixed cost");
+    println!(
+        "'per connection' = growth from baseline / {connections}: BOTH ends of a connection (client side + hub side), no router's fixed cost"
+    );
     println!("{:<34} {:>14} {:>14}", "", "RSS", "live heap");
     println!(
         "{:<34} {:>11.1} MiB {:>11.1} MiB",
@@ -315,10 +320,26 @@ async fn idle_memory(connections: usize, report: &mut Report) -> anyhow::Result<
         "OVER"
     };
     println!("target: idle memory per connection <= 32 KiB -> RSS figure is {verdict} target");
-    report.result("idle_rss_per_connection_both_ends", format!("{:.1}", kib(rss_per_conn)), "KiB");
-    report.result("idle_heap_per_connection_both_ends", format!("{:.1}", kib(heap_per_conn)), "KiB");
-    report.result("router_fixed_rss", format!("{:.1}", kib(rss_per_router)), "KiB");
-    report.result("router_fixed_heap", format!("{:.1}", kib(heap_per_router)), "KiB");
+    report.result(
+        "idle_rss_per_connection_both_ends",
+        format!("{:.1}", kib(rss_per_conn)),
+        "KiB",
+    );
+    report.result(
+        "idle_heap_per_connection_both_ends",
+        format!("{:.1}", kib(heap_per_conn)),
+        "KiB",
+    );
+    report.result(
+        "router_fixed_rss",
+        format!("{:.1}", kib(rss_per_router)),
+        "KiB",
+    );
+    report.result(
+        "router_fixed_heap",
+        format!("{:.1}", kib(heap_per_router)),
+        "KiB",
+    );
     report.result("idle_connections_measured", up, "connections");
 
     // Shut everything down at once: each shutdown waits up to close_grace.
@@ -333,7 +354,9 @@ async fn idle_memory(connections: usize, report: &mut Report) -> anyhow::Result<
 
 async fn throughput(n: u64, report: &mut Report) -> anyhow::Result<()> {
     println!();
-    println!("== (a) throughput, (b) one-way latency under load: one channel, one sender task, one receiver task ==");
+    println!(
+        "== (a) throughput, (b) one-way latency under load: one channel, one sender task, one receiver task =="
+    );
     println!(
         "router: 2 routers over the memory transport, prost message ({} B encoded: {PAYLOAD_LEN} B payload + fixed64 seq + fixed64 send time), send().await; \
          send_queue 1024, recv_buffer 1024, max_message_size 64 KiB",
@@ -386,14 +409,30 @@ async fn throughput(n: u64, report: &mut Report) -> anyhow::Result<()> {
     );
     println!("(throughput ratio: higher is better; latency ratios: lower is better)");
     report.result("throughput_router", format!("{:.0}", ours.rate()), "msgs/s");
-    report.result("throughput_raw_mpsc", format!("{:.0}", raw.rate()), "msgs/s");
-    report.result("throughput_ratio_router_over_raw", format!("{ratio:.3}"), "x");
+    report.result(
+        "throughput_raw_mpsc",
+        format!("{:.0}", raw.rate()),
+        "msgs/s",
+    );
+    report.result(
+        "throughput_ratio_router_over_raw",
+        format!("{ratio:.3}"),
+        "x",
+    );
     report.result("latency_p50_router", format!("{:.1}", us(our50)), "us");
     report.result("latency_p99_router", format!("{:.1}", us(our99)), "us");
     report.result("latency_p50_raw_mpsc", format!("{:.1}", us(raw50)), "us");
     report.result("latency_p99_raw_mpsc", format!("{:.1}", us(raw99)), "us");
-    report.result("latency_p50_ratio_router_over_raw", format!("{lat50:.2}"), "x");
-    report.result("latency_p99_ratio_router_over_raw", format!("{lat99:.2}"), "x");
+    report.result(
+        "latency_p50_ratio_router_over_raw",
+        format!("{lat50:.2}"),
+        "x",
+    );
+    report.result(
+        "latency_p99_ratio_router_over_raw",
+        format!("{lat99:.2}"),
+        "x",
+    );
     pair.shutdown().await;
     Ok(())
 }
@@ -412,7 +451,9 @@ const NAMES: [&str; 8] = [
 
 async fn mixed(secs: f64, report: &mut Report) -> anyhow::Result<()> {
     println!();
-    println!("== (c) 8 channels, priorities 1,1,2,2,4,4,8,8, each saturated by its own sender task ==");
+    println!(
+        "== (c) 8 channels, priorities 1,1,2,2,4,4,8,8, each saturated by its own sender task =="
+    );
     let descriptors: Vec<_> = (0..8)
         .map(|i| descriptor(0x20 + i as u16, NAMES[i], PRIORITIES[i]))
         .collect();
@@ -443,7 +484,8 @@ async fn mixed(secs: f64, report: &mut Report) -> anyhow::Result<()> {
             }
         }));
     }
-    let snapshot = |c: &[Padded]| -> Vec<u64> { c.iter().map(|p| p.0.load(Ordering::Relaxed)).collect() };
+    let snapshot =
+        |c: &[Padded]| -> Vec<u64> { c.iter().map(|p| p.0.load(Ordering::Relaxed)).collect() };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (c0, t0) = (snapshot(&counts), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;

@@ -225,6 +225,7 @@ impl RouterBuilder {
             events: events_tx,
             updates,
             shutdown: CancellationToken::new(),
+            abrupt: Default::default(),
         });
         Self {
             keypair,
@@ -462,6 +463,17 @@ impl Router {
             .as_ref()
             .is_some_and(|h| !h.is_finished());
         self.inner.tracker.len() + usize::from(supervisor)
+    }
+
+    /// Stops at once, as a crash would: no goodbyes, and the peer store
+    /// keeps only what its last periodic flush wrote. Every task still ends
+    /// before this returns. For tests of crash recovery.
+    pub async fn kill(&self) {
+        self.inner
+            .shared
+            .abrupt
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.shutdown().await;
     }
 
     /// Shuts down gracefully: goodbye to every peer, every task stopped, the

@@ -59,6 +59,9 @@ pub(crate) struct Shared {
     pub updates: broadcast::Sender<PeerUpdate>,
     /// Cancelled when the router begins to shut down.
     pub shutdown: CancellationToken,
+    /// Set by [`Router::kill`](crate::Router::kill): stop without goodbyes
+    /// and without flushing the peer store, as a crash would.
+    pub abrupt: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {

@@ -100,7 +100,8 @@ impl Supervisor {
                 self.tracker.clone(),
             ));
         }
-        let mut flush = tokio::time::interval(self.config.store_flush_interval);
+        let period = self.config.store_flush_interval;
+        let mut flush = tokio::time::interval_at(Instant::now() + period, period);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.start_dials();
@@ -411,6 +412,19 @@ impl Supervisor {
     /// goodbyes to go out, then every task is stopped and awaited, and the
     /// peer store is flushed.
     async fn stop(mut self) {
+        self.tracker.close();
+        if self
+            .shared
+            .abrupt
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+            for link in self.shared.links() {
+                self.remove_link(&link, "router killed");
+            }
+            return;
+        }
         for link in self.shared.links() {
             link.close_with(
                 Some(Frame::goodbye(
@@ -420,7 +434,6 @@ impl Supervisor {
                 &self.shared.metrics,
             );
         }
-        self.tracker.close();
         if tokio::time::timeout(self.config.close_grace, self.tracker.wait())
             .await
             .is_err()
