@@ -261,6 +261,9 @@ pub struct BroadcastReport {
     pub queued: Vec<PeerId>,
     /// Peers whose send queue was full: the message was dropped for them.
     pub full: Vec<PeerId>,
+    /// Peers that accept only smaller messages on this channel: the
+    /// message was dropped for them.
+    pub too_large: Vec<PeerId>,
 }
 
 /// The sending half of a typed channel. Cheap to clone.
@@ -313,8 +316,17 @@ impl<M: Message> ChannelSender<M> {
         self.shared.metrics.drop(self.descriptor.name, reason);
     }
 
-    fn map_push_error(&self, peer: PeerId, error: PushError) -> TrySendError {
+    fn map_push_error(&self, peer: PeerId, size: usize, error: PushError) -> TrySendError {
         match error {
+            PushError::TooLarge { max } => {
+                self.drop_for(DropReason::TooLarge);
+                SendError::TooLarge {
+                    channel: self.descriptor.name,
+                    size,
+                    max,
+                }
+                .into()
+            }
             PushError::Full => {
                 self.drop_for(DropReason::QueueFull);
                 TrySendError::Full {
@@ -350,9 +362,10 @@ impl<M: Message> ChannelSender<M> {
                 SendError::NotConnected(peer)
             });
         };
+        let size = payload.len();
         link.push(self.index, payload)
             .await
-            .map_err(|e| match self.map_push_error(peer, e) {
+            .map_err(|e| match self.map_push_error(peer, size, e) {
                 TrySendError::Send(e) => e,
                 // `push` waits instead of reporting Full.
                 TrySendError::Full { .. } => SendError::NotConnected(peer),
@@ -366,8 +379,9 @@ impl<M: Message> ChannelSender<M> {
             self.drop_for(DropReason::NotConnected);
             return Err(SendError::NotConnected(peer).into());
         };
+        let size = payload.len();
         link.try_push(self.index, payload)
-            .map_err(|e| self.map_push_error(peer, e))
+            .map_err(|e| self.map_push_error(peer, size, e))
     }
 
     /// Queues `message` for every connected peer that serves this channel,
@@ -387,6 +401,10 @@ impl<M: Message> ChannelSender<M> {
                 Err(PushError::Full) => {
                     self.drop_for(DropReason::QueueFull);
                     report.full.push(link.peer);
+                }
+                Err(PushError::TooLarge { .. }) => {
+                    self.drop_for(DropReason::TooLarge);
+                    report.too_large.push(link.peer);
                 }
                 // The link closed between the snapshot and the push.
                 Err(PushError::Closed | PushError::Unsupported) => {

@@ -157,3 +157,44 @@ async fn every_drop_is_counted_with_its_reason() {
     assert!(other.try_recv().is_none());
     net.shutdown().await;
 }
+
+/// A peer announces a smaller `max_message_size` for a channel than ours:
+/// larger messages are refused at the sender (counted `too_large`) instead
+/// of being sent only to be dropped and held against us.
+#[tokio::test(start_paused = true)]
+async fn the_remote_max_message_size_is_honoured_at_the_sender() {
+    let mut net = Network::builder().seed(23).nodes(2).build().expect("build");
+    let big = p2p::ChannelDescriptor {
+        max_message_size: 4096,
+        ..channel(0x10, "sized", 1)
+    };
+    let small = p2p::ChannelDescriptor {
+        max_message_size: 100,
+        ..big.clone()
+    };
+    let (tx, _rx0) = net.open_channel::<Seq>(0, big).expect("open");
+    let (_tx1, mut rx) = net.open_channel::<Seq>(1, small).expect("open");
+    net.start().expect("start");
+    net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+    let n1 = net.peer_id(1);
+    let err = tx
+        .send(n1, Seq::padded(1, 500))
+        .await
+        .expect_err("too large for node 1");
+    assert!(matches!(err, SendError::TooLarge { max: 100, .. }), "{err}");
+    let report = tx.broadcast(Seq::padded(2, 500));
+    assert_eq!(report.too_large, vec![n1]);
+    let metrics = net.router(0).metrics();
+    assert_eq!(metrics.dropped("sized", DropReason::TooLarge), 2);
+    tx.send(n1, Seq::padded(3, 50)).await.expect("small enough");
+    assert_eq!(
+        recv_within(&mut rx, SECOND).await.map(|e| e.message.seq),
+        Some(3)
+    );
+    // Node 1 never saw an oversized message, so node 0 was not penalised.
+    assert_eq!(
+        net.router(1).score(net.peer_id(0)).await.expect("score"),
+        Some(0)
+    );
+    net.shutdown().await;
+}

@@ -22,6 +22,7 @@ fn hello(keypair: &Keypair, network: &str) -> proto::NodeInfo {
         channels: vec![proto::ChannelInfo {
             id: 0x10,
             recv_window: 64,
+            max_message_size: 0,
         }],
         listen_addresses: vec![],
         software_version: "attacker/0".into(),

@@ -9,7 +9,9 @@
 //! * (a) single-channel throughput and (b) one-way latency under that load,
 //!   router vs. raw pipe, same task layout;
 //! * (c) 8 saturated channels of priorities 1,1,2,2,4,4,8,8: total rate and
-//!   each channel's share of bytes against its weighted share.
+//!   each channel's share of bytes against its weighted share; then (c')
+//!   the same with the memory link limited to 16 MiB/s, so that the link
+//!   rather than the CPU is the bottleneck and the scheduler decides.
 //!
 //! Options: `--messages N` (default 2000000), `--mixed-secs S` (default 3),
 //! `--connections N` (default 1000), `--only LIST` (comma-separated of
@@ -197,7 +199,8 @@ fn main() -> anyhow::Result<()> {
             throughput(options.messages, &mut report).await?;
         }
         if options.mixed {
-            mixed(options.mixed_secs, &mut report).await?;
+            mixed(options.mixed_secs, None, &mut report).await?;
+            mixed(options.mixed_secs, Some(LIMITED_BANDWIDTH), &mut report).await?;
         }
         anyhow::Ok(())
     })?;
@@ -449,25 +452,43 @@ const NAMES: [&str; 8] = [
     "mix0", "mix1", "mix2", "mix3", "mix4", "mix5", "mix6", "mix7",
 ];
 
-async fn mixed(secs: f64, report: &mut Report) -> anyhow::Result<()> {
+/// Bandwidth of the limited variant of (c), in bytes per second.
+const LIMITED_BANDWIDTH: u64 = 16 * 1024 * 1024;
+
+async fn mixed(secs: f64, bandwidth: Option<u64>, report: &mut Report) -> anyhow::Result<()> {
     println!();
-    println!(
-        "== (c) 8 channels, priorities 1,1,2,2,4,4,8,8, each saturated by its own sender task =="
-    );
+    let prefix = match bandwidth {
+        None => {
+            println!(
+                "== (c) 8 channels, priorities 1,1,2,2,4,4,8,8, each saturated by its own sender task; memory link unlimited =="
+            );
+            "mixed"
+        }
+        Some(rate) => {
+            println!(
+                "== (c') the same with the memory link limited to {:.0} MiB/s per direction (MemoryHub::set_bandwidth), so the link, not the CPU, is the bottleneck ==",
+                rate as f64 / 1048576.0
+            );
+            "mixed_limited"
+        }
+    };
     let descriptors: Vec<_> = (0..8)
         .map(|i| descriptor(0x20 + i as u16, NAMES[i], PRIORITIES[i]))
         .collect();
     let mut pair = Pair::connect(&descriptors, 3).await?;
+    pair.hub
+        .set_bandwidth(pair.sender_id, pair.receiver_id, bandwidth);
     let to = pair.receiver_id;
     let counts: Arc<Vec<Padded>> = Arc::new((0..8).map(|_| Padded::default()).collect());
     let mut tasks = Vec::new();
     for tx in pair.txs.clone() {
         let body = payload();
         tasks.push(tokio::spawn(async move {
-            for seq in 0.. {
+            for seq in 1.. {
                 let message = BenchMsg {
                     seq,
-                    sent_ns: 0,
+                    // Non-zero so that every message encodes to the same size.
+                    sent_ns: 1,
                     payload: body.clone(),
                 };
                 if tx.send(to, message).await.is_err() {
@@ -506,9 +527,11 @@ async fn mixed(secs: f64, report: &mut Report) -> anyhow::Result<()> {
         "{:<8} {:>8} {:>12} {:>10} {:>10} {:>16}",
         "channel", "priority", "messages", "share", "expected", "share/expected"
     );
+    let mut worst: f64 = 0.0;
     for i in 0..8 {
         let share = got[i] as f64 / total.max(1) as f64;
         let expected = f64::from(PRIORITIES[i]) / f64::from(weight);
+        worst = worst.max((share / expected - 1.0).abs());
         println!(
             "{:<8} {:>8} {:>12} {:>9.2}% {:>9.2}% {:>16.2}",
             NAMES[i],
@@ -519,16 +542,22 @@ async fn mixed(secs: f64, report: &mut Report) -> anyhow::Result<()> {
             share / expected
         );
         report.result(
-            &format!("mixed_share_{}_prio{}", NAMES[i], PRIORITIES[i]),
-            format!("{:.4}", share),
+            &format!("{prefix}_share_{}_prio{}", NAMES[i], PRIORITIES[i]),
+            format!("{share:.4}"),
             &format!("fraction (expected {expected:.4})"),
         );
     }
     println!(
-        "total: {rate:.0} msgs/s ({:.1} MB/s payload)",
-        rate * PAYLOAD_LEN as f64 / 1e6
+        "total: {rate:.0} msgs/s ({:.1} MB/s payload); largest deviation from the weighted share: {:.0}%",
+        rate * PAYLOAD_LEN as f64 / 1e6,
+        worst * 100.0
     );
-    report.result("mixed_total", format!("{rate:.0}"), "msgs/s");
+    report.result(&format!("{prefix}_total"), format!("{rate:.0}"), "msgs/s");
+    report.result(
+        &format!("{prefix}_max_share_deviation"),
+        format!("{:.3}", worst),
+        "fraction of expected",
+    );
     pair.shutdown().await;
     Ok(())
 }

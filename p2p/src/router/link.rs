@@ -49,6 +49,8 @@ pub(crate) struct Link {
     pub close: CancellationToken,
     granted: Vec<Granted>,
     channels: Vec<(ChannelId, &'static str)>,
+    /// Per channel, the largest message the remote accepts.
+    remote_max: Vec<usize>,
 }
 
 impl Link {
@@ -61,17 +63,28 @@ impl Link {
         metrics: &Metrics,
         close: CancellationToken,
     ) -> Self {
+        let announced = |d: &ChannelDescriptor| {
+            remote_info
+                .channels
+                .iter()
+                .find(|c| c.id == u32::from(d.id.0))
+        };
+        let remote_max = descriptors
+            .iter()
+            .map(
+                |d| match announced(d).map(|c| c.max_message_size as usize) {
+                    Some(max) if max > 0 => max.min(d.max_message_size),
+                    _ => d.max_message_size,
+                },
+            )
+            .collect();
         let queues: Vec<QueueConfig> = descriptors
             .iter()
             .map(|d| QueueConfig {
                 id: d.id,
                 priority: d.priority,
                 max_messages: d.send_queue,
-                remote_window: remote_info
-                    .channels
-                    .iter()
-                    .find(|c| c.id == u32::from(d.id.0))
-                    .map(|c| c.recv_window.min(crate::router::MAX_WINDOW)),
+                remote_window: announced(d).map(|c| c.recv_window.min(crate::router::MAX_WINDOW)),
             })
             .collect();
         let granted = descriptors
@@ -98,6 +111,7 @@ impl Link {
             close,
             granted,
             channels: descriptors.iter().map(|d| (d.id, d.name)).collect(),
+            remote_max,
         }
     }
 
@@ -114,13 +128,22 @@ impl Link {
             .collect()
     }
 
+    fn check_size(&self, index: usize, payload: &Bytes) -> Result<(), PushError> {
+        match self.remote_max.get(index) {
+            Some(&max) if payload.len() > max => Err(PushError::TooLarge { max }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn try_push(&self, index: usize, payload: Bytes) -> Result<(), PushError> {
+        self.check_size(index, &payload)?;
         self.outbox.try_push(index, payload).map_err(|(e, _)| e)?;
         self.metrics[index].queue_depth.inc();
         Ok(())
     }
 
     pub async fn push(&self, index: usize, payload: Bytes) -> Result<(), PushError> {
+        self.check_size(index, &payload)?;
         self.outbox.push(index, payload).await?;
         self.metrics[index].queue_depth.inc();
         Ok(())

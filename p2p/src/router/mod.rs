@@ -332,6 +332,7 @@ impl RouterBuilder {
                 .map(|s| proto::ChannelInfo {
                     id: u32::from(s.descriptor.id.0),
                     recv_window: s.descriptor.recv_buffer as u32,
+                    max_message_size: s.descriptor.max_message_size as u32,
                 })
                 .collect(),
             listen_addresses: listen_addresses.iter().map(ToString::to_string).collect(),

@@ -29,6 +29,11 @@ pub(crate) enum PushError {
     Closed,
     /// The remote does not serve this channel.
     Unsupported,
+    /// Larger than the remote accepts on this channel.
+    TooLarge {
+        /// The remote's limit.
+        max: usize,
+    },
 }
 
 /// A channel's send queue on one connection.
