@@ -60,6 +60,10 @@ pub enum Frame {
     },
     /// The last frame: why the connection ends.
     Goodbye(proto::Goodbye),
+    /// Keepalive: answer with a pong carrying the same nonce.
+    Ping(u64),
+    /// Keepalive answer.
+    Pong(u64),
 }
 
 impl fmt::Debug for Frame {
@@ -71,6 +75,8 @@ impl fmt::Debug for Frame {
             }
             Frame::Credit { channel, messages } => write!(f, "Credit({channel}, {messages})"),
             Frame::Goodbye(g) => write!(f, "Goodbye({:?}, {:?})", g.reason(), g.detail),
+            Frame::Ping(nonce) => write!(f, "Ping({nonce})"),
+            Frame::Pong(nonce) => write!(f, "Pong({nonce})"),
         }
     }
 }
@@ -98,6 +104,8 @@ impl Frame {
                 messages: *messages,
             }),
             Frame::Goodbye(g) => Kind::Goodbye(g.clone()),
+            Frame::Ping(nonce) => Kind::Ping(proto::Ping { nonce: *nonce }),
+            Frame::Pong(nonce) => Kind::Pong(proto::Pong { nonce: *nonce }),
         };
         proto::WireFrame { kind: Some(kind) }
     }
@@ -121,6 +129,8 @@ impl Frame {
                 messages: c.messages,
             }),
             Some(Kind::Goodbye(g)) => Ok(Frame::Goodbye(g)),
+            Some(Kind::Ping(p)) => Ok(Frame::Ping(p.nonce)),
+            Some(Kind::Pong(p)) => Ok(Frame::Pong(p.nonce)),
             None => Err(ConnectionError::Protocol("empty frame".into())),
         }
     }
@@ -338,6 +348,8 @@ mod tests {
                 messages: 32,
             },
             Frame::goodbye(GoodbyeReason::Shutdown, "bye"),
+            Frame::Ping(u64::MAX),
+            Frame::Pong(7),
         ];
         let mut buf = BytesMut::new();
         for f in &frames {

@@ -467,6 +467,12 @@ impl Network {
             .set_bandwidth(self.peer_id(a), self.peer_id(b), bytes_per_second);
     }
 
+    /// Makes the path between nodes `a` and `b` discard everything silently
+    /// (`true`) or work again (`false`).
+    pub fn set_blackhole(&self, a: usize, b: usize, on: bool) {
+        self.hub.set_blackhole(self.peer_id(a), self.peer_id(b), on);
+    }
+
     /// Loss probability of data between nodes `a` and `b`.
     pub fn set_loss(&self, a: usize, b: usize, loss: f64) {
         self.hub.set_loss(self.peer_id(a), self.peer_id(b), loss);

@@ -381,3 +381,43 @@ async fn scenario(seed: u64) -> Vec<testkit::TraceEvent> {
     net.shutdown().await;
     trace
 }
+
+/// Keepalive: a path that silently drops everything is detected by ping
+/// and pong timeout on both sides (15 s + 10 s by default), and the peers
+/// reconnect once the path works again. An idle but healthy connection
+/// stays up.
+#[tokio::test(start_paused = true)]
+async fn keepalive_detects_a_dead_path_and_keeps_a_healthy_one() {
+    let mut net = Network::builder().seed(49).nodes(3).build().expect("build");
+    net.start().expect("start");
+    net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+    let mut updates = net.router(1).subscribe();
+    net.set_blackhole(0, 1, true);
+    let t = tokio::time::Instant::now();
+    net.wait_until("both sides to notice", 30 * SECOND, |net| {
+        !net.router(0).is_connected(net.peer_id(1)) && !net.router(1).is_connected(net.peer_id(0))
+    })
+    .await
+    .expect("dead path detected");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(20) && took <= Duration::from_secs(26),
+        "took {took:?}"
+    );
+    let reason = loop {
+        match updates.recv().await.expect("update").status {
+            PeerStatus::Down { reason } => break reason,
+            PeerStatus::Up { .. } => {}
+        }
+    };
+    assert!(reason.contains("keepalive"), "{reason}");
+    // Node 2's connections were idle all along and are still up.
+    assert!(
+        net.router(2).is_connected(net.peer_id(0)) && net.router(2).is_connected(net.peer_id(1))
+    );
+    net.set_blackhole(0, 1, false);
+    net.wait_for_full_mesh(30 * SECOND)
+        .await
+        .expect("reconnects");
+    net.shutdown().await;
+}

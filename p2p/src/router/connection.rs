@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::PeerError;
@@ -180,6 +181,10 @@ pub(crate) struct ConnectionLimits {
     pub max_batch_bytes: usize,
     /// How long a closing writer may take to flush its goodbye.
     pub close_grace: Duration,
+    /// Silence after which we ping.
+    pub ping_interval: Duration,
+    /// Silence after a ping after which the connection is dead.
+    pub pong_timeout: Duration,
 }
 
 /// Runs a connection until it ends; returns why it ended.
@@ -193,7 +198,7 @@ pub(crate) async fn run(
     limits: ConnectionLimits,
 ) -> String {
     let writer = tokio::spawn(write_loop(link.clone(), sink, limits));
-    let reason = read_loop(&shared, &table, &link, stream, leftovers).await;
+    let reason = read_loop(&shared, &table, &link, stream, leftovers, limits).await;
     // Whatever ended the reader, nothing more will be sent but the goodbye
     // the reader may have queued.
     link.close_with(None, &shared.metrics);
@@ -258,8 +263,17 @@ async fn read_loop(
     link: &Arc<Link>,
     mut stream: Box<dyn FrameStream>,
     leftovers: Vec<Frame>,
+    limits: ConnectionLimits,
 ) -> String {
     let mut frames = leftovers;
+    // Keepalive: one timer, moved only when it fires, so the data path pays
+    // a clock read per batch and nothing more.
+    let mut last_received = Instant::now();
+    // When we pinged, if nothing has been received since.
+    let mut ping_sent: Option<Instant> = None;
+    let mut nonce = 0u64;
+    let keepalive = tokio::time::sleep(limits.ping_interval);
+    tokio::pin!(keepalive);
     loop {
         for frame in frames.drain(..) {
             if let Step::End(reason) = on_frame(shared, table, link, frame) {
@@ -270,9 +284,38 @@ async fn read_loop(
             biased;
             _ = link.close.cancelled() => return "closed locally".to_string(),
             result = stream.recv(&mut frames) => result,
+            _ = &mut keepalive => {
+                let now = Instant::now();
+                match ping_sent {
+                    Some(sent) => {
+                        if now >= sent + limits.pong_timeout {
+                            return format!(
+                                "keepalive: nothing received for {:?} after a ping",
+                                limits.pong_timeout
+                            );
+                        }
+                        keepalive.as_mut().reset(sent + limits.pong_timeout);
+                    }
+                    _ if now >= last_received + limits.ping_interval => {
+                        nonce += 1;
+                        link.outbox.push_control(Frame::Ping(nonce));
+                        ping_sent = Some(now);
+                        keepalive.as_mut().reset(now + limits.pong_timeout);
+                    }
+                    None => keepalive.as_mut().reset(last_received + limits.ping_interval),
+                }
+                continue;
+            }
         };
         match result {
-            Ok(()) => {}
+            Ok(()) => {
+                last_received = Instant::now();
+                if ping_sent.take().is_some() {
+                    keepalive
+                        .as_mut()
+                        .reset(last_received + limits.ping_interval);
+                }
+            }
             Err(ConnectionError::Closed) => return "remote closed the connection".to_string(),
             Err(e) => return e.to_string(),
         }
@@ -346,6 +389,12 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
             goodbye.detail
         )),
         Frame::Hello(_) => violation(shared, link, PeerError::Protocol("second hello".into())),
+        Frame::Ping(nonce) => {
+            link.outbox.push_control(Frame::Pong(nonce));
+            Step::Continue
+        }
+        // Any frame proves the peer alive; a pong needs nothing more.
+        Frame::Pong(_) => Step::Continue,
     }
 }
 

@@ -91,6 +91,11 @@ pub struct RouterConfig {
     pub max_batch_bytes: usize,
     /// Time a closing connection gets to send its goodbye.
     pub close_grace: Duration,
+    /// A connection that has received nothing for this long sends a ping.
+    pub ping_interval: Duration,
+    /// A ping unanswered (nothing received at all) for this long ends the
+    /// connection: the peer is dead or the path is.
+    pub pong_timeout: Duration,
     /// Peer updates buffered per subscriber before it lags.
     pub peer_update_buffer: usize,
     /// Seed of the peer manager's jitter.
@@ -110,6 +115,8 @@ impl Default for RouterConfig {
             max_batch_frames: 64,
             max_batch_bytes: 256 * 1024,
             close_grace: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(15),
+            pong_timeout: Duration::from_secs(10),
             peer_update_buffer: 1024,
             seed: rand::random(),
         }

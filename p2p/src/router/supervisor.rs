@@ -300,6 +300,8 @@ impl Supervisor {
             max_batch_frames: self.config.max_batch_frames,
             max_batch_bytes: self.config.max_batch_bytes,
             close_grace: self.config.close_grace,
+            ping_interval: self.config.ping_interval,
+            pong_timeout: self.config.pong_timeout,
         };
         let direction = conn.direction;
         self.tracker.spawn(async move {

@@ -23,6 +23,8 @@
 //! * [`MemoryHub::set_bandwidth`]: a sender spends `bytes / rate` on the
 //!   wire per batch, so queues build up in the router and its priorities
 //!   decide;
+//! * [`MemoryHub::set_blackhole`]: everything is silently discarded, as
+//!   with a dead peer; only keepalive notices;
 //! * [`MemoryHub::cut`] / [`MemoryHub::heal`] and [`MemoryHub::partition`]:
 //!   live connections across the cut fail at once and new dials fail until
 //!   healed;
@@ -67,6 +69,8 @@ struct Conditions {
     loss: f64,
     /// Bytes per second; `None` is unlimited.
     bandwidth: Option<u64>,
+    /// Everything sent is silently discarded.
+    blackhole: bool,
 }
 
 #[derive(Debug)]
@@ -183,6 +187,14 @@ impl MemoryHub {
     pub fn set_bandwidth(&self, a: PeerId, b: PeerId, bytes_per_second: Option<u64>) {
         self.conditions(a, b).lock().bandwidth = bytes_per_second;
         self.conditions(b, a).lock().bandwidth = bytes_per_second;
+    }
+
+    /// Makes the path between `a` and `b` silently discard everything, in
+    /// both directions, without closing anything (`true`), or restores it
+    /// (`false`): a dead peer or a dead path, which only keepalive detects.
+    pub fn set_blackhole(&self, a: PeerId, b: PeerId, on: bool) {
+        self.conditions(a, b).lock().blackhole = on;
+        self.conditions(b, a).lock().blackhole = on;
     }
 
     /// Cuts `a` from `b`: live connections fail, dials fail until
@@ -345,7 +357,12 @@ impl MemorySink {
             latency,
             loss,
             bandwidth,
+            blackhole,
         } = *self.conditions.lock();
+        if blackhole {
+            frames.clear();
+            return Ok(());
+        }
         let mut refunds = Vec::new();
         if loss > 0.0 {
             let rng = &mut self.rng;
