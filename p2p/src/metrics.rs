@@ -229,7 +229,7 @@ impl Metrics {
     pub(crate) fn link_channel(&self, channel: &str, peer: PeerId) -> LinkChannelMetrics {
         let labels = ChannelPeerLabels {
             channel: channel.to_string(),
-            peer: peer.short(),
+            peer: peer.to_string(),
         };
         LinkChannelMetrics {
             messages_sent: self.messages_sent.get_or_create(&labels).clone(),

@@ -66,7 +66,7 @@ async fn backpressure_isolation_per_peer_and_channel() {
         .messages_received
         .get_or_create(&p2p::metrics::ChannelPeerLabels {
             channel: "a".into(),
-            peer: net.peer_id(0).short(),
+            peer: net.peer_id(0).to_string(),
         })
         .get();
     assert_eq!(received, a.recv_buffer as u64);

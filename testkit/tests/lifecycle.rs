@@ -421,3 +421,45 @@ async fn keepalive_detects_a_dead_path_and_keeps_a_healthy_one() {
         .expect("reconnects");
     net.shutdown().await;
 }
+
+/// A disconnect (here a ban) completes within `close_grace` even when the
+/// peer has stopped reading and our writer cannot get the goodbye out: a
+/// slow or hostile peer cannot keep a connection we want closed.
+#[tokio::test(start_paused = true)]
+async fn a_ban_completes_even_if_the_peer_stops_reading() {
+    let mut net = Network::builder().seed(47).nodes(2).build().expect("build");
+    let chans = net
+        .open_channel_on_all::<Seq>(channel(0x10, "a", 1))
+        .expect("open");
+    net.start().expect("start");
+    net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+    let n1 = net.peer_id(1);
+    // Node 1 stops reading: node 0's writes toward it crawl at 1 byte/s.
+    net.set_bandwidth(0, 1, Some(1));
+    for seq in 0..32 {
+        let _ = chans[0].0.try_send(n1, Seq::padded(seq, 1_000));
+    }
+    tokio::time::sleep(SECOND).await;
+    let mut updates = net.router(0).subscribe();
+    let was_connected = net
+        .router(0)
+        .disconnect(n1, Some(Duration::from_secs(3_600)))
+        .await
+        .expect("disconnect");
+    assert!(was_connected);
+    let down = tokio::time::timeout(5 * SECOND, async {
+        loop {
+            match updates.recv().await {
+                Ok(u) if u.peer == n1 && matches!(u.status, PeerStatus::Down { .. }) => {
+                    return true;
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(down, Ok(true), "the banned peer's connection must end");
+    assert!(!net.router(0).is_connected(n1));
+    net.shutdown().await;
+}

@@ -197,25 +197,40 @@ pub(crate) async fn run(
     leftovers: Vec<Frame>,
     limits: ConnectionLimits,
 ) -> String {
-    let writer = tokio::spawn(write_loop(link.clone(), sink, limits));
+    let mut writer = tokio::spawn(write_loop(shared.clone(), link.clone(), sink, limits));
     let reason = read_loop(&shared, &table, &link, stream, leftovers, limits).await;
     // Whatever ended the reader, nothing more will be sent but the goodbye
     // the reader may have queued.
     link.close_with(None, &shared.metrics);
-    if tokio::time::timeout(limits.close_grace, writer)
+    if tokio::time::timeout(limits.close_grace, &mut writer)
         .await
         .is_err()
     {
+        // The writer watches this token at every await, so it ends now; wait
+        // for it so no task outlives the connection.
         link.close.cancel();
+        let _ = writer.await;
     }
     link.close.cancel();
     reason
 }
 
-async fn write_loop(link: Arc<Link>, mut sink: Box<dyn FrameSink>, limits: ConnectionLimits) {
+async fn write_loop(
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    mut sink: Box<dyn FrameSink>,
+    limits: ConnectionLimits,
+) {
     // Grows with the first batch; an idle connection allocates nothing here.
     let mut batch = Vec::new();
     let mut sent = vec![(0u64, 0u64); link.metrics.len()];
+    // Once the outbox is closed the goodbye gets `close_grace` to leave: a
+    // peer that stopped reading cannot hold a disconnect (or a ban) open.
+    let grace_over = async {
+        link.outbox.closing().cancelled().await;
+        tokio::time::sleep(limits.close_grace).await;
+    };
+    tokio::pin!(grace_over);
     loop {
         match link.outbox.next_batch(
             &mut batch,
@@ -224,16 +239,19 @@ async fn write_loop(link: Arc<Link>, mut sink: Box<dyn FrameSink>, limits: Conne
             limits.max_batch_bytes,
         ) {
             Batch::Ready => {
-                link.record_sent(&mut sent);
                 let result = tokio::select! {
                     biased;
                     _ = link.close.cancelled() => break,
+                    _ = &mut grace_over => break,
                     result = sink.send(&mut batch) => result,
                 };
                 batch.clear();
-                if let Err(e) = result {
-                    tracing::debug!(peer = %link.peer.short(), error = %e, "writer stopped");
-                    break;
+                match result {
+                    Ok(()) => link.record_sent(&mut sent),
+                    Err(e) => {
+                        tracing::debug!(peer = %link.peer, error = %e, "writer stopped");
+                        break;
+                    }
                 }
             }
             Batch::Idle => {
@@ -244,11 +262,17 @@ async fn write_loop(link: Arc<Link>, mut sink: Box<dyn FrameSink>, limits: Conne
                 }
             }
             Batch::Closed => {
-                let _ = tokio::time::timeout(limits.close_grace, sink.close()).await;
+                tokio::select! {
+                    _ = &mut grace_over => {}
+                    _ = sink.close() => {}
+                }
                 break;
             }
         }
     }
+    // Messages taken into a batch that never left are lost with the
+    // connection; count them.
+    link.record_unsent(&mut sent, &shared.metrics);
     link.close.cancel();
 }
 
@@ -282,7 +306,7 @@ async fn read_loop(
         }
         let result = tokio::select! {
             biased;
-            _ = link.close.cancelled() => return "closed locally".to_string(),
+            _ = link.close.cancelled() => return "connection closed by this node".to_string(),
             result = stream.recv(&mut frames) => result,
             _ = &mut keepalive => {
                 let now = Instant::now();
@@ -348,6 +372,13 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
                         max: slot.descriptor.max_message_size,
                     },
                 );
+                return Step::Continue;
+            }
+            if link.outbox.is_closed() {
+                // We are disconnecting this peer (a ban, a violation, a
+                // shutdown): what it still sends is not delivered.
+                shared.metrics.drop(name, DropReason::PeerGone);
+                link.consumed(index);
                 return Step::Continue;
             }
             let metrics = &link.metrics[index];

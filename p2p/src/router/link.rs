@@ -137,16 +137,21 @@ impl Link {
 
     pub fn try_push(&self, index: usize, payload: Bytes) -> Result<(), PushError> {
         self.check_size(index, &payload)?;
-        self.outbox.try_push(index, payload).map_err(|(e, _)| e)?;
+        // Count before the push, so the writer's decrement can never run
+        // first and show a negative depth.
         self.metrics[index].queue_depth.inc();
-        Ok(())
+        self.outbox.try_push(index, payload).map_err(|(e, _)| {
+            self.metrics[index].queue_depth.dec();
+            e
+        })
     }
 
     pub async fn push(&self, index: usize, payload: Bytes) -> Result<(), PushError> {
         self.check_size(index, &payload)?;
-        self.outbox.push(index, payload).await?;
         self.metrics[index].queue_depth.inc();
-        Ok(())
+        self.outbox.push(index, payload).await.inspect_err(|_| {
+            self.metrics[index].queue_depth.dec();
+        })
     }
 
     /// Takes one unit of the credit we granted on channel `index`; `false`
@@ -187,6 +192,19 @@ impl Link {
         for (index, n) in self.outbox.close(goodbye) {
             self.metrics[index].queue_depth.dec_by(n as i64);
             metrics.drop_many(self.channels[index].1, DropReason::PeerGone, n as u64);
+        }
+    }
+
+    /// Counts what a writer took for a batch that never left as dropped
+    /// (`peer_gone`).
+    pub fn record_unsent(&self, taken: &mut [(u64, u64)], metrics: &Metrics) {
+        for (index, (messages, bytes)) in taken.iter_mut().enumerate() {
+            if *messages > 0 {
+                self.metrics[index].queue_depth.dec_by(*messages as i64);
+                metrics.drop_many(self.channels[index].1, DropReason::PeerGone, *messages);
+                *messages = 0;
+                *bytes = 0;
+            }
         }
     }
 

@@ -91,6 +91,8 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     writer_wake: Notify,
     room: Vec<Notify>,
+    /// Cancelled by [`close`](Self::close).
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl Outbox {
@@ -119,6 +121,7 @@ impl Outbox {
             }),
             writer_wake: Notify::new(),
             room: configs.iter().map(|_| Notify::new()).collect(),
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -179,13 +182,41 @@ impl Outbox {
     }
 
     /// Queues a control frame; control frames go before data.
+    ///
+    /// The control queue stays bounded whatever the remote does: a pong
+    /// replaces a pong not yet sent (a ping flood earns one answer per
+    /// writer batch), and credit for a channel adds to credit for the same
+    /// channel not yet sent. So it holds at most one credit frame per
+    /// channel, one ping, one pong and the goodbye.
     pub fn push_control(&self, frame: Frame) {
         let wake = {
             let mut state = self.state.lock();
             if state.closed {
                 return;
             }
-            state.control.push_back(frame);
+            let merged = state
+                .control
+                .iter_mut()
+                .any(|queued| match (queued, &frame) {
+                    (Frame::Pong(old), Frame::Pong(new)) | (Frame::Ping(old), Frame::Ping(new)) => {
+                        *old = *new;
+                        true
+                    }
+                    (
+                        Frame::Credit { channel, messages },
+                        Frame::Credit {
+                            channel: c,
+                            messages: m,
+                        },
+                    ) if channel == c => {
+                        *messages = messages.saturating_add(*m);
+                        true
+                    }
+                    _ => false,
+                });
+            if !merged {
+                state.control.push_back(frame);
+            }
             std::mem::replace(&mut state.writer_idle, false)
         };
         if wake {
@@ -242,11 +273,22 @@ impl Outbox {
                 })
                 .collect()
         };
+        self.closing.cancel();
         self.writer_wake.notify_one();
         for room in &self.room {
             room.notify_waiters();
         }
         dropped
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+
+    /// Cancelled when [`close`](Self::close) is called.
+    pub fn closing(&self) -> &tokio_util::sync::CancellationToken {
+        &self.closing
     }
 
     /// Waits until the writer may have something to do.
@@ -288,9 +330,10 @@ impl Outbox {
                 let queue = &mut state.queues[cursor];
                 let credit = queue.credit.unwrap_or(0);
                 if queue.messages.is_empty() || credit == 0 {
-                    if queue.messages.is_empty() {
-                        queue.deficit = 0;
-                    }
+                    // A channel that cannot send keeps no deficit: it must
+                    // not bank bytes while blocked and burst past the
+                    // others later.
+                    queue.deficit = 0;
                     state.cursor = (cursor + 1) % n;
                     state.in_service = false;
                     idle_scan += 1;
@@ -322,8 +365,13 @@ impl Outbox {
                     });
                     idle_scan = 0;
                 } else {
+                    // Eligible but short of deficit: it earns another quantum
+                    // on its next turn, so this is progress, not an idle
+                    // channel. (Counting it as idle would let a scan over
+                    // such channels end the batch with a message ready.)
                     state.cursor = (cursor + 1) % n;
                     state.in_service = false;
+                    idle_scan = 0;
                 }
             }
             if !out.is_empty() {
@@ -491,6 +539,35 @@ mod tests {
             ob.next_batch(&mut out, &mut sent, 10, usize::MAX),
             Batch::Closed
         );
+    }
+
+    #[test]
+    fn a_large_message_behind_a_short_deficit_is_still_sent() {
+        // Regression: a message bigger than two quanta on one of several
+        // channels used to leave the writer idle with the message queued.
+        let ob = outbox(&[(1, 1, 10, Some(10)), (2, 1, 10, Some(10))]);
+        ob.try_push(1, payload(2, 0, 5_000)).expect("room");
+        let frames = drain(&ob, 100);
+        assert_eq!(frames.len(), 1, "the 5,000-byte message goes in one batch");
+        assert_eq!(ob.queued(1), 0);
+    }
+
+    #[test]
+    fn a_ping_flood_queues_one_pong_and_credit_coalesces() {
+        let ob = outbox(&[(1, 1, 10, Some(10))]);
+        for nonce in 0..100_000 {
+            ob.push_control(Frame::Pong(nonce));
+        }
+        for _ in 0..10 {
+            ob.push_control(Frame::Credit {
+                channel: ChannelId(1),
+                messages: 3,
+            });
+        }
+        let frames = drain(&ob, 1000);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(matches!(frames[0], Frame::Pong(99_999)));
+        assert!(matches!(frames[1], Frame::Credit { messages: 30, .. }));
     }
 
     #[tokio::test]

@@ -88,7 +88,9 @@ struct HubState {
     /// Unordered pairs that cannot talk.
     cut: BTreeSet<(PeerId, PeerId)>,
     /// Live connections by unordered pair, to cut them.
-    live: BTreeMap<(PeerId, PeerId), Vec<CancellationToken>>,
+    /// Per pair, the cut token of every connection, with a weak handle on
+    /// its dialer's pipe so connections that ended are forgotten.
+    live: BTreeMap<(PeerId, PeerId), Vec<LiveConnection>>,
 }
 
 #[derive(Debug)]
@@ -205,7 +207,7 @@ impl MemoryHub {
             state.cut.insert(pair(a, b));
             state.live.remove(&pair(a, b)).unwrap_or_default()
         };
-        for token in tokens {
+        for (token, _) in tokens {
             token.cancel();
         }
     }
@@ -236,7 +238,7 @@ impl MemoryHub {
     /// Removes `peer`'s endpoint and fails all its connections, as if its
     /// process died.
     pub fn crash(&self, peer: PeerId) {
-        let tokens: Vec<CancellationToken> = {
+        let tokens: Vec<_> = {
             let mut state = self.inner.state.lock();
             state.endpoints.remove(&peer);
             let keys: Vec<_> = state
@@ -249,7 +251,7 @@ impl MemoryHub {
                 .flat_map(|k| state.live.remove(&k).unwrap_or_default())
                 .collect()
         };
-        for token in tokens {
+        for (token, _) in tokens {
             token.cancel();
         }
     }
@@ -273,15 +275,15 @@ impl MemoryHub {
             .ok_or_else(|| "no endpoint with this PeerId".to_string())?;
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
+        let (ab_tx, ab_rx) = mpsc::channel(PIPE_BATCHES);
+        let (ba_tx, ba_rx) = mpsc::channel(PIPE_BATCHES);
         let live = state.live.entry(pair(from, to)).or_default();
-        live.retain(|t| !t.is_cancelled());
-        live.push(token.clone());
+        live.retain(|(t, pipe)| !t.is_cancelled() && pipe.strong_count() > 0);
+        live.push((token.clone(), ab_tx.downgrade()));
         let forward = state.conditions.entry((from, to)).or_default().clone();
         let backward = state.conditions.entry((to, from)).or_default().clone();
         drop(state);
 
-        let (ab_tx, ab_rx) = mpsc::channel(PIPE_BATCHES);
-        let (ba_tx, ba_rx) = mpsc::channel(PIPE_BATCHES);
         let seed = self.inner.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let dialer = Connection {
             remote: to,
@@ -290,7 +292,7 @@ impl MemoryHub {
             direction: Direction::Outbound,
             sink: Box::new(MemorySink::new(
                 ab_tx.clone(),
-                ba_tx.clone(),
+                ba_tx.downgrade(),
                 forward,
                 token.clone(),
                 seed,
@@ -304,7 +306,7 @@ impl MemoryHub {
             direction: Direction::Inbound,
             sink: Box::new(MemorySink::new(
                 ba_tx,
-                ab_tx,
+                ab_tx.downgrade(),
                 backward,
                 token.clone(),
                 seed ^ 1,
@@ -319,6 +321,9 @@ impl MemoryHub {
     }
 }
 
+/// A connection's cut token and a weak handle on its dialer's pipe.
+type LiveConnection = (CancellationToken, mpsc::WeakSender<Batch>);
+
 /// A batch in flight.
 #[derive(Debug)]
 struct Batch {
@@ -328,8 +333,10 @@ struct Batch {
 
 struct MemorySink {
     tx: Option<mpsc::Sender<Batch>>,
-    /// The opposite pipe, into which refunds for lost frames go.
-    reverse: mpsc::Sender<Batch>,
+    /// The opposite pipe, into which refunds for lost frames go. Weak, so
+    /// that when the remote's sink closes, our stream ends at once instead
+    /// of waiting on keepalive.
+    reverse: mpsc::WeakSender<Batch>,
     conditions: Arc<Mutex<Conditions>>,
     cut: CancellationToken,
     rng: StdRng,
@@ -338,7 +345,7 @@ struct MemorySink {
 impl MemorySink {
     fn new(
         tx: mpsc::Sender<Batch>,
-        reverse: mpsc::Sender<Batch>,
+        reverse: mpsc::WeakSender<Batch>,
         conditions: Arc<Mutex<Conditions>>,
         cut: CancellationToken,
         seed: u64,
@@ -405,10 +412,13 @@ impl MemorySink {
                 deliver_at,
                 frames: refunds,
             };
-            tokio::select! {
-                biased;
-                _ = self.cut.cancelled() => return Err(ConnectionError::Reset("link cut".into())),
-                _ = self.reverse.send(refund) => {}
+            // If the remote hung up, there is nobody to refund.
+            if let Some(reverse) = self.reverse.upgrade() {
+                tokio::select! {
+                    biased;
+                    _ = self.cut.cancelled() => return Err(ConnectionError::Reset("link cut".into())),
+                    _ = reverse.send(refund) => {}
+                }
             }
         }
         Ok(())
