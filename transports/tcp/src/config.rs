@@ -1,0 +1,55 @@
+//! Settings of the TCP transport.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Which implementation of ChaCha20-Poly1305 Noise uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CryptoBackend {
+    /// `ring` (assembly-optimised), with snow's pure-Rust resolver for what
+    /// ring lacks (X25519, BLAKE2s). The default: measured faster, see
+    /// BENCHMARKS.md.
+    #[default]
+    Ring,
+    /// snow's pure-Rust resolver (RustCrypto) for everything.
+    RustCrypto,
+}
+
+/// TCP transport settings. Every field has a default.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Where to listen (default `127.0.0.1:0`: loopback, any free port).
+    pub listen: SocketAddr,
+    /// Bound into the Noise prologue: nodes of different networks cannot
+    /// complete a handshake.
+    pub network_id: String,
+    /// Deadline for the whole Noise handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress from one IP address (default 8); more
+    /// connections from that IP are closed at once.
+    pub max_handshakes_per_ip: usize,
+    /// Handshakes in progress in all (default 256).
+    pub max_handshakes: usize,
+    /// Largest frame accepted (default: the router's largest message plus
+    /// framing).
+    pub max_frame_size: usize,
+    /// Authenticated inbound connections waiting for the router (default 128).
+    pub accept_backlog: usize,
+    /// The crypto backend (default [`CryptoBackend::Ring`]).
+    pub crypto: CryptoBackend,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            network_id: "switchyard-local".into(),
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes_per_ip: 8,
+            max_handshakes: 256,
+            max_frame_size: p2p::router::MAX_MESSAGE_SIZE + 64,
+            accept_backlog: 128,
+            crypto: CryptoBackend::Ring,
+        }
+    }
+}
