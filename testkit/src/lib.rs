@@ -33,11 +33,23 @@
 //! [`Network::set_latency`], [`Network::set_loss`], [`Network::crash`] and
 //! [`Network::restart`] (same key, same data directory, so a heed peer
 //! store brings back what the node knew).
+//!
+//! # Other transports
+//!
+//! [`NetworkBuilder::transport`] runs the same network over any transport
+//! through a [`TransportFactory`] (TCP on loopback, QUIC, …), on the real
+//! clock. The fault hooks above (except crash and restart) act on the memory
+//! hub and panic with another transport. The [`suite`] module holds the
+//! router's promise tests written once for every transport; a transport
+//! crate runs them all with [`promise_suite!`].
+
+pub mod suite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use p2p::transport::Transport;
 use p2p::{
     ChannelDescriptor, ChannelError, ChannelReceiver, ChannelSender, Envelope, HeedPeerStore,
     Keypair, MemoryPeerStore, PeerAddress, PeerId, PeerStatus, Router, RouterBuilder, RouterConfig,
@@ -77,6 +89,33 @@ pub enum TestkitError {
     /// A node index out of range, or a node in the wrong state.
     #[error("node {0}: {1}")]
     Node(usize, &'static str),
+    /// A [`TransportFactory`] could not make a node's transport.
+    #[error("transport for node {node}: {reason}")]
+    Transport {
+        /// The node.
+        node: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Makes each node's transport when the network runs on something other
+/// than the memory hub.
+pub trait TransportFactory: Send + Sync {
+    /// A short name for messages ("tcp", "quic").
+    fn name(&self) -> &'static str;
+
+    /// Makes the transport of the node with `keypair` and `config` (whose
+    /// `network_id` a transport that checks it must use) and returns it with
+    /// the address other nodes dial. `previous` is the node's address before
+    /// a restart: a listening transport binds it again, so peers' stored
+    /// addresses stay valid. Called within the test's tokio runtime.
+    fn transport(
+        &self,
+        keypair: &Keypair,
+        config: &RouterConfig,
+        previous: Option<&PeerAddress>,
+    ) -> Result<(Arc<dyn Transport>, PeerAddress), String>;
 }
 
 /// Which nodes dial which at start.
@@ -109,6 +148,7 @@ pub struct NetworkBuilder {
     config: RouterConfig,
     store: StoreKind,
     configure: Option<ConfigHook>,
+    factory: Option<Arc<dyn TransportFactory>>,
 }
 
 impl std::fmt::Debug for NetworkBuilder {
@@ -158,7 +198,16 @@ impl NetworkBuilder {
         self
     }
 
-    /// Adjusts node `i`'s configuration after the topology is applied.
+    /// Runs the nodes over transports made by `factory` instead of the
+    /// memory hub (use the real clock: no `start_paused`).
+    pub fn transport(mut self, factory: Arc<dyn TransportFactory>) -> Self {
+        self.factory = Some(factory);
+        self
+    }
+
+    /// Adjusts node `i`'s configuration. The hook runs before the
+    /// topology's persistent peers are added (their addresses are known only
+    /// once every transport is bound).
     pub fn configure(mut self, hook: impl FnMut(usize, &mut RouterConfig) + 'static) -> Self {
         self.configure = Some(Box::new(hook));
         self
@@ -178,11 +227,37 @@ impl NetworkBuilder {
         let keys: Vec<Keypair> = (0..self.nodes)
             .map(|i| Keypair::from_seed(mix(self.seed, i as u64)))
             .collect();
-        let peers: Vec<PeerId> = keys.iter().map(Keypair::peer_id).collect();
         let mut nodes = Vec::with_capacity(self.nodes);
         for (i, keypair) in keys.into_iter().enumerate() {
             let mut config = self.config.clone();
             config.seed = mix(self.seed ^ 0x5eed, i as u64);
+            if let Some(hook) = self.configure.as_mut() {
+                hook(i, &mut config);
+            }
+            let (transport, address) = match &self.factory {
+                None => (None, PeerAddress::memory(keypair.peer_id())),
+                Some(factory) => {
+                    let (transport, address) = factory
+                        .transport(&keypair, &config, None)
+                        .map_err(|reason| TestkitError::Transport { node: i, reason })?;
+                    (Some(transport), address)
+                }
+            };
+            let data_dir = dir.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(&data_dir)?;
+            nodes.push(Node {
+                keypair,
+                config,
+                data_dir,
+                address,
+                transport,
+                memory_store: MemoryPeerStore::new(),
+                builder: None,
+                router: None,
+            });
+        }
+        let addresses: Vec<PeerAddress> = nodes.iter().map(|n| n.address.clone()).collect();
+        for (i, node) in nodes.iter_mut().enumerate() {
             let dials: Vec<usize> = match &self.topology {
                 Topology::FullMesh => (i + 1..self.nodes).collect(),
                 Topology::Links(links) => links
@@ -192,26 +267,14 @@ impl NetworkBuilder {
                     .collect(),
                 Topology::Isolated => Vec::new(),
             };
-            config
+            node.config
                 .peer_manager
                 .persistent_peers
-                .extend(dials.iter().map(|&j| PeerAddress::memory(peers[j])));
-            if let Some(hook) = self.configure.as_mut() {
-                hook(i, &mut config);
-            }
-            let data_dir = dir.path().join(format!("node-{i}"));
-            std::fs::create_dir_all(&data_dir)?;
-            nodes.push(Node {
-                keypair,
-                config,
-                data_dir,
-                memory_store: MemoryPeerStore::new(),
-                builder: None,
-                router: None,
-            });
+                .extend(dials.iter().map(|&j| addresses[j].clone()));
         }
         let mut net = Network {
             hub,
+            factory: self.factory,
             nodes,
             store: self.store,
             trace: Arc::new(Mutex::new(Vec::new())),
@@ -237,6 +300,10 @@ struct Node {
     keypair: Keypair,
     config: RouterConfig,
     data_dir: PathBuf,
+    /// Where other nodes dial this one.
+    address: PeerAddress,
+    /// A transport bound but not yet given to a router.
+    transport: Option<Arc<dyn Transport>>,
     memory_store: MemoryPeerStore,
     builder: Option<RouterBuilder>,
     router: Option<Router>,
@@ -256,6 +323,7 @@ pub struct TraceEvent {
 /// A set of routers over one memory hub.
 pub struct Network {
     hub: MemoryHub,
+    factory: Option<Arc<dyn TransportFactory>>,
     nodes: Vec<Node>,
     store: StoreKind,
     trace: Arc<Mutex<Vec<TraceEvent>>>,
@@ -287,12 +355,33 @@ impl Network {
             config,
             store: StoreKind::Memory,
             configure: None,
+            factory: None,
         }
     }
 
-    /// The hub, for finer fault injection.
+    /// The hub, for finer fault injection (memory transport only).
     pub fn hub(&self) -> &MemoryHub {
+        self.require_memory("the hub");
         &self.hub
+    }
+
+    /// The transport's name: "memory" or the factory's.
+    pub fn transport_name(&self) -> &'static str {
+        self.factory.as_ref().map_or("memory", |f| f.name())
+    }
+
+    /// Where other nodes dial node `i`.
+    pub fn address(&self, i: usize) -> &PeerAddress {
+        &self.nodes[i].address
+    }
+
+    fn require_memory(&self, what: &str) {
+        if let Some(factory) = &self.factory {
+            panic!(
+                "{what} needs the memory transport; this network runs over {}",
+                factory.name()
+            );
+        }
     }
 
     /// Number of nodes.
@@ -366,8 +455,18 @@ impl Network {
     fn prepare(&mut self, i: usize) -> Result<(), TestkitError> {
         let node = &mut self.nodes[i];
         let mut builder = RouterBuilder::new(node.keypair.clone(), node.config.clone());
-        let transport = self.hub.transport(node.keypair.peer_id())?;
-        builder.transport(Arc::new(transport));
+        let transport: Arc<dyn Transport> = match (node.transport.take(), &self.factory) {
+            (Some(bound), _) => bound,
+            (None, None) => Arc::new(self.hub.transport(node.keypair.peer_id())?),
+            (None, Some(factory)) => {
+                let (transport, address) = factory
+                    .transport(&node.keypair, &node.config, Some(&node.address))
+                    .map_err(|reason| TestkitError::Transport { node: i, reason })?;
+                node.address = address;
+                transport
+            }
+        };
+        builder.transport(transport);
         match self.store {
             StoreKind::Memory => {
                 builder.peer_store(Box::new(node.memory_store.clone()));
@@ -442,6 +541,7 @@ impl Network {
     /// Cuts the network into groups of node indices that cannot reach each
     /// other.
     pub fn partition(&self, groups: &[&[usize]]) {
+        self.require_memory("partition");
         let groups: Vec<Vec<PeerId>> = groups
             .iter()
             .map(|g| g.iter().map(|&i| self.peer_id(i)).collect())
@@ -451,11 +551,13 @@ impl Network {
 
     /// Heals every partition and cut.
     pub fn heal_all(&self) {
+        self.require_memory("heal_all");
         self.hub.heal_all();
     }
 
     /// One-way latency between nodes `a` and `b`.
     pub fn set_latency(&self, a: usize, b: usize, latency: Duration) {
+        self.require_memory("set_latency");
         self.hub
             .set_latency(self.peer_id(a), self.peer_id(b), latency);
     }
@@ -463,6 +565,7 @@ impl Network {
     /// Bandwidth in bytes per second between nodes `a` and `b` (`None`:
     /// unlimited).
     pub fn set_bandwidth(&self, a: usize, b: usize, bytes_per_second: Option<u64>) {
+        self.require_memory("set_bandwidth");
         self.hub
             .set_bandwidth(self.peer_id(a), self.peer_id(b), bytes_per_second);
     }
@@ -470,11 +573,13 @@ impl Network {
     /// Makes the path between nodes `a` and `b` discard everything silently
     /// (`true`) or work again (`false`).
     pub fn set_blackhole(&self, a: usize, b: usize, on: bool) {
+        self.require_memory("set_blackhole");
         self.hub.set_blackhole(self.peer_id(a), self.peer_id(b), on);
     }
 
     /// Loss probability of data between nodes `a` and `b`.
     pub fn set_loss(&self, a: usize, b: usize, loss: f64) {
+        self.require_memory("set_loss");
         self.hub.set_loss(self.peer_id(a), self.peer_id(b), loss);
     }
 
@@ -505,7 +610,18 @@ impl Network {
         if let Some(router) = self.nodes[i].router.take() {
             router.shutdown().await;
         }
-        self.prepare(i)
+        // A real socket may take a moment to be released by the stopped
+        // router's tasks; try again for up to a second.
+        let mut attempts = 0;
+        loop {
+            match self.prepare(i) {
+                Err(TestkitError::Transport { .. }) if attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Shuts every router down.

@@ -80,6 +80,12 @@ impl TcpTransport {
     /// `handshake_timeout`; only authenticated connections reach
     /// [`Transport::accept`].
     pub async fn bind(keypair: &Keypair, config: TcpConfig) -> Result<Self, TransportError> {
+        Self::bind_now(keypair, config)
+    }
+
+    /// [`bind`](Self::bind) without awaiting (binding a socket does not
+    /// block); must be called within a tokio runtime.
+    pub fn bind_now(keypair: &Keypair, config: TcpConfig) -> Result<Self, TransportError> {
         let identity =
             Arc::new(
                 NoiseIdentity::new(keypair).map_err(|e| TransportError::Handshake {
@@ -87,7 +93,11 @@ impl TcpTransport {
                     reason: e.to_string(),
                 })?,
             );
-        let listener = TcpListener::bind(config.listen).await?;
+        // std sets SO_REUSEADDR on Unix, so a restarted node can bind its
+        // old port while old connections linger in TIME_WAIT.
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let listen = listener.local_addr()?;
         let config = Arc::new(config);
         let prologue = Arc::new(handshake::prologue(&config.network_id));

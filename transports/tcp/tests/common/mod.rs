@@ -1,0 +1,63 @@
+//! A testkit transport factory for TCP on loopback.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2p::transport::Transport;
+use p2p::{Endpoint, Keypair, PeerAddress, RouterConfig};
+use testkit::{Network, NetworkBuilder, TransportFactory};
+use transport_tcp::{TcpConfig, TcpTransport};
+
+/// Binds each node on 127.0.0.1 (a fresh port, or its old one on restart)
+/// with the router's network id.
+pub struct Tcp;
+
+impl TransportFactory for Tcp {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn transport(
+        &self,
+        keypair: &Keypair,
+        config: &RouterConfig,
+        previous: Option<&PeerAddress>,
+    ) -> Result<(Arc<dyn Transport>, PeerAddress), String> {
+        let listen = match previous.map(|a| &a.endpoint) {
+            Some(Endpoint::Tcp(hp)) => {
+                hp.socket_addr().ok_or("previous address is not a socket")?
+            }
+            _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let transport = TcpTransport::bind_now(
+            keypair,
+            TcpConfig {
+                listen,
+                network_id: config.network_id.clone(),
+                handshake_timeout: Duration::from_secs(5),
+                ..TcpConfig::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let address = transport
+            .listen_addresses()
+            .into_iter()
+            .next()
+            .ok_or("no listen address")?;
+        Ok((Arc::new(transport), address))
+    }
+}
+
+/// A network over TCP on loopback, with a 5 s handshake deadline.
+pub fn network() -> NetworkBuilder {
+    let config = RouterConfig {
+        handshake_timeout: Duration::from_secs(5),
+        dial_timeout: Duration::from_secs(5),
+        ..RouterConfig::default()
+    };
+    Network::builder()
+        .router_config(config)
+        .transport(Arc::new(Tcp))
+}
