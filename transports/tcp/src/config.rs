@@ -30,8 +30,12 @@ pub struct TcpConfig {
     pub max_handshakes_per_ip: usize,
     /// Handshakes in progress in all (default 256).
     pub max_handshakes: usize,
-    /// Largest frame accepted (default: the router's largest message plus
-    /// framing).
+    /// Largest frame accepted, checked against a frame's length prefix
+    /// before it is buffered (default: the router's absolute largest
+    /// message, 16 MiB, plus framing). A frame is buffered whole before the
+    /// router checks the channel's own limit, so this bounds the memory one
+    /// connection can make us hold: set it to the largest
+    /// `max_message_size` among the node's channels plus 64.
     pub max_frame_size: usize,
     /// Authenticated inbound connections waiting for the router (default 128).
     pub accept_backlog: usize,
