@@ -273,7 +273,10 @@ async fn listen_loop(
             if let Err(e) = &item {
                 tracing::debug!(%addr, error = %e, "inbound handshake failed");
             }
-            let _ = accepted.send(item).await;
+            // A router that does not take connections fast enough gets
+            // none: waiting for room must not hold this IP's handshake slot
+            // forever.
+            let _ = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
         });
     }
 }
