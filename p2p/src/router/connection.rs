@@ -146,6 +146,21 @@ fn check_hello(
             "hello announces too many channels or addresses",
         ));
     }
+    let mut ids = std::collections::HashSet::with_capacity(theirs.channels.len());
+    if let Some(c) = theirs.channels.iter().find(|c| !ids.insert(c.id)) {
+        return Err(HandshakeError::new(
+            GoodbyeReason::ProtocolViolation,
+            "bad_channel",
+            format!("hello announces channel {} twice", c.id),
+        ));
+    }
+    if theirs.network_id.len() > 256 || theirs.listen_addresses.iter().any(|a| a.len() > 512) {
+        return Err(HandshakeError::new(
+            GoodbyeReason::ProtocolViolation,
+            "oversized_hello",
+            "hello has an over-long network id or listen address",
+        ));
+    }
     if let Some(c) = theirs
         .channels
         .iter()
@@ -341,6 +356,15 @@ async fn read_loop(
                 }
             }
             Err(ConnectionError::Closed) => return "remote closed the connection".to_string(),
+            Err(e @ (ConnectionError::Protocol(_) | ConnectionError::FrameTooLarge { .. })) => {
+                // Bytes that break the transport's framing or crypto, or a
+                // frame over the limit, are the peer's doing: it pays for
+                // them as for any other protocol violation, so reconnecting
+                // to repeat them costs it its score.
+                let detail = e.to_string();
+                shared.report(link.peer, PeerError::Protocol(detail.clone()));
+                return detail;
+            }
             Err(e) => return e.to_string(),
         }
     }
@@ -399,17 +423,23 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
             Step::Continue
         }
         Frame::Credit { channel, messages } => {
-            let granted = table
-                .index_of(channel.0)
-                .is_some_and(|index| link.outbox.add_credit(index, messages).is_ok());
-            if granted {
+            let Some(index) = table.index_of(channel.0).filter(|&i| link.serves(i)) else {
+                return violation(
+                    shared,
+                    link,
+                    PeerError::Protocol(format!(
+                        "credit on channel {channel}, which we do not both serve"
+                    )),
+                );
+            };
+            if link.outbox.add_credit(index, messages).is_ok() {
                 Step::Continue
             } else {
                 violation(
                     shared,
                     link,
                     PeerError::Protocol(format!(
-                        "credit of {messages} on channel {channel} exceeds the window we announced"
+                        "credit of {messages} on channel {channel} takes our outstanding credit past the receive window you announced"
                     )),
                 )
             }

@@ -520,3 +520,56 @@ async fn keepalive_detects_a_silent_peer_over_tcp() {
     drop(ch.remove(1));
     net.shutdown().await;
 }
+
+/// A peer that completes the handshake and Hello, then sends a frame over
+/// the listener's `max_frame_size`, is disconnected and loses score: a
+/// transport-level violation costs as much as a router-level one, so
+/// reconnecting to repeat it ends in a ban.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_limit_costs_the_peer_its_score() {
+    let mut net = common::network_with(common::Tcp {
+        max_frame_size: 4_096,
+    })
+    .seed(33)
+    .nodes(1)
+    .isolated()
+    .build()
+    .expect("build");
+    let _ch = net
+        .open_channel_on_all::<testkit::suite::Seq>(ChannelDescriptor::new(0x10, "seq"))
+        .expect("open");
+    net.start().expect("start");
+    let (attacker_key, attacker) = bind(1_000, config("switchyard-local"));
+    let mut conn = attacker.dial(net.address(0)).await.expect("dial");
+    let hello = p2p::proto::NodeInfo {
+        protocol_version: p2p::router::PROTOCOL_VERSION,
+        network_id: "switchyard-local".into(),
+        peer_id: attacker_key.peer_id().as_bytes().to_vec().into(),
+        channels: vec![p2p::proto::ChannelInfo {
+            id: 0x10,
+            recv_window: 64,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    send(&mut conn, Frame::Hello(Box::new(hello))).await;
+    assert!(matches!(
+        recv(&mut conn).await.expect("hello")[0],
+        Frame::Hello(_)
+    ));
+    let bad = attacker_key.peer_id();
+    net.wait_until("attacker admitted", 10 * SECOND, |net| {
+        net.router(0).is_connected(bad)
+    })
+    .await
+    .expect("admitted");
+    send(&mut conn, data(0x10, &[0u8; 10_000])).await;
+    net.wait_until("attacker disconnected", 10 * SECOND, |net| {
+        !net.router(0).is_connected(bad)
+    })
+    .await
+    .expect("disconnected");
+    let score = net.router(0).score(bad).await.expect("score");
+    assert!(score.is_some_and(|s| s < 0), "score {score:?}");
+    net.shutdown().await;
+}

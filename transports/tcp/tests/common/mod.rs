@@ -12,7 +12,18 @@ use transport_tcp::{TcpConfig, TcpTransport};
 
 /// Binds each node on 127.0.0.1 (a fresh port, or its old one on restart)
 /// with the router's network id.
-pub struct Tcp;
+pub struct Tcp {
+    /// The listener's `max_frame_size`.
+    pub max_frame_size: usize,
+}
+
+impl Default for Tcp {
+    fn default() -> Self {
+        Self {
+            max_frame_size: TcpConfig::default().max_frame_size,
+        }
+    }
+}
 
 impl TransportFactory for Tcp {
     fn name(&self) -> &'static str {
@@ -37,6 +48,7 @@ impl TransportFactory for Tcp {
                 listen,
                 network_id: config.network_id.clone(),
                 handshake_timeout: Duration::from_secs(5),
+                max_frame_size: self.max_frame_size,
                 ..TcpConfig::default()
             },
         )
@@ -52,6 +64,11 @@ impl TransportFactory for Tcp {
 
 /// A network over TCP on loopback, with a 5 s handshake deadline.
 pub fn network() -> NetworkBuilder {
+    network_with(Tcp::default())
+}
+
+/// [`network`] with a factory of one's own.
+pub fn network_with(tcp: Tcp) -> NetworkBuilder {
     let config = RouterConfig {
         handshake_timeout: Duration::from_secs(5),
         dial_timeout: Duration::from_secs(5),
@@ -59,5 +76,5 @@ pub fn network() -> NetworkBuilder {
     };
     Network::builder()
         .router_config(config)
-        .transport(Arc::new(Tcp))
+        .transport(Arc::new(tcp))
 }
