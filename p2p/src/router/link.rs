@@ -1,5 +1,10 @@
 //! One live connection as the rest of the router sees it: its outbox, the
 //! credit we granted the remote per channel, and its metric handles.
+//!
+//! Credit we grant comes from the router's [`CreditLedger`]: the connection
+//! starts with none, the ledger grants its initial credit when the
+//! supervisor admits it, and a closed connection's consumed messages give
+//! their slots back to the ledger instead of to the remote.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,7 +17,9 @@ use crate::identity::PeerId;
 use crate::metrics::{DropReason, LinkChannelMetrics, Metrics};
 use crate::peer_manager::Direction;
 use crate::proto;
+use crate::router::ledger::CreditLedger;
 use crate::router::outbox::{Outbox, QueueConfig};
+use crate::router::shared::ChannelTable;
 use crate::transport::Frame;
 
 pub(crate) use crate::router::outbox::PushError;
@@ -26,14 +33,22 @@ pub(crate) struct Inbound {
 }
 
 /// Receive-side credit of one channel on one connection.
-#[derive(Debug)]
+///
+/// `remaining + pending + (messages of this connection in the receive
+/// queue) ≤ reserved`, and the ledger never lets reservations exceed the
+/// queue's capacity.
+#[derive(Debug, Default)]
 struct Granted {
-    /// Messages the remote may still send before we return credit.
+    /// Messages the remote may still send before we return credit
+    /// (including what it sent that has not arrived yet).
     remaining: AtomicU32,
-    /// Messages the reactor consumed that we have not yet returned.
+    /// Messages the reactor consumed, or credit the ledger granted, that we
+    /// have not yet returned.
     pending: AtomicU32,
-    /// Return credit once this many messages were consumed.
-    threshold: u32,
+    /// Slots of the channel's receive queue the ledger gave this connection:
+    /// what we let the remote have outstanding, at most the window. Credit
+    /// is returned once half of it is pending.
+    reserved: AtomicU32,
 }
 
 /// A connection to one peer.
@@ -51,18 +66,22 @@ pub(crate) struct Link {
     channels: Vec<(ChannelId, &'static str)>,
     /// Per channel, the largest message the remote accepts.
     remote_max: Vec<usize>,
+    ledger: Arc<CreditLedger>,
 }
 
 impl Link {
+    /// A connection that grants no credit yet: register it with the
+    /// table's ledger to grant its initial credit.
     pub fn new(
         peer: PeerId,
         conn_id: u64,
         direction: Direction,
         remote_info: proto::NodeInfo,
-        descriptors: &[ChannelDescriptor],
+        table: &ChannelTable,
         metrics: &Metrics,
         close: CancellationToken,
     ) -> Self {
+        let descriptors = table.descriptors();
         let announced = |d: &ChannelDescriptor| {
             remote_info
                 .channels
@@ -85,19 +104,12 @@ impl Link {
                 priority: d.priority,
                 max_messages: d.send_queue,
                 remote_window: announced(d).map(|c| c.recv_window.min(crate::router::MAX_WINDOW)),
+                // Protocol 2: the remote grants every credit in `Credit`
+                // frames, the first ones once it admitted us.
+                initial_credit: 0,
             })
             .collect();
-        let granted = descriptors
-            .iter()
-            .map(|d| {
-                let window = d.recv_buffer as u32;
-                Granted {
-                    remaining: AtomicU32::new(window),
-                    pending: AtomicU32::new(0),
-                    threshold: (window / 2).max(1),
-                }
-            })
-            .collect();
+        let granted = descriptors.iter().map(|_| Granted::default()).collect();
         Self {
             peer,
             conn_id,
@@ -112,7 +124,13 @@ impl Link {
             granted,
             channels: descriptors.iter().map(|d| (d.id, d.name)).collect(),
             remote_max,
+            ledger: table.ledger.clone(),
         }
+    }
+
+    /// Number of channels (ours, whether or not the remote serves them).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
     }
 
     /// Whether the remote serves channel `index`.
@@ -168,31 +186,65 @@ impl Link {
     }
 
     /// The reactor consumed (or we discarded) one message of channel
-    /// `index`: return credit to the remote in batches of half a window.
+    /// `index`. On an open connection, its credit goes back to the remote,
+    /// in batches of half what the connection reserved. On a closed one its
+    /// slot goes back to the ledger: to the peer's next connection if that
+    /// one is owed credit, or to another peer.
     pub fn consumed(&self, index: usize) {
+        if self.outbox.is_closed() {
+            self.ledger.release(self.conn_id, index);
+            return;
+        }
         let granted = &self.granted[index];
         let pending = granted.pending.fetch_add(1, Ordering::AcqRel) + 1;
-        if pending >= granted.threshold {
-            let messages = granted.pending.swap(0, Ordering::AcqRel);
-            if messages > 0 {
-                // Grant before telling the remote, so its next message finds
-                // the credit in place.
-                granted.remaining.fetch_add(messages, Ordering::AcqRel);
-                self.outbox.push_control(Frame::Credit {
-                    channel: self.channels[index].0,
-                    messages,
-                });
-            }
+        // With nothing of this connection in the queue and nothing in
+        // flight, everything it reserved is pending, so credit never stalls
+        // below this threshold.
+        let threshold = (granted.reserved.load(Ordering::Acquire) / 2).max(1);
+        if pending >= threshold {
+            self.return_credit(index);
+        }
+    }
+
+    /// The ledger reserved `messages` more slots for this connection on
+    /// channel `index`: the remote may have that many more outstanding. The
+    /// credit goes out at once, with whatever else is pending, so the remote
+    /// gets its whole window even while our reactor reads nothing. (The
+    /// ledger grants a connection at most a window over its life, so this
+    /// costs at most that many frames, and they coalesce in the outbox.)
+    pub fn grant(&self, index: usize, messages: u32) {
+        let Some(granted) = self.granted.get(index) else {
+            return;
+        };
+        granted.reserved.fetch_add(messages, Ordering::AcqRel);
+        granted.pending.fetch_add(messages, Ordering::AcqRel);
+        self.return_credit(index);
+    }
+
+    /// Sends the pending credit of channel `index`.
+    fn return_credit(&self, index: usize) {
+        let granted = &self.granted[index];
+        let messages = granted.pending.swap(0, Ordering::AcqRel);
+        if messages > 0 {
+            // Grant before telling the remote, so its next message finds the
+            // credit in place.
+            granted.remaining.fetch_add(messages, Ordering::AcqRel);
+            self.outbox.push_control(Frame::Credit {
+                channel: self.channels[index].0,
+                messages,
+            });
         }
     }
 
     /// Closes the outbox after `goodbye`; counts every queued message as
-    /// dropped (`peer_gone`).
+    /// dropped (`peer_gone`). The connection takes no more credit from the
+    /// ledger.
     pub fn close_with(&self, goodbye: Option<Frame>, metrics: &Metrics) {
         for (index, n) in self.outbox.close(goodbye) {
             self.metrics[index].queue_depth.dec_by(n as i64);
             metrics.drop_many(self.channels[index].1, DropReason::PeerGone, n as u64);
         }
+        self.ledger.retire(self.conn_id);
     }
 
     /// Counts what a writer took for a batch that never left as dropped
@@ -220,5 +272,13 @@ impl Link {
                 *bytes = 0;
             }
         }
+    }
+}
+
+impl Drop for Link {
+    /// The last `Inbound` of this connection is gone, and so is every other
+    /// holder: whatever it still reserved in the receive queues is free.
+    fn drop(&mut self) {
+        self.ledger.unregister(self.conn_id);
     }
 }

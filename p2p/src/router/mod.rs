@@ -31,6 +31,7 @@
 //! when it returns no task of the router is left.
 
 mod connection;
+mod ledger;
 pub(crate) mod link;
 mod outbox;
 pub(crate) mod shared;
@@ -60,7 +61,12 @@ use self::shared::{ChannelSlot, ChannelTable, Shared};
 use self::supervisor::{Command, Event, Supervisor};
 
 /// The protocol version spoken in `Hello`; peers must match it.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2: a sender starts with no credit on any channel, whatever
+/// `recv_window` says; the receiver grants all of it, the initial credit
+/// included, in `Credit` frames once it has admitted the connection
+/// (ADR 0002). Version 1 started with a full `recv_window`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest `max_message_size` a channel may declare (16 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -279,7 +285,13 @@ impl RouterBuilder {
                 existing: existing.descriptor.name,
             });
         }
-        // Every connected peer may have a full window in the queue at once.
+        // Room for a full window of every peer that can be connected at
+        // once (persistent peers may evict others, so at most max_inbound +
+        // max_outbound), plus `persistent + 1` windows for what peers that
+        // left or reconnected still have in the queue. The credit ledger
+        // never grants more than this in total, so credit-respecting peers
+        // cannot overflow it: when what departed peers left fills the
+        // spare room, new connections get less credit until it drains.
         let pm = &self.config.peer_manager;
         let peers = pm.max_inbound + pm.max_outbound + pm.persistent_peers.len() + 1;
         let capacity = descriptor.recv_buffer.saturating_mul(peers).max(1);
@@ -288,6 +300,7 @@ impl RouterBuilder {
         self.channels.push(ChannelSlot {
             descriptor: descriptor.clone(),
             inbound: inbound_tx,
+            capacity,
         });
         Ok((
             ChannelSender {

@@ -60,8 +60,11 @@ pub(crate) struct QueueConfig {
     pub priority: u8,
     pub max_messages: usize,
     /// The remote's receive window on this channel, `None` if it does not
-    /// serve it.
+    /// serve it: the most credit it may ever have granted and not seen used.
     pub remote_window: Option<u32>,
+    /// Credit held at the start (at most the window); the rest comes in
+    /// `Credit` frames.
+    pub initial_credit: u32,
 }
 
 /// What [`Outbox::next_batch`] found.
@@ -105,7 +108,7 @@ impl Outbox {
                 deficit: 0,
                 messages: VecDeque::new(),
                 max_messages: c.max_messages,
-                credit: c.remote_window,
+                credit: c.remote_window.map(|w| c.initial_credit.min(w)),
                 window: c.remote_window.unwrap_or(0),
                 waiters: false,
             })
@@ -408,6 +411,7 @@ mod tests {
                 priority,
                 max_messages,
                 remote_window,
+                initial_credit: remote_window.unwrap_or(0),
             })
             .collect();
         Outbox::new(&configs)
@@ -490,6 +494,29 @@ mod tests {
             ob.add_credit(0, 3).is_err(),
             "more than the window is a violation"
         );
+    }
+
+    #[test]
+    fn a_sender_starts_with_its_initial_credit_and_never_exceeds_the_window() {
+        let ob = Outbox::new(&[QueueConfig {
+            id: ChannelId(1),
+            priority: 1,
+            max_messages: 10,
+            remote_window: Some(4),
+            initial_credit: 0,
+        }]);
+        for seq in 0..6 {
+            ob.try_push(0, payload(1, seq, 10)).expect("room");
+        }
+        assert_eq!(
+            drain(&ob, 100).len(),
+            0,
+            "no credit before the first Credit"
+        );
+        ob.add_credit(0, 3).expect("within window");
+        ob.add_credit(0, 1).expect("up to the window");
+        assert!(ob.add_credit(0, 1).is_err(), "beyond the window");
+        assert_eq!(drain(&ob, 100).len(), 4);
     }
 
     #[test]

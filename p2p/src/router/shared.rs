@@ -11,6 +11,7 @@ use crate::channel::{ChannelDescriptor, PeerError};
 use crate::identity::PeerId;
 use crate::metrics::Metrics;
 use crate::router::PeerUpdate;
+use crate::router::ledger::CreditLedger;
 use crate::router::link::{Inbound, Link};
 use crate::router::supervisor::Event;
 
@@ -19,13 +20,17 @@ use crate::router::supervisor::Event;
 pub(crate) struct ChannelSlot {
     pub descriptor: ChannelDescriptor,
     pub inbound: mpsc::Sender<Inbound>,
+    /// Messages the receive queue holds; the ledger never grants more.
+    pub capacity: usize,
 }
 
 /// Every channel of the router, fixed at start.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ChannelTable {
     pub slots: Vec<ChannelSlot>,
     by_id: HashMap<u16, usize>,
+    /// Who may fill each channel's receive queue, and how much.
+    pub ledger: Arc<CreditLedger>,
 }
 
 impl ChannelTable {
@@ -35,7 +40,16 @@ impl ChannelTable {
             .enumerate()
             .map(|(i, s)| (s.descriptor.id.0, i))
             .collect();
-        Self { slots, by_id }
+        let ledger = Arc::new(CreditLedger::new(
+            slots
+                .iter()
+                .map(|s| (s.descriptor.recv_buffer as u32, s.capacity as u64)),
+        ));
+        Self {
+            slots,
+            by_id,
+            ledger,
+        }
     }
 
     pub fn index_of(&self, id: u16) -> Option<usize> {

@@ -286,11 +286,15 @@ impl Supervisor {
             self.next_conn_id,
             conn.direction,
             info,
-            &self.table.descriptors(),
+            &self.table,
             &self.shared.metrics,
             connection::connection_token(&self.hard_stop),
         ));
         self.shared.peers.write().insert(peer, link.clone());
+        // Any previous connection of this peer is closed by now, so this one
+        // is charged for what that one left in the receive queues. Its
+        // initial credit is queued before the writer starts.
+        self.table.ledger.register(&link);
         self.direction_gauge(conn.direction).inc();
         let channels = link.common_channels();
         tracing::debug!(peer = %peer.short(), direction = %conn.direction, "peer up");
