@@ -463,3 +463,55 @@ async fn a_ban_completes_even_if_the_peer_stops_reading() {
     assert!(!net.router(0).is_connected(n1));
     net.shutdown().await;
 }
+
+/// Two nodes that dial each other at the same moment settle on one
+/// connection that both keep, even when node 0 accepts no inbound
+/// connections at all: the connection that wins the tie-break takes the
+/// other's place in the peer manager instead of being admitted afresh (a
+/// fresh admission could refuse it after the other was closed, leaving
+/// neither).
+#[tokio::test(start_paused = true)]
+async fn simultaneous_dials_settle_on_one_connection() {
+    for seed in 0..6 {
+        let mut net = Network::builder()
+            .seed(seed)
+            .nodes(2)
+            .links(vec![(0, 1), (1, 0)])
+            .configure(|i, c| {
+                if i == 0 {
+                    c.peer_manager.max_inbound = 0;
+                }
+            })
+            .build()
+            .expect("build");
+        let mut ch = net
+            .open_channel_on_all::<Seq>(channel(0x10, "seq", 1))
+            .expect("open");
+        net.start().expect("start");
+        net.wait_for_full_mesh(10 * SECOND)
+            .await
+            .expect("connected");
+        let settled = net.trace().len();
+        tokio::time::sleep(30 * SECOND).await;
+        assert!(
+            net.router(0).is_connected(net.peer_id(1))
+                && net.router(1).is_connected(net.peer_id(0)),
+            "seed {seed}: the connection did not last: {:?}",
+            net.trace()
+        );
+        assert_eq!(
+            net.trace().len(),
+            settled,
+            "seed {seed}: connections kept churning: {:?}",
+            net.trace()
+        );
+        ch[0]
+            .0
+            .send(net.peer_id(1), Seq::new(seed))
+            .await
+            .expect("send");
+        let got = recv_within(&mut ch[1].1, SECOND).await;
+        assert_eq!(got.map(|e| e.message.seq), Some(seed));
+        net.shutdown().await;
+    }
+}

@@ -592,6 +592,30 @@ impl PeerManager {
         Admission::Admit { evict }
     }
 
+    /// The connection to `id` was replaced by another connection of the
+    /// same peer (the router's tie-break of a simultaneous dial): the peer
+    /// stays connected, now in `direction`, without a new admission (it
+    /// already holds its slot; a change of direction moves the slot and may
+    /// leave one side one over its limit until the next disconnection).
+    /// Returns `false`, changing nothing, if `id` was not connected.
+    pub fn replaced(
+        &mut self,
+        id: PeerId,
+        direction: Direction,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> bool {
+        self.observe(now);
+        let connected = self
+            .peers
+            .get(&id)
+            .is_some_and(|p| matches!(p.state, PeerState::Connected { .. }));
+        if connected {
+            self.set_state(id, PeerState::Connected { direction, ip });
+        }
+        connected
+    }
+
     /// The connection to `id` is gone: its slot is free, its backoff is
     /// reset, and it may be redialed after `min_retry` (a persistent peer
     /// always is). Ignored if `id` was not connected.

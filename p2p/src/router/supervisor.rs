@@ -252,11 +252,25 @@ impl Supervisor {
                 self.refuse(conn, GoodbyeReason::Duplicate, "duplicate");
                 return;
             }
-            self.remove_link(&existing, "replaced by a simultaneous connection");
+            // The peer keeps its slot in the peer manager: the new
+            // connection takes the old one's place without a new admission,
+            // so a limit reached meanwhile cannot leave us with neither.
+            let kept = self
+                .peer_manager
+                .replaced(peer, conn.direction, conn.remote_ip, now);
+            self.unlink(&existing, "replaced by a simultaneous connection");
             existing.close_with(
                 Some(Frame::goodbye(GoodbyeReason::Duplicate, "replaced")),
                 &self.shared.metrics,
             );
+            if !kept {
+                // Not connected in the peer manager's books (evicted or
+                // being evicted): admit the new connection afresh below.
+                self.peer_manager.disconnected(peer, now);
+            } else {
+                self.admit_link(conn, info, leftovers);
+                return;
+            }
         }
         let admission = match conn.direction {
             Direction::Outbound => self.peer_manager.dialed(peer, now),
@@ -280,6 +294,13 @@ impl Supervisor {
                 self.peer_manager.disconnected(victim, now);
             }
         }
+        self.admit_link(conn, info, leftovers);
+    }
+
+    /// Makes `conn`, admitted by the peer manager, a live link and starts
+    /// its tasks.
+    fn admit_link(&mut self, conn: Connection, info: proto::NodeInfo, leftovers: Vec<Frame>) {
+        let peer = conn.remote;
         self.next_conn_id += 1;
         let link = Arc::new(Link::new(
             peer,
@@ -351,8 +372,14 @@ impl Supervisor {
     /// Takes `link` out of the table and tells everyone the peer is down.
     fn remove_link(&mut self, link: &Link, reason: &str) {
         let now = self.now();
-        self.shared.peers.write().remove(&link.peer);
         self.peer_manager.disconnected(link.peer, now);
+        self.unlink(link, reason);
+    }
+
+    /// Removes `link` from the router's tables (not the peer manager's) and
+    /// tells subscribers the peer is down.
+    fn unlink(&mut self, link: &Link, reason: &str) {
+        self.shared.peers.write().remove(&link.peer);
         self.direction_gauge(link.direction).dec();
         for m in &link.metrics {
             self.shared.metrics.remove_link_channel(m);
