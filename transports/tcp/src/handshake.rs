@@ -458,20 +458,21 @@ mod tests {
     const HANDSHAKE_HASH: &str = "a48bad9c07aebf5e852e5376ac6ee20c5fe0724ed4c0e1aa36e6fcb6a929eb4d";
     const DATA_PLAINTEXT: &str = "0b12090820120568656c6c6f";
     const DATA_WIRE: &str = "001cedf3453fd1387a9a2709af8909a1be39b67bd510a08df650d6fb6486";
+    const INITIAL_CREDIT_PLAINTEXT: &str = "061a0408201040";
     const CREDIT_PLAINTEXT: &str = "061a0408201020";
     const PING_PLAINTEXT: &str = "0b2a09090100000000000000";
     const PONG_PLAINTEXT: &str = "0b3209090100000000000000";
     const GOODBYE_PLAINTEXT: &str = "182216080112126e6f6465207368757474696e6720646f776e";
     const HELLO_PLAINTEXT: &str = concat!(
-        "530a510801120f737769746368796172642d746573741a20191fc38f134aaf1b",
+        "530a510802120f737769746368796172642d746573741a20191fc38f134aaf1b",
         "7fdb1f86330b9d03e94bd4ba884f490389de964448e89b3f2208082010401880",
         "80043210737769746368796172642f302e312e30",
     );
     const HELLO_WIRE: &str = concat!(
-        "006422fe1c6cf4dfbdf68c2cecba39e606dfda83d4a80baea7a878eddffd04b9",
+        "006422fe1c6cf7dfbdf68c2cecba39e606dfda83d4a80baea7a878eddffd04b9",
         "6ac166e9e5f216190a58397d9a1d4e1e6a93632c8e9d3089298bfd21dfe0a195",
-        "5590e652c025e4eda63f171a7315d378c4c1cc4d2062c7eff5fd734581e20be0",
-        "70aee8c77954",
+        "5590e652c025e4eda63f171a7315d378c4c1cc4d2062b928611da0351f0c2b20",
+        "dbe99b5112c4",
     );
 
     const VECTOR: &[(&str, &str)] = &[
@@ -497,6 +498,7 @@ mod tests {
         ("DATA_WIRE", DATA_WIRE),
         ("HELLO_PLAINTEXT", HELLO_PLAINTEXT),
         ("HELLO_WIRE", HELLO_WIRE),
+        ("INITIAL_CREDIT_PLAINTEXT", INITIAL_CREDIT_PLAINTEXT),
         ("CREDIT_PLAINTEXT", CREDIT_PLAINTEXT),
         ("PING_PLAINTEXT", PING_PLAINTEXT),
         ("PONG_PLAINTEXT", PONG_PLAINTEXT),
@@ -616,6 +618,13 @@ mod tests {
             (
                 Frame::Credit {
                     channel: ChannelId(0x20),
+                    messages: 64,
+                },
+                INITIAL_CREDIT_PLAINTEXT,
+            ),
+            (
+                Frame::Credit {
+                    channel: ChannelId(0x20),
                     messages: 32,
                 },
                 CREDIT_PLAINTEXT,
@@ -656,9 +665,16 @@ mod tests {
         assert_eq!(hex(&plain), DATA_PLAINTEXT);
         assert_eq!(hex(&wire4), DATA_WIRE);
 
-        // Responder -> initiator, nonce 0: its Hello.
+        // Responder -> initiator, nonce 0: its Hello, in the protocol
+        // version the router speaks. The ADR prints version 2: a new version
+        // changes the Hello's bytes, and the ADR must say what changed.
+        assert_eq!(
+            p2p::router::PROTOCOL_VERSION,
+            2,
+            "update adr/0004-tcp-noise-wire-format.md for the new protocol version"
+        );
         let hello = Frame::Hello(Box::new(p2p::proto::NodeInfo {
-            protocol_version: 1,
+            protocol_version: p2p::router::PROTOCOL_VERSION,
             network_id: "switchyard-test".into(),
             peer_id: kr.peer_id().as_bytes().to_vec().into(),
             channels: vec![p2p::proto::ChannelInfo {
