@@ -4,6 +4,10 @@
 //! `tokio::sync::mpsc` pipe (the baseline).
 //!
 //! Used by the `router_vs_mpsc` binary and the criterion bench `router`.
+//! The TCP comparison (Switchyard TCP + Noise, raw TCP, rust-libp2p) used by
+//! the `tcp_compare` binary is in [`tcp`].
+
+pub mod tcp;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
