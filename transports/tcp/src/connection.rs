@@ -16,9 +16,10 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures::future::BoxFuture;
 use p2p::transport::{ConnectionError, Frame, FrameSink, FrameStream, decode_frame, encode_frame};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use snow::StatelessTransportState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -30,6 +31,18 @@ pub const TAG_LEN: usize = 16;
 /// Largest plaintext in one Noise message.
 pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
 
+/// Bytes on the wire for `plain` bytes of frames: each Noise message of at
+/// most [`MAX_PLAINTEXT`] bytes adds its u16 length and its tag.
+pub const fn sealed_len(plain: usize) -> usize {
+    plain + plain.div_ceil(MAX_PLAINTEXT) * (2 + TAG_LEN)
+}
+
+/// The sink keeps its buffers between batches up to this capacity (the
+/// router's batches are 256 KiB plus at most one message by default; this
+/// leaves room for a batch of 1 MiB), and frees them after a bigger batch so
+/// one huge message does not pin memory for the connection's lifetime.
+const KEEP_CAPACITY: usize = sealed_len(1 << 20);
+
 fn io(e: std::io::Error) -> ConnectionError {
     match e.kind() {
         std::io::ErrorKind::ConnectionReset
@@ -40,20 +53,115 @@ fn io(e: std::io::Error) -> ConnectionError {
     }
 }
 
+/// The transport keys of an established session.
+// One per connection, moved once: the size of ring's keys (544 bytes each)
+// does not matter, and inline keys save an indirection per message.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Session {
+    /// snow's transport state (the RustCrypto backend): seals and opens by
+    /// copying into its output, then working in place.
+    Snow(Arc<StatelessTransportState>),
+    /// ring's ChaCha20-Poly1305 with the keys of the handshake's split (the
+    /// Ring backend): seals and opens in place in our own buffers. Same
+    /// bytes on the wire as snow.
+    Ring {
+        /// Our sending key.
+        send: LessSafeKey,
+        /// Our receiving key.
+        recv: LessSafeKey,
+    },
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No key material.
+        f.write_str(match self {
+            Self::Snow(_) => "Session::Snow",
+            Self::Ring { .. } => "Session::Ring",
+        })
+    }
+}
+
+impl Session {
+    /// A ring session from the raw split `(initiator → responder,
+    /// responder → initiator)`.
+    pub fn ring(
+        initiator: bool,
+        (i_to_r, r_to_i): ([u8; 32], [u8; 32]),
+    ) -> Result<Self, ring::error::Unspecified> {
+        let i_to_r = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &i_to_r)?);
+        let r_to_i = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &r_to_i)?);
+        Ok(if initiator {
+            Self::Ring {
+                send: i_to_r,
+                recv: r_to_i,
+            }
+        } else {
+            Self::Ring {
+                send: r_to_i,
+                recv: i_to_r,
+            }
+        })
+    }
+
+    /// The sending and the receiving cipher.
+    pub fn split(self) -> (Cipher, Cipher) {
+        match self {
+            Self::Snow(state) => (Cipher::Snow(state.clone()), Cipher::Snow(state)),
+            Self::Ring { send, recv } => (Cipher::Ring(send), Cipher::Ring(recv)),
+        }
+    }
+}
+
+/// One direction's cipher; snow's state knows which key is which direction
+/// from our role.
+#[allow(clippy::large_enum_variant)] // as for `Session`
+pub(crate) enum Cipher {
+    Snow(Arc<StatelessTransportState>),
+    Ring(LessSafeKey),
+}
+
+impl From<Arc<StatelessTransportState>> for Cipher {
+    fn from(state: Arc<StatelessTransportState>) -> Self {
+        Self::Snow(state)
+    }
+}
+
+/// Noise's ChaChaPoly nonce: 32 zero bits, then the counter little-endian.
+fn noise_nonce(n: u64) -> Nonce {
+    let mut bytes = [0u8; 12];
+    bytes[4..].copy_from_slice(&n.to_le_bytes());
+    Nonce::assume_unique_for_key(bytes)
+}
+
+/// The next nonce of `counter`. Noise reserves 2^64 - 1, so a direction
+/// that has used every other nonce fails (and the connection closes) rather
+/// than reuse one.
+fn next_nonce(counter: &mut u64) -> Result<u64, ConnectionError> {
+    let n = *counter;
+    if n == u64::MAX {
+        return Err(ConnectionError::Protocol(
+            "noise nonces exhausted; the connection must be re-established".into(),
+        ));
+    }
+    *counter = n + 1;
+    Ok(n)
+}
+
 /// The sending half.
 pub(crate) struct NoiseSink {
     write: OwnedWriteHalf,
-    state: Arc<StatelessTransportState>,
+    cipher: Cipher,
     nonce: u64,
     plain: BytesMut,
     wire: Vec<u8>,
 }
 
 impl NoiseSink {
-    pub fn new(write: OwnedWriteHalf, state: Arc<StatelessTransportState>) -> Self {
+    pub fn new(write: OwnedWriteHalf, cipher: impl Into<Cipher>) -> Self {
         Self {
             write,
-            state,
+            cipher: cipher.into(),
             nonce: 0,
             plain: BytesMut::new(),
             wire: Vec::new(),
@@ -62,18 +170,34 @@ impl NoiseSink {
 
     /// Encrypts `plain` into Noise messages appended to `wire`.
     fn seal(&mut self) -> Result<(), ConnectionError> {
+        // One allocation at most per batch, of the exact size.
+        self.wire.reserve(sealed_len(self.plain.len()));
         for chunk in self.plain.chunks(MAX_PLAINTEXT) {
-            let start = self.wire.len();
+            let nonce = next_nonce(&mut self.nonce)?;
             let len = chunk.len() + TAG_LEN;
-            self.wire.resize(start + 2 + len, 0);
             // `len` is at most MAX_NOISE_MESSAGE, so it fits in u16.
-            self.wire[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
-            let written = self
-                .state
-                .write_message(self.nonce, chunk, &mut self.wire[start + 2..])
-                .map_err(|e| ConnectionError::Protocol(format!("noise encrypt: {e}")))?;
-            debug_assert_eq!(written, len);
-            self.nonce += 1;
+            self.wire.extend_from_slice(&(len as u16).to_be_bytes());
+            let start = self.wire.len();
+            match &self.cipher {
+                Cipher::Ring(key) => {
+                    self.wire.extend_from_slice(chunk);
+                    let tag = key
+                        .seal_in_place_separate_tag(
+                            noise_nonce(nonce),
+                            Aad::empty(),
+                            &mut self.wire[start..],
+                        )
+                        .map_err(|_| ConnectionError::Protocol("noise encrypt failed".into()))?;
+                    self.wire.extend_from_slice(tag.as_ref());
+                }
+                Cipher::Snow(state) => {
+                    self.wire.resize(start + len, 0);
+                    let written = state
+                        .write_message(nonce, chunk, &mut self.wire[start..])
+                        .map_err(|e| ConnectionError::Protocol(format!("noise encrypt: {e}")))?;
+                    debug_assert_eq!(written, len);
+                }
+            }
         }
         self.plain.clear();
         Ok(())
@@ -87,8 +211,11 @@ impl NoiseSink {
         let result = self.write.write_all(&self.wire).await.map_err(io);
         self.wire.clear();
         // Keep buffers from one huge batch from pinning memory forever.
-        if self.wire.capacity() > 4 * MAX_NOISE_MESSAGE {
+        if self.wire.capacity() > KEEP_CAPACITY {
             self.wire = Vec::new();
+        }
+        if self.plain.capacity() > KEEP_CAPACITY {
+            self.plain = BytesMut::new();
         }
         result
     }
@@ -112,7 +239,7 @@ impl FrameSink for NoiseSink {
 /// The receiving half.
 pub(crate) struct NoiseStream {
     read: OwnedReadHalf,
-    state: Arc<StatelessTransportState>,
+    cipher: Cipher,
     nonce: u64,
     wire: BytesMut,
     plain: BytesMut,
@@ -122,13 +249,13 @@ pub(crate) struct NoiseStream {
 impl NoiseStream {
     pub fn new(
         read: OwnedReadHalf,
-        state: Arc<StatelessTransportState>,
+        cipher: impl Into<Cipher>,
         max_frame: usize,
         leftover: &[u8],
     ) -> Self {
         Self {
             read,
-            state,
+            cipher: cipher.into(),
             nonce: 0,
             wire: BytesMut::from(leftover),
             plain: BytesMut::new(),
@@ -151,15 +278,29 @@ impl NoiseStream {
             if self.wire.len() < 2 + len {
                 return Ok(());
             }
-            let message = self.wire.split_to(2 + len);
-            let start = self.plain.len();
-            self.plain.resize(start + len - TAG_LEN, 0);
-            let n = self
-                .state
-                .read_message(self.nonce, &message[2..], &mut self.plain[start..])
-                .map_err(|e| ConnectionError::Protocol(format!("noise decrypt: {e}")))?;
-            self.plain.truncate(start + n);
-            self.nonce += 1;
+            let nonce = next_nonce(&mut self.nonce)?;
+            let mut message = self.wire.split_to(2 + len);
+            match &self.cipher {
+                Cipher::Ring(key) => {
+                    // Open in place, then hand the plaintext to `plain`:
+                    // free if `plain` is empty, one copy otherwise.
+                    let n = key
+                        .open_in_place(noise_nonce(nonce), Aad::empty(), &mut message[2..])
+                        .map_err(|_| ConnectionError::Protocol("noise decrypt failed".into()))?
+                        .len();
+                    message.advance(2);
+                    message.truncate(n);
+                    self.plain.unsplit(message);
+                }
+                Cipher::Snow(state) => {
+                    let start = self.plain.len();
+                    self.plain.resize(start + len - TAG_LEN, 0);
+                    let n = state
+                        .read_message(nonce, &message[2..], &mut self.plain[start..])
+                        .map_err(|e| ConnectionError::Protocol(format!("noise decrypt: {e}")))?;
+                    self.plain.truncate(start + n);
+                }
+            }
         }
     }
 
@@ -191,5 +332,170 @@ impl FrameStream for NoiseStream {
         out: &'a mut Vec<Frame>,
     ) -> BoxFuture<'a, Result<(), ConnectionError>> {
         Box::pin(self.recv_frames(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use bytes::Bytes;
+    use p2p::channel::ChannelId;
+    use snow::HandshakeState;
+    use snow::resolvers::DefaultResolver;
+
+    /// A finished XX handshake on snow's pure-Rust resolver: (initiator,
+    /// responder).
+    fn handshake() -> (HandshakeState, HandshakeState) {
+        let params: snow::params::NoiseParams = crate::handshake::NOISE_PARAMS.parse().expect("p");
+        let build = |initiator: bool| {
+            let builder = snow::Builder::with_resolver(params.clone(), Box::new(DefaultResolver));
+            let key = builder.generate_keypair().expect("key");
+            let builder = builder.local_private_key(&key.private).expect("private");
+            if initiator {
+                builder.build_initiator().expect("i")
+            } else {
+                builder.build_responder().expect("r")
+            }
+        };
+        let (mut i, mut r) = (build(true), build(false));
+        let (mut message, mut payload) = (vec![0u8; 1024], vec![0u8; 1024]);
+        let n = i.write_message(&[], &mut message).expect("1");
+        r.read_message(&message[..n], &mut payload).expect("1");
+        let n = r.write_message(&[], &mut message).expect("2");
+        i.read_message(&message[..n], &mut payload).expect("2");
+        let n = i.write_message(&[], &mut message).expect("3");
+        r.read_message(&message[..n], &mut payload).expect("3");
+        assert!(i.is_handshake_finished() && r.is_handshake_finished());
+        (i, r)
+    }
+
+    /// Frames of many sizes, one bigger than a Noise message can carry.
+    fn frames() -> Vec<Frame> {
+        [
+            0usize, 1, 100, 5_000, 65_519, 65_520, 100_000, 7, 200_000, 3,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| Frame::Data {
+            channel: ChannelId(i as u16),
+            payload: Bytes::from((0..len).map(|b| (b * 7 + i) as u8).collect::<Vec<u8>>()),
+        })
+        .collect()
+    }
+
+    async fn pair() -> (
+        (OwnedReadHalf, OwnedWriteHalf),
+        (OwnedReadHalf, OwnedWriteHalf),
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (dialed, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        (
+            dialed.expect("connect").into_split(),
+            accepted.expect("accept").0.into_split(),
+        )
+    }
+
+    /// Sends `frames` in three batches through `sink`, receives them
+    /// through `stream`, and checks they arrive whole and in order.
+    async fn carry(mut sink: NoiseSink, mut stream: NoiseStream) {
+        let sent = frames();
+        let batches = vec![sent[..3].to_vec(), sent[3..7].to_vec(), sent[7..].to_vec()];
+        let writer = tokio::spawn(async move {
+            for mut batch in batches {
+                sink.send(&mut batch).await.expect("send");
+            }
+            sink
+        });
+        let mut received = Vec::new();
+        while received.len() < sent.len() {
+            let mut out = Vec::new();
+            stream.recv(&mut out).await.expect("recv");
+            received.append(&mut out);
+        }
+        assert_eq!(received, sent);
+        let sink = writer.await.expect("writer");
+        // Several Noise messages per direction, nonces continuing across
+        // batches.
+        assert!(sink.nonce > 5, "{}", sink.nonce);
+        assert_eq!(sink.nonce, stream.nonce);
+    }
+
+    /// ring's in-place path and snow's path produce and accept the same
+    /// bytes, in both directions and both pairings.
+    #[tokio::test]
+    async fn ring_and_snow_paths_interoperate() {
+        let (mut i, mut r) = handshake();
+        let keys = i.dangerously_get_raw_split();
+        assert_eq!(keys, r.dangerously_get_raw_split());
+        let (
+            Session::Ring {
+                send: i_send,
+                recv: i_recv,
+            },
+            Session::Ring {
+                send: r_send,
+                recv: r_recv,
+            },
+        ) = (
+            Session::ring(true, keys).expect("i"),
+            Session::ring(false, keys).expect("r"),
+        )
+        else {
+            unreachable!("ring sessions");
+        };
+        let i_snow = Arc::new(i.into_stateless_transport_mode().expect("i"));
+        let r_snow = Arc::new(r.into_stateless_transport_mode().expect("r"));
+        let max = 1 << 20;
+
+        // Initiator → responder: ring seals, snow opens; and the reverse.
+        let ((_, i_write), (r_read, _)) = pair().await;
+        carry(
+            NoiseSink::new(i_write, Cipher::Ring(i_send)),
+            NoiseStream::new(r_read, r_snow.clone(), max, &[]),
+        )
+        .await;
+        let ((_, i_write), (r_read, _)) = pair().await;
+        carry(
+            NoiseSink::new(i_write, i_snow.clone()),
+            NoiseStream::new(r_read, Cipher::Ring(r_recv), max, &[]),
+        )
+        .await;
+        // Responder → initiator, both pairings.
+        let ((i_read, _), (_, r_write)) = pair().await;
+        carry(
+            NoiseSink::new(r_write, Cipher::Ring(r_send)),
+            NoiseStream::new(i_read, i_snow.clone(), max, &[]),
+        )
+        .await;
+        let ((i_read, _), (_, r_write)) = pair().await;
+        carry(
+            NoiseSink::new(r_write, r_snow),
+            NoiseStream::new(i_read, Cipher::Ring(i_recv), max, &[]),
+        )
+        .await;
+    }
+
+    #[test]
+    fn the_last_nonce_is_never_used() {
+        let mut counter = u64::MAX - 1;
+        assert_eq!(next_nonce(&mut counter).ok(), Some(u64::MAX - 1));
+        assert!(next_nonce(&mut counter).is_err());
+        assert!(next_nonce(&mut counter).is_err());
+    }
+
+    #[test]
+    fn sealed_len_counts_each_message() {
+        assert_eq!(sealed_len(0), 0);
+        assert_eq!(sealed_len(1), 1 + 18);
+        assert_eq!(sealed_len(MAX_PLAINTEXT), MAX_NOISE_MESSAGE + 2);
+        assert_eq!(
+            sealed_len(MAX_PLAINTEXT + 1),
+            MAX_NOISE_MESSAGE + 2 + 1 + 18
+        );
     }
 }

@@ -17,11 +17,12 @@
 //! `adr/0004-tcp-noise-wire-format.md`.
 
 use p2p::{Keypair, PeerId};
+use snow::HandshakeState;
 use snow::resolvers::{BoxedCryptoResolver, DefaultResolver, FallbackResolver, RingResolver};
-use snow::{HandshakeState, StatelessTransportState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::CryptoBackend;
+use crate::connection::Session;
 
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
@@ -255,6 +256,28 @@ fn remote_identity(state: &HandshakeState, payload: &[u8]) -> Result<PeerId, Han
     decode_identity(payload, remote_static)
 }
 
+/// The transport keys of a finished handshake: ring's AEAD directly for
+/// [`CryptoBackend::Ring`], snow's transport state for
+/// [`CryptoBackend::RustCrypto`].
+fn into_session(
+    mut state: HandshakeState,
+    crypto: CryptoBackend,
+) -> Result<Session, HandshakeError> {
+    match crypto {
+        CryptoBackend::Ring => {
+            if !state.is_handshake_finished() {
+                return Err(HandshakeError::Noise("handshake not finished".into()));
+            }
+            let initiator = state.is_initiator();
+            Session::ring(initiator, state.dangerously_get_raw_split())
+                .map_err(|_| HandshakeError::Noise("bad transport key".into()))
+        }
+        CryptoBackend::RustCrypto => Ok(Session::Snow(std::sync::Arc::new(
+            state.into_stateless_transport_mode().map_err(noise)?,
+        ))),
+    }
+}
+
 /// Runs the initiator side; fails with [`HandshakeError::WrongPeer`] if
 /// `expected` is given and another key answers.
 pub(crate) async fn initiate<S>(
@@ -263,7 +286,7 @@ pub(crate) async fn initiate<S>(
     prologue: &[u8],
     crypto: CryptoBackend,
     expected: Option<PeerId>,
-) -> Result<(StatelessTransportState, PeerId), HandshakeError>
+) -> Result<(Session, PeerId), HandshakeError>
 where
     S: AsyncReadExt + AsyncWriteExt + Unpin,
 {
@@ -286,8 +309,7 @@ where
         .write_message(&identity.payload, &mut message)
         .map_err(noise)?;
     write_message(stream, &message[..n]).await?;
-    let transport = state.into_stateless_transport_mode().map_err(noise)?;
-    Ok((transport, remote))
+    Ok((into_session(state, crypto)?, remote))
 }
 
 /// Runs the responder side.
@@ -296,7 +318,7 @@ pub(crate) async fn respond<S>(
     identity: &NoiseIdentity,
     prologue: &[u8],
     crypto: CryptoBackend,
-) -> Result<(StatelessTransportState, PeerId), HandshakeError>
+) -> Result<(Session, PeerId), HandshakeError>
 where
     S: AsyncReadExt + AsyncWriteExt + Unpin,
 {
@@ -313,8 +335,7 @@ where
     read_message(stream, &mut incoming).await?;
     let n = state.read_message(&incoming, &mut payload).map_err(noise)?;
     let remote = remote_identity(&state, &payload[..n])?;
-    let transport = state.into_stateless_transport_mode().map_err(noise)?;
-    Ok((transport, remote))
+    Ok((into_session(state, crypto)?, remote))
 }
 
 #[cfg(test)]

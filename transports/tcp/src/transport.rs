@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::TcpConfig;
-use crate::connection::{NoiseSink, NoiseStream};
+use crate::connection::{NoiseSink, NoiseStream, Session};
 use crate::handshake::{self, HandshakeError, NoiseIdentity};
 
 /// TCP + Noise transport.
@@ -173,31 +173,37 @@ impl TcpTransport {
     fn connection(
         &self,
         stream: TcpStream,
-        state: snow::StatelessTransportState,
+        session: Session,
         remote: PeerId,
         direction: Direction,
     ) -> Connection {
-        into_connection(stream, state, remote, direction, self.config.max_frame_size)
+        into_connection(
+            stream,
+            session,
+            remote,
+            direction,
+            self.config.max_frame_size,
+        )
     }
 }
 
 fn into_connection(
     stream: TcpStream,
-    state: snow::StatelessTransportState,
+    session: Session,
     remote: PeerId,
     direction: Direction,
     max_frame: usize,
 ) -> Connection {
     let peer_addr = stream.peer_addr().ok();
     let (read, write) = stream.into_split();
-    let state = Arc::new(state);
+    let (send, recv) = session.split();
     Connection {
         remote,
         remote_address: peer_addr.map(|a| PeerAddress::tcp(remote, a)),
         remote_ip: peer_addr.map(|a| a.ip()),
         direction,
-        sink: Box::new(NoiseSink::new(write, state.clone())),
-        stream: Box::new(NoiseStream::new(read, state, max_frame, &[])),
+        sink: Box::new(NoiseSink::new(write, send)),
+        stream: Box::new(NoiseStream::new(read, recv, max_frame, &[])),
     }
 }
 
