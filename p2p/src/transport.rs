@@ -415,3 +415,49 @@ mod tests {
         }
     }
 }
+
+/// Counts something in progress per IP address (a transport's inbound
+/// handshakes), up to a limit; a slot is released when its guard drops.
+#[derive(Debug, Default)]
+pub struct PerIpSlots {
+    counts: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One slot taken from [`PerIpSlots`]; dropping it gives it back.
+#[derive(Debug)]
+pub struct IpSlot {
+    slots: std::sync::Arc<PerIpSlots>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIpSlots {
+    /// Takes a slot for `ip` if fewer than `max` are taken.
+    pub fn acquire(
+        self: &std::sync::Arc<Self>,
+        ip: std::net::IpAddr,
+        max: usize,
+    ) -> Option<IpSlot> {
+        let mut counts = self.counts.lock();
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.slots.counts.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! [`QuicTransport`]: listen, accept, dial.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -94,44 +93,6 @@ fn size_buffers(socket: &std::net::UdpSocket, bytes: usize) {
     });
     if let Err(e) = result {
         tracing::debug!(error = %e, bytes, "cannot size the UDP socket buffers");
-    }
-}
-
-/// Counts handshakes in progress per IP; a slot is released on drop.
-#[derive(Default)]
-struct PerIp {
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-struct IpSlot {
-    per_ip: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut counts = self.counts.lock();
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            per_ip: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.per_ip.counts.lock();
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -375,7 +336,7 @@ async fn accept_loop(
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
     stop: CancellationToken,
 ) {
-    let per_ip = Arc::new(PerIp::default());
+    let per_ip = Arc::new(p2p::transport::PerIpSlots::default());
     let all = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
     loop {
         let incoming = tokio::select! {

@@ -1,13 +1,11 @@
 //! [`TcpTransport`]: listen, accept, dial.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use p2p::transport::{Connection, Direction, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
-use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -33,44 +31,6 @@ impl std::fmt::Debug for TcpTransport {
             .field("peer", &self.local)
             .field("listen", &self.listen)
             .finish_non_exhaustive()
-    }
-}
-
-/// Counts handshakes in progress per IP; a slot is released on drop.
-#[derive(Default)]
-struct PerIp {
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-struct IpSlot {
-    per_ip: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut counts = self.counts.lock();
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            per_ip: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.per_ip.counts.lock();
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -215,7 +175,7 @@ async fn listen_loop(
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
     stop: CancellationToken,
 ) {
-    let per_ip = Arc::new(PerIp::default());
+    let per_ip = Arc::new(p2p::transport::PerIpSlots::default());
     let all = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
     loop {
         let (mut stream, addr) = tokio::select! {
