@@ -13,6 +13,7 @@ pub mod identity;
 pub mod metrics;
 pub mod peer_manager;
 pub mod peer_store;
+pub mod reactor;
 pub mod router;
 pub mod transport;
 
@@ -29,8 +30,9 @@ pub use channel::{
 };
 pub use identity::{IdentityError, Keypair, PeerId};
 pub use metrics::{DropReason, Metrics};
-pub use peer_manager::{Direction, PeerManagerConfig};
+pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerManagerConfig};
 pub use peer_store::{HeedPeerStore, MemoryPeerStore, PeerRecord, PeerStore};
+pub use reactor::{OpenedReactor, Reactor, ReactorContext};
 pub use router::{
     PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder, RouterConfig,
     RouterError,

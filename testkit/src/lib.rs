@@ -52,12 +52,14 @@ use std::time::Duration;
 use p2p::transport::Transport;
 use p2p::{
     ChannelDescriptor, ChannelError, ChannelReceiver, ChannelSender, Envelope, HeedPeerStore,
-    Keypair, MemoryPeerStore, PeerAddress, PeerId, PeerStatus, Router, RouterBuilder, RouterConfig,
-    RouterError,
+    Keypair, MemoryPeerStore, OpenedReactor, PeerAddress, PeerId, PeerStatus, Reactor,
+    ReactorContext, Router, RouterBuilder, RouterConfig, RouterError,
 };
 use parking_lot::Mutex;
 use prost::Message;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use transport_memory::{MemoryError, MemoryHub};
 
 /// Why a testkit operation failed.
@@ -127,6 +129,9 @@ pub enum Topology {
     Links(Vec<(usize, usize)>),
     /// Nobody dials; the test does.
     Isolated,
+    /// Every other node knows node `b` as a bootstrap peer (dialed at
+    /// start, not kept persistent); peer exchange does the rest.
+    Bootstrap(usize),
 }
 
 /// Which peer store each node uses.
@@ -183,6 +188,12 @@ impl NetworkBuilder {
     /// Explicit links: node `a` dials node `b`.
     pub fn links(mut self, links: Vec<(usize, usize)>) -> Self {
         self.topology = Topology::Links(links);
+        self
+    }
+
+    /// One bootstrap node that every other node knows, and nothing else.
+    pub fn bootstrap(mut self, node: usize) -> Self {
+        self.topology = Topology::Bootstrap(node);
         self
     }
 
@@ -254,6 +265,9 @@ impl NetworkBuilder {
                 memory_store: MemoryPeerStore::new(),
                 builder: None,
                 router: None,
+                reactors: Vec::new(),
+                reactor_tasks: Vec::new(),
+                reactor_shutdown: CancellationToken::new(),
             });
         }
         let addresses: Vec<PeerAddress> = nodes.iter().map(|n| n.address.clone()).collect();
@@ -266,6 +280,15 @@ impl NetworkBuilder {
                     .map(|(_, b)| *b)
                     .collect(),
                 Topology::Isolated => Vec::new(),
+                Topology::Bootstrap(b) => {
+                    if i != *b {
+                        node.config
+                            .peer_manager
+                            .bootstrap_peers
+                            .push(addresses[*b].clone());
+                    }
+                    Vec::new()
+                }
             };
             node.config
                 .peer_manager
@@ -273,6 +296,7 @@ impl NetworkBuilder {
                 .extend(dials.iter().map(|&j| addresses[j].clone()));
         }
         let mut net = Network {
+            seed: self.seed,
             hub,
             factory: self.factory,
             nodes,
@@ -307,6 +331,26 @@ struct Node {
     memory_store: MemoryPeerStore,
     builder: Option<RouterBuilder>,
     router: Option<Router>,
+    /// Reactors opened on `builder`, spawned when the node starts.
+    reactors: Vec<OpenedReactor>,
+    /// The running reactors' tasks and their shutdown token.
+    reactor_tasks: Vec<JoinHandle<()>>,
+    reactor_shutdown: CancellationToken,
+}
+
+impl Node {
+    /// Stops the node's reactors: gracefully (cancel, then wait) or at once.
+    async fn stop_reactors(&mut self, graceful: bool) {
+        self.reactors.clear();
+        self.reactor_shutdown.cancel();
+        for task in self.reactor_tasks.drain(..) {
+            if !graceful {
+                task.abort();
+            }
+            let _ = task.await;
+        }
+        self.reactor_shutdown = CancellationToken::new();
+    }
 }
 
 /// One thing that happened, at a simulated time.
@@ -322,6 +366,7 @@ pub struct TraceEvent {
 
 /// A set of routers over one memory hub.
 pub struct Network {
+    seed: u64,
     hub: MemoryHub,
     factory: Option<Arc<dyn TransportFactory>>,
     nodes: Vec<Node>,
@@ -441,6 +486,26 @@ impl Network {
         Ok(self.builder_mut(i)?.open_channel(descriptor)?)
     }
 
+    /// Opens `reactor` on node `i` (not yet started) and returns its handle;
+    /// the reactor runs from [`start_node`](Self::start_node) until the node
+    /// stops, crashes or restarts (after a restart, open it again). Its seed
+    /// derives from the network's seed, the node and the reactor's place.
+    pub fn reactor<R: Reactor>(&mut self, i: usize, reactor: R) -> Result<R::Handle, TestkitError> {
+        let (handle, opened) = OpenedReactor::open(reactor, self.builder_mut(i)?)?;
+        self.nodes[i].reactors.push(opened);
+        Ok(handle)
+    }
+
+    /// Opens a reactor made by `make(i)` on every node not yet started.
+    pub fn reactor_on_all<R: Reactor>(
+        &mut self,
+        mut make: impl FnMut(usize) -> R,
+    ) -> Result<Vec<R::Handle>, TestkitError> {
+        (0..self.nodes.len())
+            .map(|i| self.reactor(i, make(i)))
+            .collect()
+    }
+
     /// Opens the same channel on every node not yet started.
     #[allow(clippy::type_complexity)]
     pub fn open_channel_on_all<M: Message + Default>(
@@ -495,7 +560,16 @@ impl Network {
         };
         let router = builder.start()?;
         self.watch(i, &router);
-        self.nodes[i].router = Some(router);
+        let node = &mut self.nodes[i];
+        for (k, reactor) in std::mem::take(&mut node.reactors).into_iter().enumerate() {
+            let ctx = ReactorContext {
+                router: router.clone(),
+                shutdown: node.reactor_shutdown.clone(),
+                seed: mix(mix(self.seed ^ 0x4eac, i as u64), k as u64),
+            };
+            node.reactor_tasks.push(reactor.spawn(ctx));
+        }
+        node.router = Some(router);
         Ok(())
     }
 
@@ -589,6 +663,7 @@ impl Network {
     pub async fn crash(&mut self, i: usize) {
         self.hub.crash(self.peer_id(i));
         self.nodes[i].builder = None;
+        self.nodes[i].stop_reactors(false).await;
         if let Some(router) = self.nodes[i].router.take() {
             router.kill().await;
         }
@@ -598,6 +673,7 @@ impl Network {
     /// directory for [`restart`](Self::restart).
     pub async fn stop(&mut self, i: usize) {
         self.nodes[i].builder = None;
+        self.nodes[i].stop_reactors(true).await;
         if let Some(router) = self.nodes[i].router.take() {
             router.shutdown().await;
         }
@@ -607,6 +683,7 @@ impl Network {
     /// directory. Open its channels with [`open_channel`](Self::open_channel),
     /// then [`start_node`](Self::start_node).
     pub async fn restart(&mut self, i: usize) -> Result<(), TestkitError> {
+        self.nodes[i].stop_reactors(true).await;
         if let Some(router) = self.nodes[i].router.take() {
             router.shutdown().await;
         }
@@ -626,6 +703,9 @@ impl Network {
 
     /// Shuts every router down.
     pub async fn shutdown(&mut self) {
+        for node in &mut self.nodes {
+            node.stop_reactors(true).await;
+        }
         for node in &mut self.nodes {
             if let Some(router) = node.router.take() {
                 router.shutdown().await;

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::address_book::{AddAddressError, AddressSource};
@@ -742,6 +743,26 @@ impl PeerManager {
             .get(&id)
             .map(|p| p.addresses.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Up to `max` addresses, one per peer, in random order: peers that are
+    /// not banned, not `exclude`, with a score that is not negative and at
+    /// least one address. Peer exchange hands these out.
+    pub fn sample_addresses(
+        &mut self,
+        max: usize,
+        exclude: Option<PeerId>,
+        now: Instant,
+    ) -> Vec<PeerAddress> {
+        let mut candidates: Vec<PeerAddress> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| Some(**id) != exclude && p.score >= 0 && !self.is_banned(**id, now))
+            .filter_map(|(_, p)| p.addresses.iter().next().cloned())
+            .collect();
+        candidates.shuffle(&mut self.rng);
+        candidates.truncate(max);
+        candidates
     }
 
     /// Peers in the book (with or without addresses).

@@ -58,6 +58,8 @@ pub(crate) struct Link {
     pub conn_id: u64,
     pub direction: Direction,
     pub remote_info: proto::NodeInfo,
+    /// The remote IP the transport observed, if it knows one.
+    pub remote_ip: Option<std::net::IpAddr>,
     pub outbox: Outbox,
     pub metrics: Vec<LinkChannelMetrics>,
     /// Cancelled when the connection must end now (no goodbye).
@@ -115,6 +117,7 @@ impl Link {
             conn_id,
             direction,
             remote_info,
+            remote_ip: None,
             outbox: Outbox::new(&queues),
             metrics: descriptors
                 .iter()

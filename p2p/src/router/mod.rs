@@ -52,7 +52,9 @@ use crate::address::PeerAddress;
 use crate::channel::{ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender};
 use crate::identity::{Keypair, PeerId};
 use crate::metrics::Metrics;
-use crate::peer_manager::{AddAddressError, Direction, PeerManager, PeerManagerConfig};
+use crate::peer_manager::{
+    AddAddressError, AddressSource, Direction, PeerManager, PeerManagerConfig,
+};
 use crate::peer_store::{MemoryPeerStore, PeerStore, PeerStoreError};
 use crate::proto;
 use crate::transport::Transport;
@@ -454,9 +456,56 @@ impl Router {
     /// Adds `address` to the address book; the peer manager dials it when a
     /// slot is free. Returns whether the address was new.
     pub async fn dial(&self, address: PeerAddress) -> Result<bool, RouterError> {
-        Ok(self
-            .command(|reply| Command::AddAddress { address, reply })
-            .await??)
+        let mut results = self
+            .add_addresses(vec![address], AddressSource::Manual)
+            .await?;
+        Ok(results.pop().unwrap_or(Ok(false))?)
+    }
+
+    /// Adds addresses to the address book, as [`dial`](Self::dial) does,
+    /// marked with where they came from: addresses from
+    /// [`AddressSource::Exchange`] are untrusted and capped per peer. One
+    /// result per address, in order: whether it was new, or why it was
+    /// refused.
+    pub async fn add_addresses(
+        &self,
+        addresses: Vec<PeerAddress>,
+        source: AddressSource,
+    ) -> Result<Vec<Result<bool, AddAddressError>>, RouterError> {
+        self.command(|reply| Command::AddAddresses {
+            addresses,
+            source,
+            reply,
+        })
+        .await
+    }
+
+    /// Up to `max` addresses from the address book, one per peer, chosen at
+    /// random (from the router's seeded randomness) among peers that are
+    /// not banned and whose score is not negative; never `exclude`'s.
+    /// What peer exchange hands out.
+    pub async fn sample_addresses(
+        &self,
+        max: usize,
+        exclude: Option<PeerId>,
+    ) -> Result<Vec<PeerAddress>, RouterError> {
+        self.command(|reply| Command::SampleAddresses {
+            max,
+            exclude,
+            reply,
+        })
+        .await
+    }
+
+    /// How many peers the address book knows.
+    pub async fn known_peers(&self) -> Result<usize, RouterError> {
+        self.command(|reply| Command::KnownPeers { reply }).await
+    }
+
+    /// The IP address the transport observed for connected `peer`, if it
+    /// knows one (the memory transport does not).
+    pub fn peer_ip(&self, peer: PeerId) -> Option<std::net::IpAddr> {
+        self.inner.shared.link(peer).and_then(|l| l.remote_ip)
     }
 
     /// Disconnects `peer` with a goodbye, banning it for `ban` if given.

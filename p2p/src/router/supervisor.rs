@@ -57,9 +57,18 @@ pub(crate) struct ReadyConnection {
 /// Requests from the [`Router`](crate::router::Router) handle.
 #[derive(Debug)]
 pub(crate) enum Command {
-    AddAddress {
-        address: PeerAddress,
-        reply: oneshot::Sender<Result<bool, AddAddressError>>,
+    AddAddresses {
+        addresses: Vec<PeerAddress>,
+        source: AddressSource,
+        reply: oneshot::Sender<Vec<Result<bool, AddAddressError>>>,
+    },
+    SampleAddresses {
+        max: usize,
+        exclude: Option<PeerId>,
+        reply: oneshot::Sender<Vec<PeerAddress>>,
+    },
+    KnownPeers {
+        reply: oneshot::Sender<usize>,
     },
     Disconnect {
         peer: PeerId,
@@ -180,11 +189,26 @@ impl Supervisor {
     fn on_command(&mut self, command: Command) {
         let now = self.now();
         match command {
-            Command::AddAddress { address, reply } => {
-                let result = self
-                    .peer_manager
-                    .add_address(address, AddressSource::Manual);
-                let _ = reply.send(result);
+            Command::AddAddresses {
+                addresses,
+                source,
+                reply,
+            } => {
+                let results = addresses
+                    .into_iter()
+                    .map(|address| self.peer_manager.add_address(address, source))
+                    .collect();
+                let _ = reply.send(results);
+            }
+            Command::SampleAddresses {
+                max,
+                exclude,
+                reply,
+            } => {
+                let _ = reply.send(self.peer_manager.sample_addresses(max, exclude, now));
+            }
+            Command::KnownPeers { reply } => {
+                let _ = reply.send(self.peer_manager.known_peers());
             }
             Command::Disconnect { peer, ban, reply } => {
                 let reason = match ban {
@@ -302,7 +326,7 @@ impl Supervisor {
     fn admit_link(&mut self, conn: Connection, info: proto::NodeInfo, leftovers: Vec<Frame>) {
         let peer = conn.remote;
         self.next_conn_id += 1;
-        let link = Arc::new(Link::new(
+        let mut link = Link::new(
             peer,
             self.next_conn_id,
             conn.direction,
@@ -310,7 +334,9 @@ impl Supervisor {
             &self.table,
             &self.shared.metrics,
             connection::connection_token(&self.hard_stop),
-        ));
+        );
+        link.remote_ip = conn.remote_ip;
+        let link = Arc::new(link);
         self.shared.peers.write().insert(peer, link.clone());
         // Any previous connection of this peer is closed by now, so this one
         // is charged for what that one left in the receive queues. Its
