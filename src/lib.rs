@@ -1,15 +1,20 @@
 //! Switchyard: a modular peer-to-peer networking stack.
 //!
-//! This facade re-exports the crates a node is built from:
+//! This package is the node: [`node::NodeBuilder`] composes a key,
+//! transports, a peer store and reactors into a running [`node::Node`];
+//! [`api`] is its HTTP API. It re-exports the crates a node is built from:
 //!
 //! * [`p2p`] — identity, addresses, typed channels, the router, the peer
-//!   manager and peer store, the `Transport` trait;
-//! * [`transport_memory`] — the in-process transport;
+//!   manager and peer store, the `Transport` and `Reactor` traits;
+//! * [`transport_memory`], [`transport_tcp`], [`transport_quic`] — the
+//!   transports;
 //! * [`testkit`] — deterministic in-memory networks for testing reactors.
-//!
-//! The node proper (configuration, CLI, HTTP API) is built in its own
-//! issue; today the binary runs an in-process devnet (`switchyard devnet`).
+
+pub mod api;
+pub mod node;
 
 pub use p2p;
 pub use testkit;
 pub use transport_memory;
+pub use transport_quic;
+pub use transport_tcp;

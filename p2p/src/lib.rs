@@ -34,6 +34,6 @@ pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerManagerCon
 pub use peer_store::{HeedPeerStore, MemoryPeerStore, PeerRecord, PeerStore};
 pub use reactor::{OpenedReactor, Reactor, ReactorContext};
 pub use router::{
-    PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder, RouterConfig,
-    RouterError,
+    ConnectedPeer, PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder,
+    RouterConfig, RouterError,
 };

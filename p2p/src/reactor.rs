@@ -23,6 +23,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,12 @@ pub trait Reactor: Send + 'static {
     /// Opens the reactor's channels on the router being built and returns
     /// its handle. Called once, before the router starts.
     fn open(&mut self, router: &mut RouterBuilder) -> Result<Self::Handle, ChannelError>;
+
+    /// Registers the reactor's own metrics (a node serves them at
+    /// `/metrics`). Called after [`open`](Self::open). Default: none.
+    fn register_metrics(&self, registry: &mut Registry) {
+        let _ = registry;
+    }
 
     /// Runs until `ctx.shutdown` is cancelled (or there is nothing left to
     /// do). Called once, after [`open`](Self::open), with the started router.
@@ -83,10 +90,23 @@ impl OpenedReactor {
     /// Opens `reactor`'s channels on `router`: its handle, and the reactor
     /// ready to [`spawn`](Self::spawn) once the router runs.
     pub fn open<R: Reactor>(
-        mut reactor: R,
+        reactor: R,
         router: &mut RouterBuilder,
     ) -> Result<(R::Handle, OpenedReactor), ChannelError> {
+        Self::open_with_metrics(reactor, router, None)
+    }
+
+    /// [`open`](Self::open), and registers the reactor's metrics in
+    /// `registry` if given.
+    pub fn open_with_metrics<R: Reactor>(
+        mut reactor: R,
+        router: &mut RouterBuilder,
+        registry: Option<&mut Registry>,
+    ) -> Result<(R::Handle, OpenedReactor), ChannelError> {
         let handle = reactor.open(router)?;
+        if let Some(registry) = registry {
+            reactor.register_metrics(registry);
+        }
         let name = reactor.name();
         let run: RunFn = Box::new(move |ctx| Box::pin(reactor.run(ctx)));
         Ok((handle, OpenedReactor { name, run }))

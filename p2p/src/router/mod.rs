@@ -151,6 +151,19 @@ pub enum RouterError {
     NoRuntime,
 }
 
+/// A connected peer, as [`Router::peers`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectedPeer {
+    /// The peer.
+    pub peer: PeerId,
+    /// Who dialed.
+    pub direction: Direction,
+    /// The remote IP the transport observed, if it knows one.
+    pub remote_ip: Option<std::net::IpAddr>,
+    /// What the peer announced in its `Hello`.
+    pub info: proto::NodeInfo,
+}
+
 /// A change in a peer's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerUpdate {
@@ -427,6 +440,22 @@ impl Router {
     /// The connected peers, in PeerId order.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.inner.shared.peers.read().keys().copied().collect()
+    }
+
+    /// Every connected peer with what the router knows of its connection,
+    /// in PeerId order.
+    pub fn peers(&self) -> Vec<ConnectedPeer> {
+        self.inner
+            .shared
+            .links()
+            .into_iter()
+            .map(|l| ConnectedPeer {
+                peer: l.peer,
+                direction: l.direction,
+                remote_ip: l.remote_ip,
+                info: l.remote_info.clone(),
+            })
+            .collect()
     }
 
     /// Whether `peer` is connected.

@@ -1,0 +1,290 @@
+//! The node's HTTP API (axum). Loopback by default: it can disconnect and
+//! ban peers, so do not expose it to a network you do not trust.
+//!
+//! | Route | What |
+//! |---|---|
+//! | `GET /status` | identity, network, listen addresses, peer counts, uptime |
+//! | `GET /peers` | connected peers: direction, observed IP, announced addresses, score |
+//! | `POST /peers` | `{"address": "tcp://<peer-id>@host:port"}`: add to the address book and dial |
+//! | `DELETE /peers/{peer-id}?ban=10m` | disconnect with a goodbye, optionally ban |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Every error is JSON, `{"error": "..."}`, with a fitting status code:
+//! 400 for a malformed request, 404 for an unknown route or peer, 422 for
+//! a well-formed request the node refuses, 503 when the router has stopped.
+//! Reactors add routes of their own through
+//! [`NodeBuilder::routes`](crate::node::NodeBuilder::routes).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router as Http};
+use p2p::{AddAddressError, Direction, PeerAddress, PeerId, Router, RouterError};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+/// What the built-in handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    router: Router,
+    network_id: Arc<str>,
+    registry: Arc<Registry>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("peer", &self.router.local_peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// State for a node's API.
+    pub fn new(router: Router, network_id: String, registry: Registry) -> Self {
+        Self {
+            router,
+            network_id: network_id.into(),
+            registry: Arc::new(registry),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The built-in routes.
+pub fn routes(state: ApiState) -> Http {
+    Http::new()
+        .route("/status", get(status))
+        .route("/peers", get(peers).post(add_peer))
+        .route("/peers/{id}", delete(remove_peer))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
+/// A JSON error with a status code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<RouterError> for ApiError {
+    fn from(error: RouterError) -> Self {
+        let status = match error {
+            RouterError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+/// `GET /status`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// This node's PeerId.
+    pub peer_id: String,
+    /// The network id.
+    pub network_id: String,
+    /// Software version.
+    pub version: String,
+    /// Where the transports listen.
+    pub listen_addresses: Vec<String>,
+    /// Connected peers that dialed us.
+    pub inbound_peers: usize,
+    /// Connected peers we dialed.
+    pub outbound_peers: usize,
+    /// Peers in the address book.
+    pub known_peers: usize,
+    /// Seconds since the API started.
+    pub uptime_seconds: u64,
+}
+
+async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError> {
+    let peers = state.router.peers();
+    let inbound = peers
+        .iter()
+        .filter(|p| p.direction == Direction::Inbound)
+        .count();
+    Ok(Json(Status {
+        peer_id: state.router.local_peer_id().to_string(),
+        network_id: state.network_id.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        listen_addresses: state
+            .router
+            .listen_addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        inbound_peers: inbound,
+        outbound_peers: peers.len() - inbound,
+        known_peers: state.router.known_peers().await?,
+        uptime_seconds: state.started.elapsed().as_secs(),
+    }))
+}
+
+/// One entry of `GET /peers`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// The peer.
+    pub peer_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// The IP the transport observed, if known.
+    pub remote_ip: Option<String>,
+    /// What the peer announced as its listen addresses.
+    pub listen_addresses: Vec<String>,
+    /// What the peer announced as its software.
+    pub software_version: String,
+    /// The peer manager's score.
+    pub score: Option<i64>,
+}
+
+async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerEntry>>, ApiError> {
+    let mut entries = Vec::new();
+    for peer in state.router.peers() {
+        entries.push(PeerEntry {
+            peer_id: peer.peer.to_string(),
+            direction: peer.direction.to_string(),
+            remote_ip: peer.remote_ip.map(|ip| ip.to_string()),
+            listen_addresses: peer.info.listen_addresses.clone(),
+            software_version: peer.info.software_version.clone(),
+            score: state.router.score(peer.peer).await?,
+        });
+    }
+    Ok(Json(entries))
+}
+
+/// The body of `POST /peers`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddPeer {
+    /// `tcp://<peer-id>@host:port` (or `quic://`, `memory://`).
+    pub address: String,
+}
+
+/// The answer to `POST /peers`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddedPeer {
+    /// The address, normalised.
+    pub address: String,
+    /// Whether the address book did not know it yet.
+    pub new: bool,
+}
+
+async fn add_peer(
+    State(state): State<ApiState>,
+    body: Result<Json<AddPeer>, JsonRejection>,
+) -> Result<Json<AddedPeer>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let address: PeerAddress = body.address.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("address {:?}: {e}", body.address),
+        )
+    })?;
+    match state.router.dial(address.clone()).await {
+        Ok(new) => Ok(Json(AddedPeer {
+            address: address.to_string(),
+            new,
+        })),
+        Err(RouterError::Address(refused)) => Err(refused_address(refused)),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn refused_address(error: AddAddressError) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+}
+
+/// The query of `DELETE /peers/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct RemovePeer {
+    /// Ban for this long (`30s`, `10m`, `1h`).
+    #[serde(default, with = "humantime_serde")]
+    pub ban: Option<Duration>,
+}
+
+/// The answer to `DELETE /peers/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RemovedPeer {
+    /// The peer.
+    pub peer_id: String,
+    /// Whether it was connected.
+    pub was_connected: bool,
+    /// How long it is banned, in seconds, if it was banned.
+    pub banned_seconds: Option<u64>,
+}
+
+async fn remove_peer(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<RemovePeer>, QueryRejection>,
+) -> Result<Json<RemovedPeer>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let peer: PeerId = id
+        .parse()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("peer id {id:?}: {e}")))?;
+    let was_connected = state.router.disconnect(peer, query.ban).await?;
+    if !was_connected && query.ban.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("peer {peer} is not connected"),
+        ));
+    }
+    Ok(Json(RemovedPeer {
+        peer_id: peer.to_string(),
+        was_connected,
+        banned_seconds: query.ban.map(|d| d.as_secs()),
+    }))
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
