@@ -68,6 +68,14 @@ pub fn routes(state: ApiState) -> Http {
         .with_state(state)
 }
 
+/// `GET /metrics` alone.
+pub fn metrics_routes(state: ApiState) -> Http {
+    Http::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
 /// A JSON error with a status code.
 #[derive(Debug)]
 pub struct ApiError {
@@ -211,12 +219,10 @@ async fn add_peer(
     body: Result<Json<AddPeer>, JsonRejection>,
 ) -> Result<Json<AddedPeer>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let address: PeerAddress = body.address.parse().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("address {:?}: {e}", body.address),
-        )
-    })?;
+    let address: PeerAddress = body
+        .address
+        .parse()
+        .map_err(|e: p2p::AddressError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     match state.router.dial(address.clone()).await {
         Ok(new) => Ok(Json(AddedPeer {
             address: address.to_string(),
@@ -255,8 +261,7 @@ async fn remove_peer(
     Path(id): Path<String>,
     query: Result<Query<RemovePeer>, QueryRejection>,
 ) -> Result<Json<RemovedPeer>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let peer: PeerId = id
         .parse()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("peer id {id:?}: {e}")))?;

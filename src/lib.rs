@@ -13,7 +13,11 @@
 pub mod api;
 pub mod node;
 
+pub mod config;
+pub mod launch;
+
 pub use p2p;
+pub use reactor_pex;
 pub use testkit;
 pub use transport_memory;
 pub use transport_quic;

@@ -1,12 +1,15 @@
-//! `switchyard`: today, an in-process devnet of routers over the memory
-//! transport that gossip numbered pings and print a live table.
+//! `switchyard`: run a node, write its configuration, run a local devnet,
+//! and ask a running node's HTTP API for its status and peers.
 
-use std::time::Duration;
+mod client;
+mod devnet;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchyard::p2p::{ChannelDescriptor, PeerStatus};
-use switchyard::testkit::Network;
+use switchyard::config::{Config, LogFormat, default_config_toml};
 
 #[derive(Parser)]
 #[command(
@@ -15,125 +18,228 @@ use switchyard::testkit::Network;
     about = "A modular peer-to-peer networking stack"
 )]
 struct Cli {
+    /// Data directory: config.toml, the node key, the peer store. Default:
+    /// $SWITCHYARD_HOME, else ~/.switchyard.
+    #[arg(long, global = true, env = "SWITCHYARD_HOME")]
+    home: Option<PathBuf>,
+    /// Configuration file (default: <home>/config.toml if it exists,
+    /// else the embedded defaults).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run N routers in this process over the memory transport, full mesh,
-    /// each broadcasting a ping per tick; print each node's peers and counts.
+    /// Write a commented config.toml and a node key into the data directory.
+    Init {
+        /// Overwrite an existing config.toml (the key is never overwritten).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a node until SIGINT or SIGTERM.
+    Run,
+    /// Print this node's PeerId and listen addresses.
+    Id,
+    /// Run N node processes on loopback, bootstrapped from the first, and
+    /// show each node's peers live. Ctrl-C stops them all.
     Devnet {
         /// Number of nodes.
         #[arg(long, default_value_t = 4)]
         nodes: usize,
+        /// First port: node i listens on base+2i (TCP) and base+2i+1 (API).
+        #[arg(long, default_value_t = 27100)]
+        base_port: u16,
+        /// Where the nodes' data directories go (default: a fresh
+        /// temporary directory, removed at exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Stop after this many seconds (0: run until Ctrl-C).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 0)]
         seconds: u64,
-        /// Seed of keys and randomness.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+    },
+    /// Print a running node's status (GET /status).
+    Status {
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
+    /// Print a running node's peers (GET /peers).
+    Peers {
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
     },
 }
 
-/// The devnet's one message.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Ping {
-    #[prost(uint64, tag = "1")]
-    seq: u64,
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    match Cli::parse().command {
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    match cli.command {
+        Command::Init { force } => init(cli.home, force),
+        Command::Run => {
+            let config = load_config(cli.home, cli.config.as_deref())?;
+            init_logs(&config)?;
+            runtime.block_on(run(config))
+        }
+        Command::Id => {
+            let config = load_config(cli.home, cli.config.as_deref())?;
+            id(&config)
+        }
         Command::Devnet {
             nodes,
+            base_port,
+            dir,
             seconds,
-            seed,
-        } => devnet(nodes, seconds, seed).await,
+        } => runtime.block_on(devnet::run(nodes, base_port, dir, seconds)),
+        Command::Status { api } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::status(api))
+        }
+        Command::Peers { api } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::peers(api))
+        }
     }
 }
 
-async fn devnet(nodes: usize, seconds: u64, seed: u64) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        (2..=64).contains(&nodes),
-        "--nodes must be between 2 and 64"
+/// The configuration: `--config`, else `<home>/config.toml` if present,
+/// else the defaults. `--home` overrides `data_dir`.
+fn load_config(home: Option<PathBuf>, path: Option<&Path>) -> anyhow::Result<Config> {
+    let default_path = home
+        .clone()
+        .unwrap_or_else(|| Config::default().data_dir())
+        .join("config.toml");
+    let mut config = match path {
+        Some(path) => Config::load(path)?,
+        None if default_path.exists() => Config::load(&default_path)?,
+        None => Config::default(),
+    };
+    if let Some(home) = home {
+        config.data_dir = Some(home);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn api_address(
+    given: Option<SocketAddr>,
+    home: Option<PathBuf>,
+    path: Option<&Path>,
+) -> anyhow::Result<SocketAddr> {
+    match given {
+        Some(api) => Ok(api),
+        None => Ok(load_config(home, path)?.api.listen),
+    }
+}
+
+fn init_logs(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
+        .context("log.filter")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("starting the logger: {e}"))
+}
+
+fn init(home: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    if let Some(home) = home {
+        config.data_dir = Some(home);
+    }
+    let dir = config.data_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("config.toml");
+    if path.exists() && !force {
+        anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+    }
+    let text = if config == Config::default() {
+        default_config_toml()
+    } else {
+        config.to_commented_toml()
+    };
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let key = switchyard::launch::load_key(&config)?;
+    println!("wrote {}", path.display());
+    println!(
+        "node key {} (PeerId {})",
+        config.key_path().display(),
+        key.peer_id()
     );
-    let mut net = Network::builder()
-        .seed(seed)
-        .nodes(nodes)
-        .full_mesh()
-        .build()?;
-    let channels = net
-        .open_channel_on_all::<Ping>(ChannelDescriptor::new(0x01, "ping"))
-        .context("opening the ping channel")?;
-    net.start()?;
-    println!("switchyard devnet: {nodes} nodes over the memory transport (Ctrl-C to stop)");
-    for i in 0..nodes {
-        println!("  node {i}: {}", net.router(i).listen_addresses()[0]);
-    }
-    let mut received = vec![0u64; nodes];
-    let mut counters = Vec::new();
-    let mut senders = Vec::new();
-    for (i, (tx, mut rx)) in channels.into_iter().enumerate() {
-        senders.push(tx);
-        let (count_tx, count_rx) = tokio::sync::watch::channel(0u64);
-        counters.push(count_rx);
-        tokio::spawn(async move {
-            let mut n = 0;
-            while rx.recv().await.is_some() {
-                n += 1;
-                let _ = count_tx.send(n);
-            }
-        });
-        let mut updates = net.router(i).subscribe();
-        tokio::spawn(async move {
-            while let Ok(update) = updates.recv().await {
-                if let PeerStatus::Down { reason } = update.status {
-                    tracing::info!(node = i, peer = %update.peer.short(), %reason, "peer down");
-                }
-            }
-        });
-    }
-    let started = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut seq = 0u64;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            _ = tick.tick() => {}
-        }
-        for tx in &senders {
-            tx.broadcast(Ping { seq });
-        }
-        seq += 1;
-        if seq % 10 == 0 {
-            println!(
-                "\n t={:>3}s  node  peer-id   peers  pings-received",
-                started.elapsed().as_secs()
-            );
-            for (i, counter) in counters.iter().enumerate() {
-                received[i] = *counter.borrow();
-                println!(
-                    "         {i:>4}  {}  {:>5}  {:>14}",
-                    net.peer_id(i).short(),
-                    net.router(i).connected_peers().len(),
-                    received[i]
-                );
-            }
-        }
-        if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
-            break;
-        }
-    }
-    net.shutdown().await;
-    println!("\nstopped cleanly; pings received per node: {received:?}");
     Ok(())
+}
+
+fn id(config: &Config) -> anyhow::Result<()> {
+    let key = switchyard::launch::load_key(config)?;
+    let peer = key.peer_id();
+    println!("{peer}");
+    if let Some(tcp) = config.tcp_config() {
+        println!("{}", p2p_address("tcp", peer, tcp.listen));
+    }
+    if let Some(quic) = config.quic_config() {
+        println!("{}", p2p_address("quic", peer, quic.listen));
+    }
+    Ok(())
+}
+
+fn p2p_address(scheme: &str, peer: switchyard::p2p::PeerId, listen: SocketAddr) -> String {
+    match scheme {
+        "quic" => switchyard::p2p::PeerAddress::quic(peer, listen).to_string(),
+        _ => switchyard::p2p::PeerAddress::tcp(peer, listen).to_string(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let node = switchyard::launch::start(&config).await?;
+    tracing::info!(
+        peer = %node.peer_id(),
+        network = node.network_id(),
+        listen = ?node.router().listen_addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        api = ?node.api_address(),
+        "node running"
+    );
+    println!("switchyard node {}", node.peer_id());
+    for address in node.router().listen_addresses() {
+        println!("  listening on {address}");
+    }
+    if let Some(api) = node.api_address() {
+        println!("  HTTP API on http://{api}");
+    }
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "shutting down");
+    node.shutdown().await;
+    println!("stopped ({signal})");
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; returns which.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
 }

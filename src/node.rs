@@ -73,6 +73,7 @@ pub struct NodeBuilder {
     registry: Registry,
     routes: axum::Router<()>,
     api_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     seed: u64,
 }
 
@@ -104,6 +105,7 @@ impl NodeBuilder {
             registry,
             routes: axum::Router::new(),
             api_listen: None,
+            metrics_listen: None,
             seed,
         }
     }
@@ -133,9 +135,9 @@ impl NodeBuilder {
         let (handle, opened) =
             OpenedReactor::open_with_metrics(reactor, &mut self.router, Some(&mut self.registry))
                 .map_err(|source| NodeError::Reactor {
-                    reactor: name,
-                    source,
-                })?;
+                reactor: name,
+                source,
+            })?;
         self.reactors.push(opened);
         Ok(handle)
     }
@@ -165,6 +167,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Also serves `GET /metrics` alone on `address` (for a Prometheus
+    /// scraper that should not reach the rest of the API).
+    pub fn metrics_http(&mut self, address: SocketAddr) -> &mut Self {
+        self.metrics_listen = Some(address);
+        self
+    }
+
     /// Starts the router, the reactors and the API. Must run inside a tokio
     /// runtime.
     pub async fn start(self) -> Result<Node, NodeError> {
@@ -189,32 +198,49 @@ impl NodeBuilder {
             reactors,
             shutdown,
             api: None,
+            metrics: None,
         };
-        if let Some(address) = self.api_listen {
-            let listener = match tokio::net::TcpListener::bind(address).await {
-                Ok(listener) => listener,
+        let state = ApiState::new(node.router.clone(), node.network_id.clone(), self.registry);
+        let servers = [
+            (
+                self.api_listen,
+                api::routes(state.clone()).merge(self.routes),
+            ),
+            (self.metrics_listen, api::metrics_routes(state)),
+        ];
+        for (i, (address, app)) in servers.into_iter().enumerate() {
+            let Some(address) = address else { continue };
+            match serve(address, app, node.shutdown.clone()).await {
+                Ok(server) if i == 0 => node.api = Some(server),
+                Ok(server) => node.metrics = Some(server),
                 Err(source) => {
-                    node.shutdown().await;
+                    node.stop().await;
                     return Err(NodeError::Api { address, source });
                 }
-            };
-            let local = listener.local_addr().unwrap_or(address);
-            let state = ApiState::new(node.router.clone(), node.network_id.clone(), self.registry);
-            let app = api::routes(state).merge(self.routes);
-            let stop = node.shutdown.clone();
-            let task = tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-                if let Err(error) = served {
-                    tracing::warn!(%error, "HTTP API stopped");
-                }
-            });
-            tracing::info!(address = %local, "HTTP API listening");
-            node.api = Some((local, task));
+            }
         }
         Ok(node)
     }
+}
+
+/// Serves `app` on `address` until `stop` is cancelled.
+async fn serve(
+    address: SocketAddr,
+    app: axum::Router,
+    stop: CancellationToken,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::warn!(%error, "HTTP server stopped");
+        }
+    });
+    tracing::info!(address = %local, "HTTP listening");
+    Ok((local, task))
 }
 
 /// A running node. [`shutdown`](Self::shutdown) it before dropping it, or
@@ -226,6 +252,7 @@ pub struct Node {
     reactors: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
     api: Option<(SocketAddr, JoinHandle<()>)>,
+    metrics: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl Node {
@@ -249,6 +276,11 @@ impl Node {
         self.api.as_ref().map(|(address, _)| *address)
     }
 
+    /// Where `/metrics` is served alone, if it is.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(address, _)| *address)
+    }
+
     /// Stops the API, then the reactors, then the router (goodbyes, peer
     /// store flushed). Every task of the node has ended when it returns.
     pub async fn shutdown(mut self) {
@@ -257,7 +289,7 @@ impl Node {
 
     async fn stop(&mut self) {
         self.shutdown.cancel();
-        if let Some((_, task)) = self.api.take() {
+        for (_, task) in self.api.take().into_iter().chain(self.metrics.take()) {
             let _ = task.await;
         }
         for task in self.reactors.drain(..) {

@@ -1,0 +1,126 @@
+//! Peer exchange (pex): nodes tell each other the addresses they know, so
+//! a network grows from one bootstrap peer.
+//!
+//! [`Pex`] is a [`Reactor`](p2p::Reactor): open it on a node and it runs a
+//! thin driver ([`reactor`]) around a sans-IO core ([`PexState`]) that
+//! knows no tokio and no clock. It feeds the peer manager through
+//! [`Router::add_addresses`](p2p::Router::add_addresses) with
+//! [`AddressSource::Exchange`](p2p::AddressSource::Exchange); the peer
+//! manager does the dialing, the slots and the backoff.
+//!
+//! # The protocol
+//!
+//! One channel, id `0x0010` (`"pex"`), one Protobuf message
+//! (`proto/pex.proto`, package `switchyard.pex.v1`): a `PexMessage` that is
+//! either a `Request { id }` or a `Response { id, addresses }`.
+//!
+//! # What is sent
+//!
+//! - **Requests.** While the node has fewer than `min_peers` connected
+//!   peers it asks one peer every `request_interval` (30 s), and asks every
+//!   peer that comes up at once; at or above `min_peers` it still asks one
+//!   peer every `10 × request_interval`, so the book stays fresh. The peer
+//!   asked is the one asked least recently (ties at random, from the
+//!   reactor's seed). It never asks a peer with a request outstanding, nor
+//!   one it asked within `min_request_gap` (15 s). A request unanswered for
+//!   `request_interval` is given up.
+//! - **Responses.** Each accepted request gets exactly one response with
+//!   the request's id and at most `max_addresses_per_response` (100, never
+//!   more) addresses sampled at random from the address book: one per
+//!   peer, never the requester's own, never a banned peer's or one with a
+//!   negative score.
+//! - **Announced addresses.** When a peer comes up, the listen addresses
+//!   it announced in its `Hello` (at most 32) are checked like exchanged
+//!   ones and added; an unspecified IP (`0.0.0.0`, `::`) is replaced by the
+//!   IP the transport observed for the connection. So the bootstrap node
+//!   learns dialable addresses of the nodes that dial it.
+//! - Sends never wait ([`ChannelSender::try_send`](p2p::ChannelSender::try_send)):
+//!   a full send queue drops the message (counted by the router); a
+//!   dropped request simply times out.
+//!
+//! # What is refused
+//!
+//! - A **request** sooner than `min_request_gap` after the requester's
+//!   last answered one gets no answer and is reported
+//!   ([`FLOOD_PENALTY`](state::FLOOD_PENALTY) points). The limit is per
+//!   PeerId and survives reconnection.
+//! - A **response** is refused as a whole — nothing from it used — and
+//!   reported when:
+//!   it answers no request of ours (unsolicited, a wrong id, or a second
+//!   answer: [`UNSOLICITED_PENALTY`](state::UNSOLICITED_PENALTY));
+//!   it has more than 100 addresses or one longer than 512 bytes (checked
+//!   first, before parsing anything; a fatal
+//!   [`PeerError::Protocol`](p2p::PeerError::Protocol): the peer is
+//!   disconnected);
+//!   an address does not parse ([`MALFORMED_PENALTY`](state::MALFORMED_PENALTY)).
+//!   One malformed entry spoils the whole response on purpose: an honest
+//!   node only hands out addresses it parsed itself, so garbage means a
+//!   broken or hostile peer whose other entries deserve no trust either.
+//!   An address with a transport scheme we do not know is skipped, not
+//!   malformed, so newer nodes can hand out new kinds of address.
+//!   An answer is matched to our latest request to that PeerId, not to a
+//!   connection: one sent back over a connection that replaced the one we
+//!   asked on is taken. One that comes after we gave up waiting, or from a
+//!   peer gone whose request we forgot, is ignored and not reported.
+//! - An **address** is dropped, and counted by [`AddressRefusal`], when it
+//!   names this node, has an unspecified IP or port 0, repeats an earlier
+//!   entry of the same message, or its host (IP or DNS name) already has
+//!   `max_ports_per_host` (2) distinct endpoints (port and peer) that peer
+//!   exchange put in the book. The per-host count spans every response
+//!   and announcement, for up to 8192 hosts (the oldest host is forgotten
+//!   beyond that). What the peer manager then refuses (banned peer, full
+//!   book) is counted too, and gives its per-host place back.
+//!
+//! Every counter is in [`PexStats`], from [`PexHandle::stats`].
+//!
+//! # What an attacker can do, and what stops it
+//!
+//! - **Flood requests**: each costs it score; five early requests in a
+//!   row reach the default disconnect threshold (-50), ten a ban. It gets
+//!   one answer per `min_request_gap` at most, and it cannot have more than
+//!   4 messages in flight on the channel (the channel's credit).
+//! - **Poison the book with garbage**: a malformed or oversized response
+//!   is refused whole and costs score. Well-formed made-up peers are
+//!   accepted — nothing can tell them apart — but at most 100 per response,
+//!   only in answer to our requests (one peer every 30 s while we are
+//!   short of peers, every 5 minutes otherwise), and the peer manager caps
+//!   the book (`max_addresses`) and forgets never-connected peers first.
+//! - **One host's many ports**: at most `max_ports_per_host` endpoints per
+//!   host reach the book through pex, so a peer cannot make us fill the
+//!   book with, or dial, many ports of one machine (its own sybils, or a
+//!   victim's). Addresses given in the config or by the operator are not
+//!   limited.
+//! - **Limits**: the per-host limit keys on the exact IP, so an attacker
+//!   with many IPs (an IPv6 /64, many DNS names) gets more places; and a
+//!   fresh PeerId costs nothing, so the request rate limit is per
+//!   connection slot in effect, bounded by the peer manager's inbound
+//!   limits. Exchanged addresses never touch persistent peers (the peer
+//!   manager ignores them).
+
+pub mod address_check;
+pub mod config;
+pub mod reactor;
+pub mod state;
+pub mod stats;
+
+/// Protobuf messages generated from `proto/pex.proto` by `build.rs`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/switchyard.pex.v1.rs"));
+}
+
+pub use address_check::AddressRefusal;
+pub use config::{PexConfig, PexConfigError};
+pub use reactor::{Pex, PexHandle};
+pub use state::{Action, Message, PeerUp, PexState};
+pub use stats::{PexStats, RefusedAddresses};
+
+/// The pex channel's id.
+pub const CHANNEL_ID: u16 = 0x0010;
+
+/// Addresses in one response at most: the protocol's limit, whatever the
+/// config says.
+pub const MAX_ADDRESSES_PER_RESPONSE: usize = 100;
+
+/// The longest address text accepted in a response.
+pub const MAX_ADDRESS_LEN: usize = p2p::address::MAX_ADDRESS_LEN;

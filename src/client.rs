@@ -1,0 +1,76 @@
+//! `switchyard status` and `switchyard peers`: clients of a node's HTTP API.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use switchyard::api::{ErrorBody, PeerEntry, Status};
+
+/// GETs `path` from the API at `api` and decodes the JSON answer.
+pub async fn get<T: DeserializeOwned>(api: SocketAddr, path: &str) -> anyhow::Result<T> {
+    let url = format!("http://{api}{path}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("no node answers at {url} (is it running? see api.listen)"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let message = response
+            .json::<ErrorBody>()
+            .await
+            .map(|b| b.error)
+            .unwrap_or_else(|_| status.to_string());
+        anyhow::bail!("{url}: {status}: {message}");
+    }
+    response
+        .json::<T>()
+        .await
+        .with_context(|| format!("{url}: unexpected answer"))
+}
+
+/// Prints `GET /status`.
+pub async fn status(api: SocketAddr) -> anyhow::Result<()> {
+    let s: Status = get(api, "/status").await?;
+    println!("peer id      {}", s.peer_id);
+    println!("network      {}", s.network_id);
+    println!("version      {}", s.version);
+    for address in &s.listen_addresses {
+        println!("listening    {address}");
+    }
+    println!(
+        "peers        {} ({} inbound, {} outbound)",
+        s.inbound_peers + s.outbound_peers,
+        s.inbound_peers,
+        s.outbound_peers
+    );
+    println!("known peers  {}", s.known_peers);
+    println!("uptime       {} s", s.uptime_seconds);
+    Ok(())
+}
+
+/// Prints `GET /peers` as a table.
+pub async fn peers(api: SocketAddr) -> anyhow::Result<()> {
+    let peers: Vec<PeerEntry> = get(api, "/peers").await?;
+    println!(
+        "{:<52}  {:<8}  {:>5}  {:<15}  software",
+        "peer id", "dir", "score", "remote ip"
+    );
+    for p in &peers {
+        println!(
+            "{:<52}  {:<8}  {:>5}  {:<15}  {}",
+            p.peer_id,
+            p.direction,
+            p.score.map_or_else(|| "-".into(), |s| s.to_string()),
+            p.remote_ip.as_deref().unwrap_or("-"),
+            p.software_version
+        );
+    }
+    println!("{} peers", peers.len());
+    Ok(())
+}

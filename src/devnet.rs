@@ -1,0 +1,226 @@
+//! `switchyard devnet`: N `switchyard run` processes on loopback, each with
+//! its own ports and data directory, every node bootstrapped from the first;
+//! a live table of each node's peers; Ctrl-C (or `--seconds`) stops them
+//! all with SIGTERM, so each says goodbye to its peers and flushes its
+//! peer store.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use switchyard::api::Status;
+use switchyard::config::Config;
+use switchyard::p2p::{Keypair, PeerAddress, PeerId};
+use tokio::process::{Child, Command};
+
+/// How long a node gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+struct DevNode {
+    peer: PeerId,
+    home: PathBuf,
+    tcp: SocketAddr,
+    api: SocketAddr,
+    child: Child,
+}
+
+/// Writes a devnet node's config (commented, like `switchyard init`'s) and
+/// returns where it is.
+fn write_config(
+    home: &Path,
+    nodes: usize,
+    tcp: SocketAddr,
+    api: SocketAddr,
+    bootstrap: Option<&PeerAddress>,
+) -> anyhow::Result<PathBuf> {
+    let mut config = Config {
+        data_dir: Some(home.to_path_buf()),
+        network_id: "switchyard-devnet".into(),
+        ..Config::default()
+    };
+    config.transports.tcp.listen = tcp;
+    config.api.listen = api;
+    config.peers.bootstrap.extend(bootstrap.cloned());
+    // Every node shares 127.0.0.1: let peer exchange hand out all of them.
+    config.reactors.pex.max_ports_per_host = nodes.max(2);
+    config.validate()?;
+    let text = format!(
+        "# Written by `switchyard devnet`.\n\n{}",
+        config.to_commented_toml()
+    );
+    let path = home.join("config.toml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Runs the devnet until Ctrl-C or `seconds` (0: no limit).
+pub async fn run(
+    nodes: usize,
+    base_port: u16,
+    dir: Option<PathBuf>,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=64).contains(&nodes),
+        "--nodes must be between 1 and 64"
+    );
+    anyhow::ensure!(
+        u32::from(base_port) + 2 * nodes as u32 <= 65535,
+        "--base-port {base_port} leaves no room for {nodes} nodes"
+    );
+    let temp;
+    let root = match dir {
+        Some(dir) => dir,
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let exe = std::env::current_exe().context("finding the switchyard executable")?;
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let mut bootstrap = None;
+    let mut running: Vec<DevNode> = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        let home = root.join(format!("node-{i}"));
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        let key_path = home.join("node_key.hex");
+        let peer = Keypair::load_or_generate(&key_path)
+            .with_context(|| format!("node key {}", key_path.display()))?
+            .peer_id();
+        let tcp = loopback(base_port + 2 * i as u16);
+        let api = loopback(base_port + 2 * i as u16 + 1);
+        let config = write_config(&home, nodes, tcp, api, bootstrap.as_ref())?;
+        if i == 0 {
+            bootstrap = Some(PeerAddress::tcp(peer, tcp));
+        }
+        let log_path = home.join("node.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let child = Command::new(&exe)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log file")?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {i}"))?;
+        running.push(DevNode {
+            peer,
+            home,
+            tcp,
+            api,
+            child,
+        });
+    }
+    println!(
+        "switchyard devnet: {nodes} node processes on loopback, data in {} (Ctrl-C to stop)",
+        root.display()
+    );
+    for (i, node) in running.iter().enumerate() {
+        println!(
+            "  node {i}: {}  api http://{}  log {}",
+            PeerAddress::tcp(node.peer, node.tcp),
+            node.api,
+            node.home.join("node.log").display()
+        );
+    }
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = tick.tick() => {}
+        }
+        if let Some(i) = exited(&mut running) {
+            failure = Some(format!(
+                "node {i} exited on its own; see {}",
+                running[i].home.join("node.log").display()
+            ));
+            break;
+        }
+        print_table(&running, started.elapsed()).await;
+        if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
+            break;
+        }
+    }
+    let clean = stop_all(&mut running).await;
+    match failure {
+        Some(failure) => anyhow::bail!(failure),
+        None if clean => {
+            println!("devnet stopped cleanly");
+            Ok(())
+        }
+        None => anyhow::bail!("some nodes did not stop cleanly; see their node.log"),
+    }
+}
+
+/// The first node whose process has ended, if any.
+fn exited(nodes: &mut [DevNode]) -> Option<usize> {
+    nodes
+        .iter_mut()
+        .position(|n| matches!(n.child.try_wait(), Ok(Some(_))))
+}
+
+async fn print_table(nodes: &[DevNode], elapsed: Duration) {
+    let mut out = format!(
+        "\n t={:>4}s  node  peer id         peers  known  listening\n",
+        elapsed.as_secs()
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        let status = crate::client::get::<Status>(node.api, "/status").await;
+        let (peers, known) = match &status {
+            Ok(s) => (
+                (s.inbound_peers + s.outbound_peers).to_string(),
+                s.known_peers.to_string(),
+            ),
+            Err(_) => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "          {i:>4}  {:<14}  {peers:>5}  {known:>5}  {}",
+            node.peer.short(),
+            node.tcp
+        );
+    }
+    print!("{out}");
+}
+
+/// Sends SIGTERM to every node, waits for each to exit (killing it after
+/// [`STOP_GRACE`]), and says whether all exited successfully.
+async fn stop_all(nodes: &mut [DevNode]) -> bool {
+    for node in nodes.iter() {
+        if let Some(pid) = node.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let mut clean = true;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        match tokio::time::timeout(STOP_GRACE, node.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => {
+                eprintln!("node {i} exited with {status}");
+                clean = false;
+            }
+            Ok(Err(error)) => {
+                eprintln!("node {i}: {error}");
+                clean = false;
+            }
+            Err(_) => {
+                eprintln!("node {i} did not stop within {STOP_GRACE:?}; killing it");
+                let _ = node.child.kill().await;
+                clean = false;
+            }
+        }
+    }
+    clean
+}
