@@ -90,6 +90,10 @@ impl Proc {
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        serde_json::from_str(&self.get_text(path)).expect("JSON")
+    }
+
+    fn get_text(&self, path: &str) -> String {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -98,9 +102,9 @@ impl Proc {
             reqwest::get(format!("http://{}{path}", self.api))
                 .await
                 .expect("GET")
-                .json::<T>()
+                .text()
                 .await
-                .expect("JSON")
+                .expect("body")
         })
     }
 
@@ -145,6 +149,13 @@ listen = "127.0.0.1:0"
     path
 }
 
+/// The value of the unlabelled sample `name` in Prometheus text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics: {text}"))
+}
+
 /// Waits until `condition` holds.
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -178,6 +189,23 @@ fn three_nodes_find_each_other_through_one_bootstrap_node() {
     assert_eq!(status.peer_id, a.peer_id);
     assert_eq!(status.network_id, "e2e");
     assert_eq!(status.inbound_peers + status.outbound_peers, 2);
+    // a learned b's address by peer exchange (or b learned a's): the
+    // counters say so at /metrics, next to the router's.
+    let learned: u64 = [&a, &b]
+        .iter()
+        .map(|p| {
+            metric(
+                &p.get_text("/metrics"),
+                "switchyard_pex_addresses_learned_total",
+            )
+        })
+        .sum();
+    assert!(learned >= 1, "no address learned through peer exchange");
+    let metrics = boot.get_text("/metrics");
+    assert!(
+        metrics.contains("switchyard_p2p_peers{direction=\"inbound\"} 2"),
+        "{metrics}"
+    );
     for p in [boot, a, b] {
         assert!(p.stop(), "a node exited with an error after SIGTERM");
     }

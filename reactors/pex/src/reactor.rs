@@ -15,7 +15,8 @@ use crate::CHANNEL_ID;
 use crate::config::{PexConfig, PexConfigError};
 use crate::proto::PexMessage;
 use crate::state::{Action, PeerUp, PexState};
-use crate::stats::PexStats;
+use crate::stats::{PexCollector, PexStats};
+use prometheus_client::registry::Registry;
 
 /// The peer exchange reactor. Open it on a node (or in the testkit) and
 /// keep its [`PexHandle`].
@@ -82,6 +83,12 @@ impl Reactor for Pex {
 
     fn name(&self) -> &'static str {
         "pex"
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(PexCollector {
+            stats: self.stats.subscribe(),
+        }));
     }
 
     fn open(&mut self, router: &mut RouterBuilder) -> Result<PexHandle, ChannelError> {
