@@ -46,8 +46,11 @@ fn write_config(
     config.transports.tcp.listen = tcp;
     config.api.listen = api;
     config.peers.bootstrap.extend(bootstrap.cloned());
-    // Every node shares 127.0.0.1: let peer exchange hand out all of them.
+    // Every node shares 127.0.0.1: let peer exchange hand out all of them,
+    // and let the bootstrap node take every other node at once.
     config.reactors.pex.max_ports_per_host = nodes.max(2);
+    config.peers.max_inbound = config.peers.max_inbound.max(nodes);
+    config.peers.max_inbound_per_ip = config.peers.max_inbound_per_ip.max(nodes);
     config.validate()?;
     let text = format!(
         "# Written by `switchyard devnet`.\n\n{}",
