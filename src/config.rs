@@ -506,6 +506,10 @@ pub struct PexSection {
     /// (default 15 s; at most `request_interval`).
     #[serde(with = "humantime_serde")]
     pub min_request_gap: Duration,
+    /// Seed mode, for bootstrap nodes (default false): disconnect an
+    /// inbound peer once its request is answered, so any number of nodes
+    /// can join through this node's inbound slots.
+    pub seed_mode: bool,
 }
 
 impl PexSection {
@@ -517,6 +521,7 @@ impl PexSection {
             max_addresses_per_response: self.max_addresses_per_response,
             max_ports_per_host: self.max_ports_per_host,
             min_request_gap: self.min_request_gap,
+            seed_mode: self.seed_mode,
         }
     }
 }
@@ -531,6 +536,7 @@ impl Default for PexSection {
             max_addresses_per_response: pex.max_addresses_per_response,
             max_ports_per_host: pex.max_ports_per_host,
             min_request_gap: pex.min_request_gap,
+            seed_mode: pex.seed_mode,
         }
     }
 }
@@ -1052,6 +1058,9 @@ max_addresses_per_response = {max_addresses_per_response}
 max_ports_per_host = {max_ports_per_host}
 # A peer asking more often than this is refused and penalised.
 min_request_gap = {min_request_gap}
+# Seed mode, for bootstrap nodes: disconnect an inbound peer once its
+# request is answered, so any number of nodes can join through this one.
+seed_mode = {seed_mode}
 
 # The HTTP API: status, peers, and the reactors' routes.
 [api]
@@ -1108,6 +1117,7 @@ filter = {log_filter}
             max_addresses_per_response = pex.max_addresses_per_response,
             max_ports_per_host = pex.max_ports_per_host,
             min_request_gap = quote(&human(pex.min_request_gap)),
+            seed_mode = pex.seed_mode,
             api_enabled = self.api.enabled,
             api_listen = quote(&self.api.listen.to_string()),
             log_format = quote(self.log.format.as_str()),

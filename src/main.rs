@@ -207,6 +207,9 @@ fn p2p_address(scheme: &str, peer: switchyard::p2p::PeerId, listen: SocketAddr) 
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives while the node starts (or just
+    // after it says it runs) must stop it gracefully, not kill it.
+    let signals = Signals::install()?;
     let node = switchyard::launch::start(&config).await?;
     tracing::info!(
         peer = %node.peer_id(),
@@ -222,24 +225,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(api) = node.api_address() {
         println!("  HTTP API on http://{api}");
     }
-    let signal = wait_for_signal().await;
+    let signal = signals.wait().await;
     tracing::info!(signal, "shutting down");
     node.shutdown().await;
     println!("stopped ({signal})");
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; returns which.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+/// SIGINT and SIGTERM handlers, installed before the node starts.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM; returns which.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
     }
 }

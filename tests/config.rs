@@ -105,6 +105,7 @@ request_interval = "45s"
 max_addresses_per_response = 50
 max_ports_per_host = 1
 min_request_gap = "20s"
+seed_mode = true
 
 [api]
 enabled = false
@@ -583,6 +584,7 @@ fn conversions_carry_the_values() {
         config.reactors.pex.pex_config().min_request_gap,
         Duration::from_secs(20)
     );
+    assert!(config.reactors.pex.pex_config().seed_mode);
     assert!(!config.api.enabled);
     assert_eq!(
         config.metrics.listen,

@@ -38,6 +38,13 @@ pub struct PexConfig {
     /// requests of ours to one peer, so it must not exceed
     /// `request_interval`.
     pub min_request_gap: Duration,
+    /// Seed mode, for bootstrap nodes: an inbound peer is disconnected
+    /// [`SEED_LINGER`](crate::state::SEED_LINGER) after its request is
+    /// answered (or [`SEED_MAX_STAY`](crate::state::SEED_MAX_STAY) after it
+    /// came up if it asks nothing), so a bootstrap node's inbound slots
+    /// keep turning over and any number of nodes can join through it.
+    /// Default off.
+    pub seed_mode: bool,
 }
 
 impl Default for PexConfig {
@@ -48,6 +55,7 @@ impl Default for PexConfig {
             max_addresses_per_response: MAX_ADDRESSES_PER_RESPONSE,
             max_ports_per_host: 2,
             min_request_gap: Duration::from_secs(15),
+            seed_mode: false,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use p2p::{
     AddressSource, ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender,
-    PeerId, PeerStatus, PeerUpdate, PeerUpdatesError, Reactor, ReactorContext, Router,
+    Direction, PeerId, PeerStatus, PeerUpdate, PeerUpdatesError, Reactor, ReactorContext, Router,
     RouterBuilder,
 };
 use tokio::sync::watch;
@@ -168,9 +168,13 @@ impl Driver {
     fn on_update(&mut self, update: PeerUpdate) -> Vec<Action> {
         let connected = self.router.connected_peers().len();
         match update.status {
-            PeerStatus::Up { channels, .. } => {
+            PeerStatus::Up {
+                channels,
+                direction,
+            } => {
                 let serves_pex = channels.contains(&ChannelId(CHANNEL_ID));
-                self.peer_up(update.peer, serves_pex, connected)
+                let inbound = direction == Direction::Inbound;
+                self.peer_up(update.peer, serves_pex, inbound, connected)
             }
             PeerStatus::Down { .. } => {
                 self.state.on_peer_down(update.peer, connected);
@@ -179,7 +183,13 @@ impl Driver {
         }
     }
 
-    fn peer_up(&mut self, peer: PeerId, serves_pex: bool, connected: usize) -> Vec<Action> {
+    fn peer_up(
+        &mut self,
+        peer: PeerId,
+        serves_pex: bool,
+        inbound: bool,
+        connected: usize,
+    ) -> Vec<Action> {
         let listen_addresses = self
             .router
             .peer_info(peer)
@@ -190,6 +200,7 @@ impl Driver {
             serves_pex,
             listen_addresses,
             observed_ip: self.router.peer_ip(peer),
+            inbound,
         };
         self.state.on_peer_up(up, connected, now())
     }
@@ -197,7 +208,8 @@ impl Driver {
     /// Brings the core in line with the router's connected peers, after
     /// missed updates (or at start).
     fn resync(&mut self) -> Vec<Action> {
-        let connected: BTreeSet<PeerId> = self.router.connected_peers().into_iter().collect();
+        let peers = self.router.peers();
+        let connected: BTreeSet<PeerId> = peers.iter().map(|p| p.peer).collect();
         let count = connected.len();
         let known: BTreeSet<PeerId> = self.state.peers().collect();
         for gone in known.difference(&connected) {
@@ -209,7 +221,10 @@ impl Driver {
                 .router
                 .peer_info(*new)
                 .is_some_and(|info| info.channels.iter().any(|c| c.id == u32::from(CHANNEL_ID)));
-            actions.extend(self.peer_up(*new, serves_pex, count));
+            let inbound = peers
+                .iter()
+                .any(|p| p.peer == *new && p.direction == Direction::Inbound);
+            actions.extend(self.peer_up(*new, serves_pex, inbound, count));
         }
         actions
     }
@@ -243,6 +258,12 @@ impl Driver {
                         return;
                     };
                     self.state.on_added(&addresses, &results);
+                }
+                Action::Disconnect { peer } => {
+                    tracing::debug!(peer = %peer.short(), "pex seed mode: freeing an inbound slot");
+                    if self.router.disconnect(peer, None).await.is_err() {
+                        return;
+                    }
                 }
                 Action::Report { peer, error } => {
                     tracing::debug!(peer = %peer.short(), %error, "pex reports peer");

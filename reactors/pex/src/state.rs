@@ -48,6 +48,12 @@ pub const MAX_ANNOUNCED_ADDRESSES: usize = 32;
 /// expired entries on each request (otherwise on each tick).
 const PRUNE_SERVED_AT: usize = 1024;
 
+/// In seed mode, how long an inbound peer stays after we answered its
+/// request: time for the response to leave before the goodbye.
+pub const SEED_LINGER: Duration = Duration::from_secs(2);
+/// In seed mode, how long an inbound peer that asks nothing may stay.
+pub const SEED_MAX_STAY: Duration = Duration::from_secs(30);
+
 /// The channel name in reports.
 const CHANNEL: &str = "pex";
 
@@ -130,6 +136,12 @@ pub enum Action {
         /// What it did.
         error: PeerError,
     },
+    /// Seed mode: disconnect `peer` (with a goodbye, no ban) to free its
+    /// inbound slot for the next joiner.
+    Disconnect {
+        /// The peer.
+        peer: PeerId,
+    },
 }
 
 /// A peer that just came up, as the driver saw it.
@@ -144,6 +156,8 @@ pub struct PeerUp {
     /// The IP the transport observed for the connection, if any: it
     /// replaces an announced unspecified IP (`0.0.0.0`, `::`).
     pub observed_ip: Option<IpAddr>,
+    /// Whether the peer dialed us (seed mode disconnects inbound peers).
+    pub inbound: bool,
 }
 
 impl PeerUp {
@@ -154,6 +168,7 @@ impl PeerUp {
             serves_pex: true,
             listen_addresses: Vec::new(),
             observed_ip: None,
+            inbound: false,
         }
     }
 }
@@ -219,6 +234,8 @@ pub struct PexState {
     /// When a due request found nobody to ask: the soonest someone may be
     /// asked.
     retry_at: Option<Instant>,
+    /// Seed mode: when each inbound peer is to be disconnected.
+    seed_evictions: BTreeMap<PeerId, Instant>,
     next_id: u64,
     stats: PexStats,
 }
@@ -244,6 +261,7 @@ impl PexState {
             started: now,
             last_attempt: None,
             retry_at: None,
+            seed_evictions: BTreeMap::new(),
             next_id: 1,
             stats: PexStats::default(),
         }
@@ -272,6 +290,7 @@ impl PexState {
             .values()
             .filter(|a| a.answer == Answer::Outstanding)
             .map(|a| after(a.at, timeout))
+            .chain(self.seed_evictions.values().copied())
             .chain(std::iter::once(self.next_request_at()))
             .min()
             .unwrap_or(self.started)
@@ -312,6 +331,10 @@ impl PexState {
                 serves_pex: up.serves_pex,
             },
         );
+        if self.config.seed_mode && up.inbound {
+            self.seed_evictions
+                .insert(up.peer, after(now, SEED_MAX_STAY));
+        }
         let announced = self.check_announced(&up);
         if !announced.is_empty() {
             actions.push(Action::AddAddresses {
@@ -329,6 +352,7 @@ impl PexState {
     pub fn on_peer_down(&mut self, peer: PeerId, connected: usize) {
         self.connected = connected;
         self.peers.remove(&peer);
+        self.seed_evictions.remove(&peer);
     }
 
     /// A message from `from`, in wire form.
@@ -372,6 +396,9 @@ impl PexState {
         }
         self.served.insert(from, now);
         self.stats.requests_served += 1;
+        if let Some(due) = self.seed_evictions.get_mut(&from) {
+            *due = (*due).min(after(now, SEED_LINGER));
+        }
         vec![Action::Sample {
             to: from,
             id,
@@ -527,6 +554,18 @@ impl PexState {
     /// request outstanding and was not asked within `min_request_gap`.
     pub fn on_tick(&mut self, now: Instant, connected: usize) -> Vec<Action> {
         self.connected = connected;
+        let mut actions: Vec<Action> = Vec::new();
+        let due: Vec<PeerId> = self
+            .seed_evictions
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.seed_evictions.remove(&peer);
+            self.stats.seed_disconnects += 1;
+            actions.push(Action::Disconnect { peer });
+        }
         let timeout = self.response_timeout();
         for asked in self.asked.values_mut() {
             if asked.answer == Answer::Outstanding
@@ -548,21 +587,21 @@ impl PexState {
                     || now.saturating_duration_since(asked.at) < gap)
         });
         if now < self.next_request_at() {
-            return Vec::new();
+            return actions;
         }
         self.last_attempt = Some(now);
         match self.pick(now) {
             Some(peer) => {
                 self.retry_at = None;
-                vec![self.request(peer, now)]
+                actions.push(self.request(peer, now));
             }
             None => {
                 // Everyone is waiting for an answer or was asked lately:
                 // try again as soon as one of them may be asked.
                 self.retry_at = self.soonest_askable();
-                Vec::new()
             }
         }
+        actions
     }
 
     /// When the first connected pex peer that may not be asked now may be.

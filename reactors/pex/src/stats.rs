@@ -36,6 +36,8 @@ pub struct PexStats {
     pub addresses_known: u64,
     /// Addresses refused, by reason.
     pub addresses_refused: RefusedAddresses,
+    /// Seed mode: inbound peers disconnected to free their slot.
+    pub seed_disconnects: u64,
 }
 
 /// Refused addresses by [`AddressRefusal`].
@@ -130,6 +132,11 @@ impl Collector for PexCollector {
                 "addresses_known",
                 "Addresses the address book already had",
                 stats.addresses_known,
+            ),
+            (
+                "seed_disconnects",
+                "Seed mode: inbound peers disconnected to free their slot",
+                stats.seed_disconnects,
             ),
         ];
         for (name, help, value) in counters {

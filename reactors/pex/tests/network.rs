@@ -194,3 +194,49 @@ async fn a_hundred_nodes_grow_from_one_bootstrap_node_and_heal_after_thirty_cras
         grow_and_crash(seed).await;
     }
 }
+
+/// A bootstrap node in seed mode lets four times more nodes join through
+/// it than it has inbound slots: it answers each joiner's request and then
+/// frees the joiner's slot for the next one. Without seed mode the joiners
+/// turned away would never learn an address (see `router_config`).
+#[tokio::test(start_paused = true)]
+async fn a_seed_node_lets_four_times_its_inbound_slots_join() {
+    const JOINERS: usize = 40;
+    const SLOTS: usize = 10;
+    let mut net = Network::builder()
+        .seed(3)
+        .nodes(JOINERS + 1)
+        .bootstrap(0)
+        .configure(|i, config| {
+            config.peer_manager.max_outbound = 10;
+            // Joiners turned away at the slot limit retry at least every
+            // 10 s (the default backoff grows to 10 minutes), which keeps
+            // the simulated run short; the seed's turnover is the same.
+            config.peer_manager.max_retry = Duration::from_secs(10);
+            if i == 0 {
+                config.peer_manager.max_inbound = SLOTS;
+            }
+        })
+        .build()
+        .expect("build");
+    let handles: Vec<PexHandle> = net
+        .reactor_on_all(|i| {
+            Pex::new(PexConfig {
+                min_peers: MIN_PEERS,
+                seed_mode: i == 0,
+                ..PexConfig::default()
+            })
+            .expect("valid config")
+        })
+        .expect("open pex");
+    net.start().expect("start");
+    let all: Vec<usize> = (0..=JOINERS).collect();
+    let took = settle(&net, &all, "joining through a seed node").await;
+    let seed = handles[0].stats();
+    assert!(
+        seed.seed_disconnects >= (JOINERS - SLOTS) as u64,
+        "the seed freed too few slots: {seed:?}"
+    );
+    eprintln!("seed mode: {JOINERS} nodes joined in {took:?} (simulated); seed {seed:?}");
+    net.shutdown().await;
+}

@@ -401,6 +401,7 @@ fn announced_addresses_are_checked_and_an_unspecified_ip_takes_the_observed_one(
     let up = PeerUp {
         peer: p,
         serves_pex: true,
+        inbound: false,
         listen_addresses: vec![
             tcp(p, "0.0.0.0", 7400),
             format!("quic://{p}@[::]:7401"),
@@ -602,9 +603,75 @@ proptest! {
                         state.on_added(&addresses, &results);
                     }
                     Action::Report { error, .. } => prop_assert!(error.penalty() > 0),
+                    Action::Disconnect { peer } => {
+                        prop_assert!(false, "disconnected {} without seed mode", peer)
+                    }
                 }
             }
             prop_assert!(state.next_wakeup() >= t0);
         }
     }
+}
+
+fn disconnects(actions: &[Action]) -> Vec<PeerId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Disconnect { peer } => Some(*peer),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn seed_mode_frees_inbound_slots_after_answering_and_keeps_outbound_peers() {
+    let (mut state, t0) = new_state(PexConfig {
+        seed_mode: true,
+        ..PexConfig::default()
+    });
+    let inbound = |n| PeerUp {
+        inbound: true,
+        ..PeerUp::new(peer(n))
+    };
+    state.on_peer_up(inbound(1), 1, t0);
+    state.on_peer_up(inbound(2), 2, t0);
+    state.on_peer_up(PeerUp::new(peer(3)), 3, t0);
+    state.on_peer_up(inbound(4), 4, t0);
+    // Peer 1 asks and is answered; it leaves SEED_LINGER later.
+    assert!(matches!(
+        state.on_request(peer(1), 9, t0).as_slice(),
+        [Action::Sample { .. }]
+    ));
+    assert!(state.next_wakeup() <= t0 + SEED_LINGER);
+    assert!(disconnects(&state.on_tick(t0 + SEED_LINGER / 2, 4)).is_empty());
+    assert_eq!(
+        disconnects(&state.on_tick(t0 + SEED_LINGER, 4)),
+        vec![peer(1)]
+    );
+    // Peer 4 goes by itself: nothing to do for it any more.
+    state.on_peer_down(peer(4), 3);
+    // Peer 2 asked nothing: it goes after SEED_MAX_STAY. Peer 3, whom we
+    // dialed, stays.
+    assert!(disconnects(&state.on_tick(t0 + SEED_MAX_STAY / 2, 3)).is_empty());
+    assert_eq!(
+        disconnects(&state.on_tick(t0 + SEED_MAX_STAY, 3)),
+        vec![peer(2)]
+    );
+    assert!(disconnects(&state.on_tick(t0 + SEED_MAX_STAY * 4, 3)).is_empty());
+    assert_eq!(state.stats().seed_disconnects, 2);
+}
+
+#[test]
+fn without_seed_mode_inbound_peers_stay() {
+    let (mut state, t0) = new_state(PexConfig::default());
+    state.on_peer_up(
+        PeerUp {
+            inbound: true,
+            ..PeerUp::new(peer(1))
+        },
+        1,
+        t0,
+    );
+    state.on_request(peer(1), 1, t0);
+    assert!(disconnects(&state.on_tick(t0 + SEED_MAX_STAY * 2, 1)).is_empty());
 }
