@@ -5,8 +5,10 @@
 //!
 //! Used by the `router_vs_mpsc` binary and the criterion bench `router`.
 //! The TCP comparison (Switchyard TCP + Noise, raw TCP, rust-libp2p) used by
-//! the `tcp_compare` binary is in [`tcp`].
+//! the `tcp_compare` binary is in [`tcp`]; what it shares with the QUIC
+//! comparison (`bench/quic-compare/`, a crate of its own) is in [`compare`].
 
+pub mod compare;
 pub mod tcp;
 
 use std::sync::Arc;

@@ -28,10 +28,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use switchyard_bench::tcp::{
-    BULK_LEN, PingPlan, SMALL_ENCODED, SMALL_LEN, Throughput, percentile, raw, rust_libp2p,
-    switchyard,
-};
+use switchyard_bench::compare::report::{Percentiles, Report, Row, Series, show};
+use switchyard_bench::compare::{BULK_LEN, PingPlan, SMALL_ENCODED, SMALL_LEN, Throughput};
+use switchyard_bench::tcp::{raw, rust_libp2p, switchyard};
 use transport_tcp::CryptoBackend;
 
 struct Options {
@@ -132,88 +131,6 @@ const SMALL_WINDOW: usize = 1024;
 const RAW_BULK_BATCH: usize = 256 * 1024;
 const RAW_SMALL_BATCH: usize = 64 * 1024;
 
-/// One row of the final table; a figure is `None` when its stack did not
-/// run.
-struct Row {
-    figure: String,
-    unit: &'static str,
-    switchyard: Option<f64>,
-    raw: Option<f64>,
-    libp2p: Option<f64>,
-    target: &'static str,
-    /// Whether the target is met, given (switchyard, raw, libp2p).
-    check: Option<fn(f64, f64, f64) -> bool>,
-}
-
-#[derive(Default)]
-struct Report {
-    rows: Vec<Row>,
-    results: Vec<String>,
-}
-
-impl Report {
-    fn result(&mut self, name: &str, value: Option<f64>, unit: &str) {
-        if let Some(value) = value {
-            self.results
-                .push(format!("RESULT {name}={value:.1} {unit}"));
-        }
-    }
-}
-
-/// One figure of one stack, one value per round.
-#[derive(Default)]
-struct Series {
-    name: String,
-    values: Vec<f64>,
-}
-
-impl Series {
-    fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            values: Vec::new(),
-        }
-    }
-
-    /// The median over the rounds (the mean of the middle two for an even
-    /// count), if the stack ran.
-    fn median(&self) -> Option<f64> {
-        let mut v = self.values.clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        Some(if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        })
-    }
-
-    /// Prints `name: median (min–max; every round)`.
-    fn summary(&self, unit: &str) {
-        let Some(median) = self.median() else {
-            return;
-        };
-        let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = self
-            .values
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        let rounds: Vec<String> = self.values.iter().map(|v| group(*v)).collect();
-        println!(
-            "  {:<28} median {:>10} {unit}  (range {} – {}; rounds: {})",
-            self.name,
-            group(median),
-            group(min),
-            group(max),
-            rounds.join(", ")
-        );
-    }
-}
-
 struct Plan {
     secs: Duration,
     rounds: usize,
@@ -265,11 +182,7 @@ fn main() -> anyhow::Result<()> {
         })
         .await?
     })?;
-    print_table(&report);
-    println!();
-    for line in &report.results {
-        println!("{line}");
-    }
+    report.print("raw TCP");
     Ok(())
 }
 
@@ -278,16 +191,6 @@ fn backend_name(crypto: CryptoBackend) -> &'static str {
         CryptoBackend::Ring => "ring",
         CryptoBackend::RustCrypto => "rustcrypto",
     }
-}
-
-fn show(round: usize, name: &str, t: &Throughput) {
-    println!(
-        "  round {round}  {name:<28} {:>10.0} msg/s {:>9.1} MB/s  ({} messages in {:.2} s)",
-        t.messages_per_sec(),
-        t.mb_per_sec(),
-        t.tally.messages,
-        t.elapsed.as_secs_f64()
-    );
 }
 
 /// What one one-way measurement runs and how it is judged.
@@ -407,40 +310,6 @@ async fn rate(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     one_way(plan, report, m).await
 }
 
-fn us(ns: u64) -> f64 {
-    ns as f64 / 1000.0
-}
-
-/// Two percentiles of one stack's samples, one value per round each.
-struct Percentiles {
-    lo: Series,
-    hi: Series,
-}
-
-impl Percentiles {
-    fn new(name: &str) -> Self {
-        Self {
-            lo: Series::new(name),
-            hi: Series::new(name),
-        }
-    }
-
-    /// Adds one round's samples (ns); prints the round's percentiles (µs).
-    fn add(&mut self, round: usize, mut samples: Vec<u64>, (lo, hi): (f64, f64)) {
-        let (a, b) = (
-            us(percentile(&mut samples, lo)),
-            us(percentile(&mut samples, hi)),
-        );
-        println!(
-            "  round {round}  {:<28} p{lo:.0} {a:>8.1} µs  p{hi:.0} {b:>8.1} µs  ({} samples)",
-            self.lo.name,
-            samples.len()
-        );
-        self.lo.values.push(a);
-        self.hi.values.push(b);
-    }
-}
-
 async fn ping(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     println!();
     println!(
@@ -542,57 +411,4 @@ async fn setup(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         check: Some(|sy, _, libp2p| sy <= 0.5 * libp2p),
     });
     Ok(())
-}
-
-fn print_table(report: &Report) {
-    println!();
-    println!(
-        "| figure | unit | switchyard | raw TCP | libp2p | switchyard/raw | switchyard/libp2p | target | met |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let value = |v: Option<f64>| v.map_or_else(|| "–".to_string(), group);
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => format!("{:.2}×", a / b),
-        _ => "–".to_string(),
-    };
-    for row in &report.rows {
-        let met = match (row.check, row.switchyard, row.raw, row.libp2p) {
-            (Some(check), Some(sy), Some(raw), Some(libp2p)) => {
-                if check(sy, raw, libp2p) {
-                    "yes"
-                } else {
-                    "**no**"
-                }
-            }
-            _ => "",
-        };
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            row.figure,
-            row.unit,
-            value(row.switchyard),
-            value(row.raw),
-            value(row.libp2p),
-            ratio(row.switchyard, row.raw),
-            ratio(row.switchyard, row.libp2p),
-            row.target,
-            met
-        );
-    }
-}
-
-/// `1234567.8` → `"1,234,568"`; values under 100 keep one decimal.
-fn group(value: f64) -> String {
-    if value < 100.0 {
-        return format!("{value:.1}");
-    }
-    let digits = format!("{:.0}", value);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

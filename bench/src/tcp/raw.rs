@@ -18,7 +18,7 @@ use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{MAX_MESSAGE, Msg, Pacer, PingPlan, Tally, Throughput, nanos, payload};
+use crate::compare::{LAST, MAX_MESSAGE, Msg, Pacer, PingPlan, Tally, Throughput, nanos, payload};
 
 const CHANNEL: ChannelId = ChannelId(0x10);
 /// Largest frame a reader accepts (the transport's default margin).
@@ -93,11 +93,11 @@ async fn send_for<W: AsyncWrite + Unpin>(
             },
             &mut out,
         );
-        if out.len() >= batch || seq == super::LAST {
+        if out.len() >= batch || seq == LAST {
             write.write_all(&out).await?;
             out.clear();
         }
-        if seq == super::LAST {
+        if seq == LAST {
             return Ok(write);
         }
     }

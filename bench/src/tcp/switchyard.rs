@@ -1,102 +1,30 @@
-//! Switchyard: two routers on loopback, each with a
-//! `transport_tcp::TcpTransport` (TCP + Noise), one typed channel of
-//! [`Msg`]. Senders use `ChannelSender::send().await` (so the channel's
-//! send queue and the remote's credit window apply), receivers
-//! `ChannelReceiver::recv().await`.
+//! Switchyard over TCP + Noise: the runs of
+//! [`compare::switchyard`](crate::compare::switchyard) with a
+//! `transport_tcp::TcpTransport` per router, its crypto backend chosen per
+//! run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use p2p::{
-    ChannelDescriptor, ChannelId, ChannelReceiver, ChannelSender, Keypair, PeerId, PeerStatus,
-    Router, RouterBuilder, RouterConfig,
-};
+use p2p::transport::Transport;
 use transport_tcp::{CryptoBackend, TcpConfig, TcpTransport};
 
-use super::{MAX_MESSAGE, Msg, Pacer, PingPlan, Tally, Throughput, nanos, payload};
+use crate::compare::switchyard::{self as runs, MakeTransport};
+use crate::compare::{PingPlan, Throughput};
 
-/// The benchmark channel with a send queue and a credit window of
-/// `window` messages.
-pub fn descriptor(window: usize) -> ChannelDescriptor {
-    ChannelDescriptor {
-        id: ChannelId(0x10),
-        name: "tcp_compare",
-        priority: 1,
-        send_queue: window,
-        recv_buffer: window,
-        max_message_size: MAX_MESSAGE,
-    }
-}
-
-/// One router with the benchmark channel open.
-struct Node {
-    router: Router,
-    id: PeerId,
-    tx: ChannelSender<Msg>,
-    rx: ChannelReceiver<Msg>,
-}
-
-async fn node(
-    seed: u64,
-    crypto: CryptoBackend,
-    channel: ChannelDescriptor,
-) -> anyhow::Result<Node> {
-    let key = Keypair::from_seed(seed);
-    let transport = TcpTransport::bind(
-        &key,
-        TcpConfig {
-            crypto,
-            ..TcpConfig::default()
-        },
-    )
-    .await
-    .context("binding the TCP transport")?;
-    let mut builder = RouterBuilder::new(
-        key.clone(),
-        RouterConfig {
-            seed,
-            close_grace: Duration::from_millis(100),
-            ..RouterConfig::default()
-        },
-    );
-    builder.transport(Arc::new(transport));
-    let (tx, rx) = builder.open_channel::<Msg>(channel)?;
-    Ok(Node {
-        router: builder.start()?,
-        id: key.peer_id(),
-        tx,
-        rx,
+/// Binds a `TcpTransport` on a free loopback port with `crypto`.
+fn tcp(crypto: CryptoBackend) -> Box<MakeTransport> {
+    Box::new(move |key| {
+        let key = key.clone();
+        Box::pin(async move {
+            let config = TcpConfig {
+                crypto,
+                ..TcpConfig::default()
+            };
+            let transport: Arc<dyn Transport> = Arc::new(TcpTransport::bind(&key, config).await?);
+            Ok(transport)
+        })
     })
-}
-
-/// Two routers, `a` dialing `b`, both up.
-async fn connected(
-    seed: u64,
-    crypto: CryptoBackend,
-    channel: ChannelDescriptor,
-) -> anyhow::Result<(Node, Node)> {
-    let a = node(seed, crypto, channel.clone()).await?;
-    let b = node(seed + 1, crypto, channel).await?;
-    let address = b
-        .router
-        .listen_addresses()
-        .first()
-        .cloned()
-        .context("no listen address")?;
-    a.router.dial(address).await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(a.router.is_connected(b.id) && b.router.is_connected(a.id)) {
-        if Instant::now() > deadline {
-            bail!("routers did not connect within 10 s");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    Ok((a, b))
-}
-
-async fn shutdown(a: Node, b: Node) {
-    futures::join!(a.router.shutdown(), b.router.shutdown());
 }
 
 /// One-way run of `len`-byte payloads for `duration` on a channel with a
@@ -107,146 +35,23 @@ pub async fn one_way(
     window: usize,
     duration: Duration,
 ) -> anyhow::Result<Throughput> {
-    let (a, mut b) = connected(100, crypto, descriptor(window)).await?;
-    let mut rx = b.rx;
-    let receiver = tokio::spawn(async move {
-        let mut tally = Tally::default();
-        loop {
-            let envelope = rx.recv().await.context("router closed during the run")?;
-            if tally.record(&envelope.message)? {
-                return anyhow::Ok((tally, Instant::now(), rx));
-            }
-        }
-    });
-    let (tx, to) = (a.tx.clone(), b.id);
-    let mut pacer = Pacer::new(duration);
-    let start = pacer.start();
-    let sender = tokio::spawn(async move {
-        let data = payload(len);
-        loop {
-            let seq = pacer.next_seq();
-            tx.send(
-                to,
-                Msg {
-                    seq,
-                    data: data.clone(),
-                },
-            )
-            .await?;
-            if seq == super::LAST {
-                return anyhow::Ok(());
-            }
-        }
-    });
-    sender.await??;
-    let (tally, end, rx) = receiver.await??;
-    b.rx = rx;
-    shutdown(a, b).await;
-    Ok(Throughput::new(tally, start, end))
+    runs::one_way(&*tcp(crypto), len, window, duration).await
 }
 
-/// Ping-pong of `len`-byte payloads: `a` sends, `b`'s task sends each
-/// message straight back.
+/// Ping-pong of `len`-byte payloads.
 pub async fn ping_pong(
     crypto: CryptoBackend,
     len: usize,
     plan: PingPlan,
 ) -> anyhow::Result<Vec<u64>> {
-    let (mut a, mut b) = connected(200, crypto, descriptor(64)).await?;
-    let (mut b_rx, b_tx) = (b.rx, b.tx.clone());
-    let echo = tokio::spawn(async move {
-        while let Some(envelope) = b_rx.recv().await {
-            if b_tx.send(envelope.from, envelope.message).await.is_err() {
-                break;
-            }
-        }
-        b_rx
-    });
-    let data = payload(len);
-    let mut samples = Vec::with_capacity(plan.max);
-    let mut seq = 0;
-    let mut sampling_since = None;
-    loop {
-        seq += 1;
-        let t0 = Instant::now();
-        a.tx.send(
-            b.id,
-            Msg {
-                seq,
-                data: data.clone(),
-            },
-        )
-        .await?;
-        let back = a.rx.recv().await.context("router closed during the run")?;
-        let rtt = t0.elapsed();
-        if back.message.seq != seq {
-            bail!("sent ping {seq}, got {}", back.message.seq);
-        }
-        if seq <= plan.warmup {
-            continue;
-        }
-        let since = *sampling_since.get_or_insert(t0);
-        samples.push(nanos(rtt));
-        if samples.len() >= plan.max || since.elapsed() >= plan.duration {
-            break;
-        }
-    }
-    futures::join!(a.router.shutdown(), b.router.shutdown());
-    b.rx = echo.await?;
-    drop((a, b));
-    Ok(samples)
+    runs::ping_pong(&*tcp(crypto), len, plan).await
 }
 
-/// Connection setup, `iterations` times with fresh routers and transports
-/// (bound and started before the clock starts). The clock runs from
-/// `Router::dial` on `a` to the arrival at `b`'s receiver of the first
-/// message, which `a` sends as soon as its peer-update subscription
-/// reports `b` up.
+/// Connection setup, `iterations` times with fresh routers and transports.
 pub async fn setup(
     crypto: CryptoBackend,
     len: usize,
     iterations: usize,
 ) -> anyhow::Result<Vec<u64>> {
-    let data = payload(len);
-    let mut samples = Vec::with_capacity(iterations);
-    for i in 0..iterations {
-        let seed = 1_000 + 2 * i as u64;
-        let a = node(seed, crypto, descriptor(64)).await?;
-        let mut b = node(seed + 1, crypto, descriptor(64)).await?;
-        let address = b
-            .router
-            .listen_addresses()
-            .first()
-            .cloned()
-            .context("no listen address")?;
-        let mut updates = a.router.subscribe();
-        let t0 = Instant::now();
-        a.router.dial(address).await?;
-        loop {
-            let update = updates.recv().await?;
-            match update.status {
-                PeerStatus::Up { .. } if update.peer == b.id => break,
-                PeerStatus::Down { reason } if update.peer == b.id => {
-                    bail!("setup {i}: connection failed: {reason}")
-                }
-                _ => {}
-            }
-        }
-        a.tx.send(
-            b.id,
-            Msg {
-                seq: i as u64 + 1,
-                data: data.clone(),
-            },
-        )
-        .await?;
-        let first = b.rx.recv().await.context("router closed")?;
-        let t1 = Instant::now();
-        if first.message.seq != i as u64 + 1 {
-            bail!("setup {i}: got message {}", first.message.seq);
-        }
-        samples.push(nanos(t1 - t0));
-        shutdown(a, b).await;
-    }
-    Ok(samples)
+    runs::setup(&*tcp(crypto), len, iterations).await
 }

@@ -1,0 +1,45 @@
+//! rust-libp2p 0.57 over QUIC (`libp2p-quic` 0.14: quinn, libp2p-tls on
+//! aws-lc-rs), default configuration: the runs of
+//! `switchyard_bench::compare::rust_libp2p` (one `libp2p-stream` stream,
+//! `u32be(length) ‖ message`, one `write_all` per message) with this
+//! stack.
+
+use std::time::Duration;
+
+use libp2p::{StreamProtocol, Swarm, SwarmBuilder};
+use libp2p_stream::Behaviour;
+use switchyard_bench::compare::rust_libp2p::{self as runs, Libp2pStack};
+use switchyard_bench::compare::{PingPlan, Throughput};
+
+fn swarm() -> anyhow::Result<Swarm<Behaviour>> {
+    Ok(SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| Behaviour::new())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+/// QUIC v1 on loopback.
+pub fn stack() -> Libp2pStack {
+    Libp2pStack {
+        swarm,
+        listen: "/ip4/127.0.0.1/udp/0/quic-v1",
+        protocol: StreamProtocol::new("/switchyard-bench/quic-compare/1"),
+    }
+}
+
+/// One-way run of `len`-byte payloads for `duration`.
+pub async fn one_way(len: usize, duration: Duration) -> anyhow::Result<Throughput> {
+    runs::one_way(stack(), len, duration).await
+}
+
+/// Ping-pong of `len`-byte payloads: one write and a flush each way.
+pub async fn ping_pong(len: usize, plan: PingPlan) -> anyhow::Result<Vec<u64>> {
+    runs::ping_pong(stack(), len, plan).await
+}
+
+/// Connection setup, `iterations` times with fresh swarms.
+pub async fn setup(len: usize, iterations: usize) -> anyhow::Result<Vec<u64>> {
+    runs::setup(stack(), len, iterations).await
+}
