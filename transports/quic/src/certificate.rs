@@ -105,6 +105,23 @@ pub fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
 /// Checks that `der` is a self-signed Ed25519 certificate (the rules in the
 /// module docs) and returns the PeerId its key names.
 pub fn peer_id_of(der: &[u8]) -> Result<PeerId, CertificateError> {
+    let (peer, tbs, signature) = parse(der)?;
+    peer.verify(tbs, signature)
+        .map_err(|_| CertificateError::BadSelfSignature)?;
+    Ok(peer)
+}
+
+/// The PeerId of a certificate the verifier of this very handshake already
+/// accepted with [`peer_id_of`]: the same structural checks, without
+/// verifying the self-signature a second time (an ed25519 verification
+/// saved per side on every connection setup).
+pub(crate) fn peer_id_of_accepted(der: &[u8]) -> Result<PeerId, CertificateError> {
+    parse(der).map(|(peer, _, _)| peer)
+}
+
+/// The structural checks of [`peer_id_of`]: the key, the signed TBS bytes
+/// and the signature, not yet verified.
+fn parse(der: &[u8]) -> Result<(PeerId, &[u8], &[u8]), CertificateError> {
     if der.len() > MAX_CERTIFICATE_LEN {
         return Err(CertificateError::TooLarge(der.len()));
     }
@@ -155,9 +172,7 @@ pub fn peer_id_of(der: &[u8]) -> Result<PeerId, CertificateError> {
         _ => return Err(CertificateError::Malformed("public key is not 32 bytes")),
     };
     let peer = PeerId::from_bytes(key).map_err(|_| CertificateError::BadKey)?;
-    peer.verify(tbs.whole, signature)
-        .map_err(|_| CertificateError::BadSelfSignature)?;
-    Ok(peer)
+    Ok((peer, tbs.whole, signature))
 }
 
 const INTEGER: u8 = 0x02;
@@ -255,6 +270,17 @@ mod tests {
             // self-signature, which a one-bit change cannot do.
             assert!(peer_id_of(&bad).is_err(), "byte {i} flipped still passes");
         }
+    }
+
+    #[test]
+    fn the_accepted_path_reads_the_same_peer_and_keeps_the_structural_checks() {
+        let keypair = Keypair::from_seed(9);
+        let der = Identity::new(&keypair).expect("certificate").certificate;
+        assert_eq!(peer_id_of_accepted(&der), Ok(keypair.peer_id()));
+        assert!(peer_id_of_accepted(&der[..der.len() - 1]).is_err());
+        let mut long = der.to_vec();
+        long.push(0);
+        assert!(peer_id_of_accepted(&long).is_err());
     }
 
     #[test]

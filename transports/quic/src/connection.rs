@@ -318,20 +318,39 @@ impl Drop for QuicSink {
 /// Writes one channel's frames on its own stream, opened on the first
 /// frame; when the sink drops the queue, finishes the stream and waits for
 /// the peer's acknowledgement.
+/// Frames up to this size are copied into one buffer per write batch.
+const COALESCE_MAX: usize = 2048;
+
 async fn write_channel(conn: quinn::Connection, channel: u16, mut queue: mpsc::Receiver<Bytes>) {
     let result: Result<(), String> = async {
         // Waits while the peer's stream limit is reached: this channel
         // stalls, the others do not.
         let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
         let mut batch = Vec::with_capacity(WRITE_BATCH + 1);
-        batch.push(Bytes::copy_from_slice(&channel.to_be_bytes()));
+        // Small frames are copied into one buffer, so quinn gets one chunk
+        // per batch instead of dozens of 100-byte ones; large frames go as
+        // they are, without a copy.
+        let mut small = BytesMut::new();
+        small.extend_from_slice(&channel.to_be_bytes());
         while let Some(first) = queue.recv().await {
-            batch.push(first);
-            while batch.len() < WRITE_BATCH {
-                match queue.try_recv() {
-                    Ok(bytes) => batch.push(bytes),
-                    Err(_) => break,
+            let mut taken = 0;
+            let mut next = Some(first);
+            while let Some(bytes) = next.take() {
+                taken += 1;
+                if bytes.len() <= COALESCE_MAX {
+                    small.extend_from_slice(&bytes);
+                } else {
+                    if !small.is_empty() {
+                        batch.push(small.split().freeze());
+                    }
+                    batch.push(bytes);
                 }
+                if taken < WRITE_BATCH {
+                    next = queue.try_recv().ok();
+                }
+            }
+            if !small.is_empty() {
+                batch.push(small.split().freeze());
             }
             stream
                 .write_all_chunks(&mut batch)
