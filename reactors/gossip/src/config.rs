@@ -1,0 +1,285 @@
+//! Gossip parameters: membership (HyParView), broadcast (Plumtree) and the
+//! limits of the node.
+
+use std::time::Duration;
+
+use crate::state::message::{MAX_CONTACTS, MAX_SKETCH_VALUES, MAX_TTL};
+
+/// HyParView membership parameters (per topic).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HyParViewConfig {
+    /// Peers in the active view at most: the topic's neighbours, each with
+    /// a connection. The paper's `log10(N) + 1` gives 5 for 10,000 nodes;
+    /// 6 keeps broadcast paths shorter (see the ADR: with 5, random
+    /// senders' last delivery hop reached 19 on 1,000 nodes, with 6 at most
+    /// 16) for one more connection per topic.
+    pub active_view_capacity: usize,
+    /// Peers in the passive view at most: known members to replace failed
+    /// neighbours with. Paper: `k · (log10(N) + 1)`, k = 6.
+    pub passive_view_capacity: usize,
+    /// Length of a `ForwardJoin` walk (ARWL): where it ends, the joiner is
+    /// taken into an active view.
+    pub active_random_walk_length: u32,
+    /// Where a `ForwardJoin` has this many steps left, the joiner is kept
+    /// in the passive view (PRWL).
+    pub passive_random_walk_length: u32,
+    /// How often a node starts a shuffle (a walk exchanging view samples).
+    /// Each node's period is jittered by ±10 %.
+    pub shuffle_interval: Duration,
+    /// Length of a shuffle's walk.
+    pub shuffle_random_walk_length: u32,
+    /// Active peers in a shuffle sample.
+    pub shuffle_active_count: usize,
+    /// Passive peers in a shuffle sample.
+    pub shuffle_passive_count: usize,
+    /// How long a low-priority `Neighbor` request waits for its answer
+    /// before the peer is dropped from the passive view and another one
+    /// asked.
+    pub neighbor_timeout: Duration,
+    /// Chance per shuffle of a neighbour request to a long-connected peer
+    /// outside both views, which merges overlays split by a partition once
+    /// it heals (see `hyparview.rs`).
+    pub merge_probability: f64,
+    /// Contacts a join is sent to at once (see `hyparview.rs`).
+    pub join_contacts: usize,
+    /// How often a node with an empty active view tries again to join
+    /// (through a passive peer, a bootstrap peer, or any connected peer).
+    pub join_retry_interval: Duration,
+}
+
+impl Default for HyParViewConfig {
+    fn default() -> Self {
+        Self {
+            active_view_capacity: 6,
+            passive_view_capacity: 30,
+            active_random_walk_length: 6,
+            passive_random_walk_length: 3,
+            shuffle_interval: Duration::from_secs(60),
+            shuffle_random_walk_length: 6,
+            shuffle_active_count: 3,
+            shuffle_passive_count: 4,
+            neighbor_timeout: Duration::from_secs(5),
+            merge_probability: 0.1,
+            join_contacts: 2,
+            join_retry_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Plumtree broadcast parameters (per topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlumtreeConfig {
+    /// How long after the first `IHave` for a missing message we graft
+    /// (ask its announcer for it). Longer: fewer needless grafts on a
+    /// healthy tree (lower RMR), slower repair of a broken one. It should
+    /// exceed the spread of path latencies across the tree.
+    pub graft_timeout: Duration,
+    /// After a graft, how long until we ask the next announcer (about one
+    /// round trip).
+    pub graft_retry: Duration,
+    /// `IHave`s are batched per peer for this long.
+    pub ihave_delay: Duration,
+    /// A lazy peer whose `IHave` shows a path at least this many hops
+    /// shorter than the eager one replaces it in the tree (0: never).
+    pub optimization_threshold: u32,
+    /// How long payloads are kept to answer grafts.
+    pub payload_retention: Duration,
+    /// Bytes of payloads kept at most (oldest dropped first).
+    pub payload_cache_bytes: usize,
+    /// How long message ids are remembered, so a message is delivered once.
+    /// Must exceed twice [`GossipConfig::max_message_age`], so a message
+    /// is refused as too old before its id is forgotten.
+    pub seen_retention: Duration,
+    /// Message ids remembered at most (oldest forgotten first).
+    pub max_seen: usize,
+    /// Messages announced by `IHave` but not received, tracked at most.
+    pub max_missing: usize,
+}
+
+impl Default for PlumtreeConfig {
+    fn default() -> Self {
+        Self {
+            graft_timeout: Duration::from_millis(250),
+            graft_retry: Duration::from_millis(150),
+            ihave_delay: Duration::from_millis(20),
+            optimization_threshold: 3,
+            payload_retention: Duration::from_secs(30),
+            payload_cache_bytes: 16 * 1024 * 1024,
+            seen_retention: Duration::from_secs(150),
+            max_seen: 100_000,
+            max_missing: 4096,
+        }
+    }
+}
+
+/// Everything the gossip core can be tuned with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GossipConfig {
+    /// Membership.
+    pub hyparview: HyParViewConfig,
+    /// Broadcast.
+    pub plumtree: PlumtreeConfig,
+    /// The largest payload published or accepted. The channel's frame
+    /// limit is this plus [`MESSAGE_OVERHEAD`].
+    pub max_payload_size: usize,
+    /// Messages whose origin timestamp is further than this from our
+    /// clock are refused: the bound on clock skew, and what stops a replay
+    /// after the message id is forgotten.
+    pub max_message_age: Duration,
+    /// Topics joined at once at most.
+    pub max_topics: usize,
+    /// How long a requested connection may take before the peer counts as
+    /// unreachable.
+    pub dial_timeout: Duration,
+    /// A connection the core asked for and no topic uses any more is
+    /// released after this long.
+    pub release_after: Duration,
+    /// Connection requests outstanding at most.
+    pub max_pending_dials: usize,
+    /// Messages held per peer while its connection is being made.
+    pub max_pending_messages: usize,
+    /// Slots of the network size sketch (k); 0 turns estimation off. The
+    /// estimate's relative error is about `1/√(k−2)`.
+    pub estimate_sketch_size: usize,
+    /// Length of a size-estimation epoch: a fresh sketch each epoch forgets
+    /// departed members.
+    pub estimate_epoch: Duration,
+    /// A changed sketch is sent to the neighbours at most this often.
+    pub estimate_interval: Duration,
+}
+
+/// Room for everything of a gossip frame but the payload: topic, origin,
+/// signature, ids, integers and protobuf tags.
+pub const MESSAGE_OVERHEAD: usize = 1024;
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        Self {
+            hyparview: HyParViewConfig::default(),
+            plumtree: PlumtreeConfig::default(),
+            max_payload_size: 64 * 1024,
+            max_message_age: Duration::from_secs(60),
+            max_topics: 64,
+            dial_timeout: Duration::from_secs(10),
+            release_after: Duration::from_secs(10),
+            max_pending_dials: 64,
+            max_pending_messages: 16,
+            estimate_sketch_size: 128,
+            estimate_epoch: Duration::from_secs(60),
+            estimate_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("gossip config: {field} {reason}")]
+pub struct GossipConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl GossipConfig {
+    /// Checks every value.
+    pub fn validate(&self) -> Result<(), GossipConfigError> {
+        let bad = |field, reason: String| Err(GossipConfigError { field, reason });
+        let hv = &self.hyparview;
+        if !(1..=64).contains(&hv.active_view_capacity) {
+            return bad("hyparview.active_view_capacity", "must be in 1..=64".into());
+        }
+        if !(0.0..=1.0).contains(&hv.merge_probability) {
+            return bad("hyparview.merge_probability", "must be in 0..=1".into());
+        }
+        if !(1..=hv.active_view_capacity).contains(&hv.join_contacts) {
+            return bad(
+                "hyparview.join_contacts",
+                "must be in 1..=active_view_capacity".into(),
+            );
+        }
+        if hv.passive_view_capacity > 1024 {
+            return bad(
+                "hyparview.passive_view_capacity",
+                "must be at most 1024".into(),
+            );
+        }
+        for (field, value) in [
+            (
+                "hyparview.active_random_walk_length",
+                hv.active_random_walk_length,
+            ),
+            (
+                "hyparview.passive_random_walk_length",
+                hv.passive_random_walk_length,
+            ),
+            (
+                "hyparview.shuffle_random_walk_length",
+                hv.shuffle_random_walk_length,
+            ),
+        ] {
+            if value > MAX_TTL {
+                return bad(field, format!("must be at most {MAX_TTL}"));
+            }
+        }
+        if hv.passive_random_walk_length > hv.active_random_walk_length {
+            return bad(
+                "hyparview.passive_random_walk_length",
+                "must not exceed active_random_walk_length".into(),
+            );
+        }
+        if hv.shuffle_active_count + hv.shuffle_passive_count + 1 > MAX_CONTACTS {
+            return bad(
+                "hyparview.shuffle_active_count",
+                format!("a shuffle sample (active + passive + 1) holds at most {MAX_CONTACTS}"),
+            );
+        }
+        for (field, value) in [
+            ("hyparview.shuffle_interval", hv.shuffle_interval),
+            ("hyparview.neighbor_timeout", hv.neighbor_timeout),
+            ("hyparview.join_retry_interval", hv.join_retry_interval),
+            ("plumtree.graft_timeout", self.plumtree.graft_timeout),
+            ("plumtree.graft_retry", self.plumtree.graft_retry),
+            ("dial_timeout", self.dial_timeout),
+            ("estimate_epoch", self.estimate_epoch),
+        ] {
+            if value.is_zero() {
+                return bad(field, "must be more than zero".into());
+            }
+        }
+        let pt = &self.plumtree;
+        if pt.seen_retention <= 2 * self.max_message_age {
+            return bad(
+                "plumtree.seen_retention",
+                format!(
+                    "must exceed twice max_message_age ({:?}), or a replayed message could be delivered again",
+                    self.max_message_age
+                ),
+            );
+        }
+        if pt.max_seen == 0 || pt.max_missing == 0 {
+            return bad("plumtree.max_seen", "limits must be at least 1".into());
+        }
+        if self.max_payload_size == 0
+            || self.max_payload_size + MESSAGE_OVERHEAD > p2p::router::MAX_MESSAGE_SIZE
+        {
+            return bad(
+                "max_payload_size",
+                format!(
+                    "must be in 1..={}",
+                    p2p::router::MAX_MESSAGE_SIZE - MESSAGE_OVERHEAD
+                ),
+            );
+        }
+        if self.estimate_sketch_size > MAX_SKETCH_VALUES {
+            return bad(
+                "estimate_sketch_size",
+                format!("must be at most {MAX_SKETCH_VALUES}"),
+            );
+        }
+        if self.max_topics == 0 || self.max_pending_dials == 0 || self.max_pending_messages == 0 {
+            return bad("max_topics", "limits must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! Topic gossip: HyParView membership and Plumtree broadcast trees, per
+//! topic, with messages signed by their origin.
+//!
+//! [`Gossip`] is a [`Reactor`](p2p::Reactor): open it on a node and it
+//! runs a thin driver ([`reactor`]) around a sans-IO core
+//! ([`GossipState`]) that knows no tokio and no clock. The same core runs
+//! in testkit's simulator ([`sim`], the `gossip_sim` binary), 10,000 nodes
+//! in one process.
+//!
+//! ```no_run
+//! # async fn example(handle: reactor_gossip::GossipHandle) -> Result<(), reactor_gossip::GossipError> {
+//! use reactor_gossip::{TopicEvent, TopicId};
+//!
+//! let topic = TopicId::from_name("chat");
+//! // Join through the connected peers (or name bootstrap peers/addresses).
+//! let mut chat = handle.subscribe(topic, Vec::<p2p::PeerId>::new()).await?;
+//! handle.publish(topic, "hello, world").await?;
+//! while let Some(event) = chat.recv().await {
+//!     match event {
+//!         TopicEvent::Received(m) => println!("{} says {:?}", m.origin.short(), m.payload),
+//!         TopicEvent::NeighborUp(peer) | TopicEvent::NeighborDown(peer) => {
+//!             println!("neighbour change: {}", peer.short())
+//!         }
+//!         TopicEvent::Lagged(n) => println!("missed {n} events: read faster"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! Each topic is its own overlay. **HyParView** keeps a small symmetric
+//! *active view* (6 neighbours, each over a router connection) and a
+//! *passive view* (30 known members) refreshed by periodic shuffles; a
+//! failed neighbour is replaced from the passive view. **Plumtree** sends
+//! payloads along a spanning tree of *eager* links in the active view and
+//! announces them (`IHave`, batched) over the other, *lazy*, links; a
+//! duplicate prunes the link that brought it, an announced message that
+//! does not arrive within `graft_timeout` is grafted from its announcer.
+//! The first broadcast over a fresh overlay builds the tree; after that
+//! nearly every node gets each message exactly once. The departures from
+//! the papers are listed in `state/hyparview.rs` and `state/plumtree.rs`
+//! and argued in `ADR-DRAFT.md`.
+//!
+//! Besides broadcast, each topic estimates its number of members
+//! ([`state::estimate`]: a k-minimum-values sketch spread over the
+//! overlay, about 9 % error, [`GossipHandle::size_estimate`]), and
+//! [`room`] builds replicated application state on top of topics
+//! (`reduce(state, update)` with a shared write key, snapshots and
+//! catch-up, reference 002) as a second reactor, [`room::Rooms`].
+//!
+//! One channel, id `0x0020` (`"gossip"`), one Protobuf message
+//! (`proto/gossip.proto`, package `switchyard.gossip.v1`): a
+//! `GossipMessage` naming its topic and carrying one of Join, ForwardJoin,
+//! Neighbor, NeighborReply, Disconnect, Shuffle, ShuffleReply (membership)
+//! or Gossip, IHave, Graft, Prune (broadcast), or SizeSketch. Its bounds
+//! are in the proto file and [`state::message`]. Rooms use channel
+//! `0x0021` (`proto/room.proto`).
+//!
+//! # What is delivered
+//!
+//! - A message published on a topic reaches every member of the topic
+//!   connected to the publisher through the topic's overlay — **at most
+//!   once per node** (the id is remembered for `seen_retention`, 150 s,
+//!   and older messages are refused), with its **origin verified** (the
+//!   origin's ed25519 signature over the id). It does not come back to the
+//!   publisher.
+//! - No order is promised, between origins or from one origin.
+//! - No history: a node that joins later, or that is cut off while a
+//!   message spreads, does not get it afterwards — except that a message
+//!   announced to it (`IHave`) within `payload_retention` (30 s) is
+//!   fetched.
+//! - Subscriptions also get [`TopicEvent::NeighborUp`] /
+//!   [`TopicEvent::NeighborDown`] as the active view changes.
+//!
+//! # What is dropped, and counted ([`GossipStats`])
+//!
+//! - A payload over `max_payload_size` (64 KiB): refused before anything
+//!   else is done with it (`oversized_refused`; the sender is reported),
+//!   and a publication of one fails with [`PublishError::TooLarge`].
+//!   Frames over the channel limit never reach the reactor (the router
+//!   refuses them).
+//! - A message whose origin signature does not verify: never delivered nor
+//!   forwarded (`forged_rejected`; the sender is reported, 25 points —
+//!   honest nodes verify before forwarding, so the sender is guilty).
+//! - A message whose origin timestamp is more than `max_message_age`
+//!   (60 s) from our clock (`stale_rejected`): a replay, or a skewed clock.
+//! - A copy of a message already delivered (`duplicates`).
+//! - A message that breaks the protocol's bounds (`malformed_refused`; the
+//!   sender is reported), or for a topic not joined (`unknown_topic`).
+//! - A send to a full queue (`send_failures`; the router counts it too):
+//!   sends never wait, and a lost payload is recovered through the
+//!   announcements of the other links.
+//! - An event for a subscription not read fast enough
+//!   (`app_events_dropped`; the subscription gets [`TopicEvent::Lagged`]).
+//!
+//! # Connections
+//!
+//! The router owns connections; a topic's active view is a set of peers
+//! gossip holds connections to. When the core needs a peer it is not
+//! connected to, it holds the message (at most 16 per peer, 64 peers) and
+//! asks ([`Action::Connect`]): the driver adds the peer's addresses to the
+//! address book (as [`AddressSource::Exchange`](p2p::AddressSource)) and
+//! the peer manager dials when an outbound slot is free. If the peer does
+//! not come up within `dial_timeout` (10 s), the core treats it as
+//! unreachable. A connection gossip asked for and no topic needs any more
+//! is released after `release_after` (10 s); connections gossip did not ask
+//! for are never closed by it. Gossip needs outbound slots beyond what
+//! peer exchange fills; see the ADR for the limits of this arrangement.
+//!
+//! # What an attacker can do, and what stops it
+//!
+//! - **Forge or alter a message**: cannot; every node checks the origin's
+//!   signature over the message id (which covers topic, origin, timestamp,
+//!   nonce and payload) before delivering or forwarding, and reports the
+//!   peer that sent a forgery (two forgeries reach the default disconnect
+//!   threshold).
+//! - **Replay a message**: a node delivers a message id once while it
+//!   remembers it (150 s) and refuses messages older than 60 s, so a replay
+//!   is either a duplicate or stale. If `max_seen` (100,000) ids arrive
+//!   within the retention, the oldest are forgotten early and a replay
+//!   within 60 s of publication could be delivered again.
+//! - **Oversized or malformed messages**: refused before any work, cost
+//!   score.
+//! - **Flood with valid messages** under its own key: nothing limits a
+//!   member's publication rate but the channel's credit (128 messages in
+//!   flight per connection) and the seen-cache bound; a per-origin rate
+//!   limit is future work.
+//! - **Withhold**: an eager neighbour that drops payloads is routed around
+//!   after `graft_timeout` through the announcements of the other
+//!   neighbours; an attacker that announces (`IHave`) messages it never
+//!   sends delays a graft by `graft_retry` per announcer (at most 8 tracked
+//!   per message, 4096 missing messages per topic).
+//! - **Lie about hop counts** to attract tree links: affects the tree's
+//!   shape (and so who withholds), not delivery.
+//! - **Poison membership**: contacts in shuffles and forward-joins are not
+//!   authenticated, so many identities can fill passive views and joins
+//!   evict honest neighbours — HyParView's known weakness; the views are
+//!   bounded (6 + 30 per topic), addresses must name their contact's peer,
+//!   and the peer manager caps what the address book takes per peer.
+//!
+//! # Simulator figures
+//!
+//! `cargo run --release -p reactor-gossip --bin gossip_sim -- --nodes 10000
+//! --rounds 10 --scenario single --seed 1` (and `random`, `crash80`): see
+//! [`sim`] for what is measured and the report of issue 6 for the figures.
+//! The tests run the same scenarios on 200 nodes (`tests/sim.rs`).
+
+pub mod config;
+pub mod reactor;
+pub mod room;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod state;
+pub mod stats;
+
+/// Protobuf messages generated from `proto/gossip.proto` by `build.rs`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/switchyard.gossip.v1.rs"));
+}
+
+/// Protobuf messages of rooms, generated from `proto/room.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod room_proto {
+    include!(concat!(env!("OUT_DIR"), "/switchyard.room.v1.rs"));
+}
+
+pub use config::{
+    GossipConfig, GossipConfigError, HyParViewConfig, MESSAGE_OVERHEAD, PlumtreeConfig,
+};
+pub use reactor::{Gossip, GossipError, GossipHandle, GossipMessage, Subscription, TopicEvent};
+pub use state::message::{
+    Contact, Message, MessageId, SignedMessage, TopicId, TopicMessage, WireError,
+};
+pub use state::{Action, Delivery, Event, GossipState, JoinError, PublishError};
+pub use stats::GossipStats;
+
+/// The gossip channel's id.
+pub const CHANNEL_ID: u16 = 0x0020;
+
+/// The gossip channel's name (in metrics and peer reports).
+pub const CHANNEL_NAME: &str = "gossip";

@@ -1,0 +1,807 @@
+//! The sans-IO core of one room: the tree of updates, the canonical chain,
+//! the state at its head, catch-up and snapshots.
+//!
+//! Updates form a tree: each names the state it applies to. The
+//! **canonical head** is the tip of the longest chain, ties broken by the
+//! smaller hash, so every node holding the same updates picks the same
+//! head and computes the same state (`reduce` folded along the chain).
+//! Concurrent writes fork; the losing branch's writes are not applied, and
+//! their author re-posts them on the new head (`repost_after`), so a write
+//! is lost only if its author is gone.
+//!
+//! A node that receives an update whose parent it does not know asks the
+//! sender for everything since the states it knows (a *locator*: its head
+//! and ancestors at doubling distances), and gets one `Updates` stream, or
+//! a `Snapshot` of the head's state when the gap is too long or no
+//! locator entry is on the sender's chain. Every `head_interval` a node
+//! tells its neighbours its head; a neighbour with a better head it does
+//! not know is asked the same way — so partitions heal.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use p2p::{Keypair, PeerId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::room::update::{RoomKeys, StateHash, Update, UpdateId, UpdateKind};
+
+/// Turns a room's state and an update into the next state.
+///
+/// The state is bytes the reducer owns the format of. `reduce` must be
+/// deterministic (every node computes the same state from the same
+/// updates). An error means "this update does nothing": the state must be
+/// left as it was, and the update stays in the history as a no-op.
+pub trait Reducer: Send + Sync + 'static {
+    /// Applies `update` to `state`.
+    fn reduce(&self, state: &mut Vec<u8>, update: &[u8]) -> Result<(), String>;
+}
+
+/// A room's limits and timings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomConfig {
+    /// The largest state; an update that would grow it beyond is a no-op.
+    pub max_state_size: usize,
+    /// Updates kept behind the head (older ones are folded into a
+    /// checkpoint; a fork older than this is not followed).
+    pub retain: u64,
+    /// Updates with an unknown parent held while catching up.
+    pub max_orphans: usize,
+    /// Updates sent in one catch-up answer at most (beyond: a snapshot).
+    pub catch_up_max_updates: usize,
+    /// Bytes of updates in one catch-up answer at most.
+    pub catch_up_max_bytes: usize,
+    /// How often the head is sent to the neighbours.
+    pub head_interval: Duration,
+    /// A peer is asked to catch us up at most this often.
+    pub catch_up_gap: Duration,
+    /// An own write not on the canonical chain this long after it was
+    /// written (or last re-posted) is re-posted on the head.
+    pub repost_after: Duration,
+    /// Own writes are watched (and re-posted) this long.
+    pub repost_window: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            max_state_size: 5 * 1024 * 1024,
+            retain: 1024,
+            max_orphans: 256,
+            catch_up_max_updates: 1024,
+            catch_up_max_bytes: 4 * 1024 * 1024,
+            head_interval: Duration::from_secs(5),
+            catch_up_gap: Duration::from_secs(1),
+            repost_after: Duration::from_secs(3),
+            repost_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A room message between two members (not broadcast).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomMessage {
+    /// "My head is this."
+    Head {
+        /// The head's state hash.
+        hash: StateHash,
+        /// Its height (updates since genesis).
+        height: u64,
+    },
+    /// "Send me what you have since one of these states."
+    CatchUp {
+        /// Known states, newest first.
+        known: Vec<StateHash>,
+    },
+    /// The canonical chain's updates after a state the asker knows, in
+    /// order.
+    Updates {
+        /// The updates.
+        updates: Vec<Update>,
+    },
+    /// The state at the sender's head.
+    Snapshot {
+        /// The head's hash.
+        hash: StateHash,
+        /// Its height.
+        height: u64,
+        /// The write key in force at the head.
+        write_key: PeerId,
+        /// The state.
+        state: Bytes,
+    },
+}
+
+/// What the room core asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomAction {
+    /// Broadcast `update` on the room's topic.
+    Publish(Update),
+    /// Send `message` to `to`.
+    Send {
+        /// The member.
+        to: PeerId,
+        /// The message.
+        message: RoomMessage,
+    },
+    /// The head changed: the state is `hash` at `height`.
+    Changed {
+        /// The new head.
+        hash: StateHash,
+        /// Its height.
+        height: u64,
+    },
+}
+
+/// Why a write or rotation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// This node does not hold the write key in force.
+    #[error("this node does not hold the room's current write key")]
+    NotWriter,
+    /// This node does not hold the admin key.
+    #[error("this node does not hold the room's admin key")]
+    NotAdmin,
+    /// The reducer refused the update.
+    #[error("the reducer refused the update: {0}")]
+    Refused(String),
+    /// The update would grow the state past `max_state_size`.
+    #[error("the state would grow to {size} bytes, over max_state_size {max}")]
+    TooLarge {
+        /// The state's size after the update.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// What a room did, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomStats {
+    /// Updates added to the tree.
+    pub updates_accepted: u64,
+    /// Updates already known.
+    pub duplicates: u64,
+    /// Updates refused: bad signature, or signed by a key not in force.
+    pub updates_refused: u64,
+    /// Writes the reducer refused or that would exceed the size cap
+    /// (no-ops in the history).
+    pub writes_ignored: u64,
+    /// Updates held for an unknown parent and dropped for room.
+    pub orphans_dropped: u64,
+    /// Switches of the head to another branch.
+    pub reorgs: u64,
+    /// Catch-up requests sent.
+    pub catch_ups_sent: u64,
+    /// Catch-up requests answered with updates.
+    pub catch_ups_served: u64,
+    /// Catch-up requests answered with a snapshot.
+    pub snapshots_served: u64,
+    /// Snapshots taken as our state.
+    pub snapshots_adopted: u64,
+    /// Own writes re-posted after their branch lost.
+    pub reposts: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    hash: StateHash,
+    parent: StateHash,
+    height: u64,
+    update: Update,
+}
+
+#[derive(Debug, Clone)]
+struct Base {
+    hash: StateHash,
+    height: u64,
+    state: Vec<u8>,
+    write_key: PeerId,
+}
+
+#[derive(Debug)]
+struct OwnWrite {
+    body: Bytes,
+    /// The states each version of it produced.
+    versions: Vec<StateHash>,
+    written: Instant,
+    last_try: Instant,
+}
+
+/// One room's replicated state.
+pub struct RoomState {
+    keys: RoomKeys,
+    writer: Option<Keypair>,
+    admin: Option<Keypair>,
+    reducer: Arc<dyn Reducer>,
+    config: RoomConfig,
+    rng: StdRng,
+    /// Everything before the retained tree, folded.
+    base: Base,
+    /// The retained tree (above the base), by state hash.
+    nodes: HashMap<StateHash, Node>,
+    /// The canonical head and its state.
+    head: Base,
+    orphans: Vec<Update>,
+    own: Vec<OwnWrite>,
+    asked: HashMap<PeerId, Instant>,
+    next_head: Instant,
+    stats: RoomStats,
+}
+
+impl std::fmt::Debug for RoomState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomState")
+            .field("room", &self.keys.room)
+            .field("head", &self.head.hash)
+            .field("height", &self.head.height)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether (height, hash) `a` beats `b`: longer, then smaller hash.
+fn better(a: (u64, &StateHash), b: (u64, &StateHash)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+}
+
+impl RoomState {
+    /// A member of the room `keys`, writing with `writer` (the write
+    /// key's secret, if it holds it) and rotating with `admin`.
+    pub fn new(
+        keys: RoomKeys,
+        writer: Option<Keypair>,
+        admin: Option<Keypair>,
+        reducer: Arc<dyn Reducer>,
+        config: RoomConfig,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
+        let base = Base {
+            hash: keys.genesis(),
+            height: 0,
+            state: Vec::new(),
+            write_key: keys.initial_write_key,
+        };
+        Self {
+            keys,
+            writer,
+            admin,
+            reducer,
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            head: base.clone(),
+            base,
+            nodes: HashMap::new(),
+            orphans: Vec::new(),
+            own: Vec::new(),
+            asked: HashMap::new(),
+            next_head: now,
+            stats: RoomStats::default(),
+        }
+    }
+
+    /// The room's keys.
+    pub fn keys(&self) -> &RoomKeys {
+        &self.keys
+    }
+
+    /// The head's hash.
+    pub fn hash(&self) -> StateHash {
+        self.head.hash
+    }
+
+    /// The head's height.
+    pub fn height(&self) -> u64 {
+        self.head.height
+    }
+
+    /// The state at the head.
+    pub fn state(&self) -> &[u8] {
+        &self.head.state
+    }
+
+    /// The write key in force at the head.
+    pub fn write_key(&self) -> PeerId {
+        self.head.write_key
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &RoomStats {
+        &self.stats
+    }
+
+    /// Gives this node the write key's secret (after a rotation).
+    pub fn set_writer(&mut self, writer: Option<Keypair>) {
+        self.writer = writer;
+    }
+
+    fn is_known(&self, hash: &StateHash) -> bool {
+        *hash == self.base.hash || self.nodes.contains_key(hash)
+    }
+
+    fn height_of(&self, hash: &StateHash) -> Option<u64> {
+        if *hash == self.base.hash {
+            return Some(self.base.height);
+        }
+        self.nodes.get(hash).map(|n| n.height)
+    }
+
+    /// The updates from the base to `hash`, in order.
+    fn path_to(&self, hash: &StateHash) -> Vec<&Node> {
+        let mut path = Vec::new();
+        let mut at = *hash;
+        while at != self.base.hash {
+            match self.nodes.get(&at) {
+                Some(node) => {
+                    path.push(node);
+                    at = node.parent;
+                }
+                None => break,
+            }
+        }
+        path.reverse();
+        path
+    }
+
+    /// The write key in force at `hash`.
+    fn write_key_at(&self, hash: &StateHash) -> PeerId {
+        if *hash == self.head.hash {
+            return self.head.write_key;
+        }
+        let mut at = *hash;
+        while at != self.base.hash {
+            let Some(node) = self.nodes.get(&at) else {
+                break;
+            };
+            if let UpdateKind::Rotate(key) = &node.update.kind {
+                return *key;
+            }
+            at = node.parent;
+        }
+        self.base.write_key
+    }
+
+    /// Applies one update to a state (a refused write is a no-op).
+    fn apply(&mut self, state: &mut Base, hash: StateHash, update: &Update) {
+        match &update.kind {
+            UpdateKind::Rotate(key) => state.write_key = *key,
+            UpdateKind::Write(body) => {
+                let mut next = state.state.clone();
+                let ok = self.reducer.reduce(&mut next, body).is_ok()
+                    && next.len() <= self.config.max_state_size;
+                if ok {
+                    state.state = next;
+                } else {
+                    self.stats.writes_ignored += 1;
+                }
+            }
+        }
+        state.hash = hash;
+        state.height += 1;
+    }
+
+    /// The states this node knows, newest first, for a catch-up request:
+    /// the head, ancestors at doubling distances, the base.
+    fn locator(&self) -> Vec<StateHash> {
+        let path = self.path_to(&self.head.hash);
+        let mut known = vec![self.head.hash];
+        let mut step = 1usize;
+        let mut i = path.len();
+        while i > step && known.len() < 30 {
+            i -= step;
+            known.push(path[i - 1].hash);
+            step *= 2;
+        }
+        known.push(self.base.hash);
+        if self.base.hash != self.keys.genesis() {
+            known.push(self.keys.genesis());
+        }
+        known.dedup();
+        known
+    }
+
+    fn ask(&mut self, peer: PeerId, now: Instant, actions: &mut Vec<RoomAction>) {
+        if self
+            .asked
+            .get(&peer)
+            .is_some_and(|at| now.duration_since(*at) < self.config.catch_up_gap)
+        {
+            return;
+        }
+        self.asked.insert(peer, now);
+        self.stats.catch_ups_sent += 1;
+        actions.push(RoomAction::Send {
+            to: peer,
+            message: RoomMessage::CatchUp {
+                known: self.locator(),
+            },
+        });
+    }
+
+    /// Writes `body`: applied here at once and published. Refused (not
+    /// published) if this node lacks the write key in force, or if the
+    /// reducer refuses it or it would exceed the size cap here.
+    pub fn write(
+        &mut self,
+        body: Bytes,
+        now: Instant,
+    ) -> Result<(UpdateId, Vec<RoomAction>), RoomError> {
+        let key = match &self.writer {
+            Some(k) if k.peer_id() == self.head.write_key => k.clone(),
+            _ => return Err(RoomError::NotWriter),
+        };
+        let mut next = self.head.state.clone();
+        self.reducer
+            .reduce(&mut next, &body)
+            .map_err(RoomError::Refused)?;
+        if next.len() > self.config.max_state_size {
+            return Err(RoomError::TooLarge {
+                size: next.len(),
+                max: self.config.max_state_size,
+            });
+        }
+        let update = Update::sign(
+            &key,
+            self.keys.room,
+            self.head.hash,
+            UpdateKind::Write(body.clone()),
+        );
+        let id = update.id();
+        let version = self.head.hash.child(&id);
+        self.own.push(OwnWrite {
+            body,
+            versions: vec![version],
+            written: now,
+            last_try: now,
+        });
+        if self.own.len() > 256 {
+            self.own.remove(0);
+        }
+        let mut actions = vec![RoomAction::Publish(update.clone())];
+        self.insert(update, None, now, &mut actions);
+        Ok((id, actions))
+    }
+
+    /// Replaces the write key (admin only): published and applied here.
+    pub fn rotate(
+        &mut self,
+        new_write_key: PeerId,
+        now: Instant,
+    ) -> Result<Vec<RoomAction>, RoomError> {
+        let Some(admin) = self.admin.clone() else {
+            return Err(RoomError::NotAdmin);
+        };
+        let update = Update::sign(
+            &admin,
+            self.keys.room,
+            self.head.hash,
+            UpdateKind::Rotate(new_write_key),
+        );
+        let mut actions = vec![RoomAction::Publish(update.clone())];
+        self.insert(update, None, now, &mut actions);
+        Ok(actions)
+    }
+
+    /// An update broadcast on the room's topic, relayed by `from`.
+    pub fn on_update(&mut self, from: PeerId, update: Update, now: Instant) -> Vec<RoomAction> {
+        let mut actions = Vec::new();
+        self.insert(update, Some(from), now, &mut actions);
+        actions
+    }
+
+    /// Adds a checked update to the tree and moves the head if it wins.
+    fn insert(
+        &mut self,
+        update: Update,
+        from: Option<PeerId>,
+        now: Instant,
+        actions: &mut Vec<RoomAction>,
+    ) {
+        if update.room != self.keys.room {
+            self.stats.updates_refused += 1;
+            return;
+        }
+        let Some(parent_height) = self.height_of(&update.parent) else {
+            if self.orphans.len() >= self.config.max_orphans {
+                self.orphans.remove(0);
+                self.stats.orphans_dropped += 1;
+            }
+            if !self.orphans.contains(&update) {
+                self.orphans.push(update);
+            }
+            if let Some(peer) = from {
+                self.ask(peer, now, actions);
+            }
+            return;
+        };
+        let id = update.id();
+        let hash = update.parent.child(&id);
+        if self.is_known(&hash) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        let allowed = match &update.kind {
+            UpdateKind::Write(_) => self.write_key_at(&update.parent),
+            UpdateKind::Rotate(_) => self.keys.admin,
+        };
+        if update.signer != allowed || update.verify().is_err() {
+            self.stats.updates_refused += 1;
+            return;
+        }
+        self.stats.updates_accepted += 1;
+        let parent = update.parent;
+        self.nodes.insert(
+            hash,
+            Node {
+                hash,
+                parent,
+                height: parent_height + 1,
+                update: update.clone(),
+            },
+        );
+        if parent == self.head.hash {
+            let mut head = std::mem::replace(
+                &mut self.head,
+                Base {
+                    hash,
+                    height: 0,
+                    state: Vec::new(),
+                    write_key: self.base.write_key,
+                },
+            );
+            self.apply(&mut head, hash, &update);
+            self.head = head;
+            actions.push(RoomAction::Changed {
+                hash,
+                height: self.head.height,
+            });
+        } else if better(
+            (parent_height + 1, &hash),
+            (self.head.height, &self.head.hash),
+        ) {
+            self.switch_to(hash);
+            actions.push(RoomAction::Changed {
+                hash,
+                height: self.head.height,
+            });
+        }
+        // Updates that waited for this one.
+        let waiting: Vec<Update> = {
+            let (ready, rest): (Vec<Update>, Vec<Update>) = std::mem::take(&mut self.orphans)
+                .into_iter()
+                .partition(|u| u.parent == hash);
+            self.orphans = rest;
+            ready
+        };
+        for update in waiting {
+            self.insert(update, None, now, actions);
+        }
+        self.advance_base();
+    }
+
+    /// Recomputes the head's state along the path to `hash`.
+    fn switch_to(&mut self, hash: StateHash) {
+        self.stats.reorgs += 1;
+        let path: Vec<(StateHash, Update)> = self
+            .path_to(&hash)
+            .into_iter()
+            .map(|n| (n.hash, n.update.clone()))
+            .collect();
+        let mut state = self.base.clone();
+        for (h, update) in &path {
+            self.apply(&mut state, *h, update);
+        }
+        self.head = state;
+    }
+
+    /// Folds the oldest retained updates of the canonical chain into the
+    /// base when the chain is longer than `retain`, and forgets branches
+    /// that fork below the new base.
+    fn advance_base(&mut self) {
+        if self.head.height - self.base.height <= self.config.retain {
+            return;
+        }
+        let target = self.head.height - self.config.retain / 2;
+        let path: Vec<(StateHash, Update)> = self
+            .path_to(&self.head.hash)
+            .into_iter()
+            .take_while(|n| n.height <= target)
+            .map(|n| (n.hash, n.update.clone()))
+            .collect();
+        let mut base = self.base.clone();
+        for (h, update) in &path {
+            self.apply(&mut base, *h, update);
+        }
+        self.base = base;
+        // Keep only descendants of the new base.
+        let mut nodes: Vec<(StateHash, Node)> = self.nodes.drain().collect();
+        nodes.sort_by_key(|(_, n)| n.height);
+        let mut kept: HashSet<StateHash> = HashSet::from([self.base.hash]);
+        for (hash, node) in nodes {
+            if node.height > self.base.height && kept.contains(&node.parent) {
+                kept.insert(hash);
+                self.nodes.insert(hash, node);
+            }
+        }
+    }
+
+    /// A message from member `from`.
+    pub fn on_message(
+        &mut self,
+        from: PeerId,
+        message: RoomMessage,
+        now: Instant,
+    ) -> Vec<RoomAction> {
+        let mut actions = Vec::new();
+        match message {
+            RoomMessage::Head { hash, height } => {
+                if !self.is_known(&hash)
+                    && better((height, &hash), (self.head.height, &self.head.hash))
+                {
+                    self.ask(from, now, &mut actions);
+                }
+            }
+            RoomMessage::CatchUp { known } => self.serve(from, &known, &mut actions),
+            RoomMessage::Updates { updates } => {
+                for update in updates {
+                    self.insert(update, None, now, &mut actions);
+                }
+                // Still missing something: the answer was cut short.
+                if !self.orphans.is_empty() {
+                    self.asked.remove(&from);
+                }
+            }
+            RoomMessage::Snapshot {
+                hash,
+                height,
+                write_key,
+                state,
+            } => {
+                if !self.is_known(&hash)
+                    && better((height, &hash), (self.head.height, &self.head.hash))
+                    && state.len() <= self.config.max_state_size
+                {
+                    self.stats.snapshots_adopted += 1;
+                    self.base = Base {
+                        hash,
+                        height,
+                        state: state.to_vec(),
+                        write_key,
+                    };
+                    self.head = self.base.clone();
+                    self.nodes.clear();
+                    // Own writes from before cannot be placed any more.
+                    self.own.clear();
+                    actions.push(RoomAction::Changed { hash, height });
+                    let orphans = std::mem::take(&mut self.orphans);
+                    for update in orphans {
+                        self.insert(update, None, now, &mut actions);
+                    }
+                }
+            }
+        }
+        actions
+    }
+
+    /// Answers a catch-up request: the canonical chain after the newest
+    /// state the asker knows that is on it, or a snapshot.
+    fn serve(&mut self, to: PeerId, known: &[StateHash], actions: &mut Vec<RoomAction>) {
+        let path = self.path_to(&self.head.hash);
+        let on_chain: HashMap<StateHash, usize> = std::iter::once((self.base.hash, 0))
+            .chain(path.iter().enumerate().map(|(i, n)| (n.hash, i + 1)))
+            .collect();
+        let from = known.iter().take(64).find_map(|h| on_chain.get(h).copied());
+        if let Some(start) = from {
+            let updates: Vec<Update> = path[start..].iter().map(|n| n.update.clone()).collect();
+            let bytes: usize = updates.iter().map(Update::size).sum();
+            if updates.is_empty() {
+                return;
+            }
+            if updates.len() <= self.config.catch_up_max_updates
+                && bytes <= self.config.catch_up_max_bytes
+            {
+                self.stats.catch_ups_served += 1;
+                actions.push(RoomAction::Send {
+                    to,
+                    message: RoomMessage::Updates { updates },
+                });
+                return;
+            }
+        }
+        if self.head.height == 0 {
+            return;
+        }
+        self.stats.snapshots_served += 1;
+        actions.push(RoomAction::Send {
+            to,
+            message: RoomMessage::Snapshot {
+                hash: self.head.hash,
+                height: self.head.height,
+                write_key: self.head.write_key,
+                state: Bytes::from(self.head.state.clone()),
+            },
+        });
+    }
+
+    /// A member became a neighbour: tell it our head (it asks if behind).
+    pub fn on_neighbor_up(&mut self, peer: PeerId) -> Vec<RoomAction> {
+        vec![RoomAction::Send {
+            to: peer,
+            message: RoomMessage::Head {
+                hash: self.head.hash,
+                height: self.head.height,
+            },
+        }]
+    }
+
+    /// When [`on_tick`](Self::on_tick) has something to do next.
+    pub fn next_wakeup(&self) -> Instant {
+        self.next_head
+    }
+
+    /// Sends the head to the neighbours every `head_interval`, and
+    /// re-posts own writes whose branch lost.
+    pub fn on_tick(&mut self, neighbours: &[PeerId], now: Instant) -> Vec<RoomAction> {
+        let mut actions = Vec::new();
+        if now < self.next_head {
+            return actions;
+        }
+        let jitter = self
+            .config
+            .head_interval
+            .mul_f64(self.rng.random::<f64>() * 0.2);
+        self.next_head = now + self.config.head_interval - self.config.head_interval / 10 + jitter;
+        for peer in neighbours {
+            actions.push(RoomAction::Send {
+                to: *peer,
+                message: RoomMessage::Head {
+                    hash: self.head.hash,
+                    height: self.head.height,
+                },
+            });
+        }
+        self.repost(now, &mut actions);
+        actions
+    }
+
+    fn repost(&mut self, now: Instant, actions: &mut Vec<RoomAction>) {
+        self.own
+            .retain(|w| now.duration_since(w.written) < self.config.repost_window);
+        let Some(key) = self
+            .writer
+            .clone()
+            .filter(|k| k.peer_id() == self.head.write_key)
+        else {
+            return;
+        };
+        let canonical: HashSet<StateHash> = self
+            .path_to(&self.head.hash)
+            .iter()
+            .map(|n| n.hash)
+            .collect();
+        let mut reposts = Vec::new();
+        for (i, write) in self.own.iter().enumerate() {
+            let placed = write.versions.iter().any(|v| canonical.contains(v));
+            if !placed && now.duration_since(write.last_try) >= self.config.repost_after {
+                reposts.push(i);
+            }
+        }
+        for i in reposts {
+            let body = self.own[i].body.clone();
+            let update = Update::sign(
+                &key,
+                self.keys.room,
+                self.head.hash,
+                UpdateKind::Write(body),
+            );
+            let version = self.head.hash.child(&update.id());
+            self.own[i].versions.push(version);
+            self.own[i].last_try = now;
+            self.stats.reposts += 1;
+            actions.push(RoomAction::Publish(update.clone()));
+            self.insert(update, None, now, actions);
+        }
+    }
+}

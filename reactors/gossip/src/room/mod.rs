@@ -1,0 +1,82 @@
+//! Rooms: replicated application state over gossip (reference 002).
+//!
+//! A room's state is `reduce(state, update)` folded over its updates
+//! ([`Reducer`]; the example is [`ChatLog`]). Updates are signed with the
+//! room's shared **write key** — readers need only its public half — and
+//! an **admin key** can replace the write key ([`UpdateKind::Rotate`]),
+//! which removes every writer it does not hand the new secret to. Each
+//! update names the state hash it applies to and produces
+//! `hash(parent ‖ update id)`; with concurrent writers the updates form a
+//! tree, and every member follows the same canonical chain (longest, then
+//! smallest hash) — see [`chain`] for how forks, catch-up and snapshots
+//! work.
+//!
+//! [`Rooms`] is a reactor next to [`Gossip`](crate::Gossip): updates
+//! travel as gossip messages on the room's topic (so they reach every
+//! member once, signed by the node that wrote them as well), and
+//! neighbours exchange heads, catch-up streams and snapshots on channel
+//! `0x0021` (`proto/room.proto`).
+//!
+//! ```no_run
+//! # async fn example(rooms: reactor_gossip::room::RoomsHandle) -> Result<(), reactor_gossip::room::RoomsError> {
+//! use std::sync::Arc;
+//! use p2p::Keypair;
+//! use reactor_gossip::room::{ChatLog, RoomKeys};
+//!
+//! let admin = Keypair::generate();
+//! let write = Keypair::generate(); // shared with every writer
+//! let keys = RoomKeys::new(admin.peer_id(), "lobby", write.peer_id());
+//! let mut lobby = rooms
+//!     .open(keys, Some(write), None, Arc::new(ChatLog), Vec::<p2p::PeerId>::new())
+//!     .await?;
+//! lobby.write("hello, room").await?;
+//! lobby.changed().await?;
+//! println!("{:?}", ChatLog::lines(&lobby.view().state));
+//! # Ok(()) }
+//! ```
+//!
+//! # Promises
+//!
+//! - Members that hold the same updates have the same state and hash,
+//!   whatever order the updates arrived in.
+//! - A member that missed updates (loss, partition, a late join) catches
+//!   up from a neighbour: one stream of the updates since a state it
+//!   knows, or a snapshot of the state (at most `max_state_size`, 5 MiB)
+//!   when the gap is long; every `head_interval` (5 s) neighbours compare
+//!   heads, so partitions heal once connectivity returns.
+//! - A write on a branch that lost is re-posted on the winning head by its
+//!   author (if it still holds the write key), so it is lost only if its
+//!   author is gone. A write the reducer refuses, or that would grow the
+//!   state past the cap, is a no-op (refused at once on the writer).
+//!
+//! # What an attacker can do
+//!
+//! - Without the write key, nothing to the state: updates whose signer is
+//!   not the key in force at their parent are refused (counted). Junk on
+//!   the room's topic is still relayed by gossip (it is signed by its
+//!   sending node) before rooms drop it.
+//! - With the write key, anything a writer can (the key is shared: writers
+//!   are not told apart); the admin rotates it to remove them.
+//! - A **snapshot is trusted** from the neighbour that sends it: a
+//!   malicious member can hand a joiner (or a node far behind) a fake
+//!   state with a high claimed height, which the joiner then keeps until
+//!   a better head shows up. Checking snapshots against several
+//!   neighbours is future work.
+//! - Updates are never forgotten within `retain` (1,024) of the head; a
+//!   fork older than that is not followed.
+
+pub mod chain;
+mod chat;
+mod reactor;
+pub mod update;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use chain::{Reducer, RoomAction, RoomConfig, RoomError, RoomMessage, RoomState, RoomStats};
+pub use chat::{ChatLog, MAX_LINE};
+pub use reactor::{
+    ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, RoomHandle, RoomView, Rooms, RoomsError, RoomsHandle,
+};
+pub use update::{RoomId, RoomKeys, StateHash, Update, UpdateId, UpdateKind};

@@ -1,0 +1,452 @@
+//! Plumtree broadcast for one topic (Leitão, Pereira, Rodrigues, SRDS
+//! 2007): payloads travel along a spanning tree of **eager** links; every
+//! other link of the active view is **lazy** and carries only `IHave`
+//! announcements. A duplicate payload turns its link lazy (`Prune`); a
+//! message announced but not received within `graft_timeout` is fetched
+//! from its announcer, whose link turns eager (`Graft`). So the tree forms
+//! on the first broadcast and repairs itself when links fail.
+//!
+//! The tree is also optimised as in the paper: when an announcement shows
+//! a path at least `optimization_threshold` hops shorter than the one the
+//! payload took, the announcer's link is grafted (without asking for the
+//! payload) and the eager parent pruned.
+//!
+//! Every payload is checked before it is delivered or forwarded: its id is
+//! computed from its content (so a duplicate costs one hash), a message
+//! already seen is a duplicate whatever its signature, and a new one must
+//! carry its origin's valid signature and a timestamp within
+//! `max_message_age` of our clock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use p2p::{PeerError, PeerId};
+
+use crate::config::PlumtreeConfig;
+use crate::state::message::{
+    Contact, MAX_HOPS, MAX_IHAVE_ENTRIES, Message, MessageId, SignedMessage, TopicId,
+};
+use crate::state::{Ctx, Delivery, TopicOut};
+
+/// Score a peer loses for a payload whose origin signature is forged.
+pub const FORGED_PENALTY: i64 = 25;
+/// Announcers remembered per missing message.
+const MAX_ANNOUNCERS: usize = 8;
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Hops at which we got it (0: our own).
+    hops: u32,
+    /// The peer it came from (our parent in its tree), if any.
+    from: Option<PeerId>,
+}
+
+/// One topic's broadcast tree and caches.
+#[derive(Debug)]
+pub(crate) struct Plumtree {
+    topic: TopicId,
+    config: PlumtreeConfig,
+    max_message_age: Duration,
+    eager: BTreeSet<PeerId>,
+    lazy: BTreeSet<PeerId>,
+    lazy_queue: BTreeMap<PeerId, Vec<(MessageId, u32)>>,
+    flush_at: Option<Instant>,
+    seen: HashMap<MessageId, Seen>,
+    /// Ids in the order they expire.
+    seen_order: VecDeque<(Instant, MessageId)>,
+    payloads: HashMap<MessageId, SignedMessage>,
+    payload_order: VecDeque<(Instant, MessageId)>,
+    payload_bytes: usize,
+    /// Announced, not received: who announced it, at which hop count.
+    missing: HashMap<MessageId, VecDeque<(PeerId, u32)>>,
+    graft_timers: BinaryHeap<Reverse<(Instant, MessageId)>>,
+}
+
+impl Plumtree {
+    pub(crate) fn new(topic: TopicId, config: PlumtreeConfig, max_message_age: Duration) -> Self {
+        Self {
+            topic,
+            config,
+            max_message_age,
+            eager: BTreeSet::new(),
+            lazy: BTreeSet::new(),
+            lazy_queue: BTreeMap::new(),
+            flush_at: None,
+            seen: HashMap::new(),
+            seen_order: VecDeque::new(),
+            payloads: HashMap::new(),
+            payload_order: VecDeque::new(),
+            payload_bytes: 0,
+            missing: HashMap::new(),
+            graft_timers: BinaryHeap::new(),
+        }
+    }
+
+    pub(crate) fn eager(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.eager.iter().copied()
+    }
+
+    pub(crate) fn lazy(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.lazy.iter().copied()
+    }
+
+    fn is_neighbor(&self, peer: &PeerId) -> bool {
+        self.eager.contains(peer) || self.lazy.contains(peer)
+    }
+
+    /// Whether message `id` was delivered (or published) here and is still
+    /// remembered.
+    pub(crate) fn has_seen(&self, id: &MessageId) -> bool {
+        self.seen.contains_key(id)
+    }
+
+    /// A new neighbour starts as an eager link (the paper's initial tree
+    /// is the whole active view).
+    pub(crate) fn neighbor_up(&mut self, peer: PeerId) {
+        self.lazy.remove(&peer);
+        self.eager.insert(peer);
+    }
+
+    pub(crate) fn neighbor_down(&mut self, peer: &PeerId) {
+        self.eager.remove(peer);
+        self.lazy.remove(peer);
+        self.lazy_queue.remove(peer);
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let graft = self.graft_timers.peek().map(|Reverse((at, _))| *at);
+        match (self.flush_at, graft) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Broadcasts our own message (already signed).
+    pub(crate) fn publish(&mut self, id: MessageId, message: SignedMessage, ctx: &mut Ctx<'_>) {
+        self.accept(id, message, 0, None, ctx);
+    }
+
+    pub(crate) fn on_message(&mut self, from: PeerId, message: Message, ctx: &mut Ctx<'_>) {
+        match message {
+            Message::Gossip { message, hops } => self.on_gossip(from, message, hops, ctx),
+            Message::IHave { entries } => self.on_ihave(from, entries, ctx),
+            Message::Graft { id, hops } => self.on_graft(from, id, hops, ctx),
+            Message::Prune if self.eager.remove(&from) => {
+                self.lazy.insert(from);
+            }
+            // HyParView's messages never reach here.
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, from: PeerId, message: SignedMessage, hops: u32, ctx: &mut Ctx<'_>) {
+        ctx.stats.payload_received += 1;
+        let id = message.id(&self.topic);
+        if self.seen.contains_key(&id) {
+            ctx.stats.duplicates += 1;
+            if self.eager.remove(&from) {
+                self.lazy.insert(from);
+                self.send_prune(from, ctx);
+            }
+            return;
+        }
+        let age_ms = ctx.unix_ms.abs_diff(message.timestamp_ms);
+        if u128::from(age_ms) > self.max_message_age.as_millis() {
+            ctx.stats.stale_rejected += 1;
+            return;
+        }
+        if message.verify(&id).is_err() {
+            ctx.stats.forged_rejected += 1;
+            ctx.out.push(TopicOut::Report {
+                peer: from,
+                error: PeerError::Misbehaviour {
+                    channel: crate::CHANNEL_NAME,
+                    reason: format!(
+                        "forged signature on a gossip message claiming origin {}",
+                        message.origin.short()
+                    ),
+                    penalty: FORGED_PENALTY,
+                },
+            });
+            return;
+        }
+        let best_announcement = self.missing.remove(&id).and_then(|announcers| {
+            announcers
+                .into_iter()
+                .filter(|(peer, _)| self.lazy.contains(peer))
+                .min_by_key(|(_, h)| *h)
+        });
+        ctx.out.push(TopicOut::Deliver(Delivery {
+            topic: self.topic,
+            id,
+            origin: message.origin,
+            payload: message.payload.clone(),
+            hops,
+            timestamp_ms: message.timestamp_ms,
+        }));
+        ctx.stats.delivered += 1;
+        self.accept(id, message, hops, Some(from), ctx);
+        if self.lazy.remove(&from) {
+            self.eager.insert(from);
+        }
+        if let Some((announcer, announced_hops)) = best_announcement {
+            self.optimize(id, hops, from, announcer, announced_hops, ctx);
+        }
+    }
+
+    /// Remembers, caches and forwards a message new to us.
+    fn accept(
+        &mut self,
+        id: MessageId,
+        message: SignedMessage,
+        hops: u32,
+        from: Option<PeerId>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.remember(id, Seen { hops, from }, ctx.now);
+        let next_hops = (hops + 1).min(MAX_HOPS);
+        for peer in &self.eager {
+            if Some(*peer) != from {
+                ctx.send(
+                    Contact::bare(*peer),
+                    Message::Gossip {
+                        message: message.clone(),
+                        hops: next_hops,
+                    },
+                );
+            }
+        }
+        for peer in &self.lazy {
+            if Some(*peer) != from {
+                self.lazy_queue.entry(*peer).or_default().push((id, hops));
+            }
+        }
+        if !self.lazy_queue.is_empty() && self.flush_at.is_none() {
+            self.flush_at = Some(ctx.now + self.config.ihave_delay);
+        }
+        self.cache(id, message, ctx.now);
+    }
+
+    /// The tree optimisation: a lazy link `announced_hops + 1` hops from
+    /// the origin replaces the eager `parent` that brought the message in
+    /// `hops` hops, if that saves at least the threshold.
+    fn optimize(
+        &mut self,
+        id: MessageId,
+        hops: u32,
+        parent: PeerId,
+        announcer: PeerId,
+        announced_hops: u32,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let threshold = self.config.optimization_threshold;
+        if threshold == 0
+            || announcer == parent
+            || !self.lazy.contains(&announcer)
+            || !self.eager.contains(&parent)
+            || hops < announced_hops + 1 + threshold
+        {
+            return;
+        }
+        self.lazy.remove(&announcer);
+        self.eager.insert(announcer);
+        ctx.send(
+            Contact::bare(announcer),
+            Message::Graft {
+                id: None,
+                hops: announced_hops,
+            },
+        );
+        ctx.stats.grafts_sent += 1;
+        self.eager.remove(&parent);
+        self.lazy.insert(parent);
+        self.send_prune(parent, ctx);
+        if let Some(seen) = self.seen.get_mut(&id) {
+            seen.hops = announced_hops + 1;
+            seen.from = Some(announcer);
+        }
+    }
+
+    fn on_ihave(&mut self, from: PeerId, entries: Vec<(MessageId, u32)>, ctx: &mut Ctx<'_>) {
+        if !self.is_neighbor(&from) {
+            return;
+        }
+        for (id, hops) in entries {
+            if let Some(seen) = self.seen.get(&id).copied() {
+                if let Some(parent) = seen.from {
+                    self.optimize(id, seen.hops, parent, from, hops, ctx);
+                }
+                continue;
+            }
+            match self.missing.get_mut(&id) {
+                Some(announcers) => {
+                    if announcers.len() < MAX_ANNOUNCERS
+                        && !announcers.iter().any(|(p, _)| *p == from)
+                    {
+                        announcers.push_back((from, hops));
+                    }
+                }
+                None => {
+                    if self.missing.len() >= self.config.max_missing {
+                        ctx.stats.missing_overflow += 1;
+                        continue;
+                    }
+                    self.missing.insert(id, VecDeque::from([(from, hops)]));
+                    self.graft_timers
+                        .push(Reverse((ctx.now + self.config.graft_timeout, id)));
+                }
+            }
+        }
+    }
+
+    fn on_graft(&mut self, from: PeerId, id: Option<MessageId>, _hops: u32, ctx: &mut Ctx<'_>) {
+        if !self.is_neighbor(&from) {
+            return;
+        }
+        self.lazy.remove(&from);
+        self.eager.insert(from);
+        let Some(id) = id else {
+            return;
+        };
+        if let (Some(message), Some(seen)) = (self.payloads.get(&id), self.seen.get(&id)) {
+            ctx.send(
+                Contact::bare(from),
+                Message::Gossip {
+                    message: message.clone(),
+                    hops: (seen.hops + 1).min(MAX_HOPS),
+                },
+            );
+            ctx.stats.graft_answers += 1;
+        }
+    }
+
+    pub(crate) fn on_tick(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        if self.flush_at.is_some_and(|at| at <= now) {
+            self.flush_at = None;
+            for (peer, entries) in std::mem::take(&mut self.lazy_queue) {
+                if !self.is_neighbor(&peer) {
+                    continue;
+                }
+                for chunk in entries.chunks(MAX_IHAVE_ENTRIES) {
+                    ctx.send(
+                        Contact::bare(peer),
+                        Message::IHave {
+                            entries: chunk.to_vec(),
+                        },
+                    );
+                    ctx.stats.ihave_sent += 1;
+                }
+            }
+        }
+        while let Some(Reverse((at, id))) = self.graft_timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.graft_timers.pop();
+            self.graft_next(id, ctx);
+        }
+    }
+
+    /// Asks the next announcer of missing message `id` for it.
+    fn graft_next(&mut self, id: MessageId, ctx: &mut Ctx<'_>) {
+        let Some(announcers) = self.missing.get_mut(&id) else {
+            return;
+        };
+        let next = loop {
+            match announcers.pop_front() {
+                Some((peer, hops)) => {
+                    if self.eager.contains(&peer) || self.lazy.contains(&peer) {
+                        break Some((peer, hops));
+                    }
+                }
+                None => break None,
+            }
+        };
+        let Some((peer, hops)) = next else {
+            self.missing.remove(&id);
+            ctx.stats.missing_given_up += 1;
+            return;
+        };
+        self.lazy.remove(&peer);
+        self.eager.insert(peer);
+        ctx.send(Contact::bare(peer), Message::Graft { id: Some(id), hops });
+        ctx.stats.grafts_sent += 1;
+        self.graft_timers
+            .push(Reverse((ctx.now + self.config.graft_retry, id)));
+    }
+
+    fn send_prune(&mut self, peer: PeerId, ctx: &mut Ctx<'_>) {
+        ctx.send(Contact::bare(peer), Message::Prune);
+        ctx.stats.prunes_sent += 1;
+    }
+
+    fn remember(&mut self, id: MessageId, seen: Seen, now: Instant) {
+        if self.seen.insert(id, seen).is_none() {
+            self.seen_order
+                .push_back((now + self.config.seen_retention, id));
+        }
+        while self.seen.len() > self.config.max_seen {
+            match self.seen_order.pop_front() {
+                Some((_, old)) => {
+                    self.seen.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn cache(&mut self, id: MessageId, message: SignedMessage, now: Instant) {
+        let size = message.payload.len();
+        if size > self.config.payload_cache_bytes {
+            return;
+        }
+        self.payload_bytes += size;
+        match self.payloads.insert(id, message) {
+            None => self
+                .payload_order
+                .push_back((now + self.config.payload_retention, id)),
+            // Seen again after its id was forgotten: one copy, counted once.
+            Some(old) => self.payload_bytes -= old.payload.len(),
+        }
+        while self.payload_bytes > self.config.payload_cache_bytes {
+            self.evict_oldest_payload();
+        }
+    }
+
+    fn evict_oldest_payload(&mut self) {
+        if let Some((_, id)) = self.payload_order.pop_front() {
+            if let Some(m) = self.payloads.remove(&id) {
+                self.payload_bytes -= m.payload.len();
+            }
+        }
+    }
+
+    /// Forgets expired ids and payloads.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while self.seen_order.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, id)) = self.seen_order.pop_front() {
+                self.seen.remove(&id);
+            }
+        }
+        while self.payload_order.front().is_some_and(|(at, _)| *at <= now) {
+            self.evict_oldest_payload();
+        }
+        // Grafting stops when no announcer is left; entries whose timers
+        // were all spent are removed there. Nothing else to expire.
+    }
+
+    /// Checks the invariants (tests and property tests).
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        assert!(
+            self.eager.is_disjoint(&self.lazy),
+            "a link both eager and lazy"
+        );
+        assert!(self.seen.len() <= self.config.max_seen);
+        assert!(self.missing.len() <= self.config.max_missing);
+        assert!(self.payload_bytes <= self.config.payload_cache_bytes);
+        assert_eq!(self.seen.len(), self.seen_order.len());
+    }
+}

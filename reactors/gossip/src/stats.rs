@@ -1,0 +1,257 @@
+//! Counters of what the gossip core sent, delivered and refused.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+
+/// What one node's gossip has done since it started, over every topic.
+/// Every refused message is counted here with its reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GossipStats {
+    /// Messages this node published.
+    pub published: u64,
+    /// Messages delivered to the application (each at most once).
+    pub delivered: u64,
+    /// Payload messages sent: eager pushes and answers to grafts.
+    pub payload_sent: u64,
+    /// Of `payload_sent`, answers to grafts.
+    pub graft_answers: u64,
+    /// Payload messages received (first copies and duplicates).
+    pub payload_received: u64,
+    /// Payload messages received for a message already delivered.
+    pub duplicates: u64,
+    /// Membership and tree messages sent (everything but payloads).
+    pub control_sent: u64,
+    /// Membership and tree messages received.
+    pub control_received: u64,
+    /// `IHave` messages sent.
+    pub ihave_sent: u64,
+    /// Grafts sent (asking for a missing message, or optimising the tree).
+    pub grafts_sent: u64,
+    /// Prunes sent (after a duplicate, or optimising the tree).
+    pub prunes_sent: u64,
+    /// Messages announced by `IHave` that never arrived: every announcer
+    /// was asked and none delivered.
+    pub missing_given_up: u64,
+    /// Payloads whose origin signature did not verify: refused, never
+    /// delivered nor forwarded, and the sender reported.
+    pub forged_rejected: u64,
+    /// Payloads whose origin timestamp is further than `max_message_age`
+    /// from our clock: refused (a replay, or a skewed clock).
+    pub stale_rejected: u64,
+    /// Messages refused because a payload exceeded `max_payload_size`
+    /// (checked before anything else), and publications refused for it.
+    pub oversized_refused: u64,
+    /// Messages refused because a field broke the protocol's bounds.
+    pub malformed_refused: u64,
+    /// Messages for a topic this node has not joined (ignored; a `Join`
+    /// is answered with a `Disconnect`).
+    pub unknown_topic: u64,
+    /// Announcements dropped because `max_missing` messages were already
+    /// tracked.
+    pub missing_overflow: u64,
+    /// Peers that entered an active view.
+    pub neighbor_up: u64,
+    /// Peers that left an active view.
+    pub neighbor_down: u64,
+    /// Connections asked of the driver.
+    pub dials_requested: u64,
+    /// Connections asked for that did not come up within `dial_timeout`
+    /// (or were refused).
+    pub dials_failed: u64,
+    /// Connections released because no topic used them any more.
+    pub connections_released: u64,
+    /// Messages dropped because a peer's connection was not up and its
+    /// pending queue (or the number of pending dials) was full.
+    pub pending_dropped: u64,
+    /// Driver: sends the router refused (full send queue, peer gone).
+    pub send_failures: u64,
+    /// Driver: events dropped because a subscription was not read fast
+    /// enough.
+    pub app_events_dropped: u64,
+}
+
+impl GossipStats {
+    /// Every counter with its metric name and help text.
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 26] {
+        [
+            (
+                "published",
+                "Messages published by this node",
+                self.published,
+            ),
+            (
+                "delivered",
+                "Messages delivered to the application",
+                self.delivered,
+            ),
+            (
+                "payload_sent",
+                "Payload messages sent (eager pushes and graft answers)",
+                self.payload_sent,
+            ),
+            (
+                "graft_answers",
+                "Payload messages sent in answer to grafts",
+                self.graft_answers,
+            ),
+            (
+                "payload_received",
+                "Payload messages received",
+                self.payload_received,
+            ),
+            (
+                "duplicates",
+                "Payload messages received for messages already delivered",
+                self.duplicates,
+            ),
+            (
+                "control_sent",
+                "Membership and tree messages sent",
+                self.control_sent,
+            ),
+            (
+                "control_received",
+                "Membership and tree messages received",
+                self.control_received,
+            ),
+            ("ihave_sent", "IHave messages sent", self.ihave_sent),
+            ("grafts_sent", "Graft messages sent", self.grafts_sent),
+            ("prunes_sent", "Prune messages sent", self.prunes_sent),
+            (
+                "missing_given_up",
+                "Announced messages never received from any announcer",
+                self.missing_given_up,
+            ),
+            (
+                "forged_rejected",
+                "Messages refused because the origin signature did not verify",
+                self.forged_rejected,
+            ),
+            (
+                "stale_rejected",
+                "Messages refused because their timestamp was too far from our clock",
+                self.stale_rejected,
+            ),
+            (
+                "oversized_refused",
+                "Messages and publications refused for a payload over max_payload_size",
+                self.oversized_refused,
+            ),
+            (
+                "malformed_refused",
+                "Messages refused for breaking the protocol's bounds",
+                self.malformed_refused,
+            ),
+            (
+                "unknown_topic",
+                "Messages for topics this node has not joined",
+                self.unknown_topic,
+            ),
+            (
+                "missing_overflow",
+                "Announcements dropped because max_missing were tracked",
+                self.missing_overflow,
+            ),
+            (
+                "neighbor_up",
+                "Peers that entered an active view",
+                self.neighbor_up,
+            ),
+            (
+                "neighbor_down",
+                "Peers that left an active view",
+                self.neighbor_down,
+            ),
+            (
+                "dials_requested",
+                "Connections requested by gossip",
+                self.dials_requested,
+            ),
+            (
+                "dials_failed",
+                "Connections requested that did not come up in time",
+                self.dials_failed,
+            ),
+            (
+                "connections_released",
+                "Connections released because no topic used them",
+                self.connections_released,
+            ),
+            (
+                "pending_dropped",
+                "Messages dropped while waiting for a connection",
+                self.pending_dropped,
+            ),
+            (
+                "send_failures",
+                "Sends the router refused (full queue, peer gone)",
+                self.send_failures,
+            ),
+            (
+                "app_events_dropped",
+                "Events dropped because a subscription was not read fast enough",
+                self.app_events_dropped,
+            ),
+        ]
+    }
+}
+
+/// Serves a node's [`GossipStats`] as Prometheus counters at every scrape
+/// (`switchyard_gossip_*_total`).
+#[derive(Debug)]
+pub(crate) struct GossipCollector {
+    pub(crate) stats: tokio::sync::watch::Receiver<GossipStats>,
+}
+
+impl Collector for GossipCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let stats = self.stats.borrow().clone();
+        for (name, help, value) in stats.counters() {
+            let counter = ConstCounter::new(value);
+            let name = format!("switchyard_gossip_{name}");
+            let metric = encoder.encode_descriptor(&name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    #[test]
+    fn the_collector_serves_every_counter() {
+        let stats = GossipStats {
+            forged_rejected: 3,
+            oversized_refused: 2,
+            delivered: 7,
+            ..GossipStats::default()
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(stats);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(GossipCollector { stats: rx }));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            text.contains("switchyard_gossip_forged_rejected_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_gossip_oversized_refused_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_gossip_delivered_total 7"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE switchyard_gossip_").count(),
+            GossipStats::default().counters().len()
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Grows small-world rings in the simulator and measures them.
+//!
+//! ```text
+//! cargo run --release -p reactor-ring --bin ring_sim -- \
+//!     --nodes 300,3000,10000 --seed 1 --csv out.csv --svg hops.svg
+//! ```
+//!
+//! For each size: every node joins through node 0 with the real protocol
+//! (negotiation, connect requests, maintenance), the ring settles, and
+//! random pairs are routed (exact routes: delivered only at the target).
+//! Then 10 % of the nodes crash, as many new ones join, the ring repairs
+//! itself, and it is measured again. Prints a table (and writes it as CSV;
+//! `sim_s` is the simulated time and `wall_s` the wall time from the start
+//! of that size's run to the end of the row's measurement),
+//! writes an SVG histogram of hops for the largest size, and fits the
+//! growth of mean hops against ln N and ln² N.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use reactor_ring::RingConfig;
+use reactor_ring::sim::{Measurement, Scenario, run_scenario};
+use testkit::sim::{Table, svg_bars};
+
+#[derive(Debug, Parser)]
+#[command(about = "Simulate the small-world ring and measure routing")]
+struct Args {
+    /// Ring sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "300,3000,10000")]
+    nodes: Vec<usize>,
+    /// Seed of keys, latencies and every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Neighbors a node asks for.
+    #[arg(long, default_value_t = 20)]
+    target_degree: usize,
+    /// Neighbors a node keeps at most.
+    #[arg(long, default_value_t = 30)]
+    max_degree: usize,
+    /// Random pairs routed per measurement (default: N, at least 2,000).
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Share of nodes that crash (and join) in the churn phase.
+    #[arg(long, default_value_t = 0.1)]
+    churn: f64,
+    /// Milliseconds between two joins (fractions allowed).
+    #[arg(long, default_value_t = 5.0)]
+    join_interval_ms: f64,
+    /// Seconds the ring runs after the last join, and after the churn.
+    #[arg(long, default_value_t = 60)]
+    settle_s: u64,
+    /// Write the table as CSV here.
+    #[arg(long)]
+    csv: Option<std::path::PathBuf>,
+    /// Write the hop histogram of the largest size as SVG here.
+    #[arg(long)]
+    svg: Option<std::path::PathBuf>,
+}
+
+fn row(table: &mut Table, n: usize, phase: &str, m: &Measurement, wall: Duration) {
+    let r = &m.routes;
+    let t = &m.topology;
+    table.row(vec![
+        n.to_string(),
+        phase.to_string(),
+        t.nodes.to_string(),
+        r.sent.to_string(),
+        format!("{:.3}", r.success_rate() * 100.0),
+        format!("{:.2}", r.mean_hops()),
+        r.quantile(0.99).to_string(),
+        r.hops.last().copied().unwrap_or(0).to_string(),
+        format!("{:.1}", t.degree_mean),
+        format!("{}-{}", t.degree_min, t.degree_max),
+        format!("{:.1}", t.short_links() * 100.0),
+        histogram(&t.link_lengths),
+        format!("{:.1}", t.nearest3 * 100.0),
+        format!("{:.1}", t.adjacent * 100.0),
+        t.components.to_string(),
+        format!("{:.0}", m.at.as_secs_f64()),
+        format!("{:.1}", wall.as_secs_f64()),
+    ]);
+}
+
+/// The link-length histogram as percentages, `|`-separated.
+fn histogram(bins: &[usize; 5]) -> String {
+    let total = bins.iter().sum::<usize>().max(1) as f64;
+    bins.iter()
+        .map(|b| format!("{:.1}", *b as f64 * 100.0 / total))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Least squares of `y = a + b·x`: `(a, b, residual sum of squares)`.
+fn fit(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
+    let (mx, my) = (sx / n, sy / n);
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let a = my - b * mx;
+    let rss = points.iter().map(|(x, y)| (y - a - b * x).powi(2)).sum();
+    (a, b, rss)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut table = Table::new(&[
+        "n",
+        "phase",
+        "members",
+        "routes",
+        "success_%",
+        "mean_hops",
+        "p99_hops",
+        "max_hops",
+        "degree",
+        "degree_range",
+        "links<0.1_%",
+        "link_lengths_%(<1e-4|<1e-3|<1e-2|<0.1|>=0.1)",
+        "nearest3_%",
+        "succ+pred_%",
+        "components",
+        "sim_s",
+        "wall_s",
+    ]);
+    let mut growth = Vec::new();
+    let mut largest = None;
+    for &n in &args.nodes {
+        let scenario = Scenario {
+            nodes: n,
+            seed: args.seed,
+            config: RingConfig {
+                target_degree: args.target_degree,
+                max_degree: args.max_degree,
+                ..RingConfig::default()
+            },
+            join_interval: Duration::from_secs_f64(args.join_interval_ms.max(0.0) / 1000.0),
+            settle: Duration::from_secs(args.settle_s),
+            pairs: args.pairs.unwrap_or(n.max(2000)),
+            churn: args.churn,
+            repair: Duration::from_secs(args.settle_s),
+        };
+        let wall = Instant::now();
+        let report = run_scenario(&scenario);
+        let elapsed = wall.elapsed();
+        row(&mut table, n, "built", &report.built, report.built_wall);
+        if let Some(churned) = &report.churned {
+            row(&mut table, n, "after_churn", churned, elapsed);
+        }
+        eprintln!(
+            "n={n}: {} messages, {} unjoined, {} overload disconnects, {} locations refused, wall {:.1}s",
+            report.messages,
+            report.unjoined,
+            report.overloads,
+            report.locations_refused,
+            elapsed.as_secs_f64()
+        );
+        eprintln!("n={n}: totals {:?}", report.totals);
+        growth.push((n as f64, report.built.routes.mean_hops()));
+        largest = Some((n, report.built.routes.clone()));
+    }
+    print!("{}", table.to_text());
+    if growth.len() >= 2 {
+        let ln: Vec<(f64, f64)> = growth.iter().map(|(n, h)| (n.ln(), *h)).collect();
+        let ln2: Vec<(f64, f64)> = growth.iter().map(|(n, h)| (n.ln().powi(2), *h)).collect();
+        let (a1, b1, r1) = fit(&ln);
+        let (a2, b2, r2) = fit(&ln2);
+        println!("growth of mean hops with N:");
+        println!("  hops = {a1:.3} + {b1:.3}·ln N     (residual sum of squares {r1:.4})");
+        println!("  hops = {a2:.3} + {b2:.4}·ln² N    (residual sum of squares {r2:.4})");
+        for (n, h) in &growth {
+            println!(
+                "  N={n:>7}: mean {h:.3} hops, hops/ln N = {:.3}, hops/ln² N = {:.4}",
+                h / n.ln(),
+                h / n.ln().powi(2)
+            );
+        }
+    }
+    if let Some(path) = &args.csv {
+        std::fs::write(path, table.to_csv()).with_context(|| format!("writing {path:?}"))?;
+    }
+    if let (Some(path), Some((n, routes))) = (&args.svg, largest) {
+        let bars: Vec<(String, f64)> = routes
+            .histogram()
+            .into_iter()
+            .enumerate()
+            .map(|(h, count)| (h.to_string(), count as f64))
+            .collect();
+        let svg = svg_bars(
+            &format!("Hops of exact routes between random pairs, N = {n}"),
+            "hops",
+            &bars,
+        );
+        std::fs::write(path, svg).with_context(|| format!("writing {path:?}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Ring settings and their checks.
+
+use std::time::Duration;
+
+use p2p::PeerId;
+
+use crate::message::MAX_HTL;
+use crate::negotiation::Gateways;
+
+/// Ring settings. Every field but the gateways has a default; override
+/// what you need and let [`RingConfig::validate`] check the result.
+///
+/// ```
+/// use p2p::Keypair;
+/// use reactor_ring::RingConfig;
+///
+/// let gateway = Keypair::from_seed(0).peer_id();
+/// let config = RingConfig {
+///     target_degree: 16,
+///     max_degree: 24,
+///     ..RingConfig::with_gateways([gateway])
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingConfig {
+    /// Gateways we join through and whose signatures on locations we trust.
+    pub gateways: Gateways,
+    /// Below this many neighbors the node asks for more links.
+    pub target_degree: usize,
+    /// Above this many the worst-placed links are dropped; connect
+    /// requests beyond it are refused (the nearest successor and
+    /// predecessor are always accepted).
+    pub max_degree: usize,
+    /// Hops to live of the routes this node starts.
+    pub max_htl: u8,
+    /// Random hops a connect request takes before greedy routing.
+    pub connect_random_walk: u8,
+    /// Time between two maintenance rounds (successor and predecessor
+    /// checks, new links, replacement of a worst-placed link), ± 25 %.
+    pub maintenance_interval: Duration,
+    /// How long we wait for the answer to a route or a join.
+    pub request_timeout: Duration,
+    /// Connect requests of ours in flight at most.
+    pub max_pending_connects: usize,
+    /// Application routes of ours awaiting an answer at most.
+    pub max_pending_routes: usize,
+    /// Gateway only: negotiations in progress at most.
+    pub max_pending_joins: usize,
+    /// Gateway only: a PeerId may negotiate once per this much time (a
+    /// restarted node with the same key waits this long to join again).
+    pub join_cooldown: Duration,
+    /// Gateway only: a joiner's link is not pruned for this long after it
+    /// negotiated, so it can finish joining through us.
+    pub join_grace: Duration,
+    /// How long a peer we dropped as a badly placed link is kept away
+    /// (the driver bans it for this long so the router does not redial it).
+    pub prune_ban: Duration,
+    /// Load accounting.
+    pub load: LoadConfig,
+}
+
+/// When a neighbor costs too much.
+///
+/// Every message a neighbor makes us handle on its behalf — a route it
+/// hands us to forward or deliver, a reply we must carry on — counts its
+/// bytes and one message against it. Counts decay exponentially with
+/// `half_life`. When the total over all neighbors is at least
+/// `min_total_bytes` and one neighbor's share of the bytes exceeds
+/// `max_share`, it is disconnected (and banned for `ban`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadConfig {
+    /// The largest share of the handled bytes one neighbor may cause.
+    pub max_share: f64,
+    /// No one is judged below this many (decayed) bytes in total.
+    pub min_total_bytes: f64,
+    /// No one is judged while we have fewer neighbors than this (with two
+    /// neighbors, one of them causing 60 % is normal).
+    pub min_neighbors: usize,
+    /// Half-life of the counts.
+    pub half_life: Duration,
+    /// How long a disconnected over-consumer is banned.
+    pub ban: Duration,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            max_share: 0.5,
+            min_total_bytes: 1024.0 * 1024.0,
+            min_neighbors: 4,
+            half_life: Duration::from_secs(60),
+            ban: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        Self {
+            gateways: Gateways::default(),
+            target_degree: 20,
+            max_degree: 30,
+            max_htl: 40,
+            connect_random_walk: 2,
+            maintenance_interval: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_pending_connects: 8,
+            max_pending_routes: 1024,
+            max_pending_joins: 64,
+            join_cooldown: Duration::from_secs(60),
+            join_grace: Duration::from_secs(60),
+            prune_ban: Duration::from_secs(120),
+            load: LoadConfig::default(),
+        }
+    }
+}
+
+/// Why a [`RingConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RingConfigError {
+    /// `target_degree` is below 2 or above `max_degree`.
+    #[error(
+        "ring target_degree is {target}; it must be at least 2 (successor and predecessor) and at most max_degree ({max})"
+    )]
+    Degree {
+        /// `target_degree`.
+        target: usize,
+        /// `max_degree`.
+        max: usize,
+    },
+    /// `max_htl` is 0 or above the protocol's limit.
+    #[error("ring max_htl is {0}; it must be in 1..={MAX_HTL}")]
+    MaxHtl(u8),
+    /// `connect_random_walk` leaves no hops for greedy routing.
+    #[error("ring connect_random_walk ({walk}) must be below max_htl ({htl})")]
+    RandomWalk {
+        /// `connect_random_walk`.
+        walk: u8,
+        /// `max_htl`.
+        htl: u8,
+    },
+    /// A duration that must be positive is zero.
+    #[error("ring {0} must be more than zero")]
+    ZeroDuration(&'static str),
+    /// A limit that must be positive is zero.
+    #[error("ring {0} must be at least 1")]
+    ZeroLimit(&'static str),
+    /// `load.max_share` is not in (0, 1].
+    #[error("ring load.max_share is {0}; it must be in (0, 1]")]
+    MaxShare(f64),
+}
+
+impl RingConfig {
+    /// The defaults, trusting (and joining through) `gateways`.
+    pub fn with_gateways(gateways: impl IntoIterator<Item = PeerId>) -> Self {
+        Self {
+            gateways: Gateways::listed(gateways),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), RingConfigError> {
+        if self.target_degree < 2 || self.target_degree > self.max_degree {
+            return Err(RingConfigError::Degree {
+                target: self.target_degree,
+                max: self.max_degree,
+            });
+        }
+        if self.max_htl == 0 || self.max_htl > MAX_HTL {
+            return Err(RingConfigError::MaxHtl(self.max_htl));
+        }
+        if self.connect_random_walk >= self.max_htl {
+            return Err(RingConfigError::RandomWalk {
+                walk: self.connect_random_walk,
+                htl: self.max_htl,
+            });
+        }
+        for (name, value) in [
+            ("maintenance_interval", self.maintenance_interval),
+            ("request_timeout", self.request_timeout),
+            ("load.half_life", self.load.half_life),
+        ] {
+            if value.is_zero() {
+                return Err(RingConfigError::ZeroDuration(name));
+            }
+        }
+        for (name, value) in [
+            ("max_pending_connects", self.max_pending_connects),
+            ("max_pending_routes", self.max_pending_routes),
+            ("max_pending_joins", self.max_pending_joins),
+        ] {
+            if value == 0 {
+                return Err(RingConfigError::ZeroLimit(name));
+            }
+        }
+        let share = self.load.max_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(RingConfigError::MaxShare(share));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(RingConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field_named() {
+        let d = RingConfig::default;
+        let cases = [
+            (
+                RingConfig {
+                    target_degree: 1,
+                    ..d()
+                },
+                "target_degree",
+            ),
+            (
+                RingConfig {
+                    target_degree: 31,
+                    ..d()
+                },
+                "target_degree",
+            ),
+            (RingConfig { max_htl: 0, ..d() }, "max_htl"),
+            (RingConfig { max_htl: 65, ..d() }, "max_htl"),
+            (
+                RingConfig {
+                    connect_random_walk: 40,
+                    ..d()
+                },
+                "connect_random_walk",
+            ),
+            (
+                RingConfig {
+                    request_timeout: Duration::ZERO,
+                    ..d()
+                },
+                "request_timeout",
+            ),
+            (
+                RingConfig {
+                    max_pending_joins: 0,
+                    ..d()
+                },
+                "max_pending_joins",
+            ),
+            (
+                RingConfig {
+                    load: LoadConfig {
+                        max_share: 0.0,
+                        ..LoadConfig::default()
+                    },
+                    ..d()
+                },
+                "max_share",
+            ),
+        ];
+        for (config, name) in cases {
+            let error = config.validate().expect_err(name).to_string();
+            assert!(error.contains(name), "{error:?} does not name {name}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The small-world ring: every peer has a [`Location`] in `[0, 1)`, links
+//! to its nearest successor and predecessor and to peers drawn from
+//! Kleinberg's 1/d distribution, and messages are routed greedily toward a
+//! location.
+//!
+//! [`Ring`] is a [`Reactor`](p2p::Reactor): open it on a node and it runs a
+//! thin driver ([`reactor`]) around a sans-IO core ([`RingState`]) that
+//! knows no tokio and no clock. The same core runs in the simulator
+//! ([`sim`], and the `ring_sim` binary) for 10,000 nodes in one process.
+//!
+//! # The protocol
+//!
+//! One channel, id `0x0030` (`"ring"`), one Protobuf message
+//! (`proto/ring.proto`, package `switchyard.ring.v1`): a `RingMessage` that
+//! is a `JoinCommit`, `JoinChallenge`, `JoinRefused`, `Announce`, `Route`,
+//! `RouteReply`, `Leave` or `NeighborList`.
+//!
+//! - **Joining.** A node with no location that connects to one of its
+//!   configured gateways negotiates one ([`negotiation`]): it commits to a
+//!   random value, the gateway answers with its own and a signature, the
+//!   node reveals its value by announcing the transcript. The location is
+//!   a hash of both values and the node's PeerId.
+//! - **Announcing.** When a ring connection comes up each side sends its
+//!   transcript. A location that does not verify is refused: the peer is
+//!   reported with a fatal protocol error (disconnected) and counted.
+//! - **Linking.** A node asks for links by routing a connect request: to
+//!   itself in *successor* and *predecessor* mode (the first peer after and
+//!   before it: these links are always accepted), and toward `own ± d`
+//!   with `d` drawn from p(d) ∝ 1/d on `[spacing, ½]` (Kleinberg), the
+//!   first hops at random, then greedily. The peer where the route ends
+//!   accepts if it has room (or the link makes it our neighbor on the
+//!   ring) and answers along the route's path with its addresses; the
+//!   requester dials it. A node keeps between `target_degree` (20) and
+//!   `max_degree` (30) neighbors; every maintenance round (10 s ± 25 %) it
+//!   asks for links while short, every third round checks its successor
+//!   and predecessor, and every sixth round drops its worst-placed link —
+//!   the one closest on a log scale to another on the same side — and asks
+//!   for a fresh one. Losing the successor or predecessor starts the check
+//!   at once. A dropped link is told so (`Leave`) and kept open for 2 s, so
+//!   what is in flight on it still arrives.
+//! - **Routing.** [`RingHandle::route`] sends a payload toward a location.
+//!   Each hop hands it to the unvisited neighbor closest to the target,
+//!   looking one hop further: neighbors tell each other their neighbors'
+//!   locations (`NeighborList`, at most every 5 s), and a neighbor scores
+//!   the best of its own location and its neighbors'.
+//!   The route carries its hops to live, the locations it visited and its
+//!   path; in [`RouteMode::Closest`] it is delivered where no unvisited
+//!   neighbor is closer, in [`RouteMode::Exact`] only at the peer at the
+//!   target — at a dead end it goes back one hop and tries the next best,
+//!   a depth-first search, so it fails only when no peer it can reach
+//!   within its hops to live is the target.
+//!
+//! # What is delivered, what is dropped
+//!
+//! - A routed payload is delivered at most once, as [`Event::Delivered`]
+//!   (on the handle's event stream). Deliveries are not acknowledged; a
+//!   failure (out of hops, nothing left to try) comes back to the origin
+//!   as [`Event::RouteFailed`] along the path, when the path still exists.
+//! - Sends never wait: a full queue drops the message (the router counts
+//!   it); a route that could not be sent is tried on the next best
+//!   neighbor. A reply whose way back is gone is dropped and counted.
+//! - Messages from a connected peer that is not a neighbor, and messages
+//!   whose path does not end with us, are dropped and counted
+//!   ([`RingStats::messages_dropped`]); the latter cost the sender score.
+//! - Every bound of the wire format (hops to live ≤ 64, visited and path ≤
+//!   64 entries, payloads ≤ 16 KiB, addresses) is checked before anything
+//!   is used; a breach is a protocol violation.
+//!
+//! # Load
+//!
+//! Each node counts, per neighbor, the bytes and messages it handles on
+//! that neighbor's behalf (routes and replies it forwards or delivers for
+//! it), decaying with a half-life of 60 s. When the total is at least
+//! 1 MiB and one neighbor causes more than `max_share` (50 %) of it, that
+//! neighbor is disconnected, banned for 10 minutes, and a [`LoadReport`]
+//! says why ([`Event::Overloaded`], and the log). [`RingHandle::neighbors`]
+//! shows each neighbor's counts and share at any time.
+//!
+//! # What an attacker can and cannot do
+//!
+//! - **Choose its location**: not alone. It commits before it sees the
+//!   gateway's value, and the gateway's signature prevents offline
+//!   grinding; it can keep the best of k negotiations, so landing next to
+//!   a chosen key costs about N negotiations, rate-limited per PeerId and
+//!   by the gateways' capacity. A gateway colluding with it can place it
+//!   anywhere; gateways are therefore trusted by configuration
+//!   ([`negotiation`] has the full analysis).
+//! - **Claim another location or another peer's**: no. Transcripts are
+//!   signed, hashed with the PeerId, and accepted only from that PeerId.
+//! - **Drop or misroute what it should forward**: yes, for the routes
+//!   that reach it. Exact routes go around a peer that drops them only if
+//!   the drop is visible (a broken connection); a silent drop makes that
+//!   route fail. Nothing here detects it.
+//! - **Flood a neighbor with routes**: its share of the neighbor's work
+//!   grows, and past `max_share` it is disconnected and banned. It can
+//!   spread the flood over many neighbors (many connections), which the
+//!   router's connection limits bound.
+//! - **Fake a huge visited set or path**: bounded at 64 entries; it only
+//!   harms routes that pass through it.
+//! - **Lie in its neighbor list** to attract routes (claim neighbors near
+//!   every target): it then receives routes it may drop, as above. Lists
+//!   are bounded (64 locations) and only steer the choice among our own
+//!   neighbors; nothing verifies them.
+//! - **Burn our CPU with signatures**: each announced transcript costs one
+//!   ed25519 verification, once per distinct transcript (verified ones are
+//!   remembered, 65,536 at most); an invalid one disconnects the sender.
+//!
+//! # Not done yet
+//!
+//! - The router redials peers it knows; pruned and refused ring peers are
+//!   therefore banned for `prune_ban` (2 minutes) so they are not redialed
+//!   at once. A router API to dial without keeping the address for
+//!   automatic redials would remove the need.
+//! - Locations are not persisted: a restarted node joins again.
+//! - Deliveries are not acknowledged, and a route has no reply channel for
+//!   the application yet (the store will need one for GET).
+//! - The node's `GET /ring` endpoint belongs to the `switchyard` package.
+
+pub mod config;
+pub mod load;
+pub mod location;
+pub mod message;
+pub mod negotiation;
+pub mod reactor;
+pub mod sim;
+pub mod state;
+pub mod stats;
+
+/// Protobuf messages generated from `proto/ring.proto` by `build.rs`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/switchyard.ring.v1.rs"));
+}
+
+pub use config::{LoadConfig, RingConfig, RingConfigError};
+pub use load::{LoadMeter, LoadReport};
+pub use location::{Direction, Distance, Location, LocationParseError};
+pub use message::{Message, Payload, ReplyKind, Route, RouteMode, RouteReply, WireError};
+pub use negotiation::{Gateways, LocationError, Transcript};
+pub use reactor::{Ring, RingHandle};
+pub use state::{Action, DisconnectReason, Event, NeighborInfo, RingState, RouteError};
+pub use stats::RingStats;
+
+/// The ring channel's id.
+pub const CHANNEL_ID: u16 = 0x0030;

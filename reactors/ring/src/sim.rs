@@ -1,0 +1,879 @@
+//! The ring in the testkit simulator: [`SimPeer`] wraps a [`RingState`] as
+//! a [`SimNode`], and [`RingSim`] grows a network by joining nodes one by
+//! one through a gateway — with the real protocol: negotiation, signed
+//! transcripts, connect requests, maintenance — then measures it.
+//!
+//! Connections are modelled as the router provides them: a dial is an
+//! `Open` that the other side acknowledges (or a crash notice if it is
+//! gone), a disconnect is a `Close`, and a crash is noticed by a neighbor
+//! when it next sends to the crashed node or, as the router's keepalive
+//! would, after [`KEEPALIVE_DETECTION`]. Messages between connected nodes
+//! arrive after the link's latency, in order. The scenario the `ring_sim`
+//! binary runs, and the tests run small, is in [`run_scenario`].
+//!
+//! ```
+//! use reactor_ring::sim::{Scenario, run_scenario};
+//!
+//! let report = run_scenario(&Scenario { nodes: 60, pairs: 200, ..Scenario::default() });
+//! assert_eq!(report.built.routes.success_rate(), 1.0);
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use p2p::{Keypair, PeerError, PeerId};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode};
+
+use crate::config::RingConfig;
+use crate::location::Location;
+use crate::message::{Message, RouteMode};
+use crate::state::{Action, Event, RingState};
+
+/// How long a crashed neighbor goes unnoticed by a node that sends it
+/// nothing: the router's ping interval plus its pong timeout.
+pub const KEEPALIVE_DETECTION: Duration = Duration::from_secs(25);
+
+/// What simulated nodes send each other.
+#[derive(Debug, Clone)]
+pub enum SimMessage {
+    /// A dial: "connect with me".
+    Open,
+    /// The dialed node accepted the connection.
+    OpenAck,
+    /// The connection is closed.
+    Close,
+    /// A ring message and its size on the wire.
+    Ring {
+        /// The message.
+        message: Box<Message>,
+        /// Its encoded size.
+        size: usize,
+    },
+}
+
+/// PeerIds by node index and back.
+#[derive(Debug, Default)]
+pub struct Directory {
+    ids: Vec<PeerId>,
+    index: HashMap<PeerId, NodeIdx, BuildKeyHasher>,
+}
+
+/// Hashes a PeerId by its first 8 bytes: a public key is already
+/// uniformly distributed, and SipHash showed in the simulator's profile.
+#[derive(Debug, Default, Clone, Copy)]
+struct BuildKeyHasher;
+
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for BuildKeyHasher {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher::default()
+    }
+}
+
+impl Directory {
+    /// The PeerId of node `i`.
+    pub fn peer(&self, i: NodeIdx) -> PeerId {
+        self.ids[i as usize]
+    }
+
+    /// The node index of `peer`.
+    pub fn index(&self, peer: &PeerId) -> Option<NodeIdx> {
+        self.index.get(peer).copied()
+    }
+}
+
+/// One delivery of an application payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Where it was delivered.
+    pub node: NodeIdx,
+    /// The route's origin and id.
+    pub origin: PeerId,
+    /// The route's id.
+    pub id: u64,
+    /// Transmissions it took, detours included.
+    pub hops: u32,
+}
+
+/// What the simulated nodes reported.
+#[derive(Debug, Default)]
+pub struct SimLog {
+    /// Application deliveries.
+    pub deliveries: Vec<Delivery>,
+    /// Routes that came back failed.
+    pub route_failures: u64,
+    /// Neighbors disconnected for overload.
+    pub overloads: u64,
+    /// Locations refused.
+    pub locations_refused: u64,
+    /// Sends to a peer no longer connected (handed back to the core).
+    pub failed_sends: u64,
+}
+
+/// A [`RingState`] driven by the simulator.
+#[derive(Debug)]
+pub struct SimPeer {
+    /// The core.
+    pub state: RingState,
+    idx: NodeIdx,
+    base: Instant,
+    connected: BTreeSet<NodeIdx>,
+    dialing: BTreeSet<NodeIdx>,
+    directory: Rc<RefCell<Directory>>,
+    log: Rc<RefCell<SimLog>>,
+    timer_at: Option<Duration>,
+    gateway: Option<NodeIdx>,
+}
+
+impl SimPeer {
+    /// Node `idx` with `state`, which dials `gateway` when started.
+    pub fn new(
+        idx: NodeIdx,
+        mut state: RingState,
+        gateway: Option<NodeIdx>,
+        base: Instant,
+        directory: Rc<RefCell<Directory>>,
+        log: Rc<RefCell<SimLog>>,
+    ) -> Self {
+        state.set_addresses(vec![format!("sim:{idx}")]);
+        Self {
+            state,
+            idx,
+            base,
+            connected: BTreeSet::new(),
+            dialing: BTreeSet::new(),
+            directory,
+            log,
+            timer_at: None,
+            gateway,
+        }
+    }
+
+    /// The simulated nodes this one is connected to.
+    pub fn connected(&self) -> &BTreeSet<NodeIdx> {
+        &self.connected
+    }
+
+    fn instant(&self, now: Duration) -> Instant {
+        self.base + now
+    }
+
+    fn peer(&self, i: NodeIdx) -> PeerId {
+        self.directory.borrow().peer(i)
+    }
+
+    /// Starts an exact route to `target` with an empty payload; returns
+    /// its id.
+    pub fn route_exact(
+        &mut self,
+        target: Location,
+        now: Duration,
+        io: &mut Io<SimMessage>,
+    ) -> Option<u64> {
+        let at = self.instant(now);
+        let (id, actions) = self
+            .state
+            .route(target, RouteMode::Exact, Vec::new(), at)
+            .ok()?;
+        self.apply(now, actions, io);
+        Some(id)
+    }
+
+    /// The connection to `peer` broke (the keepalive noticed a crash).
+    pub fn connection_lost(&mut self, peer: NodeIdx, now: Duration, io: &mut Io<SimMessage>) {
+        if self.connected.remove(&peer) {
+            let id = self.peer(peer);
+            let actions = self.state.on_peer_down(id, self.instant(now));
+            self.apply(now, actions, io);
+        }
+    }
+
+    fn apply(&mut self, now: Duration, actions: Vec<Action>, io: &mut Io<SimMessage>) {
+        let mut queue = VecDeque::from(actions);
+        let at = self.instant(now);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Send { to, message } => {
+                    let idx = self.directory.borrow().index(&to);
+                    match idx {
+                        Some(i) if self.connected.contains(&i) => {
+                            // Only routes and replies are charged to a
+                            // neighbor; other sizes are never read.
+                            let size = match &message {
+                                Message::Route(_) | Message::Reply(_) => message.encoded_len(),
+                                _ => 0,
+                            };
+                            io.send(
+                                i,
+                                SimMessage::Ring {
+                                    message: Box::new(message),
+                                    size,
+                                },
+                            );
+                        }
+                        _ => {
+                            self.log.borrow_mut().failed_sends += 1;
+                            queue.extend(self.state.on_send_failed(to, message, at));
+                        }
+                    }
+                }
+                Action::Dial { peer, addresses } => {
+                    let target = addresses
+                        .iter()
+                        .find_map(|a| a.strip_prefix("sim:")?.parse::<NodeIdx>().ok());
+                    let known = self.directory.borrow().index(&peer);
+                    match target {
+                        Some(i) if Some(i) == known && i != self.idx => {
+                            if !self.connected.contains(&i) && self.dialing.insert(i) {
+                                io.send(i, SimMessage::Open);
+                            }
+                        }
+                        _ => queue.extend(self.state.on_dial_failed(peer, at)),
+                    }
+                }
+                Action::Disconnect { peer, .. }
+                | Action::Report {
+                    peer,
+                    error: PeerError::Protocol(_),
+                } => {
+                    let idx = self.directory.borrow().index(&peer);
+                    if let Some(i) = idx
+                        && self.connected.remove(&i)
+                    {
+                        io.send(i, SimMessage::Close);
+                        queue.extend(self.state.on_peer_down(peer, at));
+                    }
+                }
+                Action::Report { .. } => {}
+                Action::Event(event) => self.record(event),
+            }
+        }
+        let wake = self
+            .state
+            .next_wakeup()
+            .saturating_duration_since(self.base);
+        if self.timer_at.is_none_or(|t| wake < t) {
+            io.timer(wake.saturating_sub(now), 0);
+            self.timer_at = Some(wake);
+        }
+    }
+
+    fn record(&mut self, event: Event) {
+        let mut log = self.log.borrow_mut();
+        match event {
+            Event::Delivered {
+                id,
+                origin,
+                htl_left,
+                ..
+            } => log.deliveries.push(Delivery {
+                node: self.idx,
+                origin,
+                id,
+                hops: u32::from(self.state.config().max_htl.saturating_sub(htl_left)),
+            }),
+            Event::RouteFailed { .. } => log.route_failures += 1,
+            Event::Overloaded(_) => log.overloads += 1,
+            Event::LocationRefused { .. } => log.locations_refused += 1,
+            _ => {}
+        }
+    }
+}
+
+impl SimNode for SimPeer {
+    type Message = SimMessage;
+
+    fn on_start(&mut self, now: Duration, io: &mut Io<SimMessage>) {
+        if let Some(g) = self.gateway.filter(|g| *g != self.idx)
+            && self.dialing.insert(g)
+        {
+            io.send(g, SimMessage::Open);
+        }
+        self.apply(now, Vec::new(), io);
+    }
+
+    fn on_message(
+        &mut self,
+        now: Duration,
+        from: NodeIdx,
+        message: SimMessage,
+        io: &mut Io<SimMessage>,
+    ) {
+        let at = self.instant(now);
+        let peer = self.peer(from);
+        let actions = match message {
+            SimMessage::Open => {
+                if self.connected.insert(from) {
+                    io.send(from, SimMessage::OpenAck);
+                    self.state.on_peer_up(peer, at)
+                } else {
+                    Vec::new()
+                }
+            }
+            SimMessage::OpenAck => {
+                self.dialing.remove(&from);
+                if self.connected.insert(from) {
+                    self.state.on_peer_up(peer, at)
+                } else {
+                    Vec::new()
+                }
+            }
+            SimMessage::Close => {
+                if self.connected.remove(&from) {
+                    self.state.on_peer_down(peer, at)
+                } else {
+                    Vec::new()
+                }
+            }
+            SimMessage::Ring { message, size } => {
+                if self.connected.contains(&from) {
+                    self.state.on_message(peer, *message, size, at)
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        self.apply(now, actions, io);
+    }
+
+    fn on_timer(&mut self, now: Duration, _timer: u64, io: &mut Io<SimMessage>) {
+        if self.timer_at.is_some_and(|t| t <= now) {
+            self.timer_at = None;
+        }
+        let at = self.instant(now);
+        let actions = if self.state.next_wakeup() <= at {
+            self.state.on_tick(at)
+        } else {
+            Vec::new()
+        };
+        self.apply(now, actions, io);
+    }
+
+    fn on_unreachable(&mut self, now: Duration, peer: NodeIdx, io: &mut Io<SimMessage>) {
+        let at = self.instant(now);
+        let id = self.peer(peer);
+        let mut actions = Vec::new();
+        if self.dialing.remove(&peer) {
+            actions.extend(self.state.on_dial_failed(id, at));
+        }
+        if self.connected.remove(&peer) {
+            actions.extend(self.state.on_peer_down(id, at));
+        }
+        self.apply(now, actions, io);
+    }
+}
+
+/// A simulation run's parameters.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Nodes in the ring (the gateway, node 0, included).
+    pub nodes: usize,
+    /// Seed of keys, latencies and every random choice.
+    pub seed: u64,
+    /// The nodes' ring settings (gateways are filled in).
+    pub config: RingConfig,
+    /// Time between two joins.
+    pub join_interval: Duration,
+    /// Time the network runs after the last join before it is measured.
+    pub settle: Duration,
+    /// Random pairs routed per measurement.
+    pub pairs: usize,
+    /// Share of the nodes that crash (and as many that join) in the churn
+    /// phase; 0 skips it.
+    pub churn: f64,
+    /// Time the network runs after the churn before it is measured again.
+    pub repair: Duration,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            nodes: 300,
+            seed: 1,
+            config: RingConfig::default(),
+            join_interval: Duration::from_millis(20),
+            settle: Duration::from_secs(120),
+            pairs: 2000,
+            churn: 0.1,
+            repair: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Routing figures of one measurement.
+#[derive(Debug, Clone, Default)]
+pub struct RouteStats {
+    /// Routes sent.
+    pub sent: usize,
+    /// Routes delivered at their target.
+    pub delivered: usize,
+    /// Hops of each delivered route, sorted.
+    pub hops: Vec<u32>,
+}
+
+impl RouteStats {
+    /// Delivered / sent (1 when nothing was sent).
+    pub fn success_rate(&self) -> f64 {
+        if self.sent == 0 {
+            1.0
+        } else {
+            self.delivered as f64 / self.sent as f64
+        }
+    }
+
+    /// Mean hops of delivered routes.
+    pub fn mean_hops(&self) -> f64 {
+        if self.hops.is_empty() {
+            return 0.0;
+        }
+        self.hops.iter().map(|h| f64::from(*h)).sum::<f64>() / self.hops.len() as f64
+    }
+
+    /// The `q`-quantile of hops (`q` in [0, 1]).
+    pub fn quantile(&self, q: f64) -> u32 {
+        if self.hops.is_empty() {
+            return 0;
+        }
+        let i = ((self.hops.len() as f64 * q).ceil() as usize).clamp(1, self.hops.len()) - 1;
+        self.hops[i]
+    }
+
+    /// Delivered routes per number of hops (index = hops).
+    pub fn histogram(&self) -> Vec<usize> {
+        let max = self.hops.last().copied().unwrap_or(0) as usize;
+        let mut bins = vec![0; max + 1];
+        for h in &self.hops {
+            bins[*h as usize] += 1;
+        }
+        bins
+    }
+}
+
+/// Shape of the ring at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct TopologyStats {
+    /// Live joined nodes.
+    pub nodes: usize,
+    /// Mean, smallest and largest number of neighbors.
+    pub degree_mean: f64,
+    /// Smallest number of neighbors.
+    pub degree_min: usize,
+    /// Largest number of neighbors.
+    pub degree_max: usize,
+    /// Links by length: `< 10⁻⁴`, `< 10⁻³`, `< 10⁻²`, `< 10⁻¹`, `≥ 10⁻¹`
+    /// (each link counted from both ends).
+    pub link_lengths: [usize; 5],
+    /// Share of nodes' 3 nearest nodes (by location) they are linked to.
+    pub nearest3: f64,
+    /// Share of nodes linked to their successor and predecessor.
+    pub adjacent: f64,
+    /// Connected components of the (undirected) link graph.
+    pub components: usize,
+}
+
+impl TopologyStats {
+    /// Share of links shorter than 0.1.
+    pub fn short_links(&self) -> f64 {
+        let total: usize = self.link_lengths.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        (total - self.link_lengths[4]) as f64 / total as f64
+    }
+}
+
+/// One phase's measurement.
+#[derive(Debug, Clone, Default)]
+pub struct Measurement {
+    /// Routing between random pairs.
+    pub routes: RouteStats,
+    /// The topology when the routes were sent.
+    pub topology: TopologyStats,
+    /// Simulated time at the measurement.
+    pub at: Duration,
+}
+
+/// A scenario's results.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// After every node joined and the network settled.
+    pub built: Measurement,
+    /// After the churn and the repair time, if there was churn.
+    pub churned: Option<Measurement>,
+    /// Nodes that failed to join (no location at measurement).
+    pub unjoined: usize,
+    /// Messages the simulator carried.
+    pub messages: u64,
+    /// Neighbors disconnected for overload.
+    pub overloads: u64,
+    /// Locations refused (none in an honest network).
+    pub locations_refused: u64,
+    /// Every node's counters added up.
+    pub totals: crate::RingStats,
+    /// Wall time to build, settle and measure the ring (the churn phase
+    /// not included).
+    pub built_wall: Duration,
+}
+
+/// A running ring simulation.
+pub struct RingSim {
+    /// The simulator.
+    pub sim: Sim<SimPeer>,
+    directory: Rc<RefCell<Directory>>,
+    log: Rc<RefCell<SimLog>>,
+    started: Vec<bool>,
+    rng: StdRng,
+    scenario: Scenario,
+}
+
+impl std::fmt::Debug for RingSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingSim")
+            .field("sim", &self.sim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RingSim {
+    /// `capacity` nodes (node 0 the gateway), none started.
+    pub fn new(scenario: &Scenario, capacity: usize) -> Self {
+        let base = Instant::now();
+        let keys: Vec<Keypair> = (0..capacity as u64)
+            .map(|i| Keypair::from_seed(scenario.seed.wrapping_mul(1_000_003).wrapping_add(i)))
+            .collect();
+        let ids: Vec<PeerId> = keys.iter().map(Keypair::peer_id).collect();
+        let directory = Rc::new(RefCell::new(Directory {
+            index: ids
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (*p, i as NodeIdx))
+                .collect(),
+            ids: ids.clone(),
+        }));
+        let log = Rc::new(RefCell::new(SimLog::default()));
+        let mut config = scenario.config.clone();
+        config.gateways = crate::Gateways::listed([ids[0]]);
+        let mut gateway_config = config.clone();
+        // One gateway serves every join of the simulation; a joiner is
+        // done with it within a few seconds.
+        gateway_config.max_pending_joins = capacity.max(1);
+        gateway_config.join_grace = Duration::from_secs(2);
+        let nodes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let seed = scenario.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let state = if i == 0 {
+                    RingState::new_gateway(key, gateway_config.clone(), seed, base)
+                } else {
+                    RingState::new(key.peer_id(), config.clone(), seed, base)
+                };
+                SimPeer::new(
+                    i as NodeIdx,
+                    state,
+                    Some(0),
+                    base,
+                    directory.clone(),
+                    log.clone(),
+                )
+            })
+            .collect();
+        let sim = Sim::new(
+            nodes,
+            SimConfig {
+                seed: scenario.seed,
+                ..SimConfig::default()
+            },
+        );
+        Self {
+            sim,
+            directory,
+            log,
+            started: vec![false; capacity],
+            rng: StdRng::seed_from_u64(scenario.seed ^ 0x0051_u64.rotate_left(40)),
+            scenario: scenario.clone(),
+        }
+    }
+
+    /// Starts nodes `range` one every `join_interval`.
+    pub fn join(&mut self, range: std::ops::Range<usize>) {
+        for i in range {
+            self.sim.run_for(self.scenario.join_interval);
+            self.started[i] = true;
+            self.sim.start(i as NodeIdx);
+        }
+    }
+
+    /// Live nodes that have a location.
+    pub fn members(&self) -> Vec<NodeIdx> {
+        self.sim
+            .alive()
+            .filter(|i| self.started[*i as usize] && self.sim.node(*i).state.location().is_some())
+            .collect()
+    }
+
+    /// Routes `pairs` exact routes between random distinct members and
+    /// waits for them.
+    pub fn measure_routes(&mut self, pairs: usize) -> RouteStats {
+        let members = self.members();
+        let mut stats = RouteStats::default();
+        if members.len() < 2 {
+            return stats;
+        }
+        self.log.borrow_mut().deliveries.clear();
+        let mut expected: HashMap<(PeerId, u64), NodeIdx> = HashMap::new();
+        for _ in 0..pairs {
+            let a = members[self.rng.random_range(0..members.len())];
+            let mut b = a;
+            while b == a {
+                b = members[self.rng.random_range(0..members.len())];
+            }
+            let Some(target) = self.sim.node(b).state.location() else {
+                continue;
+            };
+            let origin = self.directory.borrow().peer(a);
+            if let Some(Some(id)) = self
+                .sim
+                .with_node(a, |n, now, io| n.route_exact(target, now, io))
+            {
+                expected.insert((origin, id), b);
+                stats.sent += 1;
+            }
+        }
+        self.sim.run_for(Duration::from_secs(30));
+        for d in self.log.borrow().deliveries.iter() {
+            if expected.get(&(d.origin, d.id)) == Some(&d.node) {
+                stats.delivered += 1;
+                stats.hops.push(d.hops);
+            }
+        }
+        stats.hops.sort_unstable();
+        stats
+    }
+
+    /// The topology of the live members now.
+    pub fn topology(&self) -> TopologyStats {
+        let members = self.members();
+        let dir = self.directory.borrow();
+        let mut stats = TopologyStats {
+            nodes: members.len(),
+            degree_min: usize::MAX,
+            ..TopologyStats::default()
+        };
+        if members.is_empty() {
+            stats.degree_min = 0;
+            return stats;
+        }
+        let index: HashMap<NodeIdx, usize> =
+            members.iter().enumerate().map(|(k, i)| (*i, k)).collect();
+        let mut ring: Vec<(Location, NodeIdx)> = members
+            .iter()
+            .filter_map(|i| Some((self.sim.node(*i).state.location()?, *i)))
+            .collect();
+        ring.sort();
+        let neighbor_sets: Vec<BTreeSet<NodeIdx>> = members
+            .iter()
+            .map(|i| {
+                self.sim
+                    .node(*i)
+                    .state
+                    .neighbor_locations()
+                    .filter_map(|(p, _)| dir.index(&p))
+                    .filter(|j| index.contains_key(j))
+                    .collect()
+            })
+            .collect();
+        let mut degree_sum = 0;
+        for (k, i) in members.iter().enumerate() {
+            let node = &self.sim.node(*i).state;
+            let degree = neighbor_sets[k].len();
+            degree_sum += degree;
+            stats.degree_min = stats.degree_min.min(degree);
+            stats.degree_max = stats.degree_max.max(degree);
+            let me = node.location().unwrap_or_default();
+            for (_, l) in node.neighbor_locations() {
+                let d = me.distance(l).as_f64();
+                let bin = [1e-4, 1e-3, 1e-2, 1e-1]
+                    .iter()
+                    .position(|edge| d < *edge)
+                    .unwrap_or(4);
+                stats.link_lengths[bin] += 1;
+            }
+        }
+        stats.degree_mean = degree_sum as f64 / members.len() as f64;
+        // Nearest 3 and adjacency, from the sorted ring.
+        let n = ring.len();
+        let (mut near_hits, mut near_total, mut adjacent) = (0usize, 0usize, 0usize);
+        for (pos, (loc, i)) in ring.iter().enumerate() {
+            let links = &neighbor_sets[index[i]];
+            let mut candidates: Vec<(u64, NodeIdx)> = (1..=3.min(n - 1))
+                .flat_map(|s| [(pos + s) % n, (pos + n - s) % n])
+                .map(|p| (loc.distance(ring[p].0).raw(), ring[p].1))
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup_by_key(|c| c.1);
+            for (_, j) in candidates.iter().take(3.min(n - 1)) {
+                near_total += 1;
+                near_hits += usize::from(links.contains(j));
+            }
+            if n > 1 {
+                let succ = ring[(pos + 1) % n].1;
+                let pred = ring[(pos + n - 1) % n].1;
+                adjacent += usize::from(links.contains(&succ) && links.contains(&pred));
+            }
+        }
+        stats.nearest3 = near_hits as f64 / near_total.max(1) as f64;
+        stats.adjacent = adjacent as f64 / n.max(1) as f64;
+        // Components of the undirected graph.
+        let mut undirected: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
+        for (k, set) in neighbor_sets.iter().enumerate() {
+            for j in set {
+                let m = index[j];
+                undirected[k].push(m);
+                undirected[m].push(k);
+            }
+        }
+        let mut seen = vec![false; members.len()];
+        for start in 0..members.len() {
+            if seen[start] {
+                continue;
+            }
+            stats.components += 1;
+            seen[start] = true;
+            let mut queue = vec![start];
+            while let Some(k) = queue.pop() {
+                for &m in &undirected[k] {
+                    if !seen[m] {
+                        seen[m] = true;
+                        queue.push(m);
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    /// A measurement now.
+    pub fn measure(&mut self, pairs: usize) -> Measurement {
+        let topology = self.topology();
+        let at = self.sim.now();
+        let routes = self.measure_routes(pairs);
+        Measurement {
+            routes,
+            topology,
+            at,
+        }
+    }
+
+    /// Crashes `count` random members (never the gateway); their neighbors
+    /// notice after [`KEEPALIVE_DETECTION`] at the latest.
+    pub fn crash_random(&mut self, count: usize) {
+        let mut members: Vec<NodeIdx> = self.members().into_iter().filter(|i| *i != 0).collect();
+        members.shuffle(&mut self.rng);
+        let crashed: BTreeSet<NodeIdx> = members.into_iter().take(count).collect();
+        for i in &crashed {
+            self.sim.crash(*i);
+        }
+        self.sim.run_for(KEEPALIVE_DETECTION);
+        let alive: Vec<NodeIdx> = self.sim.alive().collect();
+        for i in alive {
+            let lost: Vec<NodeIdx> = self
+                .sim
+                .node(i)
+                .connected()
+                .intersection(&crashed)
+                .copied()
+                .collect();
+            for peer in lost {
+                self.sim
+                    .with_node(i, |n, now, io| n.connection_lost(peer, now, io));
+            }
+        }
+    }
+
+    /// Simulator and node counters.
+    pub fn log(&self) -> std::cell::Ref<'_, SimLog> {
+        self.log.borrow()
+    }
+}
+
+/// Builds a ring by joining `scenario.nodes` nodes one by one through node
+/// 0, lets it settle and measures it; then, if `churn > 0`, crashes that
+/// share of the nodes, joins as many new ones, waits `repair` and measures
+/// again.
+pub fn run_scenario(scenario: &Scenario) -> Report {
+    let wall = Instant::now();
+    let churn = (scenario.nodes as f64 * scenario.churn).round() as usize;
+    let mut ring = RingSim::new(scenario, scenario.nodes + churn);
+    ring.started[0] = true;
+    ring.sim.start(0);
+    ring.join(1..scenario.nodes);
+    ring.sim.run_for(scenario.settle);
+    let built = ring.measure(scenario.pairs);
+    let built_wall = wall.elapsed();
+    let churned = (churn > 0).then(|| {
+        ring.crash_random(churn);
+        ring.join(scenario.nodes..scenario.nodes + churn);
+        ring.sim.run_for(scenario.repair);
+        ring.measure(scenario.pairs)
+    });
+    let unjoined = (0..ring.started.len())
+        .filter(|i| {
+            ring.started[*i]
+                && ring.sim.is_alive(*i as NodeIdx)
+                && ring.sim.node(*i as NodeIdx).state.location().is_none()
+        })
+        .count();
+    let mut totals = crate::RingStats::default();
+    for node in ring.sim.nodes() {
+        let s = node.state.stats();
+        totals.joins_served += s.joins_served;
+        totals.joins_refused += s.joins_refused;
+        totals.locations_verified += s.locations_verified;
+        totals.locations_refused += s.locations_refused;
+        totals.routes_started += s.routes_started;
+        totals.routes_delivered += s.routes_delivered;
+        totals.routes_forwarded += s.routes_forwarded;
+        totals.routes_backtracked += s.routes_backtracked;
+        totals.routes_failed += s.routes_failed;
+        totals.connects_sent += s.connects_sent;
+        totals.connects_accepted += s.connects_accepted;
+        totals.connects_refused += s.connects_refused;
+        totals.neighbors_added += s.neighbors_added;
+        totals.neighbors_refused += s.neighbors_refused;
+        totals.links_pruned += s.links_pruned;
+        totals.overload_disconnects += s.overload_disconnects;
+        totals.messages_dropped += s.messages_dropped;
+        totals.neighbors += s.neighbors;
+    }
+    let log = ring.log();
+    Report {
+        totals,
+        built_wall,
+        built,
+        churned,
+        unjoined,
+        messages: ring.sim.stats().delivered,
+        overloads: log.overloads,
+        locations_refused: log.locations_refused,
+    }
+}

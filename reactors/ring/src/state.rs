@@ -1,0 +1,817 @@
+//! The sans-IO core of the ring: fed with peer updates, messages, ticks and
+//! application commands, it returns [`Action`]s for a driver to carry out.
+//! No clock, no I/O, no tokio: time comes in as arguments, randomness from
+//! a seed.
+//!
+//! ```
+//! use std::time::Instant;
+//! use p2p::Keypair;
+//! use reactor_ring::{Action, Message, RingConfig, RingState};
+//!
+//! let gateway = Keypair::from_seed(0);
+//! let joiner = Keypair::from_seed(1).peer_id();
+//! let config = RingConfig::with_gateways([gateway.peer_id()]);
+//! let now = Instant::now();
+//! let mut g = RingState::new_gateway(gateway.clone(), config.clone(), 1, now);
+//! let mut j = RingState::new(joiner, config, 2, now);
+//! // The joiner connects to the gateway: it commits to a value at once.
+//! let actions = j.on_peer_up(gateway.peer_id(), now);
+//! let commit = actions.iter().find_map(|a| match a {
+//!     Action::Send { message: m @ Message::JoinCommit { .. }, .. } => Some(m.clone()),
+//!     _ => None,
+//! });
+//! assert!(commit.is_some());
+//! assert!(g.location().is_some(), "a gateway fixes its own location");
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use p2p::{Keypair, PeerError, PeerId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use crate::config::RingConfig;
+use crate::load::{LoadMeter, LoadReport};
+use crate::location::{Direction, Distance, Location};
+use crate::message::{MAX_HTL, Message, Payload, ReplyKind, Route, RouteMode, RouteReply};
+use crate::negotiation::{Challenge, JoinerSecret, LocationError, Nonce, Transcript};
+use crate::stats::RingStats;
+
+/// The channel name in reports.
+const CHANNEL: &str = "ring";
+/// Score a message that is not ours to handle costs (a wrong path).
+pub const MISROUTED_PENALTY: i64 = 5;
+/// Entries of the gateway's cooldown map at most (the oldest go first).
+const MAX_COOLDOWNS: usize = 8192;
+/// Replace one link by a fresh Kleinberg draw every this many maintenance
+/// rounds.
+const REPLACE_EVERY: u32 = 6;
+/// Check the successor and predecessor every this many rounds (and at once
+/// when one of them leaves or fails).
+const ADJACENCY_EVERY: u32 = 3;
+/// How long a dropped link stays open after `Leave`, so that messages in
+/// flight on it and replies on their way back still pass.
+pub const LINK_DRAIN: Duration = Duration::from_secs(2);
+/// Our neighbor list goes to every neighbor at most this often (and at
+/// once to a new neighbor).
+pub const NEIGHBOR_LIST_GAP: Duration = Duration::from_secs(5);
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send `message` to connected peer `to` (never waiting: a full queue
+    /// drops it; a route that cannot be sent should be handed back with
+    /// [`RingState::on_send_failed`]).
+    Send {
+        /// The peer.
+        to: PeerId,
+        /// The message.
+        message: Message,
+    },
+    /// Connect to `peer` at one of `addresses` (then feed
+    /// [`RingState::on_peer_up`] or [`RingState::on_dial_failed`]).
+    Dial {
+        /// The peer.
+        peer: PeerId,
+        /// Its addresses, as it announced them.
+        addresses: Vec<String>,
+    },
+    /// Close the connection to `peer`, keeping it away for `ban` if given.
+    Disconnect {
+        /// The peer.
+        peer: PeerId,
+        /// How long to refuse it (so the router does not redial it).
+        ban: Option<Duration>,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// Report `peer`'s misbehaviour to the router (lowers its score; a
+    /// [`PeerError::Protocol`] disconnects it).
+    Report {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        error: PeerError,
+    },
+    /// Something for the application.
+    Event(Event),
+}
+
+/// Why the ring closes a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DisconnectReason {
+    /// The worst-placed link while we had more than we need.
+    Pruned {
+        /// The link's length.
+        distance: Distance,
+    },
+    /// A ring peer we have no room for and did not ask for.
+    Full,
+    /// It made us handle more than its share.
+    Overloaded(LoadReport),
+}
+
+/// What the ring tells the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Our location is fixed (negotiated with a gateway, or our own as a
+    /// gateway).
+    Joined {
+        /// The location.
+        location: Location,
+    },
+    /// A peer with a verified location became a neighbor.
+    NeighborUp {
+        /// The peer.
+        peer: PeerId,
+        /// Its location.
+        location: Location,
+    },
+    /// A neighbor is gone.
+    NeighborDown {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// An application payload routed to us.
+    Delivered {
+        /// The route's id (unique per origin).
+        id: u64,
+        /// Who sent it.
+        origin: PeerId,
+        /// Where it was sent.
+        target: Location,
+        /// Peers on the way from the origin to us (detours not counted).
+        path_hops: usize,
+        /// Hops to live left when it arrived (its origin's `max_htl`
+        /// minus this is the number of transmissions, detours included).
+        htl_left: u8,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// A route of ours failed.
+    RouteFailed {
+        /// The route's id.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A neighbor was disconnected for its load.
+    Overloaded(LoadReport),
+    /// A peer's announced location did not verify; it was reported.
+    LocationRefused {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: LocationError,
+    },
+}
+
+/// Why [`RingState::route`] refused a route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// We have no location yet.
+    #[error("this node has not joined the ring yet")]
+    NotJoined,
+    /// The payload exceeds the protocol's limit.
+    #[error("payload of {0} bytes exceeds the ring's limit of {max} bytes", max = crate::message::MAX_APP_PAYLOAD)]
+    TooLarge(usize),
+}
+
+/// A neighbor as [`RingState::neighbors`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighborInfo {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its verified location.
+    pub location: Location,
+    /// Its distance from us.
+    pub distance: Distance,
+    /// Bytes it made us handle (decayed).
+    pub load_bytes: f64,
+    /// Messages it made us handle (decayed).
+    pub load_messages: f64,
+    /// Its share of the bytes all neighbors made us handle.
+    pub load_share: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Neighbor {
+    location: Location,
+    load: LoadMeter,
+    /// Its neighbors' locations, as it last told us.
+    their_neighbors: Vec<Location>,
+}
+
+/// A ring neighbor's location and PeerId.
+type Adjacent = (Location, PeerId);
+
+/// A link being dropped: not used for new routes, still open for what is
+/// in flight.
+#[derive(Debug, Clone, Copy)]
+struct Leaving {
+    location: Location,
+    until: Instant,
+    /// We dropped it (and close the connection at `until`).
+    initiator: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Successor,
+    Predecessor,
+    Long,
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingConnect {
+    purpose: Purpose,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Joining {
+    gateway: PeerId,
+    secret: JoinerSecret,
+    deadline: Instant,
+}
+
+/// Where negotiation values come from.
+#[derive(Debug, Clone)]
+enum Nonces {
+    /// The seeded generator (deterministic tests and simulations).
+    Seeded,
+    /// SHA-256 of a secret key and a counter.
+    Keyed { key: [u8; 32], counter: u64 },
+}
+
+/// The ring state machine of one node.
+///
+/// Feed it every event — [`on_peer_up`](Self::on_peer_up),
+/// [`on_peer_down`](Self::on_peer_down), [`on_message`](Self::on_message),
+/// [`on_tick`](Self::on_tick) at [`next_wakeup`](Self::next_wakeup),
+/// [`on_dial_failed`](Self::on_dial_failed),
+/// [`on_send_failed`](Self::on_send_failed) — and the application's
+/// [`route`](Self::route); carry out the [`Action`]s it returns. The same
+/// seed and the same calls give the same actions.
+#[derive(Debug)]
+pub struct RingState {
+    local: PeerId,
+    signer: Option<Keypair>,
+    config: RingConfig,
+    rng: StdRng,
+    nonces: Nonces,
+    transcript: Option<Transcript>,
+    location: Option<Location>,
+    addresses: Vec<String>,
+    /// Connected peers (at the router), neighbors or not.
+    connected: BTreeSet<PeerId>,
+    /// Verified locations of connected peers.
+    known: BTreeMap<PeerId, Location>,
+    neighbors: BTreeMap<PeerId, Neighbor>,
+    by_location: BTreeMap<Location, PeerId>,
+    leaving: BTreeMap<PeerId, Leaving>,
+    /// Our neighbor set changed since we last sent it.
+    list_dirty: bool,
+    next_list_at: Instant,
+    joining: Option<Joining>,
+    join_retry_at: Option<Instant>,
+    /// Gateway: joiners whose links are protected until the given time.
+    joiners: BTreeMap<PeerId, Instant>,
+    /// Gateway: when each PeerId last negotiated.
+    cooldowns: BTreeMap<PeerId, Instant>,
+    pending_connects: BTreeMap<u64, PendingConnect>,
+    /// Peers we accepted or asked to link with, admitted when they come up.
+    expected: BTreeMap<PeerId, Instant>,
+    next_id: u64,
+    next_maintenance: Instant,
+    rounds: u32,
+    /// Connect requests for long links left this maintenance round, so
+    /// that answers that bring no link ("already linked", "no room") do
+    /// not turn into a storm of new requests.
+    connect_budget: usize,
+    total_load: LoadMeter,
+    stats: RingStats,
+}
+
+impl RingState {
+    /// The state of node `local`, which joins through one of
+    /// `config.gateways` when it connects to it. `seed` drives every
+    /// random choice (and, unless [`set_nonce_key`](Self::set_nonce_key)
+    /// is called, the negotiation values).
+    pub fn new(local: PeerId, config: RingConfig, seed: u64, now: Instant) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let first = jitter(&mut rng, config.maintenance_interval);
+        Self {
+            local,
+            signer: None,
+            config,
+            rng,
+            nonces: Nonces::Seeded,
+            transcript: None,
+            location: None,
+            addresses: Vec::new(),
+            connected: BTreeSet::new(),
+            known: BTreeMap::new(),
+            neighbors: BTreeMap::new(),
+            by_location: BTreeMap::new(),
+            leaving: BTreeMap::new(),
+            list_dirty: false,
+            next_list_at: now,
+            joining: None,
+            join_retry_at: None,
+            joiners: BTreeMap::new(),
+            cooldowns: BTreeMap::new(),
+            pending_connects: BTreeMap::new(),
+            expected: BTreeMap::new(),
+            next_id: 1,
+            next_maintenance: now + first,
+            rounds: 0,
+            connect_budget: 0,
+            total_load: LoadMeter::new(now),
+            stats: RingStats::default(),
+        }
+    }
+
+    /// A gateway: it answers negotiations with `keypair` and fixes its own
+    /// location at once (a self-signed transcript, trusted where it is
+    /// listed).
+    pub fn new_gateway(keypair: Keypair, config: RingConfig, seed: u64, now: Instant) -> Self {
+        let mut state = Self::new(keypair.peer_id(), config, seed, now);
+        let (own, theirs) = (state.nonce(), state.nonce());
+        let transcript = Transcript::self_negotiated(&keypair, own, theirs);
+        state.location = Some(transcript.location());
+        state.transcript = Some(transcript);
+        state.signer = Some(keypair);
+        state
+    }
+
+    /// Draw negotiation values from SHA-256 of `key` and a counter instead
+    /// of the seeded generator. A gateway that could guess a joiner's value
+    /// could choose its location, so a real node sets a key from the
+    /// operating system's randomness (the reactor does).
+    pub fn set_nonce_key(&mut self, key: [u8; 32]) {
+        self.nonces = Nonces::Keyed { key, counter: 0 };
+    }
+
+    /// The addresses we hand to peers that link to us.
+    pub fn set_addresses(&mut self, addresses: Vec<String>) {
+        self.addresses = addresses;
+    }
+
+    /// Our location, once fixed.
+    pub fn location(&self) -> Option<Location> {
+        self.location
+    }
+
+    /// Our location's proof, once fixed.
+    pub fn transcript(&self) -> Option<&Transcript> {
+        self.transcript.as_ref()
+    }
+
+    /// This node's PeerId.
+    pub fn local(&self) -> PeerId {
+        self.local
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RingConfig {
+        &self.config
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &RingStats {
+        &self.stats
+    }
+
+    /// Whether we are a gateway.
+    pub fn is_gateway(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// The number of neighbors.
+    pub fn degree(&self) -> usize {
+        self.neighbors.len()
+    }
+
+    /// Neighbors that count against the degree limits: all but the
+    /// joiners a gateway is still serving.
+    fn counted_degree(&self) -> usize {
+        self.neighbors.len()
+            - self
+                .joiners
+                .keys()
+                .filter(|p| self.neighbors.contains_key(p))
+                .count()
+    }
+
+    /// Neighbors' PeerIds and locations, in location order.
+    pub fn neighbor_locations(&self) -> impl Iterator<Item = (PeerId, Location)> + '_ {
+        self.by_location.iter().map(|(l, p)| (*p, *l))
+    }
+
+    /// The connected peers that serve the ring channel, neighbors or not.
+    pub fn connected(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.connected.iter().copied()
+    }
+
+    /// Whether `peer` is a neighbor.
+    pub fn is_neighbor(&self, peer: &PeerId) -> bool {
+        self.neighbors.contains_key(peer)
+    }
+
+    /// Every neighbor with its location, distance and load, closest first.
+    pub fn neighbors(&self, now: Instant) -> Vec<NeighborInfo> {
+        let half_life = self.config.load.half_life;
+        let (total, _) = self.total_load.value(now, half_life);
+        let me = self.location.unwrap_or_default();
+        let mut list: Vec<NeighborInfo> = self
+            .neighbors
+            .iter()
+            .map(|(peer, n)| {
+                let (bytes, messages) = n.load.value(now, half_life);
+                NeighborInfo {
+                    peer: *peer,
+                    location: n.location,
+                    distance: me.distance(n.location),
+                    load_bytes: bytes,
+                    load_messages: messages,
+                    load_share: if total > 0.0 { bytes / total } else { 0.0 },
+                }
+            })
+            .collect();
+        list.sort_by_key(|n| (n.distance, n.location));
+        list
+    }
+
+    /// Up to `k` peers closest to `location` among us and our neighbors,
+    /// closest first (ties by location). What the store asks.
+    pub fn closest_peers(&self, location: Location, k: usize) -> Vec<(PeerId, Location)> {
+        let mut all: Vec<(PeerId, Location)> = self.neighbor_locations().collect();
+        if let Some(me) = self.location {
+            all.push((self.local, me));
+        }
+        all.sort_by_key(|(_, l)| (location.distance(*l), *l));
+        all.truncate(k);
+        all
+    }
+
+    /// When [`on_tick`](Self::on_tick) has work.
+    pub fn next_wakeup(&self) -> Instant {
+        let mut at = self.next_maintenance;
+        if let Some(j) = &self.joining {
+            at = at.min(j.deadline);
+        }
+        if let Some(retry) = self.join_retry_at {
+            at = at.min(retry);
+        }
+        if let Some(p) = self.pending_connects.values().map(|p| p.deadline).min() {
+            at = at.min(p);
+        }
+        if let Some(l) = self.leaving.values().map(|l| l.until).min() {
+            at = at.min(l);
+        }
+        if self.list_dirty {
+            at = at.min(self.next_list_at);
+        }
+        at
+    }
+
+    // ----- events -------------------------------------------------------
+
+    /// `peer` is connected and serves the ring channel. We announce our
+    /// location to it, or, if we have none and it is a gateway we trust,
+    /// start negotiating one.
+    pub fn on_peer_up(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if peer == self.local || !self.connected.insert(peer) {
+            return actions;
+        }
+        if let Some(t) = &self.transcript {
+            actions.push(Action::Send {
+                to: peer,
+                message: Message::Announce(t.clone()),
+            });
+        } else {
+            self.maybe_start_join(now, &mut actions);
+        }
+        actions
+    }
+
+    /// `peer` disconnected. Losing our successor or predecessor starts a
+    /// repair at once.
+    pub fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.connected.remove(&peer);
+        self.known.remove(&peer);
+        self.leaving.remove(&peer);
+        if self.joining.as_ref().is_some_and(|j| j.gateway == peer) {
+            self.joining = None;
+            self.maybe_start_join(now, &mut actions);
+        }
+        let was_adjacent = self.adjacent_peers().contains(&peer);
+        if self.remove_neighbor(&peer, &mut actions) && self.location.is_some() {
+            if was_adjacent {
+                self.check_adjacency(now, &mut actions);
+            }
+            self.fill_degree(now, &mut actions);
+        }
+        actions
+    }
+
+    /// A dial we asked for failed.
+    pub fn on_dial_failed(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
+        self.expected.remove(&peer);
+        let mut actions = Vec::new();
+        if self.location.is_some() {
+            self.fill_degree(now, &mut actions);
+        }
+        actions
+    }
+
+    /// A [`Action::Send`] of `message` to `to` could not be carried out (the
+    /// peer is gone or its queue is full). A route is tried elsewhere.
+    pub fn on_send_failed(&mut self, _to: PeerId, message: Message, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if let Message::Route(mut route) = message {
+            // The route had been pushed onto `to`: take it back, and never
+            // try `to` again for it.
+            if route.path.len() > 1
+                && let Some(gone) = route.path.pop()
+            {
+                if !route.visited.contains(&gone) && route.visited.len() < usize::from(MAX_HTL) {
+                    route.visited.push(gone);
+                }
+                self.step(route, now, &mut actions);
+            }
+        }
+        actions
+    }
+
+    /// A message of `size` bytes on the wire from connected peer `from`.
+    pub fn on_message(
+        &mut self,
+        from: PeerId,
+        message: Message,
+        size: usize,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match message {
+            Message::JoinCommit { commitment } => {
+                self.on_join_commit(from, commitment, now, &mut actions)
+            }
+            Message::JoinChallenge(challenge) => {
+                self.on_join_challenge(from, challenge, now, &mut actions)
+            }
+            Message::JoinRefused { reason } => {
+                if self.joining.as_ref().is_some_and(|j| j.gateway == from) {
+                    tracing::debug!(gateway = %from.short(), %reason, "join refused");
+                    self.joining = None;
+                    self.join_retry_at = Some(now + self.config.maintenance_interval);
+                }
+            }
+            Message::Announce(transcript) => self.on_announce(from, transcript, now, &mut actions),
+            Message::Leave => {
+                let was_adjacent = self.adjacent_peers().contains(&from);
+                if let Some(n) = self.neighbors.get(&from) {
+                    let location = n.location;
+                    self.remove_neighbor(&from, &mut actions);
+                    self.leaving.insert(
+                        from,
+                        Leaving {
+                            location,
+                            until: now + LINK_DRAIN,
+                            initiator: false,
+                        },
+                    );
+                    if self.location.is_some() {
+                        if was_adjacent {
+                            self.check_adjacency(now, &mut actions);
+                        }
+                        self.fill_degree(now, &mut actions);
+                    }
+                }
+            }
+            Message::Neighbors(mut locations) => match self.neighbors.get_mut(&from) {
+                Some(n) => {
+                    locations.sort_unstable();
+                    locations.dedup();
+                    n.their_neighbors = locations;
+                }
+                None => self.stats.messages_dropped += 1,
+            },
+            Message::Route(route) => {
+                if !self.is_linked(&from) || self.location.is_none() {
+                    self.stats.messages_dropped += 1;
+                    return actions;
+                }
+                if route.path.last() != self.location.as_ref() {
+                    self.stats.messages_dropped += 1;
+                    actions.push(misrouted(from, "a route whose path does not end with us"));
+                    return actions;
+                }
+                let originated_here = route.origin == self.local;
+                if !originated_here {
+                    self.charge(from, size, now, &mut actions);
+                }
+                self.step(route, now, &mut actions);
+            }
+            Message::Reply(reply) => {
+                if !self.is_linked(&from) || self.location.is_none() {
+                    self.stats.messages_dropped += 1;
+                    return actions;
+                }
+                if reply.path.last() != self.location.as_ref() {
+                    self.stats.messages_dropped += 1;
+                    actions.push(misrouted(from, "a reply whose path does not end with us"));
+                    return actions;
+                }
+                if reply.path.len() > 1 {
+                    self.charge(from, size, now, &mut actions);
+                }
+                self.on_reply(reply, now, &mut actions);
+            }
+        }
+        actions
+    }
+
+    /// Time passed: give up on what timed out, and run a maintenance round
+    /// when due.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.joining.as_ref().is_some_and(|j| j.deadline <= now) {
+            self.joining = None;
+        }
+        if self.join_retry_at.is_some_and(|at| at <= now) {
+            self.join_retry_at = None;
+        }
+        self.pending_connects.retain(|_, p| p.deadline > now);
+        let drained: Vec<(PeerId, Leaving)> = self
+            .leaving
+            .iter()
+            .filter(|(_, l)| l.until <= now)
+            .map(|(p, l)| (*p, *l))
+            .collect();
+        for (peer, leaving) in drained {
+            self.leaving.remove(&peer);
+            if leaving.initiator {
+                let distance = self.location.unwrap_or_default().distance(leaving.location);
+                actions.push(Action::Disconnect {
+                    peer,
+                    ban: Some(self.config.prune_ban),
+                    reason: DisconnectReason::Pruned { distance },
+                });
+            }
+        }
+        self.expected.retain(|_, deadline| *deadline > now);
+        self.joiners.retain(|_, until| *until > now);
+        if self.location.is_none() {
+            self.maybe_start_join(now, &mut actions);
+        }
+        if self.list_dirty && now >= self.next_list_at {
+            // Without a location nobody routes through us: nothing to tell
+            // (joining sets the flag again).
+            self.list_dirty = false;
+            self.next_list_at = now + NEIGHBOR_LIST_GAP;
+            if self.location.is_some() {
+                let list = self.neighbor_list();
+                for peer in self.neighbors.keys() {
+                    actions.push(Action::Send {
+                        to: *peer,
+                        message: Message::Neighbors(list.clone()),
+                    });
+                }
+            }
+        }
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + jitter(&mut self.rng, self.config.maintenance_interval);
+            self.rounds = self.rounds.wrapping_add(1);
+            self.connect_budget = 2 * self.config.target_degree;
+            if self.location.is_some() {
+                self.maintain(now, &mut actions);
+            }
+        }
+        actions
+    }
+
+    /// Sends `payload` toward `target`: delivered at the peer closest to it
+    /// ([`RouteMode::Closest`]), or only at the peer exactly there
+    /// ([`RouteMode::Exact`]). Returns the route's id; a failure comes back
+    /// as [`Event::RouteFailed`] with it. Fire and forget otherwise: the
+    /// ring does not acknowledge deliveries.
+    pub fn route(
+        &mut self,
+        target: Location,
+        mode: RouteMode,
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(u64, Vec<Action>), RouteError> {
+        let Some(me) = self.location else {
+            return Err(RouteError::NotJoined);
+        };
+        if payload.len() > crate::message::MAX_APP_PAYLOAD {
+            return Err(RouteError::TooLarge(payload.len()));
+        }
+        let id = self.take_id();
+        let route = Route {
+            id,
+            origin: self.local,
+            target,
+            mode,
+            htl: self.config.max_htl,
+            walk: 0,
+            visited: Vec::new(),
+            path: vec![me],
+            payload: Payload::App(payload),
+        };
+        self.stats.routes_started += 1;
+        let mut actions = Vec::new();
+        self.step(route, now, &mut actions);
+        Ok((id, actions))
+    }
+
+    // ----- load ---------------------------------------------------------
+
+    /// Counts `size` bytes handled on `from`'s behalf and disconnects it if
+    /// its share is too large.
+    fn charge(&mut self, from: PeerId, size: usize, now: Instant, actions: &mut Vec<Action>) {
+        let load = self.config.load.clone();
+        let Some(n) = self.neighbors.get_mut(&from) else {
+            return;
+        };
+        self.total_load.add(now, size, load.half_life);
+        n.load.add(now, size, load.half_life);
+        let (bytes, messages) = n.load.value(now, load.half_life);
+        let (total, _) = self.total_load.value(now, load.half_life);
+        if self.neighbors.len() < load.min_neighbors || total < load.min_total_bytes {
+            return;
+        }
+        let share = bytes / total;
+        if share <= load.max_share {
+            return;
+        }
+        let report = LoadReport {
+            peer: from,
+            bytes,
+            messages,
+            total_bytes: total,
+            share,
+            max_share: load.max_share,
+            neighbors: self.neighbors.len(),
+            half_life: load.half_life,
+        };
+        tracing::info!(%report, "ring disconnects an over-consuming neighbor");
+        self.stats.overload_disconnects += 1;
+        self.remove_neighbor(&from, actions);
+        self.known.remove(&from);
+        actions.push(Action::Event(Event::Overloaded(report.clone())));
+        actions.push(Action::Disconnect {
+            peer: from,
+            ban: Some(load.ban),
+            reason: DisconnectReason::Overloaded(report),
+        });
+    }
+
+    fn nonce(&mut self) -> Nonce {
+        match &mut self.nonces {
+            Nonces::Seeded => self.rng.random(),
+            Nonces::Keyed { key, counter } => {
+                *counter += 1;
+                let mut hash = Sha256::new();
+                hash.update(b"switchyard/ring/nonce/v1");
+                hash.update(*key);
+                hash.update(counter.to_be_bytes());
+                hash.finalize().into()
+            }
+        }
+    }
+}
+
+fn misrouted(peer: PeerId, what: &str) -> Action {
+    Action::Report {
+        peer,
+        error: PeerError::Misbehaviour {
+            channel: CHANNEL,
+            reason: format!("sent {what}"),
+            penalty: MISROUTED_PENALTY,
+        },
+    }
+}
+
+/// `interval` ± 25 %, so that nodes started together do not stay in step.
+fn jitter(rng: &mut StdRng, interval: Duration) -> Duration {
+    interval.mul_f64(rng.random_range(0.75..1.25))
+}
+
+mod admission;
+mod routing;
+mod topology;
+
+#[cfg(test)]
+use self::routing::nearest_in;
+
+#[cfg(test)]
+mod tests;
