@@ -166,7 +166,7 @@ impl Default for GossipConfig {
             max_pending_messages: 16,
             estimate_sketch_size: 128,
             estimate_epoch: Duration::from_secs(60),
-            estimate_interval: Duration::from_secs(1),
+            estimate_interval: Duration::from_secs(3),
         }
     }
 }

@@ -40,7 +40,7 @@
 //! The first broadcast over a fresh overlay builds the tree; after that
 //! nearly every node gets each message exactly once. The departures from
 //! the papers are listed in `state/hyparview.rs` and `state/plumtree.rs`
-//! and argued in `ADR-DRAFT.md`.
+//! and argued in `adr/0009-gossip.md`.
 //!
 //! Besides broadcast, each topic estimates its number of members
 //! ([`state::estimate`]: a k-minimum-values sketch spread over the

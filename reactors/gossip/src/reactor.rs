@@ -156,8 +156,9 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// A subscription to a topic: its messages and neighbour changes. Dropping
-/// it (with every other subscription of the topic) leaves the topic.
+/// A subscription to a topic: its messages and neighbour changes. When it
+/// and every other subscription of the topic are dropped, the node leaves
+/// the topic at the next event for it.
 #[derive(Debug)]
 pub struct Subscription {
     topic: TopicId,
@@ -337,6 +338,13 @@ impl Reactor for Gossip {
             return;
         };
         drop(self.command_tx);
+        if self.keypair.peer_id() != ctx.router.local_peer_id() {
+            tracing::warn!(
+                gossip = %self.keypair.peer_id().short(),
+                node = %ctx.router.local_peer_id().short(),
+                "gossip signs with a key that is not the node's: messages' origin will not be the node's PeerId"
+            );
+        }
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);

@@ -22,8 +22,8 @@
 //!   lost several neighbours refills them in parallel.
 //! - A node with fewer than half its active view that has nobody left to
 //!   ask (every passive peer refused a low-priority request since the
-//!   last shuffle) sends a `Join` to a peer outside its active view every
-//!   `join_retry_interval`: after a mass failure, or when many nodes join
+//!   last shuffle) sends a high-priority `Neighbor` to a peer outside its
+//!   active view every `join_retry_interval`: after a mass failure, or when many nodes join
 //!   through each other at once, a small group can be cut off from the
 //!   rest with each member holding a neighbour or two, and low-priority
 //!   requests to full nodes never reconnect it.
@@ -183,11 +183,12 @@ impl HyParView {
 
     /// Few neighbours and nobody left to ask (every passive peer refused a
     /// low-priority request since the last shuffle, or there is none): a
-    /// `Join` to a peer outside the active view, which cannot be refused
-    /// and whose walks bring neighbours from across the overlay. A group
+    /// high-priority `Neighbor` — which cannot be refused — to a peer
+    /// outside the active view (passive, bootstrap or connected). A group
     /// cut off from the rest (after a mass failure, or pairs that joined
     /// through each other) looks like this, and low-priority requests to
-    /// full nodes never reconnect it.
+    /// full nodes never reconnect it. It costs the peer one eviction; a
+    /// `Join` would cost one per walk.
     fn rejoin(&mut self, connected: &[Contact], ctx: &mut Ctx<'_>) {
         self.next_join = ctx.now + self.config.join_retry_interval;
         if !self.pending.is_empty() {
@@ -208,11 +209,13 @@ impl HyParView {
             .map(|c| (*c).clone());
         if let Some(contact) = contact {
             ctx.send(
-                contact,
-                Message::Join {
+                contact.clone(),
+                Message::Neighbor {
+                    high_priority: true,
                     addresses: self.me.addresses.clone(),
                 },
             );
+            self.add_active(contact, ctx);
         }
     }
 
