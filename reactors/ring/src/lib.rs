@@ -137,7 +137,7 @@ pub use load::{LoadMeter, LoadReport};
 pub use location::{Direction, Distance, Location, LocationParseError};
 pub use message::{Message, Payload, ReplyKind, Route, RouteMode, RouteReply, WireError};
 pub use negotiation::{Gateways, LocationError, Transcript};
-pub use reactor::{Ring, RingHandle};
+pub use reactor::{Ring, RingError, RingHandle};
 pub use state::{Action, DisconnectReason, Event, NeighborInfo, RingState, RouteError};
 pub use stats::RingStats;
 
