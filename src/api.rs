@@ -13,7 +13,9 @@
 //! 400 for a malformed request, 404 for an unknown route or peer, 422 for
 //! a well-formed request the node refuses, 503 when the router has stopped.
 //! Reactors add routes of their own through
-//! [`NodeBuilder::routes`](crate::node::NodeBuilder::routes).
+//! [`NodeBuilder::routes`](crate::node::NodeBuilder::routes): the
+//! configured node adds gossip's and rooms' ([`crate::gossip`]; 413 for a
+//! body over the limit) and the ring's ([`crate::ring`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -57,7 +57,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use p2p::{Endpoint, PeerAddress, PeerManagerConfig, RouterConfig};
+use p2p::{Endpoint, PeerAddress, PeerId, PeerManagerConfig, RouterConfig};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use toml::Spanned;
@@ -482,6 +482,164 @@ impl Default for LimitsSection {
 pub struct ReactorsSection {
     /// `[reactors.pex]`: peer exchange.
     pub pex: PexSection,
+    /// `[reactors.gossip]`: topic gossip and replicated rooms.
+    pub gossip: GossipSection,
+    /// `[reactors.ring]`: the small-world ring.
+    pub ring: RingSection,
+}
+
+/// `[reactors.gossip]`: topic gossip (HyParView + Plumtree) and replicated
+/// rooms on top of it. The HTTP API publishes, streams and writes
+/// ([`crate::gossip`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GossipSection {
+    /// Run gossip (default true; with no topic it only answers peers).
+    pub enabled: bool,
+    /// Topics joined at start and kept (default none); more can be joined
+    /// through the API.
+    pub topics: Vec<String>,
+    /// Largest payload published or accepted, in bytes (default 64 KiB).
+    pub max_payload_size: usize,
+    /// Neighbours per topic (HyParView's active view, default 6).
+    pub active_view: usize,
+    /// Known members kept per topic (the passive view, default 30).
+    pub passive_view: usize,
+    /// Topics joined at once at most, rooms included (default 64).
+    pub max_topics: usize,
+    /// Largest room state, in bytes (default 5 MiB).
+    pub max_room_state: usize,
+    /// `[[reactors.gossip.rooms]]`: rooms opened at start.
+    pub rooms: Vec<RoomSection>,
+}
+
+impl Default for GossipSection {
+    fn default() -> Self {
+        let gossip = reactor_gossip::GossipConfig::default();
+        Self {
+            enabled: true,
+            topics: Vec::new(),
+            max_payload_size: gossip.max_payload_size,
+            active_view: gossip.hyparview.active_view_capacity,
+            passive_view: gossip.hyparview.passive_view_capacity,
+            max_topics: gossip.max_topics,
+            max_room_state: reactor_gossip::room::RoomConfig::default().max_state_size,
+            rooms: Vec::new(),
+        }
+    }
+}
+
+impl GossipSection {
+    /// As the gossip reactor's configuration.
+    pub fn gossip_config(&self) -> reactor_gossip::GossipConfig {
+        let mut config = reactor_gossip::GossipConfig {
+            max_payload_size: self.max_payload_size,
+            max_topics: self.max_topics,
+            ..Default::default()
+        };
+        config.hyparview.active_view_capacity = self.active_view;
+        config.hyparview.passive_view_capacity = self.passive_view;
+        config.hyparview.join_contacts = config.hyparview.join_contacts.min(self.active_view);
+        config
+    }
+
+    /// As the rooms reactor's configuration.
+    pub fn room_config(&self) -> reactor_gossip::room::RoomConfig {
+        reactor_gossip::room::RoomConfig {
+            max_state_size: self.max_room_state,
+            ..Default::default()
+        }
+    }
+}
+
+/// `[[reactors.gossip.rooms]]`: a chat room (the example room of
+/// `reactor_gossip::room`) opened at start. Its id is derived from the
+/// admin's PeerId and the name, so every node naming the same two opens
+/// the same room.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomSection {
+    /// The room's name, also its path in the API (`/rooms/<name>`).
+    pub name: String,
+    /// The admin's PeerId, who may rotate the write key (default: this
+    /// node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
+    /// The PeerId of the shared write key in force at genesis (default:
+    /// the key in `write_key_file`, else the admin's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_key: Option<String>,
+    /// The write key's secret (hex, like `key_file`; relative to the data
+    /// directory), for a node that may write. Without it the node writes
+    /// only if the write key is its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_key_file: Option<PathBuf>,
+}
+
+/// `[reactors.ring]`: the small-world ring (negotiated locations, greedy
+/// routing); `GET /ring` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingSection {
+    /// Run the ring (default false).
+    pub enabled: bool,
+    /// Serve as a gateway: fix our own location and negotiate joiners'
+    /// (default false).
+    pub gateway: bool,
+    /// The gateways we join through and whose signatures on locations we
+    /// trust (`tcp://<peer-id>@host:port`; dialed at start). A non-gateway
+    /// needs at least one.
+    #[serde(
+        deserialize_with = "deserialize_ring_gateways",
+        serialize_with = "serialize_peers"
+    )]
+    pub gateways: Vec<PeerAddress>,
+    /// Below this many neighbours the node asks for links (default 20).
+    pub target_degree: usize,
+    /// Above this many it drops its worst-placed links (default 30).
+    pub max_degree: usize,
+    /// Time between maintenance rounds, ± 25 % (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub maintenance_interval: Duration,
+    /// A neighbour causing more than this share of the bytes we handle
+    /// for neighbours is disconnected (default 0.5).
+    pub max_load_share: f64,
+}
+
+impl Default for RingSection {
+    fn default() -> Self {
+        let ring = reactor_ring::RingConfig::default();
+        Self {
+            enabled: false,
+            gateway: false,
+            gateways: Vec::new(),
+            target_degree: ring.target_degree,
+            max_degree: ring.max_degree,
+            maintenance_interval: ring.maintenance_interval,
+            max_load_share: ring.load.max_share,
+        }
+    }
+}
+
+impl RingSection {
+    /// As the ring reactor's configuration, trusting the listed gateways
+    /// and `own` (a gateway trusts its own signature).
+    pub fn ring_config(&self, own: Option<PeerId>) -> reactor_ring::RingConfig {
+        let mut config = reactor_ring::RingConfig::with_gateways(
+            self.gateways.iter().map(|a| a.peer).chain(own),
+        );
+        config.target_degree = self.target_degree;
+        config.max_degree = self.max_degree;
+        config.maintenance_interval = self.maintenance_interval;
+        config.load.max_share = self.max_load_share;
+        config
+    }
+}
+
+fn deserialize_ring_gateways<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<PeerAddress>, D::Error> {
+    deserialize_peers(d, "reactors.ring.gateways")
 }
 
 /// `[reactors.pex]`: peer exchange, how a node learns addresses beyond its
@@ -840,6 +998,138 @@ impl Config {
                 ),
             ));
         }
+        self.validate_gossip()?;
+        self.validate_ring()
+    }
+
+    fn validate_gossip(&self) -> Result<(), ConfigError> {
+        let gossip = &self.reactors.gossip;
+        if !gossip.enabled {
+            if !gossip.rooms.is_empty() {
+                return Err(invalid(
+                    "reactors.gossip.rooms",
+                    "rooms run on gossip: set reactors.gossip.enabled = true or remove the rooms",
+                ));
+            }
+            return Ok(());
+        }
+        let max_payload = p2p::router::MAX_MESSAGE_SIZE - reactor_gossip::MESSAGE_OVERHEAD;
+        if !(1..=max_payload).contains(&gossip.max_payload_size) {
+            return Err(invalid(
+                "reactors.gossip.max_payload_size",
+                format!(
+                    "must be between 1 and {max_payload} bytes (got {})",
+                    gossip.max_payload_size
+                ),
+            ));
+        }
+        if !(1..=64).contains(&gossip.active_view) {
+            return Err(invalid(
+                "reactors.gossip.active_view",
+                format!("must be between 1 and 64 (got {})", gossip.active_view),
+            ));
+        }
+        if gossip.passive_view > 1024 {
+            return Err(invalid(
+                "reactors.gossip.passive_view",
+                format!("must be at most 1024 (got {})", gossip.passive_view),
+            ));
+        }
+        let joined = gossip.topics.len() + gossip.rooms.len();
+        if gossip.max_topics < joined.max(1) {
+            return Err(invalid(
+                "reactors.gossip.max_topics",
+                format!(
+                    "must be at least 1 and hold the {joined} topics and rooms configured (got {})",
+                    gossip.max_topics
+                ),
+            ));
+        }
+        let room_max = p2p::router::MAX_MESSAGE_SIZE - 64 * 1024;
+        if !(1024..=room_max).contains(&gossip.max_room_state) {
+            return Err(invalid(
+                "reactors.gossip.max_room_state",
+                format!(
+                    "must be between 1024 and {room_max} bytes, so a snapshot fits in one message (got {})",
+                    gossip.max_room_state
+                ),
+            ));
+        }
+        for (i, topic) in gossip.topics.iter().enumerate() {
+            check_name(&format!("reactors.gossip.topics[{i}]"), topic)?;
+            if gossip.topics[..i].contains(topic) {
+                return Err(invalid(
+                    format!("reactors.gossip.topics[{i}]"),
+                    format!("{topic:?} is listed twice"),
+                ));
+            }
+        }
+        for (i, room) in gossip.rooms.iter().enumerate() {
+            let field = |name: &str| format!("reactors.gossip.rooms[{i}].{name}");
+            check_name(&field("name"), &room.name)?;
+            if gossip.rooms[..i].iter().any(|r| r.name == room.name) {
+                return Err(invalid(
+                    field("name"),
+                    format!("room {:?} is listed twice", room.name),
+                ));
+            }
+            for (name, id) in [("admin", &room.admin), ("write_key", &room.write_key)] {
+                if let Some(id) = id {
+                    id.parse::<PeerId>().map_err(|e| {
+                        invalid(field(name), format!("{id:?} is not a peer id: {e}"))
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_ring(&self) -> Result<(), ConfigError> {
+        let ring = &self.reactors.ring;
+        if !ring.enabled {
+            return Ok(());
+        }
+        if !ring.gateway && ring.gateways.is_empty() {
+            return Err(invalid(
+                "reactors.ring.gateways",
+                "a ring node joins through a gateway: list at least one, or set reactors.ring.gateway = true",
+            ));
+        }
+        for (i, address) in ring.gateways.iter().enumerate() {
+            self.check_dialable(&format!("reactors.ring.gateways[{i}]"), address)?;
+        }
+        duration(
+            "reactors.ring.maintenance_interval",
+            ring.maintenance_interval,
+        )?;
+        if !(ring.max_load_share > 0.0 && ring.max_load_share <= 1.0) {
+            return Err(invalid(
+                "reactors.ring.max_load_share",
+                format!("must be in (0, 1] (got {})", ring.max_load_share),
+            ));
+        }
+        if ring.target_degree < 2 || ring.target_degree > ring.max_degree {
+            return Err(invalid(
+                "reactors.ring.target_degree",
+                format!(
+                    "must be at least 2 (successor and predecessor) and at most reactors.ring.max_degree ({}) (got {})",
+                    ring.max_degree, ring.target_degree
+                ),
+            ));
+        }
+        let reachable = self.peers.max_inbound + self.peers.max_outbound;
+        if ring.target_degree > reachable {
+            return Err(invalid(
+                "reactors.ring.target_degree",
+                format!(
+                    "can never be reached: peers.max_inbound + peers.max_outbound is {reachable} (got {})",
+                    ring.target_degree
+                ),
+            ));
+        }
+        if let Err(e) = ring.ring_config(None).validate() {
+            return Err(invalid("reactors.ring", e.to_string()));
+        }
         Ok(())
     }
 
@@ -954,6 +1244,8 @@ impl Config {
         let peers = &self.peers;
         let limits = &self.limits;
         let pex = &self.reactors.pex;
+        let gossip = &self.reactors.gossip;
+        let ring = &self.reactors.ring;
         let data_dir = match &self.data_dir {
             Some(dir) => format!("data_dir = {}", quote(&dir.to_string_lossy())),
             None => "# data_dir = \"/var/lib/switchyard\"".into(),
@@ -1062,6 +1354,45 @@ min_request_gap = {min_request_gap}
 # request is answered, so any number of nodes can join through this one.
 seed_mode = {seed_mode}
 
+# Topic gossip (HyParView + Plumtree) and replicated chat rooms on it.
+# The API publishes (POST /gossip/topics/<name>/messages), streams
+# (GET .../messages, server-sent events) and reads and writes rooms.
+[reactors.gossip]
+# Run gossip; with no topic it only answers other nodes.
+enabled = {gossip_enabled}
+# Topics joined at start and kept, e.g. ["chat"]; the API can join more.
+topics = {gossip_topics}
+# Largest payload published or accepted, in bytes.
+max_payload_size = {gossip_max_payload_size}
+# Neighbours per topic (HyParView's active view).
+active_view = {gossip_active_view}
+# Known members kept per topic (HyParView's passive view, at most 1024).
+passive_view = {gossip_passive_view}
+# Topics joined at once at most, rooms included.
+max_topics = {gossip_max_topics}
+# Largest room state, in bytes.
+max_room_state = {gossip_max_room_state}
+{rooms}
+# The small-world ring: a location negotiated with a gateway, links drawn
+# from Kleinberg's distribution, greedy routing. GET /ring shows it.
+[reactors.ring]
+# Run the ring.
+enabled = {ring_enabled}
+# Serve as a gateway: fix our own location and negotiate joiners'.
+gateway = {ring_gateway}
+# Gateways to join through and trust, e.g. ["tcp://<peer-id>@203.0.113.7:26656"]
+# (dialed at start); a node that is not a gateway needs at least one.
+gateways = {ring_gateways}
+# Below this many neighbours, ask for more links.
+target_degree = {ring_target_degree}
+# Above this many, drop the worst-placed links.
+max_degree = {ring_max_degree}
+# Time between maintenance rounds (± 25 %).
+maintenance_interval = {ring_maintenance_interval}
+# Disconnect a neighbour causing more than this share of the bytes we
+# handle for neighbours (0 to 1).
+max_load_share = {ring_max_load_share}
+
 # The HTTP API: status, peers, and the reactors' routes.
 [api]
 # Serve the API.
@@ -1118,6 +1449,21 @@ filter = {log_filter}
             max_ports_per_host = pex.max_ports_per_host,
             min_request_gap = quote(&human(pex.min_request_gap)),
             seed_mode = pex.seed_mode,
+            gossip_enabled = gossip.enabled,
+            gossip_topics = string_list(&gossip.topics),
+            gossip_max_payload_size = gossip.max_payload_size,
+            gossip_active_view = gossip.active_view,
+            gossip_passive_view = gossip.passive_view,
+            gossip_max_topics = gossip.max_topics,
+            gossip_max_room_state = gossip.max_room_state,
+            rooms = room_tables(&gossip.rooms),
+            ring_enabled = ring.enabled,
+            ring_gateway = ring.gateway,
+            ring_gateways = address_list(&ring.gateways),
+            ring_target_degree = ring.target_degree,
+            ring_max_degree = ring.max_degree,
+            ring_maintenance_interval = quote(&human(ring.maintenance_interval)),
+            ring_max_load_share = toml::Value::Float(ring.max_load_share),
             api_enabled = self.api.enabled,
             api_listen = quote(&self.api.listen.to_string()),
             log_format = quote(self.log.format.as_str()),
@@ -1196,6 +1542,52 @@ fn human(d: Duration) -> String {
     humantime_serde::re::humantime::format_duration(d).to_string()
 }
 
+fn string_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|i| quote(i)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// `[[reactors.gossip.rooms]]` tables, or a commented example when there
+/// are none.
+fn room_tables(rooms: &[RoomSection]) -> String {
+    const NAME: &str = "# The room's name, also its API path: /rooms/<name>.\n";
+    const ADMIN: &str = "# The admin, who may rotate the write key (default: this node).\n";
+    const WRITE_KEY: &str =
+        "# The shared write key at genesis (default: write_key_file's, else the admin's).\n";
+    const WRITE_KEY_FILE: &str =
+        "# The write key's secret (hex), for a node that may write; relative to data_dir.\n";
+    if rooms.is_empty() {
+        let example = [
+            "[[reactors.gossip.rooms]]\n".to_string(),
+            format!("# {NAME}name = \"lobby\"\n"),
+            format!("# {ADMIN}admin = \"<peer-id>\"\n"),
+            format!("# {WRITE_KEY}write_key = \"<peer-id>\"\n"),
+            format!("# {WRITE_KEY_FILE}write_key_file = \"lobby_write_key.hex\"\n"),
+        ]
+        .concat();
+        let commented: String = example.lines().map(|l| format!("# {l}\n")).collect();
+        return format!("# Chat rooms opened at start, one table each, e.g.:\n{commented}");
+    }
+    let mut out = String::from("# Chat rooms opened at start.\n");
+    for room in rooms {
+        out.push_str("[[reactors.gossip.rooms]]\n");
+        out.push_str(&format!("{NAME}name = {}\n", quote(&room.name)));
+        if let Some(admin) = &room.admin {
+            out.push_str(&format!("{ADMIN}admin = {}\n", quote(admin)));
+        }
+        if let Some(key) = &room.write_key {
+            out.push_str(&format!("{WRITE_KEY}write_key = {}\n", quote(key)));
+        }
+        if let Some(file) = &room.write_key_file {
+            out.push_str(&format!(
+                "{WRITE_KEY_FILE}write_key_file = {}\n",
+                quote(&file.to_string_lossy())
+            ));
+        }
+    }
+    out
+}
+
 fn address_list(addresses: &[PeerAddress]) -> String {
     if addresses.is_empty() {
         return "[]".into();
@@ -1208,6 +1600,18 @@ fn address_list(addresses: &[PeerAddress]) -> String {
     }
     out.push(']');
     out
+}
+
+/// A topic or room name: 1 to 128 bytes of printable characters, usable
+/// as one segment of an API path.
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(invalid(
+            field,
+            format!("{name:?}: a name is 1 to 128 bytes, with no '/' and no control characters"),
+        ));
+    }
+    Ok(())
 }
 
 fn at_least(field: &str, value: usize, min: usize) -> Result<(), ConfigError> {

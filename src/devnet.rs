@@ -1,8 +1,13 @@
 //! `switchyard devnet`: N `switchyard run` processes on loopback, each with
 //! its own ports and data directory, every node bootstrapped from the first;
-//! a live table of each node's peers; Ctrl-C (or `--seconds`) stops them
-//! all with SIGTERM, so each says goodbye to its peers and flushes its
-//! peer store.
+//! a live table of each node's peers, ring location and room; Ctrl-C (or
+//! `--seconds`) stops them all with SIGTERM, so each says goodbye to its
+//! peers and flushes its peer store.
+//!
+//! Every node runs every reactor: peer exchange; gossip, joined to the
+//! topic `devnet` and the chat room `devnet` (admin: node 0; every node
+//! holds the room's write key, written next to each node's key); and the
+//! ring, with node 0 as its gateway.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -14,12 +19,21 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use switchyard::api::Status;
-use switchyard::config::Config;
+use switchyard::config::{Config, RoomSection};
+use switchyard::gossip::RoomEntry;
+use switchyard::ring::RingView;
 use switchyard::p2p::{Keypair, PeerAddress, PeerId};
 use tokio::process::{Child, Command};
 
 /// How long a node gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The gossip topic every devnet node joins.
+const DEVNET_TOPIC: &str = "devnet";
+/// The chat room every devnet node opens (and may write).
+const DEVNET_ROOM: &str = "devnet";
+/// The room's shared write key, in each node's data directory.
+const ROOM_KEY_FILE: &str = "room_write_key.hex";
 
 struct DevNode {
     peer: PeerId,
@@ -37,6 +51,7 @@ fn write_config(
     tcp: SocketAddr,
     api: SocketAddr,
     bootstrap: Option<&PeerAddress>,
+    room_admin: PeerId,
 ) -> anyhow::Result<PathBuf> {
     let mut config = Config {
         data_dir: Some(home.to_path_buf()),
@@ -51,6 +66,17 @@ fn write_config(
     config.reactors.pex.max_ports_per_host = nodes.max(2);
     config.peers.max_inbound = config.peers.max_inbound.max(nodes);
     config.peers.max_inbound_per_ip = config.peers.max_inbound_per_ip.max(nodes);
+    config.reactors.gossip.topics = vec![DEVNET_TOPIC.into()];
+    config.reactors.gossip.rooms = vec![RoomSection {
+        name: DEVNET_ROOM.into(),
+        admin: Some(room_admin.to_string()),
+        write_key: None,
+        write_key_file: Some(ROOM_KEY_FILE.into()),
+    }];
+    let ring = &mut config.reactors.ring;
+    ring.enabled = true;
+    ring.gateway = bootstrap.is_none();
+    ring.gateways.extend(bootstrap.cloned());
     config.validate()?;
     let text = format!(
         "# Written by `switchyard devnet`.\n\n{}",
@@ -87,6 +113,9 @@ pub async fn run(
     let exe = std::env::current_exe().context("finding the switchyard executable")?;
     let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let mut bootstrap = None;
+    let mut room_admin = None;
+    let room_key = Keypair::load_or_generate(&root.join(ROOM_KEY_FILE))
+        .context("the devnet room's write key")?;
     let mut running: Vec<DevNode> = Vec::with_capacity(nodes);
     for i in 0..nodes {
         let home = root.join(format!("node-{i}"));
@@ -95,9 +124,14 @@ pub async fn run(
         let peer = Keypair::load_or_generate(&key_path)
             .with_context(|| format!("node key {}", key_path.display()))?
             .peer_id();
+        let room_key_path = home.join(ROOM_KEY_FILE);
+        room_key
+            .save(&room_key_path)
+            .with_context(|| format!("writing {}", room_key_path.display()))?;
+        let admin = *room_admin.get_or_insert(peer);
         let tcp = loopback(base_port + 2 * i as u16);
         let api = loopback(base_port + 2 * i as u16 + 1);
-        let config = write_config(&home, nodes, tcp, api, bootstrap.as_ref())?;
+        let config = write_config(&home, nodes, tcp, api, bootstrap.as_ref(), admin)?;
         if i == 0 {
             bootstrap = Some(PeerAddress::tcp(peer, tcp));
         }
@@ -132,6 +166,14 @@ pub async fn run(
             PeerAddress::tcp(node.peer, node.tcp),
             node.api,
             node.home.join("node.log").display()
+        );
+    }
+    if let Some(first) = running.first() {
+        println!(
+            "  try: curl -d 'hello' http://{api}/rooms/{DEVNET_ROOM}   (then GET it on any node)\n       \
+             curl -N http://{api}/gossip/topics/{DEVNET_TOPIC}/messages   (and POST to it on another)\n       \
+             curl http://{api}/ring",
+            api = first.api
         );
     }
     let started = tokio::time::Instant::now();
@@ -176,9 +218,10 @@ fn exited(nodes: &mut [DevNode]) -> Option<usize> {
 
 async fn print_table(nodes: &[DevNode], elapsed: Duration) {
     let mut out = format!(
-        "\n t={:>4}s  node  peer id         peers  known  listening\n",
+        "\n t={:>4}s  node  peer id         peers  known  ring location  ring nbrs  room height  listening\n",
         elapsed.as_secs()
     );
+    let room_path = format!("/rooms/{DEVNET_ROOM}");
     for (i, node) in nodes.iter().enumerate() {
         let status = crate::client::get::<Status>(node.api, "/status").await;
         let (peers, known) = match &status {
@@ -188,9 +231,21 @@ async fn print_table(nodes: &[DevNode], elapsed: Duration) {
             ),
             Err(_) => ("-".into(), "-".into()),
         };
+        let ring = crate::client::get::<RingView>(node.api, "/ring").await;
+        let (location, neighbors) = match &ring {
+            Ok(r) => (
+                r.location.clone().unwrap_or_else(|| "joining".into()),
+                r.neighbors.len().to_string(),
+            ),
+            Err(_) => ("-".into(), "-".into()),
+        };
+        let lines = match crate::client::get::<RoomEntry>(node.api, &room_path).await {
+            Ok(room) => room.height.to_string(),
+            Err(_) => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "          {i:>4}  {:<14}  {peers:>5}  {known:>5}  {}",
+            "          {i:>4}  {:<14}  {peers:>5}  {known:>5}  {location:<13}  {neighbors:>9}  {lines:>11}  {}",
             node.peer.short(),
             node.tcp
         );

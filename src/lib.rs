@@ -11,13 +11,17 @@
 //! * [`testkit`] — deterministic in-memory networks for testing reactors.
 
 pub mod api;
+pub mod gossip;
 pub mod node;
+pub mod ring;
 
 pub mod config;
 pub mod launch;
 
 pub use p2p;
+pub use reactor_gossip;
 pub use reactor_pex;
+pub use reactor_ring;
 pub use testkit;
 pub use transport_memory;
 pub use transport_quic;

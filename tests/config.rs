@@ -107,6 +107,33 @@ max_ports_per_host = 1
 min_request_gap = "20s"
 seed_mode = true
 
+[reactors.gossip]
+enabled = true
+topics = ["chat", "news"]
+max_payload_size = 1000
+active_view = 4
+passive_view = 20
+max_topics = 8
+max_room_state = 65536
+
+[[reactors.gossip.rooms]]
+name = "lobby"
+admin = "{a}"
+write_key = "{b}"
+write_key_file = "lobby.hex"
+
+[[reactors.gossip.rooms]]
+name = "mine"
+
+[reactors.ring]
+enabled = true
+gateway = true
+gateways = ["tcp://{a}@127.0.0.1:7500"]
+target_degree = 5
+max_degree = 9
+maintenance_interval = "3s"
+max_load_share = 0.25
+
 [api]
 enabled = false
 listen = "127.0.0.1:9000"
@@ -152,7 +179,13 @@ fn default_file_shows_every_field_with_a_comment() {
     // the file must hold every field the configuration has.
     let uncommented = text
         .replace("# data_dir = ", "data_dir = ")
-        .replace("# listen = ", "listen = ");
+        .replace("# listen = ", "listen = ")
+        .replace("# [[reactors.gossip.rooms]]", "[[reactors.gossip.rooms]]")
+        .replace("# # ", "# ")
+        .replace("# name = ", "name = ")
+        .replace("# admin = ", "admin = ")
+        .replace("# write_key = ", "write_key = ")
+        .replace("# write_key_file = ", "write_key_file = ");
     assert_eq!(
         key_set(&uncommented),
         key_set(&toml::to_string(&everything_changed()).expect("serialize")),
@@ -219,9 +252,19 @@ fn unknown_fields_are_rejected_by_name() {
             "unknown field `min_peer`",
         ),
         (
-            "[reactors.gossip]\nenabled = true\n",
-            "reactors.gossip",
-            "unknown field `gossip`",
+            "[reactors.gossip]\nenable = true\n",
+            "reactors.gossip.enable",
+            "unknown field `enable`",
+        ),
+        (
+            "[[reactors.gossip.rooms]]\nname = \"x\"\nwriter = \"y\"\n",
+            "reactors.gossip.rooms[0].writer",
+            "unknown field `writer`",
+        ),
+        (
+            "[reactors.store]\nenabled = true\n",
+            "reactors.store",
+            "unknown field `store`",
         ),
         (
             "transports = { tcp = { enable = false } }\n",
@@ -420,6 +463,96 @@ fn each_validation_rule_names_its_field() {
             "[reactors.pex]\nrequest_interval = \"10s\"\nmin_request_gap = \"11s\"".into(),
             "reactors.pex.min_request_gap",
             "must not exceed reactors.pex.request_interval",
+        ),
+        (
+            "[reactors.gossip]\nenabled = false\n[[reactors.gossip.rooms]]\nname = \"a\"".into(),
+            "reactors.gossip.rooms",
+            "rooms run on gossip",
+        ),
+        (
+            "[reactors.gossip]\nmax_payload_size = 0".into(),
+            "reactors.gossip.max_payload_size",
+            "(got 0)",
+        ),
+        (
+            "[reactors.gossip]\nactive_view = 65".into(),
+            "reactors.gossip.active_view",
+            "between 1 and 64 (got 65)",
+        ),
+        (
+            "[reactors.gossip]\npassive_view = 2000".into(),
+            "reactors.gossip.passive_view",
+            "at most 1024",
+        ),
+        (
+            "[reactors.gossip]\nmax_topics = 1\ntopics = [\"a\", \"b\"]".into(),
+            "reactors.gossip.max_topics",
+            "hold the 2 topics and rooms",
+        ),
+        (
+            "[reactors.gossip]\nmax_room_state = 10".into(),
+            "reactors.gossip.max_room_state",
+            "(got 10)",
+        ),
+        (
+            "[reactors.gossip]\ntopics = [\"a\", \"a/b\"]".into(),
+            "reactors.gossip.topics[1]",
+            "no '/'",
+        ),
+        (
+            "[reactors.gossip]\ntopics = [\"a\", \"a\"]".into(),
+            "reactors.gossip.topics[1]",
+            "listed twice",
+        ),
+        (
+            "[[reactors.gossip.rooms]]\nname = \"\"".into(),
+            "reactors.gossip.rooms[0].name",
+            "1 to 128 bytes",
+        ),
+        (
+            "[[reactors.gossip.rooms]]\nname = \"a\"\n[[reactors.gossip.rooms]]\nname = \"a\"".into(),
+            "reactors.gossip.rooms[1].name",
+            "listed twice",
+        ),
+        (
+            "[[reactors.gossip.rooms]]\nname = \"a\"\nadmin = \"nope\"".into(),
+            "reactors.gossip.rooms[0].admin",
+            "not a peer id",
+        ),
+        (
+            "[[reactors.gossip.rooms]]\nname = \"a\"\nwrite_key = \"nope\"".into(),
+            "reactors.gossip.rooms[0].write_key",
+            "not a peer id",
+        ),
+        (
+            "[reactors.ring]\nenabled = true".into(),
+            "reactors.ring.gateways",
+            "joins through a gateway",
+        ),
+        (
+            format!("[reactors.ring]\nenabled = true\ngateways = [\"quic://{}@127.0.0.1:1\"]", peer(1)),
+            "reactors.ring.gateways[0]",
+            "transports.quic.enabled is false",
+        ),
+        (
+            "[reactors.ring]\nenabled = true\ngateway = true\nmaintenance_interval = \"0s\"".into(),
+            "reactors.ring.maintenance_interval",
+            "longer than zero",
+        ),
+        (
+            "[reactors.ring]\nenabled = true\ngateway = true\nmax_load_share = 1.5".into(),
+            "reactors.ring.max_load_share",
+            "(0, 1] (got 1.5)",
+        ),
+        (
+            "[reactors.ring]\nenabled = true\ngateway = true\ntarget_degree = 31".into(),
+            "reactors.ring.target_degree",
+            "at most reactors.ring.max_degree (30)",
+        ),
+        (
+            "[peers]\nmax_inbound = 2\nmax_outbound = 3\n[reactors.pex]\nmin_peers = 2\n[reactors.ring]\nenabled = true\ngateway = true".into(),
+            "reactors.ring.target_degree",
+            "can never be reached",
         ),
         (
             "[api]\nlisten = \"127.0.0.1:26656\"".into(),

@@ -363,6 +363,11 @@ impl Driver {
                 };
                 match result {
                     Ok((id, actions)) => {
+                        // The writer sees its write in the view as soon as
+                        // the write returns.
+                        if let Some(entry) = self.rooms.get(&room) {
+                            entry.publish_view();
+                        }
                         let _ = reply.send(Ok(id));
                         self.execute(room, actions).await;
                     }
