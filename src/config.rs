@@ -336,6 +336,9 @@ pub struct PeersSection {
     pub max_inbound: usize,
     /// Connected outbound peers at most (default 10).
     pub max_outbound: usize,
+    /// Outbound connections reactors may open past `max_outbound` for
+    /// peers they need (gossip neighbours, ring links; default 32).
+    pub max_requested_outbound: usize,
     /// Connected inbound peers from one IP address at most (default 4).
     pub max_inbound_per_ip: usize,
     /// How long a misbehaving peer stays banned (default 10 min).
@@ -351,6 +354,7 @@ impl Default for PeersSection {
             persistent: peers.persistent_peers,
             max_inbound: peers.max_inbound,
             max_outbound: peers.max_outbound,
+            max_requested_outbound: peers.max_requested_outbound,
             max_inbound_per_ip: peers.max_inbound_per_ip,
             ban_duration: peers.ban_duration,
         }
@@ -1117,12 +1121,13 @@ impl Config {
                 ),
             ));
         }
-        let reachable = self.peers.max_inbound + self.peers.max_outbound;
+        let reachable =
+            self.peers.max_inbound + self.peers.max_outbound + self.peers.max_requested_outbound;
         if ring.target_degree > reachable {
             return Err(invalid(
                 "reactors.ring.target_degree",
                 format!(
-                    "can never be reached: peers.max_inbound + peers.max_outbound is {reachable} (got {})",
+                    "can never be reached: peers.max_inbound + peers.max_outbound + peers.max_requested_outbound is {reachable} (got {})",
                     ring.target_degree
                 ),
             ));
@@ -1173,6 +1178,7 @@ impl Config {
             peer_manager: PeerManagerConfig {
                 max_inbound: peers.max_inbound,
                 max_outbound: peers.max_outbound,
+                max_requested_outbound: peers.max_requested_outbound,
                 max_inbound_per_ip: peers.max_inbound_per_ip,
                 ban_duration: peers.ban_duration,
                 persistent_peers: peers.persistent.clone(),
@@ -1313,6 +1319,9 @@ persistent = {persistent}
 max_inbound = {max_inbound}
 # Connected outbound peers at most; the node dials until it has this many.
 max_outbound = {max_outbound}
+# Outbound connections reactors may add past max_outbound for peers they
+# need (gossip neighbours, ring links).
+max_requested_outbound = {max_requested_outbound}
 # Connected inbound peers from one IP address at most.
 max_inbound_per_ip = {max_inbound_per_ip}
 # How long a peer that misbehaved badly enough stays banned.
@@ -1431,6 +1440,7 @@ filter = {log_filter}
             persistent = address_list(&peers.persistent),
             max_inbound = peers.max_inbound,
             max_outbound = peers.max_outbound,
+            max_requested_outbound = peers.max_requested_outbound,
             max_inbound_per_ip = peers.max_inbound_per_ip,
             ban_duration = quote(&human(peers.ban_duration)),
             handshake_timeout = quote(&human(limits.handshake_timeout)),

@@ -86,6 +86,7 @@ bootstrap = ["tcp://{a}@127.0.0.1:7500", "quic://{b}@seed.example.org:7501"]
 persistent = ["tcp://{c}@[::1]:7502"]
 max_inbound = 5
 max_outbound = 6
+max_requested_outbound = 7
 max_inbound_per_ip = 2
 ban_duration = "1h 30m"
 
@@ -550,7 +551,7 @@ fn each_validation_rule_names_its_field() {
             "at most reactors.ring.max_degree (30)",
         ),
         (
-            "[peers]\nmax_inbound = 2\nmax_outbound = 3\n[reactors.pex]\nmin_peers = 2\n[reactors.ring]\nenabled = true\ngateway = true".into(),
+            "[peers]\nmax_inbound = 2\nmax_outbound = 3\nmax_requested_outbound = 4\n[reactors.pex]\nmin_peers = 2\n[reactors.ring]\nenabled = true\ngateway = true".into(),
             "reactors.ring.target_degree",
             "can never be reached",
         ),
@@ -672,6 +673,7 @@ fn conversions_carry_the_values() {
     let pm = &router.peer_manager;
     assert_eq!(pm.max_inbound, 5);
     assert_eq!(pm.max_outbound, 6);
+    assert_eq!(pm.max_requested_outbound, 7);
     assert_eq!(pm.max_inbound_per_ip, 2);
     assert_eq!(pm.ban_duration, Duration::from_secs(90 * 60));
     let bootstrap: Vec<String> = pm.bootstrap_peers.iter().map(|a| a.to_string()).collect();

@@ -26,6 +26,13 @@ pub struct PeerManagerConfig {
     /// Connected outbound peers at most (persistent peers included). Ordinary
     /// dials stop when connected outbound + dials in flight reach it.
     pub max_outbound: usize,
+    /// Outbound connections reactors may add past `max_outbound` through
+    /// [`PeerManager::request`](super::PeerManager::request) (a gossip
+    /// neighbour, a ring link): requested dials stop when connected
+    /// outbound + dials in flight reach `max_outbound +
+    /// max_requested_outbound`, so peer exchange cannot starve them and
+    /// they cannot crowd out more than this.
+    pub max_requested_outbound: usize,
     /// Connected inbound peers from one IP address at most. Connections
     /// without an IP (e.g. in-memory) are not limited. Persistent peers are
     /// exempt.
@@ -68,6 +75,7 @@ impl Default for PeerManagerConfig {
         Self {
             max_inbound: 40,
             max_outbound: 10,
+            max_requested_outbound: 32,
             max_inbound_per_ip: 4,
             max_concurrent_dials: 8,
             min_retry: Duration::from_millis(250),

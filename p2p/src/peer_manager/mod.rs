@@ -28,15 +28,19 @@
 //!
 //! - **Connection limits hold at every moment.** Connected inbound peers
 //!   never exceed `max_inbound`, connected outbound peers never exceed
-//!   `max_outbound`, inbound peers from one IP never exceed
-//!   `max_inbound_per_ip` (connections without an IP are not limited), dials
-//!   in flight never exceed `max_concurrent_dials`. An evicted peer's slot is
-//!   freed at once, before the router has closed its connection.
+//!   `max_outbound + max_requested_outbound` (and only peers a reactor
+//!   [requested](PeerManager::request) go past `max_outbound`), inbound
+//!   peers from one IP never exceed `max_inbound_per_ip` (connections
+//!   without an IP are not limited), dials in flight never exceed
+//!   `max_concurrent_dials`. An evicted peer's slot is freed at once,
+//!   before the router has closed its connection.
 //! - **Dials.** `next_dial` never returns a peer that is connected, being
 //!   dialed, banned, or backing off. Ordinary dials stop at `max_outbound`
 //!   counting connected outbound peers and dials in flight. Persistent peers
-//!   are dialed first, then the best scores; ties go to a random (seeded)
-//!   rank, so a peer cannot win them by choosing its id.
+//!   are dialed first, then requested peers (a reactor's
+//!   [`request`](PeerManager::request), up to `max_outbound +
+//!   max_requested_outbound`), then the best scores; ties go to a random
+//!   (seeded) rank, so a peer cannot win them by choosing its id.
 //! - **Backoff.** After the n-th consecutive failed dial a peer waits
 //!   `min(min_retry · 2^(n−1), max_retry) · (1 ± retry_jitter)`, and its next
 //!   dial tries its next address. A connection resets the count. After a

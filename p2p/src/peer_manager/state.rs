@@ -54,6 +54,10 @@ struct Peer {
     /// A random tie-breaker drawn from the seeded rng, so that ties between
     /// equal scores are deterministic yet cannot be won by grinding peer ids.
     rank: u64,
+    /// A reactor asked for a connection ([`PeerManager::request`]): dialed
+    /// before ordinary peers, past `max_outbound`. Cleared when the dial
+    /// ends either way, or when the peer connects.
+    requested: bool,
 }
 
 impl Peer {
@@ -68,6 +72,7 @@ impl Peer {
             dial_cursor: 0,
             ever_connected: false,
             rank,
+            requested: false,
         }
     }
 
@@ -280,6 +285,37 @@ impl PeerManager {
         Ok(added)
     }
 
+    /// A reactor asks for a connection to the peers of `addresses`: each
+    /// address is added as [`add_address`](Self::add_address) would, and
+    /// each peer with a known address is marked *requested* — dialed
+    /// before ordinary peers (after persistent ones) and past
+    /// `max_outbound`, up to `max_outbound + max_requested_outbound`
+    /// outbound connections and dials. Bans and backoff still apply. The
+    /// mark lasts until the dial ends (connected or failed); a reactor that
+    /// still wants the peer asks again. A peer already connected or being
+    /// dialed is left as it is. One result per address, as for
+    /// `add_address`.
+    pub fn request(
+        &mut self,
+        addresses: Vec<PeerAddress>,
+        source: AddressSource,
+    ) -> Vec<Result<bool, AddAddressError>> {
+        addresses
+            .into_iter()
+            .map(|address| {
+                let id = address.peer;
+                let result = self.add_address(address, source);
+                if let Some(peer) = self.peers.get_mut(&id)
+                    && peer.state == PeerState::Idle
+                    && !peer.addresses.is_empty()
+                {
+                    peer.requested = true;
+                }
+                result
+            })
+            .collect()
+    }
+
     fn insert_address(
         &mut self,
         addr: PeerAddress,
@@ -409,7 +445,10 @@ impl PeerManager {
         if self.slots.dialing >= self.config.max_concurrent_dials {
             return None;
         }
-        let outbound_full = self.slots.outbound + self.slots.dialing >= self.config.max_outbound;
+        let outbound_used = self.slots.outbound + self.slots.dialing;
+        let outbound_full = outbound_used >= self.config.max_outbound;
+        let requested_full =
+            outbound_used >= self.config.max_outbound + self.config.max_requested_outbound;
         // Past the limit, each persistent dial in flight needs its own
         // non-persistent outbound peer to evict when it connects.
         let (mut evictable, mut persistent_dialing) = (0usize, 0usize);
@@ -432,9 +471,19 @@ impl PeerManager {
                     && !p.addresses.is_empty()
                     && p.retry_at.is_none()
                     && !bans.contains_key(id)
-                    && (!outbound_full || (p.persistent && can_evict_outbound))
+                    && (!outbound_full
+                        || (p.persistent && can_evict_outbound)
+                        || (p.requested && !requested_full))
             })
-            .max_by_key(|(id, p)| (p.persistent, p.score, p.rank, std::cmp::Reverse(**id)))?;
+            .max_by_key(|(id, p)| {
+                (
+                    p.persistent,
+                    p.requested,
+                    p.score,
+                    p.rank,
+                    std::cmp::Reverse(**id),
+                )
+            })?;
         let address = peer
             .addresses
             .iter()
@@ -475,6 +524,7 @@ impl PeerManager {
         }
         peer.failures = peer.failures.saturating_add(1);
         peer.dial_cursor = peer.dial_cursor.wrapping_add(1);
+        peer.requested = false;
         let delay = backoff_delay(
             peer.failures,
             self.config.min_retry,
@@ -506,9 +556,16 @@ impl PeerManager {
         if self.is_banned(id, now) {
             return Admission::Reject(RejectReason::Banned);
         }
-        let persistent = self.peers.get(&id).is_some_and(|p| p.persistent);
+        let (persistent, requested) = self.peers.get_mut(&id).map_or((false, false), |p| {
+            (p.persistent, std::mem::take(&mut p.requested))
+        });
+        let limit = if requested {
+            self.config.max_outbound + self.config.max_requested_outbound
+        } else {
+            self.config.max_outbound
+        };
         let mut evict = None;
-        if self.slots.outbound >= self.config.max_outbound {
+        if self.slots.outbound >= limit {
             evict = if persistent {
                 self.worst_connected(Direction::Outbound)
             } else {

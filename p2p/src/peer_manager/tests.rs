@@ -305,6 +305,67 @@ fn outbound_limit_and_max_concurrent_dials_hold() {
 }
 
 #[test]
+fn requested_peers_are_dialed_first_and_past_max_outbound_up_to_their_budget() {
+    let mut now = Instant::now();
+    let config = PeerManagerConfig {
+        max_outbound: 1,
+        max_requested_outbound: 2,
+        ..no_jitter()
+    };
+    let mut m = manager(config, now);
+    // A well-scored ordinary peer fills the one ordinary slot.
+    m.add_address(addr(1), AddressSource::Manual).unwrap();
+    m.report(id(1), 10, now); // scores do not matter to requests...
+    m.add_address(addr(2), AddressSource::Manual).unwrap();
+    m.report(id(2), 20, now);
+    assert_eq!(m.next_dial(now), Some(addr(1)));
+    assert_eq!(m.dialed(id(1), now), ADMIT);
+    m.add_address(addr(9), AddressSource::Manual).unwrap();
+    assert_eq!(m.next_dial(now), None, "the ordinary slots are full");
+
+    // ...a requested peer goes first, past max_outbound, even the worst.
+    assert_eq!(
+        m.request(vec![addr(2), addr(3)], AddressSource::Exchange),
+        vec![Ok(false), Ok(true)]
+    );
+    let dials = drain_dials(&mut m, now);
+    assert_eq!(
+        dials,
+        vec![id(3), id(2)],
+        "requested peers, best score first"
+    );
+    assert_eq!(m.dialed(id(3), now), ADMIT);
+    assert_eq!(m.dialed(id(2), now), ADMIT);
+    assert_eq!(m.outbound_count(), 3);
+
+    // The budget is spent: another request waits for a slot.
+    m.request(vec![addr(4)], AddressSource::Exchange);
+    assert_eq!(
+        m.next_dial(now),
+        None,
+        "max_outbound + max_requested_outbound"
+    );
+    // An ordinary peer's connection cannot take a requested slot.
+    m.disconnected(id(3), now);
+    assert_eq!(
+        m.dialed(id(9), now),
+        Admission::Reject(RejectReason::OutboundFull)
+    );
+    // A freed slot goes to the waiting request, not to ordinary peer 9.
+    assert_eq!(m.next_dial(now), Some(addr(4)));
+    m.dial_failed(id(4), now);
+
+    // A failed requested dial ends the request: after its backoff, peer 4
+    // is an ordinary peer again and the ordinary slots are still full.
+    now += Duration::from_secs(1);
+    assert_eq!(m.next_dial(now), None);
+    // Asked again, it is dialed again.
+    m.request(vec![addr(4)], AddressSource::Exchange);
+    assert_eq!(m.next_dial(now), Some(addr(4)));
+    m.assert_consistent();
+}
+
+#[test]
 fn inbound_full_evicts_the_worst_peer_for_a_strictly_better_one() {
     let now = Instant::now();
     let config = PeerManagerConfig {
@@ -627,6 +688,7 @@ fn take_dirty_and_records_list_what_to_persist() {
 #[derive(Debug, Clone)]
 enum Op {
     Add(u64),
+    Request(u64),
     NextDial,
     DialFailed(u64),
     Dialed(u64),
@@ -641,6 +703,7 @@ fn op() -> impl Strategy<Value = Op> {
     let peer = 1..=30u64;
     prop_oneof![
         1 => peer.clone().prop_map(Op::Add),
+        1 => peer.clone().prop_map(Op::Request),
         3 => Just(Op::NextDial),
         1 => peer.clone().prop_map(Op::DialFailed),
         2 => peer.clone().prop_map(Op::Dialed),
@@ -661,6 +724,7 @@ proptest! {
         let config = PeerManagerConfig {
             max_inbound: 3,
             max_outbound: 2,
+            max_requested_outbound: 1,
             max_inbound_per_ip: 2,
             max_concurrent_dials: 2,
             max_addresses: 12,
@@ -674,6 +738,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Add(p) => { let _ = m.add_address(addr(p), AddressSource::Exchange); }
+                Op::Request(p) => { let _ = m.request(vec![addr(p)], AddressSource::Exchange); }
                 Op::NextDial => {
                     let was_connected: Vec<_> = m.connected().map(|(p, _)| p).collect();
                     if let Some(a) = m.next_dial(now) {
@@ -700,7 +765,8 @@ proptest! {
             }
             m.assert_consistent();
             prop_assert!(m.inbound_count() <= 3);
-            prop_assert!(m.outbound_count() <= 2);
+            // max_outbound + max_requested_outbound.
+            prop_assert!(m.outbound_count() <= 3);
             prop_assert!(m.dialing_count() <= 2);
             prop_assert_eq!(m.connected().count(), m.inbound_count() + m.outbound_count());
             prop_assert!(m.known_peers() <= 12 + 2 + 3 + 2 + 2);

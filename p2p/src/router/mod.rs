@@ -302,13 +302,18 @@ impl RouterBuilder {
         }
         // Room for a full window of every peer that can be connected at
         // once (persistent peers may evict others, so at most max_inbound +
-        // max_outbound), plus `persistent + 1` windows for what peers that
+        // max_outbound + max_requested_outbound), plus `persistent + 1`
+        // windows for what peers that
         // left or reconnected still have in the queue. The credit ledger
         // never grants more than this in total, so credit-respecting peers
         // cannot overflow it: when what departed peers left fills the
         // spare room, new connections get less credit until it drains.
         let pm = &self.config.peer_manager;
-        let peers = pm.max_inbound + pm.max_outbound + pm.persistent_peers.len() + 1;
+        let peers = pm.max_inbound
+            + pm.max_outbound
+            + pm.max_requested_outbound
+            + pm.persistent_peers.len()
+            + 1;
         let capacity = descriptor.recv_buffer.saturating_mul(peers).max(1);
         let (inbound_tx, inbound) = mpsc::channel(capacity);
         let index = self.channels.len();
@@ -504,6 +509,30 @@ impl Router {
         self.command(|reply| Command::AddAddresses {
             addresses,
             source,
+            request: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Asks for a connection to the peers of `addresses` on a reactor's
+    /// behalf (a gossip neighbour, a ring link): the addresses are added as
+    /// [`add_addresses`](Self::add_addresses) does, and each peer is dialed
+    /// before ordinary peers and even when the ordinary outbound slots are
+    /// full, up to `max_outbound + max_requested_outbound` outbound
+    /// connections (see [`PeerManager::request`](crate::peer_manager::PeerManager::request)).
+    /// The request lasts until that dial ends; a peer already connected is
+    /// left as it is. Watch [`Router::subscribe`](Self::subscribe)'s updates
+    /// for the peer coming up. One result per address.
+    pub async fn connect(
+        &self,
+        addresses: Vec<PeerAddress>,
+        source: AddressSource,
+    ) -> Result<Vec<Result<bool, AddAddressError>>, RouterError> {
+        self.command(|reply| Command::AddAddresses {
+            addresses,
+            source,
+            request: true,
             reply,
         })
         .await

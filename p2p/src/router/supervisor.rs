@@ -60,6 +60,8 @@ pub(crate) enum Command {
     AddAddresses {
         addresses: Vec<PeerAddress>,
         source: AddressSource,
+        /// A reactor wants these peers connected (`Router::connect`).
+        request: bool,
         reply: oneshot::Sender<Vec<Result<bool, AddAddressError>>>,
     },
     SampleAddresses {
@@ -192,12 +194,17 @@ impl Supervisor {
             Command::AddAddresses {
                 addresses,
                 source,
+                request,
                 reply,
             } => {
-                let results = addresses
-                    .into_iter()
-                    .map(|address| self.peer_manager.add_address(address, source))
-                    .collect();
+                let results = if request {
+                    self.peer_manager.request(addresses, source)
+                } else {
+                    addresses
+                        .into_iter()
+                        .map(|address| self.peer_manager.add_address(address, source))
+                        .collect()
+                };
                 let _ = reply.send(results);
             }
             Command::SampleAddresses {

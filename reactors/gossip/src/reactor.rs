@@ -641,12 +641,13 @@ impl Driver {
                         let addresses = self.addresses_of(peer);
                         queue.extend(self.state.on_peer_up(peer, addresses, now()));
                     } else if !addresses.is_empty() {
-                        // The peer manager dials it when an outbound slot
-                        // is free; if it never comes up, the core gives up
-                        // after `dial_timeout`.
+                        // A reactor's request: the peer manager dials it
+                        // first, past the ordinary outbound slots (up to
+                        // `max_requested_outbound`); if it never comes up,
+                        // the core gives up after `dial_timeout`.
                         if self
                             .router
-                            .add_addresses(addresses, AddressSource::Exchange)
+                            .connect(addresses, AddressSource::Exchange)
                             .await
                             .is_err()
                         {

@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use p2p::{
-    ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender, Keypair,
-    PeerAddress, PeerError, PeerId, PeerStatus, PeerUpdate, PeerUpdatesError, Reactor,
+    AddressSource, ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender,
+    Keypair, PeerAddress, PeerError, PeerId, PeerStatus, PeerUpdate, PeerUpdatesError, Reactor,
     ReactorContext, Router, RouterBuilder,
 };
 use prometheus_client::registry::Registry;
@@ -430,8 +430,14 @@ impl Driver {
                         .iter()
                         .filter_map(|a| a.parse::<PeerAddress>().ok())
                         .find(|a| a.peer == peer);
+                    // A ring link is a reactor's request: dialed past the
+                    // ordinary outbound slots peer exchange fills.
                     let dialed = match address {
-                        Some(address) => self.router.dial(address).await.is_ok(),
+                        Some(address) => self
+                            .router
+                            .connect(vec![address], AddressSource::Exchange)
+                            .await
+                            .is_ok(),
                         None => false,
                     };
                     if !dialed {

@@ -40,9 +40,10 @@ fn testkit_key(net: &Network, seed: u64, i: usize) -> Keypair {
 fn router_config(nodes: usize) -> impl FnMut(usize, &mut RouterConfig) {
     move |i, config| {
         // The gateway takes every joiner at once (the default max_inbound,
-        // 40, would turn most of them away); ring nodes dial their links.
+        // 40, would turn most of them away). Ring nodes dial their links as
+        // requests (`Router::connect`), past the default 10 ordinary
+        // outbound slots.
         config.peer_manager.max_inbound = if i == 0 { 2 * nodes } else { 40 };
-        config.peer_manager.max_outbound = 30;
     }
 }
 
