@@ -21,8 +21,8 @@ use nix::unistd::Pid;
 use switchyard::api::Status;
 use switchyard::config::{Config, RoomSection};
 use switchyard::gossip::RoomEntry;
-use switchyard::ring::RingView;
 use switchyard::p2p::{Keypair, PeerAddress, PeerId};
+use switchyard::ring::RingView;
 use tokio::process::{Child, Command};
 
 /// How long a node gets to stop after SIGTERM before it is killed.
@@ -234,7 +234,10 @@ async fn print_table(nodes: &[DevNode], elapsed: Duration) {
         let ring = crate::client::get::<RingView>(node.api, "/ring").await;
         let (location, neighbors) = match &ring {
             Ok(r) => (
-                r.location.clone().unwrap_or_else(|| "joining".into()),
+                // Six decimals are plenty to tell nodes apart.
+                r.location
+                    .as_deref()
+                    .map_or_else(|| "joining".to_string(), |l| l.chars().take(8).collect()),
                 r.neighbors.len().to_string(),
             ),
             Err(_) => ("-".into(), "-".into()),
