@@ -29,6 +29,9 @@ fn small_receiver(i: usize, config: &mut p2p::RouterConfig) {
     if i == 0 {
         config.peer_manager.max_inbound = 2;
         config.peer_manager.max_outbound = 1;
+        // No reactor here asks for connections: no room for them either,
+        // so the queue is sized for 2 + 1 + 0 + 1 peers' windows.
+        config.peer_manager.max_requested_outbound = 0;
     }
 }
 

@@ -94,6 +94,16 @@ pub struct PlumtreeConfig {
     pub max_seen: usize,
     /// Messages announced by `IHave` but not received, tracked at most.
     pub max_missing: usize,
+    /// Messages per second one origin may have delivered and forwarded
+    /// here, per topic, on average (a token bucket; 0: no limit). A
+    /// message over it is dropped (`rate_limited`) but remembered, so its
+    /// copies are duplicates.
+    pub origin_rate: u32,
+    /// The bucket's size: how many messages one origin may send in a burst.
+    pub origin_burst: u32,
+    /// Origins whose buckets are kept per topic; a new origin beyond it
+    /// replaces the one heard from least recently.
+    pub max_origins: usize,
 }
 
 impl Default for PlumtreeConfig {
@@ -108,6 +118,9 @@ impl Default for PlumtreeConfig {
             seen_retention: Duration::from_secs(150),
             max_seen: 100_000,
             max_missing: 4096,
+            origin_rate: 100,
+            origin_burst: 200,
+            max_origins: 4096,
         }
     }
 }
@@ -259,6 +272,12 @@ impl GossipConfig {
         }
         if pt.max_seen == 0 || pt.max_missing == 0 {
             return bad("plumtree.max_seen", "limits must be at least 1".into());
+        }
+        if pt.origin_rate > 0 && (pt.origin_burst == 0 || pt.max_origins == 0) {
+            return bad(
+                "plumtree.origin_burst",
+                "origin_burst and max_origins must be at least 1 when origin_rate is set".into(),
+            );
         }
         if self.max_payload_size == 0
             || self.max_payload_size + MESSAGE_OVERHEAD > p2p::router::MAX_MESSAGE_SIZE

@@ -122,10 +122,15 @@
 //!   within 60 s of publication could be delivered again.
 //! - **Oversized or malformed messages**: refused before any work, cost
 //!   score.
-//! - **Flood with valid messages** under its own key: nothing limits a
-//!   member's publication rate but the channel's credit (128 messages in
-//!   flight per connection) and the seen-cache bound; a per-origin rate
-//!   limit is future work.
+//! - **Flood with valid messages** under its own key: every node delivers
+//!   and forwards at most `origin_rate` (100) messages per second per
+//!   origin and topic, in bursts of `origin_burst` (200); the rest are
+//!   dropped and counted (`rate_limited`) without blaming the relay, so
+//!   a flood stops at the flooder's neighbours. Many keys buy many
+//!   buckets: at most `max_origins` (4096) are kept per topic, the least
+//!   recently heard forgotten first, and beyond that the channel's credit
+//!   (128 messages in flight per connection) and the seen-cache bound are
+//!   the limits.
 //! - **Withhold**: an eager neighbour that drops payloads is routed around
 //!   after `graft_timeout` through the announcements of the other
 //!   neighbours; an attacker that announces (`IHave`) messages it never

@@ -41,6 +41,9 @@ pub struct GossipStats {
     /// Payloads whose origin timestamp is further than `max_message_age`
     /// from our clock: refused (a replay, or a skewed clock).
     pub stale_rejected: u64,
+    /// Messages whose origin exceeded `origin_rate` (per topic): dropped,
+    /// neither delivered nor forwarded, the sender not blamed.
+    pub rate_limited: u64,
     /// Messages refused because a payload exceeded `max_payload_size`
     /// (checked before anything else), and publications refused for it.
     pub oversized_refused: u64,
@@ -75,7 +78,7 @@ pub struct GossipStats {
 
 impl GossipStats {
     /// Every counter with its metric name and help text.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 26] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 27] {
         [
             (
                 "published",
@@ -134,6 +137,11 @@ impl GossipStats {
                 "stale_rejected",
                 "Messages refused because their timestamp was too far from our clock",
                 self.stale_rejected,
+            ),
+            (
+                "rate_limited",
+                "Messages dropped because their origin exceeded origin_rate",
+                self.rate_limited,
             ),
             (
                 "oversized_refused",

@@ -61,6 +61,15 @@ pub(crate) struct Plumtree {
     /// Announced, not received: who announced it, at which hop count.
     missing: HashMap<MessageId, VecDeque<(PeerId, u32)>>,
     graft_timers: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    /// Per-origin token buckets (`origin_rate`), at most `max_origins`.
+    origins: HashMap<PeerId, Bucket>,
+}
+
+/// A token bucket: `tokens` as of `at`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
 }
 
 impl Plumtree {
@@ -80,6 +89,41 @@ impl Plumtree {
             payload_bytes: 0,
             missing: HashMap::new(),
             graft_timers: BinaryHeap::new(),
+            origins: HashMap::new(),
+        }
+    }
+
+    /// Takes a token from `origin`'s bucket; false if it is empty (the
+    /// origin sends faster than `origin_rate`).
+    fn admit_origin(&mut self, origin: PeerId, now: Instant) -> bool {
+        let (rate, burst) = (self.config.origin_rate, self.config.origin_burst);
+        if rate == 0 {
+            return true;
+        }
+        if !self.origins.contains_key(&origin) && self.origins.len() >= self.config.max_origins {
+            // Forget the origin heard from least recently: a full bucket
+            // is what a new entry would hold anyway.
+            if let Some(oldest) = self
+                .origins
+                .iter()
+                .min_by_key(|(peer, b)| (b.at, **peer))
+                .map(|(peer, _)| *peer)
+            {
+                self.origins.remove(&oldest);
+            }
+        }
+        let bucket = self.origins.entry(origin).or_insert(Bucket {
+            tokens: f64::from(burst),
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * f64::from(rate)).min(f64::from(burst));
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -169,6 +213,23 @@ impl Plumtree {
                     penalty: FORGED_PENALTY,
                 },
             });
+            return;
+        }
+        if !self.admit_origin(message.origin, ctx.now) {
+            // The origin really signed it, and the sender only relayed it:
+            // nobody is blamed. Remembered, so copies from other
+            // neighbours are cheap duplicates (and prune the tree as
+            // duplicates should).
+            ctx.stats.rate_limited += 1;
+            self.missing.remove(&id);
+            self.remember(
+                id,
+                Seen {
+                    hops,
+                    from: Some(from),
+                },
+                ctx.now,
+            );
             return;
         }
         let best_announcement = self.missing.remove(&id).and_then(|announcers| {

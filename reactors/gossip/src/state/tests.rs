@@ -346,6 +346,43 @@ fn a_forged_signature_is_refused_counted_and_reported_and_the_genuine_message_st
 }
 
 #[test]
+fn an_origin_over_its_rate_is_dropped_without_blame_and_refills_with_time() {
+    let mut config = GossipConfig::default();
+    config.plumtree.origin_rate = 2;
+    config.plumtree.origin_burst = 3;
+    let (mut node, now) = single(config);
+    const BURST: [&[u8]; 5] = [b"0", b"1", b"2", b"3", b"4"];
+    let mut got = 0;
+    for payload in BURST {
+        let actions = node.on_message(peer(1), gossip(signed_by(5, UNIX, payload), 1), now);
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Report { .. })),
+            "the relay is not blamed: {actions:?}"
+        );
+        got += delivered(&actions).len();
+    }
+    assert_eq!(got, 3, "the burst");
+    assert_eq!(node.stats().rate_limited, 2);
+    // Another origin has its own bucket.
+    let other = node.on_message(peer(1), gossip(signed_by(6, UNIX, b"x"), 1), now);
+    assert_eq!(delivered(&other).len(), 1);
+    // A dropped message's next copy is a duplicate, not a second chance.
+    let copy = node.on_message(peer(1), gossip(signed_by(5, UNIX, b"4"), 1), now);
+    assert!(delivered(&copy).is_empty());
+    assert_eq!(node.stats().duplicates, 1);
+    assert_eq!(node.stats().rate_limited, 2);
+    // One second later the bucket holds two more.
+    let later = now + Duration::from_secs(1);
+    let mut got = 0;
+    for payload in [&b"5"[..], b"6", b"7"] {
+        got += delivered(&node.on_message(peer(1), gossip(signed_by(5, UNIX, payload), 1), later))
+            .len();
+    }
+    assert_eq!(got, 2);
+    assert_eq!(node.stats().rate_limited, 3);
+}
+
+#[test]
 fn an_oversized_payload_is_refused_before_anything_else() {
     let config = GossipConfig {
         max_payload_size: 8,
