@@ -144,19 +144,20 @@ impl GossipService {
         })
     }
 
-    /// Leaves `name`: every subscription of it ends, API streams included.
-    /// Returns whether the node had joined it through
-    /// [`join`](Self::join).
+    /// Leaves `name` if the node joined it through [`join`](Self::join):
+    /// every subscription of it ends, API streams included. Returns
+    /// whether it had; a topic only streamed is left alone.
     pub async fn leave(&self, name: &str) -> Result<bool, GossipError> {
-        let held = self.inner.topics.lock().remove(name);
-        if let Some(task) = &held {
-            task.abort();
-        }
+        let Some(task) = self.inner.topics.lock().remove(name) else {
+            // Not joined through `join`: leave API streams alone.
+            return Ok(false);
+        };
+        task.abort();
         self.inner
             .gossip
             .unsubscribe(TopicId::from_name(name))
             .await?;
-        Ok(held.is_some())
+        Ok(true)
     }
 
     /// The topics joined through [`join`](Self::join).
