@@ -1,7 +1,7 @@
 //! The small-world ring: every peer has a [`Location`] in `[0, 1)`, links
-//! to its nearest successor and predecessor and to peers drawn from
-//! Kleinberg's 1/d distribution, and messages are routed greedily toward a
-//! location.
+//! to its two nearest peers on each side (successor and the one after it,
+//! predecessor and the one before it) and to peers drawn from Kleinberg's
+//! 1/d distribution, and messages are routed greedily toward a location.
 //!
 //! [`Ring`] is a [`Reactor`](p2p::Reactor): open it on a node and it runs a
 //! thin driver ([`reactor`]) around a sans-IO core ([`RingState`]) that
@@ -28,15 +28,21 @@
 //!   before it: these links are always accepted), and toward `own ± d`
 //!   with `d` drawn from p(d) ∝ 1/d on `[spacing, ½]` (Kleinberg), the
 //!   first hops at random, then greedily. The peer where the route ends
-//!   accepts if it has room (or the link makes it our neighbor on the
-//!   ring) and answers along the route's path with its addresses; the
+//!   accepts if it has room (or the link makes it one of our ring links)
+//!   and answers along the route's path with its addresses; the
 //!   requester dials it. A node keeps between `target_degree` (20) and
 //!   `max_degree` (30) neighbors; every maintenance round (10 s ± 25 %) it
 //!   asks for links while short, every third round checks its successor
 //!   and predecessor, and every sixth round drops its worst-placed link —
 //!   the one closest on a log scale to another on the same side — and asks
 //!   for a fresh one. Losing the successor or predecessor starts the check
-//!   at once. A dropped link is told so (`Leave`) and kept open for 2 s, so
+//!   at once. The check also looks at the successor's (predecessor's)
+//!   neighbor list: if it names a peer just beyond it that we are not
+//!   linked to, a successor (predecessor) route to the successor's
+//!   (predecessor's) location asks that peer for a link. The two nearest
+//!   neighbors on each side are the *ring links*: always accepted, never
+//!   pruned. They keep a node linked to its three nearest peers (unless
+//!   all three lie on one side) and the ring closed when one peer fails. A dropped link is told so (`Leave`) and kept open for 2 s, so
 //!   what is in flight on it still arrives.
 //! - **Routing.** [`RingHandle::route`] sends a payload toward a location.
 //!   Each hop hands it to the unvisited neighbor closest to the target,

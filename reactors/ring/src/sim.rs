@@ -482,7 +482,10 @@ pub struct TopologyStats {
     /// Links by length: `< 10⁻⁴`, `< 10⁻³`, `< 10⁻²`, `< 10⁻¹`, `≥ 10⁻¹`
     /// (each link counted from both ends).
     pub link_lengths: [usize; 5],
-    /// Share of nodes' 3 nearest nodes (by location) they are linked to.
+    /// Share of nodes' 3 nearest nodes (by location) they are linked to:
+    /// for every node its 3 nearest by ring distance, counted linked or
+    /// not — the definition of freenet-core's topology simulator
+    /// (`compute_nearest_3`).
     pub nearest3: f64,
     /// Share of nodes linked to their successor and predecessor.
     pub adjacent: f64,

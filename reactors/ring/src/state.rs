@@ -51,6 +51,11 @@ const REPLACE_EVERY: u32 = 6;
 /// Check the successor and predecessor every this many rounds (and at once
 /// when one of them leaves or fails).
 const ADJACENCY_EVERY: u32 = 3;
+/// Ring links per side: the successor and the peer after it, the
+/// predecessor and the peer before it. Linked, never pruned, and always
+/// accepted; two per side keep a peer linked to its nearest three and the
+/// ring closed when one peer fails.
+pub const RING_LINKS: usize = 2;
 /// How long a dropped link stays open after `Leave`, so that messages in
 /// flight on it and replies on their way back still pass.
 pub const LINK_DRAIN: Duration = Duration::from_secs(2);
@@ -202,6 +207,8 @@ struct Neighbor {
     load: LoadMeter,
     /// Its neighbors' locations, as it last told us.
     their_neighbors: Vec<Location>,
+    /// A joiner we (a gateway) are serving: listed in `joiners`.
+    joiner: bool,
 }
 
 /// A ring neighbor's location and PeerId.
@@ -221,6 +228,8 @@ struct Leaving {
 enum Purpose {
     Successor,
     Predecessor,
+    SecondSuccessor,
+    SecondPredecessor,
     Long,
     Replace,
 }
@@ -280,6 +289,9 @@ pub struct RingState {
     join_retry_at: Option<Instant>,
     /// Gateway: joiners whose links are protected until the given time.
     joiners: BTreeMap<PeerId, Instant>,
+    /// Neighbors that are in `joiners` (kept in step with it, so that the
+    /// degree and each routing step need no look-up per neighbor).
+    joiner_neighbors: usize,
     /// Gateway: when each PeerId last negotiated.
     cooldowns: BTreeMap<PeerId, Instant>,
     pending_connects: BTreeMap<u64, PendingConnect>,
@@ -323,6 +335,7 @@ impl RingState {
             joining: None,
             join_retry_at: None,
             joiners: BTreeMap::new(),
+            joiner_neighbors: 0,
             cooldowns: BTreeMap::new(),
             pending_connects: BTreeMap::new(),
             expected: BTreeMap::new(),
@@ -399,12 +412,21 @@ impl RingState {
     /// Neighbors that count against the degree limits: all but the
     /// joiners a gateway is still serving.
     fn counted_degree(&self) -> usize {
-        self.neighbors.len()
-            - self
-                .joiners
-                .keys()
-                .filter(|p| self.neighbors.contains_key(p))
-                .count()
+        self.neighbors.len() - self.joiner_neighbors
+    }
+
+    /// Forgets the joiners whose grace ended by `now`.
+    fn expire_joiners(&mut self, now: Instant) {
+        if self.joiners.values().all(|until| *until > now) {
+            return;
+        }
+        self.joiners.retain(|_, until| *until > now);
+        let mut count = 0;
+        for (peer, n) in &mut self.neighbors {
+            n.joiner = self.joiners.contains_key(peer);
+            count += usize::from(n.joiner);
+        }
+        self.joiner_neighbors = count;
     }
 
     /// Neighbors' PeerIds and locations, in location order.
@@ -467,8 +489,11 @@ impl RingState {
         if let Some(retry) = self.join_retry_at {
             at = at.min(retry);
         }
-        if let Some(p) = self.pending_connects.values().map(|p| p.deadline).min() {
-            at = at.min(p);
+        // Ids and deadlines grow together (one fixed timeout, time moving
+        // forward): the oldest request is the first to expire. Called after
+        // every event, so no scan.
+        if let Some((_, p)) = self.pending_connects.first_key_value() {
+            at = at.min(p.deadline);
         }
         if let Some(l) = self.leaving.values().map(|l| l.until).min() {
             at = at.min(l);
@@ -597,8 +622,12 @@ impl RingState {
             }
             Message::Neighbors(mut locations) => match self.neighbors.get_mut(&from) {
                 Some(n) => {
-                    locations.sort_unstable();
-                    locations.dedup();
+                    // Honest peers send their list sorted and without
+                    // duplicates; only a list that is not is sorted here.
+                    if !locations.windows(2).all(|w| w[0] < w[1]) {
+                        locations.sort_unstable();
+                        locations.dedup();
+                    }
                     n.their_neighbors = locations;
                 }
                 None => self.stats.messages_dropped += 1,
@@ -667,7 +696,7 @@ impl RingState {
             }
         }
         self.expected.retain(|_, deadline| *deadline > now);
-        self.joiners.retain(|_, until| *until > now);
+        self.expire_joiners(now);
         if self.location.is_none() {
             self.maybe_start_join(now, &mut actions);
         }

@@ -23,8 +23,9 @@ fn scenario(nodes: usize, seed: u64) -> Scenario {
 
 /// 150 nodes join through node 0 (negotiated, verified locations; links
 /// by connect requests). Every node joins; the ring is one component in
-/// which every node is linked to its successor and predecessor and has
-/// between 15 and 30 neighbors; every exact route between 1,000 random
+/// which every node is linked to its successor and predecessor, nine in
+/// ten of the nodes' three nearest peers are neighbors (ring links, two
+/// per side), and every node has between 15 and 30 neighbors; every exact route between 1,000 random
 /// pairs arrives, in at most 4 hops on average. After 15 nodes crash and
 /// 15 new ones join, at least 99.9 % of routes still arrive and the ring
 /// is whole again. Two seeds.
@@ -52,6 +53,7 @@ fn a_ring_grown_through_one_gateway_routes_every_pair_and_repairs_after_churn() 
         assert_eq!(built.topology.nodes, 150);
         assert_eq!(built.topology.components, 1);
         assert!(built.topology.adjacent >= 0.99, "{:?}", built.topology);
+        assert!(built.topology.nearest3 >= 0.9, "{:?}", built.topology);
         assert!(built.topology.degree_min >= 15 && built.topology.degree_max <= 30);
         assert_eq!(
             built.routes.success_rate(),

@@ -58,7 +58,7 @@ impl RingState {
             return;
         }
         if self.joiners.len() >= self.config.max_pending_joins {
-            self.joiners.retain(|_, until| *until > now);
+            self.expire_joiners(now);
             if self.joiners.len() >= self.config.max_pending_joins {
                 self.stats.joins_refused += 1;
                 actions.push(refuse("too many joins in progress"));
@@ -85,6 +85,12 @@ impl RingState {
         let challenge = Challenge::answer(&signer, &from, &commitment, value);
         self.cooldowns.insert(from, now);
         self.joiners.insert(from, now + self.config.join_grace);
+        if let Some(n) = self.neighbors.get_mut(&from)
+            && !n.joiner
+        {
+            n.joiner = true;
+            self.joiner_neighbors += 1;
+        }
         self.stats.joins_served += 1;
         actions.push(Action::Send {
             to: from,
@@ -189,12 +195,15 @@ impl RingState {
             });
             return;
         }
+        let joiner = self.joiners.contains_key(&peer);
+        self.joiner_neighbors += usize::from(joiner);
         self.neighbors.insert(
             peer,
             Neighbor {
                 location,
                 load: LoadMeter::new(now),
                 their_neighbors: Vec::new(),
+                joiner,
             },
         );
         self.by_location.insert(location, peer);
@@ -243,6 +252,7 @@ impl RingState {
         let Some(n) = self.neighbors.remove(peer) else {
             return false;
         };
+        self.joiner_neighbors -= usize::from(n.joiner);
         if self.by_location.get(&n.location) == Some(peer) {
             self.by_location.remove(&n.location);
         }

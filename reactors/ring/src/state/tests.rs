@@ -79,6 +79,7 @@ impl Graph {
                     location,
                     load: LoadMeter::new(self.now),
                     their_neighbors: Vec::new(),
+                    joiner: false,
                 },
             );
             node.by_location.insert(location, peer);
@@ -377,24 +378,104 @@ fn a_neighbor_above_its_share_is_disconnected_and_the_report_says_why() {
 #[test]
 fn the_worst_placed_link_is_the_most_redundant_one() {
     let unit = u64::MAX / 1000;
-    // Successor at 0.001 and predecessor at -0.001 are protected; of the
-    // links at 0.1, 0.11 and 0.3 (clockwise), 0.1 and 0.11 are
-    // redundant with each other, and 0.11 sits closer to 0.3.
-    let mut g = Graph::new(&[0, unit, u64::MAX - unit, 100 * unit, 110 * unit, 300 * unit]);
-    for other in 1..6 {
+    // The ring links at ±0.001 and ±0.002 are protected; of the links at
+    // 0.1, 0.11 and 0.3 (clockwise), 0.1 and 0.11 are redundant with each
+    // other, and 0.11 sits closer to 0.3.
+    let mut g = Graph::new(&[
+        0,
+        unit,
+        u64::MAX - unit,
+        2 * unit,
+        u64::MAX - 2 * unit,
+        100 * unit,
+        110 * unit,
+        300 * unit,
+    ]);
+    for other in 1..8 {
         g.link(0, other);
     }
     let (worst, _) = g.nodes[0].worst_placed(g.now).expect("a prunable link");
-    assert_eq!(g.index(worst), 4);
-    // Pruning to 4 links sends it a Leave and keeps the link draining.
+    assert_eq!(g.index(worst), 6);
+    // Pruning to 6 links sends it a Leave and keeps the link draining.
     let mut actions = Vec::new();
     let now = g.now;
-    g.nodes[0].prune(4, now, &mut actions);
-    assert!(sends(&actions).contains(&(g.ids[4], Message::Leave)));
-    assert_eq!(g.nodes[0].degree(), 4);
+    g.nodes[0].prune(6, now, &mut actions);
+    assert!(sends(&actions).contains(&(g.ids[6], Message::Leave)));
+    assert_eq!(g.nodes[0].degree(), 6);
     let later = g.nodes[0].on_tick(now + LINK_DRAIN);
     assert!(later.iter().any(|a| matches!(a,
-        Action::Disconnect { peer, reason: DisconnectReason::Pruned { .. }, .. } if *peer == g.ids[4])));
+        Action::Disconnect { peer, reason: DisconnectReason::Pruned { .. }, .. } if *peer == g.ids[6])));
+}
+
+#[test]
+fn ring_links_are_the_two_nearest_on_each_side() {
+    let unit = u64::MAX / 1000;
+    // Node 0 at 0.5 with neighbors at +1, +2, +3 and -1, -4 units.
+    let mid = 500 * unit;
+    let mut g = Graph::new(&[
+        mid,
+        mid + unit,
+        mid + 2 * unit,
+        mid + 3 * unit,
+        mid - unit,
+        mid - 4 * unit,
+    ]);
+    for other in 1..6 {
+        g.link(0, other);
+    }
+    let mut ring = g.nodes[0].ring_peers();
+    ring.sort_unstable();
+    let mut expected = vec![g.ids[1], g.ids[2], g.ids[4], g.ids[5]];
+    expected.sort_unstable();
+    assert_eq!(ring, expected);
+    // Between the first and second on a side: a ring link; past the
+    // second: not one.
+    let node = &g.nodes[0];
+    assert!(node.would_be_adjacent(Location::from_raw(mid + unit + unit / 2)));
+    assert!(!node.would_be_adjacent(Location::from_raw(mid + 2 * unit + unit / 2)));
+    assert!(node.would_be_adjacent(Location::from_raw(mid - 2 * unit)));
+    assert!(!node.would_be_adjacent(Location::from_raw(mid - 5 * unit)));
+}
+
+#[test]
+fn a_missing_second_successor_is_asked_for_from_the_successors_list() {
+    let unit = u64::MAX / 1000;
+    let mid = 500 * unit;
+    let mut g = Graph::new(&[mid, mid + unit, mid - unit]);
+    g.link(0, 1);
+    g.link(0, 2);
+    let succ = g.ids[1];
+    // The successor's list names a peer at +2 units that we do not link:
+    // a successor route to the successor's location goes out for it.
+    let second = Location::from_raw(mid + 2 * unit);
+    let me = Location::from_raw(mid);
+    let now = g.now;
+    let actions = g.nodes[0].on_message(succ, Message::Neighbors(vec![me, second]), 0, now);
+    assert!(actions.is_empty());
+    let mut actions = Vec::new();
+    g.nodes[0].check_adjacency(now, &mut actions);
+    let connects: Vec<Route> = sends(&actions)
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            Message::Route(r) if matches!(r.payload, Payload::Connect { .. }) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        connects
+            .iter()
+            .any(|r| r.mode == RouteMode::Successor && r.target == Location::from_raw(mid + unit))
+    );
+    // Once linked, nothing more is asked for on that side.
+    let mut h = Graph::new(&[mid, mid + unit, mid - unit, mid + 2 * unit]);
+    for other in 1..4 {
+        h.link(0, other);
+    }
+    let _ = h.nodes[0].on_message(h.ids[1], Message::Neighbors(vec![me, second]), 0, now);
+    let mut actions = Vec::new();
+    h.nodes[0].check_adjacency(now, &mut actions);
+    assert!(!sends(&actions).iter().any(|(_, m)| matches!(m,
+        Message::Route(r) if r.mode == RouteMode::Successor && r.target == Location::from_raw(mid + unit))));
 }
 
 #[test]

@@ -35,18 +35,85 @@ impl RingState {
         s.into_iter().chain(p).map(|(_, p)| p).collect()
     }
 
-    /// Whether a peer at `location` would be our new successor or
-    /// predecessor.
+    /// Our ring links: the [`RING_LINKS`] neighbors nearest clockwise and
+    /// the [`RING_LINKS`] nearest counter-clockwise (fewer on a small
+    /// ring). Never pruned.
+    pub(super) fn ring_peers(&self) -> Vec<PeerId> {
+        let Some(me) = self.location else {
+            return Vec::new();
+        };
+        use std::ops::Bound::{Excluded, Unbounded};
+        let clockwise = self
+            .by_location
+            .range((Excluded(me), Unbounded))
+            .chain(self.by_location.range(..me))
+            .take(RING_LINKS);
+        let counter = self
+            .by_location
+            .range(..me)
+            .rev()
+            .chain(self.by_location.range((Excluded(me), Unbounded)).rev())
+            .take(RING_LINKS);
+        let mut peers: Vec<PeerId> = clockwise.chain(counter).map(|(_, p)| *p).collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+    }
+
+    /// Whether a peer at `location` would be one of our ring links: fewer
+    /// than [`RING_LINKS`] neighbors lie between it and us on one side.
     pub(super) fn would_be_adjacent(&self, location: Location) -> bool {
         let Some(me) = self.location else {
             return true;
         };
-        let (succ, pred) = self.adjacent();
         let cw = me.clockwise_to(location);
-        let closer_succ = succ.is_none_or(|(s, _)| cw != 0 && cw < me.clockwise_to(s));
         let ccw = location.clockwise_to(me);
-        let closer_pred = pred.is_none_or(|(p, _)| ccw != 0 && ccw < p.clockwise_to(me));
-        closer_succ || closer_pred
+        if cw == 0 {
+            return false;
+        }
+        let closer_cw = self
+            .by_location
+            .keys()
+            .filter(|l| {
+                let d = me.clockwise_to(**l);
+                d != 0 && d < cw
+            })
+            .take(RING_LINKS)
+            .count();
+        let closer_ccw = self
+            .by_location
+            .keys()
+            .filter(|l| {
+                let d = l.clockwise_to(me);
+                d != 0 && d < ccw
+            })
+            .take(RING_LINKS)
+            .count();
+        closer_cw < RING_LINKS || closer_ccw < RING_LINKS
+    }
+
+    /// Where our next-nearest peer on the side of `first` (our successor
+    /// or predecessor) should be, from `first`'s neighbor list: the peer
+    /// just beyond `first` on that side, unless it is us or linked already.
+    fn missing_second(&self, first: Option<Adjacent>, clockwise: bool) -> Option<Location> {
+        let me = self.location?;
+        let (location, peer) = first?;
+        let list = &self.neighbors.get(&peer)?.their_neighbors;
+        let beyond = |l: &Location| {
+            if clockwise {
+                location.clockwise_to(*l)
+            } else {
+                l.clockwise_to(location)
+            }
+        };
+        let second = list
+            .iter()
+            .filter(|l| beyond(l) != 0)
+            .min_by_key(|l| beyond(l))
+            .copied()?;
+        // Past us (a ring of three or fewer), or already a neighbor.
+        let past_us = beyond(&me) != 0 && beyond(&second) >= beyond(&me);
+        (!past_us && !self.by_location.contains_key(&second)).then_some(second)
     }
 
     /// The typical gap between peers here, from our successor and
@@ -119,6 +186,19 @@ impl RingState {
         if self.pending(Purpose::Predecessor) == 0 {
             self.send_connect(Purpose::Predecessor, now, actions);
         }
+        // The second nearest on each side, when our successor's or
+        // predecessor's neighbor list shows one we are not linked to: no
+        // message at all while the ring links are in place.
+        let (succ, pred) = self.adjacent();
+        if self.pending(Purpose::SecondSuccessor) == 0 && self.missing_second(succ, true).is_some()
+        {
+            self.send_connect(Purpose::SecondSuccessor, now, actions);
+        }
+        if self.pending(Purpose::SecondPredecessor) == 0
+            && self.missing_second(pred, false).is_some()
+        {
+            self.send_connect(Purpose::SecondPredecessor, now, actions);
+        }
     }
 
     /// Asks for long links while below the target degree; waits for the
@@ -154,6 +234,21 @@ impl RingState {
         let (target, mode, walk) = match purpose {
             Purpose::Successor => (me, RouteMode::Successor, 0),
             Purpose::Predecessor => (me, RouteMode::Predecessor, 0),
+            // The first peer past our successor (predecessor): a successor
+            // (predecessor) route to the successor's (predecessor's)
+            // location.
+            Purpose::SecondSuccessor | Purpose::SecondPredecessor => {
+                let (succ, pred) = self.adjacent();
+                let (first, mode) = if purpose == Purpose::SecondSuccessor {
+                    (succ, RouteMode::Successor)
+                } else {
+                    (pred, RouteMode::Predecessor)
+                };
+                let Some((first, _)) = first else {
+                    return;
+                };
+                (first, mode, 0)
+            }
             Purpose::Long | Purpose::Replace => {
                 let d = self.kleinberg_distance();
                 let dir = if self.rng.random_bool(0.5) {
@@ -225,7 +320,7 @@ impl RingState {
     pub(super) fn worst_placed(&self, now: Instant) -> Option<(PeerId, Distance)> {
         let me = self.location?;
         let protected: BTreeSet<PeerId> = self
-            .adjacent_peers()
+            .ring_peers()
             .into_iter()
             .chain(
                 self.joiners
