@@ -17,7 +17,9 @@
 //! * the key is a valid ed25519 point (`PeerId::from_bytes`).
 //!
 //! That the peer *holds* the key is proven separately, by the TLS 1.3
-//! `CertificateVerify` signature (see `verifier.rs`).
+//! `CertificateVerify` signature (see `tls.rs`). During a handshake only
+//! the structural checks run ([`peer_id_in`]): the handshake signature
+//! proves the key, so the self-signature adds nothing there.
 
 use p2p::{Keypair, PeerId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -111,11 +113,12 @@ pub fn peer_id_of(der: &[u8]) -> Result<PeerId, CertificateError> {
     Ok(peer)
 }
 
-/// The PeerId of a certificate the verifier of this very handshake already
-/// accepted with [`peer_id_of`]: the same structural checks, without
-/// verifying the self-signature a second time (an ed25519 verification
-/// saved per side on every connection setup).
-pub(crate) fn peer_id_of_accepted(der: &[u8]) -> Result<PeerId, CertificateError> {
+/// The PeerId a certificate names, after the structural checks of
+/// [`peer_id_of`] but without verifying the self-signature. The TLS
+/// verifiers use this: the handshake signature, verified with the key read
+/// here, proves the PeerId (see `tls.rs`), so an ed25519 verification per
+/// side is saved on every connection setup.
+pub(crate) fn peer_id_in(der: &[u8]) -> Result<PeerId, CertificateError> {
     parse(der).map(|(peer, _, _)| peer)
 }
 
@@ -276,11 +279,11 @@ mod tests {
     fn the_accepted_path_reads_the_same_peer_and_keeps_the_structural_checks() {
         let keypair = Keypair::from_seed(9);
         let der = Identity::new(&keypair).expect("certificate").certificate;
-        assert_eq!(peer_id_of_accepted(&der), Ok(keypair.peer_id()));
-        assert!(peer_id_of_accepted(&der[..der.len() - 1]).is_err());
+        assert_eq!(peer_id_in(&der), Ok(keypair.peer_id()));
+        assert!(peer_id_in(&der[..der.len() - 1]).is_err());
         let mut long = der.to_vec();
         long.push(0);
-        assert!(peer_id_of_accepted(&long).is_err());
+        assert!(peer_id_in(&long).is_err());
     }
 
     #[test]

@@ -36,8 +36,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use p2p::ChannelId;
 use p2p::transport::{
-    ConnectionError, Frame, FrameSink, FrameStream, GoodbyeReason, decode_frame, encode_frame,
+    ConnectionError, Frame, FrameSink, FrameStream, GoodbyeReason, decode_frame, encode_data_head,
+    encode_frame,
 };
 use parking_lot::Mutex;
 use quinn::{RecvStream, SendStream, VarInt};
@@ -158,7 +160,7 @@ pub(crate) struct QuicSink {
     control: SendStream,
     control_buf: BytesMut,
     data_buf: BytesMut,
-    channels: HashMap<u16, mpsc::Sender<Bytes>>,
+    channels: HashMap<u16, mpsc::Sender<Encoded>>,
     writers: Vec<tokio::task::JoinHandle<()>>,
     close_timeout: Duration,
     /// The close code and reason once a goodbye was sent.
@@ -192,8 +194,24 @@ impl QuicSink {
     /// Queues one `Data` frame on its channel's writer, starting the writer
     /// (and so the stream) on the channel's first frame.
     fn queue_data(&mut self, frame: &Frame, channel: u16) -> Result<(), ConnectionError> {
-        encode_frame(frame, &mut self.data_buf);
-        let bytes = self.data_buf.split().freeze();
+        let bytes = match frame {
+            // A large payload goes to quinn as the message's own `Bytes`,
+            // behind its frame head: no copy.
+            Frame::Data { payload, .. } if payload.len() > COALESCE_MAX => {
+                encode_data_head(ChannelId(channel), payload.len(), &mut self.data_buf);
+                Encoded {
+                    head: self.data_buf.split().freeze(),
+                    payload: payload.clone(),
+                }
+            }
+            _ => {
+                encode_frame(frame, &mut self.data_buf);
+                Encoded {
+                    head: self.data_buf.split().freeze(),
+                    payload: Bytes::new(),
+                }
+            }
+        };
         let queue = match self.channels.get(&channel) {
             Some(queue) => queue,
             None => {
@@ -315,35 +333,51 @@ impl Drop for QuicSink {
     }
 }
 
+/// Frames up to this size are copied into one buffer per write batch;
+/// larger payloads are handed to quinn as they are.
+const COALESCE_MAX: usize = 2048;
+
+/// One encoded `Data` frame: `head` followed by `payload` (empty when the
+/// whole frame, small, is in `head`).
+struct Encoded {
+    head: Bytes,
+    payload: Bytes,
+}
+
 /// Writes one channel's frames on its own stream, opened on the first
 /// frame; when the sink drops the queue, finishes the stream and waits for
 /// the peer's acknowledgement.
-/// Frames up to this size are copied into one buffer per write batch.
-const COALESCE_MAX: usize = 2048;
-
-async fn write_channel(conn: quinn::Connection, channel: u16, mut queue: mpsc::Receiver<Bytes>) {
+async fn write_channel(conn: quinn::Connection, channel: u16, mut queue: mpsc::Receiver<Encoded>) {
     let result: Result<(), String> = async {
         // Waits while the peer's stream limit is reached: this channel
         // stalls, the others do not.
         let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
         let mut batch = Vec::with_capacity(WRITE_BATCH + 1);
-        // Small frames are copied into one buffer, so quinn gets one chunk
-        // per batch instead of dozens of 100-byte ones; large frames go as
-        // they are, without a copy.
+        // Small frames (and large frames' heads) are copied into one
+        // buffer, so quinn gets one chunk per batch instead of dozens of
+        // 100-byte ones; large payloads go as they are, without a copy.
         let mut small = BytesMut::new();
         small.extend_from_slice(&channel.to_be_bytes());
         while let Some(first) = queue.recv().await {
             let mut taken = 0;
             let mut next = Some(first);
-            while let Some(bytes) = next.take() {
+            while let Some(Encoded { head, payload }) = next.take() {
                 taken += 1;
-                if bytes.len() <= COALESCE_MAX {
-                    small.extend_from_slice(&bytes);
+                if head.len() <= COALESCE_MAX {
+                    small.extend_from_slice(&head);
                 } else {
                     if !small.is_empty() {
                         batch.push(small.split().freeze());
                     }
-                    batch.push(bytes);
+                    batch.push(head);
+                }
+                if !payload.is_empty() {
+                    if payload.len() <= COALESCE_MAX {
+                        small.extend_from_slice(&payload);
+                    } else {
+                        batch.push(small.split().freeze());
+                        batch.push(payload);
+                    }
                 }
                 if taken < WRITE_BATCH {
                     next = queue.try_recv().ok();

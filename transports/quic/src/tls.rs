@@ -4,14 +4,23 @@
 //! Both verifiers apply the same rules (ADR 0006):
 //!
 //! 1. exactly one certificate, no chain;
-//! 2. it is a self-signed Ed25519 certificate ([`peer_id_of`]), which
-//!    yields the PeerId;
+//! 2. it has the strict shape of our Ed25519 certificates (the structural
+//!    checks of [`peer_id_of`]), and its key is the PeerId;
 //! 3. the TLS 1.3 `CertificateVerify` signature uses `ed25519` and
-//!    verifies with the certificate's key (rustls'
-//!    `verify_tls13_signature` over the ring provider), proving the peer
-//!    holds the key;
+//!    verifies (`PeerId::verify`, `verify_strict`) with that very key, as
+//!    our own parser read it, proving the peer holds the key;
 //! 4. the client additionally requires the PeerId it dialed, and records
 //!    the PeerId that answered so the dial can fail with `WrongPeer`.
+//!
+//! The certificate's self-signature is not verified during the handshake:
+//! rule 3 already proves that the peer holds the key the PeerId names, over
+//! this handshake's transcript, and nothing else in the certificate is
+//! used (ADR 0006). Checking it too cost an ed25519 verification per side
+//! on the critical path of every connection setup and proved nothing more:
+//! anyone who can sign the handshake with a key can also self-sign a
+//! certificate with it. Verifying rule 3 with the key our parser read,
+//! rather than with webpki's reading of the same DER, leaves no room for
+//! the two parsers to disagree on which key was proven.
 //!
 //! The server requires a client certificate: a client without one fails
 //! the handshake (`certificate_required`). Session resumption and 0-RTT are
@@ -23,14 +32,14 @@ use p2p::PeerId;
 use parking_lot::Mutex;
 use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ResolvesServerCert;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::certificate::{CertificateError, Identity, peer_id_of};
+use crate::certificate::{CertificateError, Identity, peer_id_in};
 
 /// The protocol part of the ALPN; the network id follows it.
 pub const ALPN_PREFIX: &str = "switchyard/1/";
@@ -56,7 +65,8 @@ fn refuse(e: CertificateError) -> rustls::Error {
     })
 }
 
-/// Rules 1 and 2.
+/// Rules 1 and 2 (the self-signature is left to rule 3; see the module
+/// docs).
 fn check_certificate(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -68,12 +78,12 @@ fn check_certificate(
             ))),
         ));
     }
-    peer_id_of(end_entity).map_err(refuse)
+    peer_id_in(end_entity).map_err(refuse)
 }
 
-/// Rule 3.
+/// Rule 3: the handshake signature verifies with the key rules 1 and 2
+/// read from `cert`.
 fn check_signature(
-    algorithms: &WebPkiSupportedAlgorithms,
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
@@ -83,7 +93,12 @@ fn check_signature(
             rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
         ));
     }
-    rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    let peer = peer_id_in(cert).map_err(refuse)?;
+    peer.verify(message, dss.signature()).map_err(|e| {
+        tracing::debug!(error = %e, "handshake signature refused");
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
+    })?;
+    Ok(HandshakeSignatureValid::assertion())
 }
 
 fn no_tls12() -> rustls::Error {
@@ -96,7 +111,6 @@ pub(crate) struct ServerVerifier {
     expected: Option<PeerId>,
     /// The PeerId the certificate named, whether or not it was expected.
     answered: Arc<Mutex<Option<PeerId>>>,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -133,7 +147,7 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        check_signature(&self.algorithms, message, cert, dss)
+        check_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -143,9 +157,7 @@ impl ServerCertVerifier for ServerVerifier {
 
 /// The listener's verifier of the dialer's certificate.
 #[derive(Debug)]
-pub(crate) struct ClientVerifier {
-    algorithms: WebPkiSupportedAlgorithms,
-}
+pub(crate) struct ClientVerifier;
 
 impl ClientCertVerifier for ClientVerifier {
     fn offer_client_auth(&self) -> bool {
@@ -185,7 +197,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        check_signature(&self.algorithms, message, cert, dss)
+        check_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -241,9 +253,7 @@ impl Tls {
 
     /// The listener's TLS configuration.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, rustls::Error> {
-        let verifier = Arc::new(ClientVerifier {
-            algorithms: self.provider.signature_verification_algorithms,
-        });
+        let verifier = Arc::new(ClientVerifier);
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -263,11 +273,7 @@ impl Tls {
         expected: Option<PeerId>,
         answered: Arc<Mutex<Option<PeerId>>>,
     ) -> Result<rustls::ClientConfig, rustls::Error> {
-        let verifier = Arc::new(ServerVerifier {
-            expected,
-            answered,
-            algorithms: self.provider.signature_verification_algorithms,
-        });
+        let verifier = Arc::new(ServerVerifier { expected, answered });
         let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()

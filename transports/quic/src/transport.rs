@@ -12,7 +12,7 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::certificate::{Identity, peer_id_of_accepted};
+use crate::certificate::{Identity, peer_id_in};
 use crate::config::QuicConfig;
 use crate::connection::{
     CLOSE_FRAMING, CLOSE_NO_GOODBYE, CONTROL_STREAM_VERSION, QuicSink, QuicStream,
@@ -121,10 +121,9 @@ fn authenticated(conn: &quinn::Connection, tls: &Tls) -> Result<PeerId, String> 
             certificates.len()
         ));
     };
-    // The verifier accepted this certificate during the handshake (rustls
-    // does not complete one otherwise); read the key without verifying its
-    // self-signature again.
-    peer_id_of_accepted(certificate).map_err(|e| e.to_string())
+    // The verifier accepted this certificate and the handshake signature
+    // made with its key (rustls does not complete a handshake otherwise).
+    peer_id_in(certificate).map_err(|e| e.to_string())
 }
 
 fn into_connection(
