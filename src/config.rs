@@ -1612,16 +1612,16 @@ fn address_list(addresses: &[PeerAddress]) -> String {
     out
 }
 
-/// A topic or room name: 1 to 128 bytes of printable characters, usable
-/// as one segment of an API path.
+/// What is wrong with a topic or room name, if anything: a name is 1 to
+/// 128 bytes of printable characters, usable as one segment of an API path.
+pub fn name_problem(name: &str) -> Option<String> {
+    (name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/')).then(
+        || format!("{name:?}: a name is 1 to 128 bytes, with no '/' and no control characters"),
+    )
+}
+
 fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/') {
-        return Err(invalid(
-            field,
-            format!("{name:?}: a name is 1 to 128 bytes, with no '/' and no control characters"),
-        ));
-    }
-    Ok(())
+    name_problem(name).map_or(Ok(()), |problem| Err(invalid(field, problem)))
 }
 
 fn at_least(field: &str, value: usize, min: usize) -> Result<(), ConfigError> {

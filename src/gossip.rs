@@ -25,7 +25,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -265,13 +264,9 @@ fn rooms_error(error: RoomsError) -> ApiError {
 }
 
 fn check_topic(name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "a topic name is 1 to 128 bytes with no control characters",
-        ));
-    }
-    Ok(())
+    crate::config::name_problem(name).map_or(Ok(()), |problem| {
+        Err(ApiError::new(StatusCode::BAD_REQUEST, problem))
+    })
 }
 
 /// `GET /gossip`.
@@ -406,7 +401,7 @@ fn sse_event(event: TopicEvent) -> Event {
             });
             match std::str::from_utf8(&message.payload) {
                 Ok(text) => data["text"] = text.into(),
-                Err(_) => data["hex"] = hex(&message.payload).into(),
+                Err(_) => data["hex"] = data_encoding::HEXLOWER.encode(&message.payload).into(),
             }
             ("message", data)
         }
@@ -421,14 +416,6 @@ fn sse_event(event: TopicEvent) -> Event {
         TopicEvent::Lagged(missed) => ("lagged", serde_json::json!({ "missed": missed })),
     };
     Event::default().event(kind).data(data.to_string())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// A room in `GET /rooms` and `GET /rooms/{name}`.
@@ -460,7 +447,7 @@ fn room_entry(name: &str, room: &OpenRoom, lines: bool) -> RoomEntry {
     let view = room.handle.view();
     RoomEntry {
         name: name.to_string(),
-        room: hex(room.handle.room().as_bytes()),
+        room: room.handle.room().to_string(),
         admin: room.admin.to_string(),
         hash: view.hash.to_string(),
         height: view.height,
@@ -530,7 +517,7 @@ async fn write_room(
     let update = room.handle.write(body).await.map_err(rooms_error)?;
     let view = room.handle.view();
     Ok(Json(Written {
-        update: hex(update.as_bytes()),
+        update: update.to_string(),
         hash: view.hash.to_string(),
         height: view.height,
     }))

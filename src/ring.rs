@@ -94,47 +94,10 @@ async fn view(State(api): State<RingApi>) -> Json<RingView> {
 }
 
 fn counters(stats: &RingStats) -> BTreeMap<String, u64> {
-    let RingStats {
-        joins_served,
-        joins_refused,
-        locations_verified,
-        locations_refused,
-        routes_started,
-        routes_delivered,
-        routes_forwarded,
-        routes_backtracked,
-        routes_failed,
-        connects_sent,
-        connects_accepted,
-        connects_refused,
-        neighbors_added,
-        neighbors_refused,
-        links_pruned,
-        overload_disconnects,
-        messages_dropped,
-        neighbors,
-    } = stats.clone();
-    [
-        ("joins_served", joins_served),
-        ("joins_refused", joins_refused),
-        ("locations_verified", locations_verified),
-        ("locations_refused", locations_refused),
-        ("routes_started", routes_started),
-        ("routes_delivered", routes_delivered),
-        ("routes_forwarded", routes_forwarded),
-        ("routes_backtracked", routes_backtracked),
-        ("routes_failed", routes_failed),
-        ("connects_sent", connects_sent),
-        ("connects_accepted", connects_accepted),
-        ("connects_refused", connects_refused),
-        ("neighbors_added", neighbors_added),
-        ("neighbors_refused", neighbors_refused),
-        ("links_pruned", links_pruned),
-        ("overload_disconnects", overload_disconnects),
-        ("messages_dropped", messages_dropped),
-        ("neighbors", neighbors),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_string(), value))
-    .collect()
+    stats
+        .counters()
+        .iter()
+        .map(|(name, _, value)| (name.to_string(), *value))
+        .chain([("neighbors".to_string(), stats.neighbors)])
+        .collect()
 }

@@ -50,6 +50,96 @@ pub struct RingStats {
     pub neighbors: u64,
 }
 
+impl RingStats {
+    /// Every counter with its metric name and help text (`neighbors`, a
+    /// gauge, apart).
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 17] {
+        [
+            (
+                "joins_served",
+                "Location negotiations answered",
+                self.joins_served,
+            ),
+            (
+                "joins_refused",
+                "Location negotiations refused",
+                self.joins_refused,
+            ),
+            (
+                "locations_verified",
+                "Announced locations that verified",
+                self.locations_verified,
+            ),
+            (
+                "locations_refused",
+                "Announced locations that did not verify",
+                self.locations_refused,
+            ),
+            (
+                "routes_started",
+                "Application routes started here",
+                self.routes_started,
+            ),
+            (
+                "routes_delivered",
+                "Routes delivered here",
+                self.routes_delivered,
+            ),
+            (
+                "routes_forwarded",
+                "Routes forwarded",
+                self.routes_forwarded,
+            ),
+            (
+                "routes_backtracked",
+                "Routes sent back at a dead end",
+                self.routes_backtracked,
+            ),
+            (
+                "routes_failed",
+                "Routes that failed here",
+                self.routes_failed,
+            ),
+            ("connects_sent", "Connect requests sent", self.connects_sent),
+            (
+                "connects_accepted",
+                "Connect requests accepted",
+                self.connects_accepted,
+            ),
+            (
+                "connects_refused",
+                "Connect requests refused",
+                self.connects_refused,
+            ),
+            (
+                "neighbors_added",
+                "Neighbors admitted",
+                self.neighbors_added,
+            ),
+            (
+                "neighbors_refused",
+                "Ring peers refused as neighbors",
+                self.neighbors_refused,
+            ),
+            (
+                "links_pruned",
+                "Links dropped as the worst placed",
+                self.links_pruned,
+            ),
+            (
+                "overload_disconnects",
+                "Neighbors disconnected for their load",
+                self.overload_disconnects,
+            ),
+            (
+                "messages_dropped",
+                "Ring messages dropped",
+                self.messages_dropped,
+            ),
+        ]
+    }
+}
+
 /// Serves a node's [`RingStats`] at every scrape (`switchyard_ring_*`),
 /// read from the driver's latest snapshot.
 pub(crate) struct RingCollector {
@@ -65,78 +155,7 @@ impl fmt::Debug for RingCollector {
 impl Collector for RingCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let s = (self.stats)();
-        let counters = [
-            (
-                "joins_served",
-                "Location negotiations answered",
-                s.joins_served,
-            ),
-            (
-                "joins_refused",
-                "Location negotiations refused",
-                s.joins_refused,
-            ),
-            (
-                "locations_verified",
-                "Announced locations that verified",
-                s.locations_verified,
-            ),
-            (
-                "locations_refused",
-                "Announced locations that did not verify",
-                s.locations_refused,
-            ),
-            (
-                "routes_started",
-                "Application routes started here",
-                s.routes_started,
-            ),
-            (
-                "routes_delivered",
-                "Routes delivered here",
-                s.routes_delivered,
-            ),
-            ("routes_forwarded", "Routes forwarded", s.routes_forwarded),
-            (
-                "routes_backtracked",
-                "Routes sent back at a dead end",
-                s.routes_backtracked,
-            ),
-            ("routes_failed", "Routes that failed here", s.routes_failed),
-            ("connects_sent", "Connect requests sent", s.connects_sent),
-            (
-                "connects_accepted",
-                "Connect requests accepted",
-                s.connects_accepted,
-            ),
-            (
-                "connects_refused",
-                "Connect requests refused",
-                s.connects_refused,
-            ),
-            ("neighbors_added", "Neighbors admitted", s.neighbors_added),
-            (
-                "neighbors_refused",
-                "Ring peers refused as neighbors",
-                s.neighbors_refused,
-            ),
-            (
-                "links_pruned",
-                "Links dropped as the worst placed",
-                s.links_pruned,
-            ),
-            (
-                "overload_disconnects",
-                "Neighbors disconnected for their load",
-                s.overload_disconnects,
-            ),
-            (
-                "messages_dropped",
-                "Ring messages dropped",
-                s.messages_dropped,
-            ),
-        ];
-        for (name, help, value) in counters {
+        for (name, help, value) in s.counters() {
             let counter = ConstCounter::new(value);
             let name = format!("switchyard_ring_{name}");
             let metric = encoder.encode_descriptor(&name, help, None, counter.metric_type())?;
