@@ -14,9 +14,13 @@
 //!   channel, or a frame over `max_frame_size` is a violation.
 //!
 //! QUIC's per-stream flow control is thus per-channel backpressure, and a
-//! stalled channel stream holds back only its own channel: the sink hands
-//! each channel's frames to that channel's writer task and returns, and the
-//! stream reads every stream in its own task.
+//! stalled channel stream holds back only its own channel: the sink writes
+//! a channel's frames itself while quinn takes them at once and hands the
+//! channel to a writer task of its own the first time quinn cannot, and the
+//! receiving half reads every stream, without a task per stream, only when
+//! the router asks for frames (the router's reader never waits on a
+//! reactor, ADR 0002, so nothing is buffered beyond QUIC's windows and one
+//! frame per stream).
 //!
 //! A violation closes the connection with [`CLOSE_FRAMING`] and the reason;
 //! the local router sees `ConnectionError::Protocol` first. A `Goodbye`
@@ -29,21 +33,22 @@
 //! close first gets the same `Goodbye` from the close code.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use p2p::ChannelId;
 use p2p::transport::{
     ConnectionError, Frame, FrameSink, FrameStream, GoodbyeReason, decode_frame, encode_data_head,
     encode_frame,
 };
-use parking_lot::Mutex;
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// The first byte the dialer writes on the control stream.
 pub const CONTROL_STREAM_VERSION: u8 = 1;
@@ -59,14 +64,6 @@ pub const CLOSE_GOODBYE_BASE: u32 = 0x100;
 
 /// Longest close reason we send (a CONNECTION_CLOSE must fit one packet).
 const MAX_CLOSE_REASON: usize = 512;
-
-/// Frames decoded by the reader tasks and not yet taken by the router.
-/// The router's reader never waits on a reactor (credit guarantees room,
-/// ADR 0002), so this queue is a hand-off, not a buffer: when it is full
-/// the reader tasks stop reading and QUIC flow control holds the peer back.
-/// Its bound caps what we hold beyond QUIC's windows at this many frames
-/// (each at most `max_frame_size`).
-const FRAME_QUEUE: usize = 64;
 
 /// Most bytes taken from a stream in one read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -150,7 +147,15 @@ fn write_error(conn: &quinn::Connection, e: quinn::WriteError) -> ConnectionErro
 }
 
 /// The sending half: control frames on the control stream, `Data` frames
-/// to their channel's writer task.
+/// on their channel's stream.
+///
+/// A channel's frames are written by the sink itself, in the router's
+/// writer task, as long as quinn takes each batch at once (the common
+/// case: the peer's stream window has room). The first time quinn cannot
+/// (the stream limit is reached, or the channel's stream window is full),
+/// the channel's stream moves to a writer task of its own, which waits for
+/// quinn while the sink goes on with the other channels; the channel's
+/// frames go through that task from then on, so their order holds.
 ///
 /// `send` is not cancel-safe: a cancelled call may have sent part of its
 /// batch (the router cancels only when the connection is ending).
@@ -160,13 +165,69 @@ pub(crate) struct QuicSink {
     control: SendStream,
     control_buf: BytesMut,
     data_buf: BytesMut,
-    channels: HashMap<u16, mpsc::Sender<Encoded>>,
+    channels: HashMap<u16, ChannelOut>,
+    /// Channels with frames staged by the current `send`.
+    staged: Vec<u16>,
     writers: Vec<tokio::task::JoinHandle<()>>,
     close_timeout: Duration,
     /// The close code and reason once a goodbye was sent.
     goodbye: Option<(VarInt, Vec<u8>)>,
     /// No more frames: a goodbye was sent or the sink was closed.
     finished: bool,
+}
+
+/// Where one channel's frames go.
+enum ChannelOut {
+    /// The sink writes the stream; `small` and `batch` stage the current
+    /// `send`'s frames (see [`Staging`]).
+    Direct {
+        stream: SendStream,
+        staging: Staging,
+    },
+    /// A writer task owns the stream.
+    Task(mpsc::Sender<Encoded>),
+}
+
+/// One write's worth of a channel's frames: small frames (and large
+/// frames' heads) copied into one buffer, so quinn gets one chunk per batch
+/// instead of dozens of 100-byte ones; large payloads as they are, without
+/// a copy.
+#[derive(Default)]
+struct Staging {
+    small: BytesMut,
+    batch: Vec<Bytes>,
+}
+
+impl Staging {
+    fn push(&mut self, Encoded { head, payload }: Encoded) {
+        if head.len() <= COALESCE_MAX {
+            self.small.extend_from_slice(&head);
+        } else {
+            self.cut();
+            self.batch.push(head);
+        }
+        if !payload.is_empty() {
+            if payload.len() <= COALESCE_MAX {
+                self.small.extend_from_slice(&payload);
+            } else {
+                self.cut();
+                self.batch.push(payload);
+            }
+        }
+    }
+
+    /// Moves the small-frame buffer into the batch.
+    fn cut(&mut self) {
+        if !self.small.is_empty() {
+            self.batch.push(self.small.split().freeze());
+        }
+    }
+
+    /// The staged chunks, in order.
+    fn take(&mut self) -> Vec<Bytes> {
+        self.cut();
+        std::mem::take(&mut self.batch)
+    }
 }
 
 impl QuicSink {
@@ -177,6 +238,7 @@ impl QuicSink {
             control_buf: BytesMut::new(),
             data_buf: BytesMut::new(),
             channels: HashMap::new(),
+            staged: Vec::new(),
             writers: Vec::new(),
             close_timeout,
             goodbye: None,
@@ -191,10 +253,29 @@ impl QuicSink {
             .unwrap_or(ConnectionError::Closed)
     }
 
-    /// Queues one `Data` frame on its channel's writer, starting the writer
-    /// (and so the stream) on the channel's first frame.
+    /// Hands `channel`'s stream (if the sink has one) and `pending` chunks
+    /// to a new writer task, which takes every later frame of the channel.
+    fn start_writer(
+        &mut self,
+        channel: u16,
+        stream: Option<SendStream>,
+        pending: Vec<Bytes>,
+    ) -> mpsc::Sender<Encoded> {
+        let (tx, rx) = mpsc::channel(CHANNEL_QUEUE);
+        self.writers.push(tokio::spawn(write_channel(
+            self.conn.clone(),
+            channel,
+            stream,
+            pending,
+            rx,
+        )));
+        tx
+    }
+
+    /// Stages or queues one `Data` frame for its channel, opening the
+    /// channel's stream on its first frame.
     fn queue_data(&mut self, frame: &Frame, channel: u16) -> Result<(), ConnectionError> {
-        let bytes = match frame {
+        let encoded = match frame {
             // A large payload goes to quinn as the message's own `Bytes`,
             // behind its frame head: no copy.
             Frame::Data { payload, .. } if payload.len() > COALESCE_MAX => {
@@ -212,29 +293,76 @@ impl QuicSink {
                 }
             }
         };
-        let queue = match self.channels.get(&channel) {
-            Some(queue) => queue,
-            None => {
-                let (tx, rx) = mpsc::channel(CHANNEL_QUEUE);
-                self.writers
-                    .push(tokio::spawn(write_channel(self.conn.clone(), channel, rx)));
-                self.channels.entry(channel).or_insert(tx)
-            }
-        };
-        match queue.try_send(bytes) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(ConnectionError::Io(format!(
-                "channel {channel}: more than {CHANNEL_QUEUE} frames queued, beyond any credit"
-            ))),
-            // The writer ended: its stream or the connection failed.
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(self
-                .conn
-                .close_reason()
-                .map(|e| connection_error(&e))
-                .unwrap_or_else(|| {
-                    ConnectionError::Reset(format!("the stream of channel {channel} failed"))
-                })),
+        if !self.channels.contains_key(&channel) {
+            // Opening a stream waits only when the peer's stream limit is
+            // reached; then the writer task waits for it, alone.
+            let out = match self.conn.open_uni().now_or_never() {
+                Some(Ok(stream)) => {
+                    let mut staging = Staging::default();
+                    staging.small.extend_from_slice(&channel.to_be_bytes());
+                    ChannelOut::Direct { stream, staging }
+                }
+                Some(Err(e)) => return Err(connection_error(&e)),
+                None => ChannelOut::Task(self.start_writer(channel, None, Vec::new())),
+            };
+            self.channels.insert(channel, out);
         }
+        match self.channels.get_mut(&channel) {
+            Some(ChannelOut::Direct { staging, .. }) => {
+                if !self.staged.contains(&channel) {
+                    self.staged.push(channel);
+                }
+                staging.push(encoded);
+                Ok(())
+            }
+            Some(ChannelOut::Task(queue)) => match queue.try_send(encoded) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => Err(ConnectionError::Io(format!(
+                    "channel {channel}: more than {CHANNEL_QUEUE} frames queued, beyond any credit"
+                ))),
+                // The writer ended: its stream or the connection failed.
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(self
+                    .conn
+                    .close_reason()
+                    .map(|e| connection_error(&e))
+                    .unwrap_or_else(|| {
+                        ConnectionError::Reset(format!("the stream of channel {channel} failed"))
+                    })),
+            },
+            None => Err(ConnectionError::Io(format!("channel {channel}: no stream"))),
+        }
+    }
+
+    /// Writes what the current `send` staged on each direct channel; what
+    /// quinn does not take at once moves the channel to a writer task.
+    fn flush_staged(&mut self) -> Result<(), ConnectionError> {
+        let mut staged = std::mem::take(&mut self.staged);
+        for channel in staged.drain(..) {
+            let Some(ChannelOut::Direct { stream, staging }) = self.channels.get_mut(&channel)
+            else {
+                continue;
+            };
+            let mut chunks = staging.take();
+            let mut written = 0;
+            while written < chunks.len() {
+                match stream.write_chunks(&mut chunks[written..]).now_or_never() {
+                    Some(Ok(w)) if w.bytes > 0 || w.chunks > 0 => written += w.chunks,
+                    // Blocked: the peer's window (or ours) is full.
+                    Some(Ok(_)) | None => break,
+                    Some(Err(e)) => return Err(write_error(&self.conn, e)),
+                }
+            }
+            if written < chunks.len() {
+                let pending = chunks.split_off(written);
+                let Some(ChannelOut::Direct { stream, .. }) = self.channels.remove(&channel) else {
+                    continue;
+                };
+                let queue = self.start_writer(channel, Some(stream), pending);
+                self.channels.insert(channel, ChannelOut::Task(queue));
+            }
+        }
+        self.staged = staged;
+        Ok(())
     }
 
     async fn send_frames(&mut self, frames: &mut Vec<Frame>) -> Result<(), ConnectionError> {
@@ -243,9 +371,15 @@ impl QuicSink {
             return Err(self.closed_error());
         }
         let mut goodbye = None;
+        let mut result = Ok(());
         for frame in frames.drain(..) {
             match &frame {
-                Frame::Data { channel, .. } => self.queue_data(&frame, channel.0)?,
+                Frame::Data { channel, .. } => {
+                    result = self.queue_data(&frame, channel.0);
+                    if result.is_err() {
+                        break;
+                    }
+                }
                 Frame::Goodbye(g) => {
                     encode_frame(&frame, &mut self.control_buf);
                     goodbye = Some(g.clone());
@@ -255,6 +389,9 @@ impl QuicSink {
                 _ => encode_frame(&frame, &mut self.control_buf),
             }
         }
+        frames.clear();
+        result?;
+        self.flush_staged()?;
         if let Some(goodbye) = goodbye {
             let code = CLOSE_GOODBYE_BASE.saturating_add(goodbye.reason.max(0).unsigned_abs());
             self.goodbye = Some((VarInt::from_u32(code), close_reason(&goodbye.detail)));
@@ -274,25 +411,35 @@ impl QuicSink {
         Ok(())
     }
 
-    /// Flushes every stream and finishes it: the channel writers drain
-    /// their queues, then the control stream gets what is pending (a
-    /// goodbye, say) after their data. Waits up to `close_timeout` for the
-    /// peer to acknowledge it all and, after a goodbye, for the peer to
-    /// close the connection: closing first would discard whatever the peer
-    /// has received but not yet read.
+    /// Flushes every stream and finishes it: the channel streams first
+    /// (the writer tasks drain their queues), then the control stream gets
+    /// what is pending (a goodbye, say) after their data. Waits up to
+    /// `close_timeout` for the peer to acknowledge it all and, after a
+    /// goodbye, for the peer to close the connection: closing first would
+    /// discard whatever the peer has received but not yet read.
     async fn finish(&mut self, await_peer_close: bool) {
         self.finished = true;
         // Dropping the queues' senders tells each writer to drain, finish
-        // its stream and wait for the acknowledgement.
-        self.channels.clear();
+        // its stream and wait for the acknowledgement; the sink finishes
+        // its own streams (everything staged was written by `send`).
+        let mut acknowledged = Vec::new();
+        for (_, out) in self.channels.drain() {
+            if let ChannelOut::Direct { mut stream, .. } = out {
+                if stream.finish().is_ok() {
+                    acknowledged.push(stream.stopped());
+                }
+            }
+        }
         let writers = std::mem::take(&mut self.writers);
         let pending = self.control_buf.split().freeze();
         let control = &mut self.control;
         let conn = &self.conn;
         let drain = async {
-            for writer in writers {
-                let _ = writer.await;
-            }
+            futures::future::join(
+                futures::future::join_all(writers),
+                futures::future::join_all(acknowledged),
+            )
+            .await;
             if !pending.is_empty() && control.write_chunk(pending).await.is_err() {
                 return;
             }
@@ -344,53 +491,46 @@ struct Encoded {
     payload: Bytes,
 }
 
-/// Writes one channel's frames on its own stream, opened on the first
-/// frame; when the sink drops the queue, finishes the stream and waits for
-/// the peer's acknowledgement.
-async fn write_channel(conn: quinn::Connection, channel: u16, mut queue: mpsc::Receiver<Encoded>) {
+/// Writes one channel's frames on its stream: `stream` if the sink opened
+/// it (with `pending`, what quinn did not take at once, first), else a
+/// stream it opens itself. When the sink drops the queue, finishes the
+/// stream and waits for the peer's acknowledgement.
+async fn write_channel(
+    conn: quinn::Connection,
+    channel: u16,
+    stream: Option<SendStream>,
+    mut pending: Vec<Bytes>,
+    mut queue: mpsc::Receiver<Encoded>,
+) {
     let result: Result<(), String> = async {
-        // Waits while the peer's stream limit is reached: this channel
-        // stalls, the others do not.
-        let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
-        let mut batch = Vec::with_capacity(WRITE_BATCH + 1);
-        // Small frames (and large frames' heads) are copied into one
-        // buffer, so quinn gets one chunk per batch instead of dozens of
-        // 100-byte ones; large payloads go as they are, without a copy.
-        let mut small = BytesMut::new();
-        small.extend_from_slice(&channel.to_be_bytes());
+        let mut staging = Staging::default();
+        let mut stream = match stream {
+            Some(stream) => stream,
+            None => {
+                // Waits while the peer's stream limit is reached: this
+                // channel stalls, the others do not.
+                let stream = conn.open_uni().await.map_err(|e| e.to_string())?;
+                staging.small.extend_from_slice(&channel.to_be_bytes());
+                stream
+            }
+        };
+        stream
+            .write_all_chunks(&mut pending)
+            .await
+            .map_err(|e| e.to_string())?;
         while let Some(first) = queue.recv().await {
-            let mut taken = 0;
-            let mut next = Some(first);
-            while let Some(Encoded { head, payload }) = next.take() {
+            let mut taken = 1;
+            staging.push(first);
+            while taken < WRITE_BATCH {
+                let Ok(next) = queue.try_recv() else { break };
+                staging.push(next);
                 taken += 1;
-                if head.len() <= COALESCE_MAX {
-                    small.extend_from_slice(&head);
-                } else {
-                    if !small.is_empty() {
-                        batch.push(small.split().freeze());
-                    }
-                    batch.push(head);
-                }
-                if !payload.is_empty() {
-                    if payload.len() <= COALESCE_MAX {
-                        small.extend_from_slice(&payload);
-                    } else {
-                        batch.push(small.split().freeze());
-                        batch.push(payload);
-                    }
-                }
-                if taken < WRITE_BATCH {
-                    next = queue.try_recv().ok();
-                }
             }
-            if !small.is_empty() {
-                batch.push(small.split().freeze());
-            }
+            let mut batch = staging.take();
             stream
                 .write_all_chunks(&mut batch)
                 .await
                 .map_err(|e| e.to_string())?;
-            batch.clear();
         }
         stream.finish().map_err(|e| e.to_string())?;
         stream.stopped().await.map_err(|e| e.to_string())?;
@@ -402,109 +542,372 @@ async fn write_channel(conn: quinn::Connection, channel: u16, mut queue: mpsc::R
     }
 }
 
-type Item = Result<Frame, ConnectionError>;
+/// Most frames one `recv` returns; the rest stay in quinn (or in a
+/// stream's reassembly buffer) for the next call.
+const RECV_BATCH: usize = 256;
 
-/// The receiving half: frames from the control stream and every channel
-/// stream, merged in one bounded queue by reader tasks.
+type ReadResult = Result<Option<Bytes>, quinn::ReadError>;
+
+/// One channel stream being read: its reassembly buffer and, once read,
+/// its channel id.
+struct ChannelReader {
+    stream: RecvStream,
+    buf: BytesMut,
+    channel: Option<u16>,
+}
+
+/// What one of the receiving half's sources brought.
+enum Ready {
+    /// A chunk of the control stream, with the stream.
+    Control(RecvStream, ReadResult),
+    /// A channel stream the peer opened.
+    Accepted(Result<RecvStream, quinn::ConnectionError>),
+    /// A chunk of a channel stream, with its reader.
+    Channel(ChannelReader, ReadResult),
+}
+
+type Source = BoxFuture<'static, Ready>;
+
+/// Reads the next chunk of the control stream.
+fn read_control(mut stream: RecvStream) -> Source {
+    Box::pin(async move {
+        let chunk = stream.read_chunk(READ_CHUNK, true).await;
+        Ready::Control(stream, chunk.map(|c| c.map(|c| c.bytes)))
+    })
+}
+
+/// Waits for the peer's next channel stream.
+fn accept_next(conn: quinn::Connection) -> Source {
+    Box::pin(async move { Ready::Accepted(conn.accept_uni().await) })
+}
+
+/// Reads the next chunk of a channel stream.
+fn read_channel(mut reader: ChannelReader) -> Source {
+    Box::pin(async move {
+        let chunk = reader.stream.read_chunk(READ_CHUNK, true).await;
+        Ready::Channel(reader, chunk.map(|c| c.map(|c| c.bytes)))
+    })
+}
+
+fn new_reader(stream: RecvStream) -> Source {
+    read_channel(ChannelReader {
+        stream,
+        buf: BytesMut::new(),
+        channel: None,
+    })
+}
+
+/// Whether channel streams are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepting {
+    /// Not before the first control frame is out.
+    NotYet,
+    Open,
+    /// Not after a goodbye.
+    Stopped,
+}
+
+/// The receiving half: the control stream and every channel stream, read
+/// by `recv` itself in the router's reader task, with no task per stream
+/// and no queue in between; each call polls only the streams that have
+/// something. Nothing is read ahead of `recv`: between calls, QUIC flow
+/// control holds the peer back.
+///
+/// Channel streams are accepted only once the first control frame (the
+/// router's `Hello`) is returned, so it always comes first even if a
+/// channel's packets overtake it. A `Goodbye` is returned only after the
+/// peer's channel streams, which the peer finishes before it writes the
+/// goodbye, have been read to their end (waiting at most `goodbye_wait`),
+/// so data sent before a goodbye is delivered before it.
+///
+/// `recv` is cancel-safe: every partial read lives in `self`.
 pub(crate) struct QuicStream {
     conn: quinn::Connection,
-    frames: mpsc::Receiver<Item>,
+    max_frame: usize,
+    goodbye_wait: Duration,
+    /// Reads in progress: the control stream (unless parked), the
+    /// acceptor (while accepting) and every channel stream.
+    sources: FuturesUnordered<Source>,
+    control_buf: BytesMut,
+    /// The control stream while a goodbye waits for the channel streams.
+    parked_control: Option<RecvStream>,
+    accepting: Accepting,
+    /// Channel streams being read.
+    channel_readers: usize,
+    /// Channels whose stream was opened; a second one is a violation.
+    seen: HashSet<u16>,
+    /// A goodbye held back until the channel streams are read to their end
+    /// or the deadline passes.
+    draining: Option<(Frame, Pin<Box<tokio::time::Sleep>>)>,
     pending_error: Option<ConnectionError>,
     goodbye_seen: bool,
 }
 
 impl QuicStream {
-    /// Starts the reader tasks. Channel streams are accepted only once the
-    /// first control frame (the router's `Hello`) is queued, so it always
-    /// comes first even if a channel's packets overtake it.
-    ///
-    /// A `Goodbye` is queued only after the peer's channel streams, which
-    /// the peer finishes before it writes the goodbye, have been read to
-    /// their end (waiting at most `goodbye_wait`), so data sent before a
-    /// goodbye is delivered before it.
     pub fn new(
         conn: quinn::Connection,
         control: RecvStream,
         max_frame: usize,
         goodbye_wait: Duration,
     ) -> Self {
-        let (tx, frames) = mpsc::channel(FRAME_QUEUE);
-        let (first, first_seen) = oneshot::channel();
-        let (drain, drain_requested) = oneshot::channel();
-        let (alive, readers_done) = mpsc::channel(1);
-        tokio::spawn(read_control(
-            conn.clone(),
-            control,
-            tx.clone(),
-            ControlLimits {
-                max_frame,
-                goodbye_wait,
-            },
-            Barrier {
-                first: Some(first),
-                drain: Some(drain),
-                readers_done,
-            },
-        ));
-        tokio::spawn(accept_channels(
-            conn.clone(),
-            tx,
-            max_frame,
-            first_seen,
-            drain_requested,
-            alive,
-        ));
+        let sources = FuturesUnordered::new();
+        sources.push(read_control(control));
         Self {
             conn,
-            frames,
+            max_frame,
+            goodbye_wait,
+            sources,
+            control_buf: BytesMut::new(),
+            parked_control: None,
+            accepting: Accepting::NotYet,
+            channel_readers: 0,
+            seen: HashSet::new(),
+            draining: None,
             pending_error: None,
             goodbye_seen: false,
         }
     }
 
-    fn take(&mut self, item: Item, out: &mut Vec<Frame>) -> Result<(), ConnectionError> {
-        let frame = item?;
-        if matches!(frame, Frame::Goodbye(_)) {
-            self.goodbye_seen = true;
+    /// A framing violation: closes the connection telling the peer why, and
+    /// returns the error for the router.
+    fn violation(&self, error: ConnectionError) -> ConnectionError {
+        let reason = close_reason(&error.to_string());
+        tracing::debug!(error = %error, "quic framing violation; closing");
+        self.conn.close(VarInt::from_u32(CLOSE_FRAMING), &reason);
+        error
+    }
+
+    /// The connection is closed: says why, as a goodbye if it carried one
+    /// that was not yet returned.
+    fn closed(&mut self, out: &mut Vec<Frame>) -> Result<(), ConnectionError> {
+        let Some(reason) = self.conn.close_reason() else {
+            return Err(ConnectionError::Closed);
+        };
+        if !self.goodbye_seen {
+            let held = self.draining.take().map(|(goodbye, _)| goodbye);
+            if let Some(goodbye) = held.or_else(|| goodbye_of(&reason)) {
+                self.goodbye_seen = true;
+                out.push(goodbye);
+                return Ok(());
+            }
         }
-        out.push(frame);
+        Err(match reason {
+            quinn::ConnectionError::ApplicationClosed(ref c)
+                if c.error_code.into_inner() >= u64::from(CLOSE_GOODBYE_BASE) =>
+            {
+                ConnectionError::Closed
+            }
+            other => connection_error(&other),
+        })
+    }
+
+    fn add_reader(&mut self, stream: RecvStream) {
+        self.channel_readers += 1;
+        self.sources.push(new_reader(stream));
+    }
+
+    /// Control frames decoded from what the control stream brought, up to
+    /// a goodbye; reads on unless a goodbye parks the stream.
+    fn take_control(
+        &mut self,
+        stream: RecvStream,
+        chunk: ReadResult,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), ConnectionError> {
+        match chunk {
+            Ok(Some(bytes)) => self.control_buf.extend_from_slice(&bytes),
+            // The peer closed its sending side: the connection is over.
+            Ok(None) if self.control_buf.is_empty() => return Err(ConnectionError::Closed),
+            Ok(None) => {
+                let detail = "the control stream ended in the middle of a frame";
+                return Err(self.violation(ConnectionError::Protocol(detail.into())));
+            }
+            Err(quinn::ReadError::ConnectionLost(_)) => return self.closed(out),
+            Err(e) => return Err(ConnectionError::Reset(format!("control stream: {e}"))),
+        }
+        loop {
+            match decode_frame(&mut self.control_buf, self.max_frame) {
+                Ok(Some(Frame::Data { channel, .. })) => {
+                    let detail =
+                        format!("a data frame for channel {channel} on the control stream");
+                    return Err(self.violation(ConnectionError::Protocol(detail)));
+                }
+                Ok(Some(frame @ Frame::Goodbye(_))) => {
+                    self.start_draining(frame);
+                    self.parked_control = Some(stream);
+                    return Ok(());
+                }
+                Ok(Some(frame)) => {
+                    out.push(frame);
+                    if self.accepting == Accepting::NotYet {
+                        self.accepting = Accepting::Open;
+                        self.sources.push(accept_next(self.conn.clone()));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.violation(e)),
+            }
+        }
+        self.sources.push(read_control(stream));
         Ok(())
     }
 
-    async fn recv_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), ConnectionError> {
-        if let Some(e) = self.pending_error.take() {
-            return Err(e);
-        }
-        let Some(first) = self.frames.recv().await else {
-            // Every reader task ended, so the connection is closed (or
-            // this stream's tasks were told to stop): say why.
-            let Some(reason) = self.conn.close_reason() else {
-                return Err(ConnectionError::Closed);
-            };
-            if !self.goodbye_seen {
-                if let Some(goodbye) = goodbye_of(&reason) {
-                    self.goodbye_seen = true;
-                    out.push(goodbye);
-                    return Ok(());
-                }
+    /// Before a goodbye: takes every stream the peer has opened (all of
+    /// them, since the peer finished its streams before writing it), stops
+    /// accepting, and holds the goodbye until they are read.
+    fn start_draining(&mut self, goodbye: Frame) {
+        if self.accepting == Accepting::Open {
+            while let Some(Ok(stream)) = self.conn.accept_uni().now_or_never() {
+                self.add_reader(stream);
             }
-            return Err(match reason {
-                quinn::ConnectionError::ApplicationClosed(ref c)
-                    if c.error_code.into_inner() >= u64::from(CLOSE_GOODBYE_BASE) =>
-                {
-                    ConnectionError::Closed
-                }
-                other => connection_error(&other),
-            });
+        }
+        self.accepting = Accepting::Stopped;
+        let deadline = Box::pin(tokio::time::sleep(self.goodbye_wait));
+        self.draining = Some((goodbye, deadline));
+    }
+
+    /// Decodes what a channel stream's read brought and reads on.
+    fn take_chunk(
+        &mut self,
+        mut reader: ChannelReader,
+        chunk: ReadResult,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), ConnectionError> {
+        self.channel_readers -= 1;
+        let ended = match chunk {
+            Ok(Some(bytes)) => {
+                reader.buf.extend_from_slice(&bytes);
+                false
+            }
+            Ok(None) => true,
+            Err(quinn::ReadError::ConnectionLost(_)) => return self.closed(out),
+            Err(e) => {
+                return Err(ConnectionError::Reset(match reader.channel {
+                    Some(channel) => format!("the stream of channel {channel}: {e}"),
+                    None => format!("channel stream: {e}"),
+                }));
+            }
         };
-        self.take(first, out)?;
-        while let Ok(item) = self.frames.try_recv() {
-            if let Err(e) = self.take(item, out) {
-                self.pending_error = Some(e);
-                break;
+        let channel = match reader.channel {
+            Some(channel) => channel,
+            None if reader.buf.len() < 2 => {
+                if ended {
+                    let detail = "a channel stream ended before its channel id".to_string();
+                    return Err(self.violation(ConnectionError::Protocol(detail)));
+                }
+                self.channel_readers += 1;
+                self.sources.push(read_channel(reader));
+                return Ok(());
+            }
+            None => {
+                let header = reader.buf.split_to(2);
+                let channel = u16::from_be_bytes([header[0], header[1]]);
+                if !self.seen.insert(channel) {
+                    let detail = format!("a second stream for channel {channel}");
+                    return Err(self.violation(ConnectionError::Protocol(detail)));
+                }
+                reader.channel = Some(channel);
+                channel
+            }
+        };
+        loop {
+            match decode_frame(&mut reader.buf, self.max_frame) {
+                Ok(Some(frame @ Frame::Data { channel: c, .. })) if c.0 == channel => {
+                    out.push(frame);
+                }
+                Ok(Some(frame)) => {
+                    let detail = format!("{frame:?} on the stream of channel {channel}");
+                    return Err(self.violation(ConnectionError::Protocol(detail)));
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.violation(e)),
+            }
+        }
+        match ended {
+            false => {
+                self.channel_readers += 1;
+                self.sources.push(read_channel(reader));
+            }
+            true if reader.buf.is_empty() => {}
+            true => {
+                let detail =
+                    format!("the stream of channel {channel} ended in the middle of a frame");
+                return Err(self.violation(ConnectionError::Protocol(detail)));
             }
         }
         Ok(())
+    }
+
+    fn take(&mut self, ready: Ready, out: &mut Vec<Frame>) -> Result<(), ConnectionError> {
+        match ready {
+            Ready::Control(stream, chunk) => self.take_control(stream, chunk, out),
+            Ready::Accepted(Ok(stream)) => {
+                // Taken while accepting, or while a goodbye drains (the
+                // stream was opened before it).
+                self.add_reader(stream);
+                if self.accepting == Accepting::Open {
+                    self.sources.push(accept_next(self.conn.clone()));
+                }
+                Ok(())
+            }
+            Ready::Accepted(Err(_)) => self.closed(out),
+            Ready::Channel(reader, chunk) => self.take_chunk(reader, chunk, out),
+        }
+    }
+
+    /// Returns the held goodbye once the channel streams are read or the
+    /// wait is over, and reads the control stream on.
+    fn poll_goodbye(&mut self, cx: &mut Context<'_>, out: &mut Vec<Frame>) {
+        let Some((_, deadline)) = &mut self.draining else {
+            return;
+        };
+        if self.channel_readers == 0 || deadline.as_mut().poll(cx).is_ready() {
+            if let Some((goodbye, _)) = self.draining.take() {
+                self.goodbye_seen = true;
+                out.push(goodbye);
+            }
+            if let Some(control) = self.parked_control.take() {
+                self.sources.push(read_control(control));
+            }
+        }
+    }
+
+    fn poll_sources(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), ConnectionError> {
+        while out.len() < RECV_BATCH {
+            match self.sources.poll_next_unpin(cx) {
+                Poll::Ready(Some(ready)) => self.take(ready, out)?,
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        if out.len() < RECV_BATCH {
+            self.poll_goodbye(cx, out);
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Frame>,
+    ) -> Poll<Result<(), ConnectionError>> {
+        if let Some(e) = self.pending_error.take() {
+            return Poll::Ready(Err(e));
+        }
+        let start = out.len();
+        match self.poll_sources(cx, out) {
+            Ok(()) if out.len() > start => Poll::Ready(Ok(())),
+            Ok(()) => Poll::Pending,
+            // Frames before the error go first.
+            Err(e) if out.len() > start => {
+                self.pending_error = Some(e);
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -513,254 +916,6 @@ impl FrameStream for QuicStream {
         &'a mut self,
         out: &'a mut Vec<Frame>,
     ) -> BoxFuture<'a, Result<(), ConnectionError>> {
-        Box::pin(self.recv_frames(out))
-    }
-}
-
-/// Reports a framing violation to the router, then closes the connection
-/// telling the peer why.
-async fn violation(conn: &quinn::Connection, tx: &mpsc::Sender<Item>, error: ConnectionError) {
-    let reason = close_reason(&error.to_string());
-    tracing::debug!(error = %error, "quic framing violation; closing");
-    let _ = tx.send(Err(error)).await;
-    conn.close(VarInt::from_u32(CLOSE_FRAMING), &reason);
-}
-
-enum Read {
-    /// More bytes were appended.
-    More,
-    /// The stream finished.
-    End,
-    /// The connection closed, or nobody reads our frames any more.
-    Stop,
-    /// The stream failed.
-    Failed(String),
-}
-
-/// Reads the next chunk of `stream` into `buf`.
-async fn read_more(stream: &mut RecvStream, buf: &mut BytesMut, tx: &mpsc::Sender<Item>) -> Read {
-    let chunk = tokio::select! {
-        chunk = stream.read_chunk(READ_CHUNK, true) => chunk,
-        _ = tx.closed() => return Read::Stop,
-    };
-    match chunk {
-        Ok(Some(chunk)) => {
-            buf.extend_from_slice(&chunk.bytes);
-            Read::More
-        }
-        Ok(None) => Read::End,
-        Err(quinn::ReadError::ConnectionLost(_)) => Read::Stop,
-        Err(e) => Read::Failed(e.to_string()),
-    }
-}
-
-struct ControlLimits {
-    max_frame: usize,
-    goodbye_wait: Duration,
-}
-
-/// How the control reader orders its frames against the channel streams.
-struct Barrier {
-    /// Told once the first control frame is queued: channel streams are
-    /// accepted from then on.
-    first: Option<oneshot::Sender<()>>,
-    /// Asks the acceptor to take every stream the peer has opened, start
-    /// their readers and stop; it answers on the enclosed sender.
-    drain: Option<oneshot::Sender<oneshot::Sender<()>>>,
-    /// Ends (`None`) once the acceptor and every channel reader are done.
-    readers_done: mpsc::Receiver<Infallible>,
-}
-
-impl Barrier {
-    /// Before a goodbye: lets every channel stream be read to its end.
-    async fn drain_channels(&mut self, wait: Duration) {
-        if self.first.is_some() {
-            // No channel stream has been accepted yet, and none may carry
-            // anything before the first control frame.
-            return;
-        }
-        let Some(drain) = self.drain.take() else {
-            return;
-        };
-        let (reply, drained) = oneshot::channel();
-        if drain.send(reply).is_err() {
-            return;
-        }
-        let readers_done = &mut self.readers_done;
-        let _ = tokio::time::timeout(wait, async {
-            let _ = drained.await;
-            while readers_done.recv().await.is_some() {}
-        })
-        .await;
-    }
-}
-
-async fn read_control(
-    conn: quinn::Connection,
-    mut stream: RecvStream,
-    tx: mpsc::Sender<Item>,
-    limits: ControlLimits,
-    mut barrier: Barrier,
-) {
-    let mut buf = BytesMut::new();
-    loop {
-        loop {
-            match decode_frame(&mut buf, limits.max_frame) {
-                Ok(Some(Frame::Data { channel, .. })) => {
-                    let detail =
-                        format!("a data frame for channel {channel} on the control stream");
-                    return violation(&conn, &tx, ConnectionError::Protocol(detail)).await;
-                }
-                Ok(Some(frame)) => {
-                    if matches!(frame, Frame::Goodbye(_)) {
-                        barrier.drain_channels(limits.goodbye_wait).await;
-                    }
-                    if tx.send(Ok(frame)).await.is_err() {
-                        return;
-                    }
-                    if let Some(first) = barrier.first.take() {
-                        let _ = first.send(());
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return violation(&conn, &tx, e).await,
-            }
-        }
-        match read_more(&mut stream, &mut buf, &tx).await {
-            Read::More => {}
-            Read::Stop => return,
-            // The peer closed its sending side: the connection is over.
-            Read::End if buf.is_empty() => {
-                let _ = tx.send(Err(ConnectionError::Closed)).await;
-                return;
-            }
-            Read::End => {
-                let detail = "the control stream ended in the middle of a frame".to_string();
-                return violation(&conn, &tx, ConnectionError::Protocol(detail)).await;
-            }
-            Read::Failed(e) => {
-                let _ = tx
-                    .send(Err(ConnectionError::Reset(format!("control stream: {e}"))))
-                    .await;
-                return;
-            }
-        }
-    }
-}
-
-/// Accepts the peer's channel streams (after the first control frame) and
-/// reads each in its own task. Their number is bounded by the QUIC stream
-/// limit (`max_channels` plus slack).
-async fn accept_channels(
-    conn: quinn::Connection,
-    tx: mpsc::Sender<Item>,
-    max_frame: usize,
-    first_seen: oneshot::Receiver<()>,
-    mut drain_requested: oneshot::Receiver<oneshot::Sender<()>>,
-    alive: mpsc::Sender<Infallible>,
-) {
-    tokio::select! {
-        seen = first_seen => if seen.is_err() { return },
-        _ = tx.closed() => return,
-    }
-    let seen = Arc::new(Mutex::new(HashSet::new()));
-    let start = |stream: RecvStream| {
-        tokio::spawn(read_channel(
-            conn.clone(),
-            stream,
-            tx.clone(),
-            max_frame,
-            seen.clone(),
-            alive.clone(),
-        ));
-    };
-    loop {
-        tokio::select! {
-            stream = conn.accept_uni() => match stream {
-                Ok(stream) => start(stream),
-                Err(_) => return,
-            },
-            request = &mut drain_requested => {
-                if let Ok(reply) = request {
-                    // A goodbye arrived: take the streams already opened
-                    // (all of them, since the peer finished its streams
-                    // before writing it), and stop.
-                    while let Some(Ok(stream)) = conn.accept_uni().now_or_never() {
-                        start(stream);
-                    }
-                    let _ = reply.send(());
-                }
-                return;
-            },
-            _ = tx.closed() => return,
-        }
-    }
-}
-
-async fn read_channel(
-    conn: quinn::Connection,
-    mut stream: RecvStream,
-    tx: mpsc::Sender<Item>,
-    max_frame: usize,
-    seen: Arc<Mutex<HashSet<u16>>>,
-    _alive: mpsc::Sender<Infallible>,
-) {
-    let mut buf = BytesMut::new();
-    while buf.len() < 2 {
-        match read_more(&mut stream, &mut buf, &tx).await {
-            Read::More => {}
-            Read::Stop => return,
-            Read::End => {
-                let detail = "a channel stream ended before its channel id".to_string();
-                return violation(&conn, &tx, ConnectionError::Protocol(detail)).await;
-            }
-            Read::Failed(e) => {
-                let _ = tx
-                    .send(Err(ConnectionError::Reset(format!("channel stream: {e}"))))
-                    .await;
-                return;
-            }
-        }
-    }
-    let header = buf.split_to(2);
-    let channel = u16::from_be_bytes([header[0], header[1]]);
-    if !seen.lock().insert(channel) {
-        let detail = format!("a second stream for channel {channel}");
-        return violation(&conn, &tx, ConnectionError::Protocol(detail)).await;
-    }
-    loop {
-        loop {
-            match decode_frame(&mut buf, max_frame) {
-                Ok(Some(frame @ Frame::Data { channel: c, .. })) if c.0 == channel => {
-                    if tx.send(Ok(frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Some(frame)) => {
-                    let detail = format!("{frame:?} on the stream of channel {channel}");
-                    return violation(&conn, &tx, ConnectionError::Protocol(detail)).await;
-                }
-                Ok(None) => break,
-                Err(e) => return violation(&conn, &tx, e).await,
-            }
-        }
-        match read_more(&mut stream, &mut buf, &tx).await {
-            Read::More => {}
-            Read::Stop => return,
-            Read::End if buf.is_empty() => return,
-            Read::End => {
-                let detail =
-                    format!("the stream of channel {channel} ended in the middle of a frame");
-                return violation(&conn, &tx, ConnectionError::Protocol(detail)).await;
-            }
-            Read::Failed(e) => {
-                let _ = tx
-                    .send(Err(ConnectionError::Reset(format!(
-                        "the stream of channel {channel}: {e}"
-                    ))))
-                    .await;
-                return;
-            }
-        }
+        Box::pin(futures::future::poll_fn(move |cx| self.poll_recv(cx, out)))
     }
 }

@@ -361,13 +361,16 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         };
+        // Accepting here, not in the task, lets quinn answer the client's
+        // first flight without waiting for the task to be scheduled.
+        let connecting = incoming.accept();
         let (tls, config, accepted, stop) =
             (tls.clone(), config.clone(), accepted.clone(), stop.clone());
         tokio::spawn(async move {
             let _slots = (ip_slot, permit);
             let handshake = tokio::time::timeout(
                 config.handshake_timeout,
-                accept_one(incoming, &tls, &config),
+                accept_one(addr, connecting, &tls, &config),
             );
             let result = tokio::select! {
                 biased;
@@ -394,17 +397,16 @@ async fn accept_loop(
 /// One inbound connection: the QUIC + TLS handshake (the verifier checks
 /// the dialer's certificate), then the dialer's control stream.
 async fn accept_one(
-    incoming: quinn::Incoming,
+    addr: SocketAddr,
+    connecting: Result<quinn::Connecting, quinn::ConnectionError>,
     tls: &Tls,
     config: &QuicConfig,
 ) -> Result<Connection, TransportError> {
-    let addr = incoming.remote_address();
     let handshake = |reason: String| TransportError::Handshake {
         remote: addr.to_string(),
         reason,
     };
-    let conn = incoming
-        .accept()
+    let conn = connecting
         .map_err(|e| handshake(e.to_string()))?
         .await
         .map_err(|e| handshake(e.to_string()))?;

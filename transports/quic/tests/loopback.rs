@@ -120,6 +120,72 @@ async fn small_and_large_payloads_keep_their_bytes_and_order() {
     }
 }
 
+/// A channel whose stream window is full does not hold back the sink: the
+/// frames quinn cannot take at once move, with every later frame of that
+/// channel, to a writer task, and everything arrives in order per channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_over_its_stream_window_keeps_its_order_and_holds_back_no_other() {
+    let small_window = QuicConfig {
+        stream_receive_window: 16 * 1024,
+        ..config("net")
+    };
+    let (_, a) = bind(23, small_window.clone());
+    let (kb, b) = bind(24, small_window);
+    let (mut out, mut inc) = connect(&a, &b, &kb).await;
+    let payload = |channel: u16, i: usize| -> Vec<u8> {
+        (0..4096)
+            .map(|j| (i * 7 + j + usize::from(channel)) as u8)
+            .collect()
+    };
+    let mut sent = 0;
+    for round in 0..3 {
+        // Each batch alone is ten times channel 1's stream window; nobody
+        // reads yet, so quinn cannot take it all.
+        let mut batch = Vec::new();
+        for i in 0..40 {
+            batch.push(data(1, &payload(1, round * 40 + i)));
+        }
+        batch.push(data(2, &payload(2, round)));
+        sent += batch.len();
+        tokio::time::timeout(2 * SECOND, out.sink.send(&mut batch))
+            .await
+            .expect("a full stream window does not block the sink")
+            .expect("send");
+    }
+    let got = recv_n(&mut inc, sent).await;
+    assert_eq!(got.len(), sent);
+    let (mut ones, mut twos) = (0, 0);
+    for frame in &got {
+        let Frame::Data {
+            channel,
+            payload: p,
+        } = frame
+        else {
+            panic!("{frame:?}");
+        };
+        match channel.0 {
+            1 => {
+                assert_eq!(
+                    p.as_ref(),
+                    payload(1, ones).as_slice(),
+                    "channel 1, frame {ones}"
+                );
+                ones += 1;
+            }
+            2 => {
+                assert_eq!(
+                    p.as_ref(),
+                    payload(2, twos).as_slice(),
+                    "channel 2, frame {twos}"
+                );
+                twos += 1;
+            }
+            other => panic!("channel {other}"),
+        }
+    }
+    assert_eq!((ones, twos), (120, 3));
+}
+
 /// Both sides learn the other's proven PeerId, and control and channel
 /// frames flow both ways, each channel in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
