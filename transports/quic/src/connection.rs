@@ -390,8 +390,10 @@ impl QuicSink {
             }
         }
         frames.clear();
+        // What was staged before a failure still goes out.
+        let flushed = self.flush_staged();
         result?;
-        self.flush_staged()?;
+        flushed?;
         if let Some(goodbye) = goodbye {
             let code = CLOSE_GOODBYE_BASE.saturating_add(goodbye.reason.max(0).unsigned_abs());
             self.goodbye = Some((VarInt::from_u32(code), close_reason(&goodbye.detail)));
@@ -780,6 +782,9 @@ impl QuicStream {
                 false
             }
             Ok(None) => true,
+            // While a goodbye waits for the channel streams, a stream with
+            // nothing left is simply done: what quinn still held was read.
+            Err(quinn::ReadError::ConnectionLost(_)) if self.draining.is_some() => return Ok(()),
             Err(quinn::ReadError::ConnectionLost(_)) => return self.closed(out),
             Err(e) => {
                 return Err(ConnectionError::Reset(match reader.channel {
@@ -850,6 +855,8 @@ impl QuicStream {
                 }
                 Ok(())
             }
+            // The acceptor left over from before a goodbye.
+            Ready::Accepted(Err(_)) if self.accepting == Accepting::Stopped => Ok(()),
             Ready::Accepted(Err(_)) => self.closed(out),
             Ready::Channel(reader, chunk) => self.take_chunk(reader, chunk, out),
         }
@@ -877,14 +884,21 @@ impl QuicStream {
         cx: &mut Context<'_>,
         out: &mut Vec<Frame>,
     ) -> Result<(), ConnectionError> {
-        while out.len() < RECV_BATCH {
+        let start = out.len();
+        let limit = start + RECV_BATCH;
+        while out.len() < limit {
             match self.sources.poll_next_unpin(cx) {
                 Poll::Ready(Some(ready)) => self.take(ready, out)?,
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
-        if out.len() < RECV_BATCH {
+        if out.len() < limit {
             self.poll_goodbye(cx, out);
+        }
+        if out.len() == start && self.sources.is_empty() && self.draining.is_none() {
+            // Nothing is left to read and nothing could wake us: the
+            // connection is over.
+            return self.closed(out);
         }
         Ok(())
     }

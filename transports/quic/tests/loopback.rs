@@ -576,6 +576,52 @@ async fn a_goodbye_carries_its_reason_and_closes_the_connection() {
     assert!(recv(&mut out).await.is_err());
 }
 
+/// A receiver that reads nothing until the sender has given up waiting and
+/// closed the connection still gets the data first, then the goodbye, then
+/// the end: the goodbye waits for the channel streams even when the
+/// connection's close is already known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goodbye_read_after_the_close_still_comes_after_the_data() {
+    let quick_close = QuicConfig {
+        close_timeout: Duration::from_millis(200),
+        ..config("net")
+    };
+    let (_, a) = bind(5, quick_close.clone());
+    let (kb, b) = bind(6, quick_close);
+    let (mut out, mut inc) = connect(&a, &b, &kb).await;
+    let mut frames: Vec<Frame> = (0..50u32).map(|i| data(3, &i.to_be_bytes())).collect();
+    frames.push(Frame::goodbye(GoodbyeReason::Shutdown, "going away"));
+    // Waits for the peer to close, up to `close_timeout`, then closes.
+    out.sink.send(&mut frames).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = Vec::new();
+    let goodbye = loop {
+        let frames = recv(&mut inc).await.expect("the goodbye before the end");
+        let mut goodbye = None;
+        for frame in frames {
+            match frame {
+                Frame::Goodbye(g) => goodbye = Some(g),
+                other => {
+                    assert!(goodbye.is_none(), "{other:?} after the goodbye");
+                    got.push(other);
+                }
+            }
+        }
+        if let Some(g) = goodbye {
+            break g;
+        }
+    };
+    assert_eq!(goodbye.reason(), GoodbyeReason::Shutdown);
+    assert_eq!(got.len(), 50, "data sent before the goodbye arrived first");
+    for (i, frame) in got.iter().enumerate() {
+        assert!(
+            matches!(frame, Frame::Data { payload, .. } if payload.as_ref() == (i as u32).to_be_bytes()),
+            "frame {i}: {frame:?}"
+        );
+    }
+    assert!(matches!(recv(&mut inc).await, Err(ConnectionError::Closed)));
+}
+
 /// A frame announcing more than `max_frame_size` ends the connection with
 /// `FrameTooLarge`, decided from its length prefix, and the sender learns
 /// the connection was closed over a framing violation.
