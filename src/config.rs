@@ -513,6 +513,15 @@ pub struct GossipSection {
     pub max_topics: usize,
     /// Largest room state, in bytes (default 5 MiB).
     pub max_room_state: usize,
+    /// Messages per second one origin may have delivered and forwarded
+    /// here, per topic, on average (default 100; 0: no limit). Messages
+    /// over it are dropped and counted as `rate_limited`.
+    pub origin_rate: u32,
+    /// How many messages one origin may send in a burst (default 200).
+    pub origin_burst: u32,
+    /// Origins whose rate is tracked per topic (default 4096); a new one
+    /// beyond it replaces the one heard from least recently.
+    pub max_origins: usize,
     /// `[[reactors.gossip.rooms]]`: rooms opened at start.
     pub rooms: Vec<RoomSection>,
 }
@@ -528,6 +537,9 @@ impl Default for GossipSection {
             passive_view: gossip.hyparview.passive_view_capacity,
             max_topics: gossip.max_topics,
             max_room_state: reactor_gossip::room::RoomConfig::default().max_state_size,
+            origin_rate: gossip.plumtree.origin_rate,
+            origin_burst: gossip.plumtree.origin_burst,
+            max_origins: gossip.plumtree.max_origins,
             rooms: Vec::new(),
         }
     }
@@ -544,6 +556,9 @@ impl GossipSection {
         config.hyparview.active_view_capacity = self.active_view;
         config.hyparview.passive_view_capacity = self.passive_view;
         config.hyparview.join_contacts = config.hyparview.join_contacts.min(self.active_view);
+        config.plumtree.origin_rate = self.origin_rate;
+        config.plumtree.origin_burst = self.origin_burst;
+        config.plumtree.max_origins = self.max_origins;
         config
     }
 
@@ -1039,6 +1054,18 @@ impl Config {
                 format!("must be at most 1024 (got {})", gossip.passive_view),
             ));
         }
+        if gossip.origin_rate > 0 && gossip.origin_burst == 0 {
+            return Err(invalid(
+                "reactors.gossip.origin_burst",
+                "must be at least 1 while origin_rate limits origins (a burst of 0 drops every message)",
+            ));
+        }
+        if !(1..=1 << 20).contains(&gossip.max_origins) {
+            return Err(invalid(
+                "reactors.gossip.max_origins",
+                format!("must be between 1 and 1048576 (got {})", gossip.max_origins),
+            ));
+        }
         let joined = gossip.topics.len() + gossip.rooms.len();
         if gossip.max_topics < joined.max(1) {
             return Err(invalid(
@@ -1381,6 +1408,13 @@ passive_view = {gossip_passive_view}
 max_topics = {gossip_max_topics}
 # Largest room state, in bytes.
 max_room_state = {gossip_max_room_state}
+# Messages per second one origin may have delivered and forwarded here,
+# per topic, on average (0: no limit); beyond it they are dropped.
+origin_rate = {gossip_origin_rate}
+# Messages one origin may send in a burst.
+origin_burst = {gossip_origin_burst}
+# Origins whose rate is tracked per topic.
+max_origins = {gossip_max_origins}
 {rooms}
 # The small-world ring: a location negotiated with a gateway, links drawn
 # from Kleinberg's distribution, greedy routing. GET /ring shows it.
@@ -1466,6 +1500,9 @@ filter = {log_filter}
             gossip_passive_view = gossip.passive_view,
             gossip_max_topics = gossip.max_topics,
             gossip_max_room_state = gossip.max_room_state,
+            gossip_origin_rate = gossip.origin_rate,
+            gossip_origin_burst = gossip.origin_burst,
+            gossip_max_origins = gossip.max_origins,
             rooms = room_tables(&gossip.rooms),
             ring_enabled = ring.enabled,
             ring_gateway = ring.gateway,

@@ -116,6 +116,9 @@ active_view = 4
 passive_view = 20
 max_topics = 8
 max_room_state = 65536
+origin_rate = 10
+origin_burst = 20
+max_origins = 100
 
 [[reactors.gossip.rooms]]
 name = "lobby"
@@ -491,6 +494,16 @@ fn each_validation_rule_names_its_field() {
             "hold the 2 topics and rooms",
         ),
         (
+            "[reactors.gossip]\norigin_burst = 0".into(),
+            "reactors.gossip.origin_burst",
+            "at least 1 while origin_rate",
+        ),
+        (
+            "[reactors.gossip]\nmax_origins = 0".into(),
+            "reactors.gossip.max_origins",
+            "(got 0)",
+        ),
+        (
             "[reactors.gossip]\nmax_room_state = 10".into(),
             "reactors.gossip.max_room_state",
             "(got 10)",
@@ -720,6 +733,13 @@ fn conversions_carry_the_values() {
         Duration::from_secs(20)
     );
     assert!(config.reactors.pex.pex_config().seed_mode);
+    let gossip = config.reactors.gossip.gossip_config();
+    assert_eq!(gossip.max_payload_size, 1000);
+    assert_eq!(gossip.hyparview.active_view_capacity, 4);
+    assert_eq!(gossip.hyparview.passive_view_capacity, 20);
+    assert_eq!(gossip.plumtree.origin_rate, 10);
+    assert_eq!(gossip.plumtree.origin_burst, 20);
+    assert_eq!(gossip.plumtree.max_origins, 100);
     assert!(!config.api.enabled);
     assert_eq!(
         config.metrics.listen,
