@@ -32,6 +32,7 @@
 //! so data sent before a goodbye arrives before it; a peer that sees the
 //! close first gets the same `Goodbye` from the close code.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -166,8 +167,6 @@ pub(crate) struct QuicSink {
     control_buf: BytesMut,
     data_buf: BytesMut,
     channels: HashMap<u16, ChannelOut>,
-    /// Channels with frames staged by the current `send`.
-    staged: Vec<u16>,
     writers: Vec<tokio::task::JoinHandle<()>>,
     close_timeout: Duration,
     /// The close code and reason once a goodbye was sent.
@@ -178,8 +177,8 @@ pub(crate) struct QuicSink {
 
 /// Where one channel's frames go.
 enum ChannelOut {
-    /// The sink writes the stream; `small` and `batch` stage the current
-    /// `send`'s frames (see [`Staging`]).
+    /// The sink writes the stream; `staging` holds the current `send`'s
+    /// frames.
     Direct {
         stream: SendStream,
         staging: Staging,
@@ -216,6 +215,10 @@ impl Staging {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.small.is_empty() && self.batch.is_empty()
+    }
+
     /// Moves the small-frame buffer into the batch.
     fn cut(&mut self) {
         if !self.small.is_empty() {
@@ -238,7 +241,6 @@ impl QuicSink {
             control_buf: BytesMut::new(),
             data_buf: BytesMut::new(),
             channels: HashMap::new(),
-            staged: Vec::new(),
             writers: Vec::new(),
             close_timeout,
             goodbye: None,
@@ -251,25 +253,6 @@ impl QuicSink {
             .close_reason()
             .map(|e| connection_error(&e))
             .unwrap_or(ConnectionError::Closed)
-    }
-
-    /// Hands `channel`'s stream (if the sink has one) and `pending` chunks
-    /// to a new writer task, which takes every later frame of the channel.
-    fn start_writer(
-        &mut self,
-        channel: u16,
-        stream: Option<SendStream>,
-        pending: Vec<Bytes>,
-    ) -> mpsc::Sender<Encoded> {
-        let (tx, rx) = mpsc::channel(CHANNEL_QUEUE);
-        self.writers.push(tokio::spawn(write_channel(
-            self.conn.clone(),
-            channel,
-            stream,
-            pending,
-            rx,
-        )));
-        tx
     }
 
     /// Stages or queues one `Data` frame for its channel, opening the
@@ -293,29 +276,32 @@ impl QuicSink {
                 }
             }
         };
-        if !self.channels.contains_key(&channel) {
+        let out = match self.channels.entry(channel) {
+            Entry::Occupied(out) => out.into_mut(),
             // Opening a stream waits only when the peer's stream limit is
             // reached; then the writer task waits for it, alone.
-            let out = match self.conn.open_uni().now_or_never() {
+            Entry::Vacant(slot) => slot.insert(match self.conn.open_uni().now_or_never() {
                 Some(Ok(stream)) => {
                     let mut staging = Staging::default();
                     staging.small.extend_from_slice(&channel.to_be_bytes());
                     ChannelOut::Direct { stream, staging }
                 }
                 Some(Err(e)) => return Err(connection_error(&e)),
-                None => ChannelOut::Task(self.start_writer(channel, None, Vec::new())),
-            };
-            self.channels.insert(channel, out);
-        }
-        match self.channels.get_mut(&channel) {
-            Some(ChannelOut::Direct { staging, .. }) => {
-                if !self.staged.contains(&channel) {
-                    self.staged.push(channel);
-                }
+                None => ChannelOut::Task(spawn_writer(
+                    &self.conn,
+                    &mut self.writers,
+                    channel,
+                    None,
+                    Vec::new(),
+                )),
+            }),
+        };
+        match out {
+            ChannelOut::Direct { staging, .. } => {
                 staging.push(encoded);
                 Ok(())
             }
-            Some(ChannelOut::Task(queue)) => match queue.try_send(encoded) {
+            ChannelOut::Task(queue) => match queue.try_send(encoded) {
                 Ok(()) => Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => Err(ConnectionError::Io(format!(
                     "channel {channel}: more than {CHANNEL_QUEUE} frames queued, beyond any credit"
@@ -329,19 +315,20 @@ impl QuicSink {
                         ConnectionError::Reset(format!("the stream of channel {channel} failed"))
                     })),
             },
-            None => Err(ConnectionError::Io(format!("channel {channel}: no stream"))),
         }
     }
 
     /// Writes what the current `send` staged on each direct channel; what
     /// quinn does not take at once moves the channel to a writer task.
     fn flush_staged(&mut self) -> Result<(), ConnectionError> {
-        let mut staged = std::mem::take(&mut self.staged);
-        for channel in staged.drain(..) {
-            let Some(ChannelOut::Direct { stream, staging }) = self.channels.get_mut(&channel)
-            else {
+        let mut blocked = Vec::new();
+        for (&channel, out) in &mut self.channels {
+            let ChannelOut::Direct { stream, staging } = out else {
                 continue;
             };
+            if staging.is_empty() {
+                continue;
+            }
             let mut chunks = staging.take();
             let mut written = 0;
             while written < chunks.len() {
@@ -353,15 +340,21 @@ impl QuicSink {
                 }
             }
             if written < chunks.len() {
-                let pending = chunks.split_off(written);
-                let Some(ChannelOut::Direct { stream, .. }) = self.channels.remove(&channel) else {
-                    continue;
-                };
-                let queue = self.start_writer(channel, Some(stream), pending);
+                blocked.push((channel, chunks.split_off(written)));
+            }
+        }
+        for (channel, pending) in blocked {
+            if let Some(ChannelOut::Direct { stream, .. }) = self.channels.remove(&channel) {
+                let queue = spawn_writer(
+                    &self.conn,
+                    &mut self.writers,
+                    channel,
+                    Some(stream),
+                    pending,
+                );
                 self.channels.insert(channel, ChannelOut::Task(queue));
             }
         }
-        self.staged = staged;
         Ok(())
     }
 
@@ -493,6 +486,26 @@ struct Encoded {
     payload: Bytes,
 }
 
+/// Hands `channel`'s stream (if the sink has one) and `pending` chunks to a
+/// new writer task, which takes every later frame of the channel.
+fn spawn_writer(
+    conn: &quinn::Connection,
+    writers: &mut Vec<tokio::task::JoinHandle<()>>,
+    channel: u16,
+    stream: Option<SendStream>,
+    pending: Vec<Bytes>,
+) -> mpsc::Sender<Encoded> {
+    let (tx, rx) = mpsc::channel(CHANNEL_QUEUE);
+    writers.push(tokio::spawn(write_channel(
+        conn.clone(),
+        channel,
+        stream,
+        pending,
+        rx,
+    )));
+    tx
+}
+
 /// Writes one channel's frames on its stream: `stream` if the sink opened
 /// it (with `pending`, what quinn did not take at once, first), else a
 /// stream it opens itself. When the sink drops the queue, finishes the
@@ -570,11 +583,16 @@ enum Ready {
 
 type Source = BoxFuture<'static, Ready>;
 
+async fn next_chunk(stream: &mut RecvStream) -> ReadResult {
+    let chunk = stream.read_chunk(READ_CHUNK, true).await;
+    chunk.map(|c| c.map(|c| c.bytes))
+}
+
 /// Reads the next chunk of the control stream.
 fn read_control(mut stream: RecvStream) -> Source {
     Box::pin(async move {
-        let chunk = stream.read_chunk(READ_CHUNK, true).await;
-        Ready::Control(stream, chunk.map(|c| c.map(|c| c.bytes)))
+        let chunk = next_chunk(&mut stream).await;
+        Ready::Control(stream, chunk)
     })
 }
 
@@ -586,16 +604,8 @@ fn accept_next(conn: quinn::Connection) -> Source {
 /// Reads the next chunk of a channel stream.
 fn read_channel(mut reader: ChannelReader) -> Source {
     Box::pin(async move {
-        let chunk = reader.stream.read_chunk(READ_CHUNK, true).await;
-        Ready::Channel(reader, chunk.map(|c| c.map(|c| c.bytes)))
-    })
-}
-
-fn new_reader(stream: RecvStream) -> Source {
-    read_channel(ChannelReader {
-        stream,
-        buf: BytesMut::new(),
-        channel: None,
+        let chunk = next_chunk(&mut reader.stream).await;
+        Ready::Channel(reader, chunk)
     })
 }
 
@@ -686,8 +696,7 @@ impl QuicStream {
             return Err(ConnectionError::Closed);
         };
         if !self.goodbye_seen {
-            let held = self.draining.take().map(|(goodbye, _)| goodbye);
-            if let Some(goodbye) = held.or_else(|| goodbye_of(&reason)) {
+            if let Some(goodbye) = goodbye_of(&reason) {
                 self.goodbye_seen = true;
                 out.push(goodbye);
                 return Ok(());
@@ -704,8 +713,17 @@ impl QuicStream {
     }
 
     fn add_reader(&mut self, stream: RecvStream) {
+        self.read_on(ChannelReader {
+            stream,
+            buf: BytesMut::new(),
+            channel: None,
+        });
+    }
+
+    /// Reads `reader`'s next chunk.
+    fn read_on(&mut self, reader: ChannelReader) {
         self.channel_readers += 1;
-        self.sources.push(new_reader(stream));
+        self.sources.push(read_channel(reader));
     }
 
     /// Control frames decoded from what the control stream brought, up to
@@ -800,8 +818,7 @@ impl QuicStream {
                     let detail = "a channel stream ended before its channel id".to_string();
                     return Err(self.violation(ConnectionError::Protocol(detail)));
                 }
-                self.channel_readers += 1;
-                self.sources.push(read_channel(reader));
+                self.read_on(reader);
                 return Ok(());
             }
             None => {
@@ -829,10 +846,7 @@ impl QuicStream {
             }
         }
         match ended {
-            false => {
-                self.channel_readers += 1;
-                self.sources.push(read_channel(reader));
-            }
+            false => self.read_on(reader),
             true if reader.buf.is_empty() => {}
             true => {
                 let detail =

@@ -70,6 +70,31 @@ async fn recv_n(conn: &mut Connection, n: usize) -> Vec<Frame> {
     all
 }
 
+/// Receives until a goodbye: the frames before it and the goodbye. Nothing
+/// may follow the goodbye in its batch, and the stream may not end first.
+async fn recv_until_goodbye(conn: &mut Connection) -> (Vec<Frame>, p2p::proto::Goodbye) {
+    let mut got = Vec::new();
+    loop {
+        let frames = match recv(conn).await {
+            Ok(frames) => frames,
+            Err(e) => panic!("no goodbye: {e}"),
+        };
+        let mut goodbye = None;
+        for frame in frames {
+            match frame {
+                Frame::Goodbye(g) => goodbye = Some(g),
+                other => {
+                    assert!(goodbye.is_none(), "{other:?} after the goodbye");
+                    got.push(other);
+                }
+            }
+        }
+        if let Some(g) = goodbye {
+            return (got, g);
+        }
+    }
+}
+
 /// Dials `to` from `from` and accepts it; the dialer sends a first control
 /// frame, as the router's `Hello` would be, so channel streams are read.
 async fn connect(
@@ -545,27 +570,7 @@ async fn a_goodbye_carries_its_reason_and_closes_the_connection() {
     let mut frames: Vec<Frame> = (0..50u32).map(|i| data(3, &i.to_be_bytes())).collect();
     frames.push(Frame::goodbye(GoodbyeReason::Shutdown, "going away"));
     out.sink.send(&mut frames).await.expect("send");
-    let mut got = Vec::new();
-    let goodbye = loop {
-        match recv(&mut inc).await {
-            Ok(frames) => {
-                let mut goodbye = None;
-                for frame in frames {
-                    match frame {
-                        Frame::Goodbye(g) => goodbye = Some(g),
-                        other => {
-                            assert!(goodbye.is_none(), "{other:?} after the goodbye");
-                            got.push(other);
-                        }
-                    }
-                }
-                if let Some(g) = goodbye {
-                    break g;
-                }
-            }
-            Err(e) => panic!("no goodbye: {e}"),
-        }
-    };
+    let (got, goodbye) = recv_until_goodbye(&mut inc).await;
     assert_eq!(goodbye.reason(), GoodbyeReason::Shutdown);
     assert_eq!(goodbye.detail, "going away");
     assert_eq!(got.len(), 50, "data sent before the goodbye arrived first");
@@ -594,23 +599,7 @@ async fn a_goodbye_read_after_the_close_still_comes_after_the_data() {
     // Waits for the peer to close, up to `close_timeout`, then closes.
     out.sink.send(&mut frames).await.expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut got = Vec::new();
-    let goodbye = loop {
-        let frames = recv(&mut inc).await.expect("the goodbye before the end");
-        let mut goodbye = None;
-        for frame in frames {
-            match frame {
-                Frame::Goodbye(g) => goodbye = Some(g),
-                other => {
-                    assert!(goodbye.is_none(), "{other:?} after the goodbye");
-                    got.push(other);
-                }
-            }
-        }
-        if let Some(g) = goodbye {
-            break g;
-        }
-    };
+    let (got, goodbye) = recv_until_goodbye(&mut inc).await;
     assert_eq!(goodbye.reason(), GoodbyeReason::Shutdown);
     assert_eq!(got.len(), 50, "data sent before the goodbye arrived first");
     for (i, frame) in got.iter().enumerate() {
