@@ -45,6 +45,10 @@ const CHANNEL: &str = "ring";
 pub const MISROUTED_PENALTY: i64 = 5;
 /// Entries of the gateway's cooldown map at most (the oldest go first).
 const MAX_COOLDOWNS: usize = 8192;
+
+/// Most verified locations kept while announcements wait for their peer's
+/// `Up` (a few at a time in practice: the race is one message long).
+const MAX_EARLY_KNOWN: usize = 4096;
 /// Replace one link by a fresh Kleinberg draw every this many maintenance
 /// rounds.
 const REPLACE_EVERY: u32 = 6;
@@ -277,7 +281,10 @@ pub struct RingState {
     addresses: Vec<String>,
     /// Connected peers (at the router), neighbors or not.
     connected: BTreeSet<PeerId>,
-    /// Verified locations of connected peers.
+    /// Verified locations of connected peers, and of peers whose
+    /// announcement arrived before their `Up` (at most
+    /// [`MAX_EARLY_KNOWN`] entries in all then); removed when the peer goes
+    /// down.
     known: BTreeMap<PeerId, Location>,
     neighbors: BTreeMap<PeerId, Neighbor>,
     by_location: BTreeMap<Location, PeerId>,
@@ -521,6 +528,10 @@ impl RingState {
             });
         } else {
             self.maybe_start_join(now, &mut actions);
+        }
+        // Its announcement came before this `Up`.
+        if let Some(location) = self.known.get(&peer).copied() {
+            self.consider(peer, location, now, &mut actions);
         }
         actions
     }

@@ -163,6 +163,13 @@ impl RingState {
         };
         self.stats.locations_verified += 1;
         if !self.connected.contains(&from) {
+            // The announcement overtook the router's `Up` for this peer:
+            // keep the location (fixed for the life of a PeerId) and admit
+            // the peer when it comes up. Dropping it left the link
+            // half-open, as the peer announces only once.
+            if self.known.len() < MAX_EARLY_KNOWN {
+                self.known.insert(from, location);
+            }
             return;
         }
         self.known.insert(from, location);

@@ -193,6 +193,29 @@ fn a_joiner_negotiates_with_the_gateway_and_both_verify_each_other() {
     ));
 }
 
+/// An announcement that overtakes the router's `Up` for its peer is kept
+/// and the peer admitted when it comes up: the peer announces only once,
+/// so dropping it left the link half-open (seen in `reactors_api`).
+#[test]
+fn an_announcement_before_the_peer_is_up_admits_it_when_it_comes_up() {
+    let now = Instant::now();
+    let g = key(1);
+    let mut gw =
+        RingState::new_gateway(g.clone(), RingConfig::with_gateways([g.peer_id()]), 1, now);
+    let peer = key(4);
+    let transcript = {
+        let secret = crate::negotiation::JoinerSecret::new(peer.peer_id(), [7; 32]);
+        let c = Challenge::answer(&g, &peer.peer_id(), &secret.commitment(), [8; 32]);
+        secret.complete(g.peer_id(), &c).expect("verifies")
+    };
+    let early = gw.on_message(peer.peer_id(), Message::Announce(transcript), 200, now);
+    assert!(!gw.is_neighbor(&peer.peer_id()), "{early:?}");
+    assert_eq!(gw.stats().locations_verified, 1);
+    let up = gw.on_peer_up(peer.peer_id(), now);
+    assert!(gw.is_neighbor(&peer.peer_id()), "{up:?}");
+    assert_eq!(gw.stats().neighbors_added, 1);
+}
+
 #[test]
 fn a_forged_or_foreign_location_is_refused_and_reported() {
     let now = Instant::now();
