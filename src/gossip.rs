@@ -245,6 +245,7 @@ fn gossip_error(error: GossipError) -> ApiError {
     let status = match &error {
         GossipError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         GossipError::Publish(PublishError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        GossipError::Publish(PublishError::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
         GossipError::Publish(PublishError::NotJoined(_)) | GossipError::Join(_) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }

@@ -87,17 +87,22 @@ pub struct PlumtreeConfig {
     /// Bytes of payloads kept at most (oldest dropped first).
     pub payload_cache_bytes: usize,
     /// How long message ids are remembered, so a message is delivered once.
-    /// Must exceed twice [`GossipConfig::max_message_age`], so a message
-    /// is refused as too old before its id is forgotten.
+    /// Must exceed [`GossipConfig::max_message_age`] plus
+    /// [`GossipConfig::max_clock_skew`], so a message is refused as too old
+    /// before its id is forgotten.
     pub seen_retention: Duration,
-    /// Message ids remembered at most (oldest forgotten first).
+    /// Message ids remembered at most. Ids expire by time only: when this
+    /// many are remembered, new messages are refused (`seen_full`) until
+    /// some expire, because forgetting an id early would let its message
+    /// be replayed and delivered twice.
     pub max_seen: usize,
     /// Messages announced by `IHave` but not received, tracked at most.
     pub max_missing: usize,
     /// Messages per second one origin may have delivered and forwarded
     /// here, per topic, on average (a token bucket; 0: no limit). A
-    /// message over it is dropped (`rate_limited`) but remembered, so its
-    /// copies are duplicates.
+    /// message over it is dropped (`rate_limited`); its id is kept in a
+    /// small cache of its own (never in the seen-cache, which a flood
+    /// must not fill), so its copies are cheap duplicates.
     pub origin_rate: u32,
     /// The bucket's size: how many messages one origin may send in a burst.
     pub origin_burst: u32,
@@ -135,10 +140,13 @@ pub struct GossipConfig {
     /// The largest payload published or accepted. The channel's frame
     /// limit is this plus [`MESSAGE_OVERHEAD`].
     pub max_payload_size: usize,
-    /// Messages whose origin timestamp is further than this from our
-    /// clock are refused: the bound on clock skew, and what stops a replay
-    /// after the message id is forgotten.
+    /// Messages whose origin timestamp is older than this by our clock
+    /// are refused: what stops a replay after the message id is forgotten.
     pub max_message_age: Duration,
+    /// Messages whose origin timestamp is further than this ahead of our
+    /// clock are refused: a bound on clock skew, kept small so a message
+    /// signed for the future cannot outlive its id in the seen-cache.
+    pub max_clock_skew: Duration,
     /// Topics joined at once at most.
     pub max_topics: usize,
     /// How long a requested connection may take before the peer counts as
@@ -172,6 +180,7 @@ impl Default for GossipConfig {
             plumtree: PlumtreeConfig::default(),
             max_payload_size: 64 * 1024,
             max_message_age: Duration::from_secs(60),
+            max_clock_skew: Duration::from_secs(5),
             max_topics: 64,
             dial_timeout: Duration::from_secs(10),
             release_after: Duration::from_secs(10),
@@ -261,12 +270,12 @@ impl GossipConfig {
             }
         }
         let pt = &self.plumtree;
-        if pt.seen_retention <= 2 * self.max_message_age {
+        if pt.seen_retention <= self.max_message_age + self.max_clock_skew {
             return bad(
                 "plumtree.seen_retention",
                 format!(
-                    "must exceed twice max_message_age ({:?}), or a replayed message could be delivered again",
-                    self.max_message_age
+                    "must exceed max_message_age + max_clock_skew ({:?}), or a replayed message could be delivered again",
+                    self.max_message_age + self.max_clock_skew
                 ),
             );
         }

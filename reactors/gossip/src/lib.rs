@@ -84,7 +84,13 @@
 //!   forwarded (`forged_rejected`; the sender is reported, 25 points —
 //!   honest nodes verify before forwarding, so the sender is guilty).
 //! - A message whose origin timestamp is more than `max_message_age`
-//!   (60 s) from our clock (`stale_rejected`): a replay, or a skewed clock.
+//!   (60 s) behind our clock or more than `max_clock_skew` (5 s) ahead of
+//!   it (`stale_rejected`): a replay, or a skewed clock.
+//! - A new message while the topic's seen-cache holds `max_seen` (100,000)
+//!   ids none of which has expired (`seen_full`): ids are forgotten by time
+//!   only, so a flood can refuse new messages for `seen_retention` but can
+//!   never push out an id and have its message delivered twice; a
+//!   publication then fails with [`PublishError::Busy`].
 //! - A copy of a message already delivered (`duplicates`).
 //! - A message that breaks the protocol's bounds (`malformed_refused`; the
 //!   sender is reported), or for a topic not joined (`unknown_topic`).

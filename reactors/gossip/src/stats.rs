@@ -44,6 +44,10 @@ pub struct GossipStats {
     /// Messages whose origin exceeded `origin_rate` (per topic): dropped,
     /// neither delivered nor forwarded, the sender not blamed.
     pub rate_limited: u64,
+    /// New messages refused because `max_seen` ids were already
+    /// remembered: ids expire by time only, so a full cache refuses new
+    /// messages rather than forget one that could then be replayed.
+    pub seen_full: u64,
     /// Messages refused because a payload exceeded `max_payload_size`
     /// (checked before anything else), and publications refused for it.
     pub oversized_refused: u64,
@@ -78,7 +82,7 @@ pub struct GossipStats {
 
 impl GossipStats {
     /// Every counter with its metric name and help text.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 27] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 28] {
         [
             (
                 "published",
@@ -142,6 +146,11 @@ impl GossipStats {
                 "rate_limited",
                 "Messages dropped because their origin exceeded origin_rate",
                 self.rate_limited,
+            ),
+            (
+                "seen_full",
+                "Messages refused because max_seen ids were remembered and none had expired",
+                self.seen_full,
             ),
             (
                 "oversized_refused",

@@ -165,6 +165,13 @@ pub enum PublishError {
         /// The limit.
         max: usize,
     },
+    /// The topic's seen-cache holds `max_seen` ids, none expired yet:
+    /// nothing new is accepted until some expire (`seen_retention`).
+    #[error("the topic has seen {max} messages within seen_retention (max_seen); try again later")]
+    Busy {
+        /// The limit (`plumtree.max_seen`).
+        max: usize,
+    },
 }
 
 /// What a topic asks of the node (internal).
@@ -484,8 +491,15 @@ impl GossipState {
                 max: self.config.max_payload_size,
             });
         }
-        if !self.topics.contains_key(&topic) {
+        let Some(joined) = self.topics.get_mut(&topic) else {
             return Err(PublishError::NotJoined(topic));
+        };
+        joined.tree.expire(now);
+        if joined.tree.is_full() {
+            self.stats.seen_full += 1;
+            return Err(PublishError::Busy {
+                max: self.config.plumtree.max_seen,
+            });
         }
         let nonce = self.rng.random();
         let message = SignedMessage::sign(&self.keypair, &topic, self.unix_ms(now), nonce, payload);

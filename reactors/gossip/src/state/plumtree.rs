@@ -14,11 +14,21 @@
 //! Every payload is checked before it is delivered or forwarded: its id is
 //! computed from its content (so a duplicate costs one hash), a message
 //! already seen is a duplicate whatever its signature, and a new one must
-//! carry its origin's valid signature and a timestamp within
-//! `max_message_age` of our clock.
+//! carry its origin's valid signature and a timestamp no older than
+//! `max_message_age` and no further ahead than `max_clock_skew` by our
+//! clock.
+//!
+//! **Replay.** A delivered id is remembered for `seen_retention`, longer
+//! than a timestamp stays acceptable, and it is forgotten by time only:
+//! when `max_seen` ids are remembered, a new message is refused
+//! (`seen_full`) rather than an old id forgotten — an attacker who could
+//! flush the cache by volume could replay what it pushed out. Messages
+//! dropped by the origin rate limit never enter the seen-cache (they were
+//! not delivered); a small cache of their own, which may forget, makes
+//! their copies cheap.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use p2p::{PeerError, PeerId};
@@ -33,6 +43,10 @@ use crate::state::{Ctx, Delivery, TopicOut};
 pub const FORGED_PENALTY: i64 = 25;
 /// Announcers remembered per missing message.
 const MAX_ANNOUNCERS: usize = 8;
+/// Ids of rate-limited messages remembered (oldest forgotten first:
+/// forgetting one costs a signature check on its next copy, never a
+/// second delivery, since it was never delivered).
+const MAX_THROTTLED: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -48,6 +62,7 @@ pub(crate) struct Plumtree {
     topic: TopicId,
     config: PlumtreeConfig,
     max_message_age: Duration,
+    max_clock_skew: Duration,
     eager: BTreeSet<PeerId>,
     lazy: BTreeSet<PeerId>,
     lazy_queue: BTreeMap<PeerId, Vec<(MessageId, u32)>>,
@@ -55,6 +70,9 @@ pub(crate) struct Plumtree {
     seen: HashMap<MessageId, Seen>,
     /// Ids in the order they expire.
     seen_order: VecDeque<(Instant, MessageId)>,
+    /// Ids of messages dropped by the origin rate limit, oldest first.
+    throttled: HashSet<MessageId>,
+    throttled_order: VecDeque<MessageId>,
     payloads: HashMap<MessageId, SignedMessage>,
     payload_order: VecDeque<(Instant, MessageId)>,
     payload_bytes: usize,
@@ -73,17 +91,25 @@ struct Bucket {
 }
 
 impl Plumtree {
-    pub(crate) fn new(topic: TopicId, config: PlumtreeConfig, max_message_age: Duration) -> Self {
+    pub(crate) fn new(
+        topic: TopicId,
+        config: PlumtreeConfig,
+        max_message_age: Duration,
+        max_clock_skew: Duration,
+    ) -> Self {
         Self {
             topic,
             config,
             max_message_age,
+            max_clock_skew,
             eager: BTreeSet::new(),
             lazy: BTreeSet::new(),
             lazy_queue: BTreeMap::new(),
             flush_at: None,
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
+            throttled: HashSet::new(),
+            throttled_order: VecDeque::new(),
             payloads: HashMap::new(),
             payload_order: VecDeque::new(),
             payload_bytes: 0,
@@ -145,6 +171,11 @@ impl Plumtree {
         self.seen.contains_key(id)
     }
 
+    /// Whether `max_seen` ids are remembered (nothing new is accepted).
+    pub(crate) fn is_full(&self) -> bool {
+        self.seen.len() >= self.config.max_seen
+    }
+
     /// A new neighbour starts as an eager link (the paper's initial tree
     /// is the whole active view).
     pub(crate) fn neighbor_up(&mut self, peer: PeerId) {
@@ -187,7 +218,7 @@ impl Plumtree {
     fn on_gossip(&mut self, from: PeerId, message: SignedMessage, hops: u32, ctx: &mut Ctx<'_>) {
         ctx.stats.payload_received += 1;
         let id = message.id(&self.topic);
-        if self.seen.contains_key(&id) {
+        if self.seen.contains_key(&id) || self.throttled.contains(&id) {
             ctx.stats.duplicates += 1;
             if self.eager.remove(&from) {
                 self.lazy.insert(from);
@@ -195,9 +226,20 @@ impl Plumtree {
             }
             return;
         }
-        let age_ms = ctx.unix_ms.abs_diff(message.timestamp_ms);
-        if u128::from(age_ms) > self.max_message_age.as_millis() {
+        let too_old = ctx.unix_ms.saturating_sub(message.timestamp_ms);
+        let too_new = message.timestamp_ms.saturating_sub(ctx.unix_ms);
+        if u128::from(too_old) > self.max_message_age.as_millis()
+            || u128::from(too_new) > self.max_clock_skew.as_millis()
+        {
             ctx.stats.stale_rejected += 1;
+            return;
+        }
+        if self.is_full() {
+            self.expire(ctx.now);
+        }
+        if self.is_full() {
+            // Before the signature check: a full cache costs nothing more.
+            ctx.stats.seen_full += 1;
             return;
         }
         if message.verify(&id).is_err() {
@@ -222,14 +264,7 @@ impl Plumtree {
             // duplicates should).
             ctx.stats.rate_limited += 1;
             self.missing.remove(&id);
-            self.remember(
-                id,
-                Seen {
-                    hops,
-                    from: Some(from),
-                },
-                ctx.now,
-            );
+            self.throttle(id);
             return;
         }
         let best_announcement = self.missing.remove(&id).and_then(|announcers| {
@@ -443,17 +478,22 @@ impl Plumtree {
         ctx.stats.prunes_sent += 1;
     }
 
+    /// Remembers a delivered (or published) id until `seen_retention`
+    /// from now. Callers check `max_seen` first.
     fn remember(&mut self, id: MessageId, seen: Seen, now: Instant) {
         if self.seen.insert(id, seen).is_none() {
             self.seen_order
                 .push_back((now + self.config.seen_retention, id));
         }
-        while self.seen.len() > self.config.max_seen {
-            match self.seen_order.pop_front() {
-                Some((_, old)) => {
-                    self.seen.remove(&old);
-                }
-                None => break,
+    }
+
+    fn throttle(&mut self, id: MessageId) {
+        if self.throttled.insert(id) {
+            self.throttled_order.push_back(id);
+        }
+        while self.throttled_order.len() > MAX_THROTTLED {
+            if let Some(old) = self.throttled_order.pop_front() {
+                self.throttled.remove(&old);
             }
         }
     }
@@ -506,6 +546,8 @@ impl Plumtree {
             "a link both eager and lazy"
         );
         assert!(self.seen.len() <= self.config.max_seen);
+        assert!(self.throttled.len() <= MAX_THROTTLED);
+        assert_eq!(self.throttled.len(), self.throttled_order.len());
         assert!(self.missing.len() <= self.config.max_missing);
         assert!(self.payload_bytes <= self.config.payload_cache_bytes);
         assert_eq!(self.seen.len(), self.seen_order.len());

@@ -422,12 +422,102 @@ fn messages_from_too_far_in_the_past_or_future_are_refused() {
     let (mut node, now) = single(GossipConfig::default());
     let old = signed_by(5, UNIX - 61_000, b"replayed");
     let future = signed_by(5, UNIX + 61_000, b"early");
+    // Past the clock-skew bound (5 s), though well within the age limit.
+    let ahead = signed_by(5, UNIX + 6_000, b"ahead");
     assert!(delivered(&node.on_message(peer(1), gossip(old, 1), now)).is_empty());
     assert!(delivered(&node.on_message(peer(1), gossip(future, 1), now)).is_empty());
-    assert_eq!(node.stats().stale_rejected, 2);
+    assert!(delivered(&node.on_message(peer(1), gossip(ahead, 1), now)).is_empty());
+    assert_eq!(node.stats().stale_rejected, 3);
     let fresh = signed_by(5, UNIX - 59_000, b"fresh");
     assert_eq!(
         delivered(&node.on_message(peer(1), gossip(fresh, 1), now)).len(),
+        1
+    );
+    let skewed = signed_by(5, UNIX + 4_000, b"skewed");
+    assert_eq!(
+        delivered(&node.on_message(peer(1), gossip(skewed, 1), now)).len(),
+        1
+    );
+}
+
+/// The replay attack of issue 14: a message is delivered, then one
+/// origin floods the topic (mostly over its rate limit) with more
+/// messages than the seen-cache holds, then the first message is replayed
+/// while its timestamp is still acceptable. Before the fix the flood
+/// pushed its id out of the cache and the replay was delivered again.
+#[test]
+fn a_flood_cannot_flush_a_delivered_id_so_its_replay_is_refused() {
+    let mut config = GossipConfig::default();
+    config.plumtree.max_seen = 300;
+    config.plumtree.origin_rate = 10;
+    config.plumtree.origin_burst = 50;
+    let (mut node, mut now) = single(config);
+    let m = signed_by(5, UNIX, b"pay me once");
+    assert_eq!(
+        delivered(&node.on_message(peer(1), gossip(m.clone(), 1), now)).len(),
+        1
+    );
+    // The flood: 1,000 distinct messages from one origin in 5 s.
+    for i in 0..1_000u64 {
+        now += 5 * MS;
+        let unix = UNIX + 5 * (i + 1);
+        let flood = SignedMessage::sign(key(6), &topic(), unix, i, Bytes::from_static(b"x"));
+        node.on_message(peer(1), gossip(flood, 1), now);
+        node.check_invariants();
+    }
+    // About 100 delivered, the rest over the rate limit: more than the
+    // cache holds, and none of it refused for a full cache.
+    assert!(node.stats().rate_limited > 850, "{:?}", node.stats());
+    assert_eq!(node.stats().seen_full, 0);
+    // 15 s after M was signed: within max_message_age, so only the seen
+    // cache can refuse it.
+    now += 10 * SECOND;
+    let actions = node.on_tick(now);
+    assert!(delivered(&actions).is_empty());
+    assert!(
+        delivered(&node.on_message(peer(1), gossip(m, 1), now)).is_empty(),
+        "a replay was delivered after the flood"
+    );
+}
+
+/// A cache filled by delivered messages refuses new ones (counted
+/// `seen_full`) and our own publications, rather than forget an id; once
+/// ids expire by time, messages flow again.
+#[test]
+fn a_full_seen_cache_refuses_new_messages_until_ids_expire() {
+    let mut config = GossipConfig::default();
+    config.plumtree.max_seen = 20;
+    config.plumtree.origin_rate = 0;
+    let retention = config.plumtree.seen_retention;
+    let (mut node, mut now) = single(config);
+    let first = signed_by(5, UNIX, b"first");
+    assert_eq!(
+        delivered(&node.on_message(peer(1), gossip(first.clone(), 1), now)).len(),
+        1
+    );
+    for i in 0..40u64 {
+        let m = SignedMessage::sign(key(6), &topic(), UNIX, i, Bytes::from_static(b"y"));
+        node.on_message(peer(1), gossip(m, 1), now);
+    }
+    // `first` and 19 of the 40: the cache holds 20.
+    assert_eq!(node.stats().delivered, 20);
+    assert_eq!(node.stats().seen_full, 21);
+    assert_eq!(
+        node.publish(topic(), Bytes::from_static(b"mine"), now),
+        Err(PublishError::Busy { max: 20 })
+    );
+    assert!(delivered(&node.on_message(peer(1), gossip(first, 1), now)).is_empty());
+    now += retention + SECOND;
+    node.on_tick(now);
+    let late = SignedMessage::sign(
+        key(6),
+        &topic(),
+        UNIX + (retention + SECOND).as_millis() as u64,
+        99,
+        Bytes::from_static(b"z"),
+    );
+    assert_eq!(
+        delivered(&node.on_message(peer(1), gossip(late, 1), now)).len(),
         1
     );
 }

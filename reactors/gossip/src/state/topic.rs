@@ -35,7 +35,12 @@ impl Topic {
         });
         Self {
             membership: HyParView::new(me, config.hyparview.clone(), ctx),
-            tree: Plumtree::new(id, config.plumtree.clone(), config.max_message_age),
+            tree: Plumtree::new(
+                id,
+                config.plumtree.clone(),
+                config.max_message_age,
+                config.max_clock_skew,
+            ),
             size,
         }
     }
