@@ -256,8 +256,9 @@ pub struct TcpSection {
     /// Deadline for the whole Noise handshake (default 10 s).
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Handshakes in progress from one IP address (default 8).
-    pub max_handshakes_per_ip: usize,
+    /// Handshakes in progress from one network, an IPv4 /24 or IPv6 /48
+    /// (default 8).
+    pub max_handshakes_per_prefix: usize,
     /// Handshakes in progress in all (default 256).
     pub max_handshakes: usize,
 }
@@ -269,7 +270,7 @@ impl Default for TcpSection {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 26656)),
             handshake_timeout: tcp.handshake_timeout,
-            max_handshakes_per_ip: tcp.max_handshakes_per_ip,
+            max_handshakes_per_prefix: tcp.max_handshakes_per_prefix,
             max_handshakes: tcp.max_handshakes,
         }
     }
@@ -293,8 +294,9 @@ pub struct QuicSection {
     /// below `idle_timeout`.
     #[serde(with = "humantime_serde")]
     pub keep_alive_interval: Duration,
-    /// Handshakes in progress from one IP address (default 8).
-    pub max_handshakes_per_ip: usize,
+    /// Handshakes in progress from one network, an IPv4 /24 or IPv6 /48
+    /// (default 8).
+    pub max_handshakes_per_prefix: usize,
     /// Handshakes in progress in all (default 256).
     pub max_handshakes: usize,
 }
@@ -308,7 +310,7 @@ impl Default for QuicSection {
             handshake_timeout: quic.handshake_timeout,
             idle_timeout: quic.idle_timeout,
             keep_alive_interval: quic.keep_alive_interval,
-            max_handshakes_per_ip: quic.max_handshakes_per_ip,
+            max_handshakes_per_prefix: quic.max_handshakes_per_prefix,
             max_handshakes: quic.max_handshakes,
         }
     }
@@ -448,6 +450,9 @@ pub struct LimitsSection {
     pub dial_timeout: Duration,
     /// Inbound `Hello` exchanges in progress at once (default 64).
     pub max_pending_handshakes: usize,
+    /// Inbound `Hello` exchanges in progress at once from one network, an
+    /// IPv4 /24 or IPv6 /48 (default 8).
+    pub max_pending_handshakes_per_prefix: usize,
     /// Ping a connection that has received nothing for this long
     /// (default 15 s).
     #[serde(with = "humantime_serde")]
@@ -472,6 +477,7 @@ impl Default for LimitsSection {
             handshake_timeout: router.handshake_timeout,
             dial_timeout: router.dial_timeout,
             max_pending_handshakes: router.max_pending_handshakes,
+            max_pending_handshakes_per_prefix: router.max_pending_handshakes_per_prefix,
             ping_interval: router.ping_interval,
             pong_timeout: router.pong_timeout,
             close_grace: router.close_grace,
@@ -890,8 +896,8 @@ impl Config {
         }
         duration("transports.tcp.handshake_timeout", tcp.handshake_timeout)?;
         at_least(
-            "transports.tcp.max_handshakes_per_ip",
-            tcp.max_handshakes_per_ip,
+            "transports.tcp.max_handshakes_per_prefix",
+            tcp.max_handshakes_per_prefix,
             1,
         )?;
         at_least("transports.tcp.max_handshakes", tcp.max_handshakes, 1)?;
@@ -912,8 +918,8 @@ impl Config {
             ));
         }
         at_least(
-            "transports.quic.max_handshakes_per_ip",
-            quic.max_handshakes_per_ip,
+            "transports.quic.max_handshakes_per_prefix",
+            quic.max_handshakes_per_prefix,
             1,
         )?;
         at_least("transports.quic.max_handshakes", quic.max_handshakes, 1)?;
@@ -967,6 +973,11 @@ impl Config {
         at_least(
             "limits.max_pending_handshakes",
             limits.max_pending_handshakes,
+            1,
+        )?;
+        at_least(
+            "limits.max_pending_handshakes_per_prefix",
+            limits.max_pending_handshakes_per_prefix,
             1,
         )?;
         duration("limits.ping_interval", limits.ping_interval)?;
@@ -1199,6 +1210,7 @@ impl Config {
             handshake_timeout: limits.handshake_timeout,
             dial_timeout: limits.dial_timeout,
             max_pending_handshakes: limits.max_pending_handshakes,
+            max_pending_handshakes_per_prefix: limits.max_pending_handshakes_per_prefix,
             ping_interval: limits.ping_interval,
             pong_timeout: limits.pong_timeout,
             close_grace: limits.close_grace,
@@ -1223,7 +1235,7 @@ impl Config {
             listen: tcp.listen,
             network_id: self.network_id.clone(),
             handshake_timeout: tcp.handshake_timeout,
-            max_handshakes_per_ip: tcp.max_handshakes_per_ip,
+            max_handshakes_per_prefix: tcp.max_handshakes_per_prefix,
             max_handshakes: tcp.max_handshakes,
             max_frame_size: self.limits.max_frame_size,
             ..TcpConfig::default()
@@ -1239,7 +1251,7 @@ impl Config {
             handshake_timeout: quic.handshake_timeout,
             idle_timeout: quic.idle_timeout,
             keep_alive_interval: quic.keep_alive_interval,
-            max_handshakes_per_ip: quic.max_handshakes_per_ip,
+            max_handshakes_per_prefix: quic.max_handshakes_per_prefix,
             max_handshakes: quic.max_handshakes,
             max_frame_size: self.limits.max_frame_size,
             ..QuicConfig::default()
@@ -1314,7 +1326,7 @@ listen = {tcp_listen}
 # Deadline for the whole Noise handshake of one connection.
 handshake_timeout = {tcp_handshake_timeout}
 # Handshakes in progress from one IP at most; more are closed at once.
-max_handshakes_per_ip = {tcp_max_handshakes_per_ip}
+max_handshakes_per_prefix = {tcp_max_handshakes_per_prefix}
 # Handshakes in progress in all at most.
 max_handshakes = {tcp_max_handshakes}
 
@@ -1331,7 +1343,7 @@ idle_timeout = {quic_idle_timeout}
 # Send a PING after this much quiet; must be below idle_timeout.
 keep_alive_interval = {quic_keep_alive_interval}
 # Handshakes in progress from one IP at most; more are refused at once.
-max_handshakes_per_ip = {quic_max_handshakes_per_ip}
+max_handshakes_per_prefix = {quic_max_handshakes_per_prefix}
 # Handshakes in progress in all at most.
 max_handshakes = {quic_max_handshakes}
 
@@ -1362,6 +1374,8 @@ handshake_timeout = {handshake_timeout}
 dial_timeout = {dial_timeout}
 # Inbound Hello exchanges in progress at once; more are refused.
 max_pending_handshakes = {max_pending_handshakes}
+# ... and from one network (an IPv4 /24 or IPv6 /48), so one cannot take them all.
+max_pending_handshakes_per_prefix = {max_pending_handshakes_per_prefix}
 # Ping a connection that has received nothing for this long.
 ping_interval = {ping_interval}
 # Close a connection that receives nothing for this long after a ping.
@@ -1461,14 +1475,14 @@ filter = {log_filter}
             tcp_enabled = tcp.enabled,
             tcp_listen = quote(&tcp.listen.to_string()),
             tcp_handshake_timeout = quote(&human(tcp.handshake_timeout)),
-            tcp_max_handshakes_per_ip = tcp.max_handshakes_per_ip,
+            tcp_max_handshakes_per_prefix = tcp.max_handshakes_per_prefix,
             tcp_max_handshakes = tcp.max_handshakes,
             quic_enabled = quic.enabled,
             quic_listen = quote(&quic.listen.to_string()),
             quic_handshake_timeout = quote(&human(quic.handshake_timeout)),
             quic_idle_timeout = quote(&human(quic.idle_timeout)),
             quic_keep_alive_interval = quote(&human(quic.keep_alive_interval)),
-            quic_max_handshakes_per_ip = quic.max_handshakes_per_ip,
+            quic_max_handshakes_per_prefix = quic.max_handshakes_per_prefix,
             quic_max_handshakes = quic.max_handshakes,
             bootstrap = address_list(&peers.bootstrap),
             persistent = address_list(&peers.persistent),
@@ -1480,6 +1494,7 @@ filter = {log_filter}
             handshake_timeout = quote(&human(limits.handshake_timeout)),
             dial_timeout = quote(&human(limits.dial_timeout)),
             max_pending_handshakes = limits.max_pending_handshakes,
+            max_pending_handshakes_per_prefix = limits.max_pending_handshakes_per_prefix,
             ping_interval = quote(&human(limits.ping_interval)),
             pong_timeout = quote(&human(limits.pong_timeout)),
             close_grace = quote(&human(limits.close_grace)),

@@ -66,6 +66,10 @@ fn write_config(
     config.reactors.pex.max_ports_per_host = nodes.max(2);
     config.peers.max_inbound = config.peers.max_inbound.max(nodes);
     config.peers.max_inbound_per_ip = config.peers.max_inbound_per_ip.max(nodes);
+    config.limits.max_pending_handshakes_per_prefix =
+        config.limits.max_pending_handshakes_per_prefix.max(nodes);
+    config.transports.tcp.max_handshakes_per_prefix =
+        config.transports.tcp.max_handshakes_per_prefix.max(nodes);
     config.reactors.gossip.topics = vec![DEVNET_TOPIC.into()];
     config.reactors.gossip.rooms = vec![RoomSection {
         name: DEVNET_ROOM.into(),

@@ -69,7 +69,7 @@ key_file = "keys/other.hex"
 enabled = true
 listen = "[::1]:7400"
 handshake_timeout = "3s"
-max_handshakes_per_ip = 2
+max_handshakes_per_prefix = 2
 max_handshakes = 20
 
 [transports.quic]
@@ -78,7 +78,7 @@ listen = "127.0.0.1:7401"
 handshake_timeout = "4s"
 idle_timeout = "1m"
 keep_alive_interval = "20s"
-max_handshakes_per_ip = 3
+max_handshakes_per_prefix = 3
 max_handshakes = 30
 
 [peers]
@@ -354,8 +354,8 @@ fn each_validation_rule_names_its_field() {
             "longer than zero",
         ),
         (
-            "[transports.tcp]\nmax_handshakes_per_ip = 0".into(),
-            "transports.tcp.max_handshakes_per_ip",
+            "[transports.tcp]\nmax_handshakes_per_prefix = 0".into(),
+            "transports.tcp.max_handshakes_per_prefix",
             "at least 1 (got 0)",
         ),
         (
@@ -706,7 +706,7 @@ fn conversions_carry_the_values() {
     assert_eq!(tcp.listen, "[::1]:7400".parse().expect("socket address"));
     assert_eq!(tcp.network_id, "test-net");
     assert_eq!(tcp.handshake_timeout, Duration::from_secs(3));
-    assert_eq!(tcp.max_handshakes_per_ip, 2);
+    assert_eq!(tcp.max_handshakes_per_prefix, 2);
     assert_eq!(tcp.max_handshakes, 20);
     assert_eq!(tcp.max_frame_size, 1_048_640);
 
@@ -719,7 +719,7 @@ fn conversions_carry_the_values() {
     assert_eq!(quic.handshake_timeout, Duration::from_secs(4));
     assert_eq!(quic.idle_timeout, Duration::from_secs(60));
     assert_eq!(quic.keep_alive_interval, Duration::from_secs(20));
-    assert_eq!(quic.max_handshakes_per_ip, 3);
+    assert_eq!(quic.max_handshakes_per_prefix, 3);
     assert_eq!(quic.max_handshakes, 30);
     assert_eq!(quic.max_frame_size, 1_048_640);
 

@@ -10,6 +10,7 @@
 pub mod address;
 pub mod channel;
 pub mod identity;
+pub mod ip_prefix;
 pub mod metrics;
 pub mod peer_manager;
 pub mod peer_store;
@@ -29,6 +30,7 @@ pub use channel::{
     Envelope, PeerError, SendError, TrySendError,
 };
 pub use identity::{IdentityError, Keypair, PeerId};
+pub use ip_prefix::{IpPrefix, PrefixSlot, PrefixSlots};
 pub use metrics::{DropReason, Metrics};
 pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerManagerConfig};
 pub use peer_store::{HeedPeerStore, MemoryPeerStore, PeerRecord, PeerStore};

@@ -90,6 +90,12 @@ impl Frame {
         })
     }
 
+    /// The frame's encoded size, without its length prefix: what
+    /// [`decode_frame`]'s limit is checked against.
+    pub fn encoded_len(&self) -> usize {
+        prost::Message::encoded_len(&self.to_wire())
+    }
+
     /// The protobuf form.
     pub fn to_wire(&self) -> proto::WireFrame {
         use proto::wire_frame::Kind;
@@ -243,6 +249,14 @@ pub trait FrameStream: Send + 'static {
         &'a mut self,
         out: &'a mut Vec<Frame>,
     ) -> BoxFuture<'a, Result<(), ConnectionError>>;
+
+    /// Lowers the largest frame this stream accepts to `limit`, or with
+    /// `None` restores the transport's own limit. The router reads a
+    /// peer's `Hello` under [`MAX_HELLO_SIZE`](crate::router::MAX_HELLO_SIZE),
+    /// so a peer that has not been admitted cannot make it buffer a large
+    /// frame. A frame over the limit fails [`recv`](Self::recv) with
+    /// [`ConnectionError::FrameTooLarge`] before its body is buffered.
+    fn set_frame_limit(&mut self, limit: Option<usize>);
 }
 
 /// An authenticated connection, before the `Hello` exchange.
@@ -464,52 +478,6 @@ mod tests {
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(_)) = decode_frame(&mut buf, 128) {}
-        }
-    }
-}
-
-/// Counts something in progress per IP address (a transport's inbound
-/// handshakes), up to a limit; a slot is released when its guard drops.
-#[derive(Debug, Default)]
-pub struct PerIpSlots {
-    counts: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-}
-
-/// One slot taken from [`PerIpSlots`]; dropping it gives it back.
-#[derive(Debug)]
-pub struct IpSlot {
-    slots: std::sync::Arc<PerIpSlots>,
-    ip: std::net::IpAddr,
-}
-
-impl PerIpSlots {
-    /// Takes a slot for `ip` if fewer than `max` are taken.
-    pub fn acquire(
-        self: &std::sync::Arc<Self>,
-        ip: std::net::IpAddr,
-        max: usize,
-    ) -> Option<IpSlot> {
-        let mut counts = self.counts.lock();
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.slots.counts.lock();
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
         }
     }
 }

@@ -43,6 +43,7 @@
 //! router's promise tests written once for every transport; a transport
 //! crate runs them all with [`promise_suite!`].
 
+pub mod adversary;
 pub mod sim;
 pub mod suite;
 

@@ -16,6 +16,7 @@ use crate::channel::PeerError;
 use crate::identity::PeerId;
 use crate::metrics::DropReason;
 use crate::proto::{self, GoodbyeReason};
+use crate::router::MAX_HELLO_SIZE;
 use crate::router::link::{Inbound, Link};
 use crate::router::outbox::Batch;
 use crate::router::shared::{ChannelTable, Shared};
@@ -70,12 +71,20 @@ pub(crate) async fn handshake(
         )
     })?;
     let mut frames = Vec::new();
-    conn.stream.recv(&mut frames).await.map_err(|e| {
-        HandshakeError::new(
+    conn.stream.set_frame_limit(Some(MAX_HELLO_SIZE));
+    let received = conn.stream.recv(&mut frames).await;
+    conn.stream.set_frame_limit(None);
+    received.map_err(|e| match e {
+        ConnectionError::FrameTooLarge { size, max } => HandshakeError::new(
+            GoodbyeReason::ProtocolViolation,
+            "hello_too_large",
+            format!("a first frame of {size} bytes exceeds the hello limit of {max} bytes"),
+        ),
+        e => HandshakeError::new(
             GoodbyeReason::Unspecified,
             "io",
             format!("waiting for hello: {e}"),
-        )
+        ),
     })?;
     let mut frames = frames.into_iter();
     let theirs = match frames.next() {

@@ -73,6 +73,11 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest `max_message_size` a channel may declare (16 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
+/// The largest `Hello` frame read from a peer that has not been admitted
+/// (64 KiB, encoded). Before admission a peer has proven only a key, which
+/// costs nothing, so it may not make us buffer more than this.
+pub const MAX_HELLO_SIZE: usize = 64 * 1024;
+
 /// The largest receive window we honour from a peer.
 pub(crate) const MAX_WINDOW: u32 = 1 << 16;
 
@@ -89,6 +94,11 @@ pub struct RouterConfig {
     pub dial_timeout: Duration,
     /// Inbound handshakes in progress at once; more are refused at once.
     pub max_pending_handshakes: usize,
+    /// Inbound handshakes in progress at once from one network (an IPv4
+    /// /24 or IPv6 /48, [`IpPrefix`](crate::IpPrefix)); more from it are
+    /// refused at once, so one network cannot take every slot. Connections
+    /// without an IP (the memory transport) count only in all.
+    pub max_pending_handshakes_per_prefix: usize,
     /// Peer manager settings (limits, backoff, bans, persistent peers).
     pub peer_manager: PeerManagerConfig,
     /// How often changed peer records are written to the store.
@@ -118,6 +128,7 @@ impl Default for RouterConfig {
             handshake_timeout: Duration::from_secs(10),
             dial_timeout: Duration::from_secs(10),
             max_pending_handshakes: 64,
+            max_pending_handshakes_per_prefix: 8,
             peer_manager: PeerManagerConfig::default(),
             store_flush_interval: Duration::from_secs(10),
             max_batch_frames: 64,

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::address::PeerAddress;
 use crate::channel::PeerError;
 use crate::identity::PeerId;
+use crate::ip_prefix::{PrefixSlot, PrefixSlots};
 use crate::metrics::DirectionLabels;
 use crate::peer_manager::{
     AddAddressError, AddressSource, Admission, Direction, PeerManager, ReportOutcome,
@@ -100,14 +101,18 @@ pub(crate) struct Supervisor {
 
 impl Supervisor {
     pub async fn run(mut self) {
-        let handshakes = Arc::new(Semaphore::new(self.config.max_pending_handshakes));
+        let limits = HandshakeLimits {
+            timeout: self.config.handshake_timeout,
+            all: Arc::new(Semaphore::new(self.config.max_pending_handshakes)),
+            per_prefix: Arc::new(PrefixSlots::default()),
+            max_per_prefix: self.config.max_pending_handshakes_per_prefix,
+        };
         for transport in &self.transports {
             self.tracker.spawn(accept_loop(
                 self.shared.clone(),
                 transport.clone(),
                 self.local_info.clone(),
-                self.config.handshake_timeout,
-                handshakes.clone(),
+                limits.clone(),
                 self.tracker.clone(),
             ));
         }
@@ -529,12 +534,51 @@ fn reject_label(reason: &crate::peer_manager::RejectReason) -> &'static str {
 
 /// Accepts connections until the transport closes or the router stops. An
 /// error on one attempt is logged and counted; the loop goes on.
+/// What bounds inbound handshakes before admission: a deadline, slots in
+/// all, and slots per source network.
+#[derive(Clone)]
+struct HandshakeLimits {
+    timeout: Duration,
+    all: Arc<Semaphore>,
+    per_prefix: Arc<PrefixSlots>,
+    max_per_prefix: usize,
+}
+
+/// The slots one inbound handshake holds until it ends.
+struct HandshakeSlots {
+    _all: OwnedSemaphorePermit,
+    _prefix: Option<PrefixSlot>,
+}
+
+impl HandshakeLimits {
+    /// Takes a slot for a connection from `ip`, or says which limit
+    /// refuses it.
+    fn acquire(&self, ip: Option<std::net::IpAddr>) -> Result<HandshakeSlots, &'static str> {
+        let prefix = match ip {
+            Some(ip) => Some(
+                self.per_prefix
+                    .acquire(ip, self.max_per_prefix)
+                    .ok_or("too_many_handshakes_from_prefix")?,
+            ),
+            None => None,
+        };
+        let all = self
+            .all
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "too_many_handshakes")?;
+        Ok(HandshakeSlots {
+            _all: all,
+            _prefix: prefix,
+        })
+    }
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
     local_info: proto::NodeInfo,
-    handshake_timeout: Duration,
-    handshakes: Arc<Semaphore>,
+    limits: HandshakeLimits,
     tracker: TaskTracker,
 ) {
     loop {
@@ -544,19 +588,24 @@ async fn accept_loop(
             result = transport.accept() => result,
         };
         match result {
-            Ok(conn) => match handshakes.clone().try_acquire_owned() {
-                Ok(permit) => {
+            Ok(conn) => match limits.acquire(conn.remote_ip) {
+                Ok(slots) => {
                     tracker.spawn(inbound_handshake(
                         shared.clone(),
                         conn,
                         local_info.clone(),
-                        handshake_timeout,
-                        permit,
+                        limits.timeout,
+                        slots,
                     ));
                 }
-                Err(_) => {
-                    shared.metrics.refused("too_many_handshakes");
-                    tracing::debug!(peer = %conn.remote.short(), "refused: too many pending handshakes");
+                Err(label) => {
+                    shared.metrics.refused(label);
+                    tracing::debug!(
+                        peer = %conn.remote.short(),
+                        ip = ?conn.remote_ip,
+                        reason = label,
+                        "refused before hello: pending handshakes at their limit"
+                    );
                 }
             },
             Err(TransportError::Closed) => {
@@ -582,7 +631,7 @@ async fn inbound_handshake(
     mut conn: Connection,
     local_info: proto::NodeInfo,
     timeout: Duration,
-    _permit: OwnedSemaphorePermit,
+    _slots: HandshakeSlots,
 ) {
     let peer = conn.remote;
     let result = tokio::select! {

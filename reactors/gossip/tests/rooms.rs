@@ -308,3 +308,68 @@ async fn late_joiner(seed: u64) {
     let mut net = s.net;
     net.shutdown().await;
 }
+
+/// The takeover of issue 14: a connected peer that is no member sends one
+/// member an unsolicited snapshot at height 2^62 naming itself the write
+/// key. Before the fix the member adopted it and the takeover spread;
+/// now every member keeps its hash, write key and lines, and the admin's
+/// writer can still write.
+#[tokio::test(start_paused = true)]
+async fn a_raw_peer_cannot_take_over_a_room_with_a_snapshot() {
+    use prost::Message as _;
+    use reactor_gossip::room::{ROOM_CHANNEL_ID, Stamp, Update, UpdateKind, state_digest, wire};
+    use reactor_gossip::room_proto as proto;
+
+    let s = setup(5, 3).await;
+    let mut rooms = Vec::new();
+    for i in 0..3 {
+        rooms.push(s.open(i).await);
+    }
+    wait_for_neighbours(&s, &[0, 1, 2]).await;
+    rooms[0].write("honest").await.expect("write");
+    converge(&rooms, 1, 30 * SECOND).await;
+    let before: Vec<_> = rooms.iter().map(RoomHandle::view).collect();
+
+    let mut attacker = testkit::adversary::RawPeer::connect(&s.net, 0, 666, &[ROOM_CHANNEL_ID])
+        .await
+        .expect("the attacker connects");
+    let mut state = Vec::new();
+    reactor_gossip::room::Reducer::reduce(&ChatLog, &mut state, b"owned").expect("a line");
+    let head = Update::sign(
+        &attacker.keypair,
+        s.keys.room,
+        reactor_gossip::room::StateHash::from_bytes([9; 32]),
+        UpdateKind::Rotate(attacker.peer_id()),
+        Stamp {
+            height: 1 << 62,
+            epoch: 1 << 20,
+            digest: state_digest(&state),
+        },
+    );
+    let snapshot = proto::RoomMessage {
+        room: s.keys.room.as_bytes().to_vec().into(),
+        kind: Some(proto::room_message::Kind::Snapshot(proto::Snapshot {
+            state: state.into(),
+            head: Some(wire::update_to_wire(&head)),
+            rotation: None,
+        })),
+    };
+    assert!(snapshot.encoded_len() > 0);
+    attacker
+        .send(ROOM_CHANNEL_ID, &snapshot)
+        .await
+        .expect("the snapshot is sent");
+    tokio::time::sleep(10 * SECOND).await;
+    for (room, was) in rooms.iter().zip(&before) {
+        let now = room.view();
+        assert_eq!(now.hash, was.hash);
+        assert_eq!(now.write_key, was.write_key);
+        assert_eq!(ChatLog::lines(&now.state), vec!["honest"]);
+    }
+    assert!(rooms[0].view().stats.unsolicited >= 1);
+    rooms[1]
+        .write("still ours")
+        .await
+        .expect("the writer still writes");
+    assert_eq!(converge(&rooms, 2, 30 * SECOND).await.len(), 2);
+}

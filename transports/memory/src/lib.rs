@@ -444,6 +444,9 @@ struct MemoryStream {
     cut: CancellationToken,
     /// A batch taken from the pipe that is not due yet.
     held: VecDeque<Batch>,
+    /// The largest frame accepted, in encoded bytes (none: no limit; the
+    /// frames were allocated in this process by the sender).
+    frame_limit: Option<usize>,
 }
 
 impl MemoryStream {
@@ -452,6 +455,7 @@ impl MemoryStream {
             rx,
             cut,
             held: VecDeque::new(),
+            frame_limit: None,
         }
     }
 
@@ -486,6 +490,14 @@ impl MemoryStream {
                 }
                 out.extend(next.frames);
             }
+            if let Some(max) = self.frame_limit {
+                if let Some(size) = out.iter().map(Frame::encoded_len).find(|s| *s > max) {
+                    return Err(ConnectionError::FrameTooLarge {
+                        size: size as u64,
+                        max,
+                    });
+                }
+            }
             if !out.is_empty() {
                 return Ok(());
             }
@@ -499,6 +511,10 @@ impl FrameStream for MemoryStream {
         out: &'a mut Vec<Frame>,
     ) -> BoxFuture<'a, Result<(), ConnectionError>> {
         Box::pin(self.recv_batch(out))
+    }
+
+    fn set_frame_limit(&mut self, limit: Option<usize>) {
+        self.frame_limit = limit;
     }
 }
 

@@ -16,9 +16,10 @@ pub struct QuicConfig {
     /// Deadline for the QUIC + TLS handshake and the control stream's
     /// opening (default 10 s).
     pub handshake_timeout: Duration,
-    /// Handshakes in progress from one IP address (default 8); more
-    /// connection attempts from that IP are refused at once.
-    pub max_handshakes_per_ip: usize,
+    /// Handshakes in progress from one network (an IPv4 /24 or IPv6 /48,
+    /// [`p2p::IpPrefix`]; default 8); more connection attempts from that
+    /// network are refused at once.
+    pub max_handshakes_per_prefix: usize,
     /// Handshakes in progress in all (default 256).
     pub max_handshakes: usize,
     /// Authenticated inbound connections waiting for the router (default 128).
@@ -62,7 +63,7 @@ impl Default for QuicConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             network_id: "switchyard-local".into(),
             handshake_timeout: Duration::from_secs(10),
-            max_handshakes_per_ip: 8,
+            max_handshakes_per_prefix: 8,
             max_handshakes: 256,
             accept_backlog: 128,
             max_frame_size: p2p::router::MAX_MESSAGE_SIZE + 64,

@@ -635,7 +635,10 @@ enum Accepting {
 /// `recv` is cancel-safe: every partial read lives in `self`.
 pub(crate) struct QuicStream {
     conn: quinn::Connection,
+    /// The largest frame accepted now.
     max_frame: usize,
+    /// The transport's own limit (`max_frame_size`).
+    frame_limit: usize,
     goodbye_wait: Duration,
     /// Reads in progress: the control stream (unless parked), the
     /// acceptor (while accepting) and every channel stream.
@@ -667,6 +670,7 @@ impl QuicStream {
         Self {
             conn,
             max_frame,
+            frame_limit: max_frame,
             goodbye_wait,
             sources,
             control_buf: BytesMut::new(),
@@ -945,5 +949,9 @@ impl FrameStream for QuicStream {
         out: &'a mut Vec<Frame>,
     ) -> BoxFuture<'a, Result<(), ConnectionError>> {
         Box::pin(futures::future::poll_fn(move |cx| self.poll_recv(cx, out)))
+    }
+
+    fn set_frame_limit(&mut self, limit: Option<usize>) {
+        self.max_frame = limit.map_or(self.frame_limit, |l| l.min(self.frame_limit));
     }
 }

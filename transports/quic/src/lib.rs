@@ -25,7 +25,7 @@
 //!
 //! What an attacker can do, and what it costs us: start handshakes (each
 //! bounded in time by `handshake_timeout`, in number per IP by
-//! `max_handshakes_per_ip` and in all by `max_handshakes`); send garbage
+//! `max_handshakes_per_prefix` and in all by `max_handshakes`); send garbage
 //! datagrams (quinn drops what does not decrypt; established connections
 //! are unaffected); open streams (at most `max_channels` plus a little
 //! slack at once); announce a huge frame (refused from its length, before

@@ -338,7 +338,7 @@ async fn accept_loop(
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
     stop: CancellationToken,
 ) {
-    let per_ip = Arc::new(p2p::transport::PerIpSlots::default());
+    let per_prefix = Arc::new(p2p::PrefixSlots::default());
     let all = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
     loop {
         let incoming = tokio::select! {
@@ -351,7 +351,8 @@ async fn accept_loop(
             },
         };
         let addr = incoming.remote_address();
-        let Some(ip_slot) = per_ip.acquire(addr.ip(), config.max_handshakes_per_ip) else {
+        let Some(prefix_slot) = per_prefix.acquire(addr.ip(), config.max_handshakes_per_prefix)
+        else {
             tracing::debug!(%addr, "too many handshakes from this IP; refusing");
             incoming.refuse();
             continue;
@@ -367,7 +368,7 @@ async fn accept_loop(
         let (tls, config, accepted, stop) =
             (tls.clone(), config.clone(), accepted.clone(), stop.clone());
         tokio::spawn(async move {
-            let _slots = (ip_slot, permit);
+            let _slots = (prefix_slot, permit);
             let handshake = tokio::time::timeout(
                 config.handshake_timeout,
                 accept_one(addr, connecting, &tls, &config),

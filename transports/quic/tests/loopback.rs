@@ -507,7 +507,7 @@ async fn five_hundred_concurrent_connections_to_one_listener() {
         2,
         QuicConfig {
             handshake_timeout: 30 * SECOND,
-            max_handshakes_per_ip: 64,
+            max_handshakes_per_prefix: 64,
             accept_backlog: N,
             ..config("net")
         },

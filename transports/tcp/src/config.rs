@@ -25,9 +25,10 @@ pub struct TcpConfig {
     pub network_id: String,
     /// Deadline for the whole Noise handshake (default 10 s).
     pub handshake_timeout: Duration,
-    /// Handshakes in progress from one IP address (default 8); more
-    /// connections from that IP are closed at once.
-    pub max_handshakes_per_ip: usize,
+    /// Handshakes in progress from one network (an IPv4 /24 or IPv6 /48,
+    /// [`p2p::IpPrefix`]; default 8); more connections from that network
+    /// are closed at once.
+    pub max_handshakes_per_prefix: usize,
     /// Handshakes in progress in all (default 256).
     pub max_handshakes: usize,
     /// Largest frame accepted, checked against a frame's length prefix
@@ -49,7 +50,7 @@ impl Default for TcpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             network_id: "switchyard-local".into(),
             handshake_timeout: Duration::from_secs(10),
-            max_handshakes_per_ip: 8,
+            max_handshakes_per_prefix: 8,
             max_handshakes: 256,
             max_frame_size: p2p::router::MAX_MESSAGE_SIZE + 64,
             accept_backlog: 128,

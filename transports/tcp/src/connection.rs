@@ -243,7 +243,10 @@ pub(crate) struct NoiseStream {
     nonce: u64,
     wire: BytesMut,
     plain: BytesMut,
+    /// The largest frame accepted now.
     max_frame: usize,
+    /// The transport's own limit (`max_frame_size`).
+    frame_limit: usize,
 }
 
 impl NoiseStream {
@@ -260,6 +263,7 @@ impl NoiseStream {
             wire: BytesMut::from(leftover),
             plain: BytesMut::new(),
             max_frame,
+            frame_limit: max_frame,
         }
     }
 
@@ -332,6 +336,10 @@ impl FrameStream for NoiseStream {
         out: &'a mut Vec<Frame>,
     ) -> BoxFuture<'a, Result<(), ConnectionError>> {
         Box::pin(self.recv_frames(out))
+    }
+
+    fn set_frame_limit(&mut self, limit: Option<usize>) {
+        self.max_frame = limit.map_or(self.frame_limit, |l| l.min(self.frame_limit));
     }
 }
 

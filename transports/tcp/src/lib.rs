@@ -17,7 +17,7 @@
 //!
 //! What an attacker can do, and what it costs us: open connections (each
 //! handshake is bounded in time by `handshake_timeout`, in number per IP by
-//! `max_handshakes_per_ip` and in all by `max_handshakes`, and in size by
+//! `max_handshakes_per_prefix` and in all by `max_handshakes`, and in size by
 //! 1 KiB per handshake message); trickle bytes (the deadline closes it);
 //! send garbage (the connection ends at the first bad length or tag);
 //! announce a huge frame (refused from its length, before buffering).

@@ -175,7 +175,7 @@ async fn listen_loop(
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
     stop: CancellationToken,
 ) {
-    let per_ip = Arc::new(p2p::transport::PerIpSlots::default());
+    let per_prefix = Arc::new(p2p::PrefixSlots::default());
     let all = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
     loop {
         let (mut stream, addr) = tokio::select! {
@@ -192,8 +192,9 @@ async fn listen_loop(
                 }
             },
         };
-        let Some(ip_slot) = per_ip.acquire(addr.ip(), config.max_handshakes_per_ip) else {
-            tracing::debug!(%addr, "too many handshakes from this IP; closing");
+        let Some(prefix_slot) = per_prefix.acquire(addr.ip(), config.max_handshakes_per_prefix)
+        else {
+            tracing::debug!(%addr, "too many handshakes from this network; closing");
             continue;
         };
         let Ok(permit) = all.clone().try_acquire_owned() else {
@@ -208,7 +209,7 @@ async fn listen_loop(
             stop.clone(),
         );
         tokio::spawn(async move {
-            let _slots = (ip_slot, permit);
+            let _slots = (prefix_slot, permit);
             let _ = stream.set_nodelay(true);
             let handshake = tokio::time::timeout(
                 config.handshake_timeout,

@@ -269,7 +269,7 @@ async fn a_thousand_concurrent_connections_to_one_listener() {
         2,
         TcpConfig {
             handshake_timeout: 30 * SECOND,
-            max_handshakes_per_ip: 64,
+            max_handshakes_per_prefix: 64,
             accept_backlog: N,
             ..config("net")
         },

@@ -16,6 +16,19 @@
 //! locator entry is on the sender's chain. Every `head_interval` a node
 //! tells its neighbours its head; a neighbour with a better head it does
 //! not know is asked the same way — so partitions heal.
+//!
+//! **What is trusted** (ADR 0009, issue 14). Room messages are taken only
+//! from the room's neighbours (its gossip topic's active view), and answers
+//! (`Updates`, `Snapshot`) only from a neighbour we asked and that has not
+//! answered yet. Every update is signed, and its stamp — height, epoch
+//! (rotations so far) and the digest of the state it produces — is checked
+//! as it is applied: an update whose digest does not match the state we
+//! compute is refused with everything built on it. A snapshot carries the
+//! signed update that produced its head and, for a write after a rotation,
+//! the admin's rotation that made its signer the write key; its state must
+//! match the head update's digest. So a peer without the room's keys cannot
+//! make a member adopt any state. The fork choice is (epoch, height, hash):
+//! a chain past a rotation beats every chain the revoked key can build.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,7 +39,7 @@ use p2p::{Keypair, PeerId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::room::update::{RoomKeys, StateHash, Update, UpdateId, UpdateKind};
+use crate::room::update::{RoomKeys, Stamp, StateHash, Update, UpdateId, UpdateKind, state_digest};
 
 /// Turns a room's state and an update into the next state.
 ///
@@ -62,6 +75,13 @@ pub struct RoomConfig {
     pub repost_after: Duration,
     /// Own writes are watched (and re-posted) this long.
     pub repost_window: Duration,
+    /// A catch-up request unanswered this long is given up: its answer is
+    /// no longer taken.
+    pub catch_up_timeout: Duration,
+    /// Updates held in the tree above the base at most (the canonical
+    /// chain and its forks); an update beyond it that would not become the
+    /// head is refused.
+    pub max_nodes: usize,
 }
 
 impl Default for RoomConfig {
@@ -76,6 +96,8 @@ impl Default for RoomConfig {
             catch_up_gap: Duration::from_secs(1),
             repost_after: Duration::from_secs(3),
             repost_window: Duration::from_secs(120),
+            catch_up_timeout: Duration::from_secs(10),
+            max_nodes: 4096,
         }
     }
 }
@@ -89,6 +111,8 @@ pub enum RoomMessage {
         hash: StateHash,
         /// Its height (updates since genesis).
         height: u64,
+        /// Its epoch (rotations since genesis).
+        epoch: u64,
     },
     /// "Send me what you have since one of these states."
     CatchUp {
@@ -101,14 +125,14 @@ pub enum RoomMessage {
         /// The updates.
         updates: Vec<Update>,
     },
-    /// The state at the sender's head.
+    /// The state at the sender's head, with its proof.
     Snapshot {
-        /// The head's hash.
-        hash: StateHash,
-        /// Its height.
-        height: u64,
-        /// The write key in force at the head.
-        write_key: PeerId,
+        /// The signed update that produced the head: its stamp gives the
+        /// height, epoch and the state's digest.
+        head: Update,
+        /// For a write of epoch > 0: the admin's rotation of that epoch,
+        /// which put the head's signer in force.
+        rotation: Option<Update>,
         /// The state.
         state: Bytes,
     },
@@ -183,6 +207,14 @@ pub struct RoomStats {
     pub snapshots_adopted: u64,
     /// Own writes re-posted after their branch lost.
     pub reposts: u64,
+    /// Room messages ignored: not from a neighbour, or an answer we did
+    /// not ask for (or no longer wait for).
+    pub unsolicited: u64,
+    /// Snapshots refused: their proof did not hold (bad signature, a
+    /// signer not in force, a state that does not match its digest).
+    pub snapshots_refused: u64,
+    /// Updates refused because `max_nodes` were held.
+    pub nodes_full: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +229,7 @@ struct Node {
 struct Base {
     hash: StateHash,
     height: u64,
+    epoch: u64,
     state: Vec<u8>,
     write_key: PeerId,
 }
@@ -227,6 +260,14 @@ pub struct RoomState {
     orphans: Vec<Update>,
     own: Vec<OwnWrite>,
     asked: HashMap<PeerId, Instant>,
+    /// Catch-up requests waiting for their answer, with their deadline.
+    awaiting: HashMap<PeerId, Instant>,
+    /// The room's neighbours: the only peers room messages are taken from.
+    neighbours: HashSet<PeerId>,
+    /// The update that produced the base (none at genesis), and the
+    /// rotations seen by epoch: the proof a snapshot of our head carries.
+    base_update: Option<Update>,
+    rotations: std::collections::BTreeMap<u64, Update>,
     next_head: Instant,
     stats: RoomStats,
 }
@@ -241,9 +282,18 @@ impl std::fmt::Debug for RoomState {
     }
 }
 
-/// Whether (height, hash) `a` beats `b`: longer, then smaller hash.
-fn better(a: (u64, &StateHash), b: (u64, &StateHash)) -> bool {
-    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+/// Rotations whose proof is kept (the newest).
+const MAX_ROTATIONS: usize = 16;
+
+/// Whether (epoch, height, hash) `a` beats `b`: a later epoch, then
+/// longer, then the smaller hash.
+fn better(a: (u64, u64, &StateHash), b: (u64, u64, &StateHash)) -> bool {
+    (a.0, a.1, std::cmp::Reverse(a.2)) > (b.0, b.1, std::cmp::Reverse(b.2))
+}
+
+/// Why a snapshot's proof did not hold.
+fn snapshot_error(what: &str) -> Result<PeerId, String> {
+    Err(what.to_string())
 }
 
 impl RoomState {
@@ -261,6 +311,7 @@ impl RoomState {
         let base = Base {
             hash: keys.genesis(),
             height: 0,
+            epoch: 0,
             state: Vec::new(),
             write_key: keys.initial_write_key,
         };
@@ -277,6 +328,10 @@ impl RoomState {
             orphans: Vec::new(),
             own: Vec::new(),
             asked: HashMap::new(),
+            awaiting: HashMap::new(),
+            neighbours: HashSet::new(),
+            base_update: None,
+            rotations: std::collections::BTreeMap::new(),
             next_head: now,
             stats: RoomStats::default(),
         }
@@ -328,6 +383,13 @@ impl RoomState {
         self.nodes.get(hash).map(|n| n.height)
     }
 
+    fn epoch_of(&self, hash: &StateHash) -> Option<u64> {
+        if *hash == self.base.hash {
+            return Some(self.base.epoch);
+        }
+        self.nodes.get(hash).map(|n| n.update.stamp.epoch)
+    }
+
     /// The updates from the base to `hash`, in order.
     fn path_to(&self, hash: &StateHash) -> Vec<&Node> {
         let mut path = Vec::new();
@@ -364,7 +426,8 @@ impl RoomState {
     }
 
     /// Applies one update to a state (a refused write is a no-op).
-    fn apply(&mut self, state: &mut Base, hash: StateHash, update: &Update) {
+    /// Returns whether the result matches the update's signed digest.
+    fn apply(&mut self, state: &mut Base, hash: StateHash, update: &Update) -> bool {
         match &update.kind {
             UpdateKind::Rotate(key) => state.write_key = *key,
             UpdateKind::Write(body) => {
@@ -380,6 +443,52 @@ impl RoomState {
         }
         state.hash = hash;
         state.height += 1;
+        state.epoch = update.stamp.epoch;
+        state_digest(&state.state) == update.stamp.digest
+    }
+
+    /// The state `body` written on the head would produce (a no-op if the
+    /// reducer refuses it or it would break the size cap).
+    fn written(&self, body: &[u8]) -> Result<Vec<u8>, RoomError> {
+        let mut next = self.head.state.clone();
+        self.reducer
+            .reduce(&mut next, body)
+            .map_err(RoomError::Refused)?;
+        if next.len() > self.config.max_state_size {
+            return Err(RoomError::TooLarge {
+                size: next.len(),
+                max: self.config.max_state_size,
+            });
+        }
+        Ok(next)
+    }
+
+    /// The stamp of an update on the head producing `state`.
+    fn stamp(&self, epoch: u64, state: &[u8]) -> Stamp {
+        Stamp {
+            height: self.head.height + 1,
+            epoch,
+            digest: state_digest(state),
+        }
+    }
+
+    /// Forgets `hash` and everything built on it.
+    fn remove_branch(&mut self, hash: StateHash) {
+        let mut gone = HashSet::from([hash]);
+        let mut nodes: Vec<(StateHash, u64, StateHash)> = self
+            .nodes
+            .values()
+            .map(|n| (n.hash, n.height, n.parent))
+            .collect();
+        nodes.sort_by_key(|(_, height, _)| *height);
+        for (h, _, parent) in nodes {
+            if gone.contains(&parent) {
+                gone.insert(h);
+            }
+        }
+        for h in gone {
+            self.nodes.remove(&h);
+        }
     }
 
     /// The states this node knows, newest first, for a catch-up request:
@@ -403,6 +512,10 @@ impl RoomState {
     }
 
     fn ask(&mut self, peer: PeerId, now: Instant, actions: &mut Vec<RoomAction>) {
+        // Only a neighbour's answer would be taken.
+        if !self.neighbours.contains(&peer) {
+            return;
+        }
         if self
             .asked
             .get(&peer)
@@ -411,6 +524,8 @@ impl RoomState {
             return;
         }
         self.asked.insert(peer, now);
+        self.awaiting
+            .insert(peer, now + self.config.catch_up_timeout);
         self.stats.catch_ups_sent += 1;
         actions.push(RoomAction::Send {
             to: peer,
@@ -432,21 +547,13 @@ impl RoomState {
             Some(k) if k.peer_id() == self.head.write_key => k.clone(),
             _ => return Err(RoomError::NotWriter),
         };
-        let mut next = self.head.state.clone();
-        self.reducer
-            .reduce(&mut next, &body)
-            .map_err(RoomError::Refused)?;
-        if next.len() > self.config.max_state_size {
-            return Err(RoomError::TooLarge {
-                size: next.len(),
-                max: self.config.max_state_size,
-            });
-        }
+        let next = self.written(&body)?;
         let update = Update::sign(
             &key,
             self.keys.room,
             self.head.hash,
             UpdateKind::Write(body.clone()),
+            self.stamp(self.head.epoch, &next),
         );
         let id = update.id();
         let version = self.head.hash.child(&id);
@@ -478,6 +585,7 @@ impl RoomState {
             self.keys.room,
             self.head.hash,
             UpdateKind::Rotate(new_write_key),
+            self.stamp(self.head.epoch + 1, &self.head.state),
         );
         let mut actions = vec![RoomAction::Publish(update.clone())];
         self.insert(update, None, now, &mut actions);
@@ -522,12 +630,26 @@ impl RoomState {
             self.stats.duplicates += 1;
             return;
         }
-        let allowed = match &update.kind {
-            UpdateKind::Write(_) => self.write_key_at(&update.parent),
-            UpdateKind::Rotate(_) => self.keys.admin,
+        let parent_epoch = self.epoch_of(&update.parent).unwrap_or(0);
+        let (allowed, epoch) = match &update.kind {
+            UpdateKind::Write(_) => (self.write_key_at(&update.parent), parent_epoch),
+            UpdateKind::Rotate(_) => (self.keys.admin, parent_epoch + 1),
         };
-        if update.signer != allowed || update.verify().is_err() {
+        if update.signer != allowed
+            || update.stamp.height != parent_height + 1
+            || update.stamp.epoch != epoch
+            || update.verify().is_err()
+        {
             self.stats.updates_refused += 1;
+            return;
+        }
+        let wins = update.parent == self.head.hash
+            || better(
+                (epoch, parent_height + 1, &hash),
+                (self.head.epoch, self.head.height, &self.head.hash),
+            );
+        if self.nodes.len() >= self.config.max_nodes && !wins {
+            self.stats.nodes_full += 1;
             return;
         }
         self.stats.updates_accepted += 1;
@@ -541,31 +663,47 @@ impl RoomState {
                 update: update.clone(),
             },
         );
+        if let UpdateKind::Rotate(_) = update.kind {
+            self.rotations.insert(epoch, update.clone());
+            while self.rotations.len() > MAX_ROTATIONS {
+                self.rotations.pop_first();
+            }
+        }
         if parent == self.head.hash {
             let mut head = std::mem::replace(
                 &mut self.head,
                 Base {
                     hash,
                     height: 0,
+                    epoch: 0,
                     state: Vec::new(),
                     write_key: self.base.write_key,
                 },
             );
-            self.apply(&mut head, hash, &update);
-            self.head = head;
-            actions.push(RoomAction::Changed {
-                hash,
-                height: self.head.height,
-            });
-        } else if better(
-            (parent_height + 1, &hash),
-            (self.head.height, &self.head.hash),
-        ) {
-            self.switch_to(hash);
-            actions.push(RoomAction::Changed {
-                hash,
-                height: self.head.height,
-            });
+            let before = head.clone();
+            if self.apply(&mut head, hash, &update) {
+                self.head = head;
+                actions.push(RoomAction::Changed {
+                    hash,
+                    height: self.head.height,
+                });
+            } else {
+                // Its signer lied about the state it produces.
+                self.head = before;
+                self.nodes.remove(&hash);
+                self.stats.updates_accepted -= 1;
+                self.stats.updates_refused += 1;
+                return;
+            }
+        } else if wins {
+            if self.switch_to(hash) {
+                actions.push(RoomAction::Changed {
+                    hash,
+                    height: self.head.height,
+                });
+            } else {
+                return;
+            }
         }
         // Updates that waited for this one.
         let waiting: Vec<Update> = {
@@ -581,9 +719,10 @@ impl RoomState {
         self.advance_base();
     }
 
-    /// Recomputes the head's state along the path to `hash`.
-    fn switch_to(&mut self, hash: StateHash) {
-        self.stats.reorgs += 1;
+    /// Recomputes the head's state along the path to `hash`. If an update
+    /// on the way does not produce the state its digest names, that branch
+    /// is forgotten from there on, the head stays, and false is returned.
+    fn switch_to(&mut self, hash: StateHash) -> bool {
         let path: Vec<(StateHash, Update)> = self
             .path_to(&hash)
             .into_iter()
@@ -591,9 +730,15 @@ impl RoomState {
             .collect();
         let mut state = self.base.clone();
         for (h, update) in &path {
-            self.apply(&mut state, *h, update);
+            if !self.apply(&mut state, *h, update) {
+                self.stats.updates_refused += 1;
+                self.remove_branch(*h);
+                return false;
+            }
         }
+        self.stats.reorgs += 1;
         self.head = state;
+        true
     }
 
     /// Folds the oldest retained updates of the canonical chain into the
@@ -612,7 +757,11 @@ impl RoomState {
             .collect();
         let mut base = self.base.clone();
         for (h, update) in &path {
+            // Checked when it joined the canonical chain.
             self.apply(&mut base, *h, update);
+        }
+        if let Some((_, last)) = path.last() {
+            self.base_update = Some(last.clone());
         }
         self.base = base;
         // Keep only descendants of the new base.
@@ -627,7 +776,8 @@ impl RoomState {
         }
     }
 
-    /// A message from member `from`.
+    /// A message from member `from`. Taken only from a neighbour; an
+    /// answer only from one we asked and still wait for.
     pub fn on_message(
         &mut self,
         from: PeerId,
@@ -635,10 +785,31 @@ impl RoomState {
         now: Instant,
     ) -> Vec<RoomAction> {
         let mut actions = Vec::new();
+        if !self.neighbours.contains(&from) {
+            self.stats.unsolicited += 1;
+            return actions;
+        }
+        if matches!(
+            message,
+            RoomMessage::Updates { .. } | RoomMessage::Snapshot { .. }
+        ) {
+            let asked = self.awaiting.remove(&from).is_some_and(|by| now <= by);
+            if !asked {
+                self.stats.unsolicited += 1;
+                return actions;
+            }
+        }
         match message {
-            RoomMessage::Head { hash, height } => {
+            RoomMessage::Head {
+                hash,
+                height,
+                epoch,
+            } => {
                 if !self.is_known(&hash)
-                    && better((height, &hash), (self.head.height, &self.head.hash))
+                    && better(
+                        (epoch, height, &hash),
+                        (self.head.epoch, self.head.height, &self.head.hash),
+                    )
                 {
                     self.ask(from, now, &mut actions);
                 }
@@ -654,35 +825,119 @@ impl RoomState {
                 }
             }
             RoomMessage::Snapshot {
-                hash,
-                height,
-                write_key,
+                head,
+                rotation,
                 state,
-            } => {
-                if !self.is_known(&hash)
-                    && better((height, &hash), (self.head.height, &self.head.hash))
-                    && state.len() <= self.config.max_state_size
-                {
-                    self.stats.snapshots_adopted += 1;
-                    self.base = Base {
-                        hash,
-                        height,
-                        state: state.to_vec(),
-                        write_key,
-                    };
-                    self.head = self.base.clone();
-                    self.nodes.clear();
-                    // Own writes from before cannot be placed any more.
-                    self.own.clear();
-                    actions.push(RoomAction::Changed { hash, height });
-                    let orphans = std::mem::take(&mut self.orphans);
-                    for update in orphans {
-                        self.insert(update, None, now, &mut actions);
+            } => self.adopt(head, rotation.as_ref(), state, now, &mut actions),
+        }
+        actions
+    }
+
+    /// Checks a snapshot's proof: the head update's signature by the key in
+    /// force at its epoch (the initial write key, the admin, or the key of
+    /// the admin's `rotation` of that epoch), and the state against the
+    /// head update's digest. Returns the write key in force at the head.
+    fn check_snapshot(
+        &self,
+        head: &Update,
+        rotation: Option<&Update>,
+        state: &[u8],
+    ) -> Result<PeerId, String> {
+        if head.room != self.keys.room {
+            return snapshot_error("head update of another room");
+        }
+        if head.verify().is_err() {
+            return snapshot_error("head update signature does not verify");
+        }
+        if state.len() > self.config.max_state_size || state_digest(state) != head.stamp.digest {
+            return snapshot_error("state does not match the head update's digest");
+        }
+        match head.kind {
+            UpdateKind::Rotate(key) if head.signer == self.keys.admin => Ok(key),
+            UpdateKind::Rotate(_) => snapshot_error("rotation not signed by the admin"),
+            UpdateKind::Write(_) => {
+                let in_force = if head.stamp.epoch == 0 {
+                    self.keys.initial_write_key
+                } else {
+                    match rotation {
+                        Some(r)
+                            if r.room == self.keys.room
+                                && r.signer == self.keys.admin
+                                && r.stamp.epoch == head.stamp.epoch
+                                && r.verify().is_ok() =>
+                        {
+                            match r.kind {
+                                UpdateKind::Rotate(key) => key,
+                                UpdateKind::Write(_) => {
+                                    return snapshot_error("the rotation proof is a write");
+                                }
+                            }
+                        }
+                        _ => return snapshot_error("no valid rotation for the head's epoch"),
                     }
+                };
+                if head.signer == in_force {
+                    Ok(in_force)
+                } else {
+                    snapshot_error("head update not signed by the write key in force")
                 }
             }
         }
-        actions
+    }
+
+    /// Takes a snapshot whose proof holds and whose head beats ours.
+    fn adopt(
+        &mut self,
+        head: Update,
+        rotation: Option<&Update>,
+        state: Bytes,
+        now: Instant,
+        actions: &mut Vec<RoomAction>,
+    ) {
+        let write_key = match self.check_snapshot(&head, rotation, &state) {
+            Ok(key) => key,
+            Err(_) => {
+                self.stats.snapshots_refused += 1;
+                return;
+            }
+        };
+        let hash = head.child();
+        let (height, epoch) = (head.stamp.height, head.stamp.epoch);
+        if self.is_known(&hash)
+            || !better(
+                (epoch, height, &hash),
+                (self.head.epoch, self.head.height, &self.head.hash),
+            )
+        {
+            return;
+        }
+        self.stats.snapshots_adopted += 1;
+        if let Some(r) = rotation {
+            self.rotations.insert(r.stamp.epoch, r.clone());
+        }
+        if let UpdateKind::Rotate(_) = head.kind {
+            self.rotations.insert(epoch, head.clone());
+        }
+        while self.rotations.len() > MAX_ROTATIONS {
+            self.rotations.pop_first();
+        }
+        self.base = Base {
+            hash,
+            height,
+            epoch,
+            state: state.to_vec(),
+            write_key,
+        };
+        self.base_update = Some(head);
+        self.head = self.base.clone();
+        self.nodes.clear();
+        // Own writes from before cannot be placed any more.
+        self.own.clear();
+        actions.push(RoomAction::Changed { hash, height });
+        let orphans = std::mem::take(&mut self.orphans);
+        for update in orphans {
+            self.insert(update, None, now, actions);
+        }
     }
 
     /// Answers a catch-up request: the canonical chain after the newest
@@ -710,16 +965,30 @@ impl RoomState {
                 return;
             }
         }
-        if self.head.height == 0 {
+        let head = match self.nodes.get(&self.head.hash) {
+            Some(node) => Some(node.update.clone()),
+            None => self.base_update.clone(),
+        };
+        // At genesis there is nothing to send.
+        let Some(head) = head else {
             return;
-        }
+        };
+        let rotation = match head.kind {
+            UpdateKind::Write(_) if head.stamp.epoch > 0 => {
+                match self.rotations.get(&head.stamp.epoch) {
+                    Some(r) => Some(r.clone()),
+                    // Without the proof the asker would refuse it.
+                    None => return,
+                }
+            }
+            _ => None,
+        };
         self.stats.snapshots_served += 1;
         actions.push(RoomAction::Send {
             to,
             message: RoomMessage::Snapshot {
-                hash: self.head.hash,
-                height: self.head.height,
-                write_key: self.head.write_key,
+                head,
+                rotation,
                 state: Bytes::from(self.head.state.clone()),
             },
         });
@@ -727,13 +996,22 @@ impl RoomState {
 
     /// A member became a neighbour: tell it our head (it asks if behind).
     pub fn on_neighbor_up(&mut self, peer: PeerId) -> Vec<RoomAction> {
+        self.neighbours.insert(peer);
         vec![RoomAction::Send {
             to: peer,
             message: RoomMessage::Head {
                 hash: self.head.hash,
                 height: self.head.height,
+                epoch: self.head.epoch,
             },
         }]
+    }
+
+    /// A neighbour left: its messages are no longer taken, and an answer
+    /// it owed is no longer awaited.
+    pub fn on_neighbor_down(&mut self, peer: &PeerId) {
+        self.neighbours.remove(peer);
+        self.awaiting.remove(peer);
     }
 
     /// When [`on_tick`](Self::on_tick) has something to do next.
@@ -759,9 +1037,11 @@ impl RoomState {
                 message: RoomMessage::Head {
                     hash: self.head.hash,
                     height: self.head.height,
+                    epoch: self.head.epoch,
                 },
             });
         }
+        self.awaiting.retain(|_, by| now <= *by);
         self.repost(now, &mut actions);
         actions
     }
@@ -790,11 +1070,17 @@ impl RoomState {
         }
         for i in reposts {
             let body = self.own[i].body.clone();
+            // On the new head the reducer may refuse it: then it stays out.
+            let Ok(next) = self.written(&body) else {
+                self.own[i].last_try = now;
+                continue;
+            };
             let update = Update::sign(
                 &key,
                 self.keys.room,
                 self.head.hash,
                 UpdateKind::Write(body),
+                self.stamp(self.head.epoch, &next),
             );
             let version = self.head.hash.child(&update.id());
             self.own[i].versions.push(version);

@@ -79,4 +79,4 @@ pub use chat::{ChatLog, MAX_LINE};
 pub use reactor::{
     ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, RoomHandle, RoomView, Rooms, RoomsError, RoomsHandle,
 };
-pub use update::{RoomId, RoomKeys, StateHash, Update, UpdateId, UpdateKind};
+pub use update::{RoomId, RoomKeys, Stamp, StateHash, Update, UpdateId, UpdateKind, state_digest};

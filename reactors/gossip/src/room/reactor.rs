@@ -472,6 +472,8 @@ impl Driver {
                     .and_then(wire::update_from_wire);
                 match update {
                     Ok(update) => {
+                        // A missing parent is asked of a neighbour (the
+                        // only peers whose answers are taken), in turn.
                         self.turn = self.turn.wrapping_add(1);
                         let ask = entry
                             .neighbours
@@ -492,6 +494,7 @@ impl Driver {
             }
             TopicEvent::NeighborDown(peer) => {
                 entry.neighbours.retain(|p| *p != peer);
+                entry.core.on_neighbor_down(&peer);
                 Vec::new()
             }
             TopicEvent::Lagged(_) => Vec::new(),

@@ -91,6 +91,8 @@ fn a_missing_parent_is_caught_up_in_one_stream() {
     let now = Instant::now();
     let mut a = member(RoomConfig::default(), true, false);
     let mut b = member(RoomConfig::default(), false, false);
+    a.on_neighbor_up(PEERS[1]);
+    b.on_neighbor_up(PEERS[0]);
     let texts = ["a", "b", "c", "d", "e", "f", "g", "h"];
     let updates: Vec<Update> = texts.iter().map(|t| write(&mut a, t)).collect();
     for u in &updates[..3] {
@@ -129,20 +131,21 @@ fn a_long_gap_is_answered_with_a_snapshot() {
     };
     let mut a = member(config.clone(), true, false);
     let mut b = member(config, false, false);
+    a.on_neighbor_up(PEERS[1]);
+    b.on_neighbor_up(PEERS[0]);
     let texts: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
     for t in &texts {
         a.write(Bytes::from(t.clone()), now).expect("write");
     }
-    let answer = sent(&a.on_message(
-        PEERS[1],
-        RoomMessage::CatchUp {
-            known: vec![keys().genesis()],
-        },
-        now,
-    ));
-    let [(_, snapshot @ RoomMessage::Snapshot { height: 20, .. })] = answer.as_slice() else {
+    // a's head makes b ask.
+    let head = sent(&a.on_neighbor_up(PEERS[1])).remove(0).1;
+    let request = sent(&b.on_message(PEERS[0], head, now)).remove(0).1;
+    assert!(matches!(request, RoomMessage::CatchUp { .. }));
+    let answer = sent(&a.on_message(PEERS[1], request, now));
+    let [(_, snapshot @ RoomMessage::Snapshot { head, .. })] = answer.as_slice() else {
         panic!("expected a snapshot, got {answer:?}");
     };
+    assert_eq!(head.stamp.height, 20);
     b.on_message(PEERS[0], snapshot.clone(), now);
     assert_eq!((b.hash(), b.height()), (a.hash(), 20));
     assert_eq!(line(&b), texts);
@@ -174,6 +177,11 @@ fn a_rotation_removes_the_old_write_key() {
         keys().room,
         admin.hash(),
         UpdateKind::Write(Bytes::from_static(b"sneaky")),
+        Stamp {
+            height: admin.height() + 1,
+            epoch: 1,
+            digest: state_digest(admin.state()),
+        },
     );
     admin.on_update(PEERS[0], stale, now);
     assert_eq!(admin.stats().updates_refused, 1);
@@ -202,14 +210,15 @@ fn the_state_cap_refuses_writes_and_makes_foreign_oversized_writes_no_ops() {
         Err(RoomError::TooLarge { size: 28, max: 16 })
     ));
     // A writer with a larger cap (misconfigured) writes past it: the
-    // capped member keeps the update in its history as a no-op.
+    // capped member would compute another state than the one the update
+    // signs, so it refuses the update rather than diverge under one hash.
     roomy.on_update(PEERS[0], first, now);
     let big = write(&mut roomy, "0123456789");
     capped.on_update(PEERS[0], big, now);
-    assert_eq!(capped.height(), 2);
-    assert_eq!(capped.hash(), roomy.hash());
+    assert_eq!(capped.height(), 1);
     assert_eq!(line(&capped), vec!["0123456789"]);
     assert_eq!(capped.stats().writes_ignored, 1);
+    assert_eq!(capped.stats().updates_refused, 1);
 }
 
 #[test]
@@ -260,13 +269,17 @@ proptest! {
     ) {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
-        let mut states = vec![keys().genesis()];
+        // (hash, height, state) of every node of the tree.
+        let mut states = vec![(keys().genesis(), 0u64, Vec::new())];
         let mut updates = Vec::new();
         for (i, parent) in parents.iter().enumerate() {
-            let parent = states[parent.index(states.len())];
+            let (parent, height, state) = states[parent.index(states.len())].clone();
             let body = Bytes::from(format!("u{i}"));
-            let update = Update::sign(&WRITE, keys().room, parent, UpdateKind::Write(body));
-            states.push(parent.child(&update.id()));
+            let mut next = state.clone();
+            ChatLog.reduce(&mut next, &body).expect("a chat line");
+            let stamp = Stamp { height: height + 1, epoch: 0, digest: state_digest(&next) };
+            let update = Update::sign(&WRITE, keys().room, parent, UpdateKind::Write(body), stamp);
+            states.push((update.child(), height + 1, next));
             updates.push(update);
         }
         let deliver = |seed: u64| {
@@ -290,4 +303,150 @@ proptest! {
         };
         prop_assert_eq!(a, in_order);
     }
+}
+
+/// A chat state of `lines`.
+fn chat(lines: &[&str]) -> Vec<u8> {
+    let mut state = Vec::new();
+    for l in lines {
+        ChatLog.reduce(&mut state, l.as_bytes()).expect("a line");
+    }
+    state
+}
+
+/// A member with `a` as its neighbour and a pending catch-up request to
+/// it (a's head at `height` made it ask).
+fn asking(a: PeerId, height: u64) -> RoomState {
+    let mut b = member(RoomConfig::default(), false, false);
+    b.on_neighbor_up(a);
+    let hash = StateHash::from_bytes([7; 32]);
+    let asked = sent(&b.on_message(
+        a,
+        RoomMessage::Head {
+            hash,
+            height,
+            epoch: 0,
+        },
+        Instant::now(),
+    ));
+    assert!(matches!(
+        asked.as_slice(),
+        [(_, RoomMessage::CatchUp { .. })]
+    ));
+    b
+}
+
+/// The takeover of issue 14: a key that is no member's sends a snapshot
+/// at height 2^62 naming itself the write key. Unasked, it is ignored;
+/// asked, its proof fails. The member's state does not move.
+#[test]
+fn a_snapshot_without_proof_takes_over_nothing() {
+    let now = Instant::now();
+    let attacker = Keypair::from_seed(666);
+    let mut b = member(RoomConfig::default(), true, false);
+    b.on_neighbor_up(PEERS[0]);
+    write(&mut b, "honest");
+    let (hash, write_key) = (b.hash(), b.write_key());
+    let forged = |signer: &Keypair, epoch: u64, state: &[u8]| RoomMessage::Snapshot {
+        head: Update::sign(
+            signer,
+            keys().room,
+            StateHash::from_bytes([1; 32]),
+            UpdateKind::Rotate(attacker.peer_id()),
+            Stamp {
+                height: 1 << 62,
+                epoch,
+                digest: state_digest(state),
+            },
+        ),
+        rotation: None,
+        state: Bytes::copy_from_slice(state),
+    };
+    let fake_state = chat(&["owned"]);
+    // From a stranger, and unasked from a neighbour.
+    b.on_message(attacker.peer_id(), forged(&attacker, 9, &fake_state), now);
+    b.on_message(PEERS[0], forged(&attacker, 9, &fake_state), now);
+    assert_eq!(b.stats().unsolicited, 2);
+    assert_eq!((b.hash(), b.write_key()), (hash, write_key));
+    // Asked, but the rotation is not the admin's.
+    let mut asker = asking(PEERS[0], 1 << 62);
+    asker.on_message(PEERS[0], forged(&attacker, 9, &fake_state), now);
+    assert_eq!(asker.stats().snapshots_refused, 1);
+    assert_eq!(asker.height(), 0);
+    // A write by a key not in force, or a state that is not the signed one.
+    let mut asker = asking(PEERS[0], 1 << 62);
+    let write_by = |signer: &Keypair, digest_of: &[u8], state: &[u8]| RoomMessage::Snapshot {
+        head: Update::sign(
+            signer,
+            keys().room,
+            StateHash::from_bytes([1; 32]),
+            UpdateKind::Write(Bytes::from_static(b"x")),
+            Stamp {
+                height: 1 << 62,
+                epoch: 0,
+                digest: state_digest(digest_of),
+            },
+        ),
+        rotation: None,
+        state: Bytes::copy_from_slice(state),
+    };
+    asker.on_message(PEERS[0], write_by(&attacker, &fake_state, &fake_state), now);
+    assert_eq!(asker.stats().snapshots_refused, 1);
+    let mut asker = asking(PEERS[0], 1 << 62);
+    asker.on_message(PEERS[0], write_by(&WRITE, b"", &fake_state), now);
+    assert_eq!(asker.stats().snapshots_refused, 1);
+    assert_eq!(asker.height(), 0);
+    assert_eq!(asker.write_key(), WRITE.peer_id());
+    // The answer is taken once: a second copy is unsolicited.
+    let mut asker = asking(PEERS[0], 1 << 62);
+    asker.on_message(PEERS[0], write_by(&WRITE, &fake_state, &fake_state), now);
+    assert_eq!(asker.stats().snapshots_adopted, 1);
+    asker.on_message(PEERS[0], write_by(&WRITE, &fake_state, &fake_state), now);
+    assert_eq!(asker.stats().unsolicited, 1);
+}
+
+/// A write whose signed digest is not the state it produces is refused,
+/// and so is everything built on it: a key holder cannot make members
+/// disagree under one hash, nor hand joiners a state the chain never had.
+#[test]
+fn an_update_whose_digest_lies_is_refused() {
+    let now = Instant::now();
+    let mut b = member(RoomConfig::default(), false, false);
+    let lie = Update::sign(
+        &WRITE,
+        keys().room,
+        keys().genesis(),
+        UpdateKind::Write(Bytes::from_static(b"a")),
+        Stamp {
+            height: 1,
+            epoch: 0,
+            digest: state_digest(b"something else"),
+        },
+    );
+    b.on_update(PEERS[0], lie, now);
+    assert_eq!((b.height(), b.stats().updates_refused), (0, 1));
+}
+
+/// A rotation is a checkpoint: the revoked key's fork from before it,
+/// however long, never beats the chain past it.
+#[test]
+fn a_revoked_key_cannot_fork_past_a_rotation() {
+    let now = Instant::now();
+    let mut admin = member(RoomConfig::default(), false, true);
+    let mut revoked = member(RoomConfig::default(), true, false);
+    let first = write(&mut revoked, "before");
+    admin.on_update(PEERS[0], first, now);
+    let new_key = Keypair::from_seed(503);
+    let rotation = published(&admin.rotate(new_key.peer_id(), now).expect("admin"));
+    let after_rotation = admin.hash();
+    // The old key holder never sees the rotation and writes ten lines.
+    let fork: Vec<Update> = (0..10).map(|_| write(&mut revoked, "fork")).collect();
+    for u in fork {
+        admin.on_update(PEERS[0], u, now);
+    }
+    assert_eq!(admin.hash(), after_rotation);
+    assert_eq!(admin.write_key(), new_key.peer_id());
+    // And a member that saw the fork first switches when the rotation comes.
+    revoked.on_update(PEERS[0], rotation[0].clone(), now);
+    assert_eq!(revoked.hash(), after_rotation);
 }

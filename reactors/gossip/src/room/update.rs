@@ -12,6 +12,7 @@ const ROOM_DOMAIN: &[u8] = b"switchyard/room/v1/id";
 const GENESIS_DOMAIN: &[u8] = b"switchyard/room/v1/genesis";
 const UPDATE_DOMAIN: &[u8] = b"switchyard/room/v1/update";
 const CHAIN_DOMAIN: &[u8] = b"switchyard/room/v1/chain";
+const STATE_DOMAIN: &[u8] = b"switchyard/room/v1/state";
 /// Domain of update signatures (write and admin keys).
 pub const UPDATE_SIGNATURE_DOMAIN: &str = "switchyard/room/v1/update";
 
@@ -164,6 +165,27 @@ impl RoomKeys {
     }
 }
 
+/// The digest of a room's state bytes, which every update signs for the
+/// state it produces: what lets a member check a snapshot's bytes against
+/// a signed update instead of trusting its sender.
+pub fn state_digest(state: &[u8]) -> [u8; 32] {
+    hash(STATE_DOMAIN, &[state])
+}
+
+/// Where an update stands and what it produces, signed with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Its height: the parent's plus one.
+    pub height: u64,
+    /// Rotations on its chain, its own included: a write carries its
+    /// parent's epoch, a rotation its parent's plus one. A chain of a
+    /// higher epoch beats any of a lower one, so a rotation is a
+    /// checkpoint a revoked key cannot fork past.
+    pub epoch: u64,
+    /// [`state_digest`] of the state after it is applied.
+    pub digest: [u8; 32],
+}
+
 /// What an update does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateKind {
@@ -183,6 +205,8 @@ pub struct Update {
     pub parent: StateHash,
     /// What it does.
     pub kind: UpdateKind,
+    /// Its height, epoch and resulting state's digest.
+    pub stamp: Stamp,
     /// The public key that signed it (the write key in force at `parent`,
     /// or the admin key for a rotation).
     pub signer: PeerId,
@@ -202,6 +226,7 @@ impl Update {
         room: &RoomId,
         parent: &StateHash,
         kind: &UpdateKind,
+        stamp: &Stamp,
         signer: &PeerId,
     ) -> UpdateId {
         let (tag, body) = Self::kind_bytes(kind);
@@ -212,6 +237,9 @@ impl Update {
                 parent.as_bytes(),
                 &[tag],
                 body,
+                &stamp.height.to_be_bytes(),
+                &stamp.epoch.to_be_bytes(),
+                &stamp.digest,
                 signer.as_bytes(),
             ],
         ))
@@ -219,14 +247,21 @@ impl Update {
 
     /// Signs `kind` applied to `parent` with `key` (the write key, or the
     /// admin key for a rotation).
-    pub fn sign(key: &Keypair, room: RoomId, parent: StateHash, kind: UpdateKind) -> Self {
+    pub fn sign(
+        key: &Keypair,
+        room: RoomId,
+        parent: StateHash,
+        kind: UpdateKind,
+        stamp: Stamp,
+    ) -> Self {
         let signer = key.peer_id();
-        let id = Self::compute_id(&room, &parent, &kind, &signer);
+        let id = Self::compute_id(&room, &parent, &kind, &stamp, &signer);
         let signature = key.sign_in_domain(UPDATE_SIGNATURE_DOMAIN, id.as_bytes());
         Self {
             room,
             parent,
             kind,
+            stamp,
             signer,
             signature,
         }
@@ -234,7 +269,18 @@ impl Update {
 
     /// The update's id.
     pub fn id(&self) -> UpdateId {
-        Self::compute_id(&self.room, &self.parent, &self.kind, &self.signer)
+        Self::compute_id(
+            &self.room,
+            &self.parent,
+            &self.kind,
+            &self.stamp,
+            &self.signer,
+        )
+    }
+
+    /// The state it produces.
+    pub fn child(&self) -> StateHash {
+        self.parent.child(&self.id())
     }
 
     /// Checks the signature (not whether the signer may sign: the chain
@@ -250,6 +296,6 @@ impl Update {
     /// Bytes on the wire (about) — for size limits.
     pub fn size(&self) -> usize {
         let (_, body) = Self::kind_bytes(&self.kind);
-        body.len() + 32 * 3 + 64 + 16
+        body.len() + 32 * 4 + 64 + 40
     }
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use p2p::PeerId;
 
 use crate::room::chain::RoomMessage;
-use crate::room::update::{RoomId, StateHash, Update, UpdateKind};
+use crate::room::update::{RoomId, Stamp, StateHash, Update, UpdateKind};
 use crate::room_proto as proto;
 use crate::state::message::WireError;
 
@@ -43,6 +43,11 @@ pub fn update_from_wire(wire: proto::Update) -> Result<Update, WireError> {
         room: RoomId::from_bytes(array(&wire.room, "room")?),
         parent: hash(&wire.parent, "parent")?,
         kind,
+        stamp: Stamp {
+            height: wire.height,
+            epoch: wire.epoch,
+            digest: array(&wire.state_digest, "state digest")?,
+        },
         signer: key(&wire.signer, "signer")?,
         signature: array(&wire.signature, "signature")?,
     })
@@ -61,6 +66,9 @@ pub fn update_to_wire(update: &Update) -> proto::Update {
         }),
         signer: Bytes::copy_from_slice(update.signer.as_bytes()),
         signature: Bytes::copy_from_slice(&update.signature),
+        height: update.stamp.height,
+        epoch: update.stamp.epoch,
+        state_digest: Bytes::copy_from_slice(&update.stamp.digest),
     }
 }
 
@@ -79,6 +87,7 @@ pub fn message_from_wire(
         Kind::Head(h) => RoomMessage::Head {
             hash: hash(&h.hash, "head")?,
             height: h.height,
+            epoch: h.epoch,
         },
         Kind::CatchUp(c) => {
             if c.known.len() > MAX_KNOWN {
@@ -118,9 +127,11 @@ pub fn message_from_wire(
                 });
             }
             RoomMessage::Snapshot {
-                hash: hash(&s.hash, "snapshot")?,
-                height: s.height,
-                write_key: key(&s.write_key, "write key")?,
+                head: update_from_wire(
+                    s.head
+                        .ok_or_else(|| malformed("snapshot without its head update"))?,
+                )?,
+                rotation: s.rotation.map(update_from_wire).transpose()?,
                 state: s.state,
             }
         }
@@ -133,9 +144,14 @@ pub fn message_to_wire(room: RoomId, message: &RoomMessage) -> proto::RoomMessag
     use proto::room_message::Kind;
     let b = |h: &StateHash| Bytes::copy_from_slice(h.as_bytes());
     let kind = match message {
-        RoomMessage::Head { hash, height } => Kind::Head(proto::Head {
+        RoomMessage::Head {
+            hash,
+            height,
+            epoch,
+        } => Kind::Head(proto::Head {
             hash: b(hash),
             height: *height,
+            epoch: *epoch,
         }),
         RoomMessage::CatchUp { known } => Kind::CatchUp(proto::CatchUp {
             known: known.iter().map(b).collect(),
@@ -144,15 +160,13 @@ pub fn message_to_wire(room: RoomId, message: &RoomMessage) -> proto::RoomMessag
             updates: updates.iter().map(update_to_wire).collect(),
         }),
         RoomMessage::Snapshot {
-            hash,
-            height,
-            write_key,
+            head,
+            rotation,
             state,
         } => Kind::Snapshot(proto::Snapshot {
-            hash: b(hash),
-            height: *height,
-            write_key: Bytes::copy_from_slice(write_key.as_bytes()),
             state: state.clone(),
+            head: Some(update_to_wire(head)),
+            rotation: rotation.as_ref().map(update_to_wire),
         }),
     };
     proto::RoomMessage {

@@ -1,0 +1,256 @@
+//! Attacks on a running `switchyard` node before admission, reproduced as
+//! the security review ran them (issue 14, item 3): an independent Noise
+//! client on loopback, against a node process, from source addresses of
+//! other /24 networks (the whole of 127.0.0.0/8 reaches loopback).
+//!
+//! - Idle connections that finished Noise under fresh keys, from one
+//!   network, must not take every pre-admission slot: honest handshakes
+//!   from another network still receive the node's `Hello`.
+//! - `Hello` frames announced at 16 MiB must be refused from their length
+//!   (at most 64 KiB is read before admission), so the node's memory does
+//!   not grow with them.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::{Proc, config, wait_until};
+use p2p::Keypair;
+use p2p::transport::{Frame, decode_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use transport_tcp::handshake::{NOISE_PARAMS, identity_payload, prologue};
+
+const NETWORK: &str = "e2e";
+/// Plaintext per Noise transport message (65,535 less the 16-byte tag).
+const MAX_PLAIN: usize = 65_535 - 16;
+
+/// A Noise XX initiator written from ADR 0004, not the transport's code.
+struct NoiseClient {
+    stream: TcpStream,
+    session: snow::TransportState,
+}
+
+impl NoiseClient {
+    /// Connects from `from` to `to` and completes the Noise handshake
+    /// under a fresh identity derived from `seed`.
+    async fn connect(from: Ipv4Addr, to: SocketAddr, seed: u64) -> std::io::Result<Self> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
+        let mut stream = socket.connect(to).await?;
+        let keypair = Keypair::from_seed(seed);
+        let params = NOISE_PARAMS.parse().map_err(std::io::Error::other)?;
+        let static_key = snow::Builder::new(NOISE_PARAMS.parse().map_err(std::io::Error::other)?)
+            .generate_keypair()
+            .map_err(std::io::Error::other)?;
+        let prologue = prologue(NETWORK);
+        let mut state = snow::Builder::new(params)
+            .local_private_key(&static_key.private)
+            .and_then(|b| b.prologue(&prologue))
+            .and_then(|b| b.build_initiator())
+            .map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; 1024];
+        let n = state
+            .write_message(&[], &mut buf)
+            .map_err(std::io::Error::other)?;
+        write_message(&mut stream, &buf[..n]).await?;
+        let incoming = read_message(&mut stream).await?;
+        let mut payload = vec![0u8; 1024];
+        state
+            .read_message(&incoming, &mut payload)
+            .map_err(std::io::Error::other)?;
+        let identity = identity_payload(&keypair, &static_key.public);
+        let n = state
+            .write_message(&identity, &mut buf)
+            .map_err(std::io::Error::other)?;
+        write_message(&mut stream, &buf[..n]).await?;
+        let session = state.into_transport_mode().map_err(std::io::Error::other)?;
+        Ok(Self { stream, session })
+    }
+
+    /// Encrypts and sends `plain`, in as many Noise messages as it takes.
+    async fn send(&mut self, plain: &[u8]) -> std::io::Result<()> {
+        let mut sealed = vec![0u8; 65_535];
+        for chunk in plain.chunks(MAX_PLAIN) {
+            let n = self
+                .session
+                .write_message(chunk, &mut sealed)
+                .map_err(std::io::Error::other)?;
+            write_message(&mut self.stream, &sealed[..n]).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads until one whole frame has arrived.
+    async fn recv_frame(&mut self) -> std::io::Result<Frame> {
+        let mut plain = BytesMut::new();
+        let mut opened = vec![0u8; 65_535];
+        loop {
+            if let Some(frame) =
+                decode_frame(&mut plain, 16 << 20).map_err(std::io::Error::other)?
+            {
+                return Ok(frame);
+            }
+            let sealed = read_message(&mut self.stream).await?;
+            let n = self
+                .session
+                .read_message(&sealed, &mut opened)
+                .map_err(std::io::Error::other)?;
+            plain.extend_from_slice(&opened[..n]);
+        }
+    }
+}
+
+async fn write_message(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(message.len()).map_err(std::io::Error::other)?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(message).await
+}
+
+async fn read_message(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut message).await?;
+    Ok(message)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The node process's resident memory, in bytes.
+fn rss(node: &Proc) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
+        .expect("the node's /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// The sum of `handshakes_refused_total` samples whose reason is `reason`.
+fn refused(node: &Proc, reason: &str) -> u64 {
+    let label = format!("reason=\"{reason}\"");
+    node.get_text("/metrics")
+        .lines()
+        .filter(|l| l.starts_with("switchyard_p2p_handshakes_refused_total") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn start_node(dir: &std::path::Path) -> (Proc, SocketAddr) {
+    let node = Proc::start(&config(&dir.join("victim"), &[], ""));
+    let socket = node
+        .tcp
+        .rsplit('@')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a tcp://peer@ip:port address: {}", node.tcp));
+    (node, socket)
+}
+
+#[test]
+fn idle_connections_from_one_network_leave_room_for_honest_handshakes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, target) = start_node(dir.path());
+    runtime().block_on(async {
+        // 70 connections from 127.1.0.1 finish Noise under fresh keys, one
+        // after another, and never send a Hello: before the fix they held
+        // all 64 of the router's pre-admission slots for 10 s.
+        let mut idle = Vec::new();
+        let mut seed = 10_000;
+        while idle.len() < 70 && seed < 12_000 {
+            seed += 1;
+            match NoiseClient::connect(Ipv4Addr::new(127, 1, 0, 1), target, seed).await {
+                Ok(client) => idle.push(client),
+                // The transport's own per-network cap on Noise handshakes
+                // in progress: wait for one to finish, as an attacker would.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        assert_eq!(idle.len(), 70, "the attack needs its connections");
+        // Honest handshakes, from 127.0.0.1, while the idle ones stay open.
+        let mut hellos = 0;
+        for seed in 0..5 {
+            let mut client = NoiseClient::connect(Ipv4Addr::LOCALHOST, target, 20_000 + seed)
+                .await
+                .expect("an honest Noise handshake");
+            let frame = tokio::time::timeout(Duration::from_secs(5), client.recv_frame()).await;
+            if matches!(frame, Ok(Ok(Frame::Hello(_)))) {
+                hellos += 1;
+            }
+        }
+        assert_eq!(hellos, 5, "honest handshakes got no Hello under the attack");
+        drop(idle);
+    });
+    assert!(
+        refused(&node, "too_many_handshakes_from_prefix") > 0,
+        "the attacker's network was not capped: {}",
+        node.get_text("/metrics")
+    );
+}
+
+#[test]
+fn hello_frames_announced_at_16_mib_do_not_inflate_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, target) = start_node(dir.path());
+    let before = rss(&node);
+    const ANNOUNCED: u64 = 16 * 1024 * 1024 - 1024;
+    const SENT: usize = 15 * 1024 * 1024;
+    runtime().block_on(async {
+        // 64 connections from 8 networks (8 each: the per-network cap),
+        // each announcing a 16 MiB frame and sending 15 MiB of it, then
+        // holding the connection open (within the handshake deadline).
+        let release = tokio_util::sync::CancellationToken::new();
+        let (sent_tx, mut sent) = tokio::sync::mpsc::channel::<()>(64);
+        let mut attacks = Vec::new();
+        for network in 0..8u8 {
+            for n in 0..8u64 {
+                let from = Ipv4Addr::new(127, 2, network, 1);
+                let seed = 30_000 + u64::from(network) * 100 + n;
+                let (release, sent_tx) = (release.clone(), sent_tx.clone());
+                attacks.push(tokio::spawn(async move {
+                    if let Ok(mut client) = NoiseClient::connect(from, target, seed).await {
+                        let mut body = BytesMut::new();
+                        prost::encoding::encode_varint(ANNOUNCED, &mut body);
+                        body.resize(body.len() + SENT, 0x41);
+                        // The node may close the connection at any point.
+                        let _ = client.send(&body).await;
+                        let _ = sent_tx.send(()).await;
+                        release.cancelled().await;
+                    } else {
+                        let _ = sent_tx.send(()).await;
+                    }
+                }));
+            }
+        }
+        drop(sent_tx);
+        // Every attacker has sent all it could: measure while they hold on.
+        while sent.recv().await.is_some() {}
+        let during = rss(&node);
+        release.cancel();
+        for attack in attacks {
+            let _ = attack.await;
+        }
+        assert!(
+            during < before + 100 * 1024 * 1024,
+            "the node grew from {before} to {during} bytes"
+        );
+    });
+    let after = rss(&node);
+    assert!(
+        after < before + 100 * 1024 * 1024,
+        "the node grew from {before} to {after} bytes"
+    );
+    wait_until("the oversized hellos to be refused and counted", || {
+        refused(&node, "hello_too_large") >= 32
+    });
+}

@@ -1,0 +1,176 @@
+//! Whole `switchyard` processes for the package's integration tests: start
+//! one from a generated config, read its addresses from what it prints,
+//! talk to its HTTP API, stop it with SIGTERM.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use switchyard::api::PeerEntry;
+
+pub const EXE: &str = env!("CARGO_BIN_EXE_switchyard");
+/// Deadline for anything a test waits for.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A running `switchyard run`.
+pub struct Proc {
+    pub child: Child,
+    pub peer_id: String,
+    pub tcp: String,
+    pub api: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts a node from `config` and reads its PeerId, TCP address and API
+    /// address from what it prints.
+    pub fn start(config: &Path) -> Proc {
+        let mut child = Command::new(EXE)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            // NODE_LOG=debug shows a failing test's node logs.
+            .env(
+                "RUST_LOG",
+                std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchyard run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut peer_id, mut tcp, mut api) = (None, None, None);
+        while api.is_none() {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => panic!("node exited before printing its API address"),
+            };
+            if let Some(rest) = line.strip_prefix("switchyard node ") {
+                peer_id = Some(rest.trim().to_string());
+            } else if let Some(rest) = line.trim().strip_prefix("listening on ") {
+                tcp = Some(rest.trim().to_string());
+            } else if let Some(rest) = line.trim().strip_prefix("HTTP API on http://") {
+                api = Some(rest.trim().parse().expect("API address"));
+            }
+        }
+        // Keep draining stdout so the node never blocks on a full pipe
+        // (and show it when NODE_LOG asks for logs).
+        let show = std::env::var_os("NODE_LOG").is_some();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if show {
+                    eprintln!("node: {line}");
+                }
+            }
+        });
+        Proc {
+            child,
+            peer_id: peer_id.expect("peer id line"),
+            tcp: tcp.expect("listen line"),
+            api: api.expect("api line"),
+        }
+    }
+
+    /// SIGTERM, then waits: whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        kill(pid, Signal::SIGTERM).expect("SIGTERM");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        serde_json::from_str(&self.get_text(path)).expect("JSON")
+    }
+
+    pub fn get_text(&self, path: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            reqwest::get(format!("http://{}{path}", self.api))
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body")
+        })
+    }
+
+    pub fn peers(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self
+            .get::<Vec<PeerEntry>>("/peers")
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
+        peers.sort();
+        peers
+    }
+}
+
+/// Writes a config for a loopback node in `home` and returns its path.
+pub fn config(home: &Path, bootstrap: &[&str], extra: &str) -> PathBuf {
+    std::fs::create_dir_all(home).expect("home");
+    let bootstrap: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
+    let text = format!(
+        r#"data_dir = {home:?}
+network_id = "e2e"
+
+[transports.tcp]
+listen = "127.0.0.1:0"
+
+[peers]
+bootstrap = [{bootstrap}]
+
+[reactors.pex]
+request_interval = "1s"
+min_request_gap = "500ms"
+
+[api]
+listen = "127.0.0.1:0"
+{extra}
+"#,
+        home = home.display().to_string(),
+        bootstrap = bootstrap.join(", "),
+    );
+    let path = home.join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The value of the unlabelled sample `name` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics: {text}"))
+}
+
+/// Waits until `condition` holds.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
