@@ -129,10 +129,10 @@ pub enum RoomMessage {
     Snapshot {
         /// The signed update that produced the head: its stamp gives the
         /// height, epoch and the state's digest.
-        head: Update,
+        head: Box<Update>,
         /// For a write of epoch > 0: the admin's rotation of that epoch,
         /// which put the head's signer in force.
-        rotation: Option<Update>,
+        rotation: Option<Box<Update>>,
         /// The state.
         state: Bytes,
     },
@@ -828,7 +828,7 @@ impl RoomState {
                 head,
                 rotation,
                 state,
-            } => self.adopt(head, rotation.as_ref(), state, now, &mut actions),
+            } => self.adopt(*head, rotation.as_deref(), state, now, &mut actions),
         }
         actions
     }
@@ -987,8 +987,8 @@ impl RoomState {
         actions.push(RoomAction::Send {
             to,
             message: RoomMessage::Snapshot {
-                head,
-                rotation,
+                head: Box::new(head),
+                rotation: rotation.map(Box::new),
                 state: Bytes::from(self.head.state.clone()),
             },
         });

@@ -7,8 +7,8 @@
 //! which removes every writer it does not hand the new secret to. Each
 //! update names the state hash it applies to and produces
 //! `hash(parent ‖ update id)`; with concurrent writers the updates form a
-//! tree, and every member follows the same canonical chain (longest, then
-//! smallest hash) — see [`chain`] for how forks, catch-up and snapshots
+//! tree, and every member follows the same canonical chain (latest epoch,
+//! then longest, then smallest hash) — see [`chain`] for how forks, catch-up and snapshots
 //! work.
 //!
 //! [`Rooms`] is a reactor next to [`Gossip`](crate::Gossip): updates
@@ -57,11 +57,17 @@
 //!   sending node) before rooms drop it.
 //! - With the write key, anything a writer can (the key is shared: writers
 //!   are not told apart); the admin rotates it to remove them.
-//! - A **snapshot is trusted** from the neighbour that sends it: a
-//!   malicious member can hand a joiner (or a node far behind) a fake
-//!   state with a high claimed height, which the joiner then keeps until
-//!   a better head shows up. Checking snapshots against several
-//!   neighbours is future work.
+//! - Room messages are taken only from the room's neighbours, and
+//!   catch-up answers only from a neighbour asked and still awaited
+//!   (others are counted `unsolicited`). A **snapshot is taken only with
+//!   proof**: the signed update that produced its head, whose stamp signs
+//!   the height, the epoch and the digest of the state, and the admin's
+//!   rotation that put its signer in force. Without the room's keys no
+//!   peer can make a member adopt a state (ADR 0009).
+//! - The fork choice is (epoch, height, hash): after a rotation the
+//!   revoked key cannot win with a fork from before it, however long.
+//! - A write-key holder can stamp a head with a huge height, which no
+//!   other writer beats within the epoch; the admin's rotation ends it.
 //! - Updates are never forgotten within `retain` (1,024) of the head; a
 //!   fork older than that is not followed.
 

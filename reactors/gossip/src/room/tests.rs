@@ -348,7 +348,7 @@ fn a_snapshot_without_proof_takes_over_nothing() {
     write(&mut b, "honest");
     let (hash, write_key) = (b.hash(), b.write_key());
     let forged = |signer: &Keypair, epoch: u64, state: &[u8]| RoomMessage::Snapshot {
-        head: Update::sign(
+        head: Box::new(Update::sign(
             signer,
             keys().room,
             StateHash::from_bytes([1; 32]),
@@ -358,7 +358,7 @@ fn a_snapshot_without_proof_takes_over_nothing() {
                 epoch,
                 digest: state_digest(state),
             },
-        ),
+        )),
         rotation: None,
         state: Bytes::copy_from_slice(state),
     };
@@ -376,7 +376,7 @@ fn a_snapshot_without_proof_takes_over_nothing() {
     // A write by a key not in force, or a state that is not the signed one.
     let mut asker = asking(PEERS[0], 1 << 62);
     let write_by = |signer: &Keypair, digest_of: &[u8], state: &[u8]| RoomMessage::Snapshot {
-        head: Update::sign(
+        head: Box::new(Update::sign(
             signer,
             keys().room,
             StateHash::from_bytes([1; 32]),
@@ -386,7 +386,7 @@ fn a_snapshot_without_proof_takes_over_nothing() {
                 epoch: 0,
                 digest: state_digest(digest_of),
             },
-        ),
+        )),
         rotation: None,
         state: Bytes::copy_from_slice(state),
     };

@@ -127,11 +127,11 @@ pub fn message_from_wire(
                 });
             }
             RoomMessage::Snapshot {
-                head: update_from_wire(
+                head: Box::new(update_from_wire(
                     s.head
                         .ok_or_else(|| malformed("snapshot without its head update"))?,
-                )?,
-                rotation: s.rotation.map(update_from_wire).transpose()?,
+                )?),
+                rotation: s.rotation.map(update_from_wire).transpose()?.map(Box::new),
                 state: s.state,
             }
         }
@@ -166,7 +166,7 @@ pub fn message_to_wire(room: RoomId, message: &RoomMessage) -> proto::RoomMessag
         } => Kind::Snapshot(proto::Snapshot {
             state: state.clone(),
             head: Some(update_to_wire(head)),
-            rotation: rotation.as_ref().map(update_to_wire),
+            rotation: rotation.as_deref().map(update_to_wire),
         }),
     };
     proto::RoomMessage {
