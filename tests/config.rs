@@ -94,6 +94,7 @@ ban_duration = "1h 30m"
 handshake_timeout = "5s"
 dial_timeout = "6s"
 max_pending_handshakes = 7
+max_pending_handshakes_per_prefix = 3
 ping_interval = "8s"
 pong_timeout = "9s"
 close_grace = "500ms"
@@ -680,6 +681,7 @@ fn conversions_carry_the_values() {
     assert_eq!(router.handshake_timeout, Duration::from_secs(5));
     assert_eq!(router.dial_timeout, Duration::from_secs(6));
     assert_eq!(router.max_pending_handshakes, 7);
+    assert_eq!(router.max_pending_handshakes_per_prefix, 3);
     assert_eq!(router.ping_interval, Duration::from_secs(8));
     assert_eq!(router.pong_timeout, Duration::from_secs(9));
     assert_eq!(router.close_grace, Duration::from_millis(500));
