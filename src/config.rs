@@ -528,6 +528,15 @@ pub struct GossipSection {
     /// Origins whose rate is tracked per topic (default 4096); a new one
     /// beyond it replaces the one heard from least recently.
     pub max_origins: usize,
+    /// New messages per second one neighbour may push, per topic, whatever
+    /// their origins (default 2,000, in bursts of twice that; 0: no
+    /// limit). Over it a message is dropped and counted as
+    /// `neighbor_rate_limited`, so set it above what a topic carries.
+    pub neighbor_rate: u32,
+    /// Origins new to this node per second one neighbour may introduce
+    /// (default 20, in bursts of 200; 0: no limit), so fresh keys do not
+    /// multiply `origin_rate`.
+    pub neighbor_new_origins: u32,
     /// `[[reactors.gossip.rooms]]`: rooms opened at start.
     pub rooms: Vec<RoomSection>,
 }
@@ -546,6 +555,8 @@ impl Default for GossipSection {
             origin_rate: gossip.plumtree.origin_rate,
             origin_burst: gossip.plumtree.origin_burst,
             max_origins: gossip.plumtree.max_origins,
+            neighbor_rate: gossip.plumtree.neighbor_rate,
+            neighbor_new_origins: gossip.plumtree.neighbor_new_origins,
             rooms: Vec::new(),
         }
     }
@@ -565,6 +576,10 @@ impl GossipSection {
         config.plumtree.origin_rate = self.origin_rate;
         config.plumtree.origin_burst = self.origin_burst;
         config.plumtree.max_origins = self.max_origins;
+        config.plumtree.neighbor_rate = self.neighbor_rate;
+        config.plumtree.neighbor_burst = self.neighbor_rate.saturating_mul(2);
+        config.plumtree.neighbor_new_origins = self.neighbor_new_origins;
+        config.plumtree.neighbor_new_origins_burst = self.neighbor_new_origins.saturating_mul(10);
         config
     }
 

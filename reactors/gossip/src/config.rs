@@ -45,6 +45,29 @@ pub struct HyParViewConfig {
     /// How often a node with an empty active view tries again to join
     /// (through a passive peer, a bootstrap peer, or any connected peer).
     pub join_retry_interval: Duration,
+    /// Membership messages that can change the views (`Join`,
+    /// `ForwardJoin`, `Shuffle`, and a `Neighbor` that would evict) taken
+    /// per second from one peer, on average (a token bucket; 0: no limit).
+    /// Over it they are dropped (`membership_rate_limited`).
+    pub membership_rate: u32,
+    /// The bucket's size: such messages one peer may send in a burst.
+    pub membership_burst: u32,
+    /// Neighbours this node takes unasked into a full active view (each
+    /// evicting its newest neighbour) per second, on average, in all (a
+    /// token bucket; 0: no limit). Over it a `Join` is dropped, a walk's
+    /// joiner kept as passive, and a high-priority `Neighbor` answered
+    /// with `Disconnect` (`evictions_refused`).
+    pub eviction_rate: u32,
+    /// The bucket's size: evictions in a burst.
+    pub eviction_burst: u32,
+    /// How long a neighbour taken in unasked stays on probation on a quiet
+    /// topic. It leaves probation by taking part in the broadcast
+    /// (relaying a message new to us from another origin, or announcing
+    /// one before we had it) — on a topic that delivered anything since it
+    /// came, only so. A neighbour's walk that ends here replaces a peer the
+    /// same neighbour named before that is still on probation (see
+    /// `hyparview.rs`).
+    pub probation: Duration,
 }
 
 impl Default for HyParViewConfig {
@@ -62,6 +85,11 @@ impl Default for HyParViewConfig {
             merge_probability: 0.1,
             join_contacts: 2,
             join_retry_interval: Duration::from_secs(5),
+            membership_rate: 5,
+            membership_burst: 32,
+            eviction_rate: 2,
+            eviction_burst: 32,
+            probation: Duration::from_secs(10),
         }
     }
 }
@@ -109,6 +137,32 @@ pub struct PlumtreeConfig {
     /// Origins whose buckets are kept per topic; a new origin beyond it
     /// replaces the one heard from least recently.
     pub max_origins: usize,
+    /// New messages per second one neighbour may push to us, per topic,
+    /// on average, whatever their origins (a token bucket; 0: no limit).
+    /// Over it a message is dropped but not remembered, so another
+    /// neighbour can still bring it (`neighbor_rate_limited`). It bounds
+    /// the whole topic's rate through one link, so it is set well above
+    /// what the topic carries.
+    pub neighbor_rate: u32,
+    /// The bucket's size.
+    pub neighbor_burst: u32,
+    /// Origins new to us per second one neighbour may introduce, on
+    /// average (a token bucket; 0: no limit): origin keys cost nothing, so
+    /// without it one neighbour could mint origins to multiply
+    /// `origin_rate` (`neighbor_rate_limited`).
+    pub neighbor_new_origins: u32,
+    /// The bucket's size.
+    pub neighbor_new_origins_burst: u32,
+    /// Announced, missing messages one neighbour may have us track at
+    /// once (its share of `max_missing`); more are dropped
+    /// (`missing_overflow`).
+    pub max_missing_per_neighbor: usize,
+    /// A neighbour takes the eager-parent role through a shorter path it
+    /// announces `optimization_burst` times, then once per this interval
+    /// (hop counts are the sender's claim; see `plumtree.rs`).
+    pub optimization_interval: Duration,
+    /// See `optimization_interval`.
+    pub optimization_burst: u32,
 }
 
 impl Default for PlumtreeConfig {
@@ -126,6 +180,13 @@ impl Default for PlumtreeConfig {
             origin_rate: 100,
             origin_burst: 200,
             max_origins: 4096,
+            neighbor_rate: 2_000,
+            neighbor_burst: 4_000,
+            neighbor_new_origins: 20,
+            neighbor_new_origins_burst: 200,
+            max_missing_per_neighbor: 1024,
+            optimization_interval: Duration::from_secs(10),
+            optimization_burst: 8,
         }
     }
 }
@@ -277,6 +338,44 @@ impl GossipConfig {
                     "must exceed max_message_age + max_clock_skew ({:?}), or a replayed message could be delivered again",
                     self.max_message_age + self.max_clock_skew
                 ),
+            );
+        }
+        for (field, rate, burst) in [
+            (
+                "hyparview.membership_burst",
+                hv.membership_rate,
+                hv.membership_burst,
+            ),
+            (
+                "hyparview.eviction_burst",
+                hv.eviction_rate,
+                hv.eviction_burst,
+            ),
+            (
+                "plumtree.neighbor_burst",
+                pt.neighbor_rate,
+                pt.neighbor_burst,
+            ),
+            (
+                "plumtree.neighbor_new_origins_burst",
+                pt.neighbor_new_origins,
+                pt.neighbor_new_origins_burst,
+            ),
+        ] {
+            if rate > 0 && burst == 0 {
+                return bad(field, "must be at least 1 when its rate is set".into());
+            }
+        }
+        if pt.optimization_burst == 0 || pt.optimization_interval.is_zero() {
+            return bad(
+                "plumtree.optimization_burst",
+                "optimization_burst and optimization_interval must be more than zero".into(),
+            );
+        }
+        if pt.max_missing_per_neighbor == 0 {
+            return bad(
+                "plumtree.max_missing_per_neighbor",
+                "must be at least 1".into(),
             );
         }
         if pt.max_seen == 0 || pt.max_missing == 0 {

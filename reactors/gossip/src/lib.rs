@@ -122,34 +122,39 @@
 //!   peer that sent a forgery (two forgeries reach the default disconnect
 //!   threshold).
 //! - **Replay a message**: a node delivers a message id once while it
-//!   remembers it (150 s) and refuses messages older than 60 s, so a replay
-//!   is either a duplicate or stale. If `max_seen` (100,000) ids arrive
-//!   within the retention, the oldest are forgotten early and a replay
-//!   within 60 s of publication could be delivered again.
+//!   remembers it (`seen_retention`, 150 s, longer than a timestamp stays
+//!   acceptable: 60 s behind, 5 s ahead), and forgets ids by time only; a
+//!   full seen-cache refuses new messages (`seen_full`) rather than forget.
 //! - **Oversized or malformed messages**: refused before any work, cost
 //!   score.
 //! - **Flood with valid messages** under its own key: every node delivers
 //!   and forwards at most `origin_rate` (100) messages per second per
 //!   origin and topic, in bursts of `origin_burst` (200); the rest are
 //!   dropped and counted (`rate_limited`) without blaming the relay, so
-//!   a flood stops at the flooder's neighbours. Many keys buy many
-//!   buckets: at most `max_origins` (4096) are kept per topic, the least
-//!   recently heard forgotten first, and beyond that the channel's credit
-//!   (128 messages in flight per connection) and the seen-cache bound are
-//!   the limits.
+//!   a flood stops at the flooder's neighbours. Fresh keys do not buy
+//!   fresh budgets: each neighbour may introduce `neighbor_new_origins`
+//!   (20/s, burst 200) origins new to us and push `neighbor_rate` (2,000/s)
+//!   new messages, and only neighbours may push at all (`not_neighbor`).
 //! - **Withhold**: an eager neighbour that drops payloads is routed around
 //!   after `graft_timeout` through the announcements of the other
 //!   neighbours; an attacker that announces (`IHave`) messages it never
 //!   sends delays a graft by `graft_retry` per announcer (at most 8 tracked
-//!   per message, 4096 missing messages per topic).
-//! - **Lie about hop counts** to attract tree links: affects the tree's
-//!   shape (and so who withholds), not delivery.
-//! - **Poison membership**: contacts in shuffles and forward-joins are not
-//!   authenticated, so many identities can fill passive views and joins
-//!   evict honest neighbours — HyParView's known weakness; the views are
-//!   bounded (6 + 30 per topic), addresses must name their contact's peer,
-//!   and the peer manager caps what the address book takes per peer.
-//!
+//!   per message), and fills at most its share of the missing table
+//!   (`max_missing_per_neighbor`, 1,024 of 4,096).
+//! - **Lie about hop counts** to attract tree links: only the origin may
+//!   claim hop 1 (a relay that does is penalised, `hops_forged`); past it,
+//!   a neighbour takes the parent role by a shorter announced path within
+//!   a budget (`optimization_burst` 8, then one per
+//!   `optimization_interval`, 10 s).
+//! - **Rewrite membership**: walks and shuffles are taken from neighbours
+//!   only and replies only when asked, each peer within `membership_rate`
+//!   and every eviction within `eviction_rate`; a neighbour that names
+//!   contacts in walks holds one place with them until one takes part in
+//!   the broadcast (see `state/hyparview.rs`). A peer that pushes itself
+//!   in with a `Join` still evicts a random neighbour, as in the paper,
+//!   within those budgets; the router bounds how many connections one
+//!   network gets.
+
 //! # Simulator figures
 //!
 //! `cargo run --release -p reactor-gossip --bin gossip_sim -- --nodes 10000

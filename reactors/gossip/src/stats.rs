@@ -78,11 +78,39 @@ pub struct GossipStats {
     /// Driver: events dropped because a subscription was not read fast
     /// enough.
     pub app_events_dropped: u64,
+    /// Membership messages from a peer the protocol does not expect them
+    /// from (a `ForwardJoin` or `Shuffle` from outside the active view, a
+    /// `ShuffleReply` nobody was asked for), dropped.
+    pub membership_unexpected: u64,
+    /// Membership messages dropped because their sender exceeded
+    /// `membership_rate`.
+    pub membership_rate_limited: u64,
+    /// Peers not taken into a full active view because `eviction_rate`
+    /// was spent.
+    pub evictions_refused: u64,
+    /// Peers named by a neighbour's walk that replaced one it named before
+    /// (still on probation).
+    pub named_replaced: u64,
+    /// Contact addresses dropped by the screen (another peer's address,
+    /// duplicates).
+    pub contacts_screened: u64,
+    /// Payloads and announcements from peers outside the active view,
+    /// dropped.
+    pub not_neighbor: u64,
+    /// Messages dropped because the sending neighbour exceeded
+    /// `neighbor_rate` or `neighbor_new_origins`.
+    pub neighbor_rate_limited: u64,
+    /// Hop counts only the origin could claim, from another peer (the
+    /// peer is penalised).
+    pub hops_forged: u64,
+    /// Tree optimisations not made because the announcer took the parent
+    /// role within `optimization_interval`.
+    pub optimizations_deferred: u64,
 }
 
 impl GossipStats {
     /// Every counter with its metric name and help text.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 28] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 37] {
         [
             (
                 "published",
@@ -211,6 +239,51 @@ impl GossipStats {
                 "app_events_dropped",
                 "Events dropped because a subscription was not read fast enough",
                 self.app_events_dropped,
+            ),
+            (
+                "membership_unexpected",
+                "Membership messages from peers the protocol does not expect them from",
+                self.membership_unexpected,
+            ),
+            (
+                "membership_rate_limited",
+                "Membership messages dropped because their sender exceeded membership_rate",
+                self.membership_rate_limited,
+            ),
+            (
+                "evictions_refused",
+                "Peers not taken into a full active view because eviction_rate was spent",
+                self.evictions_refused,
+            ),
+            (
+                "named_replaced",
+                "Walk ends that replaced a peer named by the same neighbour, still on probation",
+                self.named_replaced,
+            ),
+            (
+                "contacts_screened",
+                "Contact addresses dropped because they named another peer or repeated",
+                self.contacts_screened,
+            ),
+            (
+                "not_neighbor",
+                "Payloads and announcements from peers outside the active view",
+                self.not_neighbor,
+            ),
+            (
+                "neighbor_rate_limited",
+                "Messages dropped because their sending neighbour exceeded its budget",
+                self.neighbor_rate_limited,
+            ),
+            (
+                "hops_forged",
+                "Hop counts only the origin could claim, sent by another peer",
+                self.hops_forged,
+            ),
+            (
+                "optimizations_deferred",
+                "Tree optimisations deferred by optimization_interval",
+                self.optimizations_deferred,
             ),
         ]
     }

@@ -63,6 +63,16 @@ async fn setup() -> Setup {
         .await
         .expect("subscribe");
     let (n0, n1) = (net.peer_id(0), net.peer_id(1));
+    // Node 1 joins the topic by hand: payloads are taken from neighbours
+    // only.
+    let join: WireMessage = TopicMessage {
+        topic,
+        message: Message::Join { addresses: vec![] },
+    }
+    .into();
+    tx.send(n0, join).await.expect("join");
+    tokio::time::sleep(100 * Duration::from_millis(1)).await;
+    assert_eq!(gossip.stats().neighbor_up, 1, "node 1 became a neighbour");
     Setup {
         net,
         gossip,
@@ -84,7 +94,8 @@ impl Setup {
     fn gossip(&self, message: SignedMessage) -> WireMessage {
         TopicMessage {
             topic: self.topic,
-            message: Message::Gossip { message, hops: 1 },
+            // Relayed (only the origin sends at hop 1).
+            message: Message::Gossip { message, hops: 2 },
         }
         .into()
     }

@@ -35,6 +35,44 @@
 //! - A neighbour whose connection drops leaves the active view and is not
 //!   kept as passive (it is suspected to have failed); a peer that cannot
 //!   be dialed leaves the passive view too.
+//!
+//! # Who may change the views (issue 14)
+//!
+//! Every peer lies (ARCHITECTURE's adversary model), so a membership
+//! message is taken only from where the protocol sends it, within budgets:
+//! - `ForwardJoin` and `Shuffle` walk along active views: only from a
+//!   neighbour (`membership_unexpected` otherwise). `ShuffleReply` answers
+//!   our own shuffle (one answer) or a `Join` we sent; `NeighborReply` a
+//!   request we sent.
+//! - `Join`, `ForwardJoin`, `Shuffle` and a high-priority `Neighbor` that
+//!   would evict spend the sender's `membership_rate` (5/s, burst 32).
+//!   Taking a peer unasked into a full view spends the node's
+//!   `eviction_rate` (2/s, burst 32); over it a `Join` only starts its
+//!   walks, a walk's joiner is kept as passive, and a high-priority
+//!   request is answered with `Disconnect`.
+//! - **Probation.** A peer taken in unasked (a `Join`, the end of a walk,
+//!   a high-priority request we did not ask for, an accepted low-priority
+//!   request, a merge) is on probation until it takes part in the
+//!   broadcast: it relays a message new to us from another origin, or
+//!   announces one before we had it. On a quiet topic (nothing delivered
+//!   since it came) `probation` (10 s) ends it too.
+//! - **Named peers.** A walk that ends here names its joiner; while a
+//!   peer named by the same neighbour is still on probation, the new one
+//!   takes its place (`named_replaced`). So one neighbour naming contacts,
+//!   however many and however fast, holds one place of our view with them
+//!   until one of them takes part — and Sybils that drop payloads never do
+//!   on a busy topic.
+//! - Contacts are screened: addresses that name another peer, and
+//!   repeats, are dropped (`contacts_screened`); every dial goes through
+//!   the router's peer manager, whose address screen every reactor's
+//!   contacts pass.
+//!
+//! What is left: a peer that pushes *itself* (`Join`, a high-priority
+//! request) is taken as the paper says, evicting a random neighbour,
+//! within the budgets above; a swarm of such peers needs a connection
+//! each, which the router bounds per network (/24, /48). On a quiet topic
+//! a named peer settles after `probation`, so one neighbour places one
+//! peer per interval there.
 
 use std::time::{Duration, Instant};
 
@@ -43,17 +81,30 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use crate::config::HyParViewConfig;
+use crate::state::bucket::{Bucket, PeerBuckets, Rate};
 use crate::state::connections::Candidates;
 use crate::state::message::{Contact, Message};
 use crate::state::{Ctx, TopicOut};
 
 /// Bootstrap contacts kept per topic at most.
 pub const MAX_BOOTSTRAP: usize = 16;
+/// Peers whose membership budgets are tracked at once (the least recent
+/// is forgotten, which grants it one burst again).
+const MAX_BUDGETS: usize = 256;
 
 #[derive(Debug, Clone)]
 struct PendingNeighbor {
     contact: Contact,
     deadline: Instant,
+}
+
+/// A neighbour on probation.
+#[derive(Debug, Clone, Copy)]
+struct Probation {
+    peer: PeerId,
+    since: Instant,
+    /// The neighbour whose walk named it, if it did not come by itself.
+    named_by: Option<PeerId>,
 }
 
 /// One topic's membership views.
@@ -75,11 +126,32 @@ pub(crate) struct HyParView {
     /// Peers we sent in our last shuffle: replaced first by what the
     /// answer brings.
     last_shuffle: Vec<PeerId>,
+    /// Until when the answer to our last shuffle is awaited (one answer).
+    shuffle_reply_until: Option<Instant>,
+    /// Contacts we sent a `Join` to, each until its answer is no longer
+    /// awaited.
+    joins: Vec<(PeerId, Instant)>,
+    /// Per-peer budgets of view-changing messages (`membership_rate`).
+    budgets: Option<PeerBuckets>,
+    /// Unasked admissions into a full active view (`eviction_rate`).
+    evictions: Option<(Rate, Bucket)>,
+    /// Neighbours on probation, since when, and who named them (the end
+    /// of a `ForwardJoin` walk), oldest first: taken in unasked and not
+    /// yet seen taking part in the broadcast (see [`HyParView::vouch`]). A
+    /// full view evicts the newest of them first; each neighbour has at
+    /// most one peer it named on probation at a time.
+    probation: Vec<Probation>,
+    /// When a message was last delivered on the topic.
+    last_delivery: Option<Instant>,
 }
 
 impl HyParView {
     pub(crate) fn new(me: Contact, config: HyParViewConfig, ctx: &mut Ctx<'_>) -> Self {
         let next_shuffle = ctx.now + jittered(config.shuffle_interval, ctx);
+        let budgets = Rate::per_second(config.membership_rate, config.membership_burst)
+            .map(|rate| PeerBuckets::new(rate, MAX_BUDGETS));
+        let evictions = Rate::per_second(config.eviction_rate, config.eviction_burst)
+            .map(|rate| (rate, Bucket::full(rate, ctx.now)));
         Self {
             me,
             next_join: ctx.now + config.join_retry_interval,
@@ -91,6 +163,12 @@ impl HyParView {
             refused: Vec::new(),
             next_shuffle,
             last_shuffle: Vec::new(),
+            shuffle_reply_until: None,
+            joins: Vec::new(),
+            budgets,
+            evictions,
+            probation: Vec::new(),
+            last_delivery: None,
         }
     }
 
@@ -122,6 +200,15 @@ impl HyParView {
         for p in &self.pending {
             at = at.min(p.deadline);
         }
+        let quiet = self
+            .probation
+            .iter()
+            .filter(|p| self.last_delivery.is_none_or(|at| at < p.since))
+            .map(|p| p.since + self.config.probation)
+            .min();
+        if let Some(end) = quiet {
+            at = at.min(end);
+        }
         at
     }
 
@@ -149,6 +236,9 @@ impl HyParView {
     /// connected peer.
     fn try_join(&mut self, connected: &[Contact], ctx: &mut Ctx<'_>) {
         self.next_join = ctx.now + self.config.join_retry_interval;
+        // Peers that refused us are asked again at each retry, not sooner
+        // (they may refuse even a high-priority request now).
+        self.refused.clear();
         if !self.active.is_empty() {
             return;
         }
@@ -168,10 +258,14 @@ impl HyParView {
             .choose_multiple(ctx.rng, self.config.join_contacts)
             .map(|c| (*c).clone())
             .collect();
+        let until = ctx.now + self.config.join_retry_interval;
+        self.joins.retain(|(_, at)| *at > ctx.now);
         for contact in chosen {
             let message = Message::Join {
                 addresses: self.me.addresses.clone(),
             };
+            self.joins.retain(|(peer, _)| *peer != contact.peer);
+            self.joins.push((contact.peer, until));
             ctx.send(contact, message);
         }
     }
@@ -204,7 +298,14 @@ impl HyParView {
             .chain(&self.bootstrap)
             .chain(connected)
             .filter(|c| c.peer != self.me.peer && !self.is_active(&c.peer))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        // Those that refused us lately last (they may refuse again).
+        let fresh: Vec<&Contact> = contact
+            .iter()
+            .copied()
+            .filter(|c| !self.refused.contains(&c.peer))
+            .collect();
+        let contact = if fresh.is_empty() { contact } else { fresh }
             .choose(ctx.rng)
             .map(|c| (*c).clone());
         if let Some(contact) = contact {
@@ -256,7 +357,9 @@ impl HyParView {
                     addresses: self.me.addresses.clone(),
                 },
             );
-            self.add_active(contact, ctx);
+            // A peer picked among all connections, which an attacker can
+            // crowd: on probation like one that came unasked.
+            self.take_unasked(contact, None, ctx);
         }
     }
 
@@ -282,6 +385,14 @@ impl HyParView {
             }
             keep
         });
+        self.joins.retain(|(_, until)| *until > now);
+        // A quiet topic gives no neighbour a chance to take part: there,
+        // and only there (nothing delivered since the neighbour came),
+        // time ends probation, so unasked peers settle at most one place
+        // per `probation`. On a busy topic a neighbour must take part.
+        let (probation, last_delivery) = (self.config.probation, self.last_delivery);
+        self.probation
+            .retain(|p| now < p.since + probation || last_delivery.is_some_and(|at| at >= p.since));
         if !expired.is_empty() {
             // An unanswered request: the peer is gone or unreachable.
             self.passive.retain(|c| !expired.contains(&c.peer));
@@ -304,35 +415,75 @@ impl HyParView {
         }
     }
 
+    /// A membership message from `from`. Each kind is taken only from
+    /// the peers the protocol sends it from (see the module docs): a
+    /// `ForwardJoin` or `Shuffle` walks along active views, so only a
+    /// neighbour sends one; a `ShuffleReply` answers our own shuffle or
+    /// join; a `NeighborReply` our own request. View-changing messages
+    /// also spend the sender's `membership_rate`.
     pub(crate) fn on_message(&mut self, from: PeerId, message: Message, ctx: &mut Ctx<'_>) {
         match message {
-            Message::Join { addresses } => self.on_join(
-                Contact {
-                    peer: from,
-                    addresses,
-                },
-                ctx,
-            ),
-            Message::ForwardJoin { joiner, ttl } => self.on_forward_join(from, joiner, ttl, ctx),
+            Message::Join { addresses } => {
+                if !self.spend_budget(from, ctx) {
+                    return;
+                }
+                let joiner = screen(
+                    Contact {
+                        peer: from,
+                        addresses,
+                    },
+                    ctx,
+                );
+                self.on_join(joiner, ctx)
+            }
+            Message::ForwardJoin { joiner, ttl } => {
+                if !self.is_active(&from) {
+                    ctx.stats.membership_unexpected += 1;
+                    return;
+                }
+                if !self.spend_budget(from, ctx) {
+                    return;
+                }
+                let joiner = screen(joiner, ctx);
+                self.on_forward_join(from, joiner, ttl, ctx)
+            }
             Message::Neighbor {
                 high_priority,
                 addresses,
-            } => self.on_neighbor(
-                Contact {
-                    peer: from,
-                    addresses,
-                },
-                high_priority,
-                ctx,
-            ),
+            } => {
+                let contact = screen(
+                    Contact {
+                        peer: from,
+                        addresses,
+                    },
+                    ctx,
+                );
+                self.on_neighbor(contact, high_priority, ctx)
+            }
             Message::NeighborReply { accepted } => self.on_neighbor_reply(from, accepted, ctx),
             Message::Disconnect { alive } => self.on_disconnect(from, alive, ctx),
             Message::Shuffle {
                 origin,
                 ttl,
                 contacts,
-            } => self.on_shuffle(from, origin, ttl, contacts, ctx),
+            } => {
+                if !self.is_active(&from) {
+                    ctx.stats.membership_unexpected += 1;
+                    return;
+                }
+                if !self.spend_budget(from, ctx) {
+                    return;
+                }
+                let origin = screen(origin, ctx);
+                let contacts = contacts.into_iter().map(|c| screen(c, ctx)).collect();
+                self.on_shuffle(from, origin, ttl, contacts, ctx)
+            }
             Message::ShuffleReply { contacts } => {
+                if !self.awaits_shuffle_reply(from, ctx.now) {
+                    ctx.stats.membership_unexpected += 1;
+                    return;
+                }
+                let contacts = contacts.into_iter().map(|c| screen(c, ctx)).collect();
                 let sent = std::mem::take(&mut self.last_shuffle);
                 self.integrate(contacts, &sent, ctx);
             }
@@ -345,19 +496,124 @@ impl HyParView {
         }
     }
 
+    /// Spends one of `peer`'s membership tokens; false (counted) if it
+    /// has none left.
+    fn spend_budget(&mut self, peer: PeerId, ctx: &mut Ctx<'_>) -> bool {
+        let Some(budgets) = &mut self.budgets else {
+            return true;
+        };
+        if budgets.take(peer, ctx.now) {
+            true
+        } else {
+            ctx.stats.membership_rate_limited += 1;
+            false
+        }
+    }
+
+    /// Whether a `ShuffleReply` from `from` is awaited: the answer to a
+    /// `Join` we sent it, or the one answer to our last shuffle (from the
+    /// end of its walk, a peer we may not know). Consumes the wait.
+    fn awaits_shuffle_reply(&mut self, from: PeerId, now: Instant) -> bool {
+        if let Some(i) = self
+            .joins
+            .iter()
+            .position(|(peer, until)| *peer == from && *until > now)
+        {
+            self.joins.swap_remove(i);
+            return true;
+        }
+        if self.shuffle_reply_until.is_some_and(|until| until > now) {
+            self.shuffle_reply_until = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether `peer` fits without evicting anyone: it is a neighbour, or
+    /// the active view and the requests we sent to fill it (places
+    /// reserved for the peers we asked) leave a free place.
+    fn has_free_place(&self, peer: &PeerId) -> bool {
+        if self.is_active(peer) {
+            return true;
+        }
+        let reserved = self
+            .pending
+            .iter()
+            .filter(|p| p.contact.peer != *peer)
+            .count();
+        self.active.len() + reserved < self.config.active_view_capacity
+    }
+
+    /// Takes `contact` in unasked, on probation (`named_by`: the neighbour
+    /// whose walk named it). A full view makes room by evicting its newest neighbour
+    /// on probation, or else a random one (see
+    /// [`add_active`](Self::add_active)); a place reserved for a request
+    /// we sent is not kept for its answer (a late acceptance is answered
+    /// with `Disconnect`).
+    fn take_unasked(&mut self, contact: Contact, named_by: Option<PeerId>, ctx: &mut Ctx<'_>) {
+        if self.is_active(&contact.peer) {
+            self.add_active(contact, ctx);
+            return;
+        }
+        let peer = contact.peer;
+        self.add_active(contact, ctx);
+        if self.is_active(&peer) {
+            self.probation.push(Probation {
+                peer,
+                since: ctx.now,
+                named_by,
+            });
+        }
+    }
+
+    /// `peer` took part in the topic's broadcast (it relayed a message,
+    /// signed by another origin, that was new to us, or announced one
+    /// before we had it): if it was on probation, it no longer is.
+    pub(crate) fn vouch(&mut self, peer: &PeerId) {
+        self.probation.retain(|p| p.peer != *peer);
+    }
+
+    /// A message was delivered: the topic is not quiet, so probation no
+    /// longer ends by time alone for the neighbours on it now.
+    pub(crate) fn on_delivery(&mut self, now: Instant) {
+        self.last_delivery = Some(now);
+    }
+
+    /// Whether a full active view may take `peer` unasked, evicting its
+    /// newest neighbour: spends one of the node's `eviction_rate` tokens
+    /// (counted when there is none).
+    fn may_evict_for(&mut self, peer: &PeerId, ctx: &mut Ctx<'_>) -> bool {
+        if self.has_free_place(peer) {
+            return true;
+        }
+        let Some((rate, bucket)) = &mut self.evictions else {
+            return true;
+        };
+        if bucket.take(*rate, ctx.now) {
+            true
+        } else {
+            ctx.stats.evictions_refused += 1;
+            false
+        }
+    }
+
     fn on_join(&mut self, joiner: Contact, ctx: &mut Ctx<'_>) {
         if joiner.peer == self.me.peer {
             return;
         }
+        // The contact takes the joiner on probation, within the eviction
+        // budget (over it, only the walks place the joiner).
         let peer = joiner.peer;
-        self.add_active(joiner.clone(), ctx);
-        ctx.send(
-            joiner.clone(),
-            Message::Neighbor {
-                high_priority: true,
-                addresses: self.me.addresses.clone(),
-            },
-        );
+        if self.may_evict_for(&peer, ctx) {
+            self.take_unasked(joiner.clone(), None, ctx);
+            ctx.send(
+                joiner.clone(),
+                Message::Neighbor {
+                    high_priority: true,
+                    addresses: self.me.addresses.clone(),
+                },
+            );
+        }
         let others: Vec<Contact> = self
             .active
             .iter()
@@ -413,13 +669,36 @@ impl HyParView {
                     },
                 );
             }
-            _ => self.take_joiner(joiner, ctx),
+            _ => self.take_joiner(from, joiner, ctx),
         }
     }
 
-    /// The end of a `ForwardJoin` walk: the joiner becomes a neighbour.
-    fn take_joiner(&mut self, joiner: Contact, ctx: &mut Ctx<'_>) {
-        self.add_active(joiner.clone(), ctx);
+    /// The end of a `ForwardJoin` walk from neighbour `from`: the joiner
+    /// becomes a neighbour, on probation. If a peer `from` named before is
+    /// still on probation, the new one takes its place (so a neighbour
+    /// naming contacts, however many, holds one place with them until one
+    /// takes part in the broadcast). Over the eviction budget the joiner
+    /// is kept as passive.
+    fn take_joiner(&mut self, from: PeerId, joiner: Contact, ctx: &mut Ctx<'_>) {
+        if self.is_active(&joiner.peer) {
+            return;
+        }
+        let previous = self
+            .probation
+            .iter()
+            .find(|p| p.named_by == Some(from))
+            .map(|p| p.peer);
+        if let Some(previous) = previous {
+            ctx.stats.named_replaced += 1;
+            if let Some(dropped) = self.remove_active(&previous, ctx) {
+                ctx.send(dropped.clone(), Message::Disconnect { alive: true });
+                self.add_passive(dropped, ctx);
+            }
+        } else if !self.may_evict_for(&joiner.peer, ctx) {
+            self.add_passive(joiner, ctx);
+            return;
+        }
+        self.take_unasked(joiner.clone(), Some(from), ctx);
         ctx.send(
             joiner,
             Message::Neighbor {
@@ -433,22 +712,42 @@ impl HyParView {
         if contact.peer == self.me.peer {
             return;
         }
-        if let Some(i) = self
+        let crossed = self
             .pending
             .iter()
-            .position(|p| p.contact.peer == contact.peer)
-        {
+            .position(|p| p.contact.peer == contact.peer);
+        if let Some(i) = crossed {
             // We asked it too: the requests cross; both accept.
             self.pending.remove(i);
         }
-        let accept = high_priority
-            || self.is_active(&contact.peer)
-            || self.active.len() < self.config.active_view_capacity;
         if !high_priority {
-            ctx.send(contact.clone(), Message::NeighborReply { accepted: accept });
+            // A free place goes to whoever asks for it, on probation (the
+            // first evicted when a full view must take someone).
+            let free = self.has_free_place(&contact.peer);
+            ctx.send(contact.clone(), Message::NeighborReply { accepted: free });
+            if free {
+                self.take_unasked(contact, None, ctx);
+            }
+            return;
         }
-        if accept {
+        let room = self.has_free_place(&contact.peer);
+        // A high-priority request evicts when the view is full. Taken from
+        // a contact we sent a `Join` to (we asked), otherwise only within
+        // the sender's membership budget and the node's eviction budget;
+        // refused with a `Disconnect` the sender understands.
+        // Asked: the requests crossed, or we are joining and still short
+        // of neighbours (the ends of our join's walks answer so, from
+        // peers we do not know).
+        let asked = crossed.is_some() || (!self.joins.is_empty() && self.is_short());
+        let accept = room
+            || asked
+            || (self.spend_budget(contact.peer, ctx) && self.may_evict_for(&contact.peer, ctx));
+        if asked {
             self.add_active(contact, ctx);
+        } else if accept {
+            self.take_unasked(contact, None, ctx);
+        } else {
+            ctx.send(contact, Message::Disconnect { alive: true });
         }
     }
 
@@ -479,6 +778,12 @@ impl HyParView {
         self.pending.retain(|p| p.contact.peer != from);
         if let Some(contact) = self.remove_active(&from, ctx) {
             if alive {
+                // It evicted or refused us: not asked again before the
+                // next shuffle (a lonely node would otherwise ask it again
+                // at once, and be refused again).
+                if !self.refused.contains(&from) {
+                    self.refused.push(from);
+                }
                 self.add_passive(contact, ctx);
             }
         }
@@ -572,6 +877,7 @@ impl HyParView {
                 .cloned(),
         );
         self.last_shuffle = contacts.iter().map(|c| c.peer).collect();
+        self.shuffle_reply_until = Some(ctx.now + self.config.shuffle_interval / 2);
         ctx.send(
             target,
             Message::Shuffle {
@@ -642,8 +948,10 @@ impl HyParView {
         self.pending.retain(|p| p.contact.peer != contact.peer);
         self.passive.retain(|c| c.peer != contact.peer);
         if self.active.len() >= self.config.active_view_capacity {
+            // A random neighbour makes room, as in the paper.
             let i = ctx.rng.random_range(0..self.active.len());
-            let dropped = self.active.swap_remove(i);
+            let dropped = self.active.remove(i);
+            self.probation.retain(|p| p.peer != dropped.peer);
             ctx.send(dropped.clone(), Message::Disconnect { alive: true });
             ctx.out.push(TopicOut::NeighborDown(dropped.peer));
             ctx.stats.neighbor_down += 1;
@@ -656,7 +964,9 @@ impl HyParView {
 
     fn remove_active(&mut self, peer: &PeerId, ctx: &mut Ctx<'_>) -> Option<Contact> {
         let i = self.active.iter().position(|c| c.peer == *peer)?;
-        let contact = self.active.swap_remove(i);
+        // In admission order, oldest first (the newest is evicted first).
+        let contact = self.active.remove(i);
+        self.probation.retain(|p| p.peer != *peer);
         ctx.out.push(TopicOut::NeighborDown(contact.peer));
         ctx.stats.neighbor_down += 1;
         Some(contact)
@@ -670,14 +980,16 @@ impl HyParView {
             if self.active.len() + self.pending.len() >= self.config.active_view_capacity {
                 return;
             }
-            // A high-priority request cannot be refused: with no
-            // neighbour, every passive peer is a candidate again.
+            // With no neighbour, the request is high-priority; a peer that
+            // refused or evicted us since the last shuffle is not asked
+            // again either way (a full peer may refuse even a
+            // high-priority request: see `on_neighbor`).
             let lonely = self.active.is_empty() && self.pending.is_empty();
             let candidates: Vec<usize> = (0..self.passive.len())
                 .filter(|&i| {
                     let peer = self.passive[i].peer;
                     !self.pending.iter().any(|p| p.contact.peer == peer)
-                        && (lonely || !self.refused.contains(&peer))
+                        && !self.refused.contains(&peer)
                 })
                 .collect();
             let Some(&i) = candidates.choose(ctx.rng) else {
@@ -725,7 +1037,29 @@ impl HyParView {
         );
         assert!(active.is_disjoint(&passive), "a peer in both views");
         assert!(!active.contains(&self.me.peer) && !passive.contains(&self.me.peer));
+        assert!(
+            self.probation.iter().all(|p| active.contains(&p.peer)),
+            "a peer on probation outside the active view"
+        );
     }
+}
+
+/// A contact as it came from the wire, screened: only addresses that name
+/// the contact's own peer, each once (others are counted and dropped).
+/// The address screen every dial passes (private ranges, per-host and
+/// per-source limits) is the router's peer manager's, through
+/// `Router::connect`.
+fn screen(mut contact: Contact, ctx: &mut Ctx<'_>) -> Contact {
+    let before = contact.addresses.len();
+    let mut kept: Vec<p2p::PeerAddress> = Vec::with_capacity(before);
+    for address in contact.addresses {
+        if address.peer == contact.peer && !kept.contains(&address) {
+            kept.push(address);
+        }
+    }
+    ctx.stats.contacts_screened += (before - kept.len()) as u64;
+    contact.addresses = kept;
+    contact
 }
 
 /// `period` ± 10 %, so nodes started together do not shuffle in lockstep.

@@ -37,6 +37,7 @@
 
 pub mod message;
 
+mod bucket;
 mod connections;
 pub mod estimate;
 mod hyparview;

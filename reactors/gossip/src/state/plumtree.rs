@@ -26,6 +26,25 @@
 //! dropped by the origin rate limit never enter the seen-cache (they were
 //! not delivered); a small cache of their own, which may forget, makes
 //! their copies cheap.
+//!
+//! **Budgets per neighbour.** Payloads and announcements are taken only
+//! from the active view (`not_neighbor`). Each neighbour may push
+//! `neighbor_rate` new messages a second and introduce
+//! `neighbor_new_origins` origins new to us (origin keys cost nothing, so
+//! the per-origin limit alone does not bound a neighbour); over either, the
+//! message is dropped without being remembered, so another neighbour can
+//! still bring it (`neighbor_rate_limited`). Each neighbour may have us
+//! track `max_missing_per_neighbor` announced messages at once, so one
+//! cannot crowd out the others' announcements (`missing_overflow`).
+//!
+//! **Hop counts** are the sender's claim. Only the origin may send a
+//! payload at hop 1 or announce one at hop 0; a relay that claims it is
+//! refused and penalised (`hops_forged`, [`FORGED_HOPS_PENALTY`]). Past
+//! that first link the claim cannot be checked, so a neighbour takes the
+//! eager-parent role by announcing a shorter path `optimization_burst`
+//! times, then once per `optimization_interval` (`optimizations_deferred`):
+//! one that then withholds payloads costs each message one graft, and
+//! cannot take the role straight back.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -34,6 +53,7 @@ use std::time::{Duration, Instant};
 use p2p::{PeerError, PeerId};
 
 use crate::config::PlumtreeConfig;
+use crate::state::bucket::{PeerBuckets, Rate};
 use crate::state::message::{
     Contact, MAX_HOPS, MAX_IHAVE_ENTRIES, Message, MessageId, SignedMessage, TopicId,
 };
@@ -41,6 +61,20 @@ use crate::state::{Ctx, Delivery, TopicOut};
 
 /// Score a peer loses for a payload whose origin signature is forged.
 pub const FORGED_PENALTY: i64 = 25;
+/// Score a peer loses for a hop count only the origin could claim.
+pub const FORGED_HOPS_PENALTY: i64 = 10;
+/// Neighbours whose push budgets are tracked at once (more than any
+/// active view; the least recent is forgotten).
+const MAX_SENDERS: usize = 64;
+
+/// Whether a new message may be taken, and if not whose budget is spent.
+enum Admit {
+    Yes,
+    /// The sending neighbour's (`neighbor_rate`, `neighbor_new_origins`).
+    Neighbor,
+    /// The origin's (`origin_rate`).
+    Origin,
+}
 /// Announcers remembered per missing message.
 const MAX_ANNOUNCERS: usize = 8;
 /// Ids of rate-limited messages remembered (oldest forgotten first:
@@ -54,6 +88,8 @@ struct Seen {
     hops: u32,
     /// The peer it came from (our parent in its tree), if any.
     from: Option<PeerId>,
+    /// Who published it (an announcement at hop 0 must come from it).
+    origin: PeerId,
 }
 
 /// One topic's broadcast tree and caches.
@@ -76,18 +112,35 @@ pub(crate) struct Plumtree {
     payloads: HashMap<MessageId, SignedMessage>,
     payload_order: VecDeque<(Instant, MessageId)>,
     payload_bytes: usize,
-    /// Announced, not received: who announced it, at which hop count.
-    missing: HashMap<MessageId, VecDeque<(PeerId, u32)>>,
+    /// Announced, not received.
+    missing: HashMap<MessageId, Missing>,
     graft_timers: BinaryHeap<Reverse<(Instant, MessageId)>>,
     /// Per-origin token buckets (`origin_rate`), at most `max_origins`.
-    origins: HashMap<PeerId, Bucket>,
+    origins: Option<PeerBuckets>,
+    /// Per-neighbour token buckets for new messages (`neighbor_rate`).
+    senders: Option<PeerBuckets>,
+    /// Per-neighbour token buckets for origins new to us
+    /// (`neighbor_new_origins`).
+    introductions: Option<PeerBuckets>,
+    /// Missing entries each neighbour created (its `max_missing_per_neighbor`
+    /// quota).
+    missing_by: HashMap<PeerId, usize>,
+    /// Per-neighbour budgets for taking the parent role by an announcement
+    /// (`optimization_burst`, one more per `optimization_interval`).
+    optimizations: PeerBuckets,
+    /// Neighbours seen taking part since the last drain: they relayed a
+    /// message new to us, or announced one before we had it (drained by
+    /// the topic, which ends their probation).
+    pub(crate) vouched: Vec<PeerId>,
 }
 
-/// A token bucket: `tokens` as of `at`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// A message announced but not received.
+#[derive(Debug)]
+struct Missing {
+    /// Who announced it, at which hop count, in the order asked.
+    announcers: VecDeque<(PeerId, u32)>,
+    /// Who announced it first (charged against its quota).
+    creator: PeerId,
 }
 
 impl Plumtree {
@@ -99,7 +152,6 @@ impl Plumtree {
     ) -> Self {
         Self {
             topic,
-            config,
             max_message_age,
             max_clock_skew,
             eager: BTreeSet::new(),
@@ -115,42 +167,52 @@ impl Plumtree {
             payload_bytes: 0,
             missing: HashMap::new(),
             graft_timers: BinaryHeap::new(),
-            origins: HashMap::new(),
+            origins: Rate::per_second(config.origin_rate, config.origin_burst)
+                .map(|rate| PeerBuckets::new(rate, config.max_origins)),
+            senders: Rate::per_second(config.neighbor_rate, config.neighbor_burst)
+                .map(|rate| PeerBuckets::new(rate, MAX_SENDERS)),
+            introductions: Rate::per_second(
+                config.neighbor_new_origins,
+                config.neighbor_new_origins_burst,
+            )
+            .map(|rate| PeerBuckets::new(rate, MAX_SENDERS)),
+            missing_by: HashMap::new(),
+            optimizations: PeerBuckets::new(
+                Rate {
+                    burst: config.optimization_burst,
+                    every: config.optimization_interval,
+                },
+                MAX_SENDERS,
+            ),
+            vouched: Vec::new(),
+            config,
         }
     }
 
-    /// Takes a token from `origin`'s bucket; false if it is empty (the
-    /// origin sends faster than `origin_rate`).
-    fn admit_origin(&mut self, origin: PeerId, now: Instant) -> bool {
-        let (rate, burst) = (self.config.origin_rate, self.config.origin_burst);
-        if rate == 0 {
-            return true;
-        }
-        if !self.origins.contains_key(&origin) && self.origins.len() >= self.config.max_origins {
-            // Forget the origin heard from least recently: a full bucket
-            // is what a new entry would hold anyway.
-            if let Some(oldest) = self
-                .origins
-                .iter()
-                .min_by_key(|(peer, b)| (b.at, **peer))
-                .map(|(peer, _)| *peer)
-            {
-                self.origins.remove(&oldest);
+    /// Takes the tokens a new message costs: one from `origin`'s bucket
+    /// (`origin_rate`), one from the sending neighbour's (`neighbor_rate`),
+    /// and, if the origin is new to us, one from the neighbour's
+    /// introductions (`neighbor_new_origins`) — so fresh origin keys, which
+    /// cost nothing to make, do not multiply what one neighbour may push.
+    fn admit(&mut self, from: PeerId, origin: PeerId, now: Instant) -> Admit {
+        if let Some(senders) = &mut self.senders {
+            if !senders.take(from, now) {
+                return Admit::Neighbor;
             }
         }
-        let bucket = self.origins.entry(origin).or_insert(Bucket {
-            tokens: f64::from(burst),
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * f64::from(rate)).min(f64::from(burst));
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
+        if let Some(origins) = &mut self.origins {
+            if !origins.knows(&origin) {
+                if let Some(introductions) = &mut self.introductions {
+                    if !introductions.take(from, now) {
+                        return Admit::Neighbor;
+                    }
+                }
+            }
+            if !origins.take(origin, now) {
+                return Admit::Origin;
+            }
         }
+        Admit::Yes
     }
 
     pub(crate) fn eager(&self) -> impl Iterator<Item = PeerId> + '_ {
@@ -217,6 +279,20 @@ impl Plumtree {
 
     fn on_gossip(&mut self, from: PeerId, message: SignedMessage, hops: u32, ctx: &mut Ctx<'_>) {
         ctx.stats.payload_received += 1;
+        if !self.is_neighbor(&from) {
+            // Payloads travel along the active view only: a peer outside
+            // it pushes nothing (one that left a moment ago is not
+            // blamed).
+            ctx.stats.not_neighbor += 1;
+            return;
+        }
+        if hops == 0 || (hops == 1 && from != message.origin) {
+            // Only the origin sends at hop 1; a lower count than the path
+            // would make its sender our parent by optimisation.
+            ctx.stats.hops_forged += 1;
+            self.report_hops(from, hops, ctx);
+            return;
+        }
         let id = message.id(&self.topic);
         if self.seen.contains_key(&id) || self.throttled.contains(&id) {
             ctx.stats.duplicates += 1;
@@ -257,22 +333,41 @@ impl Plumtree {
             });
             return;
         }
-        if !self.admit_origin(message.origin, ctx.now) {
-            // The origin really signed it, and the sender only relayed it:
-            // nobody is blamed. Remembered, so copies from other
-            // neighbours are cheap duplicates (and prune the tree as
-            // duplicates should).
-            ctx.stats.rate_limited += 1;
-            self.missing.remove(&id);
-            self.throttle(id);
-            return;
+        match self.admit(from, message.origin, ctx.now) {
+            Admit::Yes => {}
+            Admit::Neighbor => {
+                // This neighbour pushes more than its share: dropped, not
+                // remembered, so the message can still come (or be
+                // grafted) from another neighbour.
+                ctx.stats.neighbor_rate_limited += 1;
+                return;
+            }
+            Admit::Origin => {
+                // The origin really signed it, and the sender only relayed
+                // it: nobody is blamed. Remembered, so copies from other
+                // neighbours are cheap duplicates (and prune the tree as
+                // duplicates should).
+                ctx.stats.rate_limited += 1;
+                self.take_missing(&id);
+                self.throttle(id);
+                return;
+            }
         }
-        let best_announcement = self.missing.remove(&id).and_then(|announcers| {
+        let announcers = self.take_missing(&id).unwrap_or_default();
+        // Who relayed it, and who announced it before we had it, took part
+        // in the broadcast (the origin itself proves nothing).
+        let origin = message.origin;
+        self.vouched.extend(
             announcers
-                .into_iter()
-                .filter(|(peer, _)| self.lazy.contains(peer))
-                .min_by_key(|(_, h)| *h)
-        });
+                .iter()
+                .map(|(peer, _)| *peer)
+                .chain(std::iter::once(from))
+                .filter(|peer| *peer != origin),
+        );
+        let best_announcement = announcers
+            .into_iter()
+            .filter(|(peer, _)| self.lazy.contains(peer))
+            .min_by_key(|(_, h)| *h);
         ctx.out.push(TopicOut::Deliver(Delivery {
             topic: self.topic,
             id,
@@ -287,8 +382,37 @@ impl Plumtree {
             self.eager.insert(from);
         }
         if let Some((announcer, announced_hops)) = best_announcement {
-            self.optimize(id, hops, from, announcer, announced_hops, ctx);
+            if announced_hops == 0 && announcer != origin {
+                ctx.stats.hops_forged += 1;
+                self.report_hops(announcer, announced_hops, ctx);
+            } else {
+                self.optimize(id, hops, from, announcer, announced_hops, ctx);
+            }
         }
+    }
+
+    /// `peer` claimed a hop count its position cannot have.
+    fn report_hops(&mut self, peer: PeerId, hops: u32, ctx: &mut Ctx<'_>) {
+        ctx.out.push(TopicOut::Report {
+            peer,
+            error: PeerError::Misbehaviour {
+                channel: crate::CHANNEL_NAME,
+                reason: format!("hop count {hops} claimed by a peer that is not the origin"),
+                penalty: FORGED_HOPS_PENALTY,
+            },
+        });
+    }
+
+    /// Forgets missing message `id`, releasing its creator's quota.
+    fn take_missing(&mut self, id: &MessageId) -> Option<VecDeque<(PeerId, u32)>> {
+        let missing = self.missing.remove(id)?;
+        if let Some(count) = self.missing_by.get_mut(&missing.creator) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.missing_by.remove(&missing.creator);
+            }
+        }
+        Some(missing.announcers)
     }
 
     /// Remembers, caches and forwards a message new to us.
@@ -300,7 +424,15 @@ impl Plumtree {
         from: Option<PeerId>,
         ctx: &mut Ctx<'_>,
     ) {
-        self.remember(id, Seen { hops, from }, ctx.now);
+        self.remember(
+            id,
+            Seen {
+                hops,
+                from,
+                origin: message.origin,
+            },
+            ctx.now,
+        );
         let next_hops = (hops + 1).min(MAX_HOPS);
         for peer in &self.eager {
             if Some(*peer) != from {
@@ -345,6 +477,14 @@ impl Plumtree {
         {
             return;
         }
+        // Hop counts cannot be checked past the origin's own link, so a
+        // neighbour that claims short paths takes the parent role within a
+        // budget: if it then withholds payloads, grafts repair each
+        // message and it cannot take the role straight back.
+        if !self.optimizations.take(announcer, ctx.now) {
+            ctx.stats.optimizations_deferred += 1;
+            return;
+        }
         self.lazy.remove(&announcer);
         self.eager.insert(announcer);
         ctx.send(
@@ -366,21 +506,27 @@ impl Plumtree {
 
     fn on_ihave(&mut self, from: PeerId, entries: Vec<(MessageId, u32)>, ctx: &mut Ctx<'_>) {
         if !self.is_neighbor(&from) {
+            ctx.stats.not_neighbor += 1;
             return;
         }
         for (id, hops) in entries {
             if let Some(seen) = self.seen.get(&id).copied() {
+                if hops == 0 && from != seen.origin {
+                    ctx.stats.hops_forged += 1;
+                    self.report_hops(from, hops, ctx);
+                    return;
+                }
                 if let Some(parent) = seen.from {
                     self.optimize(id, seen.hops, parent, from, hops, ctx);
                 }
                 continue;
             }
             match self.missing.get_mut(&id) {
-                Some(announcers) => {
-                    if announcers.len() < MAX_ANNOUNCERS
-                        && !announcers.iter().any(|(p, _)| *p == from)
+                Some(missing) => {
+                    if missing.announcers.len() < MAX_ANNOUNCERS
+                        && !missing.announcers.iter().any(|(p, _)| *p == from)
                     {
-                        announcers.push_back((from, hops));
+                        missing.announcers.push_back((from, hops));
                     }
                 }
                 None => {
@@ -388,7 +534,21 @@ impl Plumtree {
                         ctx.stats.missing_overflow += 1;
                         continue;
                     }
-                    self.missing.insert(id, VecDeque::from([(from, hops)]));
+                    // Each neighbour creates at most its quota of entries,
+                    // so one cannot crowd out the others' announcements.
+                    let created = self.missing_by.entry(from).or_default();
+                    if *created >= self.config.max_missing_per_neighbor {
+                        ctx.stats.missing_overflow += 1;
+                        continue;
+                    }
+                    *created += 1;
+                    self.missing.insert(
+                        id,
+                        Missing {
+                            announcers: VecDeque::from([(from, hops)]),
+                            creator: from,
+                        },
+                    );
                     self.graft_timers
                         .push(Reverse((ctx.now + self.config.graft_timeout, id)));
                 }
@@ -447,11 +607,11 @@ impl Plumtree {
 
     /// Asks the next announcer of missing message `id` for it.
     fn graft_next(&mut self, id: MessageId, ctx: &mut Ctx<'_>) {
-        let Some(announcers) = self.missing.get_mut(&id) else {
+        let Some(missing) = self.missing.get_mut(&id) else {
             return;
         };
         let next = loop {
-            match announcers.pop_front() {
+            match missing.announcers.pop_front() {
                 Some((peer, hops)) => {
                     if self.eager.contains(&peer) || self.lazy.contains(&peer) {
                         break Some((peer, hops));
@@ -461,7 +621,7 @@ impl Plumtree {
             }
         };
         let Some((peer, hops)) = next else {
-            self.missing.remove(&id);
+            self.take_missing(&id);
             ctx.stats.missing_given_up += 1;
             return;
         };
@@ -549,6 +709,16 @@ impl Plumtree {
         assert!(self.throttled.len() <= MAX_THROTTLED);
         assert_eq!(self.throttled.len(), self.throttled_order.len());
         assert!(self.missing.len() <= self.config.max_missing);
+        assert_eq!(
+            self.missing_by.values().sum::<usize>(),
+            self.missing.len(),
+            "every missing entry is charged to one neighbour"
+        );
+        assert!(
+            self.missing_by
+                .values()
+                .all(|n| *n <= self.config.max_missing_per_neighbor)
+        );
         assert!(self.payload_bytes <= self.config.payload_cache_bytes);
         assert_eq!(self.seen.len(), self.seen_order.len());
     }

@@ -258,8 +258,10 @@ fn a_broadcast_reaches_every_member_once_and_duplicates_prune_the_tree() {
 fn single(config: GossipConfig) -> (GossipState, Instant) {
     let now = Instant::now();
     let mut node = GossipState::new(key(0).clone(), vec![], config, 7, now, UNIX);
-    node.join(topic(), vec![], now).expect("join");
+    // Joined through peer 1, which answers as a contact does.
     node.on_peer_up(peer(1), vec![], now);
+    node.join(topic(), vec![Contact::bare(peer(1))], now)
+        .expect("join");
     let actions = node.on_message(
         peer(1),
         TopicMessage {
@@ -354,7 +356,7 @@ fn an_origin_over_its_rate_is_dropped_without_blame_and_refills_with_time() {
     const BURST: [&[u8]; 5] = [b"0", b"1", b"2", b"3", b"4"];
     let mut got = 0;
     for payload in BURST {
-        let actions = node.on_message(peer(1), gossip(signed_by(5, UNIX, payload), 1), now);
+        let actions = node.on_message(peer(1), gossip(signed_by(5, UNIX, payload), 2), now);
         assert!(
             !actions.iter().any(|a| matches!(a, Action::Report { .. })),
             "the relay is not blamed: {actions:?}"
@@ -364,10 +366,10 @@ fn an_origin_over_its_rate_is_dropped_without_blame_and_refills_with_time() {
     assert_eq!(got, 3, "the burst");
     assert_eq!(node.stats().rate_limited, 2);
     // Another origin has its own bucket.
-    let other = node.on_message(peer(1), gossip(signed_by(6, UNIX, b"x"), 1), now);
+    let other = node.on_message(peer(1), gossip(signed_by(6, UNIX, b"x"), 2), now);
     assert_eq!(delivered(&other).len(), 1);
     // A dropped message's next copy is a duplicate, not a second chance.
-    let copy = node.on_message(peer(1), gossip(signed_by(5, UNIX, b"4"), 1), now);
+    let copy = node.on_message(peer(1), gossip(signed_by(5, UNIX, b"4"), 2), now);
     assert!(delivered(&copy).is_empty());
     assert_eq!(node.stats().duplicates, 1);
     assert_eq!(node.stats().rate_limited, 2);
@@ -375,7 +377,7 @@ fn an_origin_over_its_rate_is_dropped_without_blame_and_refills_with_time() {
     let later = now + Duration::from_secs(1);
     let mut got = 0;
     for payload in [&b"5"[..], b"6", b"7"] {
-        got += delivered(&node.on_message(peer(1), gossip(signed_by(5, UNIX, payload), 1), later))
+        got += delivered(&node.on_message(peer(1), gossip(signed_by(5, UNIX, payload), 2), later))
             .len();
     }
     assert_eq!(got, 2);
@@ -392,7 +394,7 @@ fn an_oversized_payload_is_refused_before_anything_else() {
     // Over the limit and forged: refused for its size, never verified.
     let mut big = signed_by(5, UNIX, b"123456789");
     big.signature = [0; 64];
-    let actions = node.on_message(peer(1), gossip(big, 1), now);
+    let actions = node.on_message(peer(1), gossip(big, 2), now);
     assert_eq!(node.stats().oversized_refused, 1);
     assert_eq!(node.stats().forged_rejected, 0);
     assert!(matches!(
@@ -424,18 +426,18 @@ fn messages_from_too_far_in_the_past_or_future_are_refused() {
     let future = signed_by(5, UNIX + 61_000, b"early");
     // Past the clock-skew bound (5 s), though well within the age limit.
     let ahead = signed_by(5, UNIX + 6_000, b"ahead");
-    assert!(delivered(&node.on_message(peer(1), gossip(old, 1), now)).is_empty());
-    assert!(delivered(&node.on_message(peer(1), gossip(future, 1), now)).is_empty());
-    assert!(delivered(&node.on_message(peer(1), gossip(ahead, 1), now)).is_empty());
+    assert!(delivered(&node.on_message(peer(1), gossip(old, 2), now)).is_empty());
+    assert!(delivered(&node.on_message(peer(1), gossip(future, 2), now)).is_empty());
+    assert!(delivered(&node.on_message(peer(1), gossip(ahead, 2), now)).is_empty());
     assert_eq!(node.stats().stale_rejected, 3);
     let fresh = signed_by(5, UNIX - 59_000, b"fresh");
     assert_eq!(
-        delivered(&node.on_message(peer(1), gossip(fresh, 1), now)).len(),
+        delivered(&node.on_message(peer(1), gossip(fresh, 2), now)).len(),
         1
     );
     let skewed = signed_by(5, UNIX + 4_000, b"skewed");
     assert_eq!(
-        delivered(&node.on_message(peer(1), gossip(skewed, 1), now)).len(),
+        delivered(&node.on_message(peer(1), gossip(skewed, 2), now)).len(),
         1
     );
 }
@@ -454,7 +456,7 @@ fn a_flood_cannot_flush_a_delivered_id_so_its_replay_is_refused() {
     let (mut node, mut now) = single(config);
     let m = signed_by(5, UNIX, b"pay me once");
     assert_eq!(
-        delivered(&node.on_message(peer(1), gossip(m.clone(), 1), now)).len(),
+        delivered(&node.on_message(peer(1), gossip(m.clone(), 2), now)).len(),
         1
     );
     // The flood: 1,000 distinct messages from one origin in 5 s.
@@ -462,7 +464,7 @@ fn a_flood_cannot_flush_a_delivered_id_so_its_replay_is_refused() {
         now += 5 * MS;
         let unix = UNIX + 5 * (i + 1);
         let flood = SignedMessage::sign(key(6), &topic(), unix, i, Bytes::from_static(b"x"));
-        node.on_message(peer(1), gossip(flood, 1), now);
+        node.on_message(peer(1), gossip(flood, 2), now);
         node.check_invariants();
     }
     // About 100 delivered, the rest over the rate limit: more than the
@@ -475,7 +477,7 @@ fn a_flood_cannot_flush_a_delivered_id_so_its_replay_is_refused() {
     let actions = node.on_tick(now);
     assert!(delivered(&actions).is_empty());
     assert!(
-        delivered(&node.on_message(peer(1), gossip(m, 1), now)).is_empty(),
+        delivered(&node.on_message(peer(1), gossip(m, 2), now)).is_empty(),
         "a replay was delivered after the flood"
     );
 }
@@ -492,12 +494,12 @@ fn a_full_seen_cache_refuses_new_messages_until_ids_expire() {
     let (mut node, mut now) = single(config);
     let first = signed_by(5, UNIX, b"first");
     assert_eq!(
-        delivered(&node.on_message(peer(1), gossip(first.clone(), 1), now)).len(),
+        delivered(&node.on_message(peer(1), gossip(first.clone(), 2), now)).len(),
         1
     );
     for i in 0..40u64 {
         let m = SignedMessage::sign(key(6), &topic(), UNIX, i, Bytes::from_static(b"y"));
-        node.on_message(peer(1), gossip(m, 1), now);
+        node.on_message(peer(1), gossip(m, 2), now);
     }
     // `first` and 19 of the 40: the cache holds 20.
     assert_eq!(node.stats().delivered, 20);
@@ -506,7 +508,7 @@ fn a_full_seen_cache_refuses_new_messages_until_ids_expire() {
         node.publish(topic(), Bytes::from_static(b"mine"), now),
         Err(PublishError::Busy { max: 20 })
     );
-    assert!(delivered(&node.on_message(peer(1), gossip(first, 1), now)).is_empty());
+    assert!(delivered(&node.on_message(peer(1), gossip(first, 2), now)).is_empty());
     now += retention + SECOND;
     node.on_tick(now);
     let late = SignedMessage::sign(
@@ -517,7 +519,7 @@ fn a_full_seen_cache_refuses_new_messages_until_ids_expire() {
         Bytes::from_static(b"z"),
     );
     assert_eq!(
-        delivered(&node.on_message(peer(1), gossip(late, 1), now)).len(),
+        delivered(&node.on_message(peer(1), gossip(late, 2), now)).len(),
         1
     );
 }
@@ -1029,4 +1031,295 @@ proptest! {
             }
         }
     }
+}
+
+// ---- Membership and broadcast under a lying neighbour (issue 14, items 2
+// and 9). ----
+
+fn msg(message: Message) -> TopicMessage {
+    TopicMessage {
+        topic: topic(),
+        message,
+    }
+}
+
+fn neighbor_request(high_priority: bool) -> TopicMessage {
+    msg(Message::Neighbor {
+        high_priority,
+        addresses: vec![],
+    })
+}
+
+/// A node whose active view holds peers 1..=6 (full), in that order,
+/// none on probation: each relayed a message from origin 40.
+fn full_view(config: GossipConfig) -> (GossipState, Instant) {
+    let (mut node, now) = single(config);
+    for n in 2..=6 {
+        node.on_peer_up(peer(n), vec![], now);
+        node.on_message(peer(n), neighbor_request(true), now);
+        let relayed = SignedMessage::sign(key(40), &topic(), UNIX, n as u64, Bytes::new());
+        assert_eq!(
+            delivered(&node.on_message(peer(n), gossip(relayed, 2), now)).len(),
+            1
+        );
+    }
+    assert_eq!(node.active_view(&topic()).len(), 6);
+    (node, now)
+}
+
+fn active(node: &GossipState) -> std::collections::BTreeSet<PeerId> {
+    node.active_view(&topic()).into_iter().collect()
+}
+
+/// Walks, shuffles and shuffle answers come only from where the protocol
+/// sends them: a `ForwardJoin` or `Shuffle` from a peer outside the active
+/// view, or a `ShuffleReply` nobody asked for, changes nothing.
+#[test]
+fn membership_messages_from_unexpected_peers_change_nothing() {
+    let (mut node, now) = single(GossipConfig::default());
+    let stranger = peer(9);
+    node.on_peer_up(stranger, vec![], now);
+    let sybils: Vec<Contact> = (20..30).map(|n| Contact::bare(peer(n))).collect();
+    let before_active = active(&node);
+    let forward = msg(Message::ForwardJoin {
+        joiner: sybils[0].clone(),
+        ttl: 0,
+    });
+    let shuffle = msg(Message::Shuffle {
+        origin: sybils[1].clone(),
+        ttl: 0,
+        contacts: sybils[2..6].to_vec(),
+    });
+    let reply = msg(Message::ShuffleReply {
+        contacts: sybils[6..].to_vec(),
+    });
+    for m in [forward, shuffle, reply] {
+        let actions = node.on_message(stranger, m, now);
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Connect { .. })),
+            "{actions:?}"
+        );
+    }
+    assert_eq!(active(&node), before_active);
+    assert!(node.passive_view(&topic()).is_empty());
+    assert_eq!(node.stats().membership_unexpected, 3);
+}
+
+/// Peers that push themselves into a full view (joins from strangers,
+/// high-priority requests) evict at most `eviction_burst` neighbours at
+/// once and `eviction_rate` a second after that; the rest are refused.
+#[test]
+fn pushes_into_a_full_view_are_held_to_the_eviction_budget() {
+    let (mut node, mut now) = full_view(GossipConfig::default());
+    for n in 100..180u64 {
+        now += 50 * MS;
+        let stranger = Keypair::from_seed(n).peer_id();
+        node.on_peer_up(stranger, vec![], now);
+        let m = if n % 2 == 0 {
+            msg(Message::Join { addresses: vec![] })
+        } else {
+            neighbor_request(true)
+        };
+        node.on_message(stranger, m, now);
+        node.check_invariants();
+    }
+    // 80 in 4 s against a budget of 32 + 2/s: about 40 refused, and no
+    // more neighbours changed than the budget allows.
+    let stats = node.stats();
+    assert!((38..=42).contains(&stats.evictions_refused), "{stats:?}");
+    assert!(stats.neighbor_down <= 42, "{stats:?}");
+}
+
+/// A neighbour naming contacts in walks that end here places one of them
+/// at a time: while one it named is on probation, the others go to the
+/// passive view.
+#[test]
+fn a_neighbour_naming_contacts_places_one_at_a_time() {
+    let (mut node, now) = full_view(GossipConfig::default());
+    let named: Vec<PeerId> = (20..30).map(peer).collect();
+    for p in &named {
+        let forward = msg(Message::ForwardJoin {
+            joiner: Contact::bare(*p),
+            ttl: 0,
+        });
+        node.on_message(peer(6), forward, now);
+        let view = active(&node);
+        assert!(named.iter().filter(|p| view.contains(p)).count() <= 1);
+    }
+    assert_eq!(node.stats().named_replaced, 9);
+    let passive = node.passive_view(&topic());
+    assert!(named.iter().filter(|p| passive.contains(p)).count() >= 9);
+}
+
+/// One peer repeating view-changing messages is held to
+/// `membership_rate`.
+#[test]
+fn one_peer_is_held_to_its_membership_rate() {
+    let (mut node, now) = full_view(GossipConfig::default());
+    let burst = node.config().hyparview.membership_burst as u64;
+    // A neighbour (peer 6) sends 40 walks naming fresh peers at once.
+    for n in 20..60 {
+        let forward = msg(Message::ForwardJoin {
+            joiner: Contact::bare(peer(n)),
+            ttl: 3,
+        });
+        node.on_message(peer(6), forward, now);
+    }
+    // The burst taken, the rest dropped.
+    assert_eq!(node.stats().membership_rate_limited, 40 - burst);
+}
+
+/// A contact's addresses that name another peer are screened out.
+#[test]
+fn contact_addresses_naming_another_peer_are_screened() {
+    let (mut node, now) = single(GossipConfig::default());
+    let joiner = peer(20);
+    node.on_peer_up(joiner, vec![], now);
+    let addresses = vec![
+        p2p::PeerAddress::memory(joiner),
+        p2p::PeerAddress::memory(peer(21)),
+        p2p::PeerAddress::memory(joiner),
+    ];
+    node.on_message(joiner, msg(Message::Join { addresses }), now);
+    assert_eq!(node.stats().contacts_screened, 2);
+}
+
+/// Payloads and announcements travel along the active view: a connected
+/// peer outside it pushes nothing.
+#[test]
+fn a_payload_from_outside_the_active_view_is_dropped() {
+    let (mut node, now) = single(GossipConfig::default());
+    let stranger = peer(9);
+    node.on_peer_up(stranger, vec![], now);
+    let m = signed_by(5, UNIX, b"pushed");
+    assert!(delivered(&node.on_message(stranger, gossip(m.clone(), 2), now)).is_empty());
+    let ihave = msg(Message::IHave {
+        entries: vec![(m.id(&topic()), 1)],
+    });
+    node.on_message(stranger, ihave, now);
+    assert_eq!(node.stats().not_neighbor, 2);
+    // The same message from a neighbour is delivered.
+    assert_eq!(
+        delivered(&node.on_message(peer(1), gossip(m, 2), now)).len(),
+        1
+    );
+}
+
+/// Only the origin sends a payload at hop 1, or announces one at hop 0: a
+/// relay that claims it (to become our parent by optimisation) is
+/// refused and reported.
+#[test]
+fn a_hop_count_only_the_origin_may_claim_is_refused_and_reported() {
+    let (mut node, now) = full_view(GossipConfig::default());
+    let m = signed_by(9, UNIX, b"from nine");
+    let actions = node.on_message(peer(1), gossip(m.clone(), 1), now);
+    assert!(delivered(&actions).is_empty());
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Report { peer: p, error: PeerError::Misbehaviour { .. } } if *p == peer(1)
+    )));
+    // From its origin, hop 1 is the truth.
+    let from_origin = signed_by(2, UNIX, b"from two");
+    assert_eq!(
+        delivered(&node.on_message(peer(2), gossip(from_origin, 1), now)).len(),
+        1
+    );
+    // Delivered at hop 5 through peer 3; peer 4 announces it at hop 0.
+    assert_eq!(
+        delivered(&node.on_message(peer(3), gossip(m.clone(), 5), now)).len(),
+        1
+    );
+    let ihave = msg(Message::IHave {
+        entries: vec![(m.id(&topic()), 0)],
+    });
+    let actions = node.on_message(peer(4), ihave, now);
+    assert!(
+        !sends(&actions)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Graft { .. }))
+    );
+    assert_eq!(node.stats().hops_forged, 2);
+}
+
+/// A neighbour claiming short paths takes the parent role within its
+/// budget (here a burst of 1), then once per `optimization_interval`.
+#[test]
+fn a_neighbour_takes_the_parent_role_by_announcement_at_most_once_per_interval() {
+    let mut config = GossipConfig::default();
+    config.plumtree.optimization_burst = 1;
+    let (mut node, mut now) = full_view(config);
+    // Make peer 2 lazy: it sends a duplicate.
+    let first = signed_by(9, UNIX, b"first");
+    node.on_message(peer(1), gossip(first.clone(), 6), now);
+    node.on_message(peer(2), gossip(first, 6), now);
+    assert!(node.lazy_peers(&topic()).contains(&peer(2)));
+    let mut grafts = 0;
+    for k in 0..10u64 {
+        now += 100 * MS;
+        let m = SignedMessage::sign(key(9), &topic(), UNIX, 100 + k, Bytes::from_static(b"m"));
+        // Peer 1 brings it at hop 6; lazy peer 2 claims hop 1.
+        node.on_message(peer(1), gossip(m.clone(), 6), now);
+        let ihave = msg(Message::IHave {
+            entries: vec![(m.id(&topic()), 1)],
+        });
+        let actions = node.on_message(peer(2), ihave, now);
+        grafts += sends(&actions)
+            .iter()
+            .filter(|(p, m)| *p == peer(2) && matches!(m, Message::Graft { id: None, .. }))
+            .count();
+        // Peer 2 then withholds payloads: a duplicate-free prune puts it back.
+        if node.eager_peers(&topic()).contains(&peer(2)) {
+            node.on_message(peer(2), msg(Message::Prune), now);
+        }
+    }
+    assert_eq!(grafts, 1, "{:?}", node.stats());
+    assert!(node.stats().optimizations_deferred >= 9);
+}
+
+/// One neighbour's announcements of messages it never sends fill at most
+/// its share of the missing table; another neighbour's still get in.
+#[test]
+fn one_neighbour_cannot_crowd_out_the_others_announcements() {
+    let (mut node, now) = full_view(GossipConfig::default());
+    let quota = node.config().plumtree.max_missing_per_neighbor;
+    for chunk in 0..6u64 {
+        let entries = (0..512u64)
+            .map(|i| {
+                let m = SignedMessage::sign(key(9), &topic(), UNIX, chunk * 512 + i, Bytes::new());
+                (m.id(&topic()), 3)
+            })
+            .collect();
+        node.on_message(peer(1), msg(Message::IHave { entries }), now);
+    }
+    assert_eq!(node.stats().missing_overflow, 6 * 512 - quota as u64);
+    let honest = signed_by(8, UNIX, b"honest");
+    let ihave = msg(Message::IHave {
+        entries: vec![(honest.id(&topic()), 2)],
+    });
+    node.on_message(peer(2), ihave, now);
+    assert_eq!(node.stats().missing_overflow, 6 * 512 - quota as u64);
+    node.check_invariants();
+}
+
+/// Fresh origin keys cost nothing, so one neighbour may introduce only
+/// `neighbor_new_origins` of them: minting origins does not multiply
+/// `origin_rate`.
+#[test]
+fn a_neighbour_cannot_multiply_the_origin_rate_with_fresh_origins() {
+    let (mut node, now) = full_view(GossipConfig::default());
+    let burst = node.config().plumtree.neighbor_new_origins_burst as usize;
+    let mut got = 0;
+    for i in 0..(burst as u64 + 100) {
+        let origin = Keypair::from_seed(50_000 + i);
+        let m = SignedMessage::sign(&origin, &topic(), UNIX, i, Bytes::from_static(b"o"));
+        got += delivered(&node.on_message(peer(1), gossip(m, 2), now)).len();
+    }
+    assert_eq!(got, burst);
+    assert_eq!(node.stats().neighbor_rate_limited, 100);
+    // Another neighbour's new origin still gets in.
+    let m = signed_by(40, UNIX, b"other");
+    assert_eq!(
+        delivered(&node.on_message(peer(2), gossip(m, 2), now)).len(),
+        1
+    );
 }

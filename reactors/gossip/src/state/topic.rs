@@ -86,10 +86,20 @@ impl Topic {
 
     pub(crate) fn on_message(&mut self, from: PeerId, message: Message, ctx: &mut Ctx<'_>) {
         match message {
-            Message::Gossip { .. }
-            | Message::IHave { .. }
-            | Message::Graft { .. }
-            | Message::Prune => self.tree.on_message(from, message, ctx),
+            Message::Gossip { .. } | Message::IHave { .. } => {
+                let start = ctx.out.len();
+                self.tree.on_message(from, message, ctx);
+                if ctx.out[start..]
+                    .iter()
+                    .any(|o| matches!(o, TopicOut::Deliver(_)))
+                {
+                    self.membership.on_delivery(ctx.now);
+                }
+                for peer in std::mem::take(&mut self.tree.vouched) {
+                    self.membership.vouch(&peer);
+                }
+            }
+            Message::Graft { .. } | Message::Prune => self.tree.on_message(from, message, ctx),
             Message::SizeSketch { epoch, values } => {
                 if let Some(size) = &mut self.size {
                     if self.membership.is_active(&from) {
