@@ -87,7 +87,7 @@ pub(crate) async fn handshake(
         ),
     })?;
     let mut frames = frames.into_iter();
-    let theirs = match frames.next() {
+    let mut theirs = match frames.next() {
         Some(Frame::Hello(info)) => *info,
         Some(Frame::Goodbye(g)) => {
             return Err(HandshakeError::new(
@@ -110,6 +110,9 @@ pub(crate) async fn handshake(
         refuse(conn.sink.as_mut(), &err).await;
         return Err(err);
     }
+    // Kept for the connection's life: a view into the frame would keep the
+    // whole `Hello` (up to 64 KiB) and whatever shared its buffer.
+    theirs.peer_id = bytes::Bytes::copy_from_slice(&theirs.peer_id);
     Ok((theirs, frames.collect()))
 }
 
