@@ -503,7 +503,7 @@ impl<M: Message + Default> ChannelReceiver<M> {
     }
 
     fn accept(&self, inbound: Inbound) -> Option<Envelope<M>> {
-        inbound.link.consumed(self.index);
+        inbound.link.consumed(self.index, inbound.payload.len());
         match M::decode(inbound.payload) {
             Ok(message) => Some(Envelope {
                 from: inbound.link.peer,
@@ -535,7 +535,7 @@ impl<M> Drop for ChannelReceiver<M> {
     fn drop(&mut self) {
         self.inbound.close();
         while let Ok(inbound) = self.inbound.try_recv() {
-            inbound.link.consumed(self.index);
+            inbound.link.consumed(self.index, inbound.payload.len());
             self.shared
                 .metrics
                 .drop(self.descriptor.name, DropReason::ReceiverClosed);

@@ -392,14 +392,14 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
             };
             let slot = &table.slots[index];
             let name = slot.descriptor.name;
-            if !link.take_credit(index) {
+            let size = payload.len();
+            if !link.take_credit(index, size) {
                 shared.metrics.drop(name, DropReason::FlowControl);
                 return violation(shared, link, PeerError::FlowControlViolation(channel));
             }
-            let size = payload.len();
             if size > slot.descriptor.max_message_size {
                 shared.metrics.drop(name, DropReason::TooLarge);
-                link.consumed(index);
+                link.consumed(index, size);
                 shared.report(
                     link.peer,
                     PeerError::MessageTooLarge {
@@ -414,7 +414,7 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
                 // We are disconnecting this peer (a ban, a violation, a
                 // shutdown): what it still sends is not delivered.
                 shared.metrics.drop(name, DropReason::PeerGone);
-                link.consumed(index);
+                link.consumed(index, size);
                 return Step::Continue;
             }
             let metrics = &link.metrics[index];
@@ -430,7 +430,7 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
                     tokio::sync::mpsc::error::TrySendError::Closed(_) => DropReason::ReceiverClosed,
                 };
                 shared.metrics.drop(name, reason);
-                link.consumed(index);
+                link.consumed(index, size);
             }
             Step::Continue
         }
