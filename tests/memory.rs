@@ -96,14 +96,11 @@ impl GossipPeer {
             .send_frames(&[Frame::Hello(Box::new(hello))])
             .await
             .expect("send hello");
-        let mut peer = Self { client, credit: 0 };
-        loop {
-            match peer.client.recv_frame().await.expect("the node's hello") {
-                Frame::Hello(_) => break,
-                other => panic!("expected the node's hello, got {other:?}"),
-            }
+        match client.recv_frame().await.expect("the node's hello") {
+            Frame::Hello(_) => {}
+            other => panic!("expected the node's hello, got {other:?}"),
         }
-        peer
+        Self { client, credit: 0 }
     }
 
     /// Reads frames until the node grants gossip credit; answers pings.

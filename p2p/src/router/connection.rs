@@ -368,11 +368,21 @@ async fn read_loop(
                 }
             }
             Err(ConnectionError::Closed) => return "remote closed the connection".to_string(),
-            Err(e @ (ConnectionError::Protocol(_) | ConnectionError::FrameTooLarge { .. })) => {
+            Err(
+                e @ (ConnectionError::Protocol(_)
+                | ConnectionError::FrameTooLarge { .. }
+                | ConnectionError::ReassemblyTooLarge { .. }),
+            ) => {
                 // Bytes that break the transport's framing or crypto, or a
-                // frame over the limit, are the peer's doing: it pays for
-                // them as for any other protocol violation, so reconnecting
-                // to repeat them costs it its score.
+                // frame (or partial frames) over the limit, are the peer's
+                // doing: it pays for them as for any other protocol
+                // violation, so reconnecting to repeat them costs it its
+                // score.
+                shared.metrics.violation(match e {
+                    ConnectionError::FrameTooLarge { .. } => "frame_too_large",
+                    ConnectionError::ReassemblyTooLarge { .. } => "reassembly_budget",
+                    _ => "protocol",
+                });
                 let detail = e.to_string();
                 shared.report(link.peer, PeerError::Protocol(detail.clone()));
                 return detail;
