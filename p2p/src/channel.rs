@@ -28,7 +28,11 @@
 //!
 //! What an attacker can do: send garbage, which costs it score and
 //! eventually a ban; fill the receive window we granted it on a channel,
-//! which delays only its own messages on that channel.
+//! which delays only its own messages on that channel. The window is
+//! bounded in bytes too: a peer holds credit only as far as its share of
+//! `RouterConfig::recv_bytes_per_peer` covers it at the channel's
+//! `max_message_size`, so over all channels it can make us hold at most
+//! that many bytes, however it reconnects.
 
 use std::fmt;
 use std::marker::PhantomData;
