@@ -299,6 +299,10 @@ pub struct QuicSection {
     pub max_handshakes_per_prefix: usize,
     /// Handshakes in progress in all (default 256).
     pub max_handshakes: usize,
+    /// Bytes of partial frames one connection may make us buffer over all
+    /// its streams (default 16 MiB + 64); more closes it. At least
+    /// `limits.max_frame_size`.
+    pub max_reassembly_bytes: usize,
 }
 
 impl Default for QuicSection {
@@ -312,6 +316,7 @@ impl Default for QuicSection {
             keep_alive_interval: quic.keep_alive_interval,
             max_handshakes_per_prefix: quic.max_handshakes_per_prefix,
             max_handshakes: quic.max_handshakes,
+            max_reassembly_bytes: quic.max_reassembly_bytes,
         }
     }
 }
@@ -468,6 +473,11 @@ pub struct LimitsSection {
     /// (default 16 MiB + 64, between [`MIN_FRAME_SIZE`] and
     /// [`MAX_FRAME_SIZE`]).
     pub max_frame_size: usize,
+    /// Bytes one peer may make the node hold in its receive queues, over
+    /// all channels, counting the credit it holds at each channel's largest
+    /// message (default 16 MiB, at least [`MIN_FRAME_SIZE`]). Split between
+    /// the channels; every channel keeps room for one largest message.
+    pub recv_bytes_per_peer: usize,
 }
 
 impl Default for LimitsSection {
@@ -482,6 +492,7 @@ impl Default for LimitsSection {
             pong_timeout: router.pong_timeout,
             close_grace: router.close_grace,
             max_frame_size: TcpConfig::default().max_frame_size,
+            recv_bytes_per_peer: router.recv_bytes_per_peer,
         }
     }
 }
@@ -1007,6 +1018,21 @@ impl Config {
                 ),
             ));
         }
+        at_least(
+            "limits.recv_bytes_per_peer",
+            limits.recv_bytes_per_peer,
+            MIN_FRAME_SIZE,
+        )?;
+        let quic = &self.transports.quic;
+        if quic.max_reassembly_bytes < size {
+            return Err(invalid(
+                "transports.quic.max_reassembly_bytes",
+                format!(
+                    "must be at least limits.max_frame_size ({size}), or a frame that large could never be reassembled (got {})",
+                    quic.max_reassembly_bytes
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -1229,6 +1255,7 @@ impl Config {
             ping_interval: limits.ping_interval,
             pong_timeout: limits.pong_timeout,
             close_grace: limits.close_grace,
+            recv_bytes_per_peer: limits.recv_bytes_per_peer,
             peer_manager: PeerManagerConfig {
                 max_inbound: peers.max_inbound,
                 max_outbound: peers.max_outbound,
@@ -1269,6 +1296,7 @@ impl Config {
             max_handshakes_per_prefix: quic.max_handshakes_per_prefix,
             max_handshakes: quic.max_handshakes,
             max_frame_size: self.limits.max_frame_size,
+            max_reassembly_bytes: quic.max_reassembly_bytes,
             ..QuicConfig::default()
         })
     }
@@ -1361,6 +1389,9 @@ keep_alive_interval = {quic_keep_alive_interval}
 max_handshakes_per_prefix = {quic_max_handshakes_per_prefix}
 # Handshakes in progress in all at most.
 max_handshakes = {quic_max_handshakes}
+# Bytes of unfinished frames one connection may make us buffer over all its
+# streams; more closes it. At least limits.max_frame_size.
+max_reassembly_bytes = {quic_max_reassembly_bytes}
 
 # Who to dial at start, and how many connections to keep.
 [peers]
@@ -1400,6 +1431,11 @@ close_grace = {close_grace}
 # Largest frame accepted from a peer, in bytes, on every transport
 # ({min_frame} to {max_frame}; the default is 16 MiB plus framing).
 max_frame_size = {max_frame_size}
+# Bytes one peer may make us hold in receive queues, over all channels
+# (what it sent and no reactor took yet, and what its credit allows at
+# each channel's largest message). All peers: this times (max_inbound +
+# max_outbound + max_requested_outbound + persistent peers + 1).
+recv_bytes_per_peer = {recv_bytes_per_peer}
 
 # Peer exchange: how a node learns addresses beyond its bootstrap peers.
 [reactors.pex]
@@ -1499,6 +1535,7 @@ filter = {log_filter}
             quic_keep_alive_interval = quote(&human(quic.keep_alive_interval)),
             quic_max_handshakes_per_prefix = quic.max_handshakes_per_prefix,
             quic_max_handshakes = quic.max_handshakes,
+            quic_max_reassembly_bytes = quic.max_reassembly_bytes,
             bootstrap = address_list(&peers.bootstrap),
             persistent = address_list(&peers.persistent),
             max_inbound = peers.max_inbound,
@@ -1516,6 +1553,7 @@ filter = {log_filter}
             min_frame = MIN_FRAME_SIZE,
             max_frame = MAX_FRAME_SIZE,
             max_frame_size = limits.max_frame_size,
+            recv_bytes_per_peer = limits.recv_bytes_per_peer,
             pex_enabled = pex.enabled,
             min_peers = pex.min_peers,
             request_interval = quote(&human(pex.request_interval)),

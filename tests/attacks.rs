@@ -12,128 +12,21 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{Proc, config, wait_until};
-use p2p::Keypair;
-use p2p::transport::{Frame, decode_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use transport_tcp::handshake::{NOISE_PARAMS, identity_payload, prologue};
+use common::noise::NoiseClient;
+use common::{Proc, config, rss, wait_until};
+use p2p::transport::Frame;
 
 const NETWORK: &str = "e2e";
-/// Plaintext per Noise transport message (65,535 less the 16-byte tag).
-const MAX_PLAIN: usize = 65_535 - 16;
-
-/// A Noise XX initiator written from ADR 0004, not the transport's code.
-struct NoiseClient {
-    stream: TcpStream,
-    session: snow::TransportState,
-}
-
-impl NoiseClient {
-    /// Connects from `from` to `to` and completes the Noise handshake
-    /// under a fresh identity derived from `seed`.
-    async fn connect(from: Ipv4Addr, to: SocketAddr, seed: u64) -> std::io::Result<Self> {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
-        let mut stream = socket.connect(to).await?;
-        let keypair = Keypair::from_seed(seed);
-        let params = NOISE_PARAMS.parse().map_err(std::io::Error::other)?;
-        let static_key = snow::Builder::new(NOISE_PARAMS.parse().map_err(std::io::Error::other)?)
-            .generate_keypair()
-            .map_err(std::io::Error::other)?;
-        let prologue = prologue(NETWORK);
-        let mut state = snow::Builder::new(params)
-            .local_private_key(&static_key.private)
-            .and_then(|b| b.prologue(&prologue))
-            .and_then(|b| b.build_initiator())
-            .map_err(std::io::Error::other)?;
-        let mut buf = vec![0u8; 1024];
-        let n = state
-            .write_message(&[], &mut buf)
-            .map_err(std::io::Error::other)?;
-        write_message(&mut stream, &buf[..n]).await?;
-        let incoming = read_message(&mut stream).await?;
-        let mut payload = vec![0u8; 1024];
-        state
-            .read_message(&incoming, &mut payload)
-            .map_err(std::io::Error::other)?;
-        let identity = identity_payload(&keypair, &static_key.public);
-        let n = state
-            .write_message(&identity, &mut buf)
-            .map_err(std::io::Error::other)?;
-        write_message(&mut stream, &buf[..n]).await?;
-        let session = state.into_transport_mode().map_err(std::io::Error::other)?;
-        Ok(Self { stream, session })
-    }
-
-    /// Encrypts and sends `plain`, in as many Noise messages as it takes.
-    async fn send(&mut self, plain: &[u8]) -> std::io::Result<()> {
-        let mut sealed = vec![0u8; 65_535];
-        for chunk in plain.chunks(MAX_PLAIN) {
-            let n = self
-                .session
-                .write_message(chunk, &mut sealed)
-                .map_err(std::io::Error::other)?;
-            write_message(&mut self.stream, &sealed[..n]).await?;
-        }
-        Ok(())
-    }
-
-    /// Reads until one whole frame has arrived.
-    async fn recv_frame(&mut self) -> std::io::Result<Frame> {
-        let mut plain = BytesMut::new();
-        let mut opened = vec![0u8; 65_535];
-        loop {
-            if let Some(frame) =
-                decode_frame(&mut plain, 16 << 20).map_err(std::io::Error::other)?
-            {
-                return Ok(frame);
-            }
-            let sealed = read_message(&mut self.stream).await?;
-            let n = self
-                .session
-                .read_message(&sealed, &mut opened)
-                .map_err(std::io::Error::other)?;
-            plain.extend_from_slice(&opened[..n]);
-        }
-    }
-}
-
-async fn write_message(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
-    let len = u16::try_from(message.len()).map_err(std::io::Error::other)?;
-    stream.write_all(&len.to_be_bytes()).await?;
-    stream.write_all(message).await
-}
-
-async fn read_message(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut message).await?;
-    Ok(message)
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// The node process's resident memory, in bytes.
-fn rss(node: &Proc) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
-        .expect("the node's /proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
 }
 
 /// The sum of `handshakes_refused_total` samples whose reason is `reason`.
@@ -169,7 +62,7 @@ fn idle_connections_from_one_network_leave_room_for_honest_handshakes() {
         let mut seed = 10_000;
         while idle.len() < 70 && seed < 12_000 {
             seed += 1;
-            match NoiseClient::connect(Ipv4Addr::new(127, 1, 0, 1), target, seed).await {
+            match NoiseClient::connect(Ipv4Addr::new(127, 1, 0, 1), target, NETWORK, seed).await {
                 Ok(client) => idle.push(client),
                 // The transport's own per-network cap on Noise handshakes
                 // in progress: wait for one to finish, as an attacker would.
@@ -180,9 +73,10 @@ fn idle_connections_from_one_network_leave_room_for_honest_handshakes() {
         // Honest handshakes, from 127.0.0.1, while the idle ones stay open.
         let mut hellos = 0;
         for seed in 0..5 {
-            let mut client = NoiseClient::connect(Ipv4Addr::LOCALHOST, target, 20_000 + seed)
-                .await
-                .expect("an honest Noise handshake");
+            let mut client =
+                NoiseClient::connect(Ipv4Addr::LOCALHOST, target, NETWORK, 20_000 + seed)
+                    .await
+                    .expect("an honest Noise handshake");
             let frame = tokio::time::timeout(Duration::from_secs(5), client.recv_frame()).await;
             if matches!(frame, Ok(Ok(Frame::Hello(_)))) {
                 hellos += 1;
@@ -218,7 +112,8 @@ fn hello_frames_announced_at_16_mib_do_not_inflate_the_node() {
                 let seed = 30_000 + u64::from(network) * 100 + n;
                 let (release, sent_tx) = (release.clone(), sent_tx.clone());
                 attacks.push(tokio::spawn(async move {
-                    if let Ok(mut client) = NoiseClient::connect(from, target, seed).await {
+                    if let Ok(mut client) = NoiseClient::connect(from, target, NETWORK, seed).await
+                    {
                         let mut body = BytesMut::new();
                         prost::encoding::encode_varint(ANNOUNCED, &mut body);
                         body.resize(body.len() + SENT, 0x41);

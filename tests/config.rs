@@ -80,6 +80,7 @@ idle_timeout = "1m"
 keep_alive_interval = "20s"
 max_handshakes_per_prefix = 3
 max_handshakes = 30
+max_reassembly_bytes = 4194304
 
 [peers]
 bootstrap = ["tcp://{a}@127.0.0.1:7500", "quic://{b}@seed.example.org:7501"]
@@ -99,6 +100,7 @@ ping_interval = "8s"
 pong_timeout = "9s"
 close_grace = "500ms"
 max_frame_size = 1048640
+recv_bytes_per_peer = 3145728
 
 [reactors.pex]
 enabled = false
@@ -440,6 +442,17 @@ fn each_validation_rule_names_its_field() {
             "(got 1000000000)",
         ),
         (
+            "[limits]\nrecv_bytes_per_peer = 1000".into(),
+            "limits.recv_bytes_per_peer",
+            "at least 65536 (got 1000)",
+        ),
+        (
+            "[limits]\nmax_frame_size = 1048640\n[transports.quic]\nmax_reassembly_bytes = 1000000"
+                .into(),
+            "transports.quic.max_reassembly_bytes",
+            "at least limits.max_frame_size (1048640)",
+        ),
+        (
             "[peers]\nmax_inbound = 0\nmax_outbound = 2\n[reactors.pex]\nmin_peers = 3".into(),
             "reactors.pex.min_peers",
             "can never be reached",
@@ -685,6 +698,7 @@ fn conversions_carry_the_values() {
     assert_eq!(router.ping_interval, Duration::from_secs(8));
     assert_eq!(router.pong_timeout, Duration::from_secs(9));
     assert_eq!(router.close_grace, Duration::from_millis(500));
+    assert_eq!(router.recv_bytes_per_peer, 3 * 1024 * 1024);
     let pm = &router.peer_manager;
     assert_eq!(pm.max_inbound, 5);
     assert_eq!(pm.max_outbound, 6);
@@ -724,6 +738,7 @@ fn conversions_carry_the_values() {
     assert_eq!(quic.max_handshakes_per_prefix, 3);
     assert_eq!(quic.max_handshakes, 30);
     assert_eq!(quic.max_frame_size, 1_048_640);
+    assert_eq!(quic.max_reassembly_bytes, 4 * 1024 * 1024);
 
     assert!(!config.reactors.pex.enabled);
     assert_eq!(

@@ -28,7 +28,11 @@
 //!
 //! What an attacker can do: send garbage, which costs it score and
 //! eventually a ban; fill the receive window we granted it on a channel,
-//! which delays only its own messages on that channel.
+//! which delays only its own messages on that channel. The window is
+//! bounded in bytes too: a peer holds credit only as far as its share of
+//! `RouterConfig::recv_bytes_per_peer` covers it at the channel's
+//! `max_message_size`, so over all channels it can make us hold at most
+//! that many bytes, however it reconnects.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -503,7 +507,7 @@ impl<M: Message + Default> ChannelReceiver<M> {
     }
 
     fn accept(&self, inbound: Inbound) -> Option<Envelope<M>> {
-        inbound.link.consumed(self.index);
+        inbound.link.consumed(self.index, inbound.payload.len());
         match M::decode(inbound.payload) {
             Ok(message) => Some(Envelope {
                 from: inbound.link.peer,
@@ -535,7 +539,7 @@ impl<M> Drop for ChannelReceiver<M> {
     fn drop(&mut self) {
         self.inbound.close();
         while let Ok(inbound) = self.inbound.try_recv() {
-            inbound.link.consumed(self.index);
+            inbound.link.consumed(self.index, inbound.payload.len());
             self.shared
                 .metrics
                 .drop(self.descriptor.name, DropReason::ReceiverClosed);

@@ -11,6 +11,7 @@
 //! | `peers` | direction | connected peers |
 //! | `peer_reports_total` | – | misbehaviour reports |
 //! | `handshakes_refused_total` | reason | connections ended before they became peers |
+//! | `transport_violations_total` | reason | admitted connections the transport ended over the peer's bytes: `frame_too_large`, `reassembly_budget` (QUIC partial frames), `protocol` |
 //!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
@@ -133,6 +134,9 @@ pub struct Metrics {
     pub peer_reports: Counter,
     /// Connections ended before they became peers, by reason.
     pub handshakes_refused: Family<ReasonLabels, Counter>,
+    /// Admitted connections ended because the peer's bytes broke a
+    /// transport limit or the framing, by reason.
+    pub transport_violations: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -189,6 +193,11 @@ impl Metrics {
             "handshakes_refused",
             "Connections ended before they became peers",
             self.handshakes_refused.clone(),
+        );
+        r.register(
+            "transport_violations",
+            "Admitted connections ended because the peer broke a transport limit or the framing",
+            self.transport_violations.clone(),
         );
     }
 
@@ -248,6 +257,25 @@ impl Metrics {
         self.messages_received.remove(&metrics.labels);
         self.bytes_received.remove(&metrics.labels);
         self.send_queue_depth.remove(&metrics.labels);
+    }
+
+    /// Counts a connection the transport ended over the peer's bytes.
+    pub(crate) fn violation(&self, reason: &str) {
+        self.transport_violations
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Admitted connections ended over the peer's bytes so far, for
+    /// `reason` (`frame_too_large`, `reassembly_budget`, `protocol`).
+    pub fn violations(&self, reason: &str) -> u64 {
+        self.transport_violations
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .get()
     }
 
     /// Counts a refused connection.

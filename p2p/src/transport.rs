@@ -366,6 +366,16 @@ pub enum ConnectionError {
         /// The limit.
         max: usize,
     },
+    /// The remote's partial frames, over all the streams of the
+    /// connection, exceeded what the transport buffers while it reassembles
+    /// frames (QUIC's `max_reassembly_bytes`).
+    #[error("partial frames of {size} bytes exceed the reassembly budget of {max}")]
+    ReassemblyTooLarge {
+        /// Bytes of partial frames buffered.
+        size: u64,
+        /// The budget.
+        max: usize,
+    },
     /// The remote broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -19,6 +19,8 @@ pub struct RawPeer {
     /// The attacker's key.
     pub keypair: Keypair,
     conn: Connection,
+    /// Frames that came behind the node's `Hello`.
+    early: Vec<Frame>,
     _endpoint: MemoryTransport,
 }
 
@@ -69,9 +71,14 @@ impl RawPeer {
             .await?;
         let mut frames = Vec::new();
         conn.stream.recv(&mut frames).await?;
+        let early = match frames.first() {
+            Some(Frame::Hello(_)) => frames.split_off(1),
+            _ => frames,
+        };
         Ok(Self {
             keypair,
             conn,
+            early,
             _endpoint: endpoint,
         })
     }
@@ -79,6 +86,24 @@ impl RawPeer {
     /// The attacker's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.keypair.peer_id()
+    }
+
+    /// Waits up to `wait` for frames from the node (its credit, pings,
+    /// messages); returns what arrived, none if nothing did.
+    pub async fn recv(&mut self, wait: std::time::Duration) -> Result<Vec<Frame>, ConnectionError> {
+        let mut frames = std::mem::take(&mut self.early);
+        if !frames.is_empty() {
+            return Ok(frames);
+        }
+        match tokio::time::timeout(wait, self.conn.stream.recv(&mut frames)).await {
+            Ok(result) => result.map(|()| frames),
+            Err(_) => Ok(frames),
+        }
+    }
+
+    /// Sends `frames` as they are.
+    pub async fn send_frames(&mut self, mut frames: Vec<Frame>) -> Result<(), ConnectionError> {
+        self.conn.sink.send(&mut frames).await
     }
 
     /// Sends `message` on `channel`, unasked and without waiting for

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod noise;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -164,6 +166,18 @@ pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} not in /metrics: {text}"))
+}
+
+/// The node process's resident memory, in bytes.
+pub fn rss(node: &Proc) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
+        .expect("the node's /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
 }
 
 /// Waits until `condition` holds.

@@ -87,7 +87,7 @@ pub(crate) async fn handshake(
         ),
     })?;
     let mut frames = frames.into_iter();
-    let theirs = match frames.next() {
+    let mut theirs = match frames.next() {
         Some(Frame::Hello(info)) => *info,
         Some(Frame::Goodbye(g)) => {
             return Err(HandshakeError::new(
@@ -110,6 +110,9 @@ pub(crate) async fn handshake(
         refuse(conn.sink.as_mut(), &err).await;
         return Err(err);
     }
+    // Kept for the connection's life: a view into the frame would keep the
+    // whole `Hello` (up to 64 KiB) and whatever shared its buffer.
+    theirs.peer_id = bytes::Bytes::copy_from_slice(&theirs.peer_id);
     Ok((theirs, frames.collect()))
 }
 
@@ -365,11 +368,21 @@ async fn read_loop(
                 }
             }
             Err(ConnectionError::Closed) => return "remote closed the connection".to_string(),
-            Err(e @ (ConnectionError::Protocol(_) | ConnectionError::FrameTooLarge { .. })) => {
+            Err(
+                e @ (ConnectionError::Protocol(_)
+                | ConnectionError::FrameTooLarge { .. }
+                | ConnectionError::ReassemblyTooLarge { .. }),
+            ) => {
                 // Bytes that break the transport's framing or crypto, or a
-                // frame over the limit, are the peer's doing: it pays for
-                // them as for any other protocol violation, so reconnecting
-                // to repeat them costs it its score.
+                // frame (or partial frames) over the limit, are the peer's
+                // doing: it pays for them as for any other protocol
+                // violation, so reconnecting to repeat them costs it its
+                // score.
+                shared.metrics.violation(match e {
+                    ConnectionError::FrameTooLarge { .. } => "frame_too_large",
+                    ConnectionError::ReassemblyTooLarge { .. } => "reassembly_budget",
+                    _ => "protocol",
+                });
                 let detail = e.to_string();
                 shared.report(link.peer, PeerError::Protocol(detail.clone()));
                 return detail;
@@ -389,14 +402,14 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
             };
             let slot = &table.slots[index];
             let name = slot.descriptor.name;
-            if !link.take_credit(index) {
+            let size = payload.len();
+            if !link.take_credit(index, size) {
                 shared.metrics.drop(name, DropReason::FlowControl);
                 return violation(shared, link, PeerError::FlowControlViolation(channel));
             }
-            let size = payload.len();
             if size > slot.descriptor.max_message_size {
                 shared.metrics.drop(name, DropReason::TooLarge);
-                link.consumed(index);
+                link.consumed(index, size);
                 shared.report(
                     link.peer,
                     PeerError::MessageTooLarge {
@@ -411,7 +424,7 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
                 // We are disconnecting this peer (a ban, a violation, a
                 // shutdown): what it still sends is not delivered.
                 shared.metrics.drop(name, DropReason::PeerGone);
-                link.consumed(index);
+                link.consumed(index, size);
                 return Step::Continue;
             }
             let metrics = &link.metrics[index];
@@ -427,7 +440,7 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
                     tokio::sync::mpsc::error::TrySendError::Closed(_) => DropReason::ReceiverClosed,
                 };
                 shared.metrics.drop(name, reason);
-                link.consumed(index);
+                link.consumed(index, size);
             }
             Step::Continue
         }

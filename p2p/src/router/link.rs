@@ -5,9 +5,17 @@
 //! starts with none, the ledger grants its initial credit when the
 //! supervisor admits it, and a closed connection's consumed messages give
 //! their slots back to the ledger instead of to the remote.
+//!
+//! The ledger reserves slots and bytes for the connection; the link turns
+//! slots into credit only as far as the bytes cover them. A credit in the
+//! remote's hands is counted at the channel's `max_message_size` (the most
+//! it can send with it), a message in the receive queue at its size. So
+//! on each channel `queued bytes + outstanding credit × max_message_size ≤
+//! reserved bytes`, whatever the remote sends, and a slot the bytes cannot
+//! cover stays pending until messages are consumed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -36,19 +44,24 @@ pub(crate) struct Inbound {
 ///
 /// `remaining + pending + (messages of this connection in the receive
 /// queue) ≤ reserved`, and the ledger never lets reservations exceed the
-/// queue's capacity.
+/// queue's capacity. In bytes, `committed ≤ reserved_bytes`.
 #[derive(Debug, Default)]
 struct Granted {
     /// Messages the remote may still send before we return credit
     /// (including what it sent that has not arrived yet).
     remaining: AtomicU32,
     /// Messages the reactor consumed, or credit the ledger granted, that we
-    /// have not yet returned.
+    /// have not yet returned (or cannot yet: the bytes do not cover it).
     pending: AtomicU32,
     /// Slots of the channel's receive queue the ledger gave this connection:
     /// what we let the remote have outstanding, at most the window. Credit
-    /// is returned once half of it is pending.
+    /// is returned once half of what the bytes cover is pending.
     reserved: AtomicU32,
+    /// Bytes the ledger gave this connection on the channel.
+    reserved_bytes: AtomicU64,
+    /// Bytes the remote can make us hold: its messages in the receive
+    /// queue at their size, and the credit it holds at `max_message_size`.
+    committed: AtomicU64,
 }
 
 /// A connection to one peer.
@@ -66,6 +79,8 @@ pub(crate) struct Link {
     pub close: CancellationToken,
     granted: Vec<Granted>,
     channels: Vec<(ChannelId, &'static str)>,
+    /// Per channel, our `max_message_size`: what one credit can bring.
+    max_sizes: Vec<u64>,
     /// Per channel, the largest message the remote accepts.
     remote_max: Vec<usize>,
     ledger: Arc<CreditLedger>,
@@ -126,6 +141,10 @@ impl Link {
             close,
             granted,
             channels: descriptors.iter().map(|d| (d.id, d.name)).collect(),
+            max_sizes: descriptors
+                .iter()
+                .map(|d| d.max_message_size.max(1) as u64)
+                .collect(),
             remote_max,
             ledger: table.ledger.clone(),
         }
@@ -175,60 +194,118 @@ impl Link {
         })
     }
 
-    /// Takes one unit of the credit we granted on channel `index`; `false`
-    /// means the remote sent more than we allowed.
-    pub fn take_credit(&self, index: usize) -> bool {
+    /// What a message of `size` bytes counts for on channel `index`: its
+    /// size, but no more than a credit was charged (a larger one is
+    /// dropped at once).
+    fn counted(&self, index: usize, size: usize) -> u64 {
+        (size as u64).min(self.max_sizes[index])
+    }
+
+    /// Takes one unit of the credit we granted on channel `index` for a
+    /// message of `size` bytes; `false` means the remote sent more than we
+    /// allowed. The credit was charged at `max_message_size`; from now on
+    /// the message counts at its size.
+    pub fn take_credit(&self, index: usize, size: usize) -> bool {
         // Only the connection's reader decrements, so load-then-subtract
         // cannot go below zero.
-        let remaining = &self.granted[index].remaining;
-        if remaining.load(Ordering::Acquire) == 0 {
+        let granted = &self.granted[index];
+        if granted.remaining.load(Ordering::Acquire) == 0 {
             return false;
         }
-        remaining.fetch_sub(1, Ordering::AcqRel);
+        granted.remaining.fetch_sub(1, Ordering::AcqRel);
+        let refund = self.max_sizes[index] - self.counted(index, size);
+        sub(&granted.committed, refund);
         true
     }
 
-    /// The reactor consumed (or we discarded) one message of channel
-    /// `index`. On an open connection, its credit goes back to the remote,
-    /// in batches of half what the connection reserved. On a closed one its
-    /// slot goes back to the ledger: to the peer's next connection if that
-    /// one is owed credit, or to another peer.
-    pub fn consumed(&self, index: usize) {
+    /// The reactor consumed (or we discarded) one message of `size` bytes
+    /// of channel `index`. On an open connection, its credit goes back to
+    /// the remote, in batches of half what the connection can have
+    /// outstanding. On a closed one its slot and bytes go back to the
+    /// ledger: to the peer's next connection if that one is owed credit, or
+    /// to another peer.
+    pub fn consumed(&self, index: usize, size: usize) {
+        let bytes = self.counted(index, size);
         if self.outbox.is_closed() {
-            self.ledger.release(self.conn_id, index);
+            self.ledger.release(self.conn_id, index, bytes);
             return;
         }
         let granted = &self.granted[index];
+        sub(&granted.committed, bytes);
         let pending = granted.pending.fetch_add(1, Ordering::AcqRel) + 1;
-        // With nothing of this connection in the queue and nothing in
-        // flight, everything it reserved is pending, so credit never stalls
-        // below this threshold.
-        let threshold = (granted.reserved.load(Ordering::Acquire) / 2).max(1);
-        if pending >= threshold {
+        if pending >= self.threshold(index) {
             self.return_credit(index);
         }
     }
 
-    /// The ledger reserved `messages` more slots for this connection on
-    /// channel `index`: the remote may have that many more outstanding. The
-    /// credit goes out at once, with whatever else is pending, so the remote
-    /// gets its whole window even while our reactor reads nothing. (The
-    /// ledger grants a connection at most a window over its life, so this
-    /// costs at most that many frames, and they coalesce in the outbox.)
-    pub fn grant(&self, index: usize, messages: u32) {
+    /// Pending credit worth sending: half of what the connection may have
+    /// outstanding, the smaller of its slots and of the largest messages
+    /// its bytes cover. With nothing of this connection in the queue and
+    /// nothing in flight, all its slots are pending and its bytes are free,
+    /// so credit never stalls below this threshold.
+    fn threshold(&self, index: usize) -> u32 {
+        let granted = &self.granted[index];
+        let slots = granted.reserved.load(Ordering::Acquire);
+        let covered = granted.reserved_bytes.load(Ordering::Acquire) / self.max_sizes[index];
+        (u64::from(slots).min(covered) / 2).max(1) as u32
+    }
+
+    /// The ledger reserved `messages` more slots and `bytes` more bytes for
+    /// this connection on channel `index`: the remote may have that many
+    /// more outstanding. The credit goes out at once, with whatever else is
+    /// pending, so the remote gets its whole window even while our reactor
+    /// reads nothing. (The ledger grants a connection at most a window over
+    /// its life, so this costs at most that many frames, and they coalesce
+    /// in the outbox.)
+    pub fn grant(&self, index: usize, messages: u32, bytes: u64) {
         let Some(granted) = self.granted.get(index) else {
             return;
         };
         granted.reserved.fetch_add(messages, Ordering::AcqRel);
+        granted.reserved_bytes.fetch_add(bytes, Ordering::AcqRel);
         granted.pending.fetch_add(messages, Ordering::AcqRel);
         self.return_credit(index);
     }
 
-    /// Sends the pending credit of channel `index`.
+    /// Sends the pending credit of channel `index`, as much of it as the
+    /// reserved bytes cover at `max_message_size` each. Several threads may
+    /// return credit at once (the reader, reactors, the ledger): each takes
+    /// pending credit first, then charges its bytes, and puts back what the
+    /// bytes no longer cover, so no credit is sent twice or uncovered.
     fn return_credit(&self, index: usize) {
         let granted = &self.granted[index];
-        let messages = granted.pending.swap(0, Ordering::AcqRel);
-        if messages > 0 {
+        let max = self.max_sizes[index];
+        loop {
+            let committed = granted.committed.load(Ordering::Acquire);
+            let reserved = granted.reserved_bytes.load(Ordering::Acquire);
+            let covered =
+                (reserved.saturating_sub(committed) / max).min(u64::from(u32::MAX)) as u32;
+            if covered == 0 {
+                return;
+            }
+            let Ok(before) =
+                granted
+                    .pending
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                        (pending > 0).then(|| pending - pending.min(covered))
+                    })
+            else {
+                return;
+            };
+            let messages = before.min(covered);
+            let charge = u64::from(messages) * max;
+            let charged =
+                granted
+                    .committed
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                        let total = c.checked_add(charge)?;
+                        (total <= granted.reserved_bytes.load(Ordering::Acquire)).then_some(total)
+                    });
+            if charged.is_err() {
+                // Another thread handed out credit meanwhile: look again.
+                granted.pending.fetch_add(messages, Ordering::AcqRel);
+                continue;
+            }
             // Grant before telling the remote, so its next message finds the
             // credit in place.
             granted.remaining.fetch_add(messages, Ordering::AcqRel);
@@ -236,6 +313,7 @@ impl Link {
                 channel: self.channels[index].0,
                 messages,
             });
+            return;
         }
     }
 
@@ -278,10 +356,157 @@ impl Link {
     }
 }
 
+/// Subtracts `n` from `counter`, never below zero.
+fn sub(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            Some(c.saturating_sub(n))
+        });
+    }
+}
+
 impl Drop for Link {
     /// The last `Inbound` of this connection is gone, and so is every other
     /// holder: whatever it still reserved in the receive queues is free.
     fn drop(&mut self) {
         self.ledger.unregister(self.conn_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChannelDescriptor;
+    use crate::identity::Keypair;
+    use crate::router::shared::ChannelSlot;
+    use proptest::prelude::*;
+
+    const WINDOW: usize = 64;
+    const MAX: usize = 1000;
+    /// Bytes for ten of the largest messages.
+    const BUDGET: u64 = 10 * MAX as u64;
+
+    /// A connection on one channel of `WINDOW` messages of at most `MAX`
+    /// bytes, with a per-peer budget of `BUDGET`, admitted.
+    fn admitted() -> Arc<Link> {
+        let descriptor = ChannelDescriptor {
+            recv_buffer: WINDOW,
+            max_message_size: MAX,
+            ..ChannelDescriptor::new(0x10, "test")
+        };
+        let capacity = WINDOW * 4;
+        let (inbound, _) = tokio::sync::mpsc::channel(capacity);
+        let table = ChannelTable::new(
+            vec![ChannelSlot {
+                descriptor,
+                inbound,
+                capacity,
+            }],
+            BUDGET,
+        );
+        let info = proto::NodeInfo {
+            channels: vec![proto::ChannelInfo {
+                id: 0x10,
+                recv_window: 64,
+                max_message_size: 0,
+            }],
+            ..Default::default()
+        };
+        let link = Arc::new(Link::new(
+            Keypair::from_seed(1).peer_id(),
+            1,
+            Direction::Inbound,
+            info,
+            &table,
+            &Metrics::default(),
+            CancellationToken::new(),
+        ));
+        table.ledger.register(&link);
+        link
+    }
+
+    /// Credit the link sent since the last call.
+    fn credit_sent(link: &Link) -> u64 {
+        let (mut frames, mut sent) = (Vec::new(), vec![(0, 0)]);
+        let _ = link
+            .outbox
+            .next_batch(&mut frames, &mut sent, 1024, usize::MAX);
+        frames
+            .iter()
+            .map(|f| match f {
+                Frame::Credit { messages, .. } => u64::from(*messages),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn credit_covers_the_largest_messages_within_the_byte_window() {
+        let link = admitted();
+        // 64 slots, but bytes for 10 messages of MAX: 10 credits.
+        assert_eq!(credit_sent(&link), 10);
+        // The remote spends them on the largest messages; nothing more
+        // comes while they wait in the queue.
+        for _ in 0..10 {
+            assert!(link.take_credit(0, MAX));
+        }
+        assert!(!link.take_credit(0, 1), "no credit left");
+        assert_eq!(credit_sent(&link), 0);
+        // The reactor takes five: their credit goes back.
+        for _ in 0..5 {
+            link.consumed(0, MAX);
+        }
+        assert_eq!(credit_sent(&link), 5);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The remote sends a message of this many bytes, if it has credit.
+        Send(usize),
+        /// The reactor takes the oldest queued message.
+        Take,
+    }
+
+    proptest! {
+        /// Whatever the remote sends and whenever the reactor reads, what
+        /// it can make us hold (queued messages at their size, credit in
+        /// its hands at `MAX`) stays within the byte window, and once the
+        /// reactor has taken everything it holds the credit for `BUDGET /
+        /// MAX` messages again.
+        #[test]
+        fn the_remote_never_holds_more_than_the_byte_window(
+            steps in proptest::collection::vec(
+                prop_oneof![(0usize..=MAX).prop_map(Step::Send), Just(Step::Take)],
+                1..300,
+            )
+        ) {
+            let link = admitted();
+            let mut credit = credit_sent(&link);
+            let mut queued = std::collections::VecDeque::new();
+            for step in steps {
+                match step {
+                    Step::Send(size) if credit > 0 => {
+                        prop_assert!(link.take_credit(0, size));
+                        credit -= 1;
+                        queued.push_back(size);
+                    }
+                    Step::Send(size) => prop_assert!(!link.take_credit(0, size)),
+                    Step::Take => {
+                        if let Some(size) = queued.pop_front() {
+                            link.consumed(0, size);
+                        }
+                    }
+                }
+                credit += credit_sent(&link);
+                let held = queued.iter().sum::<usize>() as u64 + credit * MAX as u64;
+                prop_assert!(held <= BUDGET, "the remote can make us hold {held} bytes");
+                prop_assert!(queued.len() as u64 + credit <= WINDOW as u64);
+            }
+            while let Some(size) = queued.pop_front() {
+                link.consumed(0, size);
+            }
+            credit += credit_sent(&link);
+            prop_assert_eq!(credit, BUDGET / MAX as u64);
+        }
     }
 }

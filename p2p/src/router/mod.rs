@@ -114,6 +114,18 @@ pub struct RouterConfig {
     /// A ping unanswered (nothing received at all) for this long ends the
     /// connection: the peer is dead or the path is.
     pub pong_timeout: Duration,
+    /// Bytes one peer may make us hold in receive queues, over all
+    /// channels: its messages waiting for a reactor, and the credit it
+    /// holds counted at each channel's `max_message_size` (default
+    /// 16 MiB). It is split between the channels when the router starts:
+    /// each gets an equal share, or what its window of largest messages
+    /// could hold if that is less, and at least one largest message. All
+    /// peers together hold at most this times the peers the receive queues
+    /// make room for (the peer manager's inbound, outbound and requested
+    /// outbound limits, plus persistent peers, plus one). Lower it to bound
+    /// memory; raise it when channels of large messages need more than one
+    /// in flight.
+    pub recv_bytes_per_peer: usize,
     /// Peer updates buffered per subscriber before it lags.
     pub peer_update_buffer: usize,
     /// Seed of the peer manager's jitter.
@@ -136,6 +148,7 @@ impl Default for RouterConfig {
             close_grace: Duration::from_secs(2),
             ping_interval: Duration::from_secs(15),
             pong_timeout: Duration::from_secs(10),
+            recv_bytes_per_peer: 16 * 1024 * 1024,
             peer_update_buffer: 1024,
             seed: rand::random(),
         }
@@ -367,7 +380,10 @@ impl RouterBuilder {
             now,
         );
         peer_manager.load(records);
-        let table = Arc::new(ChannelTable::new(self.channels));
+        let table = Arc::new(ChannelTable::new(
+            self.channels,
+            self.config.recv_bytes_per_peer as u64,
+        ));
         let listen_addresses: Vec<PeerAddress> = self
             .transports
             .iter()

@@ -11,7 +11,7 @@ use crate::channel::{ChannelDescriptor, PeerError};
 use crate::identity::PeerId;
 use crate::metrics::Metrics;
 use crate::router::PeerUpdate;
-use crate::router::ledger::CreditLedger;
+use crate::router::ledger::{ChannelLimits, CreditLedger, byte_windows};
 use crate::router::link::{Inbound, Link};
 use crate::router::supervisor::Event;
 
@@ -34,17 +34,38 @@ pub(crate) struct ChannelTable {
 }
 
 impl ChannelTable {
-    pub fn new(slots: Vec<ChannelSlot>) -> Self {
+    /// The table of `slots`, with a ledger that lets one peer hold at most
+    /// `recv_bytes_per_peer` over all of them (split by [`byte_windows`]),
+    /// and all peers together that much for each peer the queues make room
+    /// for.
+    pub fn new(slots: Vec<ChannelSlot>, recv_bytes_per_peer: u64) -> Self {
         let by_id = slots
             .iter()
             .enumerate()
             .map(|(i, s)| (s.descriptor.id.0, i))
             .collect();
-        let ledger = Arc::new(CreditLedger::new(
-            slots
-                .iter()
-                .map(|s| (s.descriptor.recv_buffer as u32, s.capacity as u64)),
-        ));
+        let windows: Vec<(u32, u64)> = slots
+            .iter()
+            .map(|s| {
+                (
+                    s.descriptor.recv_buffer as u32,
+                    s.descriptor.max_message_size as u64,
+                )
+            })
+            .collect();
+        let byte_windows = byte_windows(&windows, recv_bytes_per_peer);
+        let ledger = Arc::new(CreditLedger::new(slots.iter().zip(byte_windows).map(
+            |(s, byte_window)| {
+                // The queue makes room for a window of this many peers.
+                let peers = (s.capacity / s.descriptor.recv_buffer.max(1)).max(1) as u64;
+                ChannelLimits {
+                    window: s.descriptor.recv_buffer as u32,
+                    capacity: s.capacity as u64,
+                    byte_window,
+                    byte_capacity: byte_window.saturating_mul(peers),
+                }
+            },
+        )));
         Self {
             slots,
             by_id,

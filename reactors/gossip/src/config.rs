@@ -112,7 +112,9 @@ pub struct PlumtreeConfig {
     pub optimization_threshold: u32,
     /// How long payloads are kept to answer grafts.
     pub payload_retention: Duration,
-    /// Bytes of payloads kept at most (oldest dropped first).
+    /// Bytes the payload cache holds at most, oldest dropped first: each
+    /// message's payload, copied out of the frame it came in so that it
+    /// holds nothing else, plus its entry (about 200 bytes).
     pub payload_cache_bytes: usize,
     /// How long message ids are remembered, so a message is delivered once.
     /// Must exceed [`GossipConfig::max_message_age`] plus

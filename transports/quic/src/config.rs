@@ -30,6 +30,17 @@ pub struct QuicConfig {
     /// frame at a time, so set it to the largest `max_message_size` among
     /// the node's channels plus 64 (see ADR 0006, "Limits").
     pub max_frame_size: usize,
+    /// Bytes of partial frames one connection may make us buffer, over its
+    /// control stream and all its channel streams (default: 16 MiB + 64,
+    /// one largest frame, as much as TCP's one partial frame can hold).
+    /// Each stream reassembles one frame at a time, so honest peers
+    /// buffer at most one partial frame per channel in use; more closes
+    /// the connection (`ConnectionError::ReassemblyTooLarge`, counted by
+    /// the router as `transport_violations_total{reason="reassembly_budget"}`).
+    /// At least `max_frame_size`; set it to the sum of the largest
+    /// `max_message_size` of the channels a peer may send on at once if
+    /// several of them carry large messages.
+    pub max_reassembly_bytes: usize,
     /// Channels a peer may open streams for at once (default 256): the
     /// QUIC limit on concurrent unidirectional streams is this plus a
     /// little slack. A channel beyond it waits for a stream and stalls alone.
@@ -67,6 +78,7 @@ impl Default for QuicConfig {
             max_handshakes: 256,
             accept_backlog: 128,
             max_frame_size: p2p::router::MAX_MESSAGE_SIZE + 64,
+            max_reassembly_bytes: p2p::router::MAX_MESSAGE_SIZE + 64,
             max_channels: 256,
             stream_receive_window: 1024 * 1024,
             receive_window: 16 * 1024 * 1024,

@@ -22,6 +22,14 @@
 //! reactor, ADR 0002, so nothing is buffered beyond QUIC's windows and one
 //! frame per stream).
 //!
+//! Partial frames are bounded over the whole connection: the bytes the
+//! control stream's and every channel stream's buffer hold between reads
+//! are at most `max_reassembly_bytes` (a frame may take `max_frame_size`,
+//! but a peer may open `max_channels` + 8 streams and start one on each).
+//! Past it the connection closes as for a violation, with
+//! `ConnectionError::ReassemblyTooLarge`, which the router counts
+//! (`transport_violations_total{reason="reassembly_budget"}`).
+//!
 //! A violation closes the connection with [`CLOSE_FRAMING`] and the reason;
 //! the local router sees `ConnectionError::Protocol` first. A `Goodbye`
 //! closes it with [`CLOSE_GOODBYE_BASE`] + the reason and the detail: the
@@ -639,6 +647,12 @@ pub(crate) struct QuicStream {
     max_frame: usize,
     /// The transport's own limit (`max_frame_size`).
     frame_limit: usize,
+    /// The most bytes of partial frames kept over all streams
+    /// (`max_reassembly_bytes`).
+    max_reassembly: usize,
+    /// Bytes of partial frames kept now: what the control stream's and
+    /// every channel stream's buffer holds between reads.
+    reassembling: usize,
     goodbye_wait: Duration,
     /// Reads in progress: the control stream (unless parked), the
     /// acceptor (while accepting) and every channel stream.
@@ -663,6 +677,7 @@ impl QuicStream {
         conn: quinn::Connection,
         control: RecvStream,
         max_frame: usize,
+        max_reassembly: usize,
         goodbye_wait: Duration,
     ) -> Self {
         let sources = FuturesUnordered::new();
@@ -671,6 +686,8 @@ impl QuicStream {
             conn,
             max_frame,
             frame_limit: max_frame,
+            max_reassembly,
+            reassembling: 0,
             goodbye_wait,
             sources,
             control_buf: BytesMut::new(),
@@ -716,6 +733,22 @@ impl QuicStream {
         })
     }
 
+    /// A buffer that held `before` bytes of partial frames now holds
+    /// `after`: more than `max_reassembly` over all streams closes the
+    /// connection. A peer can otherwise start a frame on every stream it
+    /// may open (`max_channels` + 8) and never finish it, up to
+    /// `max_frame_size` each.
+    fn reassembled(&mut self, before: usize, after: usize) -> Result<(), ConnectionError> {
+        self.reassembling = (self.reassembling + after).saturating_sub(before);
+        if self.reassembling > self.max_reassembly {
+            return Err(self.violation(ConnectionError::ReassemblyTooLarge {
+                size: self.reassembling as u64,
+                max: self.max_reassembly,
+            }));
+        }
+        Ok(())
+    }
+
     fn add_reader(&mut self, stream: RecvStream) {
         self.read_on(ChannelReader {
             stream,
@@ -738,6 +771,7 @@ impl QuicStream {
         chunk: ReadResult,
         out: &mut Vec<Frame>,
     ) -> Result<(), ConnectionError> {
+        let before = self.control_buf.len();
         match chunk {
             Ok(Some(bytes)) => self.control_buf.extend_from_slice(&bytes),
             // The peer closed its sending side: the connection is over.
@@ -757,6 +791,7 @@ impl QuicStream {
                     return Err(self.violation(ConnectionError::Protocol(detail)));
                 }
                 Ok(Some(frame @ Frame::Goodbye(_))) => {
+                    self.reassembled(before, self.control_buf.len())?;
                     self.start_draining(frame);
                     self.parked_control = Some(stream);
                     return Ok(());
@@ -772,6 +807,7 @@ impl QuicStream {
                 Err(e) => return Err(self.violation(e)),
             }
         }
+        self.reassembled(before, self.control_buf.len())?;
         self.sources.push(read_control(stream));
         Ok(())
     }
@@ -798,6 +834,7 @@ impl QuicStream {
         out: &mut Vec<Frame>,
     ) -> Result<(), ConnectionError> {
         self.channel_readers -= 1;
+        let before = reader.buf.len();
         let ended = match chunk {
             Ok(Some(bytes)) => {
                 reader.buf.extend_from_slice(&bytes);
@@ -806,7 +843,10 @@ impl QuicStream {
             Ok(None) => true,
             // While a goodbye waits for the channel streams, a stream with
             // nothing left is simply done: what quinn still held was read.
-            Err(quinn::ReadError::ConnectionLost(_)) if self.draining.is_some() => return Ok(()),
+            Err(quinn::ReadError::ConnectionLost(_)) if self.draining.is_some() => {
+                self.reassembling = self.reassembling.saturating_sub(before);
+                return Ok(());
+            }
             Err(quinn::ReadError::ConnectionLost(_)) => return self.closed(out),
             Err(e) => {
                 return Err(ConnectionError::Reset(match reader.channel {
@@ -822,6 +862,7 @@ impl QuicStream {
                     let detail = "a channel stream ended before its channel id".to_string();
                     return Err(self.violation(ConnectionError::Protocol(detail)));
                 }
+                self.reassembled(before, reader.buf.len())?;
                 self.read_on(reader);
                 return Ok(());
             }
@@ -849,6 +890,7 @@ impl QuicStream {
                 Err(e) => return Err(self.violation(e)),
             }
         }
+        self.reassembled(before, reader.buf.len())?;
         match ended {
             false => self.read_on(reader),
             true if reader.buf.is_empty() => {}

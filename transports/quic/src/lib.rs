@@ -29,8 +29,10 @@
 //! datagrams (quinn drops what does not decrypt; established connections
 //! are unaffected); open streams (at most `max_channels` plus a little
 //! slack at once); announce a huge frame (refused from its length, before
-//! buffering); break the stream framing (the connection closes with
-//! `CLOSE_FRAMING` and the router counts it against the peer).
+//! buffering); start frames on many streams and never finish them (the
+//! partial frames of a connection are at most `max_reassembly_bytes`,
+//! past which it closes); break the stream framing (the connection closes
+//! with `CLOSE_FRAMING` and the router counts it against the peer).
 //!
 //! The design and the exact wire layout are in
 //! `adr/0006-quic-transport.md`.

@@ -145,6 +145,7 @@ fn into_connection(
             conn,
             recv,
             config.max_frame_size,
+            config.max_reassembly_bytes,
             config.close_timeout,
         )),
     }
@@ -166,6 +167,12 @@ impl QuicTransport {
             return Err(invalid(format!(
                 "network id of {} bytes exceeds {MAX_NETWORK_ID_LEN}, the room left in the ALPN",
                 config.network_id.len()
+            )));
+        }
+        if config.max_reassembly_bytes < config.max_frame_size {
+            return Err(invalid(format!(
+                "max_reassembly_bytes {} is less than max_frame_size {}: a frame that large could never be reassembled",
+                config.max_reassembly_bytes, config.max_frame_size
             )));
         }
         let identity = Identity::new(keypair).map_err(|e| invalid(e.to_string()))?;

@@ -687,6 +687,158 @@ async fn a_second_stream_for_a_channel_is_a_violation() {
     }
 }
 
+/// A raw peer with a valid identity starts a 1 MiB frame on each of 20
+/// channel streams and never finishes one: each is within
+/// `max_frame_size`, but together they pass the connection's reassembly
+/// budget (by default one largest frame, 16 MiB + 64), so the listener
+/// closes the connection, where before it buffered up to 264 streams ×
+/// 16 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_frames_over_the_reassembly_budget_end_the_connection() {
+    const MIB: usize = 1024 * 1024;
+    let (_, b) = bind(2, config("net"));
+    let (endpoint, client) = raw_client("net", Some(our_certificate(&Keypair::from_seed(6))));
+    let conn = endpoint
+        .connect_with(client, b.local_addr(), "switchyard")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut control, _control_recv) = conn.open_bi().await.expect("control");
+    let mut first = vec![transport_quic::CONTROL_STREAM_VERSION];
+    let mut ping = bytes::BytesMut::new();
+    p2p::transport::encode_frame(&Frame::Ping(1), &mut ping);
+    first.extend_from_slice(&ping);
+    control.write_all(&first).await.expect("control");
+    let mut inc = accept(&b).await.expect("accept");
+    assert!(matches!(recv_n(&mut inc, 1).await[0], Frame::Ping(1)));
+    let attack = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            // Held open: a finished stream would end mid-frame, another
+            // violation.
+            let mut streams = Vec::new();
+            for channel in 0..20u16 {
+                let Ok(mut stream) = conn.open_uni().await else {
+                    break;
+                };
+                let mut head = bytes::BytesMut::from(&channel.to_be_bytes()[..]);
+                p2p::transport::encode_data_head(ChannelId(channel), MIB, &mut head);
+                let mut bytes = head.to_vec();
+                bytes.resize(bytes.len() + MIB - 1, 0x41);
+                if stream.write_all(&bytes).await.is_err() {
+                    break;
+                }
+                streams.push(stream);
+            }
+            std::future::pending::<()>().await;
+            drop(streams);
+        })
+    };
+    let mut frames = Vec::new();
+    let err = loop {
+        match recv(&mut inc).await {
+            Ok(more) => frames.extend(more),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        err.to_string().contains("reassembly budget"),
+        "expected the reassembly budget to end the connection, got {err:?}"
+    );
+    assert!(frames.is_empty(), "no frame was complete: {frames:?}");
+    match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(CLOSE_FRAMING));
+        }
+        other => panic!("expected an application close, got {other}"),
+    }
+    attack.abort();
+}
+
+/// The same attack on a node: its router counts the violation
+/// (`transport_violations_total{reason="reassembly_budget"}`) and the
+/// attacker pays for it in score.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_counts_and_penalises_a_reassembly_violation() {
+    const MIB: usize = 1024 * 1024;
+    let keypair = Keypair::from_seed(2);
+    let transport = QuicTransport::bind_now(&keypair, config("net")).expect("bind");
+    let listen = transport.local_addr();
+    let mut builder = p2p::RouterBuilder::new(
+        keypair,
+        p2p::RouterConfig {
+            network_id: "net".into(),
+            ..p2p::RouterConfig::default()
+        },
+    );
+    builder.transport(Arc::new(transport));
+    let router = builder.start().expect("start");
+
+    let attacker = Keypair::from_seed(7);
+    let (endpoint, client) = raw_client("net", Some(our_certificate(&attacker)));
+    let conn = endpoint
+        .connect_with(client, listen, "switchyard")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut control, _control_recv) = conn.open_bi().await.expect("control");
+    let hello = p2p::proto::NodeInfo {
+        protocol_version: p2p::router::PROTOCOL_VERSION,
+        network_id: "net".into(),
+        peer_id: attacker.peer_id().as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    let mut first = bytes::BytesMut::from(&[transport_quic::CONTROL_STREAM_VERSION][..]);
+    p2p::transport::encode_frame(&Frame::Hello(Box::new(hello)), &mut first);
+    control.write_all(&first).await.expect("hello");
+    let deadline = tokio::time::Instant::now() + 10 * SECOND;
+    while !router.is_connected(attacker.peer_id()) {
+        assert!(tokio::time::Instant::now() < deadline, "never admitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut streams = Vec::new();
+    for channel in 0..20u16 {
+        let Ok(mut stream) = conn.open_uni().await else {
+            break;
+        };
+        let mut bytes = bytes::BytesMut::from(&channel.to_be_bytes()[..]);
+        p2p::transport::encode_data_head(ChannelId(channel), MIB, &mut bytes);
+        bytes.resize(bytes.len() + MIB - 1, 0x41);
+        if stream.write_all(&bytes).await.is_err() {
+            break;
+        }
+        streams.push(stream);
+    }
+    let metrics = router.metrics().clone();
+    while metrics.violations("reassembly_budget") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!router.is_connected(attacker.peer_id()));
+    let score = router.score(attacker.peer_id()).await.expect("router");
+    assert!(
+        score.is_some_and(|s| s < 0),
+        "the attacker's score: {score:?}"
+    );
+    router.shutdown().await;
+}
+
+/// `max_reassembly_bytes` below `max_frame_size` could never reassemble a
+/// frame that large: the transport refuses to bind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassembly_budget_below_the_largest_frame_is_refused() {
+    let result = QuicTransport::bind_now(
+        &Keypair::from_seed(1),
+        QuicConfig {
+            max_frame_size: 2 * 1024 * 1024,
+            max_reassembly_bytes: 1024 * 1024,
+            ..config("net")
+        },
+    );
+    let err = result.expect_err("refused");
+    assert!(err.to_string().contains("max_reassembly_bytes"), "{err}");
+}
+
 /// A UDP relay between a dialer and a listener that can stop forwarding
 /// (a dead peer or path), keeping both sockets open.
 async fn freezable_relay(target: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {

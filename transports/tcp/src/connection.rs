@@ -12,7 +12,9 @@
 //!
 //! The reader checks a frame's announced length against `max_frame_size`
 //! before it buffers the frame, so a peer cannot make us allocate more than
-//! that plus one Noise message.
+//! that plus one Noise message. Frames are views into the read buffers,
+//! without a copy; a frame over 128 KiB keeps its buffer to itself, so a
+//! small frame behind it cannot keep it alive once it is gone.
 
 use std::sync::Arc;
 
@@ -52,6 +54,13 @@ fn io(e: std::io::Error) -> ConnectionError {
         _ => ConnectionError::Io(e.to_string()),
     }
 }
+
+/// A received frame larger than this gets its buffer to itself: what
+/// follows it is moved to a new one. Smaller frames share the buffers of
+/// the reads they came in (at most a read, about 64 KiB, plus a Noise
+/// message), which a small frame the router keeps may keep alive; that is
+/// bounded by the messages the router keeps.
+const LARGE_FRAME: usize = 2 * MAX_NOISE_MESSAGE;
 
 /// The transport keys of an established session.
 // One per connection, moved once: the size of ring's keys (544 bytes each)
@@ -312,7 +321,15 @@ impl NoiseStream {
         loop {
             self.open()?;
             while let Some(frame) = decode_frame(&mut self.plain, self.max_frame)? {
+                let large = frame.weight() > LARGE_FRAME;
                 out.push(frame);
+                if large {
+                    // A frame assembled across Noise messages has a buffer
+                    // of its own, which frames decoded after it would share
+                    // (and keep alive) if they went into its spare room.
+                    // Start a new one with what follows it: at most a read.
+                    self.plain = BytesMut::from(&self.plain[..]);
+                }
             }
             if !out.is_empty() {
                 return Ok(());

@@ -573,3 +573,39 @@ async fn a_frame_over_the_limit_costs_the_peer_its_score() {
     assert!(score.is_some_and(|s| s < 0), "score {score:?}");
     net.shutdown().await;
 }
+
+/// A small message that arrives right behind a large one must not share
+/// the large one's buffer: the router keeps each received message until
+/// its reactor takes it and counts it at its own size, so a byte of it
+/// must not keep megabytes alive after the large message is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_frame_behind_a_large_one_does_not_share_its_buffer() {
+    let (_, a) = bind(1, config("net"));
+    let (kb, b) = bind(2, config("net"));
+    let mut out = a
+        .dial(&PeerAddress::tcp(kb.peer_id(), b.local_addr()))
+        .await
+        .expect("dial");
+    let mut inc = accept(&b).await.expect("accept");
+    let mut frames = vec![data(1, &vec![7u8; 1 << 20]), data(2, b"tiny")];
+    out.sink.send(&mut frames).await.expect("send");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(recv(&mut inc).await.expect("frames"));
+    }
+    let (Frame::Data { payload: large, .. }, Frame::Data { payload: small, .. }) =
+        (&got[0], &got[1])
+    else {
+        panic!("two data frames: {got:?}");
+    };
+    assert_eq!((large.len(), &small[..]), (1 << 20, &b"tiny"[..]));
+    // Were they in one buffer, the small one would sit a few bytes past the
+    // end of the large one.
+    let end = large.as_ptr() as usize + large.len();
+    let at = small.as_ptr() as usize;
+    assert!(
+        !(end..end + 4096).contains(&at),
+        "the small frame lies {} bytes past the large one, in its buffer",
+        at - end
+    );
+}

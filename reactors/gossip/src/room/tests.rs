@@ -450,3 +450,24 @@ fn a_revoked_key_cannot_fork_past_a_rotation() {
     revoked.on_update(PEERS[0], rotation[0].clone(), now);
     assert_eq!(revoked.hash(), after_rotation);
 }
+
+#[test]
+fn a_decoded_update_does_not_keep_its_frame_alive() {
+    use prost::Message as _;
+    let mut writer = member(RoomConfig::default(), true, false);
+    let update = write(&mut writer, "hello");
+    // An update as it arrives: in a buffer with 60 kB of an unknown field.
+    let mut frame = super::wire::update_to_wire(&update).encode_to_vec();
+    prost::encoding::encode_key(1000, prost::encoding::WireType::LengthDelimited, &mut frame);
+    prost::encoding::encode_varint(60_000, &mut frame);
+    frame.resize(frame.len() + 60_000, 0);
+    let frame = Bytes::from(frame);
+    let wire = crate::room_proto::Update::decode(frame.clone()).expect("decodes");
+    let decoded = super::wire::update_from_wire(wire).expect("valid");
+    assert_eq!(decoded, update);
+    let UpdateKind::Write(body) = &decoded.kind else {
+        panic!("a write");
+    };
+    // A room keeps its updates in its tree: the body must own its bytes.
+    assert!(!frame.as_ptr_range().contains(&body.as_ptr()));
+}

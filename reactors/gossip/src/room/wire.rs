@@ -35,7 +35,9 @@ fn hash(bytes: &[u8], what: &str) -> Result<StateHash, WireError> {
 /// An update from its wire form.
 pub fn update_from_wire(wire: proto::Update) -> Result<Update, WireError> {
     let kind = match wire.kind {
-        Some(proto::update::Kind::Write(body)) => UpdateKind::Write(body),
+        // A copy: the body is a view into the frame (or gossip payload) it
+        // came in, and an update is kept in the room's tree long after.
+        Some(proto::update::Kind::Write(body)) => UpdateKind::Write(Bytes::copy_from_slice(&body)),
         Some(proto::update::Kind::Rotate(k)) => UpdateKind::Rotate(key(&k, "new write key")?),
         None => return Err(malformed("update without a kind")),
     };

@@ -209,6 +209,19 @@ impl SignedMessage {
         ))
     }
 
+    /// The message with a payload that owns exactly its own bytes.
+    ///
+    /// A payload decoded from the wire is a view into the frame it came in
+    /// (prost decodes `bytes` fields without copying), so keeping it keeps
+    /// the whole frame, unknown fields and all: 100 bytes of payload could
+    /// hold 64 KiB. What is kept beyond the handling of one message (the
+    /// payload cache, the application's copy) is detached first, so it
+    /// holds only what it counts.
+    pub fn detached(mut self) -> Self {
+        self.payload = Bytes::copy_from_slice(&self.payload);
+        self
+    }
+
     /// The message's id on `topic`.
     pub fn id(&self, topic: &TopicId) -> MessageId {
         Self::compute_id(

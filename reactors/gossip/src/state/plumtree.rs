@@ -45,6 +45,13 @@
 //! times, then once per `optimization_interval` (`optimizations_deferred`):
 //! one that then withholds payloads costs each message one graft, and
 //! cannot take the role straight back.
+//!
+//! **Memory.** A delivered payload is copied out of the frame it came in
+//! before it is cached or handed to the application (a decoded `bytes`
+//! field is a view that would keep the whole frame, unknown Protobuf
+//! fields included), and the cache counts each entry's payload plus its
+//! own size against `payload_cache_bytes`. So padding a message costs its
+//! sender bandwidth but costs us nothing beyond the message's handling.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -81,6 +88,18 @@ const MAX_ANNOUNCERS: usize = 8;
 /// forgetting one costs a signature check on its next copy, never a
 /// second delivery, since it was never delivered).
 const MAX_THROTTLED: usize = 4096;
+
+/// What one cached message costs besides its payload: the entry in the
+/// map and in the expiry queue.
+pub(crate) const CACHE_ENTRY_OVERHEAD: usize =
+    std::mem::size_of::<(MessageId, SignedMessage)>() + std::mem::size_of::<(Instant, MessageId)>();
+
+/// What a cached message holds, counted against `payload_cache_bytes`:
+/// its payload (detached, so exactly its own bytes) and its entry, so that
+/// many empty payloads cost as much as they take.
+fn cached_size(message: &SignedMessage) -> usize {
+    message.payload.len() + CACHE_ENTRY_OVERHEAD
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -259,9 +278,11 @@ impl Plumtree {
         }
     }
 
-    /// Broadcasts our own message (already signed).
+    /// Broadcasts our own message (already signed). Its payload is
+    /// detached like a received one's: the application's `Bytes` may be a
+    /// view into a larger buffer.
     pub(crate) fn publish(&mut self, id: MessageId, message: SignedMessage, ctx: &mut Ctx<'_>) {
-        self.accept(id, message, 0, None, ctx);
+        self.accept(id, message.detached(), 0, None, ctx);
     }
 
     pub(crate) fn on_message(&mut self, from: PeerId, message: Message, ctx: &mut Ctx<'_>) {
@@ -353,6 +374,9 @@ impl Plumtree {
                 return;
             }
         }
+        // Kept for `payload_retention` and handed to the application: it
+        // must not keep the frame it arrived in alive.
+        let message = message.detached();
         let announcers = self.take_missing(&id).unwrap_or_default();
         // Who relayed it, and who announced it before we had it, took part
         // in the broadcast (the origin itself proves nothing).
@@ -658,8 +682,9 @@ impl Plumtree {
         }
     }
 
+    /// Caches a (detached) message for grafts, counting what it holds.
     fn cache(&mut self, id: MessageId, message: SignedMessage, now: Instant) {
-        let size = message.payload.len();
+        let size = cached_size(&message);
         if size > self.config.payload_cache_bytes {
             return;
         }
@@ -669,7 +694,7 @@ impl Plumtree {
                 .payload_order
                 .push_back((now + self.config.payload_retention, id)),
             // Seen again after its id was forgotten: one copy, counted once.
-            Some(old) => self.payload_bytes -= old.payload.len(),
+            Some(old) => self.payload_bytes -= cached_size(&old),
         }
         while self.payload_bytes > self.config.payload_cache_bytes {
             self.evict_oldest_payload();
@@ -679,7 +704,7 @@ impl Plumtree {
     fn evict_oldest_payload(&mut self) {
         if let Some((_, id)) = self.payload_order.pop_front() {
             if let Some(m) = self.payloads.remove(&id) {
-                self.payload_bytes -= m.payload.len();
+                self.payload_bytes -= cached_size(&m);
             }
         }
     }

@@ -1323,3 +1323,109 @@ fn a_neighbour_cannot_multiply_the_origin_rate_with_fresh_origins() {
         1
     );
 }
+
+/// Whether `inner` lies within the buffer `outer`.
+fn within(inner: &[u8], outer: &[u8]) -> bool {
+    let range = outer.as_ptr_range();
+    range.contains(&inner.as_ptr())
+}
+
+#[test]
+fn a_delivered_or_cached_payload_does_not_keep_its_frame_alive() {
+    use prost::Message as _;
+    let (mut node, now) = single(GossipConfig::default());
+    // A frame as the router hands it over: the message, then 60 kB of an
+    // unknown field, in one buffer.
+    let signed = signed_by(5, UNIX, b"small payload");
+    let mut frame = proto::GossipMessage::from(gossip(signed, 2)).encode_to_vec();
+    prost::encoding::encode_key(1000, prost::encoding::WireType::LengthDelimited, &mut frame);
+    prost::encoding::encode_varint(60_000, &mut frame);
+    frame.resize(frame.len() + 60_000, 0);
+    let frame = Bytes::from(frame);
+    let wire = proto::GossipMessage::decode(frame.clone()).expect("decodes");
+    let message = TopicMessage::from_wire(wire, 64 * 1024)
+        .expect("valid")
+        .expect("known kind");
+    let Message::Gossip { message: ref m, .. } = message.message else {
+        panic!("a gossip message");
+    };
+    assert!(within(&m.payload, &frame), "decoding does not copy");
+    let delivered = delivered(&node.on_message(peer(1), message, now));
+    let [d] = delivered.as_slice() else {
+        panic!("one delivery: {delivered:?}");
+    };
+    assert_eq!(d.payload.as_ref(), b"small payload");
+    assert!(!within(&d.payload, &frame), "the delivery keeps the frame");
+    // What a graft gets comes from the cache: detached too.
+    node.on_peer_up(peer(2), vec![], now);
+    let graft = TopicMessage {
+        topic: topic(),
+        message: Message::Graft {
+            id: Some(d.id),
+            hops: 0,
+        },
+    };
+    node.on_message(
+        peer(2),
+        TopicMessage {
+            topic: topic(),
+            message: Message::Neighbor {
+                high_priority: true,
+                addresses: vec![],
+            },
+        },
+        now,
+    );
+    let answer = sends(&node.on_message(peer(2), graft, now));
+    let [
+        (
+            _,
+            Message::Gossip {
+                message: cached, ..
+            },
+        ),
+    ] = answer.as_slice()
+    else {
+        panic!("the graft is answered: {answer:?}");
+    };
+    assert!(
+        !within(&cached.payload, &frame),
+        "the cache keeps the frame"
+    );
+}
+
+#[test]
+fn the_payload_cache_counts_its_entries_not_only_payload_bytes() {
+    // Room for ten entries of empty payloads: counted by payload bytes
+    // alone, any number of them would fit.
+    let mut config = GossipConfig::default();
+    config.plumtree.payload_cache_bytes = 10 * super::plumtree::CACHE_ENTRY_OVERHEAD;
+    let (mut node, now) = single(config);
+    let ids: Vec<MessageId> = (0..30)
+        .map(|n| {
+            let delivered =
+                delivered(&node.on_message(peer(1), gossip(signed_by(n + 2, UNIX, b""), 2), now));
+            assert_eq!(delivered.len(), 1);
+            node.check_invariants();
+            delivered[0].id
+        })
+        .collect();
+    let graft = |id| TopicMessage {
+        topic: topic(),
+        message: Message::Graft {
+            id: Some(id),
+            hops: 0,
+        },
+    };
+    // The oldest were evicted; the newest ten are kept.
+    assert!(sends(&node.on_message(peer(1), graft(ids[0]), now)).is_empty());
+    assert!(sends(&node.on_message(peer(1), graft(ids[19]), now)).is_empty());
+    assert_eq!(
+        sends(&node.on_message(peer(1), graft(ids[20]), now)).len(),
+        1
+    );
+    assert_eq!(
+        sends(&node.on_message(peer(1), graft(ids[29]), now)).len(),
+        1
+    );
+}
