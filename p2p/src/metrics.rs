@@ -11,6 +11,7 @@
 //! | `peers` | direction | connected peers |
 //! | `peer_reports_total` | – | misbehaviour reports |
 //! | `handshakes_refused_total` | reason | connections ended before they became peers |
+//! | `addresses_refused_total` | reason | addresses the address book refused ([`AddAddressError::reason`](crate::AddAddressError::reason)), from any source |
 //!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
@@ -133,6 +134,9 @@ pub struct Metrics {
     pub peer_reports: Counter,
     /// Connections ended before they became peers, by reason.
     pub handshakes_refused: Family<ReasonLabels, Counter>,
+    /// Addresses the address book refused, by reason (the screen every
+    /// source passes: peer exchange, gossip and ring contacts, the API).
+    pub addresses_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -189,6 +193,11 @@ impl Metrics {
             "handshakes_refused",
             "Connections ended before they became peers",
             self.handshakes_refused.clone(),
+        );
+        r.register(
+            "addresses_refused",
+            "Addresses the address book refused, by reason",
+            self.addresses_refused.clone(),
         );
     }
 
@@ -248,6 +257,25 @@ impl Metrics {
         self.messages_received.remove(&metrics.labels);
         self.bytes_received.remove(&metrics.labels);
         self.send_queue_depth.remove(&metrics.labels);
+    }
+
+    /// Counts an address the address book refused.
+    pub(crate) fn address_refused(&self, reason: &str) {
+        self.addresses_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Addresses refused so far for `reason` (an
+    /// [`AddAddressError::reason`](crate::AddAddressError::reason) label).
+    pub fn addresses_refused(&self, reason: &str) -> u64 {
+        self.addresses_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .get()
     }
 
     /// Counts a refused connection.

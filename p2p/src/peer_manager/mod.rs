@@ -97,7 +97,10 @@
 mod address_book;
 mod admission;
 mod backoff;
+mod book;
 mod config;
+mod prefixes;
+mod screen;
 mod state;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -105,5 +108,7 @@ mod tests;
 
 pub use self::address_book::{AddAddressError, AddressSource};
 pub use self::admission::{Admission, Direction, RejectReason, ReportOutcome};
-pub use self::config::PeerManagerConfig;
+pub use self::book::{NEW_BUCKETS_PER_SOURCE, TRIED_BUCKETS_PER_GROUP};
+pub use self::config::{PeerManagerConfig, PeerManagerConfigError};
+pub use self::prefixes::MAX_PREFIX_RECORDS;
 pub use self::state::PeerManager;

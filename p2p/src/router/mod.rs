@@ -54,6 +54,7 @@ use crate::identity::{Keypair, PeerId};
 use crate::metrics::Metrics;
 use crate::peer_manager::{
     AddAddressError, AddressSource, Direction, PeerManager, PeerManagerConfig,
+    PeerManagerConfigError,
 };
 use crate::peer_store::{MemoryPeerStore, PeerStore, PeerStoreError};
 use crate::proto;
@@ -154,6 +155,9 @@ pub enum RouterError {
     /// The address was refused.
     #[error(transparent)]
     Address(#[from] AddAddressError),
+    /// The peer manager's configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] PeerManagerConfigError),
     /// The router has shut down.
     #[error("router is shut down")]
     Closed,
@@ -350,9 +354,11 @@ impl RouterBuilder {
         ))
     }
 
-    /// Starts the router: loads the peer store, starts accepting on every
-    /// transport and dialing known peers. Must run inside a tokio runtime.
+    /// Starts the router: checks the peer manager's configuration, loads
+    /// the peer store, starts accepting on every transport and dialing
+    /// known peers. Must run inside a tokio runtime.
     pub fn start(self) -> Result<Router, RouterError> {
+        self.config.peer_manager.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| RouterError::NoRuntime)?;
         let local = self.keypair.peer_id();
         let store = self
