@@ -381,10 +381,7 @@ async fn a_reactors_contacts_pass_the_same_screen_as_exchanged_addresses() {
     assert_eq!(metrics.dial_attempts.get(), 0, "nothing was dialed");
     assert_eq!(router.known_peers().await.expect("router"), 0);
     // The operator's own choice is trusted.
-    assert_eq!(
-        router.dial(tcp(1, [127, 0, 0, 1])).await.expect("trusted"),
-        true
-    );
+    assert!(router.dial(tcp(1, [127, 0, 0, 1])).await.expect("trusted"));
     net.shutdown().await;
 }
 
