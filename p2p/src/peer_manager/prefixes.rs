@@ -96,6 +96,12 @@ impl Prefixes {
         self.latest_ban.is_some_and(|until| until > now)
     }
 
+    /// The end of the latest network ban, if it is after `now`: by then
+    /// every network ban has ended.
+    pub fn bans_end(&self, now: Instant) -> Option<Instant> {
+        self.latest_ban.filter(|until| *until > now)
+    }
+
     /// Whether the network is banned at `now`.
     pub fn is_banned(&self, prefix: IpPrefix, now: Instant) -> bool {
         if !self.any_banned(now) {

@@ -906,9 +906,10 @@ impl PeerManager {
     }
 
     /// The earliest instant at which [`next_dial`](Self::next_dial) may have
-    /// something new because a backoff or a ban ends; `None` if no peer is
-    /// waiting for one. It says nothing about slots that free up: call
-    /// `next_dial` after those events too.
+    /// something new because a backoff or a ban ends (a network's ban
+    /// counts by the end of the last one); `None` if no peer is waiting for
+    /// one. It says nothing about slots that free up: call `next_dial`
+    /// after those events too.
     pub fn next_dial_at(&self) -> Option<Instant> {
         self.peers
             .iter()
@@ -918,6 +919,7 @@ impl PeerManager {
                 (Some(at), None) | (None, Some(at)) => Some(at),
                 (Some(a), Some(b)) => Some(a.max(b)),
             })
+            .chain(self.prefixes.bans_end(self.now))
             .min()
     }
 

@@ -913,6 +913,14 @@ fn repeated_offences_from_one_network_ban_the_network() {
         m.add_address(in_network.clone(), AddressSource::Exchange),
         Err(AddAddressError::PrefixBanned(_))
     ));
+    // Even an address the operator gives is not dialed until the ban ends.
+    let trusted = tcp(8, [198, 51, 100, 60]);
+    assert_eq!(
+        m.add_address(trusted.clone(), AddressSource::Manual),
+        Ok(true)
+    );
+    assert_eq!(m.next_dial(now), None);
+    assert_eq!(m.next_dial_at(), Some(now + Duration::from_secs(600)));
     // Another network is not affected.
     assert_eq!(
         m.accepted(id(6), at(1).map(|_| [198, 51, 101, 1].into()), now),
@@ -925,6 +933,7 @@ fn repeated_offences_from_one_network_ban_the_network() {
         m.accepted(id(4), at(99), later),
         Admission::Admit { .. }
     ));
+    assert_eq!(m.next_dial(later), Some(trusted));
     m.assert_consistent();
 }
 
