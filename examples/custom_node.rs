@@ -114,6 +114,9 @@ async fn node(
         ..RouterConfig::default()
     };
     config.peer_manager.bootstrap_peers.extend(bootstrap);
+    // Both nodes are on loopback: let peer exchange learn loopback
+    // addresses (a public node leaves this off).
+    config.peer_manager.allow_private_addresses = true;
     let tcp = TcpConfig {
         network_id: "example".into(),
         ..TcpConfig::default()

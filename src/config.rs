@@ -346,11 +346,26 @@ pub struct PeersSection {
     /// Outbound connections reactors may open past `max_outbound` for
     /// peers they need (gossip neighbours, ring links; default 32).
     pub max_requested_outbound: usize,
-    /// Connected inbound peers from one IP address at most (default 4).
-    pub max_inbound_per_ip: usize,
-    /// How long a misbehaving peer stays banned (default 10 min).
+    /// Connected inbound peers from one network, an IPv4 /24 or IPv6 /48,
+    /// at most (default 4).
+    pub max_inbound_per_prefix: usize,
+    /// Endpoints (port and peer) one host, IP or DNS name, may have in the
+    /// address book when learned from peers (default 2), so one host cannot
+    /// fill it. Bootstrap, persistent and API addresses are exempt.
+    pub max_ports_per_host: usize,
+    /// Take loopback, private and link-local addresses from peers (peer
+    /// exchange, gossip and ring contacts) and the peer store (default
+    /// false: on a public node they are mistakes or attacks on the local
+    /// network). Bootstrap, persistent and API addresses may always be
+    /// private. A devnet or a private network turns this on.
+    pub allow_private_addresses: bool,
+    /// How long a misbehaving peer (or network) stays banned (default 10 min).
     #[serde(with = "humantime_serde")]
     pub ban_duration: Duration,
+    /// Scores of peers and networks halve every this long, so a peer that
+    /// stops misbehaving recovers (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub score_half_life: Duration,
 }
 
 impl Default for PeersSection {
@@ -362,8 +377,11 @@ impl Default for PeersSection {
             max_inbound: peers.max_inbound,
             max_outbound: peers.max_outbound,
             max_requested_outbound: peers.max_requested_outbound,
-            max_inbound_per_ip: peers.max_inbound_per_ip,
+            max_inbound_per_prefix: peers.max_inbound_per_prefix,
+            max_ports_per_host: peers.max_ports_per_host,
+            allow_private_addresses: peers.allow_private_addresses,
             ban_duration: peers.ban_duration,
+            score_half_life: peers.score_half_life,
         }
     }
 }
@@ -708,9 +726,6 @@ pub struct PexSection {
     pub request_interval: Duration,
     /// Addresses sent in one response at most (default and maximum 100).
     pub max_addresses_per_response: usize,
-    /// Addresses kept per host (IP or DNS name), whatever the port
-    /// (default 2), so one host cannot fill the address book.
-    pub max_ports_per_host: usize,
     /// A peer asking more often than this is refused and penalised
     /// (default 15 s; at most `request_interval`).
     #[serde(with = "humantime_serde")]
@@ -728,7 +743,6 @@ impl PexSection {
             min_peers: self.min_peers,
             request_interval: self.request_interval,
             max_addresses_per_response: self.max_addresses_per_response,
-            max_ports_per_host: self.max_ports_per_host,
             min_request_gap: self.min_request_gap,
             seed_mode: self.seed_mode,
         }
@@ -743,7 +757,6 @@ impl Default for PexSection {
             min_peers: pex.min_peers,
             request_interval: pex.request_interval,
             max_addresses_per_response: pex.max_addresses_per_response,
-            max_ports_per_host: pex.max_ports_per_host,
             min_request_gap: pex.min_request_gap,
             seed_mode: pex.seed_mode,
         }
@@ -963,8 +976,14 @@ impl Config {
             }
         }
         at_least("peers.max_outbound", peers.max_outbound, 1)?;
-        at_least("peers.max_inbound_per_ip", peers.max_inbound_per_ip, 1)?;
+        at_least(
+            "peers.max_inbound_per_prefix",
+            peers.max_inbound_per_prefix,
+            1,
+        )?;
+        at_least("peers.max_ports_per_host", peers.max_ports_per_host, 1)?;
         duration("peers.ban_duration", peers.ban_duration)?;
+        duration("peers.score_half_life", peers.score_half_life)?;
         Ok(())
     }
 
@@ -1057,7 +1076,6 @@ impl Config {
                 format!("must be between 1 and {max} (got {n})"),
             ));
         }
-        at_least("reactors.pex.max_ports_per_host", pex.max_ports_per_host, 1)?;
         duration("reactors.pex.min_request_gap", pex.min_request_gap)?;
         if pex.min_request_gap > pex.request_interval {
             return Err(invalid(
@@ -1260,8 +1278,11 @@ impl Config {
                 max_inbound: peers.max_inbound,
                 max_outbound: peers.max_outbound,
                 max_requested_outbound: peers.max_requested_outbound,
-                max_inbound_per_ip: peers.max_inbound_per_ip,
+                max_inbound_per_prefix: peers.max_inbound_per_prefix,
+                max_ports_per_host: peers.max_ports_per_host,
+                allow_private_addresses: peers.allow_private_addresses,
                 ban_duration: peers.ban_duration,
+                score_half_life: peers.score_half_life,
                 persistent_peers: peers.persistent.clone(),
                 bootstrap_peers: peers.bootstrap.clone(),
                 ..PeerManagerConfig::default()
@@ -1407,10 +1428,20 @@ max_outbound = {max_outbound}
 # Outbound connections reactors may add past max_outbound for peers they
 # need (gossip neighbours, ring links).
 max_requested_outbound = {max_requested_outbound}
-# Connected inbound peers from one IP address at most.
-max_inbound_per_ip = {max_inbound_per_ip}
-# How long a peer that misbehaved badly enough stays banned.
+# Connected inbound peers from one network (an IPv4 /24 or IPv6 /48) at most.
+max_inbound_per_prefix = {max_inbound_per_prefix}
+# Endpoints one host (IP or name) may have in the address book when
+# learned from peers, whatever the port, so one host cannot flood it.
+max_ports_per_host = {max_ports_per_host}
+# Take loopback, private and link-local addresses from peers and the peer
+# store. Leave off on a public node; a devnet or private network turns it
+# on. Bootstrap, persistent and API addresses may always be private.
+allow_private_addresses = {allow_private_addresses}
+# How long a peer (or a network) that misbehaved badly enough stays banned.
 ban_duration = {ban_duration}
+# Scores of peers and networks halve every this long: misbehaviour is
+# forgiven in time.
+score_half_life = {score_half_life}
 
 # The router: timeouts and sizes that apply to every connection.
 [limits]
@@ -1447,8 +1478,6 @@ min_peers = {min_peers}
 request_interval = {request_interval}
 # Addresses sent in one response at most (1 to 100).
 max_addresses_per_response = {max_addresses_per_response}
-# Addresses kept per host, whatever the port, so one host cannot flood us.
-max_ports_per_host = {max_ports_per_host}
 # A peer asking more often than this is refused and penalised.
 min_request_gap = {min_request_gap}
 # Seed mode, for bootstrap nodes: disconnect an inbound peer once its
@@ -1541,8 +1570,11 @@ filter = {log_filter}
             max_inbound = peers.max_inbound,
             max_outbound = peers.max_outbound,
             max_requested_outbound = peers.max_requested_outbound,
-            max_inbound_per_ip = peers.max_inbound_per_ip,
+            max_inbound_per_prefix = peers.max_inbound_per_prefix,
+            max_ports_per_host = peers.max_ports_per_host,
+            allow_private_addresses = peers.allow_private_addresses,
             ban_duration = quote(&human(peers.ban_duration)),
+            score_half_life = quote(&human(peers.score_half_life)),
             handshake_timeout = quote(&human(limits.handshake_timeout)),
             dial_timeout = quote(&human(limits.dial_timeout)),
             max_pending_handshakes = limits.max_pending_handshakes,
@@ -1558,7 +1590,6 @@ filter = {log_filter}
             min_peers = pex.min_peers,
             request_interval = quote(&human(pex.request_interval)),
             max_addresses_per_response = pex.max_addresses_per_response,
-            max_ports_per_host = pex.max_ports_per_host,
             min_request_gap = quote(&human(pex.min_request_gap)),
             seed_mode = pex.seed_mode,
             gossip_enabled = gossip.enabled,

@@ -61,11 +61,13 @@ fn write_config(
     config.transports.tcp.listen = tcp;
     config.api.listen = api;
     config.peers.bootstrap.extend(bootstrap.cloned());
-    // Every node shares 127.0.0.1: let peer exchange hand out all of them,
-    // and let the bootstrap node take every other node at once.
-    config.reactors.pex.max_ports_per_host = nodes.max(2);
+    // Every node shares 127.0.0.1: take loopback addresses from peers, let
+    // peer exchange hand out all of them, and let the bootstrap node take
+    // every other node at once.
+    config.peers.allow_private_addresses = true;
+    config.peers.max_ports_per_host = config.peers.max_ports_per_host.max(nodes);
     config.peers.max_inbound = config.peers.max_inbound.max(nodes);
-    config.peers.max_inbound_per_ip = config.peers.max_inbound_per_ip.max(nodes);
+    config.peers.max_inbound_per_prefix = config.peers.max_inbound_per_prefix.max(nodes);
     config.limits.max_pending_handshakes_per_prefix =
         config.limits.max_pending_handshakes_per_prefix.max(nodes);
     config.transports.tcp.max_handshakes_per_prefix =

@@ -88,8 +88,11 @@ persistent = ["tcp://{c}@[::1]:7502"]
 max_inbound = 5
 max_outbound = 6
 max_requested_outbound = 7
-max_inbound_per_ip = 2
+max_inbound_per_prefix = 2
+max_ports_per_host = 1
+allow_private_addresses = true
 ban_duration = "1h 30m"
+score_half_life = "2h"
 
 [limits]
 handshake_timeout = "5s"
@@ -107,7 +110,6 @@ enabled = false
 min_peers = 3
 request_interval = "45s"
 max_addresses_per_response = 50
-max_ports_per_host = 1
 min_request_gap = "20s"
 seed_mode = true
 
@@ -387,9 +389,19 @@ fn each_validation_rule_names_its_field() {
             "must be at least 1 (got 0)",
         ),
         (
-            "[peers]\nmax_inbound_per_ip = 0".into(),
-            "peers.max_inbound_per_ip",
+            "[peers]\nmax_inbound_per_prefix = 0".into(),
+            "peers.max_inbound_per_prefix",
             "at least 1 (got 0)",
+        ),
+        (
+            "[peers]\nmax_ports_per_host = 0".into(),
+            "peers.max_ports_per_host",
+            "at least 1 (got 0)",
+        ),
+        (
+            "[peers]\nscore_half_life = \"0s\"".into(),
+            "peers.score_half_life",
+            "longer than zero",
         ),
         (
             "[peers]\nban_duration = \"0s\"".into(),
@@ -471,11 +483,6 @@ fn each_validation_rule_names_its_field() {
             "[reactors.pex]\nmax_addresses_per_response = 0".into(),
             "reactors.pex.max_addresses_per_response",
             "(got 0)",
-        ),
-        (
-            "[reactors.pex]\nmax_ports_per_host = 0".into(),
-            "reactors.pex.max_ports_per_host",
-            "at least 1",
         ),
         (
             "[reactors.pex]\nrequest_interval = \"10s\"\nmin_request_gap = \"11s\"".into(),
@@ -703,8 +710,11 @@ fn conversions_carry_the_values() {
     assert_eq!(pm.max_inbound, 5);
     assert_eq!(pm.max_outbound, 6);
     assert_eq!(pm.max_requested_outbound, 7);
-    assert_eq!(pm.max_inbound_per_ip, 2);
+    assert_eq!(pm.max_inbound_per_prefix, 2);
+    assert_eq!(pm.max_ports_per_host, 1);
+    assert!(pm.allow_private_addresses);
     assert_eq!(pm.ban_duration, Duration::from_secs(90 * 60));
+    assert_eq!(pm.score_half_life, Duration::from_secs(2 * 3600));
     let bootstrap: Vec<String> = pm.bootstrap_peers.iter().map(|a| a.to_string()).collect();
     assert_eq!(
         bootstrap,

@@ -61,8 +61,11 @@ fn config(home: &Path, gateway: Option<&PeerAddress>, room: RoomSection) -> Conf
     };
     config.transports.tcp.listen = "127.0.0.1:0".parse().expect("address");
     config.api.listen = "127.0.0.1:0".parse().expect("address");
-    config.reactors.pex.max_ports_per_host = 8;
-    config.peers.max_inbound_per_ip = 8;
+    // Every node is on loopback: peer exchange, gossip and ring contacts
+    // are loopback addresses.
+    config.peers.allow_private_addresses = true;
+    config.peers.max_ports_per_host = 8;
+    config.peers.max_inbound_per_prefix = 8;
     config.peers.bootstrap.extend(gateway.cloned());
     config.reactors.gossip.topics = vec!["chat".into()];
     config.reactors.gossip.rooms = vec![room];

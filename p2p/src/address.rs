@@ -178,6 +178,51 @@ impl PeerAddress {
             Endpoint::Memory | Endpoint::Libp2p(_) => None,
         }
     }
+
+    /// Where the address points: its host (an IP in canonical form, so
+    /// `::ffff:192.0.2.1` is `192.0.2.1`, or a lowercase DNS name) and its
+    /// port, if it names one. For a libp2p multiaddr, its first `/ip4`,
+    /// `/ip6` or `/dns*` component and its first `/tcp` or `/udp` port.
+    /// `None` for an address without a host (`memory://`, a multiaddr
+    /// that names none).
+    pub fn host_port(&self) -> Option<(Host, Option<u16>)> {
+        match &self.endpoint {
+            Endpoint::Tcp(hp) | Endpoint::Quic(hp) => {
+                let host = match &hp.host {
+                    Host::Ip(ip) => Host::Ip(ip.to_canonical()),
+                    Host::Dns(name) => Host::Dns(name.to_ascii_lowercase()),
+                };
+                Some((host, Some(hp.port)))
+            }
+            Endpoint::Libp2p(multiaddr) => multiaddr_host_port(multiaddr),
+            Endpoint::Memory => None,
+        }
+    }
+}
+
+/// The first `/ip4`, `/ip6` or `/dns*` component of a multiaddr, and the
+/// first `/tcp` or `/udp` port.
+fn multiaddr_host_port(multiaddr: &str) -> Option<(Host, Option<u16>)> {
+    let mut parts = multiaddr.split('/').skip(1);
+    let mut host = None;
+    let mut port = None;
+    while let Some(protocol) = parts.next() {
+        let value = parts.next();
+        match (protocol, value) {
+            ("ip4" | "ip6", Some(v)) if host.is_none() => {
+                host = v
+                    .parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| Host::Ip(ip.to_canonical()));
+            }
+            ("dns" | "dns4" | "dns6" | "dnsaddr", Some(v)) if host.is_none() => {
+                host = Some(Host::Dns(v.to_ascii_lowercase()));
+            }
+            ("tcp" | "udp", Some(v)) if port.is_none() => port = v.parse().ok(),
+            _ => {}
+        }
+    }
+    host.map(|host| (host, port))
 }
 
 impl fmt::Display for PeerAddress {
@@ -315,6 +360,31 @@ mod tests {
         let tcp: PeerAddress = format!("tcp://{p}@10.1.2.3:1").parse().expect("parse");
         assert_eq!(tcp.ip(), Some("10.1.2.3".parse().expect("ip")));
         assert_eq!(PeerAddress::memory(p).ip(), None);
+    }
+
+    #[test]
+    fn hosts_and_ports_are_read_from_every_kind_of_endpoint() {
+        let p = peer();
+        let addr = |text: String| text.parse::<PeerAddress>().expect("parse");
+        let ip = |text: &str| Host::Ip(text.parse().expect("ip"));
+        assert_eq!(
+            addr(format!("tcp://{p}@[::ffff:192.0.2.1]:7400")).host_port(),
+            Some((ip("192.0.2.1"), Some(7400)))
+        );
+        assert_eq!(
+            addr(format!("quic://{p}@Seed.Example.org:1")).host_port(),
+            Some((Host::Dns("seed.example.org".into()), Some(1)))
+        );
+        assert_eq!(
+            addr(format!("libp2p://{p}@/ip4/10.0.0.1/udp/9/quic-v1")).host_port(),
+            Some((ip("10.0.0.1"), Some(9)))
+        );
+        assert_eq!(
+            addr(format!("libp2p://{p}@/dnsaddr/boot.example")).host_port(),
+            Some((Host::Dns("boot.example".into()), None))
+        );
+        assert_eq!(PeerAddress::memory(p).host_port(), None);
+        assert_eq!(addr(format!("libp2p://{p}@/p2p-circuit")).host_port(), None);
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! Network prefixes: what per-source limits count, since one attacker
-//! holds many addresses of one network far more cheaply than addresses
-//! of many networks (keys cost nothing at all).
+//! Network prefixes and groups: what per-source limits count, since one
+//! attacker holds many addresses of one network far more cheaply than
+//! addresses of many networks (keys cost nothing at all).
 //!
 //! An IPv4 address counts by its /24, an IPv6 address by its /48 (a
 //! typical site allocation); an IPv4-mapped IPv6 address counts as the
 //! IPv4 address it maps. Limits keyed by a [`PeerId`](crate::PeerId) or by
 //! an exact IP are free to evade; limits keyed by [`IpPrefix`] cost an
 //! attacker a network per slot.
+//!
+//! An [`IpGroup`] is coarser: the /16 of an IPv4 address, the /32 of an
+//! IPv6 one (roughly, one provider's allocation). The address book buckets
+//! addresses by the group they are in and the group of the peer that told
+//! us about them, so that one provider's addresses cannot fill it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,6 +72,59 @@ impl fmt::Display for IpPrefix {
 impl fmt::Debug for IpPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "IpPrefix({self})")
+    }
+}
+
+/// The prefix length of an IPv4 [`IpGroup`].
+pub const IPV4_GROUP_LEN: u8 = 16;
+/// The prefix length of an IPv6 [`IpGroup`].
+pub const IPV6_GROUP_LEN: u8 = 32;
+
+/// The wider network an address belongs to, for the address book's
+/// buckets: the /16 of an IPv4 address, the /32 of an IPv6 one (an
+/// IPv4-mapped IPv6 address as the IPv4 address it maps).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpGroup {
+    /// An IPv4 /16 (the last two octets zero).
+    V4(Ipv4Addr),
+    /// An IPv6 /32 (the last 96 bits zero).
+    V6(Ipv6Addr),
+}
+
+impl IpGroup {
+    /// The group `ip` belongs to.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let [a, b, _, _] = v4.octets();
+                Self::V4(Ipv4Addr::new(a, b, 0, 0))
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                Self::V6(Ipv6Addr::new(s[0], s[1], 0, 0, 0, 0, 0, 0))
+            }
+        }
+    }
+}
+
+impl From<IpAddr> for IpGroup {
+    fn from(ip: IpAddr) -> Self {
+        Self::of(ip)
+    }
+}
+
+impl fmt::Display for IpGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V4(ip) => write!(f, "{ip}/{IPV4_GROUP_LEN}"),
+            Self::V6(ip) => write!(f, "{ip}/{IPV6_GROUP_LEN}"),
+        }
+    }
+}
+
+impl fmt::Debug for IpGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IpGroup({self})")
     }
 }
 
@@ -151,6 +209,29 @@ mod tests {
         assert_eq!(
             IpPrefix::of(ip("2001:db8:1:2::9")).to_string(),
             "2001:db8:1::/48"
+        );
+    }
+
+    #[test]
+    fn groups_are_the_16_or_32() {
+        assert_eq!(IpGroup::of(ip("10.1.2.3")), IpGroup::of(ip("10.1.200.9")));
+        assert_ne!(IpGroup::of(ip("10.1.2.3")), IpGroup::of(ip("10.2.2.3")));
+        assert_eq!(
+            IpGroup::of(ip("2001:db8:1::1")),
+            IpGroup::of(ip("2001:db8:ffff::9"))
+        );
+        assert_ne!(
+            IpGroup::of(ip("2001:db8::1")),
+            IpGroup::of(ip("2001:db9::1"))
+        );
+        assert_eq!(
+            IpGroup::of(ip("::ffff:192.0.2.7")),
+            IpGroup::of(ip("192.0.99.8"))
+        );
+        assert_eq!(IpGroup::of(ip("192.0.2.7")).to_string(), "192.0.0.0/16");
+        assert_eq!(
+            IpGroup::of(ip("2001:db8:1:2::9")).to_string(),
+            "2001:db8::/32"
         );
     }
 

@@ -30,7 +30,7 @@ pub use channel::{
     Envelope, PeerError, SendError, TrySendError,
 };
 pub use identity::{IdentityError, Keypair, PeerId};
-pub use ip_prefix::{IpPrefix, PrefixSlot, PrefixSlots};
+pub use ip_prefix::{IpGroup, IpPrefix, PrefixSlot, PrefixSlots};
 pub use metrics::{DropReason, Metrics};
 pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerManagerConfig};
 pub use peer_store::{HeedPeerStore, MemoryPeerStore, PeerRecord, PeerStore};

@@ -12,6 +12,7 @@
 //! | `peer_reports_total` | – | misbehaviour reports |
 //! | `handshakes_refused_total` | reason | connections ended before they became peers |
 //! | `transport_violations_total` | reason | admitted connections the transport ended over the peer's bytes: `frame_too_large`, `reassembly_budget` (QUIC partial frames), `protocol` |
+//! | `addresses_refused_total` | reason | addresses the address book refused ([`AddAddressError::reason`](crate::AddAddressError::reason)), from any source |
 //!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
@@ -137,6 +138,9 @@ pub struct Metrics {
     /// Admitted connections ended because the peer's bytes broke a
     /// transport limit or the framing, by reason.
     pub transport_violations: Family<ReasonLabels, Counter>,
+    /// Addresses the address book refused, by reason (the screen every
+    /// source passes: peer exchange, gossip and ring contacts, the API).
+    pub addresses_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -198,6 +202,11 @@ impl Metrics {
             "transport_violations",
             "Admitted connections ended because the peer broke a transport limit or the framing",
             self.transport_violations.clone(),
+        );
+        r.register(
+            "addresses_refused",
+            "Addresses the address book refused, by reason",
+            self.addresses_refused.clone(),
         );
     }
 
@@ -268,10 +277,29 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an address the address book refused.
+    pub(crate) fn address_refused(&self, reason: &str) {
+        self.addresses_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     /// Admitted connections ended over the peer's bytes so far, for
     /// `reason` (`frame_too_large`, `reassembly_budget`, `protocol`).
     pub fn violations(&self, reason: &str) -> u64 {
         self.transport_violations
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .get()
+    }
+
+    /// Addresses refused so far for `reason` (an
+    /// [`AddAddressError::reason`](crate::AddAddressError::reason) label).
+    pub fn addresses_refused(&self, reason: &str) -> u64 {
+        self.addresses_refused
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
             })

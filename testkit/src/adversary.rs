@@ -4,7 +4,10 @@
 //! then sends whatever frames it likes, on any channel, unasked — what a
 //! connected peer that lies in every field can do. Reactor tests use it to
 //! show that unsolicited or forged messages change nothing (see the rooms
-//! takeover test in `reactor-gossip`).
+//! takeover test in `reactor-gossip`). [`RawPeer::connect_from`] makes its
+//! connection appear to come from an IP of the attacker's choosing, so a
+//! Sybil swarm of one network (fresh keys from one /24) can be played out
+//! against per-network limits and bans.
 
 use bytes::Bytes;
 use p2p::router::PROTOCOL_VERSION;
@@ -42,10 +45,22 @@ impl RawPeer {
         seed: u64,
         channels: &[u16],
     ) -> Result<Self, ConnectionError> {
+        Self::connect_from(net, target, seed, channels, None).await
+    }
+
+    /// [`connect`](Self::connect), from `ip` as the node sees it (the
+    /// memory transport reports it as the connection's remote IP).
+    pub async fn connect_from(
+        net: &Network,
+        target: usize,
+        seed: u64,
+        channels: &[u16],
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<Self, ConnectionError> {
         let keypair = Keypair::from_seed(seed);
         let endpoint = net
             .hub()
-            .transport(keypair.peer_id())
+            .transport_with_ip(keypair.peer_id(), ip)
             .map_err(|e| ConnectionError::Reset(e.to_string()))?;
         let mut conn = endpoint
             .dial(&PeerAddress::memory(net.peer_id(target)))

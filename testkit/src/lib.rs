@@ -388,13 +388,16 @@ impl std::fmt::Debug for Network {
 
 impl Network {
     /// A builder with defaults: seed 0, two nodes, full mesh, in-memory
-    /// stores, and a 1 s handshake deadline.
+    /// stores, a 1 s handshake deadline, and private addresses allowed
+    /// (`allow_private_addresses`: a testkit network runs on one machine,
+    /// on loopback when it is not in memory).
     pub fn builder() -> NetworkBuilder {
-        let config = RouterConfig {
+        let mut config = RouterConfig {
             handshake_timeout: Duration::from_secs(1),
             dial_timeout: Duration::from_secs(1),
             ..RouterConfig::default()
         };
+        config.peer_manager.allow_private_addresses = true;
         NetworkBuilder {
             seed: 0,
             nodes: 2,

@@ -11,7 +11,8 @@ use common::{SECOND, Seq, channel};
 use p2p::proto::{self, GoodbyeReason};
 use p2p::router::PROTOCOL_VERSION;
 use p2p::transport::{Connection, Frame, Transport};
-use p2p::{ChannelId, DropReason, Keypair, PeerAddress};
+use p2p::{AddAddressError, AddressSource, ChannelId, DropReason, Keypair, PeerAddress};
+use testkit::adversary::RawPeer;
 use testkit::{Network, recv_within};
 
 fn hello(keypair: &Keypair, network: &str) -> proto::NodeInfo {
@@ -327,4 +328,128 @@ impl EncodeBytes for Seq {
     fn encode_to_vec_bytes(&self) -> Bytes {
         Bytes::from(prost::Message::encode_to_vec(self))
     }
+}
+
+/// Issue 14, item 7: gossip and ring contacts (`Router::connect`, a
+/// reactor's request) skipped peer exchange's checks and were dialed
+/// first. Every source now passes the peer manager's one screen: on a
+/// node that does not allow private addresses, a reactor's loopback,
+/// private, multicast or unspecified contacts are refused, counted by
+/// reason, and never dialed.
+#[tokio::test(start_paused = true)]
+async fn a_reactors_contacts_pass_the_same_screen_as_exchanged_addresses() {
+    let mut net = Network::builder()
+        .seed(61)
+        .nodes(1)
+        .isolated()
+        .configure(|_, config| config.peer_manager.allow_private_addresses = false)
+        .build()
+        .expect("build");
+    net.start().expect("start");
+    let stranger = |n: u64| Keypair::from_seed(61_000 + n).peer_id();
+    let tcp = |n: u64, ip: [u8; 4]| PeerAddress::tcp(stranger(n), (ip, 26656).into());
+    let router = net.router(0);
+    let results = router
+        .connect(
+            vec![
+                tcp(1, [127, 0, 0, 1]),
+                tcp(2, [10, 0, 0, 7]),
+                tcp(3, [224, 0, 0, 1]),
+                tcp(4, [0, 0, 0, 0]),
+                PeerAddress::tcp(stranger(5), ([198, 51, 100, 7], 0).into()),
+            ],
+            AddressSource::Exchange,
+        )
+        .await
+        .expect("router");
+    assert_eq!(
+        results,
+        vec![
+            Err(AddAddressError::NotPublic),
+            Err(AddAddressError::NotPublic),
+            Err(AddAddressError::Unroutable),
+            Err(AddAddressError::Unspecified),
+            Err(AddAddressError::PortZero),
+        ]
+    );
+    tokio::time::sleep(SECOND).await;
+    let metrics = router.metrics();
+    assert_eq!(metrics.addresses_refused("not_public"), 2);
+    assert_eq!(metrics.addresses_refused("unroutable"), 1);
+    assert_eq!(metrics.addresses_refused("unspecified"), 1);
+    assert_eq!(metrics.addresses_refused("port_zero"), 1);
+    assert_eq!(metrics.dial_attempts.get(), 0, "nothing was dialed");
+    assert_eq!(router.known_peers().await.expect("router"), 0);
+    // The operator's own choice is trusted.
+    assert!(router.dial(tcp(1, [127, 0, 0, 1])).await.expect("trusted"));
+    net.shutdown().await;
+}
+
+/// Issue 14, item 8: bans were keyed by PeerId, so a banned attacker came
+/// straight back under a fresh key. Each ban charges the peer's network
+/// (IPv4 /24), and a network that keeps getting its keys banned is banned
+/// itself: a fresh key from a fresh address of it is refused at admission
+/// (`prefix_banned`), while other networks are not affected.
+#[tokio::test(start_paused = true)]
+async fn a_network_whose_keys_keep_getting_banned_is_refused_under_fresh_keys() {
+    let mut net = Network::builder()
+        .seed(62)
+        .nodes(1)
+        .isolated()
+        .build()
+        .expect("build");
+    net.start().expect("start");
+    let ip = |host: u8| Some(std::net::IpAddr::from([198, 51, 100, host]));
+    let mut sybils = Vec::new();
+    for n in 1..=3u8 {
+        let sybil = RawPeer::connect_from(&net, 0, 62_000 + u64::from(n), &[], ip(n))
+            .await
+            .expect("connect");
+        let id = sybil.peer_id();
+        net.wait_until("the sybil to be admitted", 5 * SECOND, |net| {
+            net.router(0).is_connected(id)
+        })
+        .await
+        .expect("admitted");
+        // Whatever it did, its node banned it.
+        assert!(
+            net.router(0)
+                .disconnect(id, Some(Duration::from_secs(3600)))
+                .await
+                .expect("router")
+        );
+        sybils.push(sybil);
+    }
+    let fresh = RawPeer::connect_from(&net, 0, 62_100, &[], ip(200))
+        .await
+        .expect("the Hello exchange still happens");
+    tokio::time::sleep(SECOND).await;
+    assert!(!net.router(0).is_connected(fresh.peer_id()));
+    let refused = net
+        .router(0)
+        .metrics()
+        .handshakes_refused
+        .get_or_create(&p2p::metrics::ReasonLabels {
+            reason: "prefix_banned".into(),
+        })
+        .get();
+    assert_eq!(refused, 1);
+    // Another network's fresh key is welcome.
+    let other = RawPeer::connect_from(
+        &net,
+        0,
+        62_101,
+        &[],
+        Some(std::net::IpAddr::from([203, 0, 113, 1])),
+    )
+    .await
+    .expect("connect");
+    let id = other.peer_id();
+    net.wait_until("another network's key to be admitted", 5 * SECOND, |net| {
+        net.router(0).is_connected(id)
+    })
+    .await
+    .expect("admitted");
+    drop(sybils);
+    net.shutdown().await;
 }

@@ -169,10 +169,10 @@ async fn inbound_limit_holds_under_a_storm_of_500_dialers() {
     net.shutdown().await;
 }
 
-/// Ten peers behind one IP: at most `max_inbound_per_ip` (4) get in, the
-/// rest are refused as `ip_limit`.
+/// Ten peers behind one IP: at most `max_inbound_per_prefix` (4) get in,
+/// the rest are refused as `prefix_limit`.
 #[tokio::test(start_paused = true)]
-async fn per_ip_inbound_limit_holds() {
+async fn per_prefix_inbound_limit_holds() {
     let mut net = Network::builder()
         .seed(48)
         .nodes(1)
@@ -218,7 +218,7 @@ async fn per_ip_inbound_limit_holds() {
     // At most 8 Hello exchanges from one network at once: the other 2
     // are refused before their Hello, the rest at admission.
     assert_eq!(refused("too_many_handshakes_from_prefix"), 2);
-    assert_eq!(refused("ip_limit"), 4);
+    assert_eq!(refused("prefix_limit"), 4);
     drop(kept);
     net.shutdown().await;
 }

@@ -144,6 +144,10 @@ listen = "127.0.0.1:0"
 
 [peers]
 bootstrap = [{bootstrap}]
+# Every node is on loopback.
+allow_private_addresses = true
+max_ports_per_host = 8
+max_inbound_per_prefix = 8
 
 [reactors.pex]
 request_interval = "1s"

@@ -62,9 +62,29 @@ pub enum RejectReason {
     /// non-persistent outbound peer can make room.
     #[error("outbound connections are full (max_outbound)")]
     OutboundFull,
-    /// The peer's IP already has `max_inbound_per_ip` inbound connections.
-    #[error("too many inbound connections from this IP address (max_inbound_per_ip)")]
-    IpLimit,
+    /// The peer's network (IPv4 /24, IPv6 /48) already has
+    /// `max_inbound_per_prefix` inbound connections.
+    #[error("too many inbound connections from this network (max_inbound_per_prefix)")]
+    PrefixLimit,
+    /// The peer's network is banned for repeated offences
+    /// (`prefix_ban_threshold`).
+    #[error("the peer's network is banned")]
+    PrefixBanned,
+}
+
+impl RejectReason {
+    /// A stable label for metrics (`"prefix_limit"`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            RejectReason::Banned => "banned",
+            RejectReason::SelfConnection => "self_connection",
+            RejectReason::AlreadyConnected => "already_connected",
+            RejectReason::InboundFull => "inbound_full",
+            RejectReason::OutboundFull => "outbound_full",
+            RejectReason::PrefixLimit => "prefix_limit",
+            RejectReason::PrefixBanned => "prefix_banned",
+        }
+    }
 }
 
 /// What the caller must do after

@@ -12,10 +12,18 @@ use rand::{Rng, SeedableRng};
 use super::address_book::{AddAddressError, AddressSource};
 use super::admission::{Admission, Direction, RejectReason, ReportOutcome};
 use super::backoff::backoff_delay;
+use super::book::{Group, Slot, Table, Tables};
 use super::config::PeerManagerConfig;
-use crate::address::PeerAddress;
+use super::prefixes::{Decaying, MAX_PREFIX_RECORDS, Prefixes};
+use super::screen;
+use crate::address::{Host, PeerAddress};
 use crate::identity::PeerId;
+use crate::ip_prefix::{IpGroup, IpPrefix};
 use crate::peer_store::PeerRecord;
+
+/// Consecutive failed dials after which an idle peer is *terrible*: any
+/// newcomer to its bucket may displace it.
+const TERRIBLE_FAILURES: u32 = 3;
 
 /// Where a peer's connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +32,8 @@ enum PeerState {
     Idle,
     /// [`PeerManager::next_dial`] handed out one of its addresses.
     Dialing,
-    /// Connected; holds a slot of `direction` (and of `ip`, if inbound).
+    /// Connected; holds a slot of `direction` (and of `ip`'s network, if
+    /// inbound).
     Connected {
         direction: Direction,
         ip: Option<IpAddr>,
@@ -39,7 +48,11 @@ enum PeerState {
 struct Peer {
     addresses: BTreeSet<PeerAddress>,
     persistent: bool,
-    score: i64,
+    /// One of its addresses came from the config or the operator: it may
+    /// not be displaced from its bucket by untrusted newcomers.
+    trusted: bool,
+    /// Decays toward zero with `score_half_life`.
+    score: Decaying,
     state: PeerState,
     /// Consecutive failed dials; reset by a connection.
     failures: u32,
@@ -48,8 +61,8 @@ struct Peer {
     /// Which address (in `addresses` order) the next dial uses; advanced by a
     /// failed dial, kept by a successful one.
     dial_cursor: usize,
-    /// Whether we ever had a connection with it: such peers are forgotten
-    /// after never-connected peers of the same score.
+    /// Whether we ever had a connection with it: a key we never had starts
+    /// at its network's score.
     ever_connected: bool,
     /// A random tie-breaker drawn from the seeded rng, so that ties between
     /// equal scores are deterministic yet cannot be won by grinding peer ids.
@@ -58,14 +71,34 @@ struct Peer {
     /// before ordinary peers, past `max_outbound`. Cleared when the dial
     /// ends either way, or when the peer connects.
     requested: bool,
+    /// Where it sits in the address book's tables: every non-persistent
+    /// peer with an address has a slot, no other peer has one.
+    slot: Option<Slot>,
+    /// The group of whoever told us about it first, and of the address
+    /// that placed it (meaningful only with a slot).
+    source: Group,
+    group: Group,
+    /// The network dials weigh it by: its address group; for an address
+    /// without a host (`memory://`), which names no network, the network of
+    /// the peer that told us (so a chain of Sybils telling each other's
+    /// addresses stays one network), or the peer itself if the operator
+    /// gave it.
+    network: Group,
+    /// When it was placed (a counter): older entries are displaced first.
+    seq: u64,
+    /// Our latest outbound connection to it.
+    last_tried: Option<Instant>,
+    /// The IP of its latest connection: the network its penalties charge.
+    ip: Option<IpAddr>,
 }
 
 impl Peer {
-    fn new(rank: u64) -> Self {
+    fn new(rank: u64, now: Instant) -> Self {
         Self {
             addresses: BTreeSet::new(),
             persistent: false,
-            score: 0,
+            trusted: false,
+            score: Decaying::new(0.0, now),
             state: PeerState::Idle,
             failures: 0,
             retry_at: None,
@@ -73,6 +106,13 @@ impl Peer {
             ever_connected: false,
             rank,
             requested: false,
+            slot: None,
+            source: Group::Unnamed,
+            group: Group::Unnamed,
+            network: Group::Unnamed,
+            seq: 0,
+            last_tried: None,
+            ip: None,
         }
     }
 
@@ -87,7 +127,7 @@ struct Slots {
     inbound: usize,
     outbound: usize,
     dialing: usize,
-    inbound_per_ip: BTreeMap<IpAddr, usize>,
+    inbound_per_prefix: BTreeMap<IpPrefix, usize>,
 }
 
 impl Slots {
@@ -104,7 +144,7 @@ impl Slots {
             } => {
                 self.inbound += 1;
                 if let Some(ip) = ip {
-                    *self.inbound_per_ip.entry(ip).or_default() += 1;
+                    *self.inbound_per_prefix.entry(IpPrefix::of(ip)).or_default() += 1;
                 }
             }
             PeerState::Idle | PeerState::Evicting => {}
@@ -123,12 +163,13 @@ impl Slots {
                 ip,
             } => {
                 self.inbound = self.inbound.saturating_sub(1);
-                if let Some(ip) = ip
-                    && let Some(count) = self.inbound_per_ip.get_mut(&ip)
-                {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        self.inbound_per_ip.remove(&ip);
+                if let Some(ip) = ip {
+                    let prefix = IpPrefix::of(ip);
+                    if let Some(count) = self.inbound_per_prefix.get_mut(&prefix) {
+                        *count = count.saturating_sub(1);
+                        if *count == 0 {
+                            self.inbound_per_prefix.remove(&prefix);
+                        }
                     }
                 }
             }
@@ -137,7 +178,10 @@ impl Slots {
     }
 
     fn inbound_from(&self, ip: IpAddr) -> usize {
-        self.inbound_per_ip.get(&ip).copied().unwrap_or(0)
+        self.inbound_per_prefix
+            .get(&IpPrefix::of(ip))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -160,7 +204,7 @@ impl Slots {
 /// let mut manager = PeerManager::new(local, config, 42, now);
 /// let address = manager.next_dial(now).expect("the bootstrap peer is dialable");
 /// // ... the driver dials `address` and authenticates the remote ...
-/// assert_eq!(manager.dialed(address.peer, now), Admission::Admit { evict: None });
+/// assert_eq!(manager.dialed(address.peer, None, now), Admission::Admit { evict: None });
 /// assert!(manager.is_connected(remote));
 /// ```
 #[derive(Debug)]
@@ -171,54 +215,93 @@ pub struct PeerManager {
     /// The latest instant seen in any call: the clock of calls that take none.
     now: Instant,
     peers: BTreeMap<PeerId, Peer>,
+    /// The new and tried tables: where each non-persistent peer with an
+    /// address sits.
+    tables: Tables,
+    /// Endpoints (port, peer) of each host in the book, for
+    /// `max_ports_per_host`.
+    hosts: BTreeMap<Host, BTreeSet<(Option<u16>, PeerId)>>,
+    /// Offences per network.
+    prefixes: Prefixes,
     /// Kept apart from `peers` so that forgetting a peer's addresses does not
-    /// lift its ban. At most `max(max_addresses, 1)` entries.
+    /// lift its ban. At most the tables' capacity.
     bans: BTreeMap<PeerId, Instant>,
     slots: Slots,
     /// Peers whose record changed since the last `take_dirty` (all known).
     dirty: BTreeSet<PeerId>,
-    /// Peers forgotten since the last `take_forgotten`; at most
-    /// `max(max_addresses, 1)` entries.
+    /// Peers forgotten since the last `take_forgotten`; at most the tables'
+    /// capacity.
     forgotten: BTreeSet<PeerId>,
+    /// Placement counter.
+    seq: u64,
 }
 
 impl PeerManager {
     /// A manager for node `local`, with the config's persistent and bootstrap
     /// peers in its book. `seed` drives every random choice (jitter,
-    /// tie-breaks): the same seed and the same calls give the same results.
+    /// tie-breaks, the address book's secret bucket key): the same seed and
+    /// the same calls give the same results. Out-of-range values (see
+    /// [`PeerManagerConfig::validate`]) are clamped.
     pub fn new(local: PeerId, mut config: PeerManagerConfig, seed: u64, now: Instant) -> Self {
         config.retry_jitter = if config.retry_jitter.is_nan() {
             0.0
         } else {
             config.retry_jitter.clamp(0.0, 1.0)
         };
+        config.max_inbound_per_prefix = config.max_inbound_per_prefix.max(1);
+        config.max_ports_per_host = config.max_ports_per_host.max(1);
+        if config.score_half_life.is_zero() {
+            config.score_half_life = PeerManagerConfig::default().score_half_life;
+        }
+        config.prefix_ban_threshold = config.prefix_ban_threshold.min(-1);
         let persistent_peers = std::mem::take(&mut config.persistent_peers);
         let bootstrap_peers = std::mem::take(&mut config.bootstrap_peers);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut key = [0u8; 32];
+        rng.fill(&mut key);
+        let tables = Tables::new(
+            key,
+            config.new_buckets,
+            config.tried_buckets,
+            config.bucket_size,
+        );
+        let prefixes = Prefixes::new(MAX_PREFIX_RECORDS, config.score_half_life);
         let mut manager = Self {
             local,
             config,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             now,
             peers: BTreeMap::new(),
+            tables,
+            hosts: BTreeMap::new(),
+            prefixes,
             bans: BTreeMap::new(),
             slots: Slots::default(),
             dirty: BTreeSet::new(),
             forgotten: BTreeSet::new(),
+            seq: 0,
         };
         for address in &persistent_peers {
             if address.peer == local {
                 tracing::warn!(%address, "persistent peer address names this node; ignored");
                 continue;
             }
+            if let Err(error) = screen::check(address, true) {
+                tracing::warn!(%address, %error, "persistent peer address refused");
+                continue;
+            }
             let rank = manager.rng.random();
-            // Persistent peers are never forgotten, so they may exceed
-            // max_addresses; the operator chose how many there are.
+            // Persistent peers sit outside the tables and are never
+            // forgotten; the operator chose how many there are.
             let peer = manager
                 .peers
                 .entry(address.peer)
-                .or_insert_with(|| Peer::new(rank));
+                .or_insert_with(|| Peer::new(rank, now));
             peer.persistent = true;
-            peer.addresses.insert(address.clone());
+            peer.trusted = true;
+            if peer.addresses.insert(address.clone()) {
+                host_insert(&mut manager.hosts, address);
+            }
             manager.dirty.insert(address.peer);
         }
         for address in bootstrap_peers {
@@ -238,11 +321,13 @@ impl PeerManager {
 
     /// Adds the peers of a [`PeerStore`](crate::peer_store::PeerStore), at
     /// start. Addresses and scores are taken; whether a peer is persistent
-    /// comes from the config, not from the record. Best-scored records are
-    /// added first, so that if they exceed `max_addresses` the worst are the
-    /// ones left out. Loaded records are not marked dirty.
+    /// comes from the config, not from the record. Addresses pass the
+    /// screen as [`AddressSource::Store`]. Best-scored records are added
+    /// first, so that if they overflow a bucket the worst are the ones
+    /// left out. Loaded records are not marked dirty.
     pub fn load(&mut self, mut records: Vec<PeerRecord>) {
         records.sort_by(|a, b| b.score.cmp(&a.score).then(a.peer.cmp(&b.peer)));
+        let now = self.now;
         for record in records {
             if record.peer == self.local {
                 continue;
@@ -257,21 +342,22 @@ impl PeerManager {
                 }
             }
             if let Some(peer) = self.peers.get_mut(&record.peer) {
-                peer.score = record.score;
-            } else if record.score != 0 && self.make_room() {
+                peer.score.set(record.score as f64, now);
+            } else if record.score != 0 {
                 // Remember a scored peer without addresses (e.g. one that only
                 // ever connected to us), so its score survives the restart.
-                let mut peer = Peer::new(self.rng.random());
-                peer.score = record.score;
+                let mut peer = Peer::new(self.rng.random(), now);
+                peer.score.set(record.score as f64, now);
                 self.peers.insert(record.peer, peer);
+                self.trim_unplaced();
             }
         }
     }
 
-    /// Adds `addr` to the book. `Ok(true)` if the address is new, `Ok(false)`
+    /// Adds `addr` to the book, if it passes the screen (see
+    /// [`AddAddressError`]). `Ok(true)` if the address is new, `Ok(false)`
     /// if it was known (or is an exchanged address of a persistent peer,
-    /// which is ignored). Adding a new peer to a full book forgets the
-    /// worst-scored peer that is neither persistent, connected nor dialing.
+    /// which is ignored).
     pub fn add_address(
         &mut self,
         addr: PeerAddress,
@@ -287,14 +373,14 @@ impl PeerManager {
 
     /// A reactor asks for a connection to the peers of `addresses`: each
     /// address is added as [`add_address`](Self::add_address) would, and
-    /// each peer with a known address is marked *requested* — dialed
-    /// before ordinary peers (after persistent ones) and past
-    /// `max_outbound`, up to `max_outbound + max_requested_outbound`
-    /// outbound connections and dials. Bans and backoff still apply. The
-    /// mark lasts until the dial ends (connected or failed); a reactor that
-    /// still wants the peer asks again. A peer already connected or being
-    /// dialed is left as it is. One result per address, as for
-    /// `add_address`.
+    /// each peer whose address passed the screen (new or known) is marked
+    /// *requested* — dialed before ordinary peers (after persistent ones)
+    /// and past `max_outbound`, up to `max_outbound +
+    /// max_requested_outbound` outbound connections and dials. Bans and
+    /// backoff still apply. The mark lasts until the dial ends (connected
+    /// or failed); a reactor that still wants the peer asks again. A peer
+    /// already connected or being dialed is left as it is. One result per
+    /// address, as for `add_address`.
     pub fn request(
         &mut self,
         addresses: Vec<PeerAddress>,
@@ -305,7 +391,8 @@ impl PeerManager {
             .map(|address| {
                 let id = address.peer;
                 let result = self.add_address(address, source);
-                if let Some(peer) = self.peers.get_mut(&id)
+                if result.is_ok()
+                    && let Some(peer) = self.peers.get_mut(&id)
                     && peer.state == PeerState::Idle
                     && !peer.addresses.is_empty()
                 {
@@ -325,82 +412,314 @@ impl PeerManager {
         if id == self.local {
             return Err(AddAddressError::SelfAddress);
         }
+        let trusted = source.is_trusted();
+        screen::check(&addr, trusted || self.config.allow_private_addresses)?;
         if self.is_banned(id, self.now) {
             return Err(AddAddressError::Banned(id));
+        }
+        let host = addr.host_port();
+        if !trusted
+            && let Some((Host::Ip(ip), _)) = &host
+            && self.prefixes.is_banned(IpPrefix::of(*ip), self.now)
+        {
+            return Err(AddAddressError::PrefixBanned(IpPrefix::of(*ip)));
         }
         let max = self.config.max_addresses_per_peer;
         let capped = source != AddressSource::Config;
         if let Some(peer) = self.peers.get_mut(&id) {
-            if peer.addresses.contains(&addr)
-                || (peer.persistent && source == AddressSource::Exchange)
-            {
+            if peer.addresses.contains(&addr) {
+                peer.trusted |= trusted;
+                return Ok(false);
+            }
+            if peer.persistent && source.is_exchange() {
                 return Ok(false);
             }
             if capped && peer.addresses.len() >= max {
                 return Err(AddAddressError::TooManyAddressesForPeer { peer: id, max });
             }
-            peer.addresses.insert(addr);
-            return Ok(true);
-        }
-        if capped && max == 0 {
+        } else if capped && max == 0 {
             return Err(AddAddressError::TooManyAddressesForPeer { peer: id, max });
         }
-        if !self.make_room() {
-            return Err(AddAddressError::AddressBookFull {
-                max: self.config.max_addresses,
-            });
+        if !trusted && let Some((host, port)) = &host {
+            let max = self.config.max_ports_per_host;
+            let endpoints = self.hosts.get(host);
+            let known = endpoints.is_some_and(|e| e.contains(&(*port, id)));
+            if !known && endpoints.is_some_and(|e| e.len() >= max) {
+                return Err(AddAddressError::HostLimit { max });
+            }
         }
-        let mut peer = Peer::new(self.rng.random());
-        peer.addresses.insert(addr);
-        self.peers.insert(id, peer);
-        self.forgotten.remove(&id);
+        let source_group = self.source_group(source, &addr);
+        let network = self.network_of(source, &addr);
+        let now = self.now;
+        match self.peers.get_mut(&id) {
+            Some(peer) => {
+                peer.trusted |= trusted;
+                let place = peer.slot.is_none() && !peer.persistent;
+                let trusted = peer.trusted;
+                if place {
+                    let group = Group::of_address(&addr);
+                    let slot = self.place_new(id, &source_group, &group, trusted)?;
+                    let seq = self.next_seq();
+                    if let Some(peer) = self.peers.get_mut(&id) {
+                        peer.slot = Some(slot);
+                        peer.network = network.clone();
+                        peer.source = source_group;
+                        peer.group = group;
+                        peer.seq = seq;
+                    }
+                }
+            }
+            None => {
+                let group = Group::of_address(&addr);
+                let slot = self.place_new(id, &source_group, &group, trusted)?;
+                let mut peer = Peer::new(self.rng.random(), now);
+                peer.trusted = trusted;
+                peer.slot = Some(slot);
+                peer.network = network.clone();
+                peer.source = source_group;
+                peer.group = group;
+                peer.seq = self.next_seq();
+                self.peers.insert(id, peer);
+                self.forgotten.remove(&id);
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            host_insert(&mut self.hosts, &addr);
+            peer.addresses.insert(addr);
+        }
         Ok(true)
     }
 
-    /// Makes room for one more peer in the book, forgetting one if it is
-    /// full. False if the book is full of peers that may not be forgotten.
-    fn make_room(&mut self) -> bool {
-        if self.peers.len() < self.config.max_addresses {
-            return true;
-        }
-        // Worst score first; at equal score, peers we never connected to go
-        // before peers that proved reachable.
-        let victim = self
-            .peers
-            .iter()
-            .filter(|(_, p)| !p.persistent && p.state == PeerState::Idle)
-            .min_by_key(|(id, p)| (p.score, p.ever_connected, p.rank, **id))
-            .map(|(id, _)| *id);
-        match victim {
-            Some(id) => {
-                self.forget(id);
-                true
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// The group whoever told us about `addr` is in: the address's own for
+    /// config, manual and stored addresses; the network of the connection
+    /// of the peer that told us (or of its first address, or the peer
+    /// itself); one group for untold sources.
+    fn source_group(&self, source: AddressSource, addr: &PeerAddress) -> Group {
+        match source {
+            AddressSource::Config | AddressSource::Manual | AddressSource::Store => {
+                Group::of_address(addr)
             }
-            None => false,
+            AddressSource::Exchange => Group::Unnamed,
+            AddressSource::ExchangeFrom(from) => match self.peers.get(&from) {
+                Some(peer) => match (peer.ip, peer.addresses.first()) {
+                    (Some(ip), _) => Group::Ip(IpGroup::of(ip)),
+                    (None, Some(address)) => Group::of_address(address),
+                    (None, None) => Group::Peer(from),
+                },
+                None => Group::Peer(from),
+            },
         }
     }
 
+    /// The network a peer placed by `addr`, heard from `source`, is
+    /// weighed by in dials (see [`Peer::network`]).
+    fn network_of(&self, source: AddressSource, addr: &PeerAddress) -> Group {
+        if addr.host_port().is_some() {
+            return Group::of_address(addr);
+        }
+        match source {
+            AddressSource::Config | AddressSource::Manual | AddressSource::Store => {
+                Group::Peer(addr.peer)
+            }
+            AddressSource::Exchange => Group::Unnamed,
+            AddressSource::ExchangeFrom(from) => match self.peers.get(&from) {
+                Some(peer) if peer.slot.is_some() => peer.network.clone(),
+                Some(Peer { ip: Some(ip), .. }) => Group::Ip(IpGroup::of(*ip)),
+                _ => Group::Peer(from),
+            },
+        }
+    }
+
+    /// Whether an idle peer may be displaced by anyone: a negative score, or
+    /// `TERRIBLE_FAILURES` failed dials in a row.
+    fn is_terrible(&self, peer: &Peer) -> bool {
+        peer.score.at(self.now, self.config.score_half_life) < 0.0
+            || peer.failures >= TERRIBLE_FAILURES
+    }
+
+    /// Whether `peer` may leave its bucket for a newcomer: idle, not
+    /// trusted, not requested.
+    fn displaceable(peer: &Peer) -> bool {
+        peer.state == PeerState::Idle && !peer.trusted && !peer.persistent && !peer.requested
+    }
+
+    /// A slot in the new table for `id`, heard from `source` at an address
+    /// of `group`. A full bucket makes room by forgetting a terrible entry,
+    /// else the oldest entry from the same source group (a trusted newcomer:
+    /// the oldest untrusted entry); if there is none, an untrusted newcomer
+    /// is refused and a trusted one exceeds the bucket.
+    fn place_new(
+        &mut self,
+        id: PeerId,
+        source: &Group,
+        group: &Group,
+        trusted: bool,
+    ) -> Result<Slot, AddAddressError> {
+        let slot = Slot {
+            table: Table::New,
+            bucket: self.tables.new_bucket(source, group),
+        };
+        if self.tables.is_full(slot) {
+            let entries: Vec<(PeerId, &Peer)> = self
+                .tables
+                .bucket(slot)
+                .iter()
+                .filter(|p| **p != id)
+                .filter_map(|p| self.peers.get(p).map(|peer| (*p, peer)))
+                .filter(|(_, peer)| Self::displaceable(peer))
+                .collect();
+            let victim = entries
+                .iter()
+                .filter(|(_, peer)| self.is_terrible(peer))
+                .min_by_key(|(_, peer)| peer.seq)
+                .or_else(|| {
+                    entries
+                        .iter()
+                        .filter(|(_, peer)| trusted || peer.source == *source)
+                        .min_by_key(|(_, peer)| peer.seq)
+                })
+                .map(|(p, _)| *p);
+            match victim {
+                Some(victim) => {
+                    tracing::debug!(peer = %victim, newcomer = %id, "address displaced from a full bucket");
+                    self.forget(victim);
+                }
+                None if trusted => {}
+                None => return Err(AddAddressError::BucketFull),
+            }
+        }
+        self.tables.push(slot, id);
+        Ok(slot)
+    }
+
+    /// `id` answered a dial: it moves to the tried table. A full tried
+    /// bucket makes room by moving back to new a terrible entry, else the
+    /// entry of the same address group tried least recently; if there is
+    /// none, `id` stays in new.
+    fn promote(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let Some(from) = peer.slot.filter(|s| s.table == Table::New) else {
+            return;
+        };
+        let group = peer.group.clone();
+        let to = Slot {
+            table: Table::Tried,
+            bucket: self.tables.tried_bucket(&group, &id),
+        };
+        if self.tables.is_full(to) {
+            let entries: Vec<(PeerId, &Peer)> = self
+                .tables
+                .bucket(to)
+                .iter()
+                .filter_map(|p| self.peers.get(p).map(|peer| (*p, peer)))
+                .filter(|(_, peer)| peer.state == PeerState::Idle && !peer.requested)
+                .collect();
+            let victim = entries
+                .iter()
+                .filter(|(_, peer)| self.is_terrible(peer))
+                .min_by_key(|(_, peer)| peer.seq)
+                .or_else(|| {
+                    entries
+                        .iter()
+                        .filter(|(_, peer)| peer.group == group)
+                        .min_by_key(|(_, peer)| (peer.last_tried, peer.seq))
+                })
+                .map(|(p, _)| *p);
+            let Some(victim) = victim else {
+                return;
+            };
+            self.demote(victim, to);
+        }
+        self.tables.remove(from, id);
+        self.tables.push(to, id);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.slot = Some(to);
+        }
+    }
+
+    /// Moves `id` from tried slot `at` back to the new table (by its first
+    /// source), or forgets it if there is no room there.
+    fn demote(&mut self, id: PeerId, at: Slot) {
+        self.tables.remove(at, id);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.slot = None;
+        let (source, group, trusted) = (peer.source.clone(), peer.group.clone(), peer.trusted);
+        match self.place_new(id, &source, &group, trusted) {
+            Ok(slot) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.slot = Some(slot);
+                }
+            }
+            Err(_) => self.forget(id),
+        }
+    }
+
+    /// Forgets everything about `id` but its ban.
     fn forget(&mut self, id: PeerId) {
-        if self.peers.remove(&id).is_some() {
+        if let Some(peer) = self.peers.remove(&id) {
             tracing::debug!(peer = %id, "peer forgotten");
+            if let Some(slot) = peer.slot {
+                self.tables.remove(slot, id);
+            }
+            for address in &peer.addresses {
+                host_remove(&mut self.hosts, address);
+            }
             self.dirty.remove(&id);
-            if self.forgotten.len() < self.config.max_addresses.max(1) {
+            if self.forgotten.len() < self.tables.capacity().max(1) {
                 self.forgotten.insert(id);
             }
         }
     }
 
-    /// The peer's entry, created if unknown. Connected peers must be tracked,
-    /// so this makes room if it can and grows the book past `max_addresses`
-    /// if it cannot (bounded by the connection limits).
+    /// Keeps idle peers without an address (remembered for their score) to
+    /// the tried table's capacity, forgetting those whose score is closest
+    /// to zero first.
+    fn trim_unplaced(&mut self) {
+        let cap = self.tables.tried_capacity();
+        let now = self.now;
+        let half_life = self.config.score_half_life;
+        let mut unplaced: Vec<(i64, u64, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.slot.is_none() && !p.persistent && p.state == PeerState::Idle)
+            .map(|(id, p)| {
+                (
+                    p.score.rounded(now, half_life).saturating_abs(),
+                    p.rank,
+                    *id,
+                )
+            })
+            .collect();
+        if unplaced.len() <= cap {
+            return;
+        }
+        unplaced.sort();
+        let excess = unplaced.len() - cap;
+        for (_, _, id) in unplaced.into_iter().take(excess) {
+            self.forget(id);
+        }
+    }
+
+    /// The peer's entry, created if unknown. Connected peers must be tracked;
+    /// one without an address sits outside the tables (bounded by the
+    /// connection limits).
     fn track(&mut self, id: PeerId) -> &mut Peer {
         if !self.peers.contains_key(&id) {
-            self.make_room();
             let rank = self.rng.random();
             self.forgotten.remove(&id);
-            self.peers.insert(id, Peer::new(rank));
+            self.peers.insert(id, Peer::new(rank, self.now));
         }
-        self.peers.entry(id).or_insert_with(|| Peer::new(0))
+        let now = self.now;
+        self.peers.entry(id).or_insert_with(|| Peer::new(0, now))
     }
 
     /// Moves `id` to `state`, keeping the slot counters in step.
@@ -418,16 +737,62 @@ impl PeerManager {
         }
     }
 
+    fn score_now(&self, peer: &Peer) -> i64 {
+        peer.score.rounded(self.now, self.config.score_half_life)
+    }
+
+    /// The address the next dial of `peer` uses: its next address, in
+    /// turn, that is not in a banned network (persistent peers are exempt).
+    fn dial_address<'a>(&self, peer: &'a Peer) -> Option<&'a PeerAddress> {
+        let count = peer.addresses.len();
+        if count == 0 {
+            return None;
+        }
+        let start = peer.dial_cursor % count;
+        let mut turn = peer
+            .addresses
+            .iter()
+            .skip(start)
+            .chain(peer.addresses.iter().take(start));
+        if peer.persistent || !self.prefixes.any_banned(self.now) {
+            return turn.next();
+        }
+        turn.find(|address| !self.in_banned_prefix(address))
+    }
+
+    fn in_banned_prefix(&self, address: &PeerAddress) -> bool {
+        self.prefixes.any_banned(self.now)
+            && matches!(address.host_port(), Some((Host::Ip(ip), _))
+                if self.prefixes.is_banned(IpPrefix::of(ip), self.now))
+    }
+
+    /// Whether `peer` can be dialed now, limits aside.
+    fn dialable(&self, id: PeerId, peer: &Peer) -> bool {
+        peer.state == PeerState::Idle
+            && peer.retry_at.is_none()
+            && !self.bans.contains_key(&id)
+            && self.dial_address(peer).is_some()
+    }
+
     /// The next address to dial, if any; its peer is then `Dialing` until
     /// [`dialed`](Self::dialed) or [`dial_failed`](Self::dial_failed).
     ///
     /// Never returns a peer that is connected, dialing, banned or backing
-    /// off. Dials in flight never exceed `max_concurrent_dials`; for ordinary
-    /// peers, connected outbound + dialing never exceeds `max_outbound`.
-    /// Persistent peers go first and are dialed past `max_outbound` when a
-    /// non-persistent outbound peer can be evicted for them; then the best
-    /// score wins. A peer's addresses are tried in turn, moving on after
-    /// each failure.
+    /// off, nor an address in a banned network. Dials in flight never
+    /// exceed `max_concurrent_dials`; for ordinary peers, connected
+    /// outbound + dialing never exceeds `max_outbound`. Persistent peers go
+    /// first and are dialed past `max_outbound` when a non-persistent
+    /// outbound peer can be evicted for them; then requested peers (best
+    /// score first); then the address book chooses: the tried or the new
+    /// table (half each when both have a candidate), then a *network*
+    /// uniformly among the networks with a candidate in that table (an
+    /// address's /16 for IPv4, /32 for IPv6, its domain for a DNS name, its
+    /// source's network for an address without a host), then a peer of
+    /// that network uniformly. So an attacker's weight is the number of
+    /// networks it holds reachable addresses in, not the number of
+    /// addresses it sends. Peers with a negative score are chosen only when
+    /// no other is dialable. A peer's addresses are tried in turn, moving
+    /// on after each failure.
     ///
     /// Call it after every event that may free a slot (a disconnection, a
     /// failed or completed dial) and at [`next_dial_at`](Self::next_dial_at).
@@ -462,15 +827,12 @@ impl PeerManager {
             }
         }
         let can_evict_outbound = evictable > persistent_dialing;
-        let bans = &self.bans;
-        let (&id, peer) = self
+        let first = self
             .peers
             .iter()
             .filter(|(id, p)| {
-                p.state == PeerState::Idle
-                    && !p.addresses.is_empty()
-                    && p.retry_at.is_none()
-                    && !bans.contains_key(id)
+                (p.persistent || p.requested)
+                    && self.dialable(**id, p)
                     && (!outbound_full
                         || (p.persistent && can_evict_outbound)
                         || (p.requested && !requested_full))
@@ -479,25 +841,75 @@ impl PeerManager {
                 (
                     p.persistent,
                     p.requested,
-                    p.score,
+                    self.score_now(p),
                     p.rank,
                     std::cmp::Reverse(**id),
                 )
-            })?;
-        let address = peer
-            .addresses
-            .iter()
-            .nth(peer.dial_cursor % peer.addresses.len())
-            .cloned()?;
+            })
+            .map(|(id, _)| *id);
+        let id = match first {
+            Some(id) => id,
+            None if outbound_full => return None,
+            None => self.choose_from_tables()?,
+        };
+        let peer = self.peers.get(&id)?;
+        let address = self.dial_address(peer)?.clone();
         self.set_state(id, PeerState::Dialing);
         tracing::debug!(peer = %id, %address, "dialing");
         Some(address)
     }
 
+    /// An ordinary peer to dial, chosen as [`next_dial`](Self::next_dial)
+    /// says: table, network, peer.
+    fn choose_from_tables(&mut self) -> Option<PeerId> {
+        // (table, peer, score not negative), in table order.
+        let mut candidates: Vec<(Table, PeerId, bool)> = Vec::new();
+        for table in [Table::New, Table::Tried] {
+            for (_, peers) in self.tables.iter(table) {
+                for id in peers {
+                    if let Some(peer) = self.peers.get(id)
+                        && !peer.persistent
+                        && self.dialable(*id, peer)
+                    {
+                        candidates.push((table, *id, self.score_now(peer) >= 0));
+                    }
+                }
+            }
+        }
+        if candidates.iter().any(|c| c.2) {
+            candidates.retain(|c| c.2);
+        }
+        let has = |t: Table| candidates.iter().any(|c| c.0 == t);
+        let table = match (has(Table::New), has(Table::Tried)) {
+            (false, false) => return None,
+            (true, true) => {
+                if self.rng.random_bool(0.5) {
+                    Table::Tried
+                } else {
+                    Table::New
+                }
+            }
+            (false, true) => Table::Tried,
+            (true, false) => Table::New,
+        };
+        candidates.retain(|c| c.0 == table);
+        let mut networks: BTreeMap<&Group, Vec<PeerId>> = BTreeMap::new();
+        for (_, id, _) in &candidates {
+            if let Some(peer) = self.peers.get(id) {
+                networks.entry(&peer.network).or_default().push(*id);
+            }
+        }
+        let pick = self.rng.random_range(0..networks.len().max(1));
+        let peers = networks.into_values().nth(pick)?;
+        let pick = self.rng.random_range(0..peers.len().max(1));
+        peers.get(pick).copied()
+    }
+
     /// The earliest instant at which [`next_dial`](Self::next_dial) may have
-    /// something new because a backoff or a ban ends; `None` if no peer is
-    /// waiting for one. It says nothing about slots that free up: call
-    /// `next_dial` after those events too.
+    /// something new because a backoff or a ban ends (a network's ban
+    /// counts by the end of the last one); `None` if no peer is waiting for
+    /// one. It says nothing about slots that free up: call `next_dial`
+    /// after those events too.
     pub fn next_dial_at(&self) -> Option<Instant> {
         self.peers
             .iter()
@@ -507,6 +919,7 @@ impl PeerManager {
                 (Some(at), None) | (None, Some(at)) => Some(at),
                 (Some(a), Some(b)) => Some(a.max(b)),
             })
+            .chain(self.prefixes.bans_end(self.now))
             .min()
     }
 
@@ -537,11 +950,13 @@ impl PeerManager {
         self.set_state(id, PeerState::Idle);
     }
 
-    /// Our outbound connection to `id` is up and authenticated: keep it or
-    /// not. Admitted if an outbound slot is free (a dial from `next_dial`
-    /// already holds one); a persistent peer is admitted by evicting the
-    /// worst-scored connected non-persistent outbound peer.
-    pub fn dialed(&mut self, id: PeerId, now: Instant) -> Admission {
+    /// Our outbound connection to `id` (to `ip`, if the transport knows it)
+    /// is up and authenticated: keep it or not. Admitted if an outbound
+    /// slot is free (a dial from `next_dial` already holds one); a
+    /// persistent peer is admitted by evicting the worst-scored connected
+    /// non-persistent outbound peer. A peer admitted moves to the address
+    /// book's tried table.
+    pub fn dialed(&mut self, id: PeerId, ip: Option<IpAddr>, now: Instant) -> Admission {
         self.observe(now);
         if id == self.local {
             return Admission::Reject(RejectReason::SelfConnection);
@@ -559,6 +974,9 @@ impl PeerManager {
         let (persistent, requested) = self.peers.get_mut(&id).map_or((false, false), |p| {
             (p.persistent, std::mem::take(&mut p.requested))
         });
+        if !persistent && ip.is_some_and(|ip| self.prefixes.is_banned(IpPrefix::of(ip), now)) {
+            return Admission::Reject(RejectReason::PrefixBanned);
+        }
         let limit = if requested {
             self.config.max_outbound + self.config.max_requested_outbound
         } else {
@@ -580,13 +998,18 @@ impl PeerManager {
                 return Admission::Reject(RejectReason::OutboundFull);
             }
         }
-        self.admit(id, Direction::Outbound, None, evict)
+        let admission = self.admit(id, Direction::Outbound, ip, evict);
+        self.promote(id);
+        admission
     }
 
     /// An inbound connection from `id` (from `ip`, if it has one) is up and
-    /// authenticated: keep it or not. When inbound is full, the newcomer
-    /// takes the slot of the worst-scored connected non-persistent inbound
-    /// peer if its score is strictly higher (a persistent peer always does).
+    /// authenticated: keep it or not. Refused if its network is banned or
+    /// already has `max_inbound_per_prefix` inbound connections (persistent
+    /// peers are exempt). When inbound is full, the newcomer takes the slot
+    /// of the worst-scored connected non-persistent inbound peer if its
+    /// score is strictly higher (a persistent peer always does); a key we
+    /// never had a connection with counts at its network's start score.
     pub fn accepted(&mut self, id: PeerId, ip: Option<IpAddr>, now: Instant) -> Admission {
         self.observe(now);
         if id == self.local {
@@ -595,25 +1018,35 @@ impl PeerManager {
         if self.is_banned(id, now) {
             return Admission::Reject(RejectReason::Banned);
         }
-        let (state, persistent, score) = self
+        let (state, persistent, mut score, fresh) = self
             .peers
             .get(&id)
-            .map_or((PeerState::Idle, false, 0), |p| {
-                (p.state, p.persistent, p.score)
+            .map_or((PeerState::Idle, false, 0, true), |p| {
+                (p.state, p.persistent, self.score_now(p), !p.ever_connected)
             });
         if matches!(state, PeerState::Connected { .. } | PeerState::Evicting) {
             return Admission::Reject(RejectReason::AlreadyConnected);
         }
-        if !persistent
-            && let Some(ip) = ip
-            && self.slots.inbound_from(ip) >= self.config.max_inbound_per_ip
-        {
-            return Admission::Reject(RejectReason::IpLimit);
+        if !persistent && let Some(ip) = ip {
+            if self.prefixes.is_banned(IpPrefix::of(ip), now) {
+                return Admission::Reject(RejectReason::PrefixBanned);
+            }
+            if self.slots.inbound_from(ip) >= self.config.max_inbound_per_prefix {
+                return Admission::Reject(RejectReason::PrefixLimit);
+            }
+            let start = self.start_score(ip);
+            if fresh && start < 0.0 {
+                score = score.min(start.round() as i64);
+            }
         }
         let mut evict = None;
         if self.slots.inbound >= self.config.max_inbound {
             evict = self.worst_connected(Direction::Inbound).filter(|worst| {
-                persistent || self.peers.get(worst).is_some_and(|w| score > w.score)
+                persistent
+                    || self
+                        .peers
+                        .get(worst)
+                        .is_some_and(|w| score > self.score_now(w))
             });
             if evict.is_none() {
                 return Admission::Reject(RejectReason::InboundFull);
@@ -622,12 +1055,22 @@ impl PeerManager {
         self.admit(id, Direction::Inbound, ip, evict)
     }
 
+    /// The score a key we never had a connection with starts at, coming
+    /// from `ip`: half its network's score, kept above
+    /// `disconnect_threshold`, never above zero.
+    fn start_score(&self, ip: IpAddr) -> f64 {
+        let network = self.prefixes.score(IpPrefix::of(ip), self.now);
+        (network / 2.0)
+            .max(self.config.disconnect_threshold as f64 + 1.0)
+            .min(0.0)
+    }
+
     /// The worst-scored connected non-persistent peer of `direction`.
     fn worst_connected(&self, direction: Direction) -> Option<PeerId> {
         self.peers
             .iter()
             .filter(|(_, p)| !p.persistent && p.is_connected_in(direction))
-            .min_by_key(|(id, p)| (p.score, p.rank, **id))
+            .min_by_key(|(id, p)| (self.score_now(p), p.rank, **id))
             .map(|(id, _)| *id)
     }
 
@@ -642,10 +1085,24 @@ impl PeerManager {
             tracing::debug!(peer = %victim, newcomer = %id, %direction, "evicting peer for a better one");
             self.set_state(victim, PeerState::Evicting);
         }
+        let start = ip.map_or(0.0, |ip| self.start_score(ip));
+        let now = self.now;
+        let half_life = self.config.score_half_life;
         let peer = self.track(id);
+        if !peer.ever_connected && !peer.persistent && start < 0.0 {
+            let score = peer.score.at(now, half_life).min(start);
+            peer.score.set(score, now);
+            tracing::debug!(peer = %id, score, "a new key from a penalised network starts penalised");
+        }
         peer.failures = 0;
         peer.retry_at = None;
         peer.ever_connected = true;
+        if ip.is_some() {
+            peer.ip = ip;
+        }
+        if direction == Direction::Outbound {
+            peer.last_tried = Some(now);
+        }
         self.set_state(id, PeerState::Connected { direction, ip });
         Admission::Admit { evict }
     }
@@ -670,6 +1127,11 @@ impl PeerManager {
             .is_some_and(|p| matches!(p.state, PeerState::Connected { .. }));
         if connected {
             self.set_state(id, PeerState::Connected { direction, ip });
+            if let Some(peer) = self.peers.get_mut(&id)
+                && ip.is_some()
+            {
+                peer.ip = ip;
+            }
         }
         connected
     }
@@ -679,6 +1141,10 @@ impl PeerManager {
     /// always is). Ignored if `id` was not connected.
     pub fn disconnected(&mut self, id: PeerId, now: Instant) {
         self.observe(now);
+        let score = match self.peers.get(&id) {
+            Some(peer) => self.score_now(peer),
+            None => return,
+        };
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -690,34 +1156,45 @@ impl PeerManager {
         }
         peer.failures = 0;
         peer.retry_at = Some(instant_after(now, self.config.min_retry));
-        let nothing_to_keep = !peer.persistent && peer.addresses.is_empty() && peer.score == 0;
+        let unplaced = !peer.persistent && peer.addresses.is_empty();
         self.set_state(id, PeerState::Idle);
-        if nothing_to_keep {
+        if unplaced && score == 0 {
             // A peer that only ever dialed us and has no score: keeping it
             // would let inbound churn crowd the book.
             self.forget(id);
+        } else if unplaced {
+            self.trim_unplaced();
         }
     }
 
-    /// Lowers `id`'s score by `penalty` (a negative penalty raises it). At or
-    /// below `ban_threshold` the peer is banned for `ban_duration`; at or
-    /// below `disconnect_threshold` a connected peer is to be disconnected.
+    /// Lowers `id`'s score by `penalty` (a negative penalty raises it); a
+    /// positive penalty is charged to the network (IPv4 /24, IPv6 /48) of
+    /// the peer's latest connection too, which is banned for `ban_duration`
+    /// at or below `prefix_ban_threshold`. At or below `ban_threshold` the
+    /// peer is banned for `ban_duration`; at or below
+    /// `disconnect_threshold` a connected peer is to be disconnected.
     /// Persistent peers are not exempt. The caller disconnects on
     /// [`ReportOutcome::Disconnect`] and [`ReportOutcome::Ban`].
     pub fn report(&mut self, id: PeerId, penalty: i64, now: Instant) -> ReportOutcome {
         self.observe(now);
-        let score = match self.peers.get_mut(&id) {
+        let half_life = self.config.score_half_life;
+        let (score, ip) = match self.peers.get_mut(&id) {
             Some(peer) => {
-                peer.score = peer.score.saturating_sub(penalty);
+                peer.score.add(-(penalty as f64), now, half_life);
                 self.dirty.insert(id);
-                peer.score
+                (peer.score.rounded(now, half_life), peer.ip)
             }
             // Reports are about connected peers, which are known; a report
             // about an unknown peer can still ban it, but is not remembered.
-            None => 0i64.saturating_sub(penalty),
+            None => (0i64.saturating_sub(penalty), None),
         };
+        if penalty > 0
+            && let Some(ip) = ip
+        {
+            self.charge_network(ip, penalty as f64, now);
+        }
         if score <= self.config.ban_threshold {
-            let until = self.ban(id, self.config.ban_duration, now);
+            let until = self.ban_until(id, self.config.ban_duration, now);
             tracing::info!(peer = %id, score, ?until, "peer banned: score at or below ban_threshold");
             ReportOutcome::Ban { until }
         } else if score <= self.config.disconnect_threshold && self.is_connected(id) {
@@ -727,16 +1204,42 @@ impl PeerManager {
         }
     }
 
+    /// Charges `points` to `ip`'s network, banning it at
+    /// `prefix_ban_threshold`.
+    fn charge_network(&mut self, ip: IpAddr, points: f64, now: Instant) {
+        let prefix = IpPrefix::of(ip);
+        let ban_until = instant_after(now, self.config.ban_duration);
+        if let Some(until) = self.prefixes.charge(
+            prefix,
+            points,
+            now,
+            self.config.prefix_ban_threshold,
+            ban_until,
+        ) {
+            tracing::info!(%prefix, ?until, "network banned: score at or below prefix_ban_threshold");
+        }
+    }
+
     /// Bans `id` until `now + duration` (or later, if already banned
-    /// longer) and returns the end of the ban. A banned peer is neither
+    /// longer) and returns the end of the ban; the ban is charged to the
+    /// peer's network as `-ban_threshold` points. A banned peer is neither
     /// dialed nor admitted; the caller disconnects it if connected.
     pub fn ban(&mut self, id: PeerId, duration: Duration, now: Instant) -> Instant {
         self.observe(now);
+        let until = self.ban_until(id, duration, now);
+        if let Some(ip) = self.peers.get(&id).and_then(|p| p.ip) {
+            let points = (-(self.config.ban_threshold as f64)).max(0.0);
+            self.charge_network(ip, points, now);
+        }
+        until
+    }
+
+    fn ban_until(&mut self, id: PeerId, duration: Duration, now: Instant) -> Instant {
         let mut until = instant_after(now, duration);
         if let Some(&existing) = self.bans.get(&id) {
             until = until.max(existing);
         } else {
-            let max = self.config.max_addresses.max(1);
+            let max = self.tables.capacity().max(1);
             if self.bans.len() >= max {
                 self.bans.retain(|_, end| *end > now);
             }
@@ -757,6 +1260,17 @@ impl PeerManager {
     /// Whether `id` is banned at `now`.
     pub fn is_banned(&self, id: PeerId, now: Instant) -> bool {
         self.bans.get(&id).is_some_and(|until| *until > now)
+    }
+
+    /// Whether `ip`'s network (IPv4 /24, IPv6 /48) is banned at `now`.
+    pub fn is_prefix_banned(&self, ip: IpAddr, now: Instant) -> bool {
+        self.prefixes.is_banned(IpPrefix::of(ip), now)
+    }
+
+    /// The score of `ip`'s network (zero or less: the penalties charged to
+    /// it, decaying), at the latest instant seen.
+    pub fn prefix_score(&self, ip: IpAddr) -> i64 {
+        self.prefixes.score(IpPrefix::of(ip), self.now).round() as i64
     }
 
     /// Whether `id` holds a connection slot.
@@ -794,6 +1308,12 @@ impl PeerManager {
         self.slots.dialing
     }
 
+    /// Peers in the address book's new table (heard of) and tried table
+    /// (dialed successfully).
+    pub fn table_sizes(&self) -> (usize, usize) {
+        (self.tables.len(Table::New), self.tables.len(Table::Tried))
+    }
+
     /// `id`'s known addresses, in order.
     pub fn addresses(&self, id: PeerId) -> Vec<PeerAddress> {
         self.peers
@@ -803,19 +1323,29 @@ impl PeerManager {
     }
 
     /// Up to `max` addresses, one per peer, in random order: peers that are
-    /// not banned, not `exclude`, with a score that is not negative and at
-    /// least one address. Peer exchange hands these out.
+    /// not banned, not `exclude`, with a score that is not negative and an
+    /// address others may use (public unless `allow_private_addresses`, not
+    /// in a banned network). Peer exchange hands these out.
     pub fn sample_addresses(
         &mut self,
         max: usize,
         exclude: Option<PeerId>,
         now: Instant,
     ) -> Vec<PeerAddress> {
+        self.observe(now);
+        let private_ok = self.config.allow_private_addresses;
         let mut candidates: Vec<PeerAddress> = self
             .peers
             .iter()
-            .filter(|(id, p)| Some(**id) != exclude && p.score >= 0 && !self.is_banned(**id, now))
-            .filter_map(|(_, p)| p.addresses.iter().next().cloned())
+            .filter(|(id, p)| {
+                Some(**id) != exclude && self.score_now(p) >= 0 && !self.is_banned(**id, now)
+            })
+            .filter_map(|(_, p)| {
+                p.addresses
+                    .iter()
+                    .find(|a| screen::check(a, private_ok).is_ok() && !self.in_banned_prefix(a))
+                    .cloned()
+            })
             .collect();
         candidates.shuffle(&mut self.rng);
         candidates.truncate(max);
@@ -827,9 +1357,9 @@ impl PeerManager {
         self.peers.len()
     }
 
-    /// `id`'s score, if known.
+    /// `id`'s score (decayed to the latest instant seen), if known.
     pub fn score(&self, id: PeerId) -> Option<i64> {
-        self.peers.get(&id).map(|p| p.score)
+        self.peers.get(&id).map(|p| self.score_now(p))
     }
 
     /// Records changed since the last call, to save to the store
@@ -838,13 +1368,14 @@ impl PeerManager {
     pub fn take_dirty(&mut self) -> Vec<PeerRecord> {
         std::mem::take(&mut self.dirty)
             .into_iter()
-            .filter_map(|id| self.peers.get(&id).map(|p| record(id, p)))
+            .filter_map(|id| self.peers.get(&id).map(|p| self.record(id, p)))
             .collect()
     }
 
     /// Peers forgotten since the last call, to remove from the store. If
-    /// more than `max_addresses` pile up between calls the rest are not
-    /// listed (their stale records are capped again at the next `load`).
+    /// more than the tables' capacity pile up between calls the rest are
+    /// not listed (their stale records are screened and placed again at the
+    /// next `load`).
     pub fn take_forgotten(&mut self) -> Vec<PeerId> {
         std::mem::take(&mut self.forgotten).into_iter().collect()
     }
@@ -854,12 +1385,29 @@ impl PeerManager {
     pub fn records(&self) -> Vec<PeerRecord> {
         self.peers
             .iter()
-            .filter(|(_, p)| p.persistent || !p.addresses.is_empty() || p.score != 0)
-            .map(|(id, p)| record(*id, p))
+            .filter(|(_, p)| p.persistent || !p.addresses.is_empty() || self.score_now(p) != 0)
+            .map(|(id, p)| self.record(*id, p))
             .collect()
     }
 
-    /// Checks that the slot counters match the peers' states.
+    fn record(&self, id: PeerId, peer: &Peer) -> PeerRecord {
+        PeerRecord {
+            peer: id,
+            addresses: peer.addresses.iter().cloned().collect(),
+            persistent: peer.persistent,
+            score: self.score_now(peer),
+        }
+    }
+
+    /// Which table `id` sits in, if any.
+    #[cfg(test)]
+    pub(crate) fn table_of(&self, id: PeerId) -> Option<Table> {
+        self.peers.get(&id).and_then(|p| p.slot).map(|s| s.table)
+    }
+
+    /// Checks that the slot counters match the peers' states, that every
+    /// non-persistent peer with an address sits in its bucket and nothing
+    /// else does, and that the per-host counts match the book.
     #[cfg(test)]
     pub(crate) fn assert_consistent(&self) {
         let mut slots = Slots::default();
@@ -870,19 +1418,53 @@ impl PeerManager {
         assert_eq!(slots.outbound, self.slots.outbound, "outbound count");
         assert_eq!(slots.dialing, self.slots.dialing, "dialing count");
         assert_eq!(
-            slots.inbound_per_ip, self.slots.inbound_per_ip,
-            "per-ip counts"
+            slots.inbound_per_prefix, self.slots.inbound_per_prefix,
+            "per-prefix counts"
         );
         assert!(self.dirty.iter().all(|id| self.peers.contains_key(id)));
+        let mut placed = 0;
+        for (id, peer) in &self.peers {
+            let should = !peer.persistent && !peer.addresses.is_empty();
+            assert_eq!(peer.slot.is_some(), should, "{id}: slot {:?}", peer.slot);
+            if let Some(slot) = peer.slot {
+                assert!(
+                    self.tables.bucket(slot).contains(id),
+                    "{id} not in its bucket"
+                );
+                placed += 1;
+            }
+        }
+        assert_eq!(
+            self.tables.len(Table::New) + self.tables.len(Table::Tried),
+            placed,
+            "table entries"
+        );
+        let mut hosts: BTreeMap<Host, BTreeSet<(Option<u16>, PeerId)>> = BTreeMap::new();
+        for peer in self.peers.values() {
+            for address in &peer.addresses {
+                host_insert(&mut hosts, address);
+            }
+        }
+        assert_eq!(hosts, self.hosts, "per-host endpoints");
     }
 }
 
-fn record(id: PeerId, peer: &Peer) -> PeerRecord {
-    PeerRecord {
-        peer: id,
-        addresses: peer.addresses.iter().cloned().collect(),
-        persistent: peer.persistent,
-        score: peer.score,
+/// Counts `address` in its host's endpoints.
+fn host_insert(hosts: &mut BTreeMap<Host, BTreeSet<(Option<u16>, PeerId)>>, address: &PeerAddress) {
+    if let Some((host, port)) = address.host_port() {
+        hosts.entry(host).or_default().insert((port, address.peer));
+    }
+}
+
+/// Stops counting `address` in its host's endpoints.
+fn host_remove(hosts: &mut BTreeMap<Host, BTreeSet<(Option<u16>, PeerId)>>, address: &PeerAddress) {
+    if let Some((host, port)) = address.host_port()
+        && let Some(endpoints) = hosts.get_mut(&host)
+    {
+        endpoints.remove(&(port, address.peer));
+        if endpoints.is_empty() {
+            hosts.remove(&host);
+        }
     }
 }
 

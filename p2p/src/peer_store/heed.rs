@@ -12,8 +12,9 @@ use crate::identity::PeerId;
 use crate::proto;
 
 /// LMDB reserves the whole map up front (as address space, not disk): 64 MiB
-/// holds far more than `max_addresses` peers of `max_addresses_per_peer`
-/// addresses each (10 000 × 16 × ~100 bytes ≈ 16 MiB).
+/// holds far more than the address book's tables (10,240 peers by
+/// default) of `max_addresses_per_peer` addresses each (10,240 × 16 × ~100
+/// bytes ≈ 16 MiB).
 const MAP_SIZE: usize = 64 * 1024 * 1024;
 const DB_NAME: &str = "peers";
 

@@ -22,8 +22,10 @@
 //!   with a warning: damaged data on disk never panics a node and never
 //!   prevents it from starting.
 //! - A store is as bounded as what is saved into it: the peer manager saves at
-//!   most `max_addresses` peers of at most `max_addresses_per_peer` addresses
-//!   each, and tells the store which peers it has forgotten.
+//!   most as many peers as its tables hold (see `PeerManagerConfig`'s
+//!   `new_buckets`, `tried_buckets`, `bucket_size`: 10,240 by default) of at
+//!   most `max_addresses_per_peer` addresses each, and tells the store which
+//!   peers it has forgotten.
 //!
 //! The store is written behind the peer manager (see
 //! [`PeerManager::take_dirty`](crate::peer_manager::PeerManager::take_dirty)):

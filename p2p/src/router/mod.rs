@@ -54,6 +54,7 @@ use crate::identity::{Keypair, PeerId};
 use crate::metrics::Metrics;
 use crate::peer_manager::{
     AddAddressError, AddressSource, Direction, PeerManager, PeerManagerConfig,
+    PeerManagerConfigError,
 };
 use crate::peer_store::{MemoryPeerStore, PeerStore, PeerStoreError};
 use crate::proto;
@@ -167,6 +168,9 @@ pub enum RouterError {
     /// The address was refused.
     #[error(transparent)]
     Address(#[from] AddAddressError),
+    /// The peer manager's configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] PeerManagerConfigError),
     /// The router has shut down.
     #[error("router is shut down")]
     Closed,
@@ -363,9 +367,11 @@ impl RouterBuilder {
         ))
     }
 
-    /// Starts the router: loads the peer store, starts accepting on every
-    /// transport and dialing known peers. Must run inside a tokio runtime.
+    /// Starts the router: checks the peer manager's configuration, loads
+    /// the peer store, starts accepting on every transport and dialing
+    /// known peers. Must run inside a tokio runtime.
     pub fn start(self) -> Result<Router, RouterError> {
+        self.config.peer_manager.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| RouterError::NoRuntime)?;
         let local = self.keypair.peer_id();
         let store = self
@@ -514,8 +520,10 @@ impl Router {
         rx.await.map_err(|_| RouterError::Closed)
     }
 
-    /// Adds `address` to the address book; the peer manager dials it when a
-    /// slot is free. Returns whether the address was new.
+    /// Adds `address` to the address book as the operator's
+    /// ([`AddressSource::Manual`]: trusted, so it may be private or
+    /// loopback); the peer manager dials it when a slot is free. Returns
+    /// whether the address was new.
     pub async fn dial(&self, address: PeerAddress) -> Result<bool, RouterError> {
         let mut results = self
             .add_addresses(vec![address], AddressSource::Manual)
@@ -524,10 +532,14 @@ impl Router {
     }
 
     /// Adds addresses to the address book, as [`dial`](Self::dial) does,
-    /// marked with where they came from: addresses from
-    /// [`AddressSource::Exchange`] are untrusted and capped per peer. One
-    /// result per address, in order: whether it was new, or why it was
-    /// refused.
+    /// marked with where they came from. Every address passes the peer
+    /// manager's one screen ([`AddAddressError`]); addresses from peers
+    /// ([`AddressSource::ExchangeFrom`], naming the peer that told us, or
+    /// [`AddressSource::Exchange`]) are untrusted: no private or loopback
+    /// address unless `allow_private_addresses`, the per-host and per-peer
+    /// limits, and buckets chosen by the teller's network. One result per
+    /// address, in order: whether it was new, or why it was refused (each
+    /// refusal is counted under `addresses_refused_total{reason}`).
     pub async fn add_addresses(
         &self,
         addresses: Vec<PeerAddress>,
@@ -544,10 +556,11 @@ impl Router {
 
     /// Asks for a connection to the peers of `addresses` on a reactor's
     /// behalf (a gossip neighbour, a ring link): the addresses are added as
-    /// [`add_addresses`](Self::add_addresses) does, and each peer is dialed
-    /// before ordinary peers and even when the ordinary outbound slots are
-    /// full, up to `max_outbound + max_requested_outbound` outbound
-    /// connections (see [`PeerManager::request`](crate::peer_manager::PeerManager::request)).
+    /// [`add_addresses`](Self::add_addresses) does — through the same
+    /// screen — and each peer whose address passed it is dialed before
+    /// ordinary peers and even when the ordinary outbound slots are full,
+    /// up to `max_outbound + max_requested_outbound` outbound connections
+    /// (see [`PeerManager::request`](crate::peer_manager::PeerManager::request)).
     /// The request lasts until that dial ends; a peer already connected is
     /// left as it is. Watch [`Router::subscribe`](Self::subscribe)'s updates
     /// for the peer coming up. One result per address.

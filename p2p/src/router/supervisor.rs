@@ -202,7 +202,7 @@ impl Supervisor {
                 request,
                 reply,
             } => {
-                let results = if request {
+                let results: Vec<Result<bool, AddAddressError>> = if request {
                     self.peer_manager.request(addresses, source)
                 } else {
                     addresses
@@ -210,6 +210,11 @@ impl Supervisor {
                         .map(|address| self.peer_manager.add_address(address, source))
                         .collect()
                 };
+                // One screen for every source: each refusal is counted here,
+                // whichever reactor (or the operator) sent the address.
+                for error in results.iter().filter_map(|r| r.as_ref().err()) {
+                    self.shared.metrics.address_refused(error.reason());
+                }
                 let _ = reply.send(results);
             }
             Command::SampleAddresses {
@@ -283,7 +288,7 @@ impl Supervisor {
             if dialer(existing.direction) <= dialer(conn.direction) {
                 if conn.direction == Direction::Outbound {
                     // Ends the dial in the peer manager's books.
-                    let _ = self.peer_manager.dialed(peer, now);
+                    let _ = self.peer_manager.dialed(peer, conn.remote_ip, now);
                 }
                 self.refuse(conn, GoodbyeReason::Duplicate, "duplicate");
                 return;
@@ -309,7 +314,7 @@ impl Supervisor {
             }
         }
         let admission = match conn.direction {
-            Direction::Outbound => self.peer_manager.dialed(peer, now),
+            Direction::Outbound => self.peer_manager.dialed(peer, conn.remote_ip, now),
             Direction::Inbound => self.peer_manager.accepted(peer, conn.remote_ip, now),
         };
         let evict = match admission {
@@ -319,7 +324,7 @@ impl Supervisor {
                     crate::peer_manager::RejectReason::Banned => GoodbyeReason::Banned,
                     _ => GoodbyeReason::Rejected,
                 };
-                let label = reject_label(&reason);
+                let label = reason.label();
                 self.refuse_with(conn, goodbye, label, reason.to_string());
                 return;
             }
@@ -517,18 +522,6 @@ impl Supervisor {
             self.remove_link(&link, "router shut down");
         }
         self.flush_store();
-    }
-}
-
-fn reject_label(reason: &crate::peer_manager::RejectReason) -> &'static str {
-    use crate::peer_manager::RejectReason as R;
-    match reason {
-        R::Banned => "banned",
-        R::SelfConnection => "self_connection",
-        R::AlreadyConnected => "already_connected",
-        R::InboundFull => "inbound_full",
-        R::OutboundFull => "outbound_full",
-        R::IpLimit => "ip_limit",
     }
 }
 

@@ -28,11 +28,6 @@ pub struct PexConfig {
     pub request_interval: Duration,
     /// Addresses in one response at most (1..=100).
     pub max_addresses_per_response: usize,
-    /// Distinct endpoints (port and peer) per host — an IP address or a DNS
-    /// name — that peer exchange puts in the address book. Addresses
-    /// without a host (`memory://`) are not limited. A devnet of N nodes on
-    /// one host needs at least N.
-    pub max_ports_per_host: usize,
     /// A peer may send one request per this much time; an earlier one gets
     /// no answer and costs the peer score. Also the least time between two
     /// requests of ours to one peer, so it must not exceed
@@ -53,7 +48,6 @@ impl Default for PexConfig {
             min_peers: 8,
             request_interval: Duration::from_secs(30),
             max_addresses_per_response: MAX_ADDRESSES_PER_RESPONSE,
-            max_ports_per_host: 2,
             min_request_gap: Duration::from_secs(15),
             seed_mode: false,
         }
@@ -81,15 +75,11 @@ pub enum PexConfigError {
         /// `request_interval`.
         interval: Duration,
     },
-    /// `max_ports_per_host` is zero.
-    #[error("pex max_ports_per_host must be at least 1 (0 would refuse every address with a host)")]
-    ZeroPortsPerHost,
 }
 
 impl PexConfig {
     /// Checks the values: `max_addresses_per_response` in 1..=100, a
-    /// non-zero `request_interval`, `min_request_gap <= request_interval`,
-    /// `max_ports_per_host >= 1`.
+    /// non-zero `request_interval`, `min_request_gap <= request_interval`.
     pub fn validate(&self) -> Result<(), PexConfigError> {
         if self.max_addresses_per_response == 0
             || self.max_addresses_per_response > MAX_ADDRESSES_PER_RESPONSE
@@ -106,9 +96,6 @@ impl PexConfig {
                 gap: self.min_request_gap,
                 interval: self.request_interval,
             });
-        }
-        if self.max_ports_per_host == 0 {
-            return Err(PexConfigError::ZeroPortsPerHost);
         }
         Ok(())
     }
@@ -154,13 +141,6 @@ mod tests {
                     ..PexConfig::default()
                 },
                 "min_request_gap",
-            ),
-            (
-                PexConfig {
-                    max_ports_per_host: 0,
-                    ..PexConfig::default()
-                },
-                "max_ports_per_host",
             ),
         ];
         for (config, field) in cases {

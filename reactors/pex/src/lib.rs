@@ -5,8 +5,11 @@
 //! thin driver ([`reactor`]) around a sans-IO core ([`PexState`]) that
 //! knows no tokio and no clock. It feeds the peer manager through
 //! [`Router::add_addresses`](p2p::Router::add_addresses) with
-//! [`AddressSource::Exchange`](p2p::AddressSource::Exchange); the peer
-//! manager does the dialing, the slots and the backoff.
+//! [`AddressSource::ExchangeFrom`](p2p::AddressSource::ExchangeFrom)`(the
+//! peer that told us)`; the peer manager screens every address (the one
+//! screen every reactor's addresses pass), places it in its address book's
+//! buckets by the teller's network, and does the dialing, the slots and the
+//! backoff.
 //!
 //! # The protocol
 //!
@@ -63,13 +66,16 @@
 //!   asked on is taken. One that comes after we gave up waiting, or from a
 //!   peer gone whose request we forgot, is ignored and not reported.
 //! - An **address** is dropped, and counted by [`AddressRefusal`], when it
-//!   names this node, has an unspecified IP or port 0, repeats an earlier
-//!   entry of the same message, or its host (IP or DNS name) already has
-//!   `max_ports_per_host` (2) distinct endpoints (port and peer) that peer
-//!   exchange put in the book. The per-host count spans every response
-//!   and announcement, for up to 8192 hosts (the oldest host is forgotten
-//!   beyond that). What the peer manager then refuses (banned peer, full
-//!   book) is counted too, and gives its per-host place back.
+//!   repeats an earlier entry of the same message, or (an announced one)
+//!   names another peer or does not parse. Everything that applies to any
+//!   address, whoever sends it, is the peer manager's screen
+//!   ([`p2p::AddAddressError`]): ourselves, an unspecified IP, port 0,
+//!   multicast, loopback or private addresses (unless the node allows
+//!   them, `allow_private_addresses`), more than `max_ports_per_host` (2)
+//!   endpoints per host (IP or DNS name) in the whole book, banned peers
+//!   and networks, a full bucket. What it refuses is counted here as
+//!   [`AddressRefusal::PeerManager`] and by the router by reason
+//!   (`switchyard_p2p_addresses_refused_total{reason}`).
 //!
 //! Every counter is in [`PexStats`], from [`PexHandle::stats`].
 //!
@@ -79,23 +85,31 @@
 //!   row reach the default disconnect threshold (-50), ten a ban. It gets
 //!   one answer per `min_request_gap` at most, and it cannot have more than
 //!   4 messages in flight on the channel (the channel's credit).
-//! - **Poison the book with garbage**: a malformed or oversized response
-//!   is refused whole and costs score. Well-formed made-up peers are
-//!   accepted — nothing can tell them apart — but at most 100 per response,
-//!   only in answer to our requests (one peer every 30 s while we are
-//!   short of peers, every 5 minutes otherwise), and the peer manager caps
-//!   the book (`max_addresses`) and forgets never-connected peers first.
+//! - **Poison the book, eclipse the node**: a malformed or oversized
+//!   response is refused whole and costs score. Well-formed made-up peers
+//!   are accepted — nothing can tell them apart — but at most 100 per
+//!   response, only in answer to our requests (one peer every 30 s while we
+//!   are short of peers, every 5 minutes otherwise). In the peer manager's
+//!   book, what one peer tells us reaches only the few buckets of its
+//!   network (/16), where it can displace only what its own network told
+//!   us, and dials weigh addresses by their networks, not their number: an
+//!   attacker feeding 10,000 addresses of its own never holds half of a
+//!   node's outbound peers (see the peer manager's docs).
 //! - **One host's many ports**: at most `max_ports_per_host` endpoints per
-//!   host reach the book through pex, so a peer cannot make us fill the
+//!   host reach the book from peers, so a peer cannot make us fill the
 //!   book with, or dial, many ports of one machine (its own sybils, or a
 //!   victim's). Addresses given in the config or by the operator are not
 //!   limited.
-//! - **Limits**: the per-host limit keys on the exact IP, so an attacker
-//!   with many IPs (an IPv6 /64, many DNS names) gets more places; and a
+//! - **Point us at a local network**: loopback, private and link-local
+//!   addresses from peers are refused unless the node allows them.
+//! - **Limits**: the per-host limit keys on the exact IP or name, so an
+//!   attacker with many IPs (an IPv6 /64, many DNS names) gets more places
+//!   in the book — but not more weight in dials, which count networks. A
 //!   fresh PeerId costs nothing, so the request rate limit is per
-//!   connection slot in effect, bounded by the peer manager's inbound
-//!   limits. Exchanged addresses never touch persistent peers (the peer
-//!   manager ignores them).
+//!   connection slot in effect, bounded by the peer manager's per-network
+//!   inbound limit, and penalties charge the requester's network as well.
+//!   Exchanged addresses never touch persistent peers (the peer manager
+//!   ignores them).
 
 pub mod address_check;
 pub mod config;

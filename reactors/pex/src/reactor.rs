@@ -104,7 +104,7 @@ impl Reactor for Pex {
             tracing::warn!("pex reactor run without being opened; it does nothing");
             return;
         };
-        let state = PexState::new(ctx.router.local_peer_id(), self.config, ctx.seed, now());
+        let state = PexState::new(self.config, ctx.seed, now());
         let driver = Driver {
             router: ctx.router,
             tx,
@@ -249,15 +249,15 @@ impl Driver {
                     };
                     queue.extend(self.state.on_sample(to, id, addresses));
                 }
-                Action::AddAddresses { addresses } => {
+                Action::AddAddresses { from, addresses } => {
                     let Ok(results) = self
                         .router
-                        .add_addresses(addresses.clone(), AddressSource::Exchange)
+                        .add_addresses(addresses, AddressSource::ExchangeFrom(from))
                         .await
                     else {
                         return;
                     };
-                    self.state.on_added(&addresses, &results);
+                    self.state.on_added(&results);
                 }
                 Action::Disconnect { peer } => {
                     tracing::debug!(peer = %peer.short(), "pex seed mode: freeing an inbound slot");

@@ -7,10 +7,9 @@
 //! use p2p::Keypair;
 //! use reactor_pex::{Action, Message, PeerUp, PexConfig, PexState};
 //!
-//! let local = Keypair::from_seed(0).peer_id();
 //! let peer = Keypair::from_seed(1).peer_id();
 //! let now = Instant::now();
-//! let mut pex = PexState::new(local, PexConfig::default(), 7, now);
+//! let mut pex = PexState::new(PexConfig::default(), 7, now);
 //! // A peer comes up while we have fewer than `min_peers`: ask it at once.
 //! let actions = pex.on_peer_up(PeerUp::new(peer), 1, now);
 //! assert!(matches!(
@@ -28,7 +27,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
-use crate::address_check::{self, AddressRefusal, HostLimiter, MAX_TRACKED_HOSTS};
+use crate::address_check::{self, AddressRefusal};
 use crate::config::PexConfig;
 use crate::proto;
 use crate::stats::PexStats;
@@ -122,10 +121,13 @@ pub enum Action {
         /// Addresses wanted at most.
         max: usize,
     },
-    /// Add these checked addresses to the address book as
-    /// `AddressSource::Exchange`, and hand the results to
-    /// [`PexState::on_added`].
+    /// Add these addresses, which `from` told us, to the address book as
+    /// `AddressSource::ExchangeFrom(from)` (the peer manager screens them),
+    /// and hand the results to [`PexState::on_added`].
     AddAddresses {
+        /// The peer that told us: its network decides which buckets of the
+        /// address book the addresses may reach.
+        from: PeerId,
         /// The addresses.
         addresses: Vec<PeerAddress>,
     },
@@ -210,7 +212,6 @@ struct Peer {
 /// The same seed and the same calls give the same actions.
 #[derive(Debug)]
 pub struct PexState {
-    local: PeerId,
     config: PexConfig,
     rng: StdRng,
     /// Connected peers, from `on_peer_up` to `on_peer_down`.
@@ -225,7 +226,6 @@ pub struct PexState {
     /// reconnecting does not reset the rate limit. Dropped after
     /// `min_request_gap`.
     served: BTreeMap<PeerId, Instant>,
-    hosts: HostLimiter,
     /// Connected peers as the driver last counted them.
     connected: usize,
     started: Instant,
@@ -241,17 +241,15 @@ pub struct PexState {
 }
 
 impl PexState {
-    /// The state of node `local`, with a checked `config` (see
+    /// The state of a node, with a checked `config` (see
     /// [`PexConfig::validate`]; out-of-range values are clamped here).
     /// `seed` drives the choice of whom to ask.
-    pub fn new(local: PeerId, mut config: PexConfig, seed: u64, now: Instant) -> Self {
+    pub fn new(mut config: PexConfig, seed: u64, now: Instant) -> Self {
         config.max_addresses_per_response = config
             .max_addresses_per_response
             .clamp(1, MAX_ADDRESSES_PER_RESPONSE);
         config.min_request_gap = config.min_request_gap.min(config.request_interval);
         Self {
-            local,
-            hosts: HostLimiter::new(config.max_ports_per_host, MAX_TRACKED_HOSTS),
             config,
             rng: StdRng::seed_from_u64(seed),
             peers: BTreeMap::new(),
@@ -338,6 +336,7 @@ impl PexState {
         let announced = self.check_announced(&up);
         if !announced.is_empty() {
             actions.push(Action::AddAddresses {
+                from: up.peer,
                 addresses: announced,
             });
         }
@@ -519,31 +518,24 @@ impl PexState {
             Vec::new()
         } else {
             vec![Action::AddAddresses {
+                from,
                 addresses: accepted,
             }]
         }
     }
 
-    /// The peer manager's verdict on addresses of an
-    /// [`Action::AddAddresses`], in order. Refused addresses give their
-    /// place in the per-host limit back.
-    pub fn on_added(
-        &mut self,
-        addresses: &[PeerAddress],
-        results: &[Result<bool, AddAddressError>],
-    ) {
-        for (address, result) in addresses.iter().zip(results) {
+    /// The peer manager's verdict on the addresses of an
+    /// [`Action::AddAddresses`], in order: counted (the router counts its
+    /// refusals by reason as well).
+    pub fn on_added(&mut self, results: &[Result<bool, AddAddressError>]) {
+        for result in results {
             match result {
                 Ok(true) => self.stats.addresses_learned += 1,
                 Ok(false) => self.stats.addresses_known += 1,
-                Err(_) => {
-                    self.stats
-                        .addresses_refused
-                        .add(AddressRefusal::PeerManager);
-                    if let Some(hp) = address_check::host_port(address) {
-                        self.hosts.release(&hp, address.peer);
-                    }
-                }
+                Err(_) => self
+                    .stats
+                    .addresses_refused
+                    .add(AddressRefusal::PeerManager),
             }
         }
     }
@@ -713,39 +705,21 @@ impl PexState {
         accepted
     }
 
-    /// The checks every address passes: not ours, reachable (no
-    /// unspecified IP, no port 0), not seen earlier in the same message
-    /// (`seen`), and a place under its host's limit. Counts refusals.
+    /// The check of the message: an address not seen earlier in it
+    /// (`seen`). Everything else — ourselves, reachability, private
+    /// addresses, the per-host limit, bans — is the peer manager's one
+    /// screen, which every reactor's addresses pass. Counts refusals.
     fn screen(&mut self, address: &PeerAddress, seen: &mut BTreeSet<PeerAddress>) -> bool {
-        let verdict = if address.peer == self.local {
-            Err(AddressRefusal::SelfAddress)
-        } else if let Some(reason) = address_check::unreachable(address) {
-            Err(reason)
-        } else if !seen.insert(address.clone()) {
-            Err(AddressRefusal::Duplicate)
+        if seen.insert(address.clone()) {
+            true
         } else {
-            match address_check::host_port(address) {
-                Some(hp) if !self.hosts.admit(&hp, address.peer) => Err(AddressRefusal::HostLimit),
-                _ => Ok(()),
-            }
-        };
-        match verdict {
-            Ok(()) => true,
-            Err(reason) => {
-                self.refuse_address(reason);
-                false
-            }
+            self.refuse_address(AddressRefusal::Duplicate);
+            false
         }
     }
 
     fn refuse_address(&mut self, reason: AddressRefusal) {
         self.stats.addresses_refused.add(reason);
-    }
-
-    /// Endpoints the per-host limit holds for `host`.
-    #[cfg(test)]
-    pub(crate) fn host_endpoints(&self, host: &p2p::address::Host) -> usize {
-        self.hosts.endpoints(host)
     }
 }
 

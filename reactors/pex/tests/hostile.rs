@@ -33,10 +33,16 @@ struct Setup {
 }
 
 async fn setup(seed: u64) -> Setup {
+    setup_with(seed, |_, _| {}).await
+}
+
+/// [`setup`], with node `i`'s router config adjusted by `configure`.
+async fn setup_with(seed: u64, configure: impl FnMut(usize, &mut RouterConfig) + 'static) -> Setup {
     let mut net = Network::builder()
         .seed(seed)
         .nodes(2)
         .links(vec![(1, 0)])
+        .configure(configure)
         .build()
         .expect("build");
     let pex = net
@@ -230,9 +236,10 @@ async fn a_response_with_a_garbage_entry_is_refused_whole_and_reported() {
 }
 
 /// Node 1 answers with 50 peers on 50 ports of one host: two reach the
-/// book. In the next answer, 50 more ports of that host reach nothing,
-/// while an address on another host does. Nothing is reported: the
-/// addresses are well-formed, only too concentrated.
+/// book (the peer manager's `max_ports_per_host`, the screen every
+/// reactor's addresses pass). In the next answer, 50 more ports of that
+/// host reach nothing, while an address on another host does. Nothing is
+/// reported: the addresses are well-formed, only too concentrated.
 #[tokio::test(start_paused = true)]
 async fn one_host_cannot_put_more_than_max_ports_per_host_in_the_book() {
     let mut s = setup(74).await;
@@ -247,7 +254,11 @@ async fn one_host_cannot_put_more_than_max_ports_per_host_in_the_book() {
     let stats = s
         .stats_when("the first answer", |st| st.responses_accepted == 1)
         .await;
-    assert_eq!(stats.addresses_refused.get(AddressRefusal::HostLimit), 48);
+    assert_eq!(stats.addresses_refused.get(AddressRefusal::PeerManager), 48);
+    assert_eq!(
+        s.net.router(0).metrics().addresses_refused("host_limit"),
+        48
+    );
     assert_eq!(s.known_peers().await, known + 2);
 
     // Node 0 still has fewer than min_peers: it asks again 30 s later.
@@ -258,10 +269,58 @@ async fn one_host_cannot_put_more_than_max_ports_per_host_in_the_book() {
     let stats = s
         .stats_when("the second answer", |st| st.responses_accepted == 2)
         .await;
-    assert_eq!(stats.addresses_refused.get(AddressRefusal::HostLimit), 98);
+    assert_eq!(stats.addresses_refused.get(AddressRefusal::PeerManager), 98);
+    assert_eq!(
+        s.net.router(0).metrics().addresses_refused("host_limit"),
+        98
+    );
     assert_eq!(s.known_peers().await, known + 3);
     assert_eq!(stats.responses_refused, 0);
     assert_eq!(s.score_of_node_1().await, 0);
+    s.net.shutdown().await;
+}
+
+/// Item 7 of issue 14: a peer's loopback, private and link-local addresses
+/// were learned and dialed (an attacker could point a node at its own
+/// local network). On a node that does not allow private addresses, they
+/// reach neither the book nor a dial; each refusal is counted by reason.
+#[tokio::test(start_paused = true)]
+async fn private_and_loopback_addresses_from_a_peer_never_reach_the_book() {
+    let mut s = setup_with(77, |_, config| {
+        config.peer_manager.allow_private_addresses = false;
+    })
+    .await;
+    let id = s.next_request().await;
+    let known = s.known_peers().await;
+    let before = s.pex.stats();
+    let addresses = vec![
+        format!("tcp://{}@127.0.0.1:26656", stranger(1)),
+        format!("tcp://{}@10.1.2.3:26656", stranger(2)),
+        format!("quic://{}@192.168.0.9:26656", stranger(3)),
+        format!("tcp://{}@[fe80::1]:26656", stranger(4)),
+        format!("tcp://{}@localhost:26656", stranger(5)),
+        format!("tcp://{}@198.51.100.1:26656", stranger(6)),
+    ];
+    s.respond(id, addresses).await;
+    let stats = s
+        .stats_when("the answer", |st| st.responses_accepted == 1)
+        .await;
+    assert_eq!(stats.addresses_refused.get(AddressRefusal::PeerManager), 5);
+    assert_eq!(stats.addresses_learned, before.addresses_learned + 1);
+    assert_eq!(s.net.router(0).metrics().addresses_refused("not_public"), 5);
+    assert_eq!(s.known_peers().await, known + 1);
+    let book = s
+        .net
+        .router(0)
+        .sample_addresses(100, None)
+        .await
+        .expect("router");
+    assert!(
+        book.iter()
+            .all(|a| a.ip().is_none_or(|ip| !ip.is_loopback())),
+        "{book:?}"
+    );
+    assert_eq!(s.score_of_node_1().await, 0, "not a violation");
     s.net.shutdown().await;
 }
 
