@@ -5,6 +5,17 @@
 //! connected peer that lies in every field can do. Reactor tests use it to
 //! show that unsolicited or forged messages change nothing (see the rooms
 //! takeover test in `reactor-gossip`).
+//!
+//! A raw peer can also listen ([`RawPeer::recv`]: it grants the node credit,
+//! answers its pings and hands back each message on a channel) and so play
+//! a hop that answers what it is asked with forgeries — the ring's forging
+//! hop in `reactor-ring`'s attack tests. [`RawPeer::connect_from`] makes
+//! its connections come from an address of the test's choosing, so a swarm
+//! of raw peers can share one network (/24 or /48) and meet the per-prefix
+//! limits.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use p2p::router::PROTOCOL_VERSION;
@@ -20,6 +31,10 @@ pub struct RawPeer {
     pub keypair: Keypair,
     conn: Connection,
     _endpoint: MemoryTransport,
+    /// The channels on which the node has been granted its window.
+    credited: BTreeSet<u16>,
+    /// Frames received and not yet handed out.
+    inbox: std::collections::VecDeque<Frame>,
 }
 
 impl std::fmt::Debug for RawPeer {
@@ -40,10 +55,22 @@ impl RawPeer {
         seed: u64,
         channels: &[u16],
     ) -> Result<Self, ConnectionError> {
+        Self::connect_from(net, target, seed, channels, None).await
+    }
+
+    /// Like [`connect`](Self::connect), with connections that appear to
+    /// come from `ip` (the node's `Router::peer_ip` reports it).
+    pub async fn connect_from(
+        net: &Network,
+        target: usize,
+        seed: u64,
+        channels: &[u16],
+        ip: Option<IpAddr>,
+    ) -> Result<Self, ConnectionError> {
         let keypair = Keypair::from_seed(seed);
         let endpoint = net
             .hub()
-            .transport(keypair.peer_id())
+            .transport_with_ip(keypair.peer_id(), ip)
             .map_err(|e| ConnectionError::Reset(e.to_string()))?;
         let mut conn = endpoint
             .dial(&PeerAddress::memory(net.peer_id(target)))
@@ -57,7 +84,7 @@ impl RawPeer {
                 .iter()
                 .map(|id| proto::ChannelInfo {
                     id: u32::from(*id),
-                    recv_window: 64,
+                    recv_window: RAW_PEER_WINDOW,
                     max_message_size: 0,
                 })
                 .collect(),
@@ -73,6 +100,8 @@ impl RawPeer {
             keypair,
             conn,
             _endpoint: endpoint,
+            credited: BTreeSet::new(),
+            inbox: std::collections::VecDeque::new(),
         })
     }
 
@@ -96,4 +125,68 @@ impl RawPeer {
             }])
             .await
     }
+
+    /// The next message the node sends on `channel`, decoded. The first
+    /// call grants the node its window on `channel` (the router sends
+    /// nothing before the receiver's credit) and every message taken
+    /// grants one more; pings are answered, frames on other channels are
+    /// dropped (their credit returned). Fails when the connection ends or
+    /// the message does not decode.
+    pub async fn recv<M: prost::Message + Default>(
+        &mut self,
+        channel: u16,
+    ) -> Result<M, ConnectionError> {
+        if self.credited.insert(channel) {
+            self.grant(channel, RAW_PEER_WINDOW).await?;
+        }
+        loop {
+            while let Some(frame) = self.inbox.pop_front() {
+                match frame {
+                    Frame::Data {
+                        channel: c,
+                        payload,
+                    } => {
+                        self.grant(c.0, 1).await?;
+                        if c.0 == channel {
+                            return M::decode(payload).map_err(|e| {
+                                ConnectionError::Protocol(format!("undecodable message: {e}"))
+                            });
+                        }
+                    }
+                    Frame::Ping(nonce) => {
+                        self.conn.sink.send(&mut vec![Frame::Pong(nonce)]).await?;
+                    }
+                    Frame::Goodbye(g) => {
+                        return Err(ConnectionError::Goodbye {
+                            reason: g.reason(),
+                            detail: g.detail,
+                        });
+                    }
+                    Frame::Hello(_) | Frame::Credit { .. } | Frame::Pong(_) => {}
+                }
+            }
+            let mut frames = Vec::new();
+            self.conn.stream.recv(&mut frames).await?;
+            self.inbox.extend(frames);
+        }
+    }
+
+    /// Grants the node `messages` more on `channel`, if it was granted
+    /// its window there (a credit on a channel never granted would be a
+    /// violation the node punishes).
+    async fn grant(&mut self, channel: u16, messages: u32) -> Result<(), ConnectionError> {
+        if !self.credited.contains(&channel) {
+            return Ok(());
+        }
+        self.conn
+            .sink
+            .send(&mut vec![Frame::Credit {
+                channel: ChannelId(channel),
+                messages,
+            }])
+            .await
+    }
 }
+
+/// The receive window a raw peer announces on each channel, and grants.
+const RAW_PEER_WINDOW: u32 = 64;

@@ -855,3 +855,6 @@ use self::routing::nearest_in;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod adversary_tests;
