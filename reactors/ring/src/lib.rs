@@ -122,6 +122,7 @@
 //!   the application yet (the store will need one for GET).
 //! - The node's `GET /ring` endpoint belongs to the `switchyard` package.
 
+pub mod accept;
 pub mod config;
 pub mod load;
 pub mod location;
@@ -131,6 +132,7 @@ pub mod reactor;
 pub mod sim;
 pub mod state;
 pub mod stats;
+pub mod store;
 
 /// Protobuf messages generated from `proto/ring.proto` by `build.rs`.
 #[allow(missing_docs, clippy::all)]
@@ -142,10 +144,11 @@ pub use config::{LoadConfig, RingConfig, RingConfigError};
 pub use load::{LoadMeter, LoadReport};
 pub use location::{Direction, Distance, Location, LocationParseError};
 pub use message::{Message, Payload, ReplyKind, Route, RouteMode, RouteReply, WireError};
-pub use negotiation::{Gateways, LocationError, Transcript};
+pub use negotiation::{Gateways, LocationError, NetworkTag, Transcript};
 pub use reactor::{Ring, RingError, RingHandle};
 pub use state::{Action, DisconnectReason, Event, NeighborInfo, RingState, RouteError};
 pub use stats::RingStats;
+pub use store::{HeedRingStore, MemoryRingStore, RingStore, RingStoreError, StoredRecord};
 
 /// The ring channel's id.
 pub const CHANNEL_ID: u16 = 0x0030;

@@ -11,7 +11,8 @@ use p2p::{Keypair, PeerId};
 use reactor_ring::negotiation::{Challenge, JoinerSecret};
 use reactor_ring::proto::RingMessage;
 use reactor_ring::{
-    CHANNEL_ID, Location, Message, ReplyKind, Ring, RingConfig, RingHandle, RouteReply, Transcript,
+    CHANNEL_ID, Location, Message, NetworkTag, ReplyKind, Ring, RingConfig, RingHandle, RouteReply,
+    Transcript,
 };
 use testkit::Network;
 use testkit::adversary::RawPeer;
@@ -79,11 +80,25 @@ async fn next(raw: &mut RawPeer) -> Message {
         .expect("a known kind")
 }
 
-/// A transcript for `peer` signed by gateway `g`.
+/// A transcript for `peer` signed by gateway `g`, good for a day.
 fn transcript(g: &Keypair, peer: &Keypair, value: u8) -> Transcript {
+    let network = NetworkTag::new(&p2p::RouterConfig::default().network_id);
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 24 * 3600;
     let secret = JoinerSecret::new(peer.peer_id(), [value; 32]);
-    let c = Challenge::answer(g, &peer.peer_id(), &secret.commitment(), [value ^ 0x5a; 32]);
-    secret.complete(g.peer_id(), &c).expect("verifies")
+    let c = Challenge::answer(
+        g,
+        &network,
+        &peer.peer_id(),
+        &secret.commitment(),
+        [value ^ 0x5a; 32],
+        expires,
+    );
+    secret
+        .complete(g.peer_id(), &c, &network)
+        .expect("verifies")
 }
 
 /// The forging hop: a raw peer with an honest location becomes the only
@@ -96,9 +111,12 @@ async fn a_forging_hop_cannot_make_a_node_dial_whom_it_names() {
     let (mut net, gateway, ring) = gateway_network(seed, 3);
     net.reactor(
         2,
-        Ring::new(RingConfig::with_gateways([gateway.peer_id()]))
-            .expect("valid")
-            .with_deterministic_nonces(),
+        Ring::new(
+            testkit_key(&net, seed, 2),
+            RingConfig::with_gateways([gateway.peer_id()]),
+        )
+        .expect("valid")
+        .with_deterministic_nonces(),
     )
     .expect("open");
     net.start().expect("start");
@@ -129,6 +147,7 @@ async fn a_forging_hop_cannot_make_a_node_dial_whom_it_names() {
                 location: Location::from_raw(hop_location.raw().wrapping_add(1 << 40)),
                 addresses: vec![net.address(2).to_string()],
                 already_linked: false,
+                signature: [7; 64],
             },
         };
         send(&mut hop, Message::Reply(reply)).await;
