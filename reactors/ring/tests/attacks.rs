@@ -2,7 +2,8 @@
 //! transport, tokio's paused clock): raw peers
 //! ([`testkit::adversary::RawPeer`]) that forge a connect request's answer,
 //! and swarms of fresh keys from one network (/24) that ask a gateway for
-//! locations or try to fill a node's links. Issue 14 item 6.
+//! locations or try to fill a node's links; a joiner that tries to draw a
+//! second location across a gateway's restart. Issue 14 item 6.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use p2p::{Keypair, PeerId};
 use reactor_ring::negotiation::{Challenge, JoinerSecret};
 use reactor_ring::proto::RingMessage;
 use reactor_ring::{
-    CHANNEL_ID, Location, Message, NetworkTag, ReplyKind, Ring, RingConfig, RingHandle, RouteReply,
-    Transcript,
+    CHANNEL_ID, Location, MemoryRingStore, Message, NetworkTag, ReplyKind, Ring, RingConfig,
+    RingHandle, RouteReply, Transcript,
 };
 use testkit::Network;
 use testkit::adversary::RawPeer;
@@ -126,7 +127,6 @@ async fn a_forging_hop_cannot_make_a_node_dial_whom_it_names() {
     let hop_transcript = transcript(&gateway, &hop.keypair.clone(), 3);
     let hop_location = hop_transcript.location();
     send(&mut hop, Message::Announce(hop_transcript)).await;
-    let victim = net.peer_id(0);
     let named = net.peer_id(2);
     let mut forged = 0;
     while forged < 3 {
@@ -159,7 +159,15 @@ async fn a_forging_hop_cannot_make_a_node_dial_whom_it_names() {
         "node 0 dialed the peer a forged Accepted named"
     );
     assert!(ring.neighbors().iter().all(|n| n.peer != named));
-    let _ = victim;
+    assert!(
+        ring.stats().accepts_forged >= 3,
+        "the forgeries were checked: {:?}",
+        ring.stats()
+    );
+    assert!(
+        net.router(0).is_connected(hop.peer_id()),
+        "the relay is not blamed (it may only carry the forgery)"
+    );
     net.shutdown().await;
 }
 
@@ -236,5 +244,79 @@ async fn one_network_cannot_fill_a_nodes_links() {
         "neighbours from 10.0.0.0/24: {neighbors:?}"
     );
     assert!(neighbors.contains(&sybils[6].peer_id()));
+    assert_eq!(ring.stats().neighbors_refused_prefix, 2);
+    net.shutdown().await;
+}
+
+/// What a gateway granted survives its restart (the store): the joiner
+/// that walked away from its location gets no second one, and the gateway
+/// keeps its own location.
+#[tokio::test(start_paused = true)]
+async fn a_restarted_gateway_keeps_its_location_and_its_grants() {
+    let seed = 24;
+    let mut net = Network::builder()
+        .seed(seed)
+        .nodes(1)
+        .isolated()
+        .build()
+        .expect("build");
+    let key = testkit_key(&net, seed, 0);
+    let store = MemoryRingStore::new();
+    // Values from the operating system: without the store, a restart
+    // would draw another location.
+    let gateway = || {
+        Ring::gateway(key.clone(), RingConfig::with_gateways([key.peer_id()]))
+            .expect("valid")
+            .with_store(Box::new(store.clone()))
+    };
+    let ring = net.reactor(0, gateway()).expect("open");
+    net.start().expect("start");
+    net.wait_until("a location", 5 * SECOND, |_| ring.location().is_some())
+        .await
+        .expect("the gateway fixes its location");
+    let location = ring.location();
+    let ask = |raw: &mut RawPeer, value: u8| {
+        let secret = JoinerSecret::new(raw.peer_id(), [value; 32]);
+        Message::JoinCommit {
+            commitment: secret.commitment(),
+        }
+    };
+    async fn answer(raw: &mut RawPeer) -> Message {
+        loop {
+            match next(raw).await {
+                m @ (Message::JoinChallenge(_) | Message::JoinRefused { .. }) => break m,
+                _ => continue,
+            }
+        }
+    }
+    let mut raw = RawPeer::connect(&net, 0, 7_100, &[CHANNEL_ID])
+        .await
+        .expect("connects");
+    let first = ask(&mut raw, 1);
+    send(&mut raw, first.clone()).await;
+    let granted = answer(&mut raw).await;
+    assert!(matches!(granted, Message::JoinChallenge(_)));
+    drop(raw);
+
+    net.restart(0).await.expect("restart");
+    let ring = net.reactor(0, gateway()).expect("open");
+    net.start_node(0).expect("start");
+    net.wait_until("a location", 5 * SECOND, |_| ring.location().is_some())
+        .await
+        .expect("the gateway fixes its location");
+    assert_eq!(ring.location(), location, "the gateway moved");
+
+    let mut raw = RawPeer::connect(&net, 0, 7_100, &[CHANNEL_ID])
+        .await
+        .expect("connects again");
+    let second = ask(&mut raw, 2);
+    send(&mut raw, second).await;
+    assert!(
+        matches!(answer(&mut raw).await, Message::JoinRefused { .. }),
+        "a second location for the same key after the gateway's restart"
+    );
+    send(&mut raw, first).await;
+    assert_eq!(answer(&mut raw).await, granted, "the grant it holds");
+    assert_eq!(ring.stats().joins_refused_rebind, 1);
     net.shutdown().await;
 }

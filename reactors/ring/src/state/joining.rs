@@ -9,9 +9,10 @@ impl RingState {
     /// Brings back what the store kept (see [`crate::store`]): our
     /// location, if it still verifies and has not expired; the values we
     /// committed to with listed gateways; on a gateway, the grants that have
-    /// not expired. Call once, before any event. Records that are no
-    /// longer of use are forgotten ([`Action::Forget`]); a gateway whose
-    /// stored location is gone stores the one it fixed at construction.
+    /// not expired. Call once, after [`set_nonce_key`](Self::set_nonce_key)
+    /// and before any event. Records that are no longer of use are
+    /// forgotten ([`Action::Forget`]); a gateway without a stored location
+    /// draws a fresh one and stores it.
     pub fn restore(&mut self, records: Vec<StoredRecord>, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         let unix = self.unix_now(now);
@@ -49,11 +50,13 @@ impl RingState {
                 }
             }
         }
-        if self.gateway
-            && !own_restored
-            && let Some(t) = &self.transcript
-        {
-            actions.push(Action::Store(StoredRecord::Own(t.clone())));
+        if self.gateway && !own_restored {
+            // Drawn again with the nonce source now in force (the
+            // constructor's came from the seed), and kept.
+            let t = self.self_negotiate(now);
+            self.location = Some(t.location());
+            self.transcript = Some(t.clone());
+            actions.push(Action::Store(StoredRecord::Own(t)));
         }
         actions
     }
