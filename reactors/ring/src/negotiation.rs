@@ -6,21 +6,31 @@
 //!
 //! 1. The joiner `J` draws a secret 32-byte value `r_J` and sends the
 //!    gateway `G` its commitment `c = SHA-256("switchyard/ring/commit/v1" ‖
-//!    J ‖ r_J)` ([`JoinerSecret::commitment`]).
-//! 2. `G` draws its own 32-byte value `r_G` and answers with `r_G` and its
-//!    signature over `J ‖ c ‖ r_G` in the domain
-//!    [`JOIN_SIGNATURE_DOMAIN`] ([`Challenge::answer`]).
+//!    J ‖ r_J)` ([`JoinerSecret::commitment`]). It keeps `r_J` in its store
+//!    until `G` answers, so a restart commits to the same value.
+//! 2. `G` draws its own 32-byte value `r_G`, fixes the expiry `e` (now +
+//!    `location_ttl`, in Unix seconds) and answers with `r_G`, `e` and its
+//!    signature over `N ‖ J ‖ c ‖ r_G ‖ e` in the domain
+//!    [`JOIN_SIGNATURE_DOMAIN`] ([`Challenge::answer`]), where `N` is the
+//!    [`NetworkTag`] of the router's network id. It keeps this *grant*
+//!    ([`Grant`]) in its store before the answer leaves, and answers `J`
+//!    with it, and nothing else, until `e`: the same commitment gets the
+//!    same answer, another commitment a refusal.
 //! 3. `J` checks the signature and reveals `r_J` by announcing the
-//!    [`Transcript`] `(J, r_J, G, r_G, signature)` to the gateway and to
-//!    every peer it links to.
+//!    [`Transcript`] `(J, r_J, G, r_G, e, signature)` to the gateway and to
+//!    every peer it links to, and keeps it in its store.
 //!
 //! The location is the first 8 bytes (big-endian) of
 //! `SHA-256("switchyard/ring/location/v1" ‖ r_J ‖ r_G ‖ J)`, as a fraction
 //! of 2⁶⁴ ([`derive_location`]). A peer verifies a transcript with
 //! [`Transcript::verify`]: the gateway must be one it trusts
-//! ([`Gateways`]), the signature must verify over `J ‖ c ‖ r_G` with `c`
-//! recomputed from the revealed `r_J`, and the transcript must name the
-//! peer that announced it (the router authenticated that peer).
+//! ([`Gateways`]), the signature must verify over `N ‖ J ‖ c ‖ r_G ‖ e`
+//! with `c` recomputed from the revealed `r_J` and `N` its own network, the
+//! transcript must name the peer that announced it (the router
+//! authenticated that peer), and `e` must not have passed by more than
+//! [`CLOCK_SKEW_SECS`]. It then pins the location for that PeerId: another
+//! transcript from it is refused until `e` − [`CLOCK_SKEW_SECS`]
+//! ([`LocationError::Conflicting`]), across disconnections.
 //!
 //! # What each party can do (the attack analysis)
 //!
@@ -30,22 +40,29 @@
 //!   walk away. The gateway's signature covers `r_G`: without it the joiner
 //!   could invent gateway values offline and try billions of them (grind)
 //!   until the location lands where it wants; with it, every try costs a
-//!   round trip with a trusted gateway. What remains is *best of k*: a
-//!   joiner that completes k negotiations (new PeerIds, reconnections) can
-//!   keep the best of k uniformly random locations. To become the closest
-//!   peer to a given point of a ring of N peers it needs about N tries.
-//!   Gateways bound the rate ([`crate::RingConfig::join_cooldown`] per PeerId,
-//!   [`crate::RingConfig::max_pending_joins`] at once, and the router's
-//!   connection limits per IP), so an attacker pays in time and addresses.
+//!   round trip with a trusted gateway. Walking away and asking again under
+//!   the same PeerId draws nothing new: the gateway answers with the grant
+//!   it made, until it expires, also after a restart (its store). What
+//!   remains is *best of k* over fresh keys: an attacker that completes k
+//!   negotiations under k PeerIds keeps the best of k uniformly random
+//!   locations; to become the closest peer to a given point of a ring of N
+//!   peers it needs about N tries. A gateway grants one network (IPv4 /24,
+//!   IPv6 /48) at most [`crate::RingConfig::max_joins_per_prefix`] new
+//!   locations per [`crate::RingConfig::join_quota_window`], so k ≤
+//!   networks held × that quota × gateways listed, per window. (One PeerId
+//!   can hold one location per listed gateway; with one gateway, one.)
 //! - **The gateway cannot choose the joiner's location.** It picks `r_G`
 //!   seeing only the commitment, which hides 256 random bits, so every
 //!   `r_G` gives it a location it cannot predict. It cannot change its mind
 //!   after the reveal either: its signature already fixed `r_G`, and the
 //!   joiner needs nothing more from it (the transcript verifies without
 //!   the gateway).
-//! - **Nobody can reuse another peer's location.** The transcript names the
-//!   joiner, is hashed with its PeerId, and is accepted only from that
-//!   peer.
+//! - **Nobody can reuse another peer's location**, nor one from another
+//!   network: the transcript names the joiner, is hashed with its PeerId,
+//!   is accepted only from that peer, and its signature names the network.
+//! - **Nobody can show two locations at once** under one PeerId and one
+//!   gateway: the gateway signs one grant per PeerId until it expires, and
+//!   peers pin the first they verified.
 //! - **A joiner and a gateway that collude choose the location freely** (the
 //!   gateway signs whatever the joiner likes). This is why only listed
 //!   gateways are trusted by default. With [`Gateways::open`], any peer's
@@ -53,9 +70,10 @@
 //!   grinds offline, so open gateways give no protection against location
 //!   choice; they only make locations verifiable. A listed gateway's own
 //!   location is a self-signed transcript (it is trusted anyway).
-//! - Transcripts do not expire: a location is fixed for the life of the
-//!   PeerId. A node that restarts with the same key may announce its old
-//!   transcript again.
+//! - **Locations expire** (`location_ttl`, 7 days by default), so a
+//!   gateway's table of grants ends, and a PeerId gets a fresh draw only
+//!   after its expiry. A node renegotiates when its own expires; one that
+//!   restarts before announces its stored transcript again.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{LazyLock, Mutex};

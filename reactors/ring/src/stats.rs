@@ -25,8 +25,9 @@ pub struct RingStats {
     /// Negotiations answered again with the grant a PeerId already holds
     /// (same commitment: a joiner that lost the first answer).
     pub joins_repeated: u64,
-    /// Grants forgotten before their expiry because `MAX_GRANTS` were held
-    /// (the oldest go first; each new one costs a join quota).
+    /// Grants forgotten because `MAX_GRANTS` were held (the first to
+    /// expire go first; each new grant costs a join quota, so forgetting
+    /// one gives no extra draw).
     pub grants_evicted: u64,
     /// Announced locations that verified.
     pub locations_verified: u64,
@@ -121,7 +122,7 @@ impl RingStats {
             ),
             (
                 "grants_evicted",
-                "Gateway grants forgotten before expiry (table full)",
+                "Gateway grants forgotten (table full)",
                 self.grants_evicted,
             ),
             (
