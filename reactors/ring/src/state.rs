@@ -324,7 +324,9 @@ enum Nonces {
 
 /// The ring state machine of one node.
 ///
-/// Feed it every event — [`on_peer_up`](Self::on_peer_up),
+/// Start it with what its store kept ([`restore`](Self::restore)), carry
+/// out [`Action::Store`] and [`Action::Forget`] on that store, in order,
+/// and feed it every event — [`on_peer_up`](Self::on_peer_up),
 /// [`on_peer_down`](Self::on_peer_down), [`on_message`](Self::on_message),
 /// [`on_tick`](Self::on_tick) at [`next_wakeup`](Self::next_wakeup),
 /// [`on_dial_failed`](Self::on_dial_failed),
