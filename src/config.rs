@@ -673,6 +673,19 @@ pub struct RingSection {
     /// A neighbour causing more than this share of the bytes we handle
     /// for neighbours is disconnected (default 0.5).
     pub max_load_share: f64,
+    /// Neighbours from one network (IPv4 /24, IPv6 /48) at most, so one
+    /// network cannot fill our links (default 4).
+    pub max_neighbors_per_prefix: usize,
+    /// Gateway: new locations granted to joiners of one network per
+    /// `join_quota_window` (default 8).
+    pub max_joins_per_prefix: usize,
+    /// Gateway: the window of `max_joins_per_prefix` (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub join_quota_window: Duration,
+    /// Gateway: how long a location it grants holds; a PeerId gets the
+    /// same one until then, also across restarts (default 7 days).
+    #[serde(with = "humantime_serde")]
+    pub location_ttl: Duration,
 }
 
 impl Default for RingSection {
@@ -686,6 +699,10 @@ impl Default for RingSection {
             max_degree: ring.max_degree,
             maintenance_interval: ring.maintenance_interval,
             max_load_share: ring.load.max_share,
+            max_neighbors_per_prefix: ring.max_neighbors_per_prefix,
+            max_joins_per_prefix: ring.max_joins_per_prefix,
+            join_quota_window: ring.join_quota_window,
+            location_ttl: ring.location_ttl,
         }
     }
 }
@@ -701,6 +718,10 @@ impl RingSection {
         config.max_degree = self.max_degree;
         config.maintenance_interval = self.maintenance_interval;
         config.load.max_share = self.max_load_share;
+        config.max_neighbors_per_prefix = self.max_neighbors_per_prefix;
+        config.max_joins_per_prefix = self.max_joins_per_prefix;
+        config.join_quota_window = self.join_quota_window;
+        config.location_ttl = self.location_ttl;
         config
     }
 }
@@ -1209,6 +1230,31 @@ impl Config {
                 format!("must be in (0, 1] (got {})", ring.max_load_share),
             ));
         }
+        for (field, value) in [
+            (
+                "reactors.ring.max_neighbors_per_prefix",
+                ring.max_neighbors_per_prefix,
+            ),
+            (
+                "reactors.ring.max_joins_per_prefix",
+                ring.max_joins_per_prefix,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        duration("reactors.ring.join_quota_window", ring.join_quota_window)?;
+        if ring.location_ttl < reactor_ring::config::MIN_LOCATION_TTL {
+            return Err(invalid(
+                "reactors.ring.location_ttl",
+                format!(
+                    "must be at least {} (got {})",
+                    human(reactor_ring::config::MIN_LOCATION_TTL),
+                    human(ring.location_ttl)
+                ),
+            ));
+        }
         if ring.target_degree < 2 || ring.target_degree > ring.max_degree {
             return Err(invalid(
                 "reactors.ring.target_degree",
@@ -1529,6 +1575,15 @@ maintenance_interval = {ring_maintenance_interval}
 # Disconnect a neighbour causing more than this share of the bytes we
 # handle for neighbours (0 to 1).
 max_load_share = {ring_max_load_share}
+# Neighbours from one network (IPv4 /24, IPv6 /48) at most.
+max_neighbors_per_prefix = {ring_max_neighbors_per_prefix}
+# Gateway: new locations granted to one network per join_quota_window.
+max_joins_per_prefix = {ring_max_joins_per_prefix}
+# Gateway: the window of max_joins_per_prefix.
+join_quota_window = {ring_join_quota_window}
+# Gateway: how long a granted location holds (kept in data_dir/ring, so a
+# joiner gets the same one until then, across restarts).
+location_ttl = {ring_location_ttl}
 
 # The HTTP API: status, peers, and the reactors' routes.
 [api]
@@ -1610,6 +1665,10 @@ filter = {log_filter}
             ring_max_degree = ring.max_degree,
             ring_maintenance_interval = quote(&human(ring.maintenance_interval)),
             ring_max_load_share = toml::Value::Float(ring.max_load_share),
+            ring_max_neighbors_per_prefix = ring.max_neighbors_per_prefix,
+            ring_max_joins_per_prefix = ring.max_joins_per_prefix,
+            ring_join_quota_window = quote(&human(ring.join_quota_window)),
+            ring_location_ttl = quote(&human(ring.location_ttl)),
             api_enabled = self.api.enabled,
             api_listen = quote(&self.api.listen.to_string()),
             log_format = quote(self.log.format.as_str()),

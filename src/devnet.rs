@@ -83,6 +83,10 @@ fn write_config(
     ring.enabled = true;
     ring.gateway = bootstrap.is_none();
     ring.gateways.extend(bootstrap.cloned());
+    // One network (127.0.0.0/24) for every node: let it hold every link
+    // and every location.
+    ring.max_neighbors_per_prefix = ring.max_neighbors_per_prefix.max(nodes);
+    ring.max_joins_per_prefix = ring.max_joins_per_prefix.max(nodes);
     config.validate()?;
     let text = format!(
         "# Written by `switchyard devnet`.\n\n{}",

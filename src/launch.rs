@@ -1,7 +1,8 @@
 //! A node from a [`Config`]: what `switchyard run` starts.
 //!
 //! The key is loaded from `key_file` (generated on first start), the peer
-//! store lives in `<data_dir>/peers` (heed), each enabled transport binds
+//! store lives in `<data_dir>/peers` (heed), the ring's (its location, a
+//! gateway's grants) in `<data_dir>/ring` (heed), each enabled transport binds
 //! its listen address, the enabled reactors run (peer exchange, gossip
 //! with rooms, the ring), and the HTTP API serves on `api.listen` with the
 //! reactors' routes ([`crate::gossip`], [`crate::ring`]). Once the node
@@ -13,7 +14,7 @@ use anyhow::Context;
 use p2p::{HeedPeerStore, Keypair, PeerId};
 use reactor_gossip::Gossip;
 use reactor_gossip::room::Rooms;
-use reactor_ring::Ring;
+use reactor_ring::{HeedRingStore, Ring};
 use transport_quic::QuicTransport;
 use transport_tcp::TcpTransport;
 
@@ -142,12 +143,18 @@ pub async fn node_builder(config: &Config) -> anyhow::Result<Launch> {
     if ring.enabled {
         let own = ring.gateway.then(|| keypair.peer_id());
         let ring_config = ring.ring_config(own);
+        // The ring keeps its location (and a gateway its grants) across
+        // restarts, so neither moves nor lets a joiner draw another.
+        let ring_dir = data_dir.join("ring");
+        let ring_store = HeedRingStore::open(&ring_dir)
+            .with_context(|| format!("ring store {}", ring_dir.display()))?;
         let reactor = if ring.gateway {
             Ring::gateway(keypair.clone(), ring_config)
         } else {
-            Ring::new(ring_config)
+            Ring::new(keypair.clone(), ring_config)
         }
-        .map_err(|e| anyhow::anyhow!("reactors.ring: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("reactors.ring: {e}"))?
+        .with_store(Box::new(ring_store));
         let handle = launch.builder.reactor(reactor)?;
         launch
             .builder

@@ -142,6 +142,10 @@ target_degree = 5
 max_degree = 9
 maintenance_interval = "3s"
 max_load_share = 0.25
+max_neighbors_per_prefix = 6
+max_joins_per_prefix = 3
+join_quota_window = "10m"
+location_ttl = "2days"
 
 [api]
 enabled = false
@@ -580,6 +584,26 @@ fn each_validation_rule_names_its_field() {
             "(0, 1] (got 1.5)",
         ),
         (
+            "[reactors.ring]\nenabled = true\ngateway = true\nmax_neighbors_per_prefix = 0".into(),
+            "reactors.ring.max_neighbors_per_prefix",
+            "at least 1",
+        ),
+        (
+            "[reactors.ring]\nenabled = true\ngateway = true\nmax_joins_per_prefix = 0".into(),
+            "reactors.ring.max_joins_per_prefix",
+            "at least 1",
+        ),
+        (
+            "[reactors.ring]\nenabled = true\ngateway = true\njoin_quota_window = \"0s\"".into(),
+            "reactors.ring.join_quota_window",
+            "longer than zero",
+        ),
+        (
+            "[reactors.ring]\nenabled = true\ngateway = true\nlocation_ttl = \"10m\"".into(),
+            "reactors.ring.location_ttl",
+            "at least 1h (got 10m)",
+        ),
+        (
             "[reactors.ring]\nenabled = true\ngateway = true\ntarget_degree = 31".into(),
             "reactors.ring.target_degree",
             "at most reactors.ring.max_degree (30)",
@@ -767,6 +791,12 @@ fn conversions_carry_the_values() {
     assert_eq!(gossip.plumtree.origin_rate, 10);
     assert_eq!(gossip.plumtree.origin_burst, 20);
     assert_eq!(gossip.plumtree.max_origins, 100);
+    let ring = config.reactors.ring.ring_config(None);
+    assert_eq!(ring.load.max_share, 0.25);
+    assert_eq!(ring.max_neighbors_per_prefix, 6);
+    assert_eq!(ring.max_joins_per_prefix, 3);
+    assert_eq!(ring.join_quota_window, Duration::from_secs(600));
+    assert_eq!(ring.location_ttl, Duration::from_secs(2 * 24 * 3600));
     assert!(!config.api.enabled);
     assert_eq!(
         config.metrics.listen,

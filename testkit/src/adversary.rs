@@ -4,10 +4,18 @@
 //! then sends whatever frames it likes, on any channel, unasked — what a
 //! connected peer that lies in every field can do. Reactor tests use it to
 //! show that unsolicited or forged messages change nothing (see the rooms
-//! takeover test in `reactor-gossip`). [`RawPeer::connect_from`] makes its
-//! connection appear to come from an IP of the attacker's choosing, so a
-//! Sybil swarm of one network (fresh keys from one /24) can be played out
-//! against per-network limits and bans.
+//! takeover test in `reactor-gossip`).
+//!
+//! A raw peer can also listen ([`RawPeer::recv`]: it grants the node credit,
+//! answers its pings and hands back each message on a channel) and so play
+//! a hop that answers what it is asked with forgeries — the ring's forging
+//! hop in `reactor-ring`'s attack tests; [`RawPeer::recv_frames`] hands back
+//! raw frames. [`RawPeer::connect_from`] makes its connections come from an
+//! address of the test's choosing, so a swarm of raw peers can share one
+//! network (/24 or /48) and meet the per-network limits and bans.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use p2p::router::PROTOCOL_VERSION;
@@ -25,6 +33,10 @@ pub struct RawPeer {
     /// Frames that came behind the node's `Hello`.
     early: Vec<Frame>,
     _endpoint: MemoryTransport,
+    /// The channels on which the node has been granted its window.
+    credited: BTreeSet<u16>,
+    /// Frames received and not yet handed out.
+    inbox: std::collections::VecDeque<Frame>,
 }
 
 impl std::fmt::Debug for RawPeer {
@@ -48,14 +60,14 @@ impl RawPeer {
         Self::connect_from(net, target, seed, channels, None).await
     }
 
-    /// [`connect`](Self::connect), from `ip` as the node sees it (the
-    /// memory transport reports it as the connection's remote IP).
+    /// Like [`connect`](Self::connect), with connections that appear to
+    /// come from `ip` (the node's `Router::peer_ip` reports it).
     pub async fn connect_from(
         net: &Network,
         target: usize,
         seed: u64,
         channels: &[u16],
-        ip: Option<std::net::IpAddr>,
+        ip: Option<IpAddr>,
     ) -> Result<Self, ConnectionError> {
         let keypair = Keypair::from_seed(seed);
         let endpoint = net
@@ -74,7 +86,7 @@ impl RawPeer {
                 .iter()
                 .map(|id| proto::ChannelInfo {
                     id: u32::from(*id),
-                    recv_window: 64,
+                    recv_window: RAW_PEER_WINDOW,
                     max_message_size: 0,
                 })
                 .collect(),
@@ -95,6 +107,8 @@ impl RawPeer {
             conn,
             early,
             _endpoint: endpoint,
+            credited: BTreeSet::new(),
+            inbox: std::collections::VecDeque::new(),
         })
     }
 
@@ -104,8 +118,12 @@ impl RawPeer {
     }
 
     /// Waits up to `wait` for frames from the node (its credit, pings,
-    /// messages); returns what arrived, none if nothing did.
-    pub async fn recv(&mut self, wait: std::time::Duration) -> Result<Vec<Frame>, ConnectionError> {
+    /// messages); returns what arrived, none if nothing did. (Frames
+    /// [`recv`](Self::recv) read and did not hand out are not repeated.)
+    pub async fn recv_frames(
+        &mut self,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Frame>, ConnectionError> {
         let mut frames = std::mem::take(&mut self.early);
         if !frames.is_empty() {
             return Ok(frames);
@@ -136,4 +154,70 @@ impl RawPeer {
             }])
             .await
     }
+
+    /// The next message the node sends on `channel`, decoded. The first
+    /// call grants the node its window on `channel` (the router sends
+    /// nothing before the receiver's credit) and every message taken
+    /// grants one more; pings are answered, frames on other channels are
+    /// dropped (their credit returned). Fails when the connection ends or
+    /// the message does not decode.
+    pub async fn recv<M: prost::Message + Default>(
+        &mut self,
+        channel: u16,
+    ) -> Result<M, ConnectionError> {
+        if self.credited.insert(channel) {
+            self.grant(channel, RAW_PEER_WINDOW).await?;
+        }
+        let early = std::mem::take(&mut self.early);
+        self.inbox.extend(early);
+        loop {
+            while let Some(frame) = self.inbox.pop_front() {
+                match frame {
+                    Frame::Data {
+                        channel: c,
+                        payload,
+                    } => {
+                        self.grant(c.0, 1).await?;
+                        if c.0 == channel {
+                            return M::decode(payload).map_err(|e| {
+                                ConnectionError::Protocol(format!("undecodable message: {e}"))
+                            });
+                        }
+                    }
+                    Frame::Ping(nonce) => {
+                        self.conn.sink.send(&mut vec![Frame::Pong(nonce)]).await?;
+                    }
+                    Frame::Goodbye(g) => {
+                        return Err(ConnectionError::Goodbye {
+                            reason: g.reason(),
+                            detail: g.detail,
+                        });
+                    }
+                    Frame::Hello(_) | Frame::Credit { .. } | Frame::Pong(_) => {}
+                }
+            }
+            let mut frames = Vec::new();
+            self.conn.stream.recv(&mut frames).await?;
+            self.inbox.extend(frames);
+        }
+    }
+
+    /// Grants the node `messages` more on `channel`, if it was granted
+    /// its window there (a credit on a channel never granted would be a
+    /// violation the node punishes).
+    async fn grant(&mut self, channel: u16, messages: u32) -> Result<(), ConnectionError> {
+        if !self.credited.contains(&channel) {
+            return Ok(());
+        }
+        self.conn
+            .sink
+            .send(&mut vec![Frame::Credit {
+                channel: ChannelId(channel),
+                messages,
+            }])
+            .await
+    }
 }
+
+/// The receive window a raw peer announces on each channel, and grants.
+const RAW_PEER_WINDOW: u32 = 64;

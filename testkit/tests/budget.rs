@@ -55,7 +55,7 @@ async fn a_peer_cannot_make_a_stalled_node_hold_more_than_its_byte_budget() {
     let mut credit: HashMap<ChannelId, u32> = HashMap::new();
     let mut sent = 0usize;
     loop {
-        let frames = attacker.recv(SECOND).await.expect("connected");
+        let frames = attacker.recv_frames(SECOND).await.expect("connected");
         if frames.is_empty() && credit.values().all(|c| *c == 0) {
             // No more credit is coming: the node holds all it will.
             break;

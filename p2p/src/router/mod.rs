@@ -312,6 +312,12 @@ impl RouterBuilder {
         &self.shared.metrics
     }
 
+    /// The network id this router's `Hello` names (reactors bind their
+    /// signatures to it).
+    pub fn network_id(&self) -> &str {
+        &self.config.network_id
+    }
+
     /// Opens a typed channel. Each channel id may be opened once.
     pub fn open_channel<M: Message + Default>(
         &mut self,

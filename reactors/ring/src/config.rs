@@ -5,7 +5,11 @@ use std::time::Duration;
 use p2p::PeerId;
 
 use crate::message::MAX_HTL;
-use crate::negotiation::Gateways;
+use crate::negotiation::{CLOCK_SKEW_SECS, Gateways};
+
+/// The shortest `location_ttl` accepted: well above the clock skew allowed
+/// either side of an expiry.
+pub const MIN_LOCATION_TTL: Duration = Duration::from_secs(3600);
 
 /// Ring settings. Every field but the gateways has a default; override
 /// what you need and let [`RingConfig::validate`] check the result.
@@ -26,6 +30,10 @@ use crate::negotiation::Gateways;
 pub struct RingConfig {
     /// Gateways we join through and whose signatures on locations we trust.
     pub gateways: Gateways,
+    /// The network the ring's signatures are bound to: the router's
+    /// network id. The reactor ([`Ring`](crate::Ring)) sets it from the
+    /// router it opens on; the default is the router's default.
+    pub network_id: String,
     /// Below this many neighbors the node asks for more links.
     pub target_degree: usize,
     /// Above this many the worst-placed links are dropped; connect
@@ -45,11 +53,27 @@ pub struct RingConfig {
     pub max_pending_connects: usize,
     /// Application routes of ours awaiting an answer at most.
     pub max_pending_routes: usize,
-    /// Gateway only: negotiations in progress at most.
+    /// Gateway only: negotiations in progress at most (a joiner holds its
+    /// slot for `join_grace`, or until it disconnects).
     pub max_pending_joins: usize,
-    /// Gateway only: a PeerId may negotiate once per this much time (a
-    /// restarted node with the same key waits this long to join again).
-    pub join_cooldown: Duration,
+    /// Gateway only: how long a location it grants holds. It answers a
+    /// PeerId with the same grant until then (so a joiner cannot draw
+    /// another location under the same key), and keeps the grant on disk
+    /// so a restart changes nothing. A node renegotiates when its own
+    /// location expires.
+    pub location_ttl: Duration,
+    /// Gateway only: new locations granted to joiners of one network (an
+    /// IPv4 /24 or IPv6 /48) per `join_quota_window`, at most. Bounds how
+    /// many tries at a chosen location (fresh keys) a network gets.
+    pub max_joins_per_prefix: usize,
+    /// Gateway only: the window of `max_joins_per_prefix`.
+    pub join_quota_window: Duration,
+    /// Neighbors from one network (IPv4 /24, IPv6 /48) at most, so one
+    /// network cannot fill our links. A new ring link (one of the two
+    /// nearest on a side) from a full network replaces that network's
+    /// longest other link instead. Joiners a gateway is serving are not
+    /// counted until their grace ends.
+    pub max_neighbors_per_prefix: usize,
     /// Gateway only: a joiner's link is not pruned for this long after it
     /// negotiated, so it can finish joining through us.
     pub join_grace: Duration,
@@ -99,6 +123,7 @@ impl Default for RingConfig {
     fn default() -> Self {
         Self {
             gateways: Gateways::default(),
+            network_id: p2p::RouterConfig::default().network_id,
             target_degree: 20,
             max_degree: 30,
             max_htl: 40,
@@ -108,7 +133,10 @@ impl Default for RingConfig {
             max_pending_connects: 8,
             max_pending_routes: 1024,
             max_pending_joins: 64,
-            join_cooldown: Duration::from_secs(60),
+            location_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_joins_per_prefix: 8,
+            join_quota_window: Duration::from_secs(3600),
+            max_neighbors_per_prefix: 4,
             join_grace: Duration::from_secs(60),
             prune_ban: Duration::from_secs(120),
             load: LoadConfig::default(),
@@ -149,6 +177,11 @@ pub enum RingConfigError {
     /// `load.max_share` is not in (0, 1].
     #[error("ring load.max_share is {0}; it must be in (0, 1]")]
     MaxShare(f64),
+    /// `location_ttl` is too short to outlast the clock skew allowed.
+    #[error(
+        "ring location_ttl is {0:?}; it must be at least an hour (locations are checked with {CLOCK_SKEW_SECS} s of clock skew either side)"
+    )]
+    LocationTtl(Duration),
 }
 
 impl RingConfig {
@@ -181,6 +214,7 @@ impl RingConfig {
             ("maintenance_interval", self.maintenance_interval),
             ("request_timeout", self.request_timeout),
             ("load.half_life", self.load.half_life),
+            ("join_quota_window", self.join_quota_window),
         ] {
             if value.is_zero() {
                 return Err(RingConfigError::ZeroDuration(name));
@@ -190,6 +224,8 @@ impl RingConfig {
             ("max_pending_connects", self.max_pending_connects),
             ("max_pending_routes", self.max_pending_routes),
             ("max_pending_joins", self.max_pending_joins),
+            ("max_joins_per_prefix", self.max_joins_per_prefix),
+            ("max_neighbors_per_prefix", self.max_neighbors_per_prefix),
         ] {
             if value == 0 {
                 return Err(RingConfigError::ZeroLimit(name));
@@ -198,6 +234,9 @@ impl RingConfig {
         let share = self.load.max_share;
         if !(share > 0.0 && share <= 1.0) {
             return Err(RingConfigError::MaxShare(share));
+        }
+        if self.location_ttl < MIN_LOCATION_TTL {
+            return Err(RingConfigError::LocationTtl(self.location_ttl));
         }
         Ok(())
     }
@@ -252,6 +291,34 @@ mod tests {
                     ..d()
                 },
                 "max_pending_joins",
+            ),
+            (
+                RingConfig {
+                    max_neighbors_per_prefix: 0,
+                    ..d()
+                },
+                "max_neighbors_per_prefix",
+            ),
+            (
+                RingConfig {
+                    max_joins_per_prefix: 0,
+                    ..d()
+                },
+                "max_joins_per_prefix",
+            ),
+            (
+                RingConfig {
+                    join_quota_window: Duration::ZERO,
+                    ..d()
+                },
+                "join_quota_window",
+            ),
+            (
+                RingConfig {
+                    location_ttl: Duration::from_secs(60),
+                    ..d()
+                },
+                "location_ttl",
             ),
             (
                 RingConfig {

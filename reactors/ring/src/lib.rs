@@ -17,20 +17,27 @@
 //!
 //! - **Joining.** A node with no location that connects to one of its
 //!   configured gateways negotiates one ([`negotiation`]): it commits to a
-//!   random value, the gateway answers with its own and a signature, the
-//!   node reveals its value by announcing the transcript. The location is
-//!   a hash of both values and the node's PeerId.
+//!   random value, the gateway answers with its own value, an expiry and a
+//!   signature, the node reveals its value by announcing the transcript.
+//!   The location is a hash of both values and the node's PeerId, and holds
+//!   until the expiry (`location_ttl`, 7 days); the node then negotiates a
+//!   new one. A gateway answers a PeerId with one grant until it expires,
+//!   and keeps it in its store ([`store`]), so a restart changes nothing;
+//!   a node keeps its own location there too.
 //! - **Announcing.** When a ring connection comes up each side sends its
-//!   transcript. A location that does not verify is refused: the peer is
-//!   reported with a fatal protocol error (disconnected) and counted.
+//!   transcript. A location that does not verify (signature, trusted
+//!   gateway, network, expiry), or that differs from the one first
+//!   verified for that PeerId while that one holds, is refused: the peer
+//!   is reported with a fatal protocol error (disconnected) and counted.
 //! - **Linking.** A node asks for links by routing a connect request: to
 //!   itself in *successor* and *predecessor* mode (the first peer after and
 //!   before it: these links are always accepted), and toward `own ± d`
 //!   with `d` drawn from p(d) ∝ 1/d on `[spacing, ½]` (Kleinberg), the
 //!   first hops at random, then greedily. The peer where the route ends
 //!   accepts if it has room (or the link makes it one of our ring links)
-//!   and answers along the route's path with its addresses; the
-//!   requester dials it. A node keeps between `target_degree` (20) and
+//!   and answers along the route's path with its addresses, signed
+//!   ([`accept`]); the requester checks the signature, and that no link
+//!   of its own matches the target better, before it dials. A node keeps between `target_degree` (20) and
 //!   `max_degree` (30) neighbors; every maintenance round (10 s ± 25 %) it
 //!   asks for links while short, every third round checks its successor
 //!   and predecessor, and every sixth round drops its worst-placed link —
@@ -86,13 +93,38 @@
 //!
 //! - **Choose its location**: not alone. It commits before it sees the
 //!   gateway's value, and the gateway's signature prevents offline
-//!   grinding; it can keep the best of k negotiations, so landing next to
-//!   a chosen key costs about N negotiations, rate-limited per PeerId and
-//!   by the gateways' capacity. A gateway colluding with it can place it
-//!   anywhere; gateways are therefore trusted by configuration
-//!   ([`negotiation`] has the full analysis).
-//! - **Claim another location or another peer's**: no. Transcripts are
-//!   signed, hashed with the PeerId, and accepted only from that PeerId.
+//!   grinding. A gateway answers a PeerId with one grant until it expires
+//!   (7 days), across its restarts, so walking away and asking again draws
+//!   nothing new; each try needs a fresh key, and a gateway grants one
+//!   network (/24, /48) `max_joins_per_prefix` (8) new locations per
+//!   `join_quota_window` (1 h). Best of k remains, with k bounded by the
+//!   networks an attacker holds × 8 per hour × the gateways it can use;
+//!   landing next to a chosen key among N peers takes about N tries. A
+//!   gateway colluding with it can place it anywhere; gateways are
+//!   therefore trusted by configuration ([`negotiation`] has the full
+//!   analysis).
+//! - **Claim another location or another peer's, or show different ones
+//!   to different peers or after reconnecting**: no. Transcripts are
+//!   signed, hashed with the PeerId, bound to the network, and accepted
+//!   only from that PeerId; a gateway signs one per PeerId at a time, and
+//!   every node pins the first it verified for a PeerId until it expires
+//!   (65,536 pins at most; `locations_conflicting` counts the attempts).
+//! - **Hold a gateway's join slots**: only while connected. A joiner's
+//!   slot (`max_pending_joins`, 64) is freed when it disconnects, and new
+//!   locations per network are bounded as above.
+//! - **Forge a link**: no. An `Accepted` is signed by its acceptor over
+//!   the route id, the requester, its location and addresses, and the
+//!   network; a hop that forges one for a peer that never saw the request
+//!   is ignored (`accepts_forged`). A hop can answer for a peer of its own
+//!   that signs, but the requester takes it only if no link of its own
+//!   matches the target better (`accepts_implausible`), and admits it only
+//!   with the signed location, which its transcript must prove.
+//! - **Fill a node's links from one network**: at most
+//!   `max_neighbors_per_prefix` (4) neighbors per /24 or /48
+//!   (`neighbors_refused_prefix`); a closer peer of that network that would
+//!   be a ring link takes the place of its longest link. Peers whose
+//!   address the transport does not know (the in-process memory
+//!   transport) are not counted per network.
 //! - **Drop or misroute what it should forward**: yes, for the routes
 //!   that reach it. Exact routes go around a peer that drops them only if
 //!   the drop is visible (a broken connection); a silent drop makes that
@@ -103,25 +135,31 @@
 //!   router's connection limits bound.
 //! - **Fake a huge visited set or path**: bounded at 64 entries; it only
 //!   harms routes that pass through it.
-//! - **Lie in its neighbor list** to attract routes (claim neighbors near
-//!   every target): it then receives routes it may drop, as above. Lists
-//!   are bounded (64 locations) and only steer the choice among our own
-//!   neighbors; nothing verifies them.
+//! - **Lie in its neighbor list** to attract routes: a list must be
+//!   sorted, without duplicates, without its sender, and must name the
+//!   receiver (its neighbor) unless it holds 64 entries; one that is not
+//!   costs the sender 10 points and is not used (`lists_refused`). Within
+//!   those rules a liar can still add made-up locations (64 at most) to
+//!   look close to every target, and then receive routes it may drop, as
+//!   above: the entries are not proven.
 //! - **Burn our CPU with signatures**: each announced transcript costs one
 //!   ed25519 verification, once per distinct transcript (verified ones are
-//!   remembered, 65,536 at most); an invalid one disconnects the sender.
-//!
+//!   remembered, 65,536 at most, and a pinned one is recognised by its
+//!   digest); an invalid one disconnects the sender. An `Accepted` is
+//!   verified only when it answers a connect request of ours still
+//!   pending, once.
+
 //! # Not done yet
 //!
 //! - The router redials peers it knows; pruned and refused ring peers are
 //!   therefore banned for `prune_ban` (2 minutes) so they are not redialed
 //!   at once. A router API to dial without keeping the address for
 //!   automatic redials would remove the need.
-//! - Locations are not persisted: a restarted node joins again.
 //! - Deliveries are not acknowledged, and a route has no reply channel for
 //!   the application yet (the store will need one for GET).
 //! - The node's `GET /ring` endpoint belongs to the `switchyard` package.
 
+pub mod accept;
 pub mod config;
 pub mod load;
 pub mod location;
@@ -131,6 +169,7 @@ pub mod reactor;
 pub mod sim;
 pub mod state;
 pub mod stats;
+pub mod store;
 
 /// Protobuf messages generated from `proto/ring.proto` by `build.rs`.
 #[allow(missing_docs, clippy::all)]
@@ -142,10 +181,11 @@ pub use config::{LoadConfig, RingConfig, RingConfigError};
 pub use load::{LoadMeter, LoadReport};
 pub use location::{Direction, Distance, Location, LocationParseError};
 pub use message::{Message, Payload, ReplyKind, Route, RouteMode, RouteReply, WireError};
-pub use negotiation::{Gateways, LocationError, Transcript};
+pub use negotiation::{Gateways, LocationError, NetworkTag, Transcript};
 pub use reactor::{Ring, RingError, RingHandle};
 pub use state::{Action, DisconnectReason, Event, NeighborInfo, RingState, RouteError};
 pub use stats::RingStats;
+pub use store::{HeedRingStore, MemoryRingStore, RingStore, RingStoreError, StoredRecord};
 
 /// The ring channel's id.
 pub const CHANNEL_ID: u16 = 0x0030;

@@ -10,6 +10,8 @@ use crate::proto;
 
 /// Hops to live at most, and entries in a route's `visited` and `path`.
 pub const MAX_HTL: u8 = 64;
+/// Locations in a `NeighborList` at most.
+pub const MAX_NEIGHBOR_LIST: usize = MAX_HTL as usize;
 /// The largest application payload a route carries.
 pub const MAX_APP_PAYLOAD: usize = 16 * 1024;
 /// Addresses in a `ConnectAccepted` at most.
@@ -82,6 +84,9 @@ pub enum ReplyKind {
         addresses: Vec<String>,
         /// Already neighbors: nothing to dial.
         already_linked: bool,
+        /// The acceptor's signature over the answer
+        /// ([`Acceptance`](crate::accept::Acceptance)).
+        signature: [u8; 64],
     },
     /// The peer at the end has no room.
     Refused {
@@ -199,6 +204,7 @@ impl Message {
             },
             Kind::JoinChallenge(c) => Message::JoinChallenge(Challenge {
                 gateway_value: array("gateway_value", &c.gateway_value)?,
+                expires: c.expires,
                 signature: array("signature", &c.signature)?,
             }),
             Kind::JoinRefused(r) => Message::JoinRefused {
@@ -221,12 +227,14 @@ impl Message {
     }
 }
 
-fn transcript_from_wire(t: &proto::Transcript) -> Result<Transcript, WireError> {
+/// A transcript from its wire (and store) form, every field checked.
+pub fn transcript_from_wire(t: &proto::Transcript) -> Result<Transcript, WireError> {
     Ok(Transcript {
         joiner: peer("joiner", &t.joiner)?,
         joiner_value: array("joiner_value", &t.joiner_value)?,
         gateway: peer("gateway", &t.gateway)?,
         gateway_value: array("gateway_value", &t.gateway_value)?,
+        expires: t.expires,
         signature: array("signature", &t.signature)?,
     })
 }
@@ -296,6 +304,7 @@ fn reply_from_wire(r: proto::RouteReply) -> Result<RouteReply, WireError> {
                 location: Location::from_raw(a.location),
                 addresses: a.addresses,
                 already_linked: a.already_linked,
+                signature: array("signature", &a.signature)?,
             }
         }
         K::Refused(x) => ReplyKind::Refused {
@@ -324,6 +333,7 @@ impl From<&Transcript> for proto::Transcript {
             gateway: t.gateway.as_bytes().to_vec(),
             gateway_value: t.gateway_value.to_vec(),
             signature: t.signature.to_vec(),
+            expires: t.expires,
         }
     }
 }
@@ -342,6 +352,7 @@ impl From<Message> for proto::RingMessage {
             Message::JoinChallenge(c) => Kind::JoinChallenge(proto::JoinChallenge {
                 gateway_value: c.gateway_value.to_vec(),
                 signature: c.signature.to_vec(),
+                expires: c.expires,
             }),
             Message::JoinRefused { reason } => Kind::JoinRefused(proto::JoinRefused { reason }),
             Message::Announce(t) => Kind::Announce(proto::Announce {
@@ -382,11 +393,13 @@ impl From<Message> for proto::RingMessage {
                         location,
                         addresses,
                         already_linked,
+                        signature,
                     } => K::Accepted(proto::ConnectAccepted {
                         acceptor: acceptor.as_bytes().to_vec(),
                         location: location.raw(),
                         addresses,
                         already_linked,
+                        signature: signature.to_vec(),
                     }),
                     ReplyKind::Refused { acceptor } => K::Refused(proto::ConnectRefused {
                         acceptor: acceptor.as_bytes().to_vec(),
@@ -428,12 +441,19 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_the_wire() {
-        let t = Transcript::self_negotiated(&Keypair::from_seed(1), [1; 32], [2; 32]);
+        let t = Transcript::self_negotiated(
+            &Keypair::from_seed(1),
+            &crate::negotiation::NetworkTag::new("test"),
+            [1; 32],
+            [2; 32],
+            1_800_000_000,
+        );
         round_trip(Message::JoinCommit {
             commitment: [3; 32],
         });
         round_trip(Message::JoinChallenge(Challenge {
             gateway_value: [4; 32],
+            expires: 1_800_000_000,
             signature: [5; 64],
         }));
         round_trip(Message::JoinRefused {
@@ -474,6 +494,7 @@ mod tests {
                 location: Location::from_raw(5),
                 addresses: vec!["memory://x".into()],
                 already_linked: true,
+                signature: [6; 64],
             },
             ReplyKind::Refused { acceptor: id(4) },
             ReplyKind::Failed {

@@ -1,5 +1,7 @@
 //! The driver: connects [`RingState`] to the ring channel, the router's
-//! peer updates, a timer and the [`RingHandle`].
+//! peer updates (with each peer's address, for the per-network limits), a
+//! timer, the clock of the operating system (locations expire in Unix
+//! time), the ring's store and the [`RingHandle`].
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -21,6 +23,7 @@ use crate::negotiation::Transcript;
 use crate::proto::RingMessage;
 use crate::state::{Action, Event, NeighborInfo, RingState, RouteError};
 use crate::stats::{RingCollector, RingStats};
+use crate::store::{MemoryRingStore, RingStore};
 
 /// Commands queued from handles at most; `route` waits for room.
 const COMMAND_QUEUE: usize = 256;
@@ -31,10 +34,12 @@ const EVENT_BUFFER: usize = 1024;
 /// [`RingHandle`].
 ///
 /// ```no_run
-/// # fn example(builder: &mut p2p::RouterBuilder, gateway: p2p::PeerId) -> Result<(), Box<dyn std::error::Error>> {
-/// use reactor_ring::{Ring, RingConfig};
+/// # fn example(builder: &mut p2p::RouterBuilder, keypair: p2p::Keypair, gateway: p2p::PeerId) -> Result<(), Box<dyn std::error::Error>> {
+/// use reactor_ring::{HeedRingStore, Ring, RingConfig};
 ///
-/// let ring = Ring::new(RingConfig::with_gateways([gateway]))?;
+/// // The node's own key (the ring signs its answers to connect requests).
+/// let ring = Ring::new(keypair, RingConfig::with_gateways([gateway]))?
+///     .with_store(Box::new(HeedRingStore::open("data/ring".as_ref())?));
 /// let (handle, opened) = p2p::OpenedReactor::open(ring, builder)?;
 /// // ... start the router, then `opened.spawn(ctx)` ...
 /// println!("{:?}", handle.location());
@@ -43,7 +48,9 @@ const EVENT_BUFFER: usize = 1024;
 #[derive(Debug)]
 pub struct Ring {
     config: RingConfig,
-    gateway_key: Option<Keypair>,
+    keypair: Keypair,
+    gateway: bool,
+    store: Option<Box<dyn RingStore>>,
     deterministic_nonces: bool,
     channel: Option<(ChannelSender<RingMessage>, ChannelReceiver<RingMessage>)>,
     commands: Option<mpsc::Receiver<Command>>,
@@ -178,14 +185,19 @@ impl RingHandle {
 }
 
 impl Ring {
-    /// A ring node that joins through `config.gateways`; refused if the
-    /// config is invalid.
-    pub fn new(config: RingConfig) -> Result<Self, RingConfigError> {
+    /// A ring node with the node's `keypair` (it signs the node's answers
+    /// to connect requests; the router must run with the same key) that
+    /// joins through `config.gateways`; refused if the config is invalid.
+    /// It keeps its location in memory unless given a store
+    /// ([`with_store`](Self::with_store)).
+    pub fn new(keypair: Keypair, config: RingConfig) -> Result<Self, RingConfigError> {
         config.validate()?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         Ok(Self {
             config,
-            gateway_key: None,
+            keypair,
+            gateway: false,
+            store: None,
             deterministic_nonces: false,
             channel: None,
             commands: Some(commands),
@@ -197,11 +209,20 @@ impl Ring {
 
     /// A gateway: it signs joiners' negotiations with `keypair` (the
     /// node's own key) and fixes its own location at start. List its
-    /// PeerId in `config.gateways` to trust its own location.
+    /// PeerId in `config.gateways` to trust its own location. Give it a
+    /// store ([`with_store`](Self::with_store)) so that a restart neither
+    /// moves it nor lets a joiner draw a second location.
     pub fn gateway(keypair: Keypair, config: RingConfig) -> Result<Self, RingConfigError> {
-        let mut ring = Self::new(config)?;
-        ring.gateway_key = Some(keypair);
+        let mut ring = Self::new(keypair, config)?;
+        ring.gateway = true;
         Ok(ring)
+    }
+
+    /// Keep the ring's records (our location, a pending negotiation, a
+    /// gateway's grants) in `store` ([`crate::store`]); read at start.
+    pub fn with_store(mut self, store: Box<dyn RingStore>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Draw negotiation values from the reactor's seed instead of the
@@ -238,6 +259,8 @@ impl Reactor for Ring {
     fn open(&mut self, router: &mut RouterBuilder) -> Result<RingHandle, ChannelError> {
         let channel = router.open_channel::<RingMessage>(Self::channel_descriptor())?;
         self.channel = Some(channel);
+        // Signatures name the network the router checks in `Hello`.
+        self.config.network_id = router.network_id().to_string();
         Ok(RingHandle {
             commands: self.commands_tx.clone(),
             snapshot: self.snapshot.subscribe(),
@@ -258,19 +281,35 @@ impl Reactor for Ring {
             return;
         };
         let local = ctx.router.local_peer_id();
-        let mut state = match self.gateway_key.take() {
-            Some(key) if key.peer_id() == local => {
-                RingState::new_gateway(key, self.config.clone(), ctx.seed, now())
-            }
-            Some(_) => {
-                tracing::warn!("ring gateway key is not the node's key; running as a plain node");
-                RingState::new(local, self.config.clone(), ctx.seed, now())
-            }
-            None => RingState::new(local, self.config.clone(), ctx.seed, now()),
+        if self.keypair.peer_id() != local {
+            tracing::error!(
+                key = %self.keypair.peer_id().short(),
+                node = %local.short(),
+                "ring reactor given another key than the node's; it does not run"
+            );
+            return;
+        }
+        let (now, unix) = (now(), unix_now());
+        let mut state = if self.gateway {
+            RingState::new_gateway(self.keypair, self.config.clone(), ctx.seed, now, unix)
+        } else {
+            RingState::new(self.keypair, self.config.clone(), ctx.seed, now, unix)
         };
         if !self.deterministic_nonces {
             state.set_nonce_key(rand::random());
         }
+        let store = self
+            .store
+            .take()
+            .unwrap_or_else(|| Box::new(MemoryRingStore::new()));
+        let records = match store.load() {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "ring store unreadable; starting without it");
+                Vec::new()
+            }
+        };
+        let restored = state.restore(records, now);
         state.set_addresses(
             ctx.router
                 .listen_addresses()
@@ -278,13 +317,15 @@ impl Reactor for Ring {
                 .map(ToString::to_string)
                 .collect(),
         );
-        let driver = Driver {
+        let mut driver = Driver {
             router: ctx.router,
             tx,
             state,
+            store,
             snapshot: self.snapshot,
             events: self.events,
         };
+        driver.execute(restored).await;
         driver.run(rx, commands, ctx.shutdown).await;
     }
 }
@@ -293,10 +334,20 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// Seconds since the Unix epoch, from the operating system's clock (0 if it
+/// is set before 1970). Read once at start; the core counts from there on
+/// the monotonic clock.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 struct Driver {
     router: Router,
     tx: ChannelSender<RingMessage>,
     state: RingState,
+    store: Box<dyn RingStore>,
     snapshot: watch::Sender<Snapshot>,
     events: broadcast::Sender<Event>,
 }
@@ -344,7 +395,8 @@ impl Driver {
         match update.status {
             PeerStatus::Up { channels, .. } => {
                 if channels.contains(&ChannelId(CHANNEL_ID)) {
-                    self.state.on_peer_up(update.peer, now())
+                    let ip = self.router.peer_ip(update.peer);
+                    self.state.on_peer_up(update.peer, ip, now())
                 } else {
                     Vec::new()
                 }
@@ -406,7 +458,8 @@ impl Driver {
             actions.extend(self.state.on_peer_down(*gone, now()));
         }
         for peer in serving {
-            actions.extend(self.state.on_peer_up(peer, now()));
+            let ip = self.router.peer_ip(peer);
+            actions.extend(self.state.on_peer_up(peer, ip, now()));
         }
         actions
     }
@@ -452,6 +505,21 @@ impl Driver {
                     tracing::debug!(peer = %peer.short(), %error, "ring reports peer");
                     self.tx.report(peer, error);
                 }
+                Action::Store(record) => {
+                    // Synchronous, before any action that follows: a
+                    // gateway's grant is on disk before its challenge
+                    // leaves. One small record, a few a minute at most.
+                    if let Err(error) = self.store.save(&record) {
+                        tracing::warn!(%error, "ring store: a record was not kept");
+                        self.state.on_store_failed();
+                    }
+                }
+                Action::Forget(key) => {
+                    if let Err(error) = self.store.remove(&key) {
+                        tracing::warn!(%error, "ring store: a record was not removed");
+                        self.state.on_store_failed();
+                    }
+                }
                 Action::Event(event) => {
                     let _ = self.events.send(event);
                 }
@@ -482,7 +550,7 @@ mod tests {
 
     #[test]
     fn metrics_are_served_from_the_latest_snapshot() {
-        let ring = Ring::new(RingConfig::default()).expect("valid");
+        let ring = Ring::new(Keypair::from_seed(1), RingConfig::default()).expect("valid");
         let mut registry = Registry::default();
         ring.register_metrics(&mut registry);
         ring.snapshot.send_modify(|s| {

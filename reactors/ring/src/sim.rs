@@ -34,6 +34,10 @@ use crate::location::Location;
 use crate::message::{Message, RouteMode};
 use crate::state::{Action, Event, RingState};
 
+/// The Unix time at which a simulation starts (locations expire in Unix
+/// time; a run is far shorter than `location_ttl`).
+pub const SIM_UNIX_START: u64 = 1_800_000_000;
+
 /// How long a crashed neighbor goes unnoticed by a node that sends it
 /// nothing: the router's ping interval plus its pong timeout.
 pub const KEEPALIVE_DETECTION: Duration = Duration::from_secs(25);
@@ -263,7 +267,8 @@ impl SimPeer {
                         queue.extend(self.state.on_peer_down(peer, at));
                     }
                 }
-                Action::Report { .. } => {}
+                // Nothing is kept across a simulated node's life.
+                Action::Report { .. } | Action::Store(_) | Action::Forget(_) => {}
                 Action::Event(event) => self.record(event),
             }
         }
@@ -324,7 +329,7 @@ impl SimNode for SimPeer {
             SimMessage::Open => {
                 if self.connected.insert(from) {
                     io.send(from, SimMessage::OpenAck);
-                    self.state.on_peer_up(peer, at)
+                    self.state.on_peer_up(peer, None, at)
                 } else {
                     Vec::new()
                 }
@@ -332,7 +337,7 @@ impl SimNode for SimPeer {
             SimMessage::OpenAck => {
                 self.dialing.remove(&from);
                 if self.connected.insert(from) {
-                    self.state.on_peer_up(peer, at)
+                    self.state.on_peer_up(peer, None, at)
                 } else {
                     Vec::new()
                 }
@@ -586,9 +591,9 @@ impl RingSim {
             .map(|(i, key)| {
                 let seed = scenario.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 let state = if i == 0 {
-                    RingState::new_gateway(key, gateway_config.clone(), seed, base)
+                    RingState::new_gateway(key, gateway_config.clone(), seed, base, SIM_UNIX_START)
                 } else {
-                    RingState::new(key.peer_id(), config.clone(), seed, base)
+                    RingState::new(key, config.clone(), seed, base, SIM_UNIX_START)
                 };
                 SimPeer::new(
                     i as NodeIdx,
@@ -867,6 +872,13 @@ pub fn run_scenario(scenario: &Scenario) -> Report {
         totals.overload_disconnects += s.overload_disconnects;
         totals.messages_dropped += s.messages_dropped;
         totals.neighbors += s.neighbors;
+        totals.joins_repeated += s.joins_repeated;
+        totals.joins_refused_rebind += s.joins_refused_rebind;
+        totals.locations_conflicting += s.locations_conflicting;
+        totals.accepts_forged += s.accepts_forged;
+        totals.accepts_implausible += s.accepts_implausible;
+        totals.expected_evicted += s.expected_evicted;
+        totals.lists_refused += s.lists_refused;
     }
     let log = ring.log();
     Report {

@@ -9,13 +9,14 @@
 //! use reactor_ring::{Action, Message, RingConfig, RingState};
 //!
 //! let gateway = Keypair::from_seed(0);
-//! let joiner = Keypair::from_seed(1).peer_id();
+//! let joiner = Keypair::from_seed(1);
 //! let config = RingConfig::with_gateways([gateway.peer_id()]);
-//! let now = Instant::now();
-//! let mut g = RingState::new_gateway(gateway.clone(), config.clone(), 1, now);
-//! let mut j = RingState::new(joiner, config, 2, now);
-//! // The joiner connects to the gateway: it commits to a value at once.
-//! let actions = j.on_peer_up(gateway.peer_id(), now);
+//! let (now, unix) = (Instant::now(), 1_800_000_000);
+//! let mut g = RingState::new_gateway(gateway.clone(), config.clone(), 1, now, unix);
+//! let mut j = RingState::new(joiner, config, 2, now, unix);
+//! // The joiner connects to the gateway (from an address the router
+//! // knows, or none): it commits to a value at once.
+//! let actions = j.on_peer_up(gateway.peer_id(), None, now);
 //! let commit = actions.iter().find_map(|a| match a {
 //!     Action::Send { message: m @ Message::JoinCommit { .. }, .. } => Some(m.clone()),
 //!     _ => None,
@@ -25,26 +26,45 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use p2p::{Keypair, PeerError, PeerId};
+use p2p::{IpPrefix, Keypair, PeerError, PeerId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
+use crate::accept::Acceptance;
 use crate::config::RingConfig;
 use crate::load::{LoadMeter, LoadReport};
 use crate::location::{Direction, Distance, Location};
-use crate::message::{MAX_HTL, Message, Payload, ReplyKind, Route, RouteMode, RouteReply};
-use crate::negotiation::{Challenge, JoinerSecret, LocationError, Nonce, Transcript};
+use crate::message::{
+    MAX_HTL, MAX_NEIGHBOR_LIST, Message, Payload, ReplyKind, Route, RouteMode, RouteReply,
+};
+use crate::negotiation::{
+    CLOCK_SKEW_SECS, Challenge, Grant, JoinerSecret, LocationError, NetworkTag, Nonce, Transcript,
+};
 use crate::stats::RingStats;
+use crate::store::{RecordKey, StoredRecord};
 
 /// The channel name in reports.
 const CHANNEL: &str = "ring";
 /// Score a message that is not ours to handle costs (a wrong path).
 pub const MISROUTED_PENALTY: i64 = 5;
-/// Entries of the gateway's cooldown map at most (the oldest go first).
-const MAX_COOLDOWNS: usize = 8192;
+/// Score a neighbor list that cannot be true costs its sender.
+pub const LIST_PENALTY: i64 = 10;
+/// Grants a gateway keeps at most (in memory and in its store); past it,
+/// the one expiring first is forgotten (`grants_evicted`).
+pub const MAX_GRANTS: usize = 65_536;
+/// PeerIds whose first verified location is pinned, at most; past it, the
+/// oldest pin is forgotten (`pins_evicted`).
+pub const MAX_PINS: usize = 65_536;
+/// Networks whose join quota a gateway tracks at most (windows that ended
+/// go first, then the oldest).
+pub const MAX_JOIN_PREFIXES: usize = 8192;
+/// Peers awaited (accepted by us, or accepting us) at most; past it, the
+/// one due first is forgotten (`expected_evicted`).
+pub const MAX_EXPECTED: usize = 256;
 
 /// Most verified locations kept while announcements wait for their peer's
 /// `Up` (a few at a time in practice: the race is one message long).
@@ -104,6 +124,11 @@ pub enum Action {
         /// What it did.
         error: PeerError,
     },
+    /// Keep `record` in the ring's store (replacing the one under its key)
+    /// before carrying out any action after this one.
+    Store(StoredRecord),
+    /// Drop the record under this key from the store.
+    Forget(RecordKey),
     /// Something for the application.
     Event(Event),
 }
@@ -118,6 +143,12 @@ pub enum DisconnectReason {
     },
     /// A ring peer we have no room for and did not ask for.
     Full,
+    /// A peer whose network already has its share of our links
+    /// (`max_neighbors_per_prefix`).
+    NetworkFull {
+        /// Its network.
+        prefix: IpPrefix,
+    },
     /// It made us handle more than its share.
     Overloaded(LoadReport),
 }
@@ -209,10 +240,12 @@ pub struct NeighborInfo {
 struct Neighbor {
     location: Location,
     load: LoadMeter,
-    /// Its neighbors' locations, as it last told us.
+    /// Its neighbors' locations, as it last told us (checked).
     their_neighbors: Vec<Location>,
     /// A joiner we (a gateway) are serving: listed in `joiners`.
     joiner: bool,
+    /// Its network, if the transport knows its address.
+    prefix: Option<IpPrefix>,
 }
 
 /// A ring neighbor's location and PeerId.
@@ -242,6 +275,35 @@ enum Purpose {
 struct PendingConnect {
     purpose: Purpose,
     deadline: Instant,
+    /// Where the request was routed, and how: an acceptor must be at
+    /// least as good a match as every link we have.
+    target: Location,
+    mode: RouteMode,
+}
+
+/// A peer we accepted or that accepted us: admitted past the degree limit
+/// when it comes up with this location.
+#[derive(Debug, Clone, Copy)]
+struct Expected {
+    until: Instant,
+    location: Location,
+}
+
+/// The first verified location of a PeerId, binding until shortly before
+/// it expires.
+#[derive(Debug, Clone, Copy)]
+struct Pin {
+    location: Location,
+    expires: u64,
+    digest: [u8; 32],
+    seq: u64,
+}
+
+/// A gateway's count of new locations granted to one network.
+#[derive(Debug, Clone, Copy)]
+struct Quota {
+    since: Instant,
+    served: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -262,7 +324,9 @@ enum Nonces {
 
 /// The ring state machine of one node.
 ///
-/// Feed it every event — [`on_peer_up`](Self::on_peer_up),
+/// Start it with what its store kept ([`restore`](Self::restore)), carry
+/// out [`Action::Store`] and [`Action::Forget`] on that store, in order,
+/// and feed it every event — [`on_peer_up`](Self::on_peer_up),
 /// [`on_peer_down`](Self::on_peer_down), [`on_message`](Self::on_message),
 /// [`on_tick`](Self::on_tick) at [`next_wakeup`](Self::next_wakeup),
 /// [`on_dial_failed`](Self::on_dial_failed),
@@ -272,20 +336,33 @@ enum Nonces {
 #[derive(Debug)]
 pub struct RingState {
     local: PeerId,
-    signer: Option<Keypair>,
+    keypair: Keypair,
+    /// We answer negotiations and fixed our own location.
+    gateway: bool,
+    network: NetworkTag,
     config: RingConfig,
     rng: StdRng,
     nonces: Nonces,
+    /// The Unix time (seconds) at `clock_base`: expiries are Unix times.
+    unix_base: u64,
+    clock_base: Instant,
     transcript: Option<Transcript>,
     location: Option<Location>,
     addresses: Vec<String>,
-    /// Connected peers (at the router), neighbors or not.
-    connected: BTreeSet<PeerId>,
-    /// Verified locations of connected peers, and of peers whose
-    /// announcement arrived before their `Up` (at most
-    /// [`MAX_EARLY_KNOWN`] entries in all then); removed when the peer goes
-    /// down.
+    /// Connected peers (at the router), neighbors or not, with their
+    /// network when the transport knows their address.
+    connected: BTreeMap<PeerId, Option<IpPrefix>>,
+    /// Verified locations of connected peers that announced on this
+    /// connection, and of peers whose announcement arrived before their
+    /// `Up` (at most [`MAX_EARLY_KNOWN`] entries in all then); removed when
+    /// the peer goes down.
     known: BTreeMap<PeerId, Location>,
+    /// The first location verified for each PeerId, kept across
+    /// disconnections (at most [`MAX_PINS`]).
+    pins: BTreeMap<PeerId, Pin>,
+    /// `pins` by insertion order, for eviction.
+    pin_order: BTreeMap<u64, PeerId>,
+    next_pin: u64,
     neighbors: BTreeMap<PeerId, Neighbor>,
     by_location: BTreeMap<Location, PeerId>,
     leaving: BTreeMap<PeerId, Leaving>,
@@ -294,16 +371,27 @@ pub struct RingState {
     next_list_at: Instant,
     joining: Option<Joining>,
     join_retry_at: Option<Instant>,
-    /// Gateway: joiners whose links are protected until the given time.
+    /// The value we committed to with each listed gateway, until it
+    /// answers (stored, so a restart commits to the same value).
+    join_secrets: BTreeMap<PeerId, Nonce>,
+    /// Gateway: joiners whose links are protected until the given time
+    /// (at most `max_pending_joins`; a joiner's slot is freed when it
+    /// disconnects).
     joiners: BTreeMap<PeerId, Instant>,
     /// Neighbors that are in `joiners` (kept in step with it, so that the
     /// degree and each routing step need no look-up per neighbor).
     joiner_neighbors: usize,
-    /// Gateway: when each PeerId last negotiated.
-    cooldowns: BTreeMap<PeerId, Instant>,
+    /// Gateway: the grant each PeerId holds (at most [`MAX_GRANTS`]).
+    grants: BTreeMap<PeerId, Grant>,
+    /// `grants` by expiry, for eviction.
+    grant_order: BTreeSet<(u64, PeerId)>,
+    /// Gateway: new locations granted per network in its current window
+    /// (at most [`MAX_JOIN_PREFIXES`] networks).
+    join_quotas: BTreeMap<IpPrefix, Quota>,
     pending_connects: BTreeMap<u64, PendingConnect>,
-    /// Peers we accepted or asked to link with, admitted when they come up.
-    expected: BTreeMap<PeerId, Instant>,
+    /// Peers we accepted or asked to link with, admitted when they come up
+    /// with the location agreed (at most [`MAX_EXPECTED`]).
+    expected: BTreeMap<PeerId, Expected>,
     next_id: u64,
     next_maintenance: Instant,
     rounds: u32,
@@ -316,24 +404,40 @@ pub struct RingState {
 }
 
 impl RingState {
-    /// The state of node `local`, which joins through one of
-    /// `config.gateways` when it connects to it. `seed` drives every
-    /// random choice (and, unless [`set_nonce_key`](Self::set_nonce_key)
-    /// is called, the negotiation values).
-    pub fn new(local: PeerId, config: RingConfig, seed: u64, now: Instant) -> Self {
+    /// The state of the node with `keypair` (which signs its answers to
+    /// connect requests), which joins through one of `config.gateways` when
+    /// it connects to it. `seed` drives every random choice (and, unless
+    /// [`set_nonce_key`](Self::set_nonce_key) is called, the negotiation
+    /// values). `unix_now` is the Unix time (seconds) at `now`: locations
+    /// expire in Unix time, and the core tells time from the `Instant`s it
+    /// is given after that.
+    pub fn new(
+        keypair: Keypair,
+        config: RingConfig,
+        seed: u64,
+        now: Instant,
+        unix_now: u64,
+    ) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let first = jitter(&mut rng, config.maintenance_interval);
         Self {
-            local,
-            signer: None,
+            local: keypair.peer_id(),
+            keypair,
+            gateway: false,
+            network: NetworkTag::new(&config.network_id),
             config,
             rng,
             nonces: Nonces::Seeded,
+            unix_base: unix_now,
+            clock_base: now,
             transcript: None,
             location: None,
             addresses: Vec::new(),
-            connected: BTreeSet::new(),
+            connected: BTreeMap::new(),
             known: BTreeMap::new(),
+            pins: BTreeMap::new(),
+            pin_order: BTreeMap::new(),
+            next_pin: 0,
             neighbors: BTreeMap::new(),
             by_location: BTreeMap::new(),
             leaving: BTreeMap::new(),
@@ -341,9 +445,12 @@ impl RingState {
             next_list_at: now,
             joining: None,
             join_retry_at: None,
+            join_secrets: BTreeMap::new(),
             joiners: BTreeMap::new(),
             joiner_neighbors: 0,
-            cooldowns: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            grant_order: BTreeSet::new(),
+            join_quotas: BTreeMap::new(),
             pending_connects: BTreeMap::new(),
             expected: BTreeMap::new(),
             next_id: 1,
@@ -357,15 +464,45 @@ impl RingState {
 
     /// A gateway: it answers negotiations with `keypair` and fixes its own
     /// location at once (a self-signed transcript, trusted where it is
-    /// listed).
-    pub fn new_gateway(keypair: Keypair, config: RingConfig, seed: u64, now: Instant) -> Self {
-        let mut state = Self::new(keypair.peer_id(), config, seed, now);
-        let (own, theirs) = (state.nonce(), state.nonce());
-        let transcript = Transcript::self_negotiated(&keypair, own, theirs);
+    /// listed; [`restore`](Self::restore) brings back the one it had).
+    pub fn new_gateway(
+        keypair: Keypair,
+        config: RingConfig,
+        seed: u64,
+        now: Instant,
+        unix_now: u64,
+    ) -> Self {
+        let mut state = Self::new(keypair, config, seed, now, unix_now);
+        state.gateway = true;
+        let transcript = state.self_negotiate(now);
         state.location = Some(transcript.location());
         state.transcript = Some(transcript);
-        state.signer = Some(keypair);
         state
+    }
+
+    /// A fresh self-signed transcript for a gateway.
+    fn self_negotiate(&mut self, now: Instant) -> Transcript {
+        let (own, theirs) = (self.nonce(), self.nonce());
+        let expires = self.expiry(now);
+        Transcript::self_negotiated(&self.keypair, &self.network, own, theirs, expires)
+    }
+
+    /// The Unix time (seconds) at `now`.
+    pub fn unix_now(&self, now: Instant) -> u64 {
+        self.unix_base
+            .saturating_add(now.saturating_duration_since(self.clock_base).as_secs())
+    }
+
+    /// When a location granted at `now` expires.
+    fn expiry(&self, now: Instant) -> u64 {
+        self.unix_now(now)
+            .saturating_add(self.config.location_ttl.as_secs())
+    }
+
+    /// A driver's store write failed: counted (the record is kept in
+    /// memory, so nothing changes until a restart).
+    pub fn on_store_failed(&mut self) {
+        self.stats.store_failures += 1;
     }
 
     /// Draw negotiation values from SHA-256 of `key` and a counter instead
@@ -408,7 +545,7 @@ impl RingState {
 
     /// Whether we are a gateway.
     pub fn is_gateway(&self) -> bool {
-        self.signer.is_some()
+        self.gateway
     }
 
     /// The number of neighbors.
@@ -443,7 +580,7 @@ impl RingState {
 
     /// The connected peers that serve the ring channel, neighbors or not.
     pub fn connected(&self) -> impl Iterator<Item = PeerId> + '_ {
-        self.connected.iter().copied()
+        self.connected.keys().copied()
     }
 
     /// Whether `peer` is a neighbor.
@@ -490,6 +627,12 @@ impl RingState {
     /// When [`on_tick`](Self::on_tick) has work.
     pub fn next_wakeup(&self) -> Instant {
         let mut at = self.next_maintenance;
+        if let Some(t) = &self.transcript {
+            let left = Duration::from_secs(t.expires.saturating_sub(self.unix_base));
+            if let Some(expiry) = self.clock_base.checked_add(left) {
+                at = at.min(expiry);
+            }
+        }
         if let Some(j) = &self.joining {
             at = at.min(j.deadline);
         }
@@ -513,14 +656,16 @@ impl RingState {
 
     // ----- events -------------------------------------------------------
 
-    /// `peer` is connected and serves the ring channel. We announce our
-    /// location to it, or, if we have none and it is a gateway we trust,
-    /// start negotiating one.
-    pub fn on_peer_up(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
+    /// `peer` is connected and serves the ring channel, from `ip` if the
+    /// transport knows it (its network counts against the per-network
+    /// limits). We announce our location to it, or, if we have none and it
+    /// is a gateway we trust, start negotiating one.
+    pub fn on_peer_up(&mut self, peer: PeerId, ip: Option<IpAddr>, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if peer == self.local || !self.connected.insert(peer) {
+        if peer == self.local || self.connected.contains_key(&peer) {
             return actions;
         }
+        self.connected.insert(peer, ip.map(IpPrefix::of));
         if let Some(t) = &self.transcript {
             actions.push(Action::Send {
                 to: peer,
@@ -537,7 +682,7 @@ impl RingState {
     }
 
     /// `peer` disconnected. Losing our successor or predecessor starts a
-    /// repair at once.
+    /// repair at once; a joiner we were serving gives its slot back.
     pub fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         self.connected.remove(&peer);
@@ -548,7 +693,9 @@ impl RingState {
             self.maybe_start_join(now, &mut actions);
         }
         let was_adjacent = self.adjacent_peers().contains(&peer);
-        if self.remove_neighbor(&peer, &mut actions) && self.location.is_some() {
+        let removed = self.remove_neighbor(&peer, &mut actions);
+        self.joiners.remove(&peer);
+        if removed && self.location.is_some() {
             if was_adjacent {
                 self.check_adjacency(now, &mut actions);
             }
@@ -631,18 +778,7 @@ impl RingState {
                     }
                 }
             }
-            Message::Neighbors(mut locations) => match self.neighbors.get_mut(&from) {
-                Some(n) => {
-                    // Honest peers send their list sorted and without
-                    // duplicates; only a list that is not is sorted here.
-                    if !locations.windows(2).all(|w| w[0] < w[1]) {
-                        locations.sort_unstable();
-                        locations.dedup();
-                    }
-                    n.their_neighbors = locations;
-                }
-                None => self.stats.messages_dropped += 1,
-            },
+            Message::Neighbors(locations) => self.on_neighbor_list(from, locations, &mut actions),
             Message::Route(route) => {
                 if !self.is_linked(&from) || self.location.is_none() {
                     self.stats.messages_dropped += 1;
@@ -678,10 +814,14 @@ impl RingState {
         actions
     }
 
-    /// Time passed: give up on what timed out, and run a maintenance round
-    /// when due.
+    /// Time passed: give up on what timed out, renegotiate an expired
+    /// location, and run a maintenance round when due.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let unix = self.unix_now(now);
+        if self.transcript.as_ref().is_some_and(|t| t.expires <= unix) {
+            self.relocate(now, &mut actions);
+        }
         if self.joining.as_ref().is_some_and(|j| j.deadline <= now) {
             self.joining = None;
         }
@@ -706,7 +846,7 @@ impl RingState {
                 });
             }
         }
-        self.expected.retain(|_, deadline| *deadline > now);
+        self.expected.retain(|_, e| e.until > now);
         self.expire_joiners(now);
         if self.location.is_none() {
             self.maybe_start_join(now, &mut actions);
@@ -847,6 +987,7 @@ fn jitter(rng: &mut StdRng, interval: Duration) -> Duration {
 }
 
 mod admission;
+mod joining;
 mod routing;
 mod topology;
 
@@ -855,3 +996,6 @@ use self::routing::nearest_in;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod adversary_tests;

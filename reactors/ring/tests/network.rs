@@ -99,14 +99,14 @@ async fn a_hundred_routers_join_through_one_gateway_and_route_greedily() {
         .build()
         .expect("build");
     let gateway = net.peer_id(0);
-    let key = testkit_key(&net, seed, 0);
+    let keys: Vec<Keypair> = (0..NODES).map(|i| testkit_key(&net, seed, i)).collect();
     let config = ring_config(gateway);
     let handles: Vec<RingHandle> = net
         .reactor_on_all(|i| {
             let ring = if i == 0 {
-                Ring::gateway(key.clone(), config.clone())
+                Ring::gateway(keys[0].clone(), config.clone())
             } else {
-                Ring::new(config.clone())
+                Ring::new(keys[i].clone(), config.clone())
             };
             ring.expect("valid config").with_deterministic_nonces()
         })
@@ -136,8 +136,12 @@ async fn a_hundred_routers_join_through_one_gateway_and_route_greedily() {
         .collect();
     for (i, h) in handles.iter().enumerate() {
         let transcript = h.transcript().expect("joined");
+        let network = reactor_ring::NetworkTag::new(&p2p::RouterConfig::default().network_id);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         assert_eq!(
-            transcript.verify(&net.peer_id(i), &trusted),
+            transcript.verify(&net.peer_id(i), &trusted, &network, unix),
             Ok(locations[&net.peer_id(i)])
         );
         assert_eq!(transcript.gateway, gateway);
@@ -235,7 +239,7 @@ async fn hand(seed: u64, others: usize, config: impl Fn(RingConfig) -> RingConfi
     for i in 2..nodes {
         net.reactor(
             i,
-            Ring::new(ring_config.clone())
+            Ring::new(testkit_key(&net, seed, i), ring_config.clone())
                 .expect("valid")
                 .with_deterministic_nonces(),
         )
@@ -294,6 +298,7 @@ async fn a_forged_location_is_refused() {
         joiner_value: [1; 32],
         gateway: h.gateway.peer_id(),
         gateway_value: [2; 32],
+        expires: theirs.expires,
         signature: [3; 64],
     };
     h.send(Message::Announce(forged)).await;
@@ -349,8 +354,9 @@ async fn an_over_consuming_neighbor_is_disconnected() {
             break c;
         }
     };
+    let network = reactor_ring::NetworkTag::new(&p2p::RouterConfig::default().network_id);
     let transcript = secret
-        .complete(h.gateway.peer_id(), &challenge)
+        .complete(h.gateway.peer_id(), &challenge, &network)
         .expect("the gateway's signature verifies");
     let me = transcript.location();
     h.send(Message::Announce(transcript)).await;

@@ -1,142 +1,10 @@
-//! Joining (the negotiation, both sides) and admitting peers with verified
-//! locations as neighbors.
+//! Admitting peers with verified locations as neighbors: announcements
+//! checked against the location pinned for the PeerId, the degree and
+//! per-network limits, neighbor lists checked before they steer routes.
 
 use super::*;
 
 impl RingState {
-    pub(super) fn maybe_start_join(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        if self.location.is_some() || self.joining.is_some() || self.join_retry_at.is_some() {
-            return;
-        }
-        let gateways: Vec<PeerId> = self
-            .connected
-            .iter()
-            .filter(|p| self.config.gateways.listed.contains(p))
-            .copied()
-            .collect();
-        if gateways.is_empty() {
-            return;
-        }
-        let gateway = gateways[self.rng.random_range(0..gateways.len())];
-        let secret = JoinerSecret::new(self.local, self.nonce());
-        actions.push(Action::Send {
-            to: gateway,
-            message: Message::JoinCommit {
-                commitment: secret.commitment(),
-            },
-        });
-        self.joining = Some(Joining {
-            gateway,
-            secret,
-            deadline: now + self.config.request_timeout,
-        });
-    }
-
-    pub(super) fn on_join_commit(
-        &mut self,
-        from: PeerId,
-        commitment: [u8; 32],
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
-        let refuse = |reason: &str| Action::Send {
-            to: from,
-            message: Message::JoinRefused {
-                reason: reason.to_string(),
-            },
-        };
-        let Some(signer) = self.signer.clone() else {
-            self.stats.joins_refused += 1;
-            actions.push(refuse("not a gateway"));
-            return;
-        };
-        if let Some(last) = self.cooldowns.get(&from)
-            && now.saturating_duration_since(*last) < self.config.join_cooldown
-        {
-            self.stats.joins_refused += 1;
-            actions.push(refuse("negotiated too recently"));
-            return;
-        }
-        if self.joiners.len() >= self.config.max_pending_joins {
-            self.expire_joiners(now);
-            if self.joiners.len() >= self.config.max_pending_joins {
-                self.stats.joins_refused += 1;
-                actions.push(refuse("too many joins in progress"));
-                return;
-            }
-        }
-        if self.cooldowns.len() >= MAX_COOLDOWNS {
-            let cooldown = self.config.join_cooldown;
-            self.cooldowns
-                .retain(|_, at| now.saturating_duration_since(*at) < cooldown);
-            while self.cooldowns.len() >= MAX_COOLDOWNS {
-                let oldest = self
-                    .cooldowns
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(p, _)| *p);
-                match oldest {
-                    Some(p) => self.cooldowns.remove(&p),
-                    None => break,
-                };
-            }
-        }
-        let value = self.nonce();
-        let challenge = Challenge::answer(&signer, &from, &commitment, value);
-        self.cooldowns.insert(from, now);
-        self.joiners.insert(from, now + self.config.join_grace);
-        if let Some(n) = self.neighbors.get_mut(&from)
-            && !n.joiner
-        {
-            n.joiner = true;
-            self.joiner_neighbors += 1;
-        }
-        self.stats.joins_served += 1;
-        actions.push(Action::Send {
-            to: from,
-            message: Message::JoinChallenge(challenge),
-        });
-    }
-
-    pub(super) fn on_join_challenge(
-        &mut self,
-        from: PeerId,
-        challenge: Challenge,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
-        let Some(joining) = self.joining.take_if(|j| j.gateway == from) else {
-            self.stats.messages_dropped += 1;
-            return;
-        };
-        match joining.secret.complete(from, &challenge) {
-            Ok(transcript) => {
-                let location = transcript.location();
-                self.location = Some(location);
-                self.transcript = Some(transcript.clone());
-                // Neighbors admitted before we had a location are re-keyed
-                // (nothing changes: by_location holds theirs).
-                for peer in self.connected.clone() {
-                    actions.push(Action::Send {
-                        to: peer,
-                        message: Message::Announce(transcript.clone()),
-                    });
-                }
-                actions.push(Action::Event(Event::Joined { location }));
-                self.list_dirty = true;
-                self.connect_budget = 2 * self.config.target_degree;
-                self.check_adjacency(now, actions);
-            }
-            Err(error) => {
-                self.join_retry_at = Some(now + self.config.maintenance_interval);
-                actions.push(Action::Report {
-                    peer: from,
-                    error: PeerError::Protocol(format!("ring join challenge: {error}")),
-                });
-            }
-        }
-    }
-
     pub(super) fn on_announce(
         &mut self,
         from: PeerId,
@@ -144,15 +12,13 @@ impl RingState {
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
-        if self.neighbors.contains_key(&from) || self.known.contains_key(&from) {
-            // A location is fixed for the life of a PeerId: a second
-            // announcement changes nothing.
-            return;
-        }
-        let location = match transcript.verify(&from, &self.config.gateways) {
+        let location = match self.check_location(from, &transcript, now) {
             Ok(location) => location,
             Err(error) => {
                 self.stats.locations_refused += 1;
+                if matches!(error, LocationError::Conflicting { .. }) {
+                    self.stats.locations_conflicting += 1;
+                }
                 actions.push(Action::Report {
                     peer: from,
                     error: PeerError::Protocol(format!("ring location does not verify: {error}")),
@@ -161,12 +27,36 @@ impl RingState {
                 return;
             }
         };
-        self.stats.locations_verified += 1;
-        if !self.connected.contains(&from) {
+        match self.known.get(&from) {
+            // A second announcement of the same location changes nothing.
+            Some(l) if *l == location => return,
+            // The peer's old location expired and it has a new one: the
+            // old link goes.
+            Some(_) => {
+                if self
+                    .neighbors
+                    .get(&from)
+                    .is_some_and(|n| n.location != location)
+                {
+                    self.remove_neighbor(&from, actions);
+                }
+                self.leaving.remove(&from);
+            }
+            None => {}
+        }
+        if self
+            .neighbors
+            .get(&from)
+            .is_some_and(|n| n.location == location)
+        {
+            self.known.insert(from, location);
+            return;
+        }
+        if !self.connected.contains_key(&from) {
             // The announcement overtook the router's `Up` for this peer:
-            // keep the location (fixed for the life of a PeerId) and admit
-            // the peer when it comes up. Dropping it left the link
-            // half-open, as the peer announces only once.
+            // keep the location and admit the peer when it comes up.
+            // Dropping it left the link half-open, as the peer announces
+            // only once.
             if self.known.len() < MAX_EARLY_KNOWN {
                 self.known.insert(from, location);
             }
@@ -176,8 +66,78 @@ impl RingState {
         self.consider(from, location, now, actions);
     }
 
+    /// The location `transcript` proves for `from`, if `from` may have it:
+    /// the transcript must verify (signature, trusted gateway, network,
+    /// not expired), and be the one pinned for `from` unless that pin has
+    /// ended. A transcript met before is checked by its digest alone.
+    fn check_location(
+        &mut self,
+        from: PeerId,
+        transcript: &Transcript,
+        now: Instant,
+    ) -> Result<Location, LocationError> {
+        let unix = self.unix_now(now);
+        let digest = transcript.digest();
+        if let Some(pin) = self.pins.get(&from) {
+            if pin.digest == digest {
+                if pin.expires.saturating_add(CLOCK_SKEW_SECS) <= unix {
+                    return Err(LocationError::Expired {
+                        expires: pin.expires,
+                        now: unix,
+                    });
+                }
+                self.stats.locations_verified += 1;
+                return Ok(pin.location);
+            }
+            // A pin binds until shortly before its expiry, so that a peer
+            // whose clock runs ahead of ours can move on to its next
+            // location; a gateway grants that only after the expiry.
+            let until = pin.expires.saturating_sub(CLOCK_SKEW_SECS);
+            if unix < until {
+                return Err(LocationError::Conflicting {
+                    pinned: pin.location,
+                    until,
+                });
+            }
+        }
+        let location = transcript.verify(&from, &self.config.gateways, &self.network, unix)?;
+        self.stats.locations_verified += 1;
+        self.pin(from, location, transcript.expires, digest);
+        Ok(location)
+    }
+
+    /// Pins `location` for `peer`, forgetting the oldest pins past
+    /// [`MAX_PINS`].
+    fn pin(&mut self, peer: PeerId, location: Location, expires: u64, digest: [u8; 32]) {
+        if let Some(old) = self.pins.remove(&peer) {
+            self.pin_order.remove(&old.seq);
+        }
+        let seq = self.next_pin;
+        self.next_pin += 1;
+        self.pins.insert(
+            peer,
+            Pin {
+                location,
+                expires,
+                digest,
+                seq,
+            },
+        );
+        self.pin_order.insert(seq, peer);
+        while self.pins.len() > MAX_PINS {
+            let Some((_, oldest)) = self.pin_order.pop_first() else {
+                break;
+            };
+            self.pins.remove(&oldest);
+            self.stats.pins_evicted += 1;
+        }
+    }
+
     /// Admits a connected peer with a verified location as a neighbor, or
-    /// refuses it.
+    /// refuses it: past `max_degree` only if we expected it with this
+    /// location, serve it as a joiner, or it would be one of our ring
+    /// links; past `max_neighbors_per_prefix` of its network never, but a
+    /// new ring link takes the place of that network's longest other link.
     pub(super) fn consider(
         &mut self,
         peer: PeerId,
@@ -188,11 +148,14 @@ impl RingState {
         if self.neighbors.contains_key(&peer) || Some(location) == self.location {
             return;
         }
-        let wanted = self.expected.remove(&peer).is_some()
-            || self.joiners.contains_key(&peer)
-            || self.location.is_none()
-            || self.would_be_adjacent(location)
-            || self.counted_degree() < self.config.max_degree;
+        let expected = self
+            .expected
+            .remove(&peer)
+            .is_some_and(|e| e.location == location);
+        let joiner = self.joiners.contains_key(&peer);
+        let ring_link = self.location.is_none() || self.would_be_adjacent(location);
+        let wanted =
+            expected || joiner || ring_link || self.counted_degree() < self.config.max_degree;
         if !wanted {
             self.stats.neighbors_refused += 1;
             actions.push(Action::Disconnect {
@@ -202,7 +165,30 @@ impl RingState {
             });
             return;
         }
-        let joiner = self.joiners.contains_key(&peer);
+        let prefix = self.connected.get(&peer).copied().flatten();
+        if !joiner
+            && let Some(p) = prefix
+            && self.neighbors_in(p) >= self.config.max_neighbors_per_prefix
+        {
+            let displaced = if self.location.is_some() && ring_link {
+                self.longest_unprotected_in(p, now)
+            } else {
+                None
+            };
+            match displaced {
+                Some(other) => self.drop_link(other, now, actions),
+                None => {
+                    self.stats.neighbors_refused += 1;
+                    self.stats.neighbors_refused_prefix += 1;
+                    actions.push(Action::Disconnect {
+                        peer,
+                        ban: Some(self.config.prune_ban),
+                        reason: DisconnectReason::NetworkFull { prefix: p },
+                    });
+                    return;
+                }
+            }
+        }
         self.joiner_neighbors += usize::from(joiner);
         self.neighbors.insert(
             peer,
@@ -211,6 +197,7 @@ impl RingState {
                 load: LoadMeter::new(now),
                 their_neighbors: Vec::new(),
                 joiner,
+                prefix,
             },
         );
         self.by_location.insert(location, peer);
@@ -230,11 +217,119 @@ impl RingState {
         }
     }
 
+    /// Awaits `peer` at `location` until `until`, forgetting the one due
+    /// first past [`MAX_EXPECTED`].
+    pub(super) fn expect(&mut self, peer: PeerId, location: Location, until: Instant) {
+        self.expected.insert(peer, Expected { until, location });
+        while self.expected.len() > MAX_EXPECTED {
+            let Some(first) = self
+                .expected
+                .iter()
+                .min_by_key(|(_, e)| e.until)
+                .map(|(p, _)| *p)
+            else {
+                break;
+            };
+            self.expected.remove(&first);
+            self.stats.expected_evicted += 1;
+        }
+    }
+
+    /// Neighbors from network `prefix`, joiners in their grace aside.
+    fn neighbors_in(&self, prefix: IpPrefix) -> usize {
+        self.neighbors
+            .values()
+            .filter(|n| n.prefix == Some(prefix) && !n.joiner)
+            .count()
+    }
+
+    /// The longest link to network `prefix` that is not a ring link nor a
+    /// joiner's.
+    fn longest_unprotected_in(&self, prefix: IpPrefix, now: Instant) -> Option<PeerId> {
+        let me = self.location?;
+        let ring = self.ring_peers();
+        self.neighbors
+            .iter()
+            .filter(|(p, n)| {
+                n.prefix == Some(prefix)
+                    && !n.joiner
+                    && !ring.contains(p)
+                    && self.joiners.get(*p).is_none_or(|u| *u <= now)
+            })
+            .max_by_key(|(_, n)| (me.distance(n.location), n.location))
+            .map(|(p, _)| *p)
+    }
+
+    /// Brings every network back to `max_neighbors_per_prefix` links (a
+    /// gateway's joiners count once their grace ends), dropping the longest
+    /// that are not ring links.
+    pub(super) fn trim_prefixes(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let mut counts: BTreeMap<IpPrefix, usize> = BTreeMap::new();
+        for n in self.neighbors.values().filter(|n| !n.joiner) {
+            if let Some(p) = n.prefix {
+                *counts.entry(p).or_default() += 1;
+            }
+        }
+        for (prefix, mut count) in counts {
+            while count > self.config.max_neighbors_per_prefix {
+                let Some(peer) = self.longest_unprotected_in(prefix, now) else {
+                    break;
+                };
+                self.drop_link(peer, now, actions);
+                count -= 1;
+            }
+        }
+    }
+
+    /// A neighbor's list of its neighbors' locations, checked: an honest
+    /// list is sorted, has no duplicates, does not name its sender, and
+    /// names us (we are its neighbor) unless it is full. One that is not is
+    /// refused — not used for lookahead — and its sender reported.
+    pub(super) fn on_neighbor_list(
+        &mut self,
+        from: PeerId,
+        list: Vec<Location>,
+        actions: &mut Vec<Action>,
+    ) {
+        let me = self.location;
+        let Some(n) = self.neighbors.get_mut(&from) else {
+            self.stats.messages_dropped += 1;
+            return;
+        };
+        let problem = if !list.windows(2).all(|w| w[0] < w[1]) {
+            Some("a neighbor list not sorted, or with duplicates")
+        } else if list.binary_search(&n.location).is_ok() {
+            Some("a neighbor list naming itself")
+        } else if let Some(me) = me
+            && list.len() < MAX_NEIGHBOR_LIST
+            && list.binary_search(&me).is_err()
+        {
+            Some("a neighbor list that leaves out the receiver, its neighbor")
+        } else {
+            None
+        };
+        match problem {
+            None => n.their_neighbors = list,
+            Some(what) => {
+                n.their_neighbors.clear();
+                self.stats.lists_refused += 1;
+                actions.push(Action::Report {
+                    peer: from,
+                    error: PeerError::Misbehaviour {
+                        channel: CHANNEL,
+                        reason: format!("sent {what}"),
+                        penalty: LIST_PENALTY,
+                    },
+                });
+            }
+        }
+    }
+
     /// Our neighbors' locations, as we tell our neighbors.
     pub(super) fn neighbor_list(&self) -> Vec<Location> {
         self.by_location
             .keys()
-            .take(usize::from(MAX_HTL))
+            .take(MAX_NEIGHBOR_LIST)
             .copied()
             .collect()
     }

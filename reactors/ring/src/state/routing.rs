@@ -179,30 +179,40 @@ impl RingState {
             })),
             Payload::Connect { location } => {
                 let joiner = route.origin;
+                let accept = |already_linked: bool, state: &Self| {
+                    let addresses = state.addresses.clone();
+                    let signature = Acceptance {
+                        route_id: route.id,
+                        requester: &joiner,
+                        location: me,
+                        already_linked,
+                        addresses: &addresses,
+                    }
+                    .sign(&state.keypair, &state.network);
+                    ReplyKind::Accepted {
+                        acceptor: state.local,
+                        location: me,
+                        addresses,
+                        already_linked,
+                        signature,
+                    }
+                };
                 let kind = if joiner == self.local {
                     ReplyKind::Failed {
                         reason: "the route ended at its origin".into(),
                     }
                 } else if self.neighbors.contains_key(&joiner) {
-                    ReplyKind::Accepted {
-                        acceptor: self.local,
-                        location: me,
-                        addresses: self.addresses.clone(),
-                        already_linked: true,
-                    }
+                    accept(true, self)
                 } else if matches!(route.mode, RouteMode::Successor | RouteMode::Predecessor)
                     || self.would_be_adjacent(location)
                     || self.counted_degree() + self.expected.len() < self.config.max_degree
                 {
                     self.stats.connects_accepted += 1;
-                    self.expected
-                        .insert(joiner, now + self.config.request_timeout * 3);
-                    ReplyKind::Accepted {
-                        acceptor: self.local,
-                        location: me,
-                        addresses: self.addresses.clone(),
-                        already_linked: false,
-                    }
+                    // The requester's location is its claim until its
+                    // transcript proves it; the pass past our degree limit
+                    // holds only for that location.
+                    self.expect(joiner, location, now + self.config.request_timeout * 3);
+                    accept(false, self)
                 } else {
                     self.stats.connects_refused += 1;
                     ReplyKind::Refused {
@@ -268,35 +278,34 @@ impl RingState {
             (
                 ReplyKind::Accepted {
                     acceptor,
-                    location: _,
+                    location,
                     addresses,
                     already_linked,
+                    signature,
                 },
-                Some(_),
+                Some(pending),
             ) => {
                 if !already_linked
                     && acceptor != self.local
                     && !self.neighbors.contains_key(&acceptor)
                 {
-                    self.expected
-                        .insert(acceptor, now + self.config.request_timeout * 3);
-                    if self.connected.contains(&acceptor) {
-                        // Connected already (for another reason): admit it
-                        // and announce again so it admits us.
-                        if let Some(location) = self.known.get(&acceptor).copied() {
-                            self.consider(acceptor, location, now, actions);
-                        }
-                        if let Some(t) = &self.transcript {
-                            actions.push(Action::Send {
-                                to: acceptor,
-                                message: Message::Announce(t.clone()),
-                            });
-                        }
+                    let signed = Acceptance {
+                        route_id: reply.id,
+                        requester: &self.local,
+                        location,
+                        already_linked,
+                        addresses: &addresses,
+                    }
+                    .verify(&acceptor, &self.network, &signature);
+                    if !signed {
+                        // Forged by a hop on the way back, which we cannot
+                        // tell from the neighbor that relayed it: ignored,
+                        // nobody blamed.
+                        self.stats.accepts_forged += 1;
+                    } else if !self.plausible(&pending, location) {
+                        self.stats.accepts_implausible += 1;
                     } else {
-                        actions.push(Action::Dial {
-                            peer: acceptor,
-                            addresses,
-                        });
+                        self.link_to(acceptor, location, addresses, now, actions);
                     }
                 }
                 if refill {
@@ -305,6 +314,51 @@ impl RingState {
             }
             (_, Some(_)) if refill => self.fill_degree(now, actions),
             _ => {}
+        }
+    }
+}
+
+impl RingState {
+    /// Whether an acceptor at `location` is where `pending`'s route should
+    /// have ended: greedy routing over ring links reaches the peer that
+    /// best matches the target, so no link of ours may match it better. A
+    /// hop that answers for a peer of its own is caught here unless that
+    /// peer happens to be a better match than all our links.
+    fn plausible(&self, pending: &PendingConnect, location: Location) -> bool {
+        let theirs = Self::metric(pending.target, pending.mode, location);
+        self.by_location
+            .keys()
+            .all(|l| Self::metric(pending.target, pending.mode, *l) >= theirs)
+    }
+
+    /// `acceptor` signed that it takes us at `location`: await it there
+    /// (past our degree limit), and dial it unless it is connected.
+    fn link_to(
+        &mut self,
+        acceptor: PeerId,
+        location: Location,
+        addresses: Vec<String>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        self.expect(acceptor, location, now + self.config.request_timeout * 3);
+        if self.connected.contains_key(&acceptor) {
+            // Connected already (for another reason): admit it and
+            // announce again so it admits us.
+            if let Some(known) = self.known.get(&acceptor).copied() {
+                self.consider(acceptor, known, now, actions);
+            }
+            if let Some(t) = &self.transcript {
+                actions.push(Action::Send {
+                    to: acceptor,
+                    message: Message::Announce(t.clone()),
+                });
+            }
+        } else {
+            actions.push(Action::Dial {
+                peer: acceptor,
+                addresses,
+            });
         }
     }
 }

@@ -5,8 +5,45 @@ use proptest::prelude::*;
 use super::*;
 use crate::negotiation::Gateways;
 
-fn key(seed: u64) -> Keypair {
+pub(super) fn key(seed: u64) -> Keypair {
     Keypair::from_seed(seed)
+}
+
+/// The Unix time these tests start at.
+pub(super) const UNIX: u64 = 1_800_000_000;
+
+/// The network tag of the default configuration.
+pub(super) fn network() -> NetworkTag {
+    NetworkTag::new(&RingConfig::default().network_id)
+}
+
+/// A transcript for `peer` signed by gateway `g` from the two values,
+/// expiring a default `location_ttl` after [`UNIX`].
+pub(super) fn transcript(g: &Keypair, peer: &Keypair, rj: u8, rg: u8) -> Transcript {
+    let expires = UNIX + RingConfig::default().location_ttl.as_secs();
+    transcript_until(g, peer, rj, rg, expires)
+}
+
+/// Like [`transcript`], expiring at `expires`.
+pub(super) fn transcript_until(
+    g: &Keypair,
+    peer: &Keypair,
+    rj: u8,
+    rg: u8,
+    expires: u64,
+) -> Transcript {
+    let secret = crate::negotiation::JoinerSecret::new(peer.peer_id(), [rj; 32]);
+    let c = Challenge::answer(
+        g,
+        &network(),
+        &peer.peer_id(),
+        &secret.commitment(),
+        [rg; 32],
+        expires,
+    );
+    secret
+        .complete(g.peer_id(), &c, &network())
+        .expect("verifies")
 }
 
 fn sends(actions: &[Action]) -> Vec<(PeerId, Message)> {
@@ -46,15 +83,14 @@ impl Graph {
             max_htl: MAX_HTL,
             ..RingConfig::default()
         };
-        let ids: Vec<PeerId> = (0..locations.len() as u64)
-            .map(|i| key(100 + i).peer_id())
-            .collect();
-        let nodes = ids
-            .iter()
+        let keys: Vec<Keypair> = (0..locations.len() as u64).map(|i| key(100 + i)).collect();
+        let ids: Vec<PeerId> = keys.iter().map(Keypair::peer_id).collect();
+        let nodes = keys
+            .into_iter()
             .zip(locations)
             .enumerate()
-            .map(|(i, (id, l))| {
-                let mut s = RingState::new(*id, config.clone(), i as u64, now);
+            .map(|(i, (k, l))| {
+                let mut s = RingState::new(k, config.clone(), i as u64, now, UNIX);
                 s.location = Some(Location::from_raw(*l));
                 s
             })
@@ -80,6 +116,7 @@ impl Graph {
                     load: LoadMeter::new(self.now),
                     their_neighbors: Vec::new(),
                     joiner: false,
+                    prefix: None,
                 },
             );
             node.by_location.insert(location, peer);
@@ -141,11 +178,11 @@ fn a_joiner_negotiates_with_the_gateway_and_both_verify_each_other() {
     let g = key(1);
     let config = RingConfig::with_gateways([g.peer_id()]);
     let jid = key(2).peer_id();
-    let mut gw = RingState::new_gateway(g.clone(), config.clone(), 1, now);
-    let mut j = RingState::new(jid, config, 2, now);
+    let mut gw = RingState::new_gateway(g.clone(), config.clone(), 1, now, UNIX);
+    let mut j = RingState::new(key(2), config, 2, now, UNIX);
     // Both see the connection; the gateway announces, the joiner commits.
-    let from_g = gw.on_peer_up(jid, now);
-    let from_j = j.on_peer_up(g.peer_id(), now);
+    let from_g = gw.on_peer_up(jid, None, now);
+    let from_j = j.on_peer_up(g.peer_id(), None, now);
     assert!(matches!(sends(&from_g)[..], [(_, Message::Announce(_))]));
     let [(_, commit)] = &sends(&from_j)[..] else {
         panic!("one commit expected: {from_j:?}")
@@ -170,7 +207,7 @@ fn a_joiner_negotiates_with_the_gateway_and_both_verify_each_other() {
         panic!("announce first: {out:?}")
     };
     assert_eq!(
-        t.verify(&jid, &Gateways::listed([g.peer_id()])),
+        t.verify(&jid, &Gateways::listed([g.peer_id()]), &network(), UNIX),
         Ok(location)
     );
     let modes: Vec<RouteMode> = out
@@ -185,12 +222,10 @@ fn a_joiner_negotiates_with_the_gateway_and_both_verify_each_other() {
     assert!(gw.is_neighbor(&jid), "{admitted:?}");
     assert_eq!(gw.stats().joins_served, 1);
     assert_eq!(gw.stats().locations_verified, 1);
-    // A second negotiation by the same PeerId is refused (cooldown).
+    // A second negotiation by the same PeerId gets the same answer.
     let again = gw.on_message(jid, commit.clone(), 40, now);
-    assert!(matches!(
-        &sends(&again)[..],
-        [(_, Message::JoinRefused { reason })] if reason.contains("too recently")
-    ));
+    assert_eq!(sends(&again), vec![(jid, challenge.clone())]);
+    assert_eq!(gw.stats().joins_repeated, 1);
 }
 
 /// An announcement that overtakes the router's `Up` for its peer is kept
@@ -200,18 +235,23 @@ fn a_joiner_negotiates_with_the_gateway_and_both_verify_each_other() {
 fn an_announcement_before_the_peer_is_up_admits_it_when_it_comes_up() {
     let now = Instant::now();
     let g = key(1);
-    let mut gw =
-        RingState::new_gateway(g.clone(), RingConfig::with_gateways([g.peer_id()]), 1, now);
+    let mut gw = RingState::new_gateway(
+        g.clone(),
+        RingConfig::with_gateways([g.peer_id()]),
+        1,
+        now,
+        UNIX,
+    );
     let peer = key(4);
-    let transcript = {
-        let secret = crate::negotiation::JoinerSecret::new(peer.peer_id(), [7; 32]);
-        let c = Challenge::answer(&g, &peer.peer_id(), &secret.commitment(), [8; 32]);
-        secret.complete(g.peer_id(), &c).expect("verifies")
-    };
-    let early = gw.on_message(peer.peer_id(), Message::Announce(transcript), 200, now);
+    let early = gw.on_message(
+        peer.peer_id(),
+        Message::Announce(transcript(&g, &peer, 7, 8)),
+        200,
+        now,
+    );
     assert!(!gw.is_neighbor(&peer.peer_id()), "{early:?}");
     assert_eq!(gw.stats().locations_verified, 1);
-    let up = gw.on_peer_up(peer.peer_id(), now);
+    let up = gw.on_peer_up(peer.peer_id(), None, now);
     assert!(gw.is_neighbor(&peer.peer_id()), "{up:?}");
     assert_eq!(gw.stats().neighbors_added, 1);
 }
@@ -220,27 +260,41 @@ fn an_announcement_before_the_peer_is_up_admits_it_when_it_comes_up() {
 fn a_forged_or_foreign_location_is_refused_and_reported() {
     let now = Instant::now();
     let g = key(1);
-    let mut node =
-        RingState::new_gateway(g.clone(), RingConfig::with_gateways([g.peer_id()]), 1, now);
+    let mut node = RingState::new_gateway(
+        g.clone(),
+        RingConfig::with_gateways([g.peer_id()]),
+        1,
+        now,
+        UNIX,
+    );
     let liar = key(3);
     let honest = key(4);
+    let expires = UNIX + 3600;
     // Self-signed by a key that is not a trusted gateway.
-    let self_made = Transcript::self_negotiated(&liar, [1; 32], [2; 32]);
+    let self_made = Transcript::self_negotiated(&liar, &network(), [1; 32], [2; 32], expires);
     // A real transcript, altered afterwards to move the location.
-    let mut ground = {
-        let secret = crate::negotiation::JoinerSecret::new(liar.peer_id(), [5; 32]);
-        let c = Challenge::answer(&g, &liar.peer_id(), &secret.commitment(), [6; 32]);
-        secret.complete(g.peer_id(), &c).expect("verifies")
-    };
+    let mut ground = transcript(&g, &liar, 5, 6);
     ground.gateway_value[0] ^= 1;
     // Somebody else's valid transcript, replayed.
-    let theirs = {
-        let secret = crate::negotiation::JoinerSecret::new(honest.peer_id(), [7; 32]);
-        let c = Challenge::answer(&g, &honest.peer_id(), &secret.commitment(), [8; 32]);
-        secret.complete(g.peer_id(), &c).expect("verifies")
+    let theirs = transcript(&g, &honest, 7, 8);
+    // A real one, expired.
+    let expired = transcript_until(&g, &liar, 9, 9, UNIX - CLOCK_SKEW_SECS);
+    // A real one signed for another network.
+    let foreign = {
+        let secret = crate::negotiation::JoinerSecret::new(liar.peer_id(), [1; 32]);
+        let other = NetworkTag::new("another network");
+        let c = Challenge::answer(
+            &g,
+            &other,
+            &liar.peer_id(),
+            &secret.commitment(),
+            [1; 32],
+            expires,
+        );
+        secret.complete(g.peer_id(), &c, &other).expect("verifies")
     };
-    node.on_peer_up(liar.peer_id(), now);
-    for forged in [self_made, ground, theirs] {
+    node.on_peer_up(liar.peer_id(), None, now);
+    for forged in [self_made, ground, theirs, expired, foreign] {
         let actions = node.on_message(liar.peer_id(), Message::Announce(forged), 200, now);
         assert!(
             actions.iter().any(|a| matches!(a,
@@ -255,7 +309,7 @@ fn a_forged_or_foreign_location_is_refused_and_reported() {
         );
         assert!(!node.is_neighbor(&liar.peer_id()));
     }
-    assert_eq!(node.stats().locations_refused, 3);
+    assert_eq!(node.stats().locations_refused, 5);
 }
 
 #[test]
@@ -504,7 +558,7 @@ fn a_missing_second_successor_is_asked_for_from_the_successors_list() {
 #[test]
 fn kleinberg_draws_are_uniform_in_log_distance() {
     let now = Instant::now();
-    let mut s = RingState::new(key(1).peer_id(), RingConfig::default(), 9, now);
+    let mut s = RingState::new(key(1), RingConfig::default(), 9, now, UNIX);
     s.location = Some(Location::ZERO);
     // Spacing 10⁻⁴: draws in [10⁻⁴, 0.5], so about ln(10)/ln(5000) of them
     // fall in each decade.

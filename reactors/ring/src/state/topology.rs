@@ -158,6 +158,7 @@ impl RingState {
         if self.rounds % ADJACENCY_EVERY == 0 || self.adjacent_peers().len() < 2 {
             self.check_adjacency(now, actions);
         }
+        self.trim_prefixes(now, actions);
         self.prune(self.config.max_degree, now, actions);
         self.fill_degree(now, actions);
         if self.rounds % REPLACE_EVERY == 0 {
@@ -269,6 +270,8 @@ impl RingState {
             PendingConnect {
                 purpose,
                 deadline: now + self.config.request_timeout,
+                target,
+                mode,
             },
         );
         self.stats.connects_sent += 1;
@@ -293,25 +296,31 @@ impl RingState {
             let Some((peer, _)) = self.worst_placed(now) else {
                 return;
             };
-            let Some(location) = self.neighbors.get(&peer).map(|n| n.location) else {
-                return;
-            };
             self.stats.links_pruned += 1;
-            self.remove_neighbor(&peer, actions);
-            self.known.remove(&peer);
-            self.leaving.insert(
-                peer,
-                Leaving {
-                    location,
-                    until: now + LINK_DRAIN,
-                    initiator: true,
-                },
-            );
-            actions.push(Action::Send {
-                to: peer,
-                message: Message::Leave,
-            });
+            self.drop_link(peer, now, actions);
         }
+    }
+
+    /// Drops the link to `peer`: it is told (`Leave`), and the connection
+    /// drains for [`LINK_DRAIN`] before we close it.
+    pub(super) fn drop_link(&mut self, peer: PeerId, now: Instant, actions: &mut Vec<Action>) {
+        let Some(location) = self.neighbors.get(&peer).map(|n| n.location) else {
+            return;
+        };
+        self.remove_neighbor(&peer, actions);
+        self.known.remove(&peer);
+        self.leaving.insert(
+            peer,
+            Leaving {
+                location,
+                until: now + LINK_DRAIN,
+                initiator: true,
+            },
+        );
+        actions.push(Action::Send {
+            to: peer,
+            message: Message::Leave,
+        });
     }
 
     /// The link whose length is closest, on a log scale, to another link's
