@@ -35,12 +35,15 @@ fn testkit_key(net: &Network, seed: u64, i: usize) -> Keypair {
 }
 
 /// `nodes` isolated routers (nobody dials anybody); node 0 runs a ring
-/// gateway. Returns the network, the gateway's key and its handle.
+/// gateway. Returns the network, the gateway's key and its handle. The
+/// router's own inbound limit per network (4 by default, tested in `p2p`)
+/// is raised, so the ring's per-network limits are what these tests meet.
 fn gateway_network(seed: u64, nodes: usize) -> (Network, Keypair, RingHandle) {
     let mut net = Network::builder()
         .seed(seed)
         .nodes(nodes)
         .isolated()
+        .configure(|_, config| config.peer_manager.max_inbound_per_prefix = 32)
         .build()
         .expect("build");
     let key = testkit_key(&net, seed, 0);
