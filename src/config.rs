@@ -1555,6 +1555,13 @@ origin_rate = {gossip_origin_rate}
 origin_burst = {gossip_origin_burst}
 # Origins whose rate is tracked per topic.
 max_origins = {gossip_max_origins}
+# New messages per second one neighbour may push, per topic, whatever their
+# origins (bursts of twice that; 0: no limit). Set it above what a topic
+# carries.
+neighbor_rate = {gossip_neighbor_rate}
+# Origins new to this node per second one neighbour may introduce (bursts
+# of ten times that; 0: no limit), so fresh keys do not multiply origin_rate.
+neighbor_new_origins = {gossip_neighbor_new_origins}
 {rooms}
 # The small-world ring: a location negotiated with a gateway, links drawn
 # from Kleinberg's distribution, greedy routing. GET /ring shows it.
@@ -1657,6 +1664,8 @@ filter = {log_filter}
             gossip_origin_rate = gossip.origin_rate,
             gossip_origin_burst = gossip.origin_burst,
             gossip_max_origins = gossip.max_origins,
+            gossip_neighbor_rate = gossip.neighbor_rate,
+            gossip_neighbor_new_origins = gossip.neighbor_new_origins,
             rooms = room_tables(&gossip.rooms),
             ring_enabled = ring.enabled,
             ring_gateway = ring.gateway,

@@ -124,6 +124,8 @@ max_room_state = 65536
 origin_rate = 10
 origin_burst = 20
 max_origins = 100
+neighbor_rate = 500
+neighbor_new_origins = 7
 
 [[reactors.gossip.rooms]]
 name = "lobby"
@@ -791,6 +793,10 @@ fn conversions_carry_the_values() {
     assert_eq!(gossip.plumtree.origin_rate, 10);
     assert_eq!(gossip.plumtree.origin_burst, 20);
     assert_eq!(gossip.plumtree.max_origins, 100);
+    assert_eq!(gossip.plumtree.neighbor_rate, 500);
+    assert_eq!(gossip.plumtree.neighbor_burst, 1000);
+    assert_eq!(gossip.plumtree.neighbor_new_origins, 7);
+    assert_eq!(gossip.plumtree.neighbor_new_origins_burst, 70);
     let ring = config.reactors.ring.ring_config(None);
     assert_eq!(ring.load.max_share, 0.25);
     assert_eq!(ring.max_neighbors_per_prefix, 6);

@@ -71,10 +71,10 @@ pub struct RoomConfig {
     /// A peer is asked to catch us up at most this often.
     pub catch_up_gap: Duration,
     /// An own write not on the canonical chain this long after it was
-    /// written (or last re-posted) is re-posted on the head.
+    /// written (or last re-posted) is re-posted on the head. Own writes are
+    /// watched until they are final (folded into the checkpoint, which no
+    /// fork crosses), so a longer fork cannot erase them, however late.
     pub repost_after: Duration,
-    /// Own writes are watched (and re-posted) this long.
-    pub repost_window: Duration,
     /// A catch-up request unanswered this long is given up: its answer is
     /// no longer taken.
     pub catch_up_timeout: Duration,
@@ -82,6 +82,16 @@ pub struct RoomConfig {
     /// chain and its forks); an update beyond it that would not become the
     /// head is refused.
     pub max_nodes: usize,
+    /// Bytes of state a member copies re-applying updates to switch
+    /// branches, per second on average (a budget; a write-key holder that
+    /// forks could otherwise make each member copy the whole state once
+    /// per retained update, per fork). A switch over it is deferred, and
+    /// made once the budget allows: the fork choice is unchanged, only
+    /// later.
+    pub reorg_bytes_per_second: u64,
+    /// The budget's size: bytes of reorg work in a burst. A single switch
+    /// costing more waits until the budget is full.
+    pub max_reorg_bytes: u64,
 }
 
 impl Default for RoomConfig {
@@ -95,9 +105,10 @@ impl Default for RoomConfig {
             head_interval: Duration::from_secs(5),
             catch_up_gap: Duration::from_secs(1),
             repost_after: Duration::from_secs(3),
-            repost_window: Duration::from_secs(120),
             catch_up_timeout: Duration::from_secs(10),
             max_nodes: 4096,
+            reorg_bytes_per_second: 64 * 1024 * 1024,
+            max_reorg_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -215,6 +226,13 @@ pub struct RoomStats {
     pub snapshots_refused: u64,
     /// Updates refused because `max_nodes` were held.
     pub nodes_full: u64,
+    /// Bytes of state copied re-applying updates to switch branches.
+    pub reorg_bytes: u64,
+    /// Own writes no longer watched for re-posting before they were final
+    /// (more than 256 unfinished at once).
+    pub own_writes_dropped: u64,
+    /// Branch switches deferred because the reorg budget was spent.
+    pub reorgs_deferred: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -239,7 +257,6 @@ struct OwnWrite {
     body: Bytes,
     /// The states each version of it produced.
     versions: Vec<StateHash>,
-    written: Instant,
     last_try: Instant,
 }
 
@@ -269,6 +286,13 @@ pub struct RoomState {
     base_update: Option<Update>,
     rotations: std::collections::BTreeMap<u64, Update>,
     next_head: Instant,
+    /// Bytes of reorg work left (may go below zero: a switch larger than
+    /// the budget is made when it is full), as of `reorg_at`.
+    reorg_budget: f64,
+    reorg_at: Instant,
+    /// A better branch is known and its switch was deferred: retried at
+    /// this instant.
+    reorg_retry: Option<Instant>,
     stats: RoomStats,
 }
 
@@ -284,6 +308,10 @@ impl std::fmt::Debug for RoomState {
 
 /// Rotations whose proof is kept (the newest).
 const MAX_ROTATIONS: usize = 16;
+/// Own writes watched at once until they are final.
+const MAX_OWN_WRITES: usize = 256;
+/// A switch deferred by the reorg budget is tried again after this.
+const REORG_RETRY: Duration = Duration::from_millis(500);
 
 /// Whether (epoch, height, hash) `a` beats `b`: a later epoch, then
 /// longer, then the smaller hash.
@@ -308,6 +336,7 @@ impl RoomState {
         seed: u64,
         now: Instant,
     ) -> Self {
+        let reorg_budget = config.max_reorg_bytes as f64;
         let base = Base {
             hash: keys.genesis(),
             height: 0,
@@ -333,6 +362,9 @@ impl RoomState {
             base_update: None,
             rotations: std::collections::BTreeMap::new(),
             next_head: now,
+            reorg_budget,
+            reorg_at: now,
+            reorg_retry: None,
             stats: RoomStats::default(),
         }
     }
@@ -560,11 +592,12 @@ impl RoomState {
         self.own.push(OwnWrite {
             body,
             versions: vec![version],
-            written: now,
             last_try: now,
         });
-        if self.own.len() > 256 {
+        if self.own.len() > MAX_OWN_WRITES {
+            // The oldest unfinished write is no longer watched.
             self.own.remove(0);
+            self.stats.own_writes_dropped += 1;
         }
         let mut actions = vec![RoomAction::Publish(update.clone())];
         self.insert(update, None, now, &mut actions);
@@ -696,7 +729,12 @@ impl RoomState {
                 return;
             }
         } else if wins {
-            if self.switch_to(hash) {
+            if !self.spend_reorg(hash, now) {
+                // Within the fork choice, later: `on_tick` switches to the
+                // best branch once the budget allows.
+                self.stats.reorgs_deferred += 1;
+                self.reorg_retry.get_or_insert(now + REORG_RETRY);
+            } else if self.switch_to(hash) {
                 actions.push(RoomAction::Changed {
                     hash,
                     height: self.head.height,
@@ -719,6 +757,76 @@ impl RoomState {
         self.advance_base();
     }
 
+    /// What switching to `hash` costs, in bytes of state copied: one copy
+    /// per update re-applied from the base.
+    fn reorg_cost(&self, hash: &StateHash) -> u64 {
+        let updates = self
+            .height_of(hash)
+            .unwrap_or(0)
+            .saturating_sub(self.base.height);
+        let state = self.head.state.len().max(self.base.state.len()) as u64;
+        updates * state.max(1)
+    }
+
+    /// Spends the reorg budget for a switch to `hash`; false if it is
+    /// spent (a switch larger than the whole budget waits until it is
+    /// full, and leaves it in debt).
+    fn spend_reorg(&mut self, hash: StateHash, now: Instant) -> bool {
+        let burst = self.config.max_reorg_bytes as f64;
+        let elapsed = now.saturating_duration_since(self.reorg_at).as_secs_f64();
+        self.reorg_budget =
+            (self.reorg_budget + elapsed * self.config.reorg_bytes_per_second as f64).min(burst);
+        self.reorg_at = self.reorg_at.max(now);
+        let cost = self.reorg_cost(&hash) as f64;
+        if self.reorg_budget >= cost.min(burst) {
+            self.reorg_budget -= cost;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The best branch the tree holds, by the fork choice.
+    fn best_known(&self) -> StateHash {
+        let mut best = (self.head.epoch, self.head.height, self.head.hash);
+        for node in self.nodes.values() {
+            let candidate = (node.update.stamp.epoch, node.height, node.hash);
+            if better(
+                (candidate.0, candidate.1, &candidate.2),
+                (best.0, best.1, &best.2),
+            ) {
+                best = candidate;
+            }
+        }
+        best.2
+    }
+
+    /// A deferred switch, if the budget now allows it.
+    fn retry_reorg(&mut self, now: Instant, actions: &mut Vec<RoomAction>) {
+        if self.reorg_retry.is_none_or(|at| now < at) {
+            return;
+        }
+        self.reorg_retry = None;
+        let best = self.best_known();
+        if best == self.head.hash {
+            return;
+        }
+        if !self.spend_reorg(best, now) {
+            self.stats.reorgs_deferred += 1;
+            self.reorg_retry = Some(now + REORG_RETRY);
+            return;
+        }
+        if self.switch_to(best) {
+            actions.push(RoomAction::Changed {
+                hash: best,
+                height: self.head.height,
+            });
+        } else {
+            // That branch lied about a state and is gone: look again.
+            self.reorg_retry = Some(now);
+        }
+    }
+
     /// Recomputes the head's state along the path to `hash`. If an update
     /// on the way does not produce the state its digest names, that branch
     /// is forgotten from there on, the head stays, and false is returned.
@@ -729,6 +837,7 @@ impl RoomState {
             .map(|n| (n.hash, n.update.clone()))
             .collect();
         let mut state = self.base.clone();
+        self.stats.reorg_bytes += self.reorg_cost(&hash);
         for (h, update) in &path {
             if !self.apply(&mut state, *h, update) {
                 self.stats.updates_refused += 1;
@@ -764,6 +873,11 @@ impl RoomState {
             self.base_update = Some(last.clone());
         }
         self.base = base;
+        // Own writes folded into the checkpoint are final: no fork crosses
+        // it, so they need no more watching.
+        let folded: HashSet<StateHash> = path.iter().map(|(h, _)| *h).collect();
+        self.own
+            .retain(|w| !w.versions.iter().any(|v| folded.contains(v)));
         // Keep only descendants of the new base.
         let mut nodes: Vec<(StateHash, Node)> = self.nodes.drain().collect();
         nodes.sort_by_key(|(_, n)| n.height);
@@ -1016,13 +1130,17 @@ impl RoomState {
 
     /// When [`on_tick`](Self::on_tick) has something to do next.
     pub fn next_wakeup(&self) -> Instant {
-        self.next_head
+        match self.reorg_retry {
+            Some(at) => at.min(self.next_head),
+            None => self.next_head,
+        }
     }
 
     /// Sends the head to the neighbours every `head_interval`, and
     /// re-posts own writes whose branch lost.
     pub fn on_tick(&mut self, neighbours: &[PeerId], now: Instant) -> Vec<RoomAction> {
         let mut actions = Vec::new();
+        self.retry_reorg(now, &mut actions);
         if now < self.next_head {
             return actions;
         }
@@ -1047,8 +1165,6 @@ impl RoomState {
     }
 
     fn repost(&mut self, now: Instant, actions: &mut Vec<RoomAction>) {
-        self.own
-            .retain(|w| now.duration_since(w.written) < self.config.repost_window);
         let Some(key) = self
             .writer
             .clone()

@@ -471,3 +471,99 @@ fn a_decoded_update_does_not_keep_its_frame_alive() {
     // A room keeps its updates in its tree: the body must own its bytes.
     assert!(!frame.as_ptr_range().contains(&body.as_ptr()));
 }
+
+/// A write-key holder that keeps two forks and extends whichever is
+/// behind makes every member re-apply the retained chain at each switch.
+/// The reorg budget bounds that work; the fork choice is unchanged, only
+/// later: once time passes the member is on the best branch.
+#[test]
+fn reorg_work_from_alternating_forks_is_held_to_the_budget() {
+    let config = RoomConfig {
+        max_reorg_bytes: 1024 * 1024,
+        reorg_bytes_per_second: 256 * 1024,
+        ..RoomConfig::default()
+    };
+    let now = Instant::now();
+    let mut victim = member(config.clone(), false, false);
+    let mut x = member(RoomConfig::default(), true, false);
+    let mut y = member(RoomConfig::default(), true, false);
+    let line = Bytes::from(vec![b'a'; 1024]);
+    let mut all = Vec::new();
+    // A common chain of 32 lines: every switch re-applies at least these.
+    for _ in 0..32 {
+        let (_, actions) = x.write(line.clone(), now).expect("write");
+        for u in published(&actions) {
+            y.on_update(PEERS[0], u.clone(), now);
+            victim.on_update(PEERS[0], u.clone(), now);
+            all.push(u);
+        }
+    }
+    let (mut x_len, mut y_len) = (0, 0);
+    for round in 0..40 {
+        // The branch behind takes the lead by one.
+        let (writer, len, other, text) = if round % 2 == 0 {
+            (&mut x, &mut x_len, y_len, b'x')
+        } else {
+            (&mut y, &mut y_len, x_len, b'y')
+        };
+        while *len <= other {
+            let fork_line = Bytes::from(vec![text; 1024]);
+            let (_, actions) = writer.write(fork_line, now).expect("write");
+            for u in published(&actions) {
+                victim.on_update(PEERS[0], u.clone(), now);
+                all.push(u);
+            }
+            *len += 1;
+        }
+    }
+    let stats = victim.stats().clone();
+    // Without the budget: 40 switches, each re-applying 33 to 53 updates
+    // on states of 33 to 53 KiB, about 70 MiB; with it, the burst and at
+    // most one switch (53 updates × 54 KiB) over it.
+    let one_switch = 53 * 54 * 1024;
+    assert!(
+        stats.reorg_bytes <= config.max_reorg_bytes + one_switch,
+        "{stats:?}"
+    );
+    assert!(stats.reorgs_deferred > 0, "{stats:?}");
+    // Later the member is on the branch the fork choice picks.
+    let mut fresh = member(RoomConfig::default(), false, false);
+    for u in all {
+        fresh.on_update(PEERS[0], u, now);
+    }
+    let later = now + Duration::from_secs(600);
+    let mut t = now;
+    while t < later && victim.hash() != fresh.hash() {
+        t += Duration::from_millis(500);
+        victim.on_tick(&[], t);
+    }
+    assert_eq!(victim.hash(), fresh.hash());
+}
+
+/// A write-key holder's longer fork, however late it comes, does not erase
+/// an honest author's write: the author re-posts it until it is final
+/// (folded into the checkpoint), not only for a while.
+#[test]
+fn a_late_longer_fork_does_not_erase_an_honest_write() {
+    let now = Instant::now();
+    let mut honest = member(RoomConfig::default(), true, false);
+    let mut holder = member(RoomConfig::default(), true, false);
+    let common = write(&mut honest, "common");
+    holder.on_update(PEERS[0], common, now);
+    let (_, actions) = honest
+        .write(Bytes::from_static(b"honest"), now)
+        .expect("write");
+    assert_eq!(published(&actions).len(), 1);
+    // Ten minutes later the holder shows a longer fork from before it.
+    let late = now + Duration::from_secs(600);
+    let fork: Vec<Update> = (0..5).map(|_| write(&mut holder, "fork")).collect();
+    for u in fork {
+        honest.on_update(PEERS[0], u, late);
+    }
+    assert!(!line(&honest).contains(&"honest".to_string()));
+    // The author re-posts it on the new head.
+    let actions = honest.on_tick(&[], late + Duration::from_secs(4));
+    assert_eq!(published(&actions).len(), 1, "re-posted");
+    assert!(line(&honest).contains(&"honest".to_string()));
+    assert_eq!(honest.stats().reposts, 1);
+}
