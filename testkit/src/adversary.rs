@@ -13,6 +13,19 @@
 //! raw frames. [`RawPeer::connect_from`] makes its connections come from an
 //! address of the test's choosing, so a swarm of raw peers can share one
 //! network (/24 or /48) and meet the per-network limits and bans.
+//!
+//! The adversaries of issue 14's review, each reusable by later reactors:
+//!
+//! | attack | mock |
+//! |---|---|
+//! | unsolicited or forged messages (room takeover, membership rewrites, forged ring answers) | [`RawPeer::connect`] + [`RawPeer::send`] |
+//! | a hop that answers with forgeries, a replayer | [`RawPeer::recv`], [`RawPeer::recv_frames`], [`RawPeer::send_frames`] |
+//! | a Sybil swarm from one network (fresh keys, one /24) | [`swarm`] |
+//! | pre-admission exhaustion: connections that never say `Hello` | [`Silent`] |
+//! | padding: a valid message carrying a large unknown Protobuf field | [`padded`] |
+//!
+//! Loopback attacks on a node process over TCP (an independent Noise
+//! client) live in the node's `tests/` (`attacks.rs`, `memory.rs`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -221,3 +234,100 @@ impl RawPeer {
 
 /// The receive window a raw peer announces on each channel, and grants.
 const RAW_PEER_WINDOW: u32 = 64;
+
+/// `count` raw peers from one network: keys from `first_seed` on, each
+/// connection from its own address in `network`'s /24 (`a.b.c.1`,
+/// `a.b.c.2`, …), all announcing `channels` to node `target`. Peers the
+/// node refuses are left out, so the swarm's length shows how many got in.
+pub async fn swarm(
+    net: &Network,
+    target: usize,
+    first_seed: u64,
+    count: u8,
+    network: std::net::Ipv4Addr,
+    channels: &[u16],
+) -> Vec<RawPeer> {
+    let [a, b, c, _] = network.octets();
+    let mut peers = Vec::new();
+    for i in 0..count {
+        let ip = IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, i.wrapping_add(1)));
+        if let Ok(peer) =
+            RawPeer::connect_from(net, target, first_seed + u64::from(i), channels, Some(ip)).await
+        {
+            peers.push(peer);
+        }
+    }
+    peers
+}
+
+/// A connection that finishes the transport's handshake and then never
+/// sends its `Hello`: what holds a node's pre-admission slots. Dropped,
+/// it closes.
+pub struct Silent {
+    _conn: Connection,
+    _endpoint: MemoryTransport,
+}
+
+impl std::fmt::Debug for Silent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Silent").finish_non_exhaustive()
+    }
+}
+
+impl Silent {
+    /// Dials node `target` under the key from `seed`, from `ip` if given.
+    pub async fn connect(
+        net: &Network,
+        target: usize,
+        seed: u64,
+        ip: Option<IpAddr>,
+    ) -> Result<Self, ConnectionError> {
+        let keypair = Keypair::from_seed(seed);
+        let endpoint = net
+            .hub()
+            .transport_with_ip(keypair.peer_id(), ip)
+            .map_err(|e| ConnectionError::Reset(e.to_string()))?;
+        let conn = endpoint
+            .dial(&PeerAddress::memory(net.peer_id(target)))
+            .await
+            .map_err(|e| ConnectionError::Reset(e.to_string()))?;
+        Ok(Self {
+            _conn: conn,
+            _endpoint: endpoint,
+        })
+    }
+}
+
+/// `message` encoded with an unknown length-delimited field `field` of
+/// `bytes` zero bytes appended: it decodes as `message` (Protobuf skips
+/// unknown fields), but its frame is `bytes` larger — the padding that
+/// tests whether a node keeps only what it counts.
+pub fn padded(message: &impl prost::Message, field: u32, bytes: usize) -> Bytes {
+    let mut encoded = message.encode_to_vec();
+    prost::encoding::encode_key(
+        field,
+        prost::encoding::WireType::LengthDelimited,
+        &mut encoded,
+    );
+    prost::encoding::encode_varint(bytes as u64, &mut encoded);
+    encoded.resize(encoded.len() + bytes, 0);
+    Bytes::from(encoded)
+}
+
+impl RawPeer {
+    /// Sends `payload` (already encoded, e.g. [`padded`]) on `channel`,
+    /// unasked and without waiting for credit.
+    pub async fn send_bytes(
+        &mut self,
+        channel: u16,
+        payload: Bytes,
+    ) -> Result<(), ConnectionError> {
+        self.conn
+            .sink
+            .send(&mut vec![Frame::Data {
+                channel: ChannelId(channel),
+                payload,
+            }])
+            .await
+    }
+}

@@ -453,3 +453,74 @@ async fn a_network_whose_keys_keep_getting_banned_is_refused_under_fresh_keys() 
     drop(sybils);
     net.shutdown().await;
 }
+
+/// The reusable mocks of `testkit::adversary` against the router: a swarm
+/// of ten fresh keys from one /24 gets the network's inbound share (4),
+/// connections that never say `Hello` from that network hold only its
+/// pre-admission share while an honest peer from elsewhere is admitted,
+/// and a padded message decodes as the message it pads.
+#[tokio::test(start_paused = true)]
+async fn the_adversary_mocks_meet_the_per_network_limits() {
+    use prost::Message as _;
+    use testkit::adversary::{Silent, padded, swarm};
+
+    let mut net = Network::builder()
+        .seed(63)
+        .nodes(1)
+        .isolated()
+        .build()
+        .expect("build");
+    net.start().expect("start");
+    let network = std::net::Ipv4Addr::new(198, 51, 100, 0);
+    let sybils = swarm(&net, 0, 63_000, 10, network, &[]).await;
+    tokio::time::sleep(SECOND).await;
+    let admitted = sybils
+        .iter()
+        .filter(|s| net.router(0).is_connected(s.peer_id()))
+        .count();
+    let share = p2p::PeerManagerConfig::default().max_inbound_per_prefix;
+    assert_eq!(admitted, share, "one network's share of inbound slots");
+
+    let mut silent = Vec::new();
+    for n in 0..20u8 {
+        let ip = std::net::IpAddr::from([192, 0, 2, n + 1]);
+        if let Ok(s) = Silent::connect(&net, 0, 63_100 + u64::from(n), Some(ip)).await {
+            silent.push(s);
+        }
+    }
+    let honest = RawPeer::connect_from(
+        &net,
+        0,
+        63_200,
+        &[],
+        Some(std::net::IpAddr::from([203, 0, 113, 7])),
+    )
+    .await
+    .expect("an honest peer's Hello is answered");
+    let id = honest.peer_id();
+    net.wait_until("the honest peer to be admitted", 5 * SECOND, |net| {
+        net.router(0).is_connected(id)
+    })
+    .await
+    .expect("admitted beside the silent connections");
+    let prefix_refusals = net
+        .router(0)
+        .metrics()
+        .handshakes_refused
+        .get_or_create(&p2p::metrics::ReasonLabels {
+            reason: "too_many_handshakes_from_prefix".into(),
+        })
+        .get();
+    assert!(
+        prefix_refusals
+            >= 20 - p2p::RouterConfig::default().max_pending_handshakes_per_prefix as u64,
+        "silent connections over the network's share refused: {prefix_refusals}"
+    );
+
+    let message = p2p::proto::Ping { nonce: 7 };
+    let frame = padded(&message, 1000, 60_000);
+    assert!(frame.len() > 60_000);
+    assert_eq!(p2p::proto::Ping::decode(frame).expect("decodes"), message);
+    drop((sybils, silent));
+    net.shutdown().await;
+}
