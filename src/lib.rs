@@ -8,7 +8,9 @@
 //!   manager and peer store, the `Transport` and `Reactor` traits;
 //! * [`transport_memory`], [`transport_tcp`], [`transport_quic`] — the
 //!   transports;
-//! * [`testkit`] — deterministic in-memory networks for testing reactors.
+//! * `testkit` — deterministic in-memory networks for testing reactors,
+//!   with the `testkit` feature (for dev-dependencies; a node never links
+//!   it).
 
 pub mod api;
 pub mod gossip;
@@ -22,6 +24,7 @@ pub use p2p;
 pub use reactor_gossip;
 pub use reactor_pex;
 pub use reactor_ring;
+#[cfg(feature = "testkit")]
 pub use testkit;
 pub use transport_memory;
 pub use transport_quic;

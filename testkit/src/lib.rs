@@ -797,3 +797,27 @@ pub async fn recv_within<M: Message + Default>(
         .ok()
         .flatten()
 }
+
+/// The seeds a randomized test runs with: `default`, or the
+/// comma-separated list in the environment variable `var` (to sweep more
+/// seeds, or reproduce a failure: `GOSSIP_SEEDS=1,2,3 cargo test ...`).
+///
+/// # Panics
+///
+/// If `var` is set but is not a non-empty list of unsigned integers: a
+/// typo must not turn into a test that runs nothing.
+pub fn seeds(var: &str, default: &[u64]) -> Vec<u64> {
+    let Ok(list) = std::env::var(var) else {
+        return default.to_vec();
+    };
+    let seeds: Vec<u64> = list
+        .split(',')
+        .map(|s| {
+            s.trim().parse().unwrap_or_else(|_| {
+                panic!("{var}={list:?}: {s:?} is not a seed (an unsigned integer)")
+            })
+        })
+        .collect();
+    assert!(!seeds.is_empty(), "{var} is set but names no seed");
+    seeds
+}

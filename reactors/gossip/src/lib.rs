@@ -4,7 +4,7 @@
 //! [`Gossip`] is a [`Reactor`](p2p::Reactor): open it on a node and it
 //! runs a thin driver ([`reactor`]) around a sans-IO core
 //! ([`GossipState`]) that knows no tokio and no clock. The same core runs
-//! in testkit's simulator ([`sim`], the `gossip_sim` binary), 10,000 nodes
+//! in testkit's simulator (the `reactor-gossip-sim` crate and its `gossip_sim` binary), 10,000 nodes
 //! in one process.
 //!
 //! ```no_run
@@ -157,16 +157,14 @@
 
 //! # Simulator figures
 //!
-//! `cargo run --release -p reactor-gossip --bin gossip_sim -- --nodes 10000
+//! `cargo run --release -p reactor-gossip-sim --bin gossip_sim -- --nodes 10000
 //! --rounds 10 --scenario single --seed 1` (and `random`, `crash80`): see
-//! [`sim`] for what is measured and the report of issue 6 for the figures.
+//! the `reactor-gossip-sim` crate for what is measured and the report of issue 6 for the figures.
 //! The tests run the same scenarios on 200 nodes (`tests/sim.rs`).
 
 pub mod config;
 pub mod reactor;
 pub mod room;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod state;
 pub mod stats;
 

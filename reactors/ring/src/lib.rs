@@ -166,7 +166,6 @@ pub mod location;
 pub mod message;
 pub mod negotiation;
 pub mod reactor;
-pub mod sim;
 pub mod state;
 pub mod stats;
 pub mod store;

@@ -2,7 +2,7 @@
 //! and ticks, it returns [`Action`]s for a driver to carry out. No clock,
 //! no I/O, no tokio: time comes in as arguments, randomness from a seed.
 //! The same core runs in the [`Gossip`](crate::Gossip) reactor and in the
-//! simulator ([`crate::sim`]).
+//! simulator (the `reactor-gossip-sim` crate).
 //!
 //! ```
 //! use std::time::Instant;

@@ -22,13 +22,7 @@ pub fn node_keypair(seed: u64, i: usize) -> Keypair {
 }
 
 /// The seeds a test runs with: `default`, or the comma-separated list in
-/// `GOSSIP_SEEDS` (to sweep more seeds, or reproduce a failure).
+/// `GOSSIP_SEEDS` (a malformed list fails the test).
 pub fn seeds(default: &[u64]) -> Vec<u64> {
-    match std::env::var("GOSSIP_SEEDS") {
-        Ok(list) => list
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect(),
-        Err(_) => default.to_vec(),
-    }
+    testkit::seeds("GOSSIP_SEEDS", default)
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use reactor_ring::RingConfig;
-use reactor_ring::sim::{Scenario, run_scenario};
+use reactor_ring_sim::{Scenario, run_scenario};
 
 fn scenario(nodes: usize, seed: u64) -> Scenario {
     Scenario {

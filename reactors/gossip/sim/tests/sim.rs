@@ -4,7 +4,7 @@
 
 mod common;
 
-use reactor_gossip::sim::{Scenario, ScenarioConfig, ScenarioReport, run_scenario};
+use reactor_gossip_sim::{Scenario, ScenarioConfig, ScenarioReport, run_scenario};
 
 const NODES: usize = 200;
 

@@ -1,6 +1,8 @@
 //! The gossip core in testkit's discrete-event simulator, and the
 //! scenarios of issue 6 (single sender, random sender, 80 % crash) that
-//! the `gossip_sim` binary and the tests run.
+//! the `gossip_sim` binary and the tests run. A crate of its own
+//! (`reactor-gossip-sim`), so that the reactor a node links carries no
+//! simulator, testkit or command-line parser (ADR 0001).
 //!
 //! Each simulated node is a [`GossipState`] — the very core the reactor
 //! runs, signatures included — behind [`SimGossipNode`]. What the
@@ -41,10 +43,10 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode, Table};
 
-use crate::config::GossipConfig;
-use crate::state::message::{Contact, MessageId, TopicId, TopicMessage};
-use crate::state::{Action, Event, GossipState};
-use crate::stats::GossipStats;
+use reactor_gossip::{
+    Action, Contact, Event, GossipConfig, GossipState, GossipStats, MessageId, TopicId,
+    TopicMessage,
+};
 
 /// What simulated nodes send each other.
 #[derive(Debug, Clone)]
@@ -470,7 +472,7 @@ pub fn size_sample(sim: &Sim<SimGossipNode>, phase: &'static str) -> SizeSample 
 /// A scenario's results.
 #[derive(Debug, Clone)]
 pub struct ScenarioReport {
-    /// Network size estimates (see [`crate::state::estimate`]).
+    /// Network size estimates (see [`reactor_gossip::state::estimate`]).
     pub sizes: Vec<SizeSample>,
     /// Each broadcast, in order.
     pub rounds: Vec<RoundResult>,

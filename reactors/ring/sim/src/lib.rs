@@ -12,7 +12,7 @@
 //! binary runs, and the tests run small, is in [`run_scenario`].
 //!
 //! ```
-//! use reactor_ring::sim::{Scenario, run_scenario};
+//! use reactor_ring_sim::{Scenario, run_scenario};
 //!
 //! let report = run_scenario(&Scenario { nodes: 60, pairs: 200, ..Scenario::default() });
 //! assert_eq!(report.built.routes.success_rate(), 1.0);
@@ -29,10 +29,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode};
 
-use crate::config::RingConfig;
-use crate::location::Location;
-use crate::message::{Message, RouteMode};
-use crate::state::{Action, Event, RingState};
+use reactor_ring::{Action, Event, Location, Message, RingConfig, RingState, RouteMode};
 
 /// The Unix time at which a simulation starts (locations expire in Unix
 /// time; a run is far shorter than `location_ttl`).
@@ -536,7 +533,7 @@ pub struct Report {
     /// Locations refused (none in an honest network).
     pub locations_refused: u64,
     /// Every node's counters added up.
-    pub totals: crate::RingStats,
+    pub totals: reactor_ring::RingStats,
     /// Wall time to build, settle and measure the ring (the churn phase
     /// not included).
     pub built_wall: Duration,
@@ -579,7 +576,7 @@ impl RingSim {
         }));
         let log = Rc::new(RefCell::new(SimLog::default()));
         let mut config = scenario.config.clone();
-        config.gateways = crate::Gateways::listed([ids[0]]);
+        config.gateways = reactor_ring::Gateways::listed([ids[0]]);
         let mut gateway_config = config.clone();
         // One gateway serves every join of the simulation; a joiner is
         // done with it within a few seconds.
@@ -851,7 +848,7 @@ pub fn run_scenario(scenario: &Scenario) -> Report {
                 && ring.sim.node(*i as NodeIdx).state.location().is_none()
         })
         .count();
-    let mut totals = crate::RingStats::default();
+    let mut totals = reactor_ring::RingStats::default();
     for node in ring.sim.nodes() {
         let s = node.state.stats();
         totals.joins_served += s.joins_served;

@@ -1,7 +1,7 @@
 //! Grows small-world rings in the simulator and measures them.
 //!
 //! ```text
-//! cargo run --release -p reactor-ring --bin ring_sim -- \
+//! cargo run --release -p reactor-ring-sim --bin ring_sim -- \
 //!     --nodes 300,3000,10000 --seed 1 --csv out.csv --svg hops.svg
 //! ```
 //!
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use reactor_ring::RingConfig;
-use reactor_ring::sim::{Measurement, Scenario, run_scenario};
+use reactor_ring_sim::{Measurement, Scenario, run_scenario};
 use testkit::sim::{Table, svg_bars};
 
 #[derive(Debug, Parser)]

@@ -2,7 +2,7 @@
 //! LDH and missed deliveries per broadcast (issue 6's scenarios).
 //!
 //! ```text
-//! cargo run --release -p reactor-gossip --bin gossip_sim -- \
+//! cargo run --release -p reactor-gossip-sim --bin gossip_sim -- \
 //!     --nodes 10000 --rounds 10 --scenario single --seed 1 --csv out.csv
 //! ```
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use reactor_gossip::sim::{Scenario, ScenarioConfig, run_scenario};
+use reactor_gossip_sim::{Scenario, ScenarioConfig, run_scenario};
 use testkit::sim::Table;
 
 /// Gossip simulator: HyParView + Plumtree over seeded 10–50 ms links.
@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         "scenario {:?}, {} nodes, seed {}, latency {:?}..{:?}",
         args.scenario, args.nodes, args.seed, config.sim.latency_min, config.sim.latency_max
     );
-    let shape = |s: &reactor_gossip::sim::OverlayShape| {
+    let shape = |s: &reactor_gossip_sim::OverlayShape| {
         format!(
             "live {}, reachable {}, active view mean {:.2} (min {}), passive view mean {:.2}",
             s.live, s.reachable, s.mean_active, s.min_active, s.mean_passive
