@@ -185,7 +185,7 @@ impl Keypair {
     /// the same identity. Never use it for a real node.
     pub fn from_seed(seed: u64) -> Self {
         let mut bytes = [0u8; 32];
-        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
+        rand_chacha::ChaCha12Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
         Self::from_secret_bytes(bytes)
     }
 

@@ -42,8 +42,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 /// A node's index in the simulation (0-based).
 pub type NodeIdx = u32;
@@ -195,7 +195,7 @@ pub struct Sim<N: SimNode> {
     seq: u64,
     queue: BinaryHeap<Scheduled<N::Message>>,
     config: SimConfig,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     stats: SimStats,
 }
 
@@ -220,7 +220,7 @@ impl<N: SimNode> Sim<N> {
             now: Duration::ZERO,
             seq: 0,
             queue: BinaryHeap::new(),
-            rng: StdRng::seed_from_u64(config.seed ^ 0x51u64.rotate_left(56)),
+            rng: ChaCha12Rng::seed_from_u64(config.seed ^ 0x51u64.rotate_left(56)),
             config,
             stats: SimStats::default(),
         }

@@ -32,7 +32,7 @@ pub(crate) fn base_delay(failures: u32, min_retry: Duration, max_retry: Duration
 mod tests {
     use super::*;
     use rand::SeedableRng;
-    use rand::rngs::StdRng;
+    use rand_chacha::ChaCha12Rng;
 
     const MIN: Duration = Duration::from_millis(250);
     const MAX: Duration = Duration::from_secs(600);
@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_bounds() {
-        let mut rng = StdRng::seed_from_u64(7);
+        let mut rng = ChaCha12Rng::seed_from_u64(7);
         for failures in 1..40 {
             let base = base_delay(failures, MIN, MAX);
             for _ in 0..50 {

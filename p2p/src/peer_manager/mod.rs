@@ -4,7 +4,7 @@
 //! [`PeerManager`] is a sans-IO state machine with one owner (the router's
 //! task). It does no I/O, holds no lock and reads no clock: time comes in as
 //! `Instant` arguments, and every random choice (backoff jitter, tie-breaks)
-//! comes from a `StdRng` seeded by the `u64` given to [`PeerManager::new`].
+//! comes from a `ChaCha12Rng` seeded by the `u64` given to [`PeerManager::new`].
 //! Its maps are ordered, so the same seed and the same calls always give the
 //! same results.
 //!

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 use super::address_book::{AddAddressError, AddressSource};
 use super::admission::{Admission, Direction, RejectReason, ReportOutcome};
@@ -211,7 +211,7 @@ impl Slots {
 pub struct PeerManager {
     local: PeerId,
     config: PeerManagerConfig,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     /// The latest instant seen in any call: the clock of calls that take none.
     now: Instant,
     peers: BTreeMap<PeerId, Peer>,
@@ -256,7 +256,7 @@ impl PeerManager {
         config.prefix_ban_threshold = config.prefix_ban_threshold.min(-1);
         let persistent_peers = std::mem::take(&mut config.persistent_peers);
         let bootstrap_peers = std::mem::take(&mut config.bootstrap_peers);
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
         let mut key = [0u8; 32];
         rng.fill(&mut key);
         let tables = Tables::new(

@@ -1140,8 +1140,8 @@ proptest! {
 /// attacker held every outbound slot within minutes.
 mod eclipse {
     use super::*;
-    use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha12Rng;
     use std::collections::BTreeSet;
     use std::net::SocketAddr;
 
@@ -1203,7 +1203,7 @@ mod eclipse {
             ..PeerManagerConfig::default()
         };
         let mut m = PeerManager::new(id(LOCAL), config, seed, now);
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
         let attackers: BTreeSet<PeerId> = (0..=ATTACKER_ADDRESSES)
             .map(|i| id(ATTACKER_BASE + i))
             .collect();

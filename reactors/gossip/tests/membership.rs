@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use p2p::{PeerAddress, PeerId, RouterConfig};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use reactor_gossip::{
     CHANNEL_ID, Contact, Gossip, GossipConfig, GossipHandle, Message, MessageId, Subscription,
     TopicEvent, TopicId, TopicMessage, proto,
@@ -30,7 +30,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// A ring and two random chords per node.
 fn links(seed: u64) -> Vec<(usize, usize)> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x5eed);
     let mut pairs = BTreeSet::new();
     for i in 0..HONEST {
         pairs.insert((i, (i + 1) % HONEST));
@@ -157,7 +157,7 @@ async fn sybil_attack(seed: u64) {
     );
     attacker.send(CHANNEL_ID, &join).await.expect("join");
 
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
     let mut sybils: Vec<RawPeer> = Vec::new();
     let mut named: BTreeSet<PeerId> = BTreeSet::new();
     let mut published = Vec::new();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p2p::{Keypair, PeerId, RouterConfig};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use reactor_gossip::room::{ChatLog, RoomConfig, RoomHandle, RoomKeys, Rooms, RoomsHandle};
 use reactor_gossip::{Gossip, GossipConfig, GossipHandle, HyParViewConfig};
 use testkit::Network;
@@ -18,7 +18,7 @@ use testkit::Network;
 const SECOND: Duration = Duration::from_secs(1);
 
 fn links(n: usize, seed: u64) -> Vec<(usize, usize)> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x4007);
+    let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x4007);
     let mut pairs = BTreeSet::new();
     for i in 0..n {
         pairs.insert((i, (i + 1) % n));

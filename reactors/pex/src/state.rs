@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use p2p::{AddAddressError, AddressError, PeerAddress, PeerError, PeerId};
 use rand::SeedableRng;
-use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
+use rand_chacha::ChaCha12Rng;
 
 use crate::address_check::{self, AddressRefusal};
 use crate::config::PexConfig;
@@ -213,7 +213,7 @@ struct Peer {
 #[derive(Debug)]
 pub struct PexState {
     config: PexConfig,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     /// Connected peers, from `on_peer_up` to `on_peer_down`.
     peers: BTreeMap<PeerId, Peer>,
     /// Our latest request to each peer. It outlives the connection it was
@@ -251,7 +251,7 @@ impl PexState {
         config.min_request_gap = config.min_request_gap.min(config.request_interval);
         Self {
             config,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ChaCha12Rng::seed_from_u64(seed),
             peers: BTreeMap::new(),
             asked: BTreeMap::new(),
             served: BTreeMap::new(),

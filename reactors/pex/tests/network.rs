@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use p2p::{PeerId, RouterConfig};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use reactor_pex::{Pex, PexConfig, PexHandle};
 use testkit::Network;
 use tokio::time::Instant;
@@ -111,7 +111,7 @@ async fn grow_and_crash(seed: u64) {
         .expect("open pex");
     // Links of 5 to 50 ms one way, so that rounds of requests and dials
     // take simulated time as they would on a real network.
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x1a7e);
+    let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x1a7e);
     for a in 0..NODES {
         for b in a + 1..NODES {
             net.set_latency(a, b, Duration::from_millis(rng.random_range(5..=50)));
@@ -137,7 +137,7 @@ async fn grow_and_crash(seed: u64) {
     }
 
     let mut order = all.clone();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    order.shuffle(&mut ChaCha12Rng::seed_from_u64(seed));
     let crashed: BTreeSet<usize> = order[..CRASHED].iter().copied().collect();
     for &i in &crashed {
         net.hub().crash(net.peer_id(i));

@@ -30,8 +30,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use p2p::{IpPrefix, Keypair, PeerError, PeerId};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use sha2::{Digest, Sha256};
 
 use crate::accept::Acceptance;
@@ -341,7 +341,7 @@ pub struct RingState {
     gateway: bool,
     network: NetworkTag,
     config: RingConfig,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     nonces: Nonces,
     /// The Unix time (seconds) at `clock_base`: expiries are Unix times.
     unix_base: u64,
@@ -418,7 +418,7 @@ impl RingState {
         now: Instant,
         unix_now: u64,
     ) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
         let first = jitter(&mut rng, config.maintenance_interval);
         Self {
             local: keypair.peer_id(),
@@ -982,7 +982,7 @@ fn misrouted(peer: PeerId, what: &str) -> Action {
 }
 
 /// `interval` ± 25 %, so that nodes started together do not stay in step.
-fn jitter(rng: &mut StdRng, interval: Duration) -> Duration {
+fn jitter(rng: &mut ChaCha12Rng, interval: Duration) -> Duration {
     interval.mul_f64(rng.random_range(0.75..1.25))
 }
 

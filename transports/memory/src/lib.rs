@@ -43,8 +43,8 @@ use p2p::transport::{
 };
 use p2p::{PeerAddress, PeerId};
 use parking_lot::Mutex;
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -339,7 +339,7 @@ struct MemorySink {
     reverse: mpsc::WeakSender<Batch>,
     conditions: Arc<Mutex<Conditions>>,
     cut: CancellationToken,
-    rng: StdRng,
+    rng: ChaCha12Rng,
 }
 
 impl MemorySink {
@@ -355,7 +355,7 @@ impl MemorySink {
             reverse,
             conditions,
             cut,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ChaCha12Rng::seed_from_u64(seed),
         }
     }
 

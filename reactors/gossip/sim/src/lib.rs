@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use p2p::{Keypair, PeerId};
-use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode, Table};
 
 use reactor_gossip::{
@@ -602,7 +602,7 @@ pub fn build_sim(
 /// overlay settles for `settle`.
 pub fn build_overlay(
     sim: &mut Sim<SimGossipNode>,
-    rng: &mut StdRng,
+    rng: &mut ChaCha12Rng,
     spacing: Duration,
     settle: Duration,
 ) {
@@ -731,7 +731,7 @@ pub fn run_scenario(config: &ScenarioConfig) -> ScenarioReport {
 
 /// Runs a whole scenario and returns the simulation too, to look into.
 pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim<SimGossipNode>) {
-    let mut rng = StdRng::seed_from_u64(config.seed ^ 0x5ce7_a110);
+    let mut rng = ChaCha12Rng::seed_from_u64(config.seed ^ 0x5ce7_a110);
     let mut sim = build_sim(
         config.nodes,
         config.seed,
@@ -742,7 +742,7 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
     let overlay = overlay_shape(&sim);
     let mut sizes = vec![size_sample(&sim, "settled")];
     let mut rounds = Vec::new();
-    let pick = |sim: &Sim<SimGossipNode>, rng: &mut StdRng, scenario: Scenario| -> NodeIdx {
+    let pick = |sim: &Sim<SimGossipNode>, rng: &mut ChaCha12Rng, scenario: Scenario| -> NodeIdx {
         match scenario {
             Scenario::Single => 0,
             Scenario::Random | Scenario::Crash => {

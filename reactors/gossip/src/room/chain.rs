@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use p2p::{Keypair, PeerId};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 use crate::room::update::{RoomKeys, Stamp, StateHash, Update, UpdateId, UpdateKind, state_digest};
 
@@ -267,7 +267,7 @@ pub struct RoomState {
     admin: Option<Keypair>,
     reducer: Arc<dyn Reducer>,
     config: RoomConfig,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     /// Everything before the retained tree, folded.
     base: Base,
     /// The retained tree (above the base), by state hash.
@@ -350,7 +350,7 @@ impl RoomState {
             admin,
             reducer,
             config,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ChaCha12Rng::seed_from_u64(seed),
             head: base.clone(),
             base,
             nodes: HashMap::new(),

@@ -284,7 +284,7 @@ proptest! {
         }
         let deliver = |seed: u64| {
             let mut shuffled = updates.clone();
-            shuffled.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            shuffled.shuffle(&mut rand_chacha::ChaCha12Rng::seed_from_u64(seed));
             let mut room = member(RoomConfig::default(), false, false);
             for u in shuffled {
                 room.on_update(PEERS[0], u, Instant::now());

@@ -52,8 +52,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use p2p::{Keypair, PeerAddress, PeerError, PeerId};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 use crate::config::GossipConfig;
 use crate::stats::GossipStats;
@@ -197,7 +197,7 @@ pub(crate) enum TopicOut {
 pub(crate) struct Ctx<'a> {
     pub(crate) now: Instant,
     pub(crate) unix_ms: u64,
-    pub(crate) rng: &'a mut StdRng,
+    pub(crate) rng: &'a mut ChaCha12Rng,
     pub(crate) stats: &'a mut GossipStats,
     pub(crate) out: &'a mut Vec<TopicOut>,
 }
@@ -220,7 +220,7 @@ pub struct GossipState {
     keypair: Keypair,
     me: Contact,
     config: GossipConfig,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     /// An instant and the Unix time (ms) it stands for.
     epoch: (Instant, u64),
     topics: BTreeMap<TopicId, Topic>,
@@ -252,7 +252,7 @@ impl GossipState {
             me,
             connections: Connections::new(&config),
             config,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ChaCha12Rng::seed_from_u64(seed),
             epoch: (now, unix_ms),
             topics: BTreeMap::new(),
             stats: GossipStats::default(),

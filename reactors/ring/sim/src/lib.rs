@@ -24,9 +24,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use p2p::{Keypair, PeerError, PeerId};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode};
 
 use reactor_ring::{Action, Event, Location, Message, RingConfig, RingState, RouteMode};
@@ -546,7 +546,7 @@ pub struct RingSim {
     directory: Rc<RefCell<Directory>>,
     log: Rc<RefCell<SimLog>>,
     started: Vec<bool>,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     scenario: Scenario,
 }
 
@@ -614,7 +614,7 @@ impl RingSim {
             directory,
             log,
             started: vec![false; capacity],
-            rng: StdRng::seed_from_u64(scenario.seed ^ 0x0051_u64.rotate_left(40)),
+            rng: ChaCha12Rng::seed_from_u64(scenario.seed ^ 0x0051_u64.rotate_left(40)),
             scenario: scenario.clone(),
         }
     }
