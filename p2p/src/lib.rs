@@ -33,7 +33,9 @@ pub use identity::{IdentityError, Keypair, PeerId};
 pub use ip_prefix::{IpGroup, IpPrefix, PrefixSlot, PrefixSlots};
 pub use metrics::{DropReason, Metrics};
 pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerManagerConfig};
-pub use peer_store::{HeedPeerStore, MemoryPeerStore, PeerRecord, PeerStore};
+#[cfg(feature = "heed")]
+pub use peer_store::HeedPeerStore;
+pub use peer_store::{MemoryPeerStore, PeerRecord, PeerStore};
 pub use reactor::{OpenedReactor, Reactor, ReactorContext};
 pub use router::{
     ConnectedPeer, PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder,

@@ -7,9 +7,11 @@
 //! - [`MemoryPeerStore`] keeps records in a shared map. Cloning it shares the
 //!   map, so a test can hand one clone to a node, stop the node, and hand
 //!   another clone to the "restarted" node.
-//! - [`HeedPeerStore`] keeps records in LMDB (through heed) in one directory,
-//!   one database `peers`, keyed by the 32-byte peer id, valued by the Protobuf
-//!   [`crate::proto::PeerRecord`].
+//! - `HeedPeerStore` (feature `heed`, on by default) keeps records in LMDB
+//!   (through heed) in one directory, one database `peers`, keyed by the
+//!   32-byte peer id, valued by the Protobuf [`crate::proto::PeerRecord`].
+//!   An application that embeds `p2p` with the memory store turns default
+//!   features off and does not compile LMDB.
 //!
 //! # What a store promises
 //!
@@ -31,6 +33,7 @@
 //! [`PeerManager::take_dirty`](crate::peer_manager::PeerManager::take_dirty)):
 //! a crash loses at most the changes since the last save.
 
+#[cfg(feature = "heed")]
 mod heed;
 mod memory;
 
@@ -39,6 +42,7 @@ use std::path::PathBuf;
 use crate::address::PeerAddress;
 use crate::identity::PeerId;
 
+#[cfg(feature = "heed")]
 pub use self::heed::HeedPeerStore;
 pub use self::memory::MemoryPeerStore;
 
@@ -86,6 +90,7 @@ pub enum PeerStoreError {
         source: std::io::Error,
     },
     /// The LMDB environment or its `peers` database could not be opened.
+    #[cfg(feature = "heed")]
     #[error("cannot open peer store at {path}: {source}")]
     Open {
         /// The store's directory.
@@ -94,6 +99,7 @@ pub enum PeerStoreError {
         source: ::heed::Error,
     },
     /// A read or write transaction failed.
+    #[cfg(feature = "heed")]
     #[error("peer store at {path}: {operation} failed: {source}")]
     Database {
         /// The store's directory.
