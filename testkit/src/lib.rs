@@ -44,6 +44,7 @@
 //! crate runs them all with [`promise_suite!`].
 
 pub mod adversary;
+pub mod loopback;
 pub mod sim;
 pub mod suite;
 

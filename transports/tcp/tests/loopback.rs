@@ -527,14 +527,12 @@ async fn keepalive_detects_a_silent_peer_over_tcp() {
 /// reconnecting to repeat it ends in a ban.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_over_the_limit_costs_the_peer_its_score() {
-    let mut net = common::network_with(common::Tcp {
-        max_frame_size: 4_096,
-    })
-    .seed(33)
-    .nodes(1)
-    .isolated()
-    .build()
-    .expect("build");
+    let mut net = common::network_with_frame_size(4_096)
+        .seed(33)
+        .nodes(1)
+        .isolated()
+        .build()
+        .expect("build");
     let _ch = net
         .open_channel_on_all::<testkit::suite::Seq>(ChannelDescriptor::new(0x10, "seq"))
         .expect("open");
