@@ -9,7 +9,8 @@
 //! | `messages_dropped_total` | channel, reason | every message dropped, by [`DropReason`] |
 //! | `dial_attempts_total`, `dial_failures_total` | – | outbound dials |
 //! | `peers` | direction | connected peers |
-//! | `peer_reports_total` | – | misbehaviour reports |
+//! | `peer_reports_total` | – | misbehaviour reports the supervisor received |
+//! | `peer_reports_dropped_total` | – | misbehaviour reports dropped because the report queue was full |
 //! | `handshakes_refused_total` | reason | connections ended before they became peers |
 //! | `transport_violations_total` | reason | admitted connections the transport ended over the peer's bytes: `frame_too_large`, `reassembly_budget` (QUIC partial frames), `protocol` |
 //! | `addresses_refused_total` | reason | addresses the address book refused ([`AddAddressError::reason`](crate::AddAddressError::reason)), from any source |
@@ -133,6 +134,8 @@ pub struct Metrics {
     pub peers: Family<DirectionLabels, Gauge>,
     /// Misbehaviour reports.
     pub peer_reports: Counter,
+    /// Misbehaviour reports dropped because the report queue was full.
+    pub peer_reports_dropped: Counter,
     /// Connections ended before they became peers, by reason.
     pub handshakes_refused: Family<ReasonLabels, Counter>,
     /// Admitted connections ended because the peer's bytes broke a
@@ -190,8 +193,13 @@ impl Metrics {
         r.register("peers", "Connected peers", self.peers.clone());
         r.register(
             "peer_reports",
-            "Misbehaviour reports",
+            "Misbehaviour reports the supervisor received",
             self.peer_reports.clone(),
+        );
+        r.register(
+            "peer_reports_dropped",
+            "Misbehaviour reports dropped because the report queue was full",
+            self.peer_reports_dropped.clone(),
         );
         r.register(
             "handshakes_refused",

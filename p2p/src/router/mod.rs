@@ -61,7 +61,9 @@ use crate::proto;
 use crate::transport::Transport;
 
 use self::shared::{ChannelSlot, ChannelTable, Shared};
-use self::supervisor::{Command, Event, Supervisor};
+use self::supervisor::{
+    COMMAND_QUEUE, Command, Event, Inboxes, LIFECYCLE_QUEUE, REPORT_QUEUE, Supervisor,
+};
 
 /// The protocol version spoken in `Hello`; peers must match it.
 ///
@@ -255,7 +257,7 @@ pub struct RouterBuilder {
     transports: Vec<Arc<dyn Transport>>,
     store: Option<Box<dyn PeerStore>>,
     shared: Arc<Shared>,
-    events: mpsc::Receiver<Event>,
+    inboxes: Inboxes,
     channels: Vec<ChannelSlot>,
 }
 
@@ -271,14 +273,18 @@ impl std::fmt::Debug for RouterBuilder {
 impl RouterBuilder {
     /// A builder for a node with this identity and configuration.
     pub fn new(keypair: Keypair, config: RouterConfig) -> Self {
-        let (events_tx, events) = mpsc::channel(1024);
+        let (lifecycle_tx, lifecycle) = mpsc::channel(LIFECYCLE_QUEUE);
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
         let (updates, _) = broadcast::channel(config.peer_update_buffer.max(1));
         let shared = Arc::new(Shared {
             local: keypair.peer_id(),
             metrics: Metrics::default(),
             peers: Default::default(),
             channels: Default::default(),
-            events: events_tx,
+            lifecycle: lifecycle_tx,
+            commands: commands_tx,
+            reports: reports_tx,
             updates,
             shutdown: CancellationToken::new(),
             abrupt: Default::default(),
@@ -289,7 +295,11 @@ impl RouterBuilder {
             transports: Vec::new(),
             store: None,
             shared,
-            events,
+            inboxes: Inboxes {
+                lifecycle,
+                commands,
+                reports,
+            },
             channels: Vec::new(),
         }
     }
@@ -427,7 +437,7 @@ impl RouterBuilder {
             peer_manager,
             store,
             transports: self.transports,
-            events: self.events,
+            inboxes: self.inboxes,
             tracker: tracker.clone(),
             hard_stop: CancellationToken::new(),
             next_conn_id: 0,
@@ -519,7 +529,7 @@ impl Router {
         let (reply, rx) = oneshot::channel();
         self.inner
             .shared
-            .events
+            .commands
             .send(Event::Command(make(reply)))
             .await
             .map_err(|_| RouterError::Closed)?;

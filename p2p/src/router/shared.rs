@@ -90,7 +90,14 @@ pub(crate) struct Shared {
     /// Connected peers. Written only by the supervisor; read on every send.
     pub peers: RwLock<BTreeMap<PeerId, Arc<Link>>>,
     pub channels: OnceLock<Arc<ChannelTable>>,
-    pub events: mpsc::Sender<Event>,
+    /// Connections ready, dials failed, connections closed: the
+    /// supervisor's first queue. Connection tasks wait for room.
+    pub lifecycle: mpsc::Sender<Event>,
+    /// Requests from the router's handle; callers wait for room.
+    pub commands: mpsc::Sender<Event>,
+    /// Misbehaviour reports; never waited for: a full queue drops the
+    /// report, counted (`peer_reports_dropped_total`).
+    pub reports: mpsc::Sender<Event>,
     pub updates: broadcast::Sender<PeerUpdate>,
     /// Cancelled when the router begins to shut down.
     pub shutdown: CancellationToken,
@@ -113,14 +120,42 @@ impl Shared {
         self.shutdown.is_cancelled()
     }
 
-    /// Sends a misbehaviour report to the supervisor. Never waits: when the
-    /// supervisor is swamped the report is dropped (the peer keeps its
-    /// score), which is logged and counted as a report.
+    /// Sends a misbehaviour report to the supervisor. Never waits: when its
+    /// report queue is full the report is dropped (the peer keeps its
+    /// score), which is logged and counted as a drop, not as a report.
     pub fn report(&self, peer: PeerId, error: PeerError) {
-        self.metrics.peer_reports.inc();
         tracing::debug!(peer = %peer.short(), %error, "peer reported");
-        if self.events.try_send(Event::Report { peer, error }).is_err() {
-            tracing::warn!(peer = %peer.short(), "report dropped: router event queue full");
+        match self.reports.try_send(Event::Report { peer, error }) {
+            Ok(()) => {
+                self.metrics.peer_reports.inc();
+            }
+            Err(_) => {
+                self.metrics.peer_reports_dropped.inc();
+                tracing::warn!(peer = %peer.short(), "report dropped: the router's report queue is full");
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::identity::Keypair;
+    use crate::router::{RouterBuilder, RouterConfig};
+    use crate::{PeerError, channel::ChannelId};
+
+    /// Reports never wait: with the supervisor not draining them, the
+    /// report queue fills, and a report beyond it is counted as a drop,
+    /// not as a report.
+    #[test]
+    fn a_report_over_a_full_queue_is_counted_as_dropped() {
+        let builder = RouterBuilder::new(Keypair::from_seed(1), RouterConfig::default());
+        let shared = builder.shared.clone();
+        let peer = Keypair::from_seed(2).peer_id();
+        let queue = super::super::supervisor::REPORT_QUEUE as u64;
+        for _ in 0..queue + 3 {
+            shared.report(peer, PeerError::UnknownChannel(ChannelId(9)));
+        }
+        assert_eq!(shared.metrics.peer_reports.get(), queue);
+        assert_eq!(shared.metrics.peer_reports_dropped.get(), 3);
     }
 }

@@ -1,8 +1,11 @@
 //! The supervisor: the one task that owns the peer manager, the peer store
 //! and the table of connected peers. Every other task talks to it through
-//! one bounded event queue; it never waits on a peer, a reactor or a
-//! subscriber (peer updates go out on a broadcast channel that drops for
-//! laggards instead of blocking).
+//! three bounded queues ([`Inboxes`]): connection lifecycle (connection
+//! tasks wait for room), misbehaviour reports (never waited for: a full
+//! queue drops the report, counted as `peer_reports_dropped_total`) and the
+//! router handle's commands (callers wait), read in that order of priority.
+//! It never waits on a peer, a reactor or a subscriber (peer updates go out
+//! on a broadcast channel that drops for laggards instead of blocking).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,22 @@ use crate::router::link::Link;
 use crate::router::shared::{ChannelTable, Shared};
 use crate::router::{PeerStatus, PeerUpdate, RouterConfig};
 use crate::transport::{Connection, Frame, Transport, TransportError};
+
+/// The supervisor's queues, one per kind of event, so that a flood of one
+/// kind cannot delay another and a report never waits.
+#[derive(Debug)]
+pub(crate) struct Inboxes {
+    pub lifecycle: mpsc::Receiver<Event>,
+    pub commands: mpsc::Receiver<Event>,
+    pub reports: mpsc::Receiver<Event>,
+}
+
+/// Slots of the lifecycle queue (connections ready, failed, closed).
+pub(crate) const LIFECYCLE_QUEUE: usize = 1024;
+/// Slots of the command queue (the router handle's requests).
+pub(crate) const COMMAND_QUEUE: usize = 256;
+/// Slots of the report queue; a report beyond is dropped and counted.
+pub(crate) const REPORT_QUEUE: usize = 1024;
 
 /// Something the supervisor must handle.
 #[derive(Debug)]
@@ -92,7 +111,7 @@ pub(crate) struct Supervisor {
     pub peer_manager: PeerManager,
     pub store: Box<dyn PeerStore>,
     pub transports: Vec<Arc<dyn Transport>>,
-    pub events: mpsc::Receiver<Event>,
+    pub inboxes: Inboxes,
     pub tracker: TaskTracker,
     /// Cancelled after the graceful part of shutdown: ends every connection.
     pub hard_stop: CancellationToken,
@@ -129,7 +148,12 @@ impl Supervisor {
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => break,
-                Some(event) = self.events.recv() => self.on_event(event),
+                // Connections first (they hold sockets), then reports (so
+                // a misbehaving peer is dealt with before it does more),
+                // then the handle's requests.
+                Some(event) = self.inboxes.lifecycle.recv() => self.on_event(event),
+                Some(event) = self.inboxes.reports.recv() => self.on_event(event),
+                Some(event) = self.inboxes.commands.recv() => self.on_event(event),
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = flush.tick() => self.flush_store(),
             }
@@ -391,7 +415,7 @@ impl Supervisor {
             };
             tokio::select! {
                 biased;
-                _ = shared.events.send(closed) => {}
+                _ = shared.lifecycle.send(closed) => {}
                 _ = shared.shutdown.cancelled() => {}
             }
         });
@@ -642,7 +666,7 @@ async fn inbound_handshake(
             tokio::select! {
                 biased;
                 _ = shared.shutdown.cancelled() => {}
-                _ = shared.events.send(event) => {}
+                _ = shared.lifecycle.send(event) => {}
             }
         }
         Ok(Err(e)) => {
@@ -697,6 +721,6 @@ async fn dial(
     tokio::select! {
         biased;
         _ = shared.shutdown.cancelled() => {}
-        _ = shared.events.send(event) => {}
+        _ = shared.lifecycle.send(event) => {}
     }
 }
