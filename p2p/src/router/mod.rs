@@ -35,6 +35,7 @@ mod ledger;
 pub(crate) mod link;
 mod outbox;
 pub(crate) mod shared;
+mod store_writer;
 pub(crate) mod supervisor;
 
 use std::marker::PhantomData;
@@ -61,6 +62,7 @@ use crate::proto;
 use crate::transport::Transport;
 
 use self::shared::{ChannelSlot, ChannelTable, Shared};
+use self::store_writer::StoreWriter;
 use self::supervisor::{
     COMMAND_QUEUE, Command, Event, Inboxes, LIFECYCLE_QUEUE, REPORT_QUEUE, Supervisor,
 };
@@ -435,7 +437,7 @@ impl RouterBuilder {
             table,
             local_info,
             peer_manager,
-            store,
+            store: StoreWriter::start(store),
             transports: self.transports,
             inboxes: self.inboxes,
             tracker: tracker.clone(),

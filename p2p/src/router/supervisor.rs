@@ -23,11 +23,11 @@ use crate::metrics::DirectionLabels;
 use crate::peer_manager::{
     AddAddressError, AddressSource, Admission, Direction, PeerManager, ReportOutcome,
 };
-use crate::peer_store::PeerStore;
 use crate::proto::{self, GoodbyeReason};
 use crate::router::connection::{self, ConnectionLimits, HandshakeError};
 use crate::router::link::Link;
 use crate::router::shared::{ChannelTable, Shared};
+use crate::router::store_writer::StoreWriter;
 use crate::router::{PeerStatus, PeerUpdate, RouterConfig};
 use crate::transport::{Connection, Frame, Transport, TransportError};
 
@@ -109,7 +109,7 @@ pub(crate) struct Supervisor {
     pub table: Arc<ChannelTable>,
     pub local_info: proto::NodeInfo,
     pub peer_manager: PeerManager,
-    pub store: Box<dyn PeerStore>,
+    pub store: StoreWriter,
     pub transports: Vec<Arc<dyn Transport>>,
     pub inboxes: Inboxes,
     pub tracker: TaskTracker,
@@ -493,19 +493,12 @@ impl Supervisor {
         });
     }
 
+    /// Hands what changed to the store's writer, never waiting for the
+    /// disk.
     fn flush_store(&mut self) {
         let dirty = self.peer_manager.take_dirty();
-        if !dirty.is_empty()
-            && let Err(e) = self.store.save(&dirty)
-        {
-            tracing::warn!(error = %e, "could not save peers");
-        }
         let forgotten = self.peer_manager.take_forgotten();
-        if !forgotten.is_empty()
-            && let Err(e) = self.store.remove(&forgotten)
-        {
-            tracing::warn!(error = %e, "could not remove forgotten peers");
-        }
+        self.store.flush(dirty, forgotten);
     }
 
     /// Graceful shutdown: goodbye to every peer, a grace period for the
@@ -523,6 +516,9 @@ impl Supervisor {
             for link in self.shared.links() {
                 self.remove_link(&link, "router killed");
             }
+            // As a crash: only what earlier flushes handed over is written
+            // (waited for, so the store is closed when this returns).
+            self.store.finish(Vec::new(), Vec::new()).await;
             return;
         }
         for link in self.shared.links() {
@@ -545,7 +541,9 @@ impl Supervisor {
         for link in self.shared.links() {
             self.remove_link(&link, "router shut down");
         }
-        self.flush_store();
+        let dirty = self.peer_manager.take_dirty();
+        let forgotten = self.peer_manager.take_forgotten();
+        self.store.finish(dirty, forgotten).await;
     }
 }
 
