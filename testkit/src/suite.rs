@@ -23,7 +23,28 @@ use std::time::Duration;
 
 use p2p::{ChannelDescriptor, DropReason, PeerStatus, SendError, TrySendError};
 
-use crate::{NetworkBuilder, recv_within};
+use crate::{Network, NetworkBuilder, recv_within};
+
+/// Waits until `count` messages of `channel` wait in node `node`'s send
+/// queue to `peer`: every message the remote's window allowed has gone
+/// out. A condition, not a sleep: over real sockets the time it takes is
+/// not ours to guess.
+async fn wait_queued(net: &Network, node: usize, channel: &str, peer: p2p::PeerId, count: usize) {
+    let labels = p2p::metrics::ChannelPeerLabels {
+        channel: channel.to_string(),
+        peer: peer.to_string(),
+    };
+    net.wait_until("the window's messages to go out", 10 * SECOND, |net| {
+        net.router(node)
+            .metrics()
+            .send_queue_depth
+            .get_or_create(&labels)
+            .get()
+            == count as i64
+    })
+    .await
+    .expect("the send queue holds what the window did not take");
+}
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -243,9 +264,8 @@ pub async fn backpressure_isolation_per_peer_and_channel(net: NetworkBuilder) {
             .expect("send");
         queued += 1;
     }
-    // The window's messages are in flight; once they have landed, nothing
-    // more fits.
-    tokio::time::sleep(SECOND / 2).await;
+    // The window's messages go out; then nothing more fits.
+    wait_queued(&net, 0, "a", n1, a.send_queue).await;
     let full = tx_a.try_send(n1, Seq::padded(queued as u64, 0));
     assert!(matches!(full, Err(TrySendError::Full { .. })), "{full:?}");
     let blocked = tokio::time::timeout(SECOND / 2, tx_a.send(n1, Seq::padded(0, 0))).await;
@@ -328,7 +348,7 @@ pub async fn every_drop_is_counted_with_its_reason(net: NetworkBuilder) {
             .expect("room")
             .expect("send");
     }
-    tokio::time::sleep(SECOND / 2).await;
+    wait_queued(&net, 0, "small", n1, small.send_queue).await;
     assert!(tx.try_send(n1, Seq::padded(8, 0)).is_err());
     assert_eq!(metrics.dropped("small", DropReason::QueueFull), 1);
     let report = tx.broadcast(Seq::padded(9, 0));
@@ -472,7 +492,11 @@ pub async fn different_networks_never_connect(net: NetworkBuilder) {
     net.wait_connected(0, 1, 10 * SECOND)
         .await
         .expect("same network");
-    tokio::time::sleep(3 * SECOND).await;
+    net.wait_until("node 0 to fail a dial to node 2", 10 * SECOND, |net| {
+        net.router(0).metrics().dial_failures.get() > 0
+    })
+    .await
+    .expect("node 0 dials node 2 and fails");
     let (p0, p1, p2) = (net.peer_id(0), net.peer_id(1), net.peer_id(2));
     assert!(!net.router(0).is_connected(p2));
     assert!(!net.router(1).is_connected(p2));

@@ -1,9 +1,10 @@
 //! The supervisor: the one task that owns the peer manager, the peer store
 //! and the table of connected peers. Every other task talks to it through
-//! three bounded queues ([`Inboxes`]): connection lifecycle (connection
-//! tasks wait for room), misbehaviour reports (never waited for: a full
-//! queue drops the report, counted as `peer_reports_dropped_total`) and the
-//! router handle's commands (callers wait), read in that order of priority.
+//! three bounded queues ([`Inboxes`]): misbehaviour reports (never waited
+//! for: a full queue drops the report, counted as
+//! `peer_reports_dropped_total`), connection lifecycle (connection tasks
+//! wait for room) and the router handle's commands (callers wait), read in
+//! that order of priority — a connection's report before its close.
 //! It never waits on a peer, a reactor or a subscriber (peer updates go out
 //! on a broadcast channel that drops for laggards instead of blocking).
 
@@ -148,11 +149,13 @@ impl Supervisor {
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => break,
-                // Connections first (they hold sockets), then reports (so
-                // a misbehaving peer is dealt with before it does more),
-                // then the handle's requests.
-                Some(event) = self.inboxes.lifecycle.recv() => self.on_event(event),
+                // Reports first: a connection task reports a violation
+                // before it ends, and its report must be charged before its
+                // close forgets the peer; reports are cheap and bounded.
+                // Then connections (they hold sockets), then the handle's
+                // requests.
                 Some(event) = self.inboxes.reports.recv() => self.on_event(event),
+                Some(event) = self.inboxes.lifecycle.recv() => self.on_event(event),
                 Some(event) = self.inboxes.commands.recv() => self.on_event(event),
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = flush.tick() => self.flush_store(),
