@@ -184,7 +184,9 @@ pub use negotiation::{Gateways, LocationError, NetworkTag, Transcript};
 pub use reactor::{Ring, RingError, RingHandle};
 pub use state::{Action, DisconnectReason, Event, NeighborInfo, RingState, RouteError};
 pub use stats::RingStats;
-pub use store::{HeedRingStore, MemoryRingStore, RingStore, RingStoreError, StoredRecord};
+#[cfg(feature = "heed")]
+pub use store::HeedRingStore;
+pub use store::{MemoryRingStore, RingStore, RingStoreError, StoredRecord};
 
 /// The ring channel's id.
 pub const CHANNEL_ID: u16 = 0x0030;

@@ -22,27 +22,21 @@
 //!   gateway does not let a joiner draw a second location. At most
 //!   [`MAX_GRANTS`](crate::state::MAX_GRANTS) (the core forgets the rest).
 //!
-//! [`HeedRingStore`] keeps them in LMDB under the node's data directory
-//! (`<data_dir>/ring`); [`MemoryRingStore`] keeps them in memory, shared
-//! between its clones, so a test can restart a node with what it stored.
+//! `HeedRingStore` (feature `heed`, on by default) keeps them in LMDB
+//! under the node's data directory (`<data_dir>/ring`);
+//! [`MemoryRingStore`] keeps them in memory, shared between its clones, so
+//! a test can restart a node with what it stored.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ::heed::types::Bytes;
-use ::heed::{Database, Env, EnvOpenOptions};
 use p2p::PeerId;
 use prost::Message as _;
 
 use crate::message::transcript_from_wire;
 use crate::negotiation::{Challenge, Grant, Nonce, Transcript};
 use crate::proto;
-
-/// LMDB reserves the map as address space, not disk: 64 MiB holds far
-/// more than `MAX_GRANTS` grants of ~250 bytes.
-const MAP_SIZE: usize = 64 * 1024 * 1024;
-const DB_NAME: &str = "ring";
 
 /// One thing the ring keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +150,7 @@ pub enum RingStoreError {
         source: std::io::Error,
     },
     /// The LMDB environment or its database could not be opened.
+    #[cfg(feature = "heed")]
     #[error("cannot open ring store at {path}: {source}")]
     Open {
         /// The directory.
@@ -164,6 +159,7 @@ pub enum RingStoreError {
         source: ::heed::Error,
     },
     /// A transaction failed.
+    #[cfg(feature = "heed")]
     #[error("ring store at {path}: {operation} failed: {source}")]
     Database {
         /// The directory.
@@ -236,106 +232,126 @@ impl RingStore for MemoryRingStore {
     }
 }
 
-/// Records in an LMDB environment in one directory (one database `ring`,
-/// key = [`RecordKey::to_bytes`], value = a Protobuf `StoredRecord`).
-///
-/// One process may have a directory open once at a time: a second open
-/// while a `HeedRingStore` on it is alive fails with
-/// [`RingStoreError::Open`].
-pub struct HeedRingStore {
-    path: PathBuf,
-    env: Env,
-    db: Database<Bytes, Bytes>,
-}
+#[cfg(feature = "heed")]
+pub use heed_store::HeedRingStore;
 
-impl std::fmt::Debug for HeedRingStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeedRingStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
+/// The LMDB store (feature `heed`): an embedder that keeps the ring's
+/// records in memory, or elsewhere, compiles no LMDB.
+#[cfg(feature = "heed")]
+mod heed_store {
+    use std::path::{Path, PathBuf};
 
-impl HeedRingStore {
-    /// Opens (creating if needed) the store in directory `dir`.
-    pub fn open(dir: &Path) -> Result<Self, RingStoreError> {
-        let path = dir.to_path_buf();
-        std::fs::create_dir_all(dir).map_err(|source| RingStoreError::CreateDir {
-            path: path.clone(),
-            source,
-        })?;
-        let open_error = |source| RingStoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        let mut options = EnvOpenOptions::new();
-        options.map_size(MAP_SIZE).max_dbs(1);
-        // SAFETY: LMDB memory-maps the data file; modifying that file outside
-        // LMDB while it is mapped is undefined behaviour. The directory is
-        // the node's own and only written through LMDB (whose lock file
-        // coordinates processes), and heed refuses a second open of the same
-        // path in this process.
-        #[allow(unsafe_code)]
-        let env = unsafe { options.open(dir) }.map_err(open_error)?;
-        let mut wtxn = env.write_txn().map_err(open_error)?;
-        let db: Database<Bytes, Bytes> = env
-            .create_database(&mut wtxn, Some(DB_NAME))
-            .map_err(open_error)?;
-        wtxn.commit().map_err(open_error)?;
-        Ok(Self { path, env, db })
+    use ::heed::types::Bytes;
+    use ::heed::{Database, Env, EnvOpenOptions};
+
+    use super::{RecordKey, RingStore, RingStoreError, StoredRecord};
+
+    /// LMDB reserves the map as address space, not disk: 64 MiB holds far
+    /// more than `MAX_GRANTS` grants of ~250 bytes.
+    const MAP_SIZE: usize = 64 * 1024 * 1024;
+    const DB_NAME: &str = "ring";
+
+    /// Records in an LMDB environment in one directory (one database `ring`,
+    /// key = [`RecordKey::to_bytes`], value = a Protobuf `StoredRecord`).
+    ///
+    /// One process may have a directory open once at a time: a second open
+    /// while a `HeedRingStore` on it is alive fails with
+    /// [`RingStoreError::Open`].
+    pub struct HeedRingStore {
+        path: PathBuf,
+        pub(super) env: Env,
+        pub(super) db: Database<Bytes, Bytes>,
     }
 
-    /// The directory the store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn db_error(
-        &self,
-        operation: &'static str,
-    ) -> impl FnOnce(::heed::Error) -> RingStoreError + '_ {
-        move |source| RingStoreError::Database {
-            path: self.path.clone(),
-            operation,
-            source,
+    impl std::fmt::Debug for HeedRingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("HeedRingStore")
+                .field("path", &self.path)
+                .finish_non_exhaustive()
         }
     }
-}
 
-impl RingStore for HeedRingStore {
-    fn load(&self) -> Result<Vec<StoredRecord>, RingStoreError> {
-        let rtxn = self.env.read_txn().map_err(self.db_error("load"))?;
-        let iter = self.db.iter(&rtxn).map_err(self.db_error("load"))?;
-        let mut records = Vec::new();
-        for entry in iter {
-            let (key, value) = entry.map_err(self.db_error("load"))?;
-            match StoredRecord::decode(value) {
-                Ok(record) if record.key().to_bytes() == key => records.push(record),
-                Ok(_) => {
-                    tracing::warn!(path = %self.path.display(), "ring store: skipping a record stored under another key");
-                }
-                Err(error) => {
-                    tracing::warn!(path = %self.path.display(), %error, "ring store: skipping a corrupt record");
-                }
+    impl HeedRingStore {
+        /// Opens (creating if needed) the store in directory `dir`.
+        pub fn open(dir: &Path) -> Result<Self, RingStoreError> {
+            let path = dir.to_path_buf();
+            std::fs::create_dir_all(dir).map_err(|source| RingStoreError::CreateDir {
+                path: path.clone(),
+                source,
+            })?;
+            let open_error = |source| RingStoreError::Open {
+                path: path.clone(),
+                source,
+            };
+            let mut options = EnvOpenOptions::new();
+            options.map_size(MAP_SIZE).max_dbs(1);
+            // SAFETY: LMDB memory-maps the data file; modifying that file outside
+            // LMDB while it is mapped is undefined behaviour. The directory is
+            // the node's own and only written through LMDB (whose lock file
+            // coordinates processes), and heed refuses a second open of the same
+            // path in this process.
+            #[allow(unsafe_code)]
+            let env = unsafe { options.open(dir) }.map_err(open_error)?;
+            let mut wtxn = env.write_txn().map_err(open_error)?;
+            let db: Database<Bytes, Bytes> = env
+                .create_database(&mut wtxn, Some(DB_NAME))
+                .map_err(open_error)?;
+            wtxn.commit().map_err(open_error)?;
+            Ok(Self { path, env, db })
+        }
+
+        /// The directory the store lives in.
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+
+        fn db_error(
+            &self,
+            operation: &'static str,
+        ) -> impl FnOnce(::heed::Error) -> RingStoreError + '_ {
+            move |source| RingStoreError::Database {
+                path: self.path.clone(),
+                operation,
+                source,
             }
         }
-        Ok(records)
     }
 
-    fn save(&mut self, record: &StoredRecord) -> Result<(), RingStoreError> {
-        let mut wtxn = self.env.write_txn().map_err(self.db_error("save"))?;
-        self.db
-            .put(&mut wtxn, &record.key().to_bytes(), &record.encode())
-            .map_err(self.db_error("save"))?;
-        wtxn.commit().map_err(self.db_error("save"))
-    }
+    impl RingStore for HeedRingStore {
+        fn load(&self) -> Result<Vec<StoredRecord>, RingStoreError> {
+            let rtxn = self.env.read_txn().map_err(self.db_error("load"))?;
+            let iter = self.db.iter(&rtxn).map_err(self.db_error("load"))?;
+            let mut records = Vec::new();
+            for entry in iter {
+                let (key, value) = entry.map_err(self.db_error("load"))?;
+                match StoredRecord::decode(value) {
+                    Ok(record) if record.key().to_bytes() == key => records.push(record),
+                    Ok(_) => {
+                        tracing::warn!(path = %self.path.display(), "ring store: skipping a record stored under another key");
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %self.path.display(), %error, "ring store: skipping a corrupt record");
+                    }
+                }
+            }
+            Ok(records)
+        }
 
-    fn remove(&mut self, key: &RecordKey) -> Result<(), RingStoreError> {
-        let mut wtxn = self.env.write_txn().map_err(self.db_error("remove"))?;
-        self.db
-            .delete(&mut wtxn, &key.to_bytes())
-            .map_err(self.db_error("remove"))?;
-        wtxn.commit().map_err(self.db_error("remove"))
+        fn save(&mut self, record: &StoredRecord) -> Result<(), RingStoreError> {
+            let mut wtxn = self.env.write_txn().map_err(self.db_error("save"))?;
+            self.db
+                .put(&mut wtxn, &record.key().to_bytes(), &record.encode())
+                .map_err(self.db_error("save"))?;
+            wtxn.commit().map_err(self.db_error("save"))
+        }
+
+        fn remove(&mut self, key: &RecordKey) -> Result<(), RingStoreError> {
+            let mut wtxn = self.env.write_txn().map_err(self.db_error("remove"))?;
+            self.db
+                .delete(&mut wtxn, &key.to_bytes())
+                .map_err(self.db_error("remove"))?;
+            wtxn.commit().map_err(self.db_error("remove"))
+        }
     }
 }
 
@@ -370,6 +386,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "heed")]
     fn records_survive_a_reopen_and_one_key_holds_one_record() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -396,6 +413,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "heed")]
     fn corrupt_records_are_skipped_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = HeedRingStore::open(dir.path()).unwrap();
