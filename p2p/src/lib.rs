@@ -26,8 +26,8 @@ pub mod proto {
 
 pub use address::{AddressError, Endpoint, PeerAddress};
 pub use channel::{
-    BroadcastReport, ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender,
-    Envelope, PeerError, SendError, TrySendError,
+    BroadcastReport, ChannelDescriptor, ChannelError, ChannelId, Envelope, PeerError, SendError,
+    TrySendError,
 };
 pub use identity::{IdentityError, Keypair, PeerId};
 pub use ip_prefix::{IpGroup, IpPrefix, PrefixSlot, PrefixSlots};
@@ -37,6 +37,7 @@ pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerManagerCon
 pub use peer_store::HeedPeerStore;
 pub use peer_store::{MemoryPeerStore, PeerRecord, PeerStore};
 pub use reactor::{OpenedReactor, Reactor, ReactorContext};
+pub use router::channel::{ChannelReceiver, ChannelSender};
 pub use router::{
     ConnectedPeer, PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder,
     RouterConfig, RouterError,

@@ -30,6 +30,7 @@
 //! peer, waits a grace period, stops every task and flushes the peer store;
 //! when it returns no task of the router is left.
 
+pub mod channel;
 mod connection;
 mod ledger;
 pub(crate) mod link;
@@ -49,8 +50,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::channel::{ChannelReceiver, ChannelSender};
 use crate::address::PeerAddress;
-use crate::channel::{ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender};
+use crate::channel::{ChannelDescriptor, ChannelError, ChannelId};
 use crate::identity::{Keypair, PeerId};
 use crate::metrics::Metrics;
 use crate::peer_manager::{
