@@ -26,13 +26,12 @@ pub mod proto {
 
 pub use address::{AddressError, Endpoint, PeerAddress};
 pub use channel::{
-    BroadcastReport, ChannelDescriptor, ChannelError, ChannelId, Envelope, PeerError, SendError,
-    TrySendError,
+    BroadcastReport, ChannelDescriptor, ChannelError, ChannelId, Envelope, SendError, TrySendError,
 };
 pub use identity::{IdentityError, Keypair, PeerId};
 pub use ip_prefix::{IpGroup, IpPrefix, PrefixSlot, PrefixSlots};
 pub use metrics::{DropReason, Metrics};
-pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerManagerConfig};
+pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerError, PeerManagerConfig};
 #[cfg(feature = "heed")]
 pub use peer_store::HeedPeerStore;
 pub use peer_store::{MemoryPeerStore, PeerRecord, PeerStore};

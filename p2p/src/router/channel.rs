@@ -11,11 +11,10 @@ use bytes::Bytes;
 use prost::Message;
 use tokio::sync::mpsc;
 
-use crate::channel::{
-    BroadcastReport, ChannelDescriptor, Envelope, PeerError, SendError, TrySendError,
-};
+use crate::channel::{BroadcastReport, ChannelDescriptor, Envelope, SendError, TrySendError};
 use crate::identity::PeerId;
 use crate::metrics::DropReason;
+use crate::peer_manager::PeerError;
 use crate::router::link::{Inbound, PushError};
 use crate::router::shared::Shared;
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::PeerError;
 use crate::identity::PeerId;
 use crate::metrics::DropReason;
+use crate::peer_manager::PeerError;
 use crate::proto::{self, GoodbyeReason};
 use crate::router::MAX_HELLO_SIZE;
 use crate::router::link::{Inbound, Link};

@@ -7,9 +7,10 @@ use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{ChannelDescriptor, PeerError};
+use crate::channel::ChannelDescriptor;
 use crate::identity::PeerId;
 use crate::metrics::Metrics;
+use crate::peer_manager::PeerError;
 use crate::router::PeerUpdate;
 use crate::router::ledger::{ChannelLimits, CreditLedger, byte_windows};
 use crate::router::link::{Inbound, Link};

@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::PeerAddress;
-use crate::channel::PeerError;
 use crate::identity::PeerId;
 use crate::ip_prefix::{PrefixSlot, PrefixSlots};
 use crate::metrics::DirectionLabels;
+use crate::peer_manager::PeerError;
 use crate::peer_manager::{
     AddAddressError, AddressSource, Admission, Direction, PeerManager, ReportOutcome,
 };
