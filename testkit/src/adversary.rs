@@ -83,14 +83,7 @@ impl RawPeer {
         ip: Option<IpAddr>,
     ) -> Result<Self, ConnectionError> {
         let keypair = Keypair::from_seed(seed);
-        let endpoint = net
-            .hub()
-            .transport_with_ip(keypair.peer_id(), ip)
-            .map_err(|e| ConnectionError::Reset(e.to_string()))?;
-        let mut conn = endpoint
-            .dial(&PeerAddress::memory(net.peer_id(target)))
-            .await
-            .map_err(|e| ConnectionError::Reset(e.to_string()))?;
+        let (endpoint, mut conn) = dial(net, target, &keypair, ip).await?;
         let hello = proto::NodeInfo {
             protocol_version: PROTOCOL_VERSION,
             network_id: p2p::RouterConfig::default().network_id,
@@ -159,12 +152,7 @@ impl RawPeer {
         channel: u16,
         message: &impl prost::Message,
     ) -> Result<(), ConnectionError> {
-        self.conn
-            .sink
-            .send(&mut vec![Frame::Data {
-                channel: ChannelId(channel),
-                payload: Bytes::from(message.encode_to_vec()),
-            }])
+        self.send_bytes(channel, Bytes::from(message.encode_to_vec()))
             .await
     }
 
@@ -235,6 +223,26 @@ impl RawPeer {
 /// The receive window a raw peer announces on each channel, and grants.
 const RAW_PEER_WINDOW: u32 = 64;
 
+/// A memory-transport endpoint under `keypair`, its connections from `ip`
+/// if given, and its connection to node `target` (the transport's
+/// handshake done, nothing sent).
+async fn dial(
+    net: &Network,
+    target: usize,
+    keypair: &Keypair,
+    ip: Option<IpAddr>,
+) -> Result<(MemoryTransport, Connection), ConnectionError> {
+    let endpoint = net
+        .hub()
+        .transport_with_ip(keypair.peer_id(), ip)
+        .map_err(|e| ConnectionError::Reset(e.to_string()))?;
+    let conn = endpoint
+        .dial(&PeerAddress::memory(net.peer_id(target)))
+        .await
+        .map_err(|e| ConnectionError::Reset(e.to_string()))?;
+    Ok((endpoint, conn))
+}
+
 /// `count` raw peers from one network: keys from `first_seed` on, each
 /// connection from its own address in `network`'s /24 (`a.b.c.1`,
 /// `a.b.c.2`, …), all announcing `channels` to node `target`. Peers the
@@ -282,15 +290,7 @@ impl Silent {
         seed: u64,
         ip: Option<IpAddr>,
     ) -> Result<Self, ConnectionError> {
-        let keypair = Keypair::from_seed(seed);
-        let endpoint = net
-            .hub()
-            .transport_with_ip(keypair.peer_id(), ip)
-            .map_err(|e| ConnectionError::Reset(e.to_string()))?;
-        let conn = endpoint
-            .dial(&PeerAddress::memory(net.peer_id(target)))
-            .await
-            .map_err(|e| ConnectionError::Reset(e.to_string()))?;
+        let (endpoint, conn) = dial(net, target, &Keypair::from_seed(seed), ip).await?;
         Ok(Self {
             _conn: conn,
             _endpoint: endpoint,

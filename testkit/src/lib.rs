@@ -239,7 +239,7 @@ impl NetworkBuilder {
         let hub = MemoryHub::new(self.seed);
         let dir = tempfile::tempdir()?;
         let keys: Vec<Keypair> = (0..self.nodes)
-            .map(|i| Keypair::from_seed(mix(self.seed, i as u64)))
+            .map(|i| node_keypair(self.seed, i))
             .collect();
         let mut nodes = Vec::with_capacity(self.nodes);
         for (i, keypair) in keys.into_iter().enumerate() {
@@ -313,6 +313,13 @@ impl NetworkBuilder {
         }
         Ok(net)
     }
+}
+
+/// Node `i`'s keypair in a network built with `seed`: what a test hands a
+/// reactor that signs with the node's key (the router does not give its
+/// key out), the same the network's router runs under.
+pub fn node_keypair(seed: u64, i: usize) -> Keypair {
+    Keypair::from_seed(mix(seed, i as u64))
 }
 
 /// splitmix64 of `seed + i`: independent-looking seeds from one.

@@ -573,17 +573,11 @@ impl PeerManager {
                 .filter_map(|p| self.peers.get(p).map(|peer| (*p, peer)))
                 .filter(|(_, peer)| Self::displaceable(peer))
                 .collect();
-            let victim = entries
-                .iter()
-                .filter(|(_, peer)| self.is_terrible(peer))
-                .min_by_key(|(_, peer)| peer.seq)
-                .or_else(|| {
-                    entries
-                        .iter()
-                        .filter(|(_, peer)| trusted || peer.source == *source)
-                        .min_by_key(|(_, peer)| peer.seq)
-                })
-                .map(|(p, _)| *p);
+            let victim = self.victim(
+                &entries,
+                |peer| trusted || peer.source == *source,
+                |peer| peer.seq,
+            );
             match victim {
                 Some(victim) => {
                     tracing::debug!(peer = %victim, newcomer = %id, "address displaced from a full bucket");
@@ -595,6 +589,27 @@ impl PeerManager {
         }
         self.tables.push(slot, id);
         Ok(slot)
+    }
+
+    /// The entry of a full bucket to make room with: its oldest terrible
+    /// entry, else the first by `order` of those `eligible` accepts.
+    fn victim<K: Ord>(
+        &self,
+        entries: &[(PeerId, &Peer)],
+        eligible: impl Fn(&Peer) -> bool,
+        order: impl Fn(&Peer) -> K,
+    ) -> Option<PeerId> {
+        entries
+            .iter()
+            .filter(|(_, peer)| self.is_terrible(peer))
+            .min_by_key(|(_, peer)| peer.seq)
+            .or_else(|| {
+                entries
+                    .iter()
+                    .filter(|(_, peer)| eligible(peer))
+                    .min_by_key(|(_, peer)| order(peer))
+            })
+            .map(|(p, _)| *p)
     }
 
     /// `id` answered a dial: it moves to the tried table. A full tried
@@ -621,17 +636,11 @@ impl PeerManager {
                 .filter_map(|p| self.peers.get(p).map(|peer| (*p, peer)))
                 .filter(|(_, peer)| peer.state == PeerState::Idle && !peer.requested)
                 .collect();
-            let victim = entries
-                .iter()
-                .filter(|(_, peer)| self.is_terrible(peer))
-                .min_by_key(|(_, peer)| peer.seq)
-                .or_else(|| {
-                    entries
-                        .iter()
-                        .filter(|(_, peer)| peer.group == group)
-                        .min_by_key(|(_, peer)| (peer.last_tried, peer.seq))
-                })
-                .map(|(p, _)| *p);
+            let victim = self.victim(
+                &entries,
+                |peer| peer.group == group,
+                |peer| (peer.last_tried, peer.seq),
+            );
             let Some(victim) = victim else {
                 return;
             };

@@ -45,7 +45,7 @@ async fn setup() -> Setup {
         .links(vec![(1, 0)])
         .build()
         .expect("build");
-    let keypair = common::node_keypair(SEED, 0);
+    let keypair = testkit::node_keypair(SEED, 0);
     assert_eq!(keypair.peer_id(), net.peer_id(0));
     let gossip = net
         .reactor(0, Gossip::new(keypair, config()).expect("config"))

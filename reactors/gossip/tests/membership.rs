@@ -30,18 +30,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// A ring and two random chords per node.
 fn links(seed: u64) -> Vec<(usize, usize)> {
-    let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x5eed);
-    let mut pairs = BTreeSet::new();
-    for i in 0..HONEST {
-        pairs.insert((i, (i + 1) % HONEST));
-        for _ in 0..2 {
-            let j = rng.random_range(0..HONEST);
-            if j != i && !pairs.contains(&(j, i)) {
-                pairs.insert((i, j));
-            }
-        }
-    }
-    pairs.into_iter().collect()
+    common::ring_with_chords(HONEST, 2, seed ^ 0x5eed)
 }
 
 fn router_config(_: usize, config: &mut RouterConfig) {
@@ -116,7 +105,7 @@ async fn sybil_attack(seed: u64) {
         .expect("build");
     let handles = net
         .reactor_on_all(|i| {
-            Gossip::new(common::node_keypair(seed, i), GossipConfig::default()).expect("config")
+            Gossip::new(testkit::node_keypair(seed, i), GossipConfig::default()).expect("config")
         })
         .expect("open gossip");
     net.start().expect("start");

@@ -20,18 +20,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// A ring (so the graph is connected) and two random chords per node.
 fn links(seed: u64) -> Vec<(usize, usize)> {
-    let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x11a5);
-    let mut pairs = BTreeSet::new();
-    for i in 0..NODES {
-        pairs.insert((i, (i + 1) % NODES));
-        for _ in 0..2 {
-            let j = rng.random_range(0..NODES);
-            if j != i && !pairs.contains(&(j, i)) {
-                pairs.insert((i, j));
-            }
-        }
-    }
-    pairs.into_iter().collect()
+    common::ring_with_chords(NODES, 2, seed ^ 0x11a5)
 }
 
 /// Room for the links and for the connections gossip asks for.
@@ -104,11 +93,11 @@ async fn fifty_routers(seed: u64) {
         .expect("build");
     let handles = net
         .reactor_on_all(|i| {
-            Gossip::new(common::node_keypair(seed, i), GossipConfig::default()).expect("config")
+            Gossip::new(testkit::node_keypair(seed, i), GossipConfig::default()).expect("config")
         })
         .expect("open gossip");
     for i in 0..NODES {
-        assert_eq!(common::node_keypair(seed, i).peer_id(), net.peer_id(i));
+        assert_eq!(testkit::node_keypair(seed, i).peer_id(), net.peer_id(i));
     }
     net.start().expect("start");
     net.wait_until("every link to come up", 30 * SECOND, |net| {

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p2p::{Keypair, PeerId, RouterConfig};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha12Rng;
 use reactor_gossip::room::{ChatLog, RoomConfig, RoomHandle, RoomKeys, Rooms, RoomsHandle};
 use reactor_gossip::{Gossip, GossipConfig, GossipHandle, HyParViewConfig};
 use testkit::Network;
@@ -18,16 +16,7 @@ use testkit::Network;
 const SECOND: Duration = Duration::from_secs(1);
 
 fn links(n: usize, seed: u64) -> Vec<(usize, usize)> {
-    let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x4007);
-    let mut pairs = BTreeSet::new();
-    for i in 0..n {
-        pairs.insert((i, (i + 1) % n));
-        let j = rng.random_range(0..n);
-        if j != i && !pairs.contains(&(j, i)) {
-            pairs.insert((i, j));
-        }
-    }
-    pairs.into_iter().collect()
+    common::ring_with_chords(n, 1, seed ^ 0x4007)
 }
 
 fn router_config(_: usize, config: &mut RouterConfig) {
@@ -73,7 +62,7 @@ async fn setup(seed: u64, n: usize) -> Setup {
     let mut gossip = Vec::new();
     let mut rooms = Vec::new();
     for i in 0..n {
-        let key = common::node_keypair(seed, i);
+        let key = testkit::node_keypair(seed, i);
         assert_eq!(key.peer_id(), net.peer_id(i));
         let g = net
             .reactor(i, Gossip::new(key, gossip_config()).expect("config"))

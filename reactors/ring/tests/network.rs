@@ -20,20 +20,10 @@ use tokio::sync::broadcast::error::TryRecvError;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// The testkit derives node `i`'s key as `Keypair::from_seed(mix(seed, i))`
-/// (splitmix64) and does not hand keys out; a gateway needs its key to
-/// sign. Checked against the network's PeerId, so a change in the testkit
-/// fails here loudly rather than mysteriously.
+/// Node `i`'s key (checked against the router's PeerId).
 fn testkit_key(net: &Network, seed: u64, i: usize) -> Keypair {
-    let mut z = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    let key = Keypair::from_seed(z ^ (z >> 31));
-    assert_eq!(
-        key.peer_id(),
-        net.peer_id(i),
-        "the testkit's key derivation changed"
-    );
+    let key = testkit::node_keypair(seed, i);
+    assert_eq!(key.peer_id(), net.peer_id(i));
     key
 }
 
