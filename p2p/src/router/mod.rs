@@ -77,8 +77,7 @@ use self::supervisor::{
 /// (ADR 0002). Version 1 started with a full `recv_window`.
 pub const PROTOCOL_VERSION: u32 = 2;
 
-/// The largest `max_message_size` a channel may declare (16 MiB).
-pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+pub use crate::channel::MAX_MESSAGE_SIZE;
 
 /// The largest `Hello` frame read from a peer that has not been admitted
 /// (64 KiB, encoded). Before admission a peer has proven only a key, which

@@ -45,6 +45,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+pub mod net;
+
 /// A node's index in the simulation (0-based).
 pub type NodeIdx = u32;
 
@@ -82,7 +84,7 @@ pub trait SimNode {
 /// What a node asks the simulator to do.
 #[derive(Debug)]
 pub struct Io<M> {
-    sends: Vec<(NodeIdx, M)>,
+    sends: Vec<(NodeIdx, M, Duration)>,
     timers: Vec<(Duration, u64)>,
 }
 
@@ -98,7 +100,15 @@ impl<M> Default for Io<M> {
 impl<M> Io<M> {
     /// Sends `message` to `to`; it arrives after the link's latency.
     pub fn send(&mut self, to: NodeIdx, message: M) {
-        self.sends.push((to, message));
+        self.sends.push((to, message, Duration::ZERO));
+    }
+
+    /// Sends `message` to `to` once `delay` has passed (it waited in a
+    /// queue); it arrives `delay` plus the link's latency from now. A
+    /// node that keeps each link's delays from decreasing keeps the
+    /// link's order.
+    pub fn send_after(&mut self, to: NodeIdx, message: M, delay: Duration) {
+        self.sends.push((to, message, delay));
     }
 
     /// Fires [`SimNode::on_timer`] with `timer` after `after`.
@@ -382,14 +392,14 @@ impl<N: SimNode> Sim<N> {
     }
 
     fn apply(&mut self, from: NodeIdx, io: Io<N::Message>) {
-        for (to, message) in io.sends {
+        for (to, message, delay) in io.sends {
             self.stats.sent += 1;
             if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss.min(1.0)) {
                 self.stats.lost += 1;
                 continue;
             }
             let latency = self.latency(from, to);
-            self.schedule(latency, Event::Deliver { from, to, message });
+            self.schedule(delay + latency, Event::Deliver { from, to, message });
         }
         for (after, timer) in io.timers {
             self.schedule(after, Event::Timer { node: from, timer });
@@ -407,7 +417,7 @@ impl<N: SimNode> Sim<N> {
 }
 
 /// splitmix64 of `seed + i`.
-fn mix(seed: u64, i: u64) -> u64 {
+pub(crate) fn mix(seed: u64, i: u64) -> u64 {
     let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -1,7 +1,9 @@
-//! Typed channels: the way reactors talk to peers.
+//! Typed channels: the way reactors talk to peers. This module holds the
+//! channel's vocabulary (ids, descriptors, errors); the handles that send
+//! and receive are `p2p::ChannelSender` and `p2p::ChannelReceiver`.
 //!
 //! A reactor opens a channel once (before the router starts) and gets a
-//! [`ChannelSender<M>`](crate::ChannelSender) and a [`ChannelReceiver<M>`](crate::ChannelReceiver) for one Protobuf
+//! `ChannelSender<M>` and a `ChannelReceiver<M>` for one Protobuf
 //! message type `M`. These are the promises:
 //!
 //! * **At most once.** Nothing above the transport retransmits: a message is
@@ -13,11 +15,11 @@
 //!   channel's quantum proportional to its priority.
 //! * **Backpressure per (peer, channel).** Each peer has its own bounded send
 //!   queue per channel, and the remote grants credit per channel as its
-//!   reactor consumes. [`ChannelSender::send`](crate::ChannelSender::send) waits for room;
-//!   [`ChannelSender::try_send`](crate::ChannelSender::try_send) and [`ChannelSender::broadcast`](crate::ChannelSender::broadcast) never wait.
+//!   reactor consumes. `ChannelSender::send` waits for room;
+//!   `ChannelSender::try_send` and `ChannelSender::broadcast` never wait.
 //!   A stalled reactor on one channel stalls only that channel's senders.
 //! * **Every drop is counted** in `switchyard_p2p_messages_dropped_total`
-//!   with the channel and a [`DropReason`](crate::DropReason).
+//!   with the channel and a `DropReason`.
 //!
 //! What is dropped: messages queued for a peer when its connection ends
 //! (`peer_gone`); `try_send`/`broadcast` to a full queue (`queue_full`);
@@ -37,6 +39,9 @@
 use std::fmt;
 
 use crate::identity::PeerId;
+
+/// The largest `max_message_size` a channel may declare (16 MiB).
+pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
 /// A channel's number on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,10 +104,10 @@ impl ChannelDescriptor {
         if self.recv_buffer == 0 || self.recv_buffer > 1 << 16 {
             return bad("recv_buffer must be in 1..=65536");
         }
-        if self.max_message_size == 0 || self.max_message_size > crate::router::MAX_MESSAGE_SIZE {
+        if self.max_message_size == 0 || self.max_message_size > MAX_MESSAGE_SIZE {
             return bad(&format!(
                 "max_message_size must be in 1..={}",
-                crate::router::MAX_MESSAGE_SIZE
+                MAX_MESSAGE_SIZE
             ));
         }
         Ok(())

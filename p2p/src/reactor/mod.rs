@@ -30,11 +30,17 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::ChannelError;
 use crate::router::{Router, RouterBuilder};
 
+pub mod driver;
+
+pub use driver::{Shell, now, unix_time};
+pub use p2p_core::reactor::{Core, CoreInput, Input, Output, Outputs, PeerUp, SendFailure};
+
 /// A network service: opens channels, runs as a task, hands the application
 /// a typed handle.
 ///
-/// Write the algorithm as a sans-IO state machine and keep `run` a thin
-/// driver that feeds it channel messages, peer updates and ticks (STYLE.md).
+/// Write the algorithm as a sans-IO [`Core`] in a crate without tokio, and
+/// make `run` build it and hand it to [`driver::run`] with the reactor's
+/// [`Shell`] (STYLE.md, ADR 0001).
 pub trait Reactor: Send + 'static {
     /// What the application holds to use the reactor (cheap to clone).
     type Handle: Clone + Send + Sync + 'static;
