@@ -1,0 +1,1 @@
+//! Peer exchange in the testkit simulator (issue 15).

@@ -1,0 +1,3 @@
+//! The ring reactor's sans-IO core: its state machine, messages and
+//! configuration, in a crate without tokio (ADR 0001). The core moves here
+//! from `reactor-ring` (issue 15).
