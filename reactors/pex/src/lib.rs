@@ -1,9 +1,10 @@
 //! Peer exchange (pex): nodes tell each other the addresses they know, so
 //! a network grows from one bootstrap peer.
 //!
-//! [`Pex`] is a [`Reactor`](p2p::Reactor): open it on a node and it runs a
-//! thin driver ([`reactor`]) around a sans-IO core ([`PexState`]) that
-//! knows no tokio and no clock. It feeds the peer manager through
+//! [`Pex`] is a [`Reactor`](p2p::Reactor): open it on a node and the one
+//! reactor driver (`p2p::reactor::driver`) runs its sans-IO core
+//! ([`PexState`], in the tokio-free crate `reactor-pex-proto`) beside a
+//! thin shell ([`reactor`]). It feeds the peer manager through
 //! [`Router::add_addresses`](p2p::Router::add_addresses) with
 //! [`AddressSource::ExchangeFrom`](p2p::AddressSource::ExchangeFrom)`(the
 //! peer that told us)`; the peer manager screens every address (the one
@@ -111,30 +112,13 @@
 //!   Exchanged addresses never touch persistent peers (the peer manager
 //!   ignores them).
 
-pub mod address_check;
-pub mod config;
 pub mod reactor;
-pub mod state;
 pub mod stats;
 
-/// Protobuf messages generated from `proto/pex.proto` by `build.rs`.
-#[allow(missing_docs, clippy::all)]
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/switchyard.pex.v1.rs"));
-}
-
-pub use address_check::AddressRefusal;
-pub use config::{PexConfig, PexConfigError};
 pub use reactor::{Pex, PexHandle};
-pub use state::{Action, Message, PeerUp, PexState};
-pub use stats::{PexStats, RefusedAddresses};
-
-/// The pex channel's id.
-pub const CHANNEL_ID: u16 = 0x0010;
-
-/// Addresses in one response at most: the protocol's limit, whatever the
-/// config says.
-pub const MAX_ADDRESSES_PER_RESPONSE: usize = 100;
-
-/// The longest address text accepted in a response.
-pub const MAX_ADDRESS_LEN: usize = p2p::address::MAX_ADDRESS_LEN;
+pub use reactor_pex_proto::state::PeerUp;
+pub use reactor_pex_proto::{
+    Action, AddressRefusal, CHANNEL_ID, Effect, MAX_ADDRESS_LEN, MAX_ADDRESSES_PER_RESPONSE,
+    Message, Outcome, PexConfig, PexConfigError, PexState, PexStats, RefusedAddresses,
+    address_check, config, proto, state,
+};

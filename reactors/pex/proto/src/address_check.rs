@@ -8,8 +8,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use p2p::PeerAddress;
-use p2p::address::{Endpoint, Host};
+use p2p_core::PeerAddress;
+use p2p_core::address::{Endpoint, Host};
 
 /// Why an address was not added to the address book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,7 +102,7 @@ pub(crate) fn with_observed_ip(address: &PeerAddress, observed: IpAddr) -> Optio
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use p2p::{Keypair, PeerId};
+    use p2p_core::{Keypair, PeerId};
 
     fn peer(seed: u64) -> PeerId {
         Keypair::from_seed(seed).peer_id()

@@ -5,11 +5,11 @@ use std::time::Duration;
 use crate::MAX_ADDRESSES_PER_RESPONSE;
 
 /// Peer exchange settings. Every field has a default; override what you
-/// need and let [`Pex::new`](crate::Pex::new) check the result.
+/// need and let `reactor_pex::Pex::new` check the result.
 ///
 /// ```
 /// use std::time::Duration;
-/// use reactor_pex::PexConfig;
+/// use reactor_pex_proto::PexConfig;
 ///
 /// let config = PexConfig {
 ///     min_peers: 4,

@@ -1,11 +1,15 @@
 //! The sans-IO core of peer exchange: fed with peer updates, messages and
 //! ticks, it returns [`Action`]s for a driver to carry out. No clock, no
 //! I/O, no tokio: time comes in as arguments, randomness from a seed.
+//! [`PexState`] implements [`Core`]: the one driver runs it on the router,
+//! the one simulated network in the simulator. Its effects ([`Effect`]) are
+//! the address book's: sample addresses for a requester, add what a peer
+//! told us; their results come back as [`Outcome`]s.
 //!
 //! ```
 //! use std::time::Instant;
-//! use p2p::Keypair;
-//! use reactor_pex::{Action, Message, PeerUp, PexConfig, PexState};
+//! use p2p_core::{Keypair, PeerUp};
+//! use reactor_pex_proto::{Action, Message, PexConfig, PexState};
 //!
 //! let peer = Keypair::from_seed(1).peer_id();
 //! let now = Instant::now();
@@ -19,10 +23,10 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use p2p::{AddAddressError, AddressError, PeerAddress, PeerError, PeerId};
+use p2p_core::reactor::{Core, CoreInput, Input, Output, Outputs, SendFailure};
+use p2p_core::{AddAddressError, AddressError, PeerAddress, PeerError, PeerId};
 use rand::SeedableRng;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha12Rng;
@@ -100,19 +104,16 @@ impl Message {
     }
 }
 
-/// What the core asks its driver to do.
+/// What the core asks its driver to do: the reactor [`Output`], with
+/// pex's [`Effect`]s and no events.
+pub type Action = Output<Message, std::convert::Infallible, Effect>;
+
+/// What only pex's driver can do: the address book's work.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send `message` to `to` (never waiting: a full queue drops it).
-    Send {
-        /// The peer.
-        to: PeerId,
-        /// The message.
-        message: Message,
-    },
+pub enum Effect {
     /// Answer `to`'s request `id`: sample up to `max` addresses from the
     /// address book, never `to`'s own (`Router::sample_addresses(max,
-    /// Some(to))`), and hand them to [`PexState::on_sample`].
+    /// Some(to))`), and hand them back as [`Outcome::Sampled`].
     Sample {
         /// The requester.
         to: PeerId,
@@ -123,7 +124,7 @@ pub enum Action {
     },
     /// Add these addresses, which `from` told us, to the address book as
     /// `AddressSource::ExchangeFrom(from)` (the peer manager screens them),
-    /// and hand the results to [`PexState::on_added`].
+    /// and hand the results back as [`Outcome::Added`].
     AddAddresses {
         /// The peer that told us: its network decides which buckets of the
         /// address book the addresses may reach.
@@ -131,49 +132,26 @@ pub enum Action {
         /// The addresses.
         addresses: Vec<PeerAddress>,
     },
-    /// Report `peer`'s misbehaviour to the router (lowers its score).
-    Report {
-        /// The peer.
-        peer: PeerId,
-        /// What it did.
-        error: PeerError,
-    },
-    /// Seed mode: disconnect `peer` (with a goodbye, no ban) to free its
-    /// inbound slot for the next joiner.
-    Disconnect {
-        /// The peer.
-        peer: PeerId,
-    },
 }
 
-/// A peer that just came up, as the driver saw it.
+/// The result of an [`Effect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerUp {
-    /// The peer.
-    pub peer: PeerId,
-    /// Whether both sides serve the pex channel (otherwise we never ask it).
-    pub serves_pex: bool,
-    /// The listen addresses it announced in its `Hello`.
-    pub listen_addresses: Vec<String>,
-    /// The IP the transport observed for the connection, if any: it
-    /// replaces an announced unspecified IP (`0.0.0.0`, `::`).
-    pub observed_ip: Option<IpAddr>,
-    /// Whether the peer dialed us (seed mode disconnects inbound peers).
-    pub inbound: bool,
+pub enum Outcome {
+    /// The addresses sampled for `to`'s request `id`.
+    Sampled {
+        /// The requester.
+        to: PeerId,
+        /// Its request's id.
+        id: u64,
+        /// The sample.
+        addresses: Vec<PeerAddress>,
+    },
+    /// The peer manager's verdict on each address of an
+    /// [`Effect::AddAddresses`], in order.
+    Added(Vec<Result<bool, AddAddressError>>),
 }
 
-impl PeerUp {
-    /// A peer that serves pex and announced nothing.
-    pub fn new(peer: PeerId) -> Self {
-        Self {
-            peer,
-            serves_pex: true,
-            listen_addresses: Vec::new(),
-            observed_ip: None,
-            inbound: false,
-        }
-    }
-}
+pub use p2p_core::reactor::PeerUp;
 
 /// Our latest request to one peer.
 #[derive(Debug, Clone, Copy)]
@@ -326,7 +304,7 @@ impl PexState {
         self.peers.insert(
             up.peer,
             Peer {
-                serves_pex: up.serves_pex,
+                serves_pex: up.serves,
             },
         );
         if self.config.seed_mode && up.inbound {
@@ -335,12 +313,12 @@ impl PexState {
         }
         let announced = self.check_announced(&up);
         if !announced.is_empty() {
-            actions.push(Action::AddAddresses {
+            actions.push(Action::Effect(Effect::AddAddresses {
                 from: up.peer,
                 addresses: announced,
-            });
+            }));
         }
-        if up.serves_pex && connected < self.config.min_peers && self.may_ask(up.peer, now) {
+        if up.serves && connected < self.config.min_peers && self.may_ask(up.peer, now) {
             actions.push(self.request(up.peer, now));
         }
         actions
@@ -362,9 +340,16 @@ impl PexState {
         now: Instant,
     ) -> Vec<Action> {
         match Message::from_wire(message) {
-            Some(Message::Request { id }) => self.on_request(from, id, now),
-            Some(Message::Response { id, addresses }) => self.on_response(from, id, addresses, now),
+            Some(message) => self.on_decoded(from, message, now),
             None => Vec::new(),
+        }
+    }
+
+    /// A decoded message from `from`.
+    pub fn on_decoded(&mut self, from: PeerId, message: Message, now: Instant) -> Vec<Action> {
+        match message {
+            Message::Request { id } => self.on_request(from, id, now),
+            Message::Response { id, addresses } => self.on_response(from, id, addresses, now),
         }
     }
 
@@ -398,11 +383,11 @@ impl PexState {
         if let Some(due) = self.seed_evictions.get_mut(&from) {
             *due = (*due).min(after(now, SEED_LINGER));
         }
-        vec![Action::Sample {
+        vec![Action::Effect(Effect::Sample {
             to: from,
             id,
             max: self.config.max_addresses_per_response,
-        }]
+        })]
     }
 
     /// The driver sampled `addresses` for `to`'s request `id`: the answer,
@@ -517,10 +502,10 @@ impl PexState {
         if accepted.is_empty() {
             Vec::new()
         } else {
-            vec![Action::AddAddresses {
+            vec![Action::Effect(Effect::AddAddresses {
                 from,
                 addresses: accepted,
-            }]
+            })]
         }
     }
 
@@ -556,7 +541,7 @@ impl PexState {
         for peer in due {
             self.seed_evictions.remove(&peer);
             self.stats.seed_disconnects += 1;
-            actions.push(Action::Disconnect { peer });
+            actions.push(Action::Disconnect { peer, ban: None });
         }
         let timeout = self.response_timeout();
         for asked in self.asked.values_mut() {
@@ -678,7 +663,7 @@ impl PexState {
     fn check_announced(&mut self, up: &PeerUp) -> Vec<PeerAddress> {
         let mut seen = BTreeSet::new();
         let mut accepted = Vec::new();
-        for text in up.listen_addresses.iter().take(MAX_ANNOUNCED_ADDRESSES) {
+        for text in up.addresses.iter().take(MAX_ANNOUNCED_ADDRESSES) {
             let address = match text.parse::<PeerAddress>() {
                 Ok(address) => address,
                 Err(AddressError::UnknownScheme(_)) => {
@@ -695,7 +680,7 @@ impl PexState {
                 continue;
             }
             let address = up
-                .observed_ip
+                .ip
                 .and_then(|ip| address_check::with_observed_ip(&address, ip.to_canonical()))
                 .unwrap_or(address);
             if self.screen(&address, &mut seen) {
@@ -720,6 +705,76 @@ impl PexState {
 
     fn refuse_address(&mut self, reason: AddressRefusal) {
         self.stats.addresses_refused.add(reason);
+    }
+}
+
+/// The one reactor shape (see [`p2p_core::reactor`]). Pex takes no
+/// application commands and tells the application nothing but its
+/// counters ([`PexState::stats`]); the number of connected peers it
+/// counts from `PeerUp`/`PeerDown` (the driver announces every peer, pex
+/// or not).
+impl Core for PexState {
+    type Message = Message;
+    type Wire = proto::PexMessage;
+    type Command = std::convert::Infallible;
+    type Reply = ();
+    type Event = std::convert::Infallible;
+    type Effect = Effect;
+    type Outcome = Outcome;
+
+    fn handle(&mut self, now: Instant, input: CoreInput<Self>, out: &mut Outputs<Self>) {
+        match input {
+            Input::PeerUp(up) => {
+                let connected = self.peers.len() + usize::from(!self.peers.contains_key(&up.peer));
+                out.extend(self.on_peer_up(up, connected, now));
+            }
+            Input::PeerDown(peer) => {
+                let connected = self.peers.len() - usize::from(self.peers.contains_key(&peer));
+                self.on_peer_down(peer, connected);
+            }
+            Input::Message { from, message, .. } => out.extend(self.on_decoded(from, message, now)),
+            // Every pex message decodes: nothing is malformed at this level
+            // (the router already refused what does not parse).
+            Input::Malformed { from, error } => out.push(Output::Report { peer: from, error }),
+            Input::Timer => {
+                let connected = self.peers.len();
+                out.extend(self.on_tick(now, connected));
+            }
+            // A dropped request times out; a dropped response is the
+            // requester's loss (the router counted the drop).
+            Input::SendFailed { reason, .. } => {
+                if reason != SendFailure::NotConnected {
+                    self.stats.sends_dropped += 1;
+                }
+            }
+            // Pex never dials.
+            Input::DialFailed(_) => {}
+            Input::Outcome(Outcome::Sampled { to, id, addresses }) => {
+                out.extend(self.on_sample(to, id, addresses));
+            }
+            Input::Outcome(Outcome::Added(results)) => self.on_added(&results),
+        }
+    }
+
+    fn command(&mut self, _now: Instant, command: Self::Command, _out: &mut Outputs<Self>) {
+        match command {}
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        Some(PexState::next_wakeup(self))
+    }
+
+    fn decode(&self, wire: proto::PexMessage) -> Result<Option<Message>, PeerError> {
+        Ok(Message::from_wire(wire))
+    }
+
+    fn encode(message: Message) -> proto::PexMessage {
+        message.into()
+    }
+
+    fn wire_size(&self, message: &Message) -> usize {
+        use prost::Message as _;
+        proto::PexMessage::from(message.clone()).encoded_len()
     }
 }
 

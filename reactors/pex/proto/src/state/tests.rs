@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use p2p::Keypair;
+use p2p_core::Keypair;
 use proptest::prelude::*;
 
 use super::*;
@@ -49,7 +49,7 @@ fn added(actions: &[Action]) -> Vec<PeerAddress> {
     actions
         .iter()
         .flat_map(|a| match a {
-            Action::AddAddresses { addresses, .. } => addresses.clone(),
+            Action::Effect(Effect::AddAddresses { addresses, .. }) => addresses.clone(),
             _ => Vec::new(),
         })
         .collect()
@@ -74,7 +74,7 @@ fn a_new_peer_is_asked_at_once_only_while_below_min_peers() {
     assert!(up(&mut state, peer(2), 7, t0).is_some());
     assert_eq!(up(&mut state, peer(3), 8, t0), None, "at min_peers");
     let not_pex = PeerUp {
-        serves_pex: false,
+        serves: false,
         ..PeerUp::new(peer(4))
     };
     assert!(requests(&state.on_peer_up(not_pex, 2, t0)).is_empty());
@@ -151,14 +151,20 @@ fn requests_beyond_the_rate_limit_are_refused_and_reported() {
     let flooder = peer(1);
     up(&mut state, flooder, 1, t0);
     let first = state.on_request(flooder, 1, t0);
-    assert!(matches!(first.as_slice(), [Action::Sample { to, id: 1, max: 100 }] if *to == flooder));
+    assert!(
+        matches!(first.as_slice(), [Action::Effect(Effect::Sample { to, id: 1, max: 100 })] if *to == flooder)
+    );
     for k in 1..=5u32 {
         let actions = state.on_request(flooder, 1 + u64::from(k), t0 + k * SECOND);
         let reported = reports(&actions);
         assert_eq!(reported.len(), 1);
         assert_eq!(reported[0].1.penalty(), FLOOD_PENALTY);
         assert!(!reported[0].1.is_fatal());
-        assert!(!actions.iter().any(|a| matches!(a, Action::Sample { .. })));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Effect(Effect::Sample { .. })))
+        );
     }
     assert_eq!(state.stats().requests_refused, 5);
     // Reconnecting does not reset the limit.
@@ -170,7 +176,10 @@ fn requests_beyond_the_rate_limit_are_refused_and_reported() {
     );
     // After min_request_gap since the last answered one, it is answered.
     let later = state.on_request(flooder, 10, t0 + 15 * SECOND);
-    assert!(matches!(later.as_slice(), [Action::Sample { .. }]));
+    assert!(matches!(
+        later.as_slice(),
+        [Action::Effect(Effect::Sample { .. })]
+    ));
     assert_eq!(state.stats().requests_served, 2);
 }
 
@@ -206,7 +215,7 @@ fn unsolicited_responses_are_reported_and_ignored() {
     let good = vec![PeerAddress::memory(peer(7)).to_string()];
     state.on_peer_up(
         PeerUp {
-            serves_pex: true,
+            serves: true,
             ..PeerUp::new(p)
         },
         9, // at min_peers: not asked on up
@@ -325,7 +334,7 @@ fn a_response_is_checked_for_duplicates_and_the_peer_managers_refusals_counted()
     assert!(reports(&actions).is_empty());
     assert!(matches!(
         actions.as_slice(),
-        [Action::AddAddresses { from, .. }] if *from == p
+        [Action::Effect(Effect::AddAddresses { from, .. })] if *from == p
     ));
     let kept: Vec<String> = added(&actions).iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -354,16 +363,16 @@ fn announced_addresses_are_checked_and_an_unspecified_ip_takes_the_observed_one(
     let p = peer(1);
     let up = PeerUp {
         peer: p,
-        serves_pex: true,
+        serves: true,
         inbound: false,
-        listen_addresses: vec![
+        addresses: vec![
             tcp(p, "0.0.0.0", 7400),
             format!("quic://{p}@[::]:7401"),
             tcp(peer(2), "10.0.0.2", 1), // names someone else
             "nonsense".into(),
             PeerAddress::memory(p).to_string(),
         ],
-        observed_ip: Some("198.51.100.4".parse().unwrap()),
+        ip: Some("198.51.100.4".parse().unwrap()),
     };
     let actions = state.on_peer_up(up.clone(), 1, t0);
     let kept: Vec<String> = added(&actions).iter().map(ToString::to_string).collect();
@@ -386,10 +395,7 @@ fn announced_addresses_are_checked_and_an_unspecified_ip_takes_the_observed_one(
     // Without an observed IP, an unspecified one stays unspecified (and
     // the peer manager's screen refuses it).
     let (mut state, t0) = new_state(PexConfig::default());
-    let blind = PeerUp {
-        observed_ip: None,
-        ..up
-    };
+    let blind = PeerUp { ip: None, ..up };
     let kept = added(&state.on_peer_up(blind, 1, t0));
     assert_eq!(kept[0], tcp(p, "0.0.0.0", 7400).parse().unwrap());
 }
@@ -491,7 +497,7 @@ proptest! {
             let actions = match event {
                 Event::Up(n, serves_pex) => {
                     up_peers.insert(n);
-                    let up = PeerUp { serves_pex, ..PeerUp::new(peer(n)) };
+                    let up = PeerUp { serves: serves_pex, ..PeerUp::new(peer(n)) };
                     state.on_peer_up(up, up_peers.len(), now)
                 }
                 Event::Down(n) => {
@@ -528,14 +534,14 @@ proptest! {
                         }
                         asked.insert(to, (now, id));
                     }
-                    Action::Sample { to, max, .. } => {
+                    Action::Effect(Effect::Sample { to, max, .. }) => {
                         prop_assert!(max <= cap);
                         if let Some(at) = served.get(&to) {
                             prop_assert!(now - *at >= gap, "served {} twice within {:?}", to, now - *at);
                         }
                         served.insert(to, now);
                     }
-                    Action::AddAddresses { from, addresses } => {
+                    Action::Effect(Effect::AddAddresses { from, addresses }) => {
                         prop_assert!(addresses.len() <= MAX_ANNOUNCED_ADDRESSES.max(MAX_ADDRESSES_PER_RESPONSE));
                         prop_assert!(up_peers.iter().any(|n| peer(*n) == from) || asked.contains_key(&from));
                         let distinct: BTreeSet<&PeerAddress> = addresses.iter().collect();
@@ -544,9 +550,10 @@ proptest! {
                         state.on_added(&results);
                     }
                     Action::Report { error, .. } => prop_assert!(error.penalty() > 0),
-                    Action::Disconnect { peer } => {
+                    Action::Disconnect { peer, .. } => {
                         prop_assert!(false, "disconnected {} without seed mode", peer)
                     }
+                    other => prop_assert!(false, "pex never dials nor broadcasts: {:?}", other),
                 }
             }
             prop_assert!(state.next_wakeup() >= t0);
@@ -558,7 +565,7 @@ fn disconnects(actions: &[Action]) -> Vec<PeerId> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Disconnect { peer } => Some(*peer),
+            Action::Disconnect { peer, .. } => Some(*peer),
             _ => None,
         })
         .collect()
@@ -581,7 +588,7 @@ fn seed_mode_frees_inbound_slots_after_answering_and_keeps_outbound_peers() {
     // Peer 1 asks and is answered; it leaves SEED_LINGER later.
     assert!(matches!(
         state.on_request(peer(1), 9, t0).as_slice(),
-        [Action::Sample { .. }]
+        [Action::Effect(Effect::Sample { .. })]
     ));
     assert!(state.next_wakeup() <= t0 + SEED_LINGER);
     assert!(disconnects(&state.on_tick(t0 + SEED_LINGER / 2, 4)).is_empty());
