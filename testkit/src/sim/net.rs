@@ -13,7 +13,8 @@
 //!   manager would) closes the connection: [`Input::PeerDown`] at once
 //!   here, and at the other side once the `Close` arrives, after
 //!   everything sent before it. A ban refuses the peer's `Open`s for its
-//!   length.
+//!   length, and a node with `max_inbound` inbound connections refuses
+//!   more.
 //! - **Failure detection, with the router's keepalive timing.** When a
 //!   node crashes ([`Sim::crash_node`]), each peer connected to it notices
 //!   as the router's keepalive would: after its next ping (a phase in
@@ -90,6 +91,9 @@ pub struct ConnectionModel {
     pub pong_timeout: Duration,
     /// Send queues, if they are modelled.
     pub queue: Option<QueueModel>,
+    /// Inbound connections a node accepts at most (the peer manager's
+    /// `max_inbound`); an `Open` beyond is refused. Unlimited by default.
+    pub max_inbound: usize,
     /// Seed of the keepalive phases.
     pub seed: u64,
 }
@@ -107,6 +111,7 @@ impl ConnectionModel {
             ping_interval: config.ping_interval,
             pong_timeout: config.pong_timeout,
             queue: None,
+            max_inbound: usize::MAX,
             seed: 0,
         }
     }
@@ -136,6 +141,9 @@ pub struct NetStats {
     pub dial_failures: u64,
     /// `Open`s refused because the dialer was banned.
     pub refused_banned: u64,
+    /// `Open`s refused because the node had `max_inbound` inbound
+    /// connections.
+    pub refused_full: u64,
     /// Connections opened (counted once, at the dialed side).
     pub connections: u64,
     /// Connections closed by a core (a disconnect or a fatal report).
@@ -644,6 +652,12 @@ impl<C: Core, H: Host<C>> SimNode for NetNode<C, H> {
             Wire::Open => {
                 if self.bans.get(&from).is_some_and(|until| *until > now) {
                     self.net.stats.borrow_mut().refused_banned += 1;
+                    io.send(from, Wire::Close);
+                    return;
+                }
+                let inbound = self.links.values().filter(|l| l.inbound).count();
+                if !self.links.contains_key(&from) && inbound >= self.net.model.max_inbound {
+                    self.net.stats.borrow_mut().refused_full += 1;
                     io.send(from, Wire::Close);
                     return;
                 }

@@ -291,3 +291,19 @@ fn dialing_a_crashed_node_fails_after_a_round_trip() {
         )]
     );
 }
+
+#[test]
+fn a_node_with_max_inbound_connections_refuses_more() {
+    let model = ConnectionModel {
+        max_inbound: 1,
+        ..ConnectionModel::default()
+    };
+    let (mut sim, net) = network(3, model);
+    connect(&mut sim, &net, 0, 2);
+    sim.run_for(Duration::from_secs(1));
+    connect(&mut sim, &net, 1, 2);
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.node(0).is_connected(2));
+    assert!(!sim.node(1).is_connected(2) && !sim.node(2).is_connected(1));
+    assert_eq!(net.stats().refused_full, 1);
+}
