@@ -4,7 +4,7 @@
 //! core's samples and takes what it learns, and a dialer that keeps
 //! `outbound` connections, backs off exponentially from an address whose
 //! dial did not come up (refused past the model's `max_inbound`, or
-//! crashed) and forgets it after [`FORGET_AFTER`] failures in a row (but
+//! crashed), with jitter, and forgets it after [`FORGET_AFTER`] failures in a row (but
 //! never the configured seed's).
 //!
 //! [`run_scenario`] grows a network from one seed node (in seed mode, as
@@ -25,8 +25,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use p2p::{Keypair, PeerAddress};
-use rand::SeedableRng;
 use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use reactor_pex_proto::{Effect, Outcome, PexConfig, PexState};
 use testkit::sim::net::{ConnectionModel, Host, Net, NetNode, NetStats};
@@ -50,6 +50,8 @@ pub struct BookHost {
     /// Addresses whose last dials failed: failures in a row, and when the
     /// address may be dialed again.
     backoff: BTreeMap<NodeIdx, (u32, Duration)>,
+    /// Whether the node has started (it dials only then).
+    started: bool,
     rng: ChaCha12Rng,
 }
 
@@ -217,6 +219,7 @@ pub fn run_scenario_sim(scenario: &Scenario) -> (Report, Sim<PexNode>) {
             book: (i != 0).then_some(0).into_iter().collect(),
             dialing: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            started: false,
             rng: ChaCha12Rng::seed_from_u64(scenario.seed ^ (u64::from(idx) << 20)),
         };
         nodes.push(NetNode::new(idx, core, host, net.clone()));
@@ -228,13 +231,13 @@ pub fn run_scenario_sim(scenario: &Scenario) -> (Report, Sim<PexNode>) {
     let mut sim = Sim::new(nodes, config);
     let mut rng = ChaCha12Rng::seed_from_u64(scenario.seed ^ 0x9e37);
     // Joins, one every `join_interval`, while the dialer runs.
-    sim.start(0);
+    start(&mut sim, 0);
     let mut started = 1;
     let mut next_dial = Duration::ZERO;
     while started < scenario.nodes {
         let next_join = sim.now() + scenario.join_interval;
         run_dialing(&mut sim, scenario, next_join, &mut next_dial, &mut rng);
-        sim.start(started as NodeIdx);
+        start(&mut sim, started as NodeIdx);
         started += 1;
     }
     let joined = sim.now();
@@ -290,6 +293,12 @@ pub fn run_scenario_sim(scenario: &Scenario) -> (Report, Sim<PexNode>) {
     (report, sim)
 }
 
+/// Starts node `i`: its core, and its dialer.
+fn start(sim: &mut Sim<PexNode>, i: NodeIdx) {
+    sim.node_mut(i).host_mut().started = true;
+    sim.start(i);
+}
+
 /// Runs the dialer until `min_peers` holds everywhere (or `settle` passed
 /// since `from`); returns how long it took.
 fn run_until_connected(
@@ -343,6 +352,9 @@ fn dial_round(
     let node = sim.node_mut(i);
     let connected: BTreeSet<NodeIdx> = node.connected().collect();
     let host = node.host_mut();
+    if !host.started {
+        return;
+    }
     // Dials that did not come up are given up: the address is tried again
     // after an exponential backoff, and forgotten after `FORGET_AFTER`
     // failures in a row.
@@ -363,7 +375,10 @@ fn dial_round(
             host.backoff.remove(&peer);
             host.book.remove(&peer);
         } else {
+            // Jittered, as the peer manager's, so refused dialers do not
+            // come back all at once.
             let wait = scenario.dial_interval * 2u32.pow(failures.min(FORGET_AFTER) + 1);
+            let wait = wait.mul_f64(1.0 + host.rng.random::<f64>());
             host.backoff.insert(peer, (failures, now + wait));
         }
     }
