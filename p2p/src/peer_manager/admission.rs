@@ -70,6 +70,11 @@ pub enum RejectReason {
     /// (`prefix_ban_threshold`).
     #[error("the peer's network is banned")]
     PrefixBanned,
+    /// The peer's score is at `disconnect_threshold` or below: it was
+    /// disconnected for it, and stays out until the score decays above the
+    /// threshold (persistent peers are exempt).
+    #[error("the peer's score is at or below disconnect_threshold")]
+    LowScore,
 }
 
 impl RejectReason {
@@ -83,6 +88,7 @@ impl RejectReason {
             RejectReason::OutboundFull => "outbound_full",
             RejectReason::PrefixLimit => "prefix_limit",
             RejectReason::PrefixBanned => "prefix_banned",
+            RejectReason::LowScore => "low_score",
         }
     }
 }

@@ -86,6 +86,9 @@ struct Peer {
     network: Group,
     /// When it was placed (a counter): older entries are displaced first.
     seq: u64,
+    /// When its latest ban ends: past it, the peer has served its sentence
+    /// and comes back on its last chance (see `score_admits`).
+    ban_ends: Option<Instant>,
     /// Our latest outbound connection to it.
     last_tried: Option<Instant>,
     /// The IP of its latest connection: the network its penalties charge.
@@ -111,6 +114,7 @@ impl Peer {
             group: Group::Unnamed,
             network: Group::Unnamed,
             seq: 0,
+            ban_ends: None,
             last_tried: None,
             ip: None,
         }
@@ -780,6 +784,9 @@ impl PeerManager {
         peer.state == PeerState::Idle
             && peer.retry_at.is_none()
             && !self.bans.contains_key(&id)
+            && (peer.persistent
+                || self.score_now(peer) > self.config.disconnect_threshold
+                || peer.ban_ends.is_some_and(|end| end <= self.now))
             && self.dial_address(peer).is_some()
     }
 
@@ -980,6 +987,9 @@ impl PeerManager {
         if self.is_banned(id, now) {
             return Admission::Reject(RejectReason::Banned);
         }
+        if !self.score_admits(id, now) {
+            return Admission::Reject(RejectReason::LowScore);
+        }
         let (persistent, requested) = self.peers.get_mut(&id).map_or((false, false), |p| {
             (p.persistent, std::mem::take(&mut p.requested))
         });
@@ -1026,6 +1036,9 @@ impl PeerManager {
         }
         if self.is_banned(id, now) {
             return Admission::Reject(RejectReason::Banned);
+        }
+        if !self.score_admits(id, now) {
+            return Admission::Reject(RejectReason::LowScore);
         }
         let (state, persistent, mut score, fresh) = self
             .peers
@@ -1263,7 +1276,35 @@ impl PeerManager {
             }
         }
         self.bans.insert(id, until);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.ban_ends = Some(until);
+        }
         until
+    }
+
+    /// Whether `id`'s score lets it connect: persistent peers always;
+    /// others while their score is above `disconnect_threshold` (a penalty
+    /// counts against the next connections until it decays). A peer whose
+    /// ban has ended has served its sentence: its score is lifted to just
+    /// above the threshold, so it is let in on its last chance, and its
+    /// next offence disconnects it again.
+    fn score_admits(&mut self, id: PeerId, now: Instant) -> bool {
+        let threshold = self.config.disconnect_threshold;
+        let half_life = self.config.score_half_life;
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return true;
+        };
+        if peer.persistent {
+            return true;
+        }
+        if peer.ban_ends.is_some_and(|end| end <= now) {
+            peer.ban_ends = None;
+            let floor = threshold as f64 + 1.0;
+            if peer.score.at(now, half_life) < floor {
+                peer.score.set(floor, now);
+            }
+        }
+        peer.score.rounded(now, half_life) > threshold
     }
 
     /// Whether `id` is banned at `now`.

@@ -218,11 +218,57 @@ fn reported_peers_are_disconnected_then_banned_at_the_threshold() {
         Admission::Reject(RejectReason::Banned)
     );
     assert_eq!(m.accepted(id(1), ip(1), until), ADMIT, "ban expired");
+    // It served its sentence and is back on its last chance: one more
+    // penalty disconnects it.
+    assert_eq!(m.score(id(1)), Some(-49));
+    assert_eq!(m.report(id(1), 1, until), ReportOutcome::Disconnect);
     // A report about an unknown peer can still ban it.
     assert!(matches!(
         m.report(id(2), 1000, now),
         ReportOutcome::Ban { .. }
     ));
+}
+
+#[test]
+fn a_peer_disconnected_for_its_score_stays_out_until_the_score_decays() {
+    // The attack: a peer at the disconnect threshold reconnects at once
+    // and is admitted with full credit; only bans used to be checked.
+    let now = Instant::now();
+    let mut m = manager(no_jitter(), now);
+    assert_eq!(m.accepted(id(1), ip(1), now), ADMIT);
+    assert_eq!(m.report(id(1), 50, now), ReportOutcome::Disconnect);
+    m.disconnected(id(1), now);
+    assert_eq!(
+        m.accepted(id(1), ip(1), now),
+        Admission::Reject(RejectReason::LowScore)
+    );
+    // Nor do we dial it: its address stays in the book, not in the dials.
+    let _ = m.add_address(addr(1), AddressSource::Exchange);
+    assert_eq!(m.next_dial(now), None);
+    assert_eq!(
+        m.dialed(id(1), None, now),
+        Admission::Reject(RejectReason::LowScore)
+    );
+    // Scores halve every hour: at -25 it is let in again, and the penalty
+    // still counts (one more report of 25 disconnects it).
+    let later = now + Duration::from_secs(3600);
+    assert_eq!(m.score(id(1)), Some(-50));
+    assert_eq!(m.accepted(id(1), ip(1), later), ADMIT);
+    assert_eq!(m.report(id(1), 25, later), ReportOutcome::Disconnect);
+}
+
+#[test]
+fn a_persistent_peer_is_let_in_whatever_its_score() {
+    let now = Instant::now();
+    let config = PeerManagerConfig {
+        persistent_peers: vec![addr(1)],
+        ..no_jitter()
+    };
+    let mut m = manager(config, now);
+    assert_eq!(m.accepted(id(1), ip(1), now), ADMIT);
+    assert_eq!(m.report(id(1), 60, now), ReportOutcome::Disconnect);
+    m.disconnected(id(1), now);
+    assert_eq!(m.accepted(id(1), ip(1), now), ADMIT);
 }
 
 #[test]
