@@ -15,6 +15,21 @@
 //! | `transport_violations_total` | reason | admitted connections the transport ended over the peer's bytes: `frame_too_large`, `reassembly_budget` (QUIC partial frames), `protocol` |
 //! | `addresses_refused_total` | reason | addresses the address book refused ([`AddAddressError::reason`](crate::AddAddressError::reason)), from any source |
 //!
+//! The reasons of `handshakes_refused_total`, every label the router uses,
+//! and the failure each counts (ADR 0004 §6 and §10):
+//!
+//! | reason | when |
+//! |---|---|
+//! | `too_many_handshakes`, `too_many_handshakes_from_prefix` | an inbound connection while the pending handshakes (in all, or from its network) are at their limit; closed before `Hello` |
+//! | `accept_error` | the transport's `accept` failed: on TCP, the Noise handshake (a wrong network id fails it, being in the prologue), a bad identity payload, a handshake message too long |
+//! | `handshake_timeout` | no `Hello` exchange within the handshake timeout |
+//! | `io` | the connection failed while sending or awaiting `Hello` |
+//! | `remote_goodbye` | the remote answered our `Hello` with a `Goodbye` |
+//! | `protocol`, `hello_too_large`, `oversized_hello`, `bad_channel`, `peer_id_mismatch` | a first frame that is not a well-formed `Hello`, or one that names another PeerId than the authenticated one |
+//! | `network_mismatch`, `version_mismatch` | a `Hello` for another network or protocol version |
+//! | `duplicate` | a second connection of a connected peer that loses the tie-break |
+//! | `banned`, `low_score`, `prefix_banned`, `prefix_limit`, `inbound_full`, `outbound_full`, `self_connection`, `already_connected` | the peer manager's verdict ([`RejectReason`](crate::peer_manager::RejectReason)) |
+//!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
 //! are counted under the channel label `unknown`, so a peer cannot create
