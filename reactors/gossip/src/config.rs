@@ -1,5 +1,8 @@
 //! Gossip parameters: membership (HyParView), broadcast (Plumtree) and the
 //! limits of the node.
+//!
+//! With the `serde` feature, [`GossipConfig`] reads and writes the form of
+//! the node's `[reactors.gossip]` section.
 
 use std::time::Duration;
 

@@ -1,4 +1,7 @@
 //! Peer exchange settings and their checks.
+//!
+//! With the `serde` feature, [`PexConfig`] reads and writes the form of the
+//! node's `[reactors.pex]` section.
 
 use std::time::Duration;
 

@@ -1,4 +1,7 @@
 //! Ring settings and their checks.
+//!
+//! With the `serde` feature, [`RingConfig`] reads and writes the form of
+//! the node's `[reactors.ring]` section.
 
 use std::time::Duration;
 
