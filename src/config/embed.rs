@@ -23,7 +23,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, forward_to_deserialize_any};
 
 /// The keys a section reads itself beside its embedded configuration.
-/// Implemented with [`section_keys!`](crate::config::embed::section_keys).
+/// Implemented with the `section_keys!` macro.
 pub(super) trait SectionKeys<'de> {
     /// The section's own keys.
     const KEYS: &'static [&'static str];

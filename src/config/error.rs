@@ -133,13 +133,13 @@ impl ConfigError {
         }
     }
 
-    /// The error of parsing `text`: the parser's message, and the path
-    /// `serde_path_to_error` tracked (`None` when it stopped at the root,
-    /// which is where a syntax error stops).
-    pub(super) fn parse(path: Option<String>, error: toml::de::Error) -> ConfigError {
+    /// A parse error: the parser's message, and the dotted path
+    /// `serde_path_to_error` tracked (`None`, or `"."` for the root, when
+    /// it stopped before any field, as a syntax error does).
+    pub(super) fn parse(field: Option<String>, error: toml::de::Error) -> ConfigError {
         ConfigError::Parse {
             path: None,
-            field: path.filter(|p| p != "."),
+            field: field.filter(|f| f != "."),
             message: error.to_string(),
         }
     }
