@@ -85,12 +85,13 @@ fn write_config(
     ring.gateways.extend(bootstrap.cloned());
     // One network (127.0.0.0/24) for every node: let it hold every link
     // and every location.
+    let ring = &mut ring.config;
     ring.max_neighbors_per_prefix = ring.max_neighbors_per_prefix.max(nodes);
     ring.max_joins_per_prefix = ring.max_joins_per_prefix.max(nodes);
     config.validate()?;
     let text = format!(
         "# Written by `switchyard devnet`.\n\n{}",
-        config.to_commented_toml()
+        config.to_commented_toml()?
     );
     let path = home.join("config.toml");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -111,7 +111,7 @@ pub async fn node_builder(config: &Config) -> anyhow::Result<Launch> {
     builder.peer_store(Box::new(store));
     if config.reactors.pex.enabled {
         let pex =
-            reactor_pex::Pex::new(config.reactors.pex.pex_config()).context("reactors.pex")?;
+            reactor_pex::Pex::new(config.reactors.pex.config.clone()).context("reactors.pex")?;
         builder.reactor(pex)?;
     }
     let mut launch = Launch {
@@ -122,7 +122,7 @@ pub async fn node_builder(config: &Config) -> anyhow::Result<Launch> {
     };
     let section = &config.reactors.gossip;
     if section.enabled {
-        let gossip_config = section.gossip_config();
+        let gossip_config = section.config.clone();
         let gossip = Gossip::new(keypair.clone(), gossip_config.clone())
             .map_err(|e| anyhow::anyhow!("reactors.gossip: {e}"))?;
         let gossip = launch.builder.reactor(gossip)?;

@@ -171,9 +171,9 @@ fn init(home: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
         anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
     }
     let text = if config == Config::default() {
-        default_config_toml()
+        default_config_toml()?
     } else {
-        config.to_commented_toml()
+        config.to_commented_toml()?
     };
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let key = switchyard::launch::load_key(&config)?;

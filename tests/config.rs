@@ -180,7 +180,7 @@ fn empty_text_is_the_default() {
 
 #[test]
 fn default_file_parses_to_exactly_the_defaults() {
-    let text = default_config_toml();
+    let text = default_config_toml().expect("the defaults render");
     assert_eq!(
         Config::from_toml_str(&text).expect("default file"),
         Config::default()
@@ -189,7 +189,7 @@ fn default_file_parses_to_exactly_the_defaults() {
 
 #[test]
 fn default_file_shows_every_field_with_a_comment() {
-    let text = default_config_toml();
+    let text = default_config_toml().expect("the defaults render");
     // Options that default to None appear commented out; uncomment them and
     // the file must hold every field the configuration has.
     let uncommented = text
@@ -219,7 +219,7 @@ fn default_file_shows_every_field_with_a_comment() {
 #[test]
 fn commented_file_round_trips_any_config() {
     let config = everything_changed();
-    let text = config.to_commented_toml();
+    let text = config.to_commented_toml().expect("renders");
     assert_eq!(
         Config::from_toml_str(&text).expect("rendered config"),
         config
@@ -286,6 +286,17 @@ fn unknown_fields_are_rejected_by_name() {
             "transports.tcp.enable",
             "unknown field `enable`",
         ),
+        // Reactor settings the node's file does not expose.
+        (
+            "[reactors.ring]\nmax_htl = 3\n",
+            "reactors.ring.max_htl",
+            "unknown field `max_htl`",
+        ),
+        (
+            "[reactors.gossip]\nneighbor_burst = 3\n",
+            "reactors.gossip.neighbor_burst",
+            "unknown field `neighbor_burst`",
+        ),
     ] {
         assert_parse_error(text, field, shown);
     }
@@ -326,9 +337,115 @@ fn wrong_types_name_the_field() {
             "peers.persistent[0]",
             "expected an address",
         ),
+        // The keys of a reactor's section, its own and the node's.
+        (
+            "[reactors.pex]\nenabled = \"yes\"\n",
+            "reactors.pex.enabled",
+            "expected a boolean",
+        ),
+        (
+            "[reactors.pex]\nrequest_interval = 30\n",
+            "reactors.pex.request_interval",
+            "expected a duration",
+        ),
+        (
+            "[reactors.gossip]\nactive_view = \"six\"\n",
+            "reactors.gossip.active_view",
+            "expected usize",
+        ),
+        (
+            "[[reactors.gossip.rooms]]\nname = 5\n",
+            "reactors.gossip.rooms[0].name",
+            "expected a string",
+        ),
+        (
+            "[reactors.ring]\nmax_load_share = \"half\"\n",
+            "reactors.ring.max_load_share",
+            "expected f64",
+        ),
+        (
+            "[reactors.ring]\ngateways = [1]\n",
+            "reactors.ring.gateways[0]",
+            "expected an address",
+        ),
     ] {
         assert_parse_error(text, field, shown);
     }
+}
+
+/// A reactor's section is read key by key, the node's keys and the
+/// reactor's own together: an error points at the key or value, and an
+/// unknown key is told every key the section takes.
+#[test]
+fn reactor_section_errors_point_at_the_key() {
+    let text = "[reactors.gossip]\ntopics = [\"chat\"]\nenable = true\n";
+    let message = parse_err(text).to_string();
+    assert!(message.contains("at line 3, column 1"), "{message}");
+    for key in [
+        "`enabled`",
+        "`topics`",
+        "`rooms`",
+        "`active_view`",
+        "`neighbor_rate`",
+    ] {
+        assert!(message.contains(key), "{message} does not offer {key}");
+    }
+    let text = "[reactors.ring]\nenabled = false\n\nmax_load_share = \"half\"\n";
+    let message = parse_err(text).to_string();
+    assert!(message.contains("at line 4, column 18"), "{message}");
+    let text = format!(
+        "[reactors.ring]\ngateways = [\n  \"tcp://{}@127.0.0.1:1\",\n  \"tcp://nobody@127.0.0.1:2\",\n]\n",
+        peer(1)
+    );
+    let err = parse_err(&text);
+    assert_eq!(err.field(), Some("reactors.ring.gateways[1]"));
+    assert!(err.to_string().contains("at line 4, column 3"), "{err}");
+}
+
+/// Issue 17 item 7: documented ranges hold whether or not the reactor is
+/// enabled, so a file that turns it on later holds no surprise.
+#[test]
+fn ranges_of_disabled_reactors_are_checked() {
+    for (text, field) in [
+        (
+            "[reactors.ring]\nenabled = false\nmax_load_share = 2.0",
+            "reactors.ring.max_load_share",
+        ),
+        (
+            "[reactors.ring]\nlocation_ttl = \"400days\"",
+            "reactors.ring.location_ttl",
+        ),
+        (
+            "[reactors.gossip]\nenabled = false\nactive_view = 0",
+            "reactors.gossip.active_view",
+        ),
+        (
+            "[reactors.pex]\nenabled = false\nmax_addresses_per_response = 101",
+            "reactors.pex.max_addresses_per_response",
+        ),
+    ] {
+        assert_eq!(parse_err(text).field(), Some(field), "{text:?}");
+    }
+}
+
+#[test]
+fn validation_errors_say_where_the_field_is() {
+    let text = "network_id = \"n\"\n[peers]\nmax_inbound = 3\n  max_outbound = 0\n";
+    let err = parse_err(text);
+    assert_eq!(
+        err.to_string(),
+        "config line 4, column 3: invalid value for peers.max_outbound: must be at least 1 (got 0)"
+    );
+    // A default in conflict with a set field: the nearest table written.
+    let text = "[peers]\nmax_inbound = 0\nmax_outbound = 2\n";
+    let err = parse_err(text);
+    assert_eq!(err.field(), Some("reactors.pex.min_peers"));
+    assert_eq!(err.position(), None, "no [reactors] in the text");
+    let text = "[reactors.pex]\nseed_mode = true\n[peers]\nmax_inbound = 0\nmax_outbound = 2\n";
+    let position = parse_err(text)
+        .position()
+        .expect("[reactors.pex] is written");
+    assert_eq!((position.line, position.column), (1, 11), "at `pex`");
 }
 
 #[test]
@@ -478,22 +595,22 @@ fn each_validation_rule_names_its_field() {
         (
             "[reactors.pex]\nrequest_interval = \"0s\"".into(),
             "reactors.pex.request_interval",
-            "longer than zero",
+            "request_interval must be more than zero",
         ),
         (
             "[reactors.pex]\nmax_addresses_per_response = 101".into(),
             "reactors.pex.max_addresses_per_response",
-            "between 1 and 100 (got 101)",
+            "is 101; it must be in 1..=100",
         ),
         (
             "[reactors.pex]\nmax_addresses_per_response = 0".into(),
             "reactors.pex.max_addresses_per_response",
-            "(got 0)",
+            "is 0;",
         ),
         (
             "[reactors.pex]\nrequest_interval = \"10s\"\nmin_request_gap = \"11s\"".into(),
             "reactors.pex.min_request_gap",
-            "must not exceed reactors.pex.request_interval",
+            "min_request_gap (11s) exceeds request_interval (10s)",
         ),
         (
             "[reactors.gossip]\nenabled = false\n[[reactors.gossip.rooms]]\nname = \"a\"".into(),
@@ -508,7 +625,7 @@ fn each_validation_rule_names_its_field() {
         (
             "[reactors.gossip]\nactive_view = 65".into(),
             "reactors.gossip.active_view",
-            "between 1 and 64 (got 65)",
+            "must be in 1..=64 (got 65)",
         ),
         (
             "[reactors.gossip]\npassive_view = 2000".into(),
@@ -523,7 +640,7 @@ fn each_validation_rule_names_its_field() {
         (
             "[reactors.gossip]\norigin_burst = 0".into(),
             "reactors.gossip.origin_burst",
-            "at least 1 while origin_rate",
+            "at least 1 when origin_rate is set (got 0)",
         ),
         (
             "[reactors.gossip]\nmax_origins = 0".into(),
@@ -578,12 +695,12 @@ fn each_validation_rule_names_its_field() {
         (
             "[reactors.ring]\nenabled = true\ngateway = true\nmaintenance_interval = \"0s\"".into(),
             "reactors.ring.maintenance_interval",
-            "longer than zero",
+            "maintenance_interval must be more than zero",
         ),
         (
             "[reactors.ring]\nenabled = true\ngateway = true\nmax_load_share = 1.5".into(),
             "reactors.ring.max_load_share",
-            "(0, 1] (got 1.5)",
+            "is 1.5; it must be in (0, 1]",
         ),
         (
             "[reactors.ring]\nenabled = true\ngateway = true\nmax_neighbors_per_prefix = 0".into(),
@@ -598,17 +715,17 @@ fn each_validation_rule_names_its_field() {
         (
             "[reactors.ring]\nenabled = true\ngateway = true\njoin_quota_window = \"0s\"".into(),
             "reactors.ring.join_quota_window",
-            "longer than zero",
+            "join_quota_window must be more than zero",
         ),
         (
             "[reactors.ring]\nenabled = true\ngateway = true\nlocation_ttl = \"10m\"".into(),
             "reactors.ring.location_ttl",
-            "at least 1h (got 10m)",
+            "is 600s; it must be at least an hour",
         ),
         (
             "[reactors.ring]\nenabled = true\ngateway = true\ntarget_degree = 31".into(),
             "reactors.ring.target_degree",
-            "at most reactors.ring.max_degree (30)",
+            "target_degree is 31; it must be at least 2 (successor and predecessor) and at most max_degree (30)",
         ),
         (
             "[peers]\nmax_inbound = 2\nmax_outbound = 3\nmax_requested_outbound = 4\n[reactors.pex]\nmin_peers = 2\n[reactors.ring]\nenabled = true\ngateway = true".into(),
@@ -659,7 +776,11 @@ fn peer_address_errors_name_the_list_and_index() {
         "[peers]\nbootstrap = [\"tcp://{}@127.0.0.1:1\", \"tcp://nobody@127.0.0.1:2\"]\n",
         peer(1)
     );
-    assert_parse_error(&text, "peers.bootstrap[1]", "peers.bootstrap[1]: ");
+    assert_parse_error(
+        &text,
+        "peers.bootstrap[1]",
+        "address \"tcp://nobody@127.0.0.1:2\"",
+    );
     assert_parse_error(&text, "peers.bootstrap[1]", "invalid peer id");
     assert_parse_error(
         "[peers]\npersistent = [\"127.0.0.1:7400\"]\n",
@@ -778,15 +899,15 @@ fn conversions_carry_the_values() {
 
     assert!(!config.reactors.pex.enabled);
     assert_eq!(
-        config.reactors.pex.request_interval,
+        config.reactors.pex.config.request_interval,
         Duration::from_secs(45)
     );
     assert_eq!(
-        config.reactors.pex.pex_config().min_request_gap,
+        config.reactors.pex.config.min_request_gap,
         Duration::from_secs(20)
     );
-    assert!(config.reactors.pex.pex_config().seed_mode);
-    let gossip = config.reactors.gossip.gossip_config();
+    assert!(config.reactors.pex.config.seed_mode);
+    let gossip = &config.reactors.gossip.config;
     assert_eq!(gossip.max_payload_size, 1000);
     assert_eq!(gossip.hyparview.active_view_capacity, 4);
     assert_eq!(gossip.hyparview.passive_view_capacity, 20);
@@ -828,7 +949,7 @@ fn defaults_match_the_transports_and_router() {
     assert_eq!(config.metrics.listen, None);
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.filter, "info");
-    assert_eq!(config.reactors.pex.max_addresses_per_response, 100);
+    assert_eq!(config.reactors.pex.config.max_addresses_per_response, 100);
 }
 
 #[test]
@@ -844,7 +965,10 @@ fn load_names_the_file() {
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[peers]\nmax_outbound = 0\n").expect("write");
     let message = Config::load(&bad).expect_err("invalid").to_string();
-    assert!(message.contains("bad.toml"), "{message}");
+    assert!(
+        message.contains("bad.toml, line 2, column 1: invalid value for peers.max_outbound"),
+        "{message}"
+    );
     assert!(message.contains("peers.max_outbound"), "{message}");
 
     let typo = dir.join("typo.toml");
@@ -854,7 +978,7 @@ fn load_names_the_file() {
     assert!(message.contains("listen_on"), "{message}");
 
     let good = dir.join("good.toml");
-    std::fs::write(&good, default_config_toml()).expect("write");
+    std::fs::write(&good, default_config_toml().expect("render")).expect("write");
     assert_eq!(
         Config::load(&good).expect("default file"),
         Config::default()

@@ -73,7 +73,7 @@ fn config(home: &Path, gateway: Option<&PeerAddress>, room: RoomSection) -> Conf
     ring.enabled = true;
     ring.gateway = gateway.is_none();
     ring.gateways.extend(gateway.cloned());
-    ring.maintenance_interval = Duration::from_secs(1);
+    ring.config.maintenance_interval = Duration::from_secs(1);
     config.validate().expect("valid config");
     config
 }

@@ -1,5 +1,8 @@
 //! Gossip parameters: membership (HyParView), broadcast (Plumtree) and the
 //! limits of the node.
+//!
+//! With the `serde` feature, [`GossipConfig`] reads and writes the form of
+//! the node's `[reactors.gossip]` section.
 
 use std::time::Duration;
 
@@ -194,7 +197,24 @@ impl Default for PlumtreeConfig {
 }
 
 /// Everything the gossip core can be tuned with.
+///
+/// With the `serde` feature it is `Serialize` and `Deserialize` in the
+/// flat form an operator's file writes (see `GossipFile` in the source):
+/// `max_payload_size`, `max_topics`, `active_view` and `passive_view` (the
+/// HyParView capacities), `origin_rate`, `origin_burst`, `max_origins`,
+/// `neighbor_rate` and `neighbor_new_origins`. The bursts of the last two
+/// follow their rates (twice `neighbor_rate`, ten times
+/// `neighbor_new_origins`) and `join_contacts` is capped by `active_view`;
+/// every other field keeps its default, so serializing drops changes made
+/// to them in code. A missing field takes its default and an unknown one
+/// is an error. This is the node's `[reactors.gossip]` section, less its
+/// `enabled`, `topics`, `max_room_state` and rooms.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "serde_file::GossipFile", into = "serde_file::GossipFile")
+)]
 pub struct GossipConfig {
     /// Membership.
     pub hyparview: HyParViewConfig,
@@ -410,5 +430,169 @@ impl GossipConfig {
             return bad("max_topics", "limits must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// The serialized form of [`GossipConfig`]: the fields an operator tunes,
+/// flat, under the names of the node's `[reactors.gossip]` section.
+#[cfg(feature = "serde")]
+mod serde_file {
+    use super::GossipConfig;
+
+    /// `neighbor_burst` is this many times `neighbor_rate`.
+    const NEIGHBOR_BURST_FACTOR: u32 = 2;
+    /// `neighbor_new_origins_burst` is this many times
+    /// `neighbor_new_origins`.
+    const NEW_ORIGINS_BURST_FACTOR: u32 = 10;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub(super) struct GossipFile {
+        max_payload_size: usize,
+        active_view: usize,
+        passive_view: usize,
+        max_topics: usize,
+        origin_rate: u32,
+        origin_burst: u32,
+        max_origins: usize,
+        neighbor_rate: u32,
+        neighbor_new_origins: u32,
+    }
+
+    impl Default for GossipFile {
+        fn default() -> Self {
+            GossipConfig::default().into()
+        }
+    }
+
+    impl From<GossipConfig> for GossipFile {
+        fn from(config: GossipConfig) -> Self {
+            Self {
+                max_payload_size: config.max_payload_size,
+                active_view: config.hyparview.active_view_capacity,
+                passive_view: config.hyparview.passive_view_capacity,
+                max_topics: config.max_topics,
+                origin_rate: config.plumtree.origin_rate,
+                origin_burst: config.plumtree.origin_burst,
+                max_origins: config.plumtree.max_origins,
+                neighbor_rate: config.plumtree.neighbor_rate,
+                neighbor_new_origins: config.plumtree.neighbor_new_origins,
+            }
+        }
+    }
+
+    impl From<GossipFile> for GossipConfig {
+        fn from(file: GossipFile) -> Self {
+            let mut config = GossipConfig {
+                max_payload_size: file.max_payload_size,
+                max_topics: file.max_topics,
+                ..GossipConfig::default()
+            };
+            let hv = &mut config.hyparview;
+            hv.active_view_capacity = file.active_view;
+            hv.passive_view_capacity = file.passive_view;
+            hv.join_contacts = hv.join_contacts.min(file.active_view);
+            let pt = &mut config.plumtree;
+            pt.origin_rate = file.origin_rate;
+            pt.origin_burst = file.origin_burst;
+            pt.max_origins = file.max_origins;
+            pt.neighbor_rate = file.neighbor_rate;
+            pt.neighbor_burst = file.neighbor_rate.saturating_mul(NEIGHBOR_BURST_FACTOR);
+            pt.neighbor_new_origins = file.neighbor_new_origins;
+            pt.neighbor_new_origins_burst = file
+                .neighbor_new_origins
+                .saturating_mul(NEW_ORIGINS_BURST_FACTOR);
+            config
+        }
+    }
+
+    impl super::GossipConfigError {
+        /// The field at fault, named as in the serialized form
+        /// (`active_view`, not `hyparview.active_view_capacity`); a field
+        /// the serialized form leaves out keeps its path in
+        /// [`GossipConfig`] (`plumtree.max_seen`).
+        pub fn serialized_field(&self) -> &'static str {
+            match self.field {
+                "hyparview.active_view_capacity" => "active_view",
+                "hyparview.passive_view_capacity" => "passive_view",
+                "plumtree.origin_burst" => "origin_burst",
+                field => field,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn parse(text: &str) -> Result<GossipConfig, toml::de::Error> {
+            toml::from_str(text)
+        }
+
+        #[test]
+        fn every_field_parses_under_its_name() {
+            let config = parse(
+                "max_payload_size = 1000\nactive_view = 1\npassive_view = 20\nmax_topics = 8\n\
+                 origin_rate = 10\norigin_burst = 20\nmax_origins = 100\nneighbor_rate = 500\n\
+                 neighbor_new_origins = 7\n",
+            )
+            .expect("valid");
+            assert_eq!(config.max_payload_size, 1000);
+            assert_eq!(config.max_topics, 8);
+            assert_eq!(config.hyparview.active_view_capacity, 1);
+            assert_eq!(config.hyparview.passive_view_capacity, 20);
+            assert_eq!(config.hyparview.join_contacts, 1, "capped by active_view");
+            let pt = &config.plumtree;
+            assert_eq!(
+                (pt.origin_rate, pt.origin_burst, pt.max_origins),
+                (10, 20, 100)
+            );
+            assert_eq!((pt.neighbor_rate, pt.neighbor_burst), (500, 1000));
+            assert_eq!(
+                (pt.neighbor_new_origins, pt.neighbor_new_origins_burst),
+                (7, 70)
+            );
+            assert_eq!(config.validate(), Ok(()));
+        }
+
+        #[test]
+        fn the_defaults_survive_the_file_form() {
+            assert_eq!(parse("").expect("empty"), GossipConfig::default());
+            let text = toml::to_string(&GossipConfig::default()).expect("serialize");
+            assert_eq!(parse(&text).expect("parse"), GossipConfig::default());
+        }
+
+        #[test]
+        fn unknown_and_mistyped_fields_are_refused() {
+            for (text, shown) in [
+                (
+                    "active_view_capacity = 3\n",
+                    "unknown field `active_view_capacity`",
+                ),
+                ("neighbor_burst = 3\n", "unknown field `neighbor_burst`"),
+                ("origin_rate = -1\n", "origin_rate"),
+                ("max_topics = \"many\"\n", "expected usize"),
+            ] {
+                let error = parse(text).expect_err(text);
+                assert!(error.to_string().contains(shown), "{text:?}: {error}");
+            }
+        }
+
+        #[test]
+        fn errors_of_file_values_name_their_key() {
+            let keys = toml::Table::try_from(GossipConfig::default()).expect("serialize");
+            for text in [
+                "max_payload_size = 0",
+                "active_view = 65",
+                "passive_view = 2000",
+                "max_topics = 0",
+                "origin_burst = 0",
+            ] {
+                let error = parse(text).expect(text).validate().expect_err(text);
+                let key = text.split(' ').next().unwrap_or_default();
+                assert_eq!(error.serialized_field(), key, "{text}: {error}");
+                assert!(keys.contains_key(key), "{key}");
+            }
+        }
     }
 }

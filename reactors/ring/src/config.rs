@@ -1,4 +1,7 @@
 //! Ring settings and their checks.
+//!
+//! With the `serde` feature, [`RingConfig`] reads and writes the form of
+//! the node's `[reactors.ring]` section.
 
 use std::time::Duration;
 
@@ -26,13 +29,31 @@ pub const MIN_LOCATION_TTL: Duration = Duration::from_secs(3600);
 /// };
 /// assert!(config.validate().is_ok());
 /// ```
+///
+/// With the `serde` feature it is `Serialize` and `Deserialize` in the form
+/// an operator's file writes: the fields a deployment tunes, under their
+/// names, durations as humantime strings (`"10s"`), and `load.max_share`
+/// as `max_load_share`. A missing field takes its default and an unknown
+/// one is an error. Left out, so they keep their defaults: `gateways`
+/// (the caller knows them as addresses to dial), `network_id` (the
+/// router's), the protocol's tuning (`max_htl`, `connect_random_walk`,
+/// `request_timeout`, the pending limits, `join_grace`, `prune_ban`) and
+/// the rest of `load`. This is the node's `[reactors.ring]` section, less
+/// its `enabled`, `gateway` and `gateways`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct RingConfig {
     /// Gateways we join through and whose signatures on locations we trust.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub gateways: Gateways,
     /// The network the ring's signatures are bound to: the router's
     /// network id. The reactor ([`Ring`](crate::Ring)) sets it from the
     /// router it opens on; the default is the router's default.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub network_id: String,
     /// Below this many neighbors the node asks for more links.
     pub target_degree: usize,
@@ -41,32 +62,41 @@ pub struct RingConfig {
     /// predecessor are always accepted).
     pub max_degree: usize,
     /// Hops to live of the routes this node starts.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub max_htl: u8,
     /// Random hops a connect request takes before greedy routing.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub connect_random_walk: u8,
     /// Time between two maintenance rounds (successor and predecessor
     /// checks, new links, replacement of a worst-placed link), ± 25 %.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub maintenance_interval: Duration,
     /// How long we wait for the answer to a route or a join.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub request_timeout: Duration,
     /// Connect requests of ours in flight at most.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub max_pending_connects: usize,
     /// Application routes of ours awaiting an answer at most.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub max_pending_routes: usize,
     /// Gateway only: negotiations in progress at most (a joiner holds its
     /// slot for `join_grace`, or until it disconnects).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub max_pending_joins: usize,
     /// Gateway only: how long a location it grants holds. It answers a
     /// PeerId with the same grant until then (so a joiner cannot draw
     /// another location under the same key), and keeps the grant on disk
     /// so a restart changes nothing. A node renegotiates when its own
     /// location expires.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub location_ttl: Duration,
     /// Gateway only: new locations granted to joiners of one network (an
     /// IPv4 /24 or IPv6 /48) per `join_quota_window`, at most. Bounds how
     /// many tries at a chosen location (fresh keys) a network gets.
     pub max_joins_per_prefix: usize,
     /// Gateway only: the window of `max_joins_per_prefix`.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub join_quota_window: Duration,
     /// Neighbors from one network (IPv4 /24, IPv6 /48) at most, so one
     /// network cannot fill our links. A new ring link (one of the two
@@ -76,11 +106,17 @@ pub struct RingConfig {
     pub max_neighbors_per_prefix: usize,
     /// Gateway only: a joiner's link is not pruned for this long after it
     /// negotiated, so it can finish joining through us.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub join_grace: Duration,
     /// How long a peer we dropped as a badly placed link is kept away
     /// (the driver bans it for this long so the router does not redial it).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub prune_ban: Duration,
     /// Load accounting.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "max_load_share", with = "serde_load_share")
+    )]
     pub load: LoadConfig,
 }
 
@@ -239,6 +275,137 @@ impl RingConfig {
             return Err(RingConfigError::LocationTtl(self.location_ttl));
         }
         Ok(())
+    }
+}
+
+/// [`LoadConfig`] as the one number a file sets, `max_load_share`; the
+/// rest of it keeps its defaults.
+#[cfg(feature = "serde")]
+mod serde_load_share {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::LoadConfig;
+
+    pub(super) fn serialize<S: Serializer>(load: &LoadConfig, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(load.max_share)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LoadConfig, D::Error> {
+        Ok(LoadConfig {
+            max_share: f64::deserialize(d)?,
+            ..LoadConfig::default()
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl RingConfigError {
+    /// The field at fault, named as in the serialized form
+    /// (`max_load_share`, not `load.max_share`); a field the serialized
+    /// form leaves out is named by its path in [`RingConfig`]
+    /// (`max_htl`, `load.half_life`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            RingConfigError::Degree { .. } => "target_degree",
+            RingConfigError::MaxHtl(_) => "max_htl",
+            RingConfigError::RandomWalk { .. } => "connect_random_walk",
+            RingConfigError::ZeroDuration(name) | RingConfigError::ZeroLimit(name) => name,
+            RingConfigError::MaxShare(_) => "max_load_share",
+            RingConfigError::LocationTtl(_) => "location_ttl",
+        }
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RingConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn every_field_parses_under_its_name() {
+        let config = parse(
+            "target_degree = 5\nmax_degree = 9\nmaintenance_interval = \"3s\"\n\
+             max_load_share = 0.25\nmax_neighbors_per_prefix = 6\nmax_joins_per_prefix = 3\n\
+             join_quota_window = \"10m\"\nlocation_ttl = \"2days\"\n",
+        )
+        .expect("valid");
+        let expected = RingConfig {
+            target_degree: 5,
+            max_degree: 9,
+            maintenance_interval: Duration::from_secs(3),
+            load: LoadConfig {
+                max_share: 0.25,
+                ..LoadConfig::default()
+            },
+            max_neighbors_per_prefix: 6,
+            max_joins_per_prefix: 3,
+            join_quota_window: Duration::from_secs(600),
+            location_ttl: Duration::from_secs(2 * 24 * 3600),
+            ..RingConfig::default()
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn missing_fields_take_their_defaults_and_unknown_ones_are_refused() {
+        assert_eq!(parse("").expect("empty"), RingConfig::default());
+        for (text, shown) in [
+            ("max_degre = 3\n", "unknown field `max_degre`"),
+            // Left out of the serialized form: not a key a file may set.
+            ("max_htl = 3\n", "unknown field `max_htl`"),
+            ("gateways = []\n", "unknown field `gateways`"),
+            ("max_load_share = \"half\"\n", "expected f64"),
+        ] {
+            let error = parse(text).expect_err(text);
+            assert!(error.message().contains(shown), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn serializing_round_trips_the_fields_it_holds() {
+        let config = RingConfig {
+            target_degree: 7,
+            location_ttl: Duration::from_secs(3 * 3600),
+            load: LoadConfig {
+                max_share: 0.75,
+                ..LoadConfig::default()
+            },
+            ..RingConfig::default()
+        };
+        let text = toml::to_string(&config).expect("serialize");
+        assert!(text.contains("max_load_share = 0.75"), "{text}");
+        assert!(text.contains("location_ttl = \"3h\""), "{text}");
+        assert_eq!(parse(&text).expect("parse"), config);
+    }
+
+    #[test]
+    fn errors_name_a_serialized_field() {
+        let keys = toml::Table::try_from(RingConfig::default()).expect("serialize");
+        let errors = [
+            RingConfigError::Degree { target: 1, max: 1 },
+            RingConfigError::ZeroDuration("maintenance_interval"),
+            RingConfigError::ZeroDuration("join_quota_window"),
+            RingConfigError::ZeroLimit("max_joins_per_prefix"),
+            RingConfigError::ZeroLimit("max_neighbors_per_prefix"),
+            RingConfigError::MaxShare(2.0),
+            RingConfigError::LocationTtl(Duration::ZERO),
+        ];
+        for error in errors {
+            assert!(keys.contains_key(error.field()), "{error:?}");
+        }
+        // What validate() reports for a bad file value names that key.
+        for (text, field) in [
+            ("max_load_share = 2.0", "max_load_share"),
+            ("target_degree = 1", "target_degree"),
+            ("join_quota_window = \"0s\"", "join_quota_window"),
+            ("location_ttl = \"1m\"", "location_ttl"),
+        ] {
+            let error = parse(text).expect(text).validate().expect_err(text);
+            assert_eq!(error.field(), field, "{text}");
+        }
     }
 }
 

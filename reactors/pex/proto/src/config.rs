@@ -1,4 +1,7 @@
 //! Peer exchange settings and their checks.
+//!
+//! With the `serde` feature, [`PexConfig`] reads and writes the form of the
+//! node's `[reactors.pex]` section.
 
 use std::time::Duration;
 
@@ -19,12 +22,23 @@ use crate::MAX_ADDRESSES_PER_RESPONSE;
 /// };
 /// assert!(config.validate().is_ok());
 /// ```
+///
+/// With the `serde` feature it is `Serialize` and `Deserialize` under the
+/// field names below, durations written as humantime strings (`"30s"`); a
+/// missing field takes its default and an unknown one is an error. This
+/// is the node's `[reactors.pex]` section, less its `enabled`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct PexConfig {
     /// Below this many connected peers the node asks for addresses every
     /// `request_interval`; at or above it, every `10 × request_interval`.
     pub min_peers: usize,
     /// Time between two requests while below `min_peers`.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub request_interval: Duration,
     /// Addresses in one response at most (1..=100).
     pub max_addresses_per_response: usize,
@@ -32,6 +46,7 @@ pub struct PexConfig {
     /// no answer and costs the peer score. Also the least time between two
     /// requests of ours to one peer, so it must not exceed
     /// `request_interval`.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub min_request_gap: Duration,
     /// Seed mode, for bootstrap nodes: an inbound peer is disconnected
     /// [`SEED_LINGER`](crate::state::SEED_LINGER) after its request is
@@ -98,6 +113,89 @@ impl PexConfig {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl PexConfigError {
+    /// The field at fault, named as in the serialized form (and in
+    /// [`PexConfig`]), so a caller that read the configuration from a file
+    /// can point at the key: `max_addresses_per_response`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PexConfigError::MaxAddressesPerResponse(_) => "max_addresses_per_response",
+            PexConfigError::ZeroRequestInterval => "request_interval",
+            PexConfigError::GapExceedsInterval { .. } => "min_request_gap",
+        }
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PexConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn every_field_parses_under_its_name() {
+        let config = parse(
+            "min_peers = 3\nrequest_interval = \"45s\"\nmax_addresses_per_response = 50\n\
+             min_request_gap = \"1m 30s\"\nseed_mode = true\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config,
+            PexConfig {
+                min_peers: 3,
+                request_interval: Duration::from_secs(45),
+                max_addresses_per_response: 50,
+                min_request_gap: Duration::from_secs(90),
+                seed_mode: true,
+            }
+        );
+    }
+
+    #[test]
+    fn missing_fields_take_their_defaults_and_unknown_ones_are_refused() {
+        assert_eq!(parse("").expect("empty"), PexConfig::default());
+        let error = parse("min_peer = 3\n").expect_err("unknown field");
+        assert!(
+            error.message().contains("unknown field `min_peer`"),
+            "{error}"
+        );
+        let error = parse("request_interval = 30\n").expect_err("a number is not a duration");
+        assert!(error.message().contains("expected a duration"), "{error}");
+    }
+
+    #[test]
+    fn serializing_round_trips() {
+        let config = PexConfig {
+            min_peers: 1,
+            request_interval: Duration::from_millis(1500),
+            ..PexConfig::default()
+        };
+        let text = toml::to_string(&config).expect("serialize");
+        assert!(text.contains("request_interval = \"1s 500ms\""), "{text}");
+        assert_eq!(parse(&text).expect("parse"), config);
+    }
+
+    #[test]
+    fn errors_name_a_serialized_field() {
+        let keys = toml::Table::try_from(PexConfig::default()).expect("serialize");
+        let errors = [
+            PexConfigError::MaxAddressesPerResponse(0),
+            PexConfigError::ZeroRequestInterval,
+            PexConfigError::GapExceedsInterval {
+                gap: Duration::ZERO,
+                interval: Duration::ZERO,
+            },
+        ];
+        for error in errors {
+            assert!(keys.contains_key(error.field()), "{error:?}");
+            assert!(error.to_string().contains(error.field()), "{error}");
+        }
     }
 }
 
