@@ -373,7 +373,7 @@ fn raw_client(
 
 /// `keypair`'s certificate as the transport makes it, for a raw client.
 fn our_certificate(keypair: &Keypair) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let pkcs8 = transport_quic::ed25519_pkcs8(&keypair.secret_bytes());
+    let pkcs8 = transport_quic::ed25519_pkcs8(&keypair.secret_bytes()).expect("pkcs8");
     let der = PrivatePkcs8KeyDer::from(pkcs8.clone());
     let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
         .expect("ed25519 key");
