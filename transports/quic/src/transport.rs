@@ -199,6 +199,18 @@ impl QuicTransport {
         self.listen
     }
 
+    /// Waits until no connection of this transport is left: each one
+    /// closed, by either side, and through QUIC's draining period (three
+    /// probe timeouts after the close), after which quinn forgets it.
+    /// Returns at once if there is none. It closes nothing itself; a
+    /// caller that wants its goodbyes delivered before the process exits
+    /// closes its connections and then waits here (bounded by a timeout of
+    /// its own: a peer that never answers keeps a connection until the
+    /// idle timeout).
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+
     /// Dials `addr` expecting `expected` (or anyone, if `None`) and returns
     /// the authenticated connection.
     pub async fn dial_socket(
