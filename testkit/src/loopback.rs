@@ -80,3 +80,56 @@ pub fn network(factory: Loopback) -> NetworkBuilder {
         .router_config(config)
         .transport(Arc::new(factory))
 }
+
+/// Defines `network()` and `network_with_frame_size(max_frame_size)` in a
+/// socket transport's test crate: networks over that transport on
+/// loopback ([`network`] with a [`Loopback`] named `$name`), each node
+/// bound with the transport's default config but for its listen address,
+/// the router's `network_id`, a 5 s handshake deadline and the frame
+/// limit (by default the transport's own).
+///
+/// The transport needs `bind_now(&Keypair, Config)`, and its config
+/// `Default` and the fields `listen`, `network_id`, `handshake_timeout` and
+/// `max_frame_size`, as TCP's and QUIC's have. A macro, because the testkit
+/// depends on no socket transport (ADR 0001) and the two configs share no
+/// trait; so the transports' tests share one factory instead of two copies
+/// that differ in names.
+///
+/// ```ignore
+/// // transports/quic/tests/common/mod.rs
+/// testkit::loopback_networks!("quic", transport_quic::QuicTransport, transport_quic::QuicConfig);
+/// ```
+#[macro_export]
+macro_rules! loopback_networks {
+    ($name:literal, $transport:path, $($config:ident)::+) => {
+        /// A network over this transport on loopback, with a 5 s handshake
+        /// deadline.
+        #[allow(dead_code)]
+        pub fn network() -> $crate::NetworkBuilder {
+            network_with_frame_size(<$($config)::+ as ::std::default::Default>::default().max_frame_size)
+        }
+
+        /// [`network`] whose listeners take frames of at most
+        /// `max_frame_size`.
+        #[allow(dead_code)]
+        pub fn network_with_frame_size(max_frame_size: usize) -> $crate::NetworkBuilder {
+            $crate::loopback::network($crate::loopback::Loopback::new(
+                $name,
+                move |keypair, config, listen| {
+                    let transport = <$transport>::bind_now(
+                        keypair,
+                        $($config)::+ {
+                            listen,
+                            network_id: config.network_id.clone(),
+                            handshake_timeout: ::std::time::Duration::from_secs(5),
+                            max_frame_size,
+                            ..::std::default::Default::default()
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                    Ok(::std::sync::Arc::new(transport))
+                },
+            ))
+        }
+    };
+}

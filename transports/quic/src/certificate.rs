@@ -8,41 +8,54 @@
 //! checked (identity does not depend on a clock). What is checked, by
 //! [`peer_id_of`], before any signature:
 //!
-//! * the DER is one `Certificate` of at most [`MAX_CERTIFICATE_LEN`] bytes,
-//!   with nothing after it;
+//! * the input is at most [`MAX_CERTIFICATE_LEN`] bytes, checked before
+//!   any parsing, and is one DER `Certificate` with nothing after it;
+//! * the DER is strict (the `der` crate under `x509-cert`): definite,
+//!   minimal lengths; every declared length is checked against the bytes
+//!   that remain before anything is read or allocated for it; the
+//!   `TBSCertificate` decodes as RFC 5280 lays it out (`x509-cert`);
 //! * the subject public key and both signature algorithm fields are
-//!   Ed25519 (OID 1.3.101.112, no parameters);
+//!   Ed25519 (OID 1.3.101.112, no parameters), the key a 32-byte and the
+//!   signature a 64-byte BIT STRING with no unused bits;
 //! * the issuer equals the subject, and the signature over the
-//!   `TBSCertificate` verifies with the subject key (`verify_strict`);
+//!   `TBSCertificate`, as the bytes it was received in, verifies with the
+//!   subject key (`verify_strict`);
 //! * the key is a valid ed25519 point (`PeerId::from_bytes`).
+//!
+//! Each refusal is a [`CertificateError`] that says which rule failed; a
+//! DER error carries the decoder's reason and byte offset.
 //!
 //! That the peer *holds* the key is proven separately, by the TLS 1.3
 //! `CertificateVerify` signature (see `tls.rs`). During a handshake only
 //! the structural checks run ([`peer_id_in`]): the handshake signature
 //! proves the key, so the self-signature adds nothing there.
+//!
+//! The private key goes to rustls and rcgen as PKCS#8 (RFC 8410 §7, the
+//! v2 form with the public key), encoded by ed25519-dalek
+//! ([`ed25519_pkcs8`]).
 
+use ed25519_dalek::pkcs8::EncodePrivateKey;
 use p2p::{Keypair, PeerId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use x509_cert::TbsCertificate;
+use x509_cert::der::asn1::BitStringRef;
+use x509_cert::der::oid::db::rfc8410::ID_ED_25519;
+use x509_cert::der::{Decode, Reader, SliceReader};
+use x509_cert::spki::AlgorithmIdentifier;
 
 /// Largest certificate we parse. Ours is about 300 bytes.
 pub const MAX_CERTIFICATE_LEN: usize = 4096;
 
-/// `AlgorithmIdentifier { id-Ed25519 }` (RFC 8410 §3): the OID and no
-/// parameters.
-const ED25519_ALGORITHM: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
-
-/// A PKCS#8 v1 `PrivateKeyInfo` for an ed25519 seed (RFC 8410 §7) is this
-/// prefix followed by the 32-byte seed.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
 /// Why a certificate was refused, or ours could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateError {
-    /// The DER does not have the expected structure.
+    /// The DER does not have the expected structure (a rule of ours).
     #[error("malformed certificate: {0}")]
     Malformed(&'static str),
+    /// The bytes are not strict DER for an X.509 certificate: the
+    /// decoder's reason, with the byte offset where it failed.
+    #[error("malformed certificate DER: {0}")]
+    Der(String),
     /// The certificate is over [`MAX_CERTIFICATE_LEN`].
     #[error("certificate of {0} bytes exceeds {MAX_CERTIFICATE_LEN}")]
     TooLarge(usize),
@@ -58,7 +71,7 @@ pub enum CertificateError {
     /// The self-signature does not verify.
     #[error("certificate self-signature does not verify")]
     BadSelfSignature,
-    /// rcgen could not make our certificate.
+    /// Our key or certificate could not be made.
     #[error("cannot make the certificate: {0}")]
     Generate(String),
 }
@@ -72,7 +85,7 @@ pub(crate) struct Identity {
 impl Identity {
     /// Makes the self-signed certificate of `keypair`.
     pub fn new(keypair: &Keypair) -> Result<Self, CertificateError> {
-        let pkcs8 = ed25519_pkcs8(&keypair.secret_bytes());
+        let pkcs8 = ed25519_pkcs8(&keypair.secret_bytes())?;
         let der = PrivatePkcs8KeyDer::from(pkcs8.as_slice());
         let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
             .map_err(|e| CertificateError::Generate(e.to_string()))?;
@@ -96,21 +109,26 @@ impl Identity {
     }
 }
 
-/// The PKCS#8 v1 encoding of an ed25519 secret seed.
-pub fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
-    let mut der = Vec::with_capacity(ED25519_PKCS8_PREFIX.len() + seed.len());
-    der.extend_from_slice(&ED25519_PKCS8_PREFIX);
-    der.extend_from_slice(seed);
-    der
+/// The PKCS#8 encoding of an ed25519 secret seed: RFC 8410's
+/// `OneAsymmetricKey` (v2), with the public key, as ed25519-dalek writes
+/// it. rustls (ring) and rcgen load it, and ring checks that the public key
+/// matches the seed.
+pub fn ed25519_pkcs8(seed: &[u8; 32]) -> Result<Vec<u8>, CertificateError> {
+    let document = ed25519_dalek::SigningKey::from_bytes(seed)
+        .to_pkcs8_der()
+        .map_err(|e| CertificateError::Generate(format!("PKCS#8: {e}")))?;
+    Ok(document.as_bytes().to_vec())
 }
 
 /// Checks that `der` is a self-signed Ed25519 certificate (the rules in the
 /// module docs) and returns the PeerId its key names.
 pub fn peer_id_of(der: &[u8]) -> Result<PeerId, CertificateError> {
-    let (peer, tbs, signature) = parse(der)?;
-    peer.verify(tbs, signature)
+    let parsed = parse(der)?;
+    parsed
+        .peer
+        .verify(parsed.tbs, parsed.signature)
         .map_err(|_| CertificateError::BadSelfSignature)?;
-    Ok(peer)
+    Ok(parsed.peer)
 }
 
 /// The PeerId a certificate names, after the structural checks of
@@ -119,140 +137,104 @@ pub fn peer_id_of(der: &[u8]) -> Result<PeerId, CertificateError> {
 /// here, proves the PeerId (see `tls.rs`), so an ed25519 verification per
 /// side is saved on every connection setup.
 pub(crate) fn peer_id_in(der: &[u8]) -> Result<PeerId, CertificateError> {
-    parse(der).map(|(peer, _, _)| peer)
+    parse(der).map(|parsed| parsed.peer)
 }
 
-/// The structural checks of [`peer_id_of`]: the key, the signed TBS bytes
-/// and the signature, not yet verified.
-fn parse(der: &[u8]) -> Result<(PeerId, &[u8], &[u8]), CertificateError> {
+/// What the structural checks return: the key, and the signed bytes and
+/// signature, not yet verified.
+struct Parsed<'a> {
+    peer: PeerId,
+    /// The `TBSCertificate` exactly as received (tag and length included).
+    tbs: &'a [u8],
+    signature: &'a [u8],
+}
+
+fn der_error(e: x509_cert::der::Error) -> CertificateError {
+    CertificateError::Der(e.to_string())
+}
+
+/// Ed25519's `AlgorithmIdentifier` (RFC 8410 §3): the OID and no
+/// parameters.
+fn is_ed25519<P>(algorithm: &AlgorithmIdentifier<P>) -> bool {
+    algorithm.oid == ID_ED_25519 && algorithm.parameters.is_none()
+}
+
+/// The structural checks of [`peer_id_of`].
+fn parse(der: &[u8]) -> Result<Parsed<'_>, CertificateError> {
     if der.len() > MAX_CERTIFICATE_LEN {
         return Err(CertificateError::TooLarge(der.len()));
     }
-    let mut outer = Reader::new(der);
-    let certificate = outer.expect(SEQUENCE, "certificate")?;
-    outer.finish("trailing bytes after the certificate")?;
-
-    let mut certificate = Reader::new(certificate.content);
-    let tbs = certificate.expect(SEQUENCE, "tbsCertificate")?;
-    let algorithm = certificate.expect(SEQUENCE, "signatureAlgorithm")?;
-    let signature = certificate.expect(BIT_STRING, "signatureValue")?;
-    certificate.finish("trailing fields in the certificate")?;
-    if algorithm.whole != ED25519_ALGORITHM {
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
+    // signatureValue }. The TBS is kept as the bytes received, since the
+    // signature covers exactly those; the sequence must hold these three
+    // fields and nothing more, and nothing may follow it.
+    let mut reader = SliceReader::new(der).map_err(der_error)?;
+    let (tbs, algorithm, signature) = reader
+        .sequence(|fields| {
+            let tbs = fields.tlv_bytes()?;
+            let algorithm: AlgorithmIdentifier<x509_cert::der::asn1::AnyRef<'_>> =
+                fields.decode()?;
+            let signature: BitStringRef<'_> = fields.decode()?;
+            Ok::<_, x509_cert::der::Error>((tbs, algorithm, signature))
+        })
+        .map_err(der_error)?;
+    reader.finish().map_err(der_error)?;
+    if !is_ed25519(&algorithm) {
         return Err(CertificateError::NotEd25519("signature algorithm"));
     }
-    let signature = match signature.content {
-        [0, signature @ ..] if signature.len() == 64 => signature,
+    let signature = match signature.as_bytes() {
+        Some(signature) if signature.len() == 64 => signature,
         _ => return Err(CertificateError::Malformed("signature is not 64 bytes")),
     };
 
-    let mut fields = Reader::new(tbs.content);
-    if fields.peek_tag() == Some(VERSION_TAG) {
-        fields.expect(VERSION_TAG, "version")?;
-    }
-    fields.expect(INTEGER, "serialNumber")?;
-    let inner_algorithm = fields.expect(SEQUENCE, "signature")?;
-    let issuer = fields.expect(SEQUENCE, "issuer")?;
-    fields.expect(SEQUENCE, "validity")?;
-    let subject = fields.expect(SEQUENCE, "subject")?;
-    let spki = fields.expect(SEQUENCE, "subjectPublicKeyInfo")?;
-    // Extensions and unique ids may follow; none of them matters here.
-    if inner_algorithm.whole != ED25519_ALGORITHM {
+    let fields = TbsCertificate::from_der(tbs).map_err(der_error)?;
+    if !is_ed25519(fields.signature()) {
         return Err(CertificateError::NotEd25519("TBS signature algorithm"));
     }
-    if issuer.whole != subject.whole {
+    if fields.issuer() != fields.subject() {
         return Err(CertificateError::NotSelfIssued);
     }
-
-    let mut spki = Reader::new(spki.content);
-    let key_algorithm = spki.expect(SEQUENCE, "key algorithm")?;
-    let key = spki.expect(BIT_STRING, "subjectPublicKey")?;
-    spki.finish("trailing fields in subjectPublicKeyInfo")?;
-    if key_algorithm.whole != ED25519_ALGORITHM {
+    let spki = fields.subject_public_key_info();
+    if !is_ed25519(&spki.algorithm) {
         return Err(CertificateError::NotEd25519("public key"));
     }
-    let key = match key.content {
-        [0, key @ ..] if key.len() == 32 => key,
+    let key = match spki.subject_public_key.as_bytes() {
+        Some(key) if key.len() == 32 => key,
         _ => return Err(CertificateError::Malformed("public key is not 32 bytes")),
     };
     let peer = PeerId::from_bytes(key).map_err(|_| CertificateError::BadKey)?;
-    Ok((peer, tbs.whole, signature))
-}
-
-const INTEGER: u8 = 0x02;
-const BIT_STRING: u8 = 0x03;
-const SEQUENCE: u8 = 0x30;
-/// `[0] EXPLICIT Version`.
-const VERSION_TAG: u8 = 0xa0;
-
-/// One DER element: its content, and its whole encoding (tag and length
-/// included).
-struct Element<'a> {
-    content: &'a [u8],
-    whole: &'a [u8],
-}
-
-/// A strict DER reader over a slice: definite lengths of at most two
-/// bytes, minimal encodings, single-byte tags; never reads past the end.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    fn peek_tag(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
-
-    fn finish(&self, what: &'static str) -> Result<(), CertificateError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(CertificateError::Malformed(what))
-        }
-    }
-
-    /// Takes the next element, which must have tag `tag`.
-    fn expect(&mut self, tag: u8, what: &'static str) -> Result<Element<'a>, CertificateError> {
-        let bytes = self.rest;
-        let malformed = || CertificateError::Malformed(what);
-        let (&found, after_tag) = bytes.split_first().ok_or_else(malformed)?;
-        if found != tag {
-            return Err(malformed());
-        }
-        let (&first, after_len) = after_tag.split_first().ok_or_else(malformed)?;
-        let (len, body) = match first {
-            0x00..=0x7f => (usize::from(first), after_len),
-            0x81 => match after_len {
-                [len @ 0x80..=0xff, body @ ..] => (usize::from(*len), body),
-                _ => return Err(malformed()),
-            },
-            0x82 => match after_len {
-                [hi @ 0x01..=0xff, lo, body @ ..] => {
-                    (usize::from(*hi) << 8 | usize::from(*lo), body)
-                }
-                _ => return Err(malformed()),
-            },
-            _ => return Err(malformed()),
-        };
-        if body.len() < len {
-            return Err(malformed());
-        }
-        let header = bytes.len() - body.len();
-        let (whole, rest) = bytes.split_at(header + len);
-        self.rest = rest;
-        Ok(Element {
-            content: &body[..len],
-            whole,
-        })
-    }
+    Ok(Parsed {
+        peer,
+        tbs,
+        signature,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use data_encoding::HEXLOWER;
+
+    fn certificate(seed: u64) -> CertificateDer<'static> {
+        Identity::new(&Keypair::from_seed(seed))
+            .expect("certificate")
+            .certificate
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        HEXLOWER.decode(s.as_bytes()).expect("hex")
+    }
+
+    /// `der` with its outermost header (`30 82 hi lo`) rewritten for a body
+    /// of `body` bytes.
+    fn with_outer_body(der: &[u8], body: Vec<u8>) -> Vec<u8> {
+        assert_eq!(&der[..2], &[0x30, 0x82], "a two-byte outer length");
+        let len = u16::try_from(body.len()).expect("small");
+        let mut out = vec![0x30, 0x82];
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
 
     #[test]
     fn our_certificate_names_our_peer_id() {
@@ -262,10 +244,23 @@ mod tests {
         assert_eq!(peer_id_of(&identity.certificate), Ok(keypair.peer_id()));
     }
 
+    /// rcgen's serial number, name and key differ with every key: the
+    /// strict reader accepts what we make for any of them.
+    #[test]
+    fn every_certificate_we_make_is_accepted() {
+        for seed in 0..64 {
+            let der = certificate(seed);
+            assert_eq!(
+                peer_id_of(&der),
+                Ok(Keypair::from_seed(seed).peer_id()),
+                "seed {seed}"
+            );
+        }
+    }
+
     #[test]
     fn a_changed_byte_anywhere_is_refused_or_names_another_key() {
-        let keypair = Keypair::from_seed(8);
-        let der = Identity::new(&keypair).expect("certificate").certificate;
+        let der = certificate(8);
         for i in 0..der.len() {
             let mut bad = der.to_vec();
             bad[i] ^= 0x01;
@@ -288,72 +283,162 @@ mod tests {
 
     #[test]
     fn another_keys_signature_is_refused() {
-        let a = Identity::new(&Keypair::from_seed(1))
-            .expect("a")
-            .certificate;
-        let b = Identity::new(&Keypair::from_seed(2))
-            .expect("b")
-            .certificate;
+        let a = certificate(1);
+        let b = certificate(2);
         // Same length: swap the signature bit strings (the last 64 bytes).
         let mut forged = a.to_vec();
         let n = forged.len();
         forged[n - 64..].copy_from_slice(&b[b.len() - 64..]);
         assert_eq!(peer_id_of(&forged), Err(CertificateError::BadSelfSignature));
+        // The structural checks alone do not see it: the handshake
+        // signature is what proves the key there.
+        assert_eq!(peer_id_in(&forged), Ok(Keypair::from_seed(1).peer_id()));
     }
 
     #[test]
     fn truncated_and_oversized_certificates_are_refused() {
-        let der = Identity::new(&Keypair::from_seed(3))
-            .expect("c")
-            .certificate;
+        let der = certificate(3);
         for len in 0..der.len() {
-            assert!(peer_id_of(&der[..len]).is_err(), "prefix of {len} passes");
+            assert!(
+                matches!(peer_id_of(&der[..len]), Err(CertificateError::Der(_))),
+                "prefix of {len} passes"
+            );
         }
         let mut long = der.to_vec();
         long.push(0);
-        assert!(peer_id_of(&long).is_err());
-        assert!(matches!(
+        let err = peer_id_of(&long).expect_err("trailing byte");
+        assert!(
+            matches!(&err, CertificateError::Der(reason) if reason.contains("trailing")),
+            "{err}"
+        );
+        assert_eq!(
             peer_id_of(&vec![0x30; MAX_CERTIFICATE_LEN + 1]),
-            Err(CertificateError::TooLarge(_))
+            Err(CertificateError::TooLarge(MAX_CERTIFICATE_LEN + 1))
+        );
+    }
+
+    /// DER has one encoding per value: a length in more bytes than it
+    /// needs is refused, even where no signature covers it.
+    #[test]
+    fn a_non_minimal_length_is_refused() {
+        let der = certificate(4);
+        // The signature is the last field: `03 41 00` and 64 bytes.
+        let n = der.len();
+        assert_eq!(&der[n - 67..n - 64], &[0x03, 0x41, 0x00]);
+        let mut body = der[4..n - 67].to_vec();
+        body.extend_from_slice(&[0x03, 0x81, 0x41, 0x00]);
+        body.extend_from_slice(&der[n - 64..]);
+        let stretched = with_outer_body(&der, body);
+        assert!(
+            matches!(peer_id_in(&stretched), Err(CertificateError::Der(_))),
+            "{:?}",
+            peer_id_in(&stretched)
+        );
+    }
+
+    /// A length that claims far more than the input holds is refused from
+    /// the header, before anything is read or allocated for it.
+    #[test]
+    fn a_length_beyond_the_input_is_refused() {
+        let der = certificate(5);
+        let mut huge = vec![0x30, 0x84, 0x0f, 0xff, 0xff, 0xff];
+        huge.extend_from_slice(&der[4..]);
+        assert!(matches!(peer_id_of(&huge), Err(CertificateError::Der(_))));
+    }
+
+    /// A certificate for an Ed25519 key that another key signed.
+    #[test]
+    fn a_certificate_issued_by_another_key_is_refused() {
+        let issuer_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("issuer key");
+        let mut issuer_params = rcgen::CertificateParams::default();
+        issuer_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "issuer");
+        let issuer = issuer_params.self_signed(&issuer_key).expect("issuer");
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "subject");
+        let der = params
+            .signed_by(&key, &issuer, &issuer_key)
+            .expect("certificate")
+            .der()
+            .clone();
+        assert_eq!(peer_id_of(&der), Err(CertificateError::NotSelfIssued));
+        assert_eq!(peer_id_in(&der), Err(CertificateError::NotSelfIssued));
+    }
+
+    /// A self-signed certificate with an ECDSA P-256 key.
+    #[test]
+    fn another_key_type_is_refused() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
+        let der = rcgen::CertificateParams::default()
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .clone();
+        assert!(matches!(
+            peer_id_of(&der),
+            Err(CertificateError::NotEd25519(_))
         ));
     }
 
     #[test]
     fn pkcs8_of_a_seed_matches_rfc_8410() {
-        // RFC 8410 §10.3's example private key.
-        let seed: [u8; 32] = [
-            0xd4, 0xee, 0x72, 0xdb, 0xf9, 0x13, 0x58, 0x4a, 0xd5, 0xb6, 0xd8, 0xf1, 0xf7, 0x69,
-            0xf8, 0xad, 0x3a, 0xfe, 0x7c, 0x28, 0xcb, 0xf1, 0xd4, 0xfb, 0xe0, 0x97, 0xa8, 0x8f,
-            0x44, 0x75, 0x58, 0x42,
-        ];
-        let expected = "MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC";
-        let der = ed25519_pkcs8(&seed);
-        assert_eq!(base64(&der), expected);
+        // RFC 8410 §10.3's example key: its seed, and its public key as
+        // the second example carries it.
+        let seed = hex("d4ee72dbf913584ad5b6d8f1f769f8ad3afe7c28cbf1d4fbe097a88f44755842");
+        let public = hex("19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1");
+        let seed: [u8; 32] = seed.try_into().expect("32 bytes");
+        // OneAsymmetricKey { version v2(1), Ed25519, OCTET STRING { seed },
+        // [1] publicKey }: the RFC's second example without its
+        // attributes.
+        let mut expected = hex("3051020101300506032b657004220420");
+        expected.extend_from_slice(&seed);
+        expected.extend_from_slice(&hex("812100"));
+        expected.extend_from_slice(&public);
+        let der = ed25519_pkcs8(&seed).expect("pkcs8");
+        assert_eq!(der, expected);
     }
 
-    fn base64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-            for i in 0..=chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-            for _ in chunk.len()..3 {
-                out.push('=');
-            }
-        }
-        out
+    #[test]
+    fn pkcs8_loads_into_rustls_and_back_into_the_same_key() {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let keypair = Keypair::from_seed(11);
+        let der = ed25519_pkcs8(&keypair.secret_bytes()).expect("pkcs8");
+        let back = ed25519_dalek::SigningKey::from_pkcs8_der(&der).expect("decodes");
+        assert_eq!(back.to_bytes(), keypair.secret_bytes());
+        let provider = rustls::crypto::ring::default_provider();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der));
+        let signer = provider
+            .key_provider
+            .load_private_key(key)
+            .expect("ring loads it");
+        assert_eq!(signer.algorithm(), rustls::SignatureAlgorithm::ED25519);
     }
 
     proptest::proptest! {
         #[test]
         fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = peer_id_of(&bytes);
+        }
+
+        /// Arbitrary edits of a real certificate: accepted only unchanged.
+        #[test]
+        fn edits_of_a_real_certificate_pass_only_unchanged(
+            edits in proptest::collection::vec((proptest::prelude::any::<u16>(), proptest::prelude::any::<u8>()), 1..4),
+        ) {
+            let der = certificate(12);
+            let mut edited = der.to_vec();
+            for (at, byte) in edits {
+                let at = usize::from(at) % edited.len();
+                edited[at] = byte;
+            }
+            if let Ok(peer) = peer_id_of(&edited) {
+                proptest::prop_assert_eq!(peer, Keypair::from_seed(12).peer_id());
+                proptest::prop_assert_eq!(&edited[..], &der[..]);
+            }
         }
     }
 }

@@ -3,6 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use p2p::transport::TransportError;
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+
+/// Unidirectional streams a peer may open beyond `max_channels`.
+const STREAM_SLACK: u32 = 8;
+
 /// QUIC transport settings. Every field has a default.
 #[derive(Debug, Clone)]
 pub struct QuicConfig {
@@ -87,5 +93,90 @@ impl Default for QuicConfig {
             socket_buffer_size: 2 * 1024 * 1024,
             close_timeout: Duration::from_secs(1),
         }
+    }
+}
+
+impl QuicConfig {
+    /// The quinn transport settings this config gives one side of a
+    /// connection, exactly as [`QuicTransport`](crate::QuicTransport)
+    /// uses them: stream and connection receive windows, at most
+    /// `max_channels` + 8 unidirectional streams, the idle timeout and
+    /// keep-alive, no datagrams. The dialer opens the one bidirectional
+    /// (control) stream, so only a listener (`listener: true`) allows one.
+    ///
+    /// Public so that a baseline over raw quinn (`bench/quic-compare`)
+    /// runs with the same settings rather than a copy of them.
+    ///
+    /// Fails if `idle_timeout` is beyond what QUIC can carry (2^62 ms).
+    pub fn transport_config(&self, listener: bool) -> Result<TransportConfig, TransportError> {
+        let idle = IdleTimeout::try_from(self.idle_timeout).map_err(|_| {
+            crate::transport::invalid(format!("idle_timeout {:?} is too long", self.idle_timeout))
+        })?;
+        let mut transport = TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(listener)))
+            .max_concurrent_uni_streams(VarInt::from_u32(
+                self.max_channels.saturating_add(STREAM_SLACK),
+            ))
+            .stream_receive_window(VarInt::from_u32(self.stream_receive_window))
+            .receive_window(VarInt::from_u32(self.receive_window))
+            .max_idle_timeout(Some(idle))
+            .keep_alive_interval(Some(self.keep_alive_interval))
+            .datagram_receive_buffer_size(None);
+        Ok(transport)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings follow the config; the only difference between the two
+    /// sides is the bidirectional stream. (quinn's `TransportConfig` shows
+    /// its settings only through `Debug`.)
+    #[test]
+    fn transport_config_follows_the_config() {
+        let config = QuicConfig {
+            max_channels: 10,
+            stream_receive_window: 12_345,
+            receive_window: 67_890,
+            ..QuicConfig::default()
+        };
+        let listener = format!("{:?}", config.transport_config(true).expect("listener"));
+        let dialer = format!("{:?}", config.transport_config(false).expect("dialer"));
+        assert!(
+            listener.contains("max_concurrent_uni_streams: 18"),
+            "{listener}"
+        );
+        assert!(
+            listener.contains("stream_receive_window: 12345"),
+            "{listener}"
+        );
+        assert!(listener.contains("receive_window: 67890"), "{listener}");
+        assert!(
+            listener.contains("max_concurrent_bidi_streams: 1"),
+            "{listener}"
+        );
+        assert!(
+            dialer.contains("max_concurrent_bidi_streams: 0"),
+            "{dialer}"
+        );
+        assert_eq!(
+            listener.replace(
+                "max_concurrent_bidi_streams: 1",
+                "max_concurrent_bidi_streams: 0"
+            ),
+            dialer
+        );
+    }
+
+    #[test]
+    fn an_idle_timeout_quic_cannot_carry_is_refused() {
+        let config = QuicConfig {
+            idle_timeout: Duration::MAX,
+            ..QuicConfig::default()
+        };
+        let err = config.transport_config(true).expect_err("too long");
+        assert!(err.to_string().contains("idle_timeout"), "{err}");
     }
 }

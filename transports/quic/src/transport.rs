@@ -8,7 +8,7 @@ use p2p::transport::{Connection, Direction, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use parking_lot::Mutex;
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
-use quinn::{IdleTimeout, TransportConfig, VarInt};
+use quinn::{TransportConfig, VarInt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -22,9 +22,6 @@ use crate::tls::{MAX_NETWORK_ID_LEN, Tls};
 /// The TLS server name the dialer uses. Certificates carry no names and
 /// the verifier ignores it; it is not sent (no SNI).
 const SERVER_NAME: &str = "switchyard";
-
-/// Unidirectional streams a peer may open beyond `max_channels`.
-const STREAM_SLACK: u32 = 8;
 
 /// The TLS alert a server sends when no ALPN matches (RFC 8446 §6.2),
 /// carried in QUIC as the crypto error 0x100 + alert (RFC 9001 §4.8).
@@ -51,37 +48,11 @@ impl std::fmt::Debug for QuicTransport {
     }
 }
 
-fn invalid(reason: String) -> TransportError {
+pub(crate) fn invalid(reason: String) -> TransportError {
     TransportError::Io(std::io::Error::new(
         std::io::ErrorKind::InvalidInput,
         reason,
     ))
-}
-
-/// quinn's transport settings for one side. The dialer opens the one
-/// bidirectional (control) stream, so only a listener allows one.
-fn transport_config(
-    config: &QuicConfig,
-    listener: bool,
-) -> Result<TransportConfig, TransportError> {
-    let idle = IdleTimeout::try_from(config.idle_timeout).map_err(|_| {
-        invalid(format!(
-            "idle_timeout {:?} is too long",
-            config.idle_timeout
-        ))
-    })?;
-    let mut transport = TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(listener)))
-        .max_concurrent_uni_streams(VarInt::from_u32(
-            config.max_channels.saturating_add(STREAM_SLACK),
-        ))
-        .stream_receive_window(VarInt::from_u32(config.stream_receive_window))
-        .receive_window(VarInt::from_u32(config.receive_window))
-        .max_idle_timeout(Some(idle))
-        .keep_alive_interval(Some(config.keep_alive_interval))
-        .datagram_receive_buffer_size(None);
-    Ok(transport)
 }
 
 /// Asks for larger socket buffers; a kernel that refuses leaves its
@@ -186,11 +157,11 @@ impl QuicTransport {
         let server_crypto = QuicServerConfig::try_from(server_tls)
             .map_err(|e| invalid(format!("QUIC server: {e}")))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(Arc::new(transport_config(&config, true)?));
+        server.transport_config(Arc::new(config.transport_config(true)?));
         // The per-IP handshake limit and `remote_ip` assume a connection
         // stays on the path it was accepted on.
         server.migration(false);
-        let client_transport = Arc::new(transport_config(&config, false)?);
+        let client_transport = Arc::new(config.transport_config(false)?);
 
         let socket = std::net::UdpSocket::bind(config.listen)?;
         size_buffers(&socket, config.socket_buffer_size);
@@ -226,6 +197,18 @@ impl QuicTransport {
     /// The bound socket address.
     pub fn local_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// Waits until no connection of this transport is left: each one
+    /// closed, by either side, and through QUIC's draining period (three
+    /// probe timeouts after the close), after which quinn forgets it.
+    /// Returns at once if there is none. It closes nothing itself; a
+    /// caller that wants its goodbyes delivered before the process exits
+    /// closes its connections and then waits here (bounded by a timeout of
+    /// its own: a peer that never answers keeps a connection until the
+    /// idle timeout).
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
     }
 
     /// Dials `addr` expecting `expected` (or anyone, if `None`) and returns

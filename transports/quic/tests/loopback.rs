@@ -12,7 +12,7 @@ use bytes::Bytes;
 use p2p::transport::{
     Connection, ConnectionError, Frame, GoodbyeReason, Transport, TransportError,
 };
-use p2p::{ChannelId, Keypair, PeerAddress};
+use p2p::{ChannelId, Keypair, PeerAddress, PeerStatus};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -373,7 +373,7 @@ fn raw_client(
 
 /// `keypair`'s certificate as the transport makes it, for a raw client.
 fn our_certificate(keypair: &Keypair) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let pkcs8 = transport_quic::ed25519_pkcs8(&keypair.secret_bytes());
+    let pkcs8 = transport_quic::ed25519_pkcs8(&keypair.secret_bytes()).expect("pkcs8");
     let der = PrivatePkcs8KeyDer::from(pkcs8.clone());
     let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
         .expect("ed25519 key");
@@ -598,7 +598,11 @@ async fn a_goodbye_read_after_the_close_still_comes_after_the_data() {
     frames.push(Frame::goodbye(GoodbyeReason::Shutdown, "going away"));
     // Waits for the peer to close, up to `close_timeout`, then closes.
     out.sink.send(&mut frames).await.expect("send");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The receiver's side has seen the close, and drained it, before it
+    // reads anything: its transport has no connection left.
+    tokio::time::timeout(10 * SECOND, b.wait_idle())
+        .await
+        .expect("the receiver sees the close within 10 s");
     let (got, goodbye) = recv_until_goodbye(&mut inc).await;
     assert_eq!(goodbye.reason(), GoodbyeReason::Shutdown);
     assert_eq!(got.len(), 50, "data sent before the goodbye arrived first");
@@ -773,6 +777,7 @@ async fn the_router_counts_and_penalises_a_reassembly_violation() {
     );
     builder.transport(Arc::new(transport));
     let router = builder.start().expect("start");
+    let mut updates = router.subscribe();
 
     let attacker = Keypair::from_seed(7);
     let (endpoint, client) = raw_client("net", Some(our_certificate(&attacker)));
@@ -791,11 +796,12 @@ async fn the_router_counts_and_penalises_a_reassembly_violation() {
     let mut first = bytes::BytesMut::from(&[transport_quic::CONTROL_STREAM_VERSION][..]);
     p2p::transport::encode_frame(&Frame::Hello(Box::new(hello)), &mut first);
     control.write_all(&first).await.expect("hello");
-    let deadline = tokio::time::Instant::now() + 10 * SECOND;
-    while !router.is_connected(attacker.peer_id()) {
-        assert!(tokio::time::Instant::now() < deadline, "never admitted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let admitted = next_update(&mut updates).await;
+    assert_eq!(admitted.peer, attacker.peer_id());
+    assert!(
+        matches!(admitted.status, PeerStatus::Up { .. }),
+        "{admitted:?}"
+    );
     let mut streams = Vec::new();
     for channel in 0..20u16 {
         let Ok(mut stream) = conn.open_uni().await else {
@@ -809,17 +815,18 @@ async fn the_router_counts_and_penalises_a_reassembly_violation() {
         }
         streams.push(stream);
     }
-    let metrics = router.metrics().clone();
-    while metrics.violations("reassembly_budget") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "not counted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    // The connection's task counts the violation before it ends; the
+    // supervisor then removes the peer and announces it.
+    let removed = next_update(&mut updates).await;
+    assert_eq!(removed.peer, attacker.peer_id());
+    match &removed.status {
+        PeerStatus::Down { reason } => {
+            assert!(reason.contains("reassembly budget"), "{reason}");
+        }
+        other => panic!("expected the attacker removed, got {other:?}"),
     }
-    // The count comes from the connection's task; the supervisor then
-    // removes the peer.
-    while router.is_connected(attacker.peer_id()) {
-        assert!(tokio::time::Instant::now() < deadline, "never disconnected");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(!router.is_connected(attacker.peer_id()));
+    assert_eq!(router.metrics().violations("reassembly_budget"), 1);
     let score = router.score(attacker.peer_id()).await.expect("router");
     assert!(
         score.is_some_and(|s| s < 0),
@@ -842,6 +849,14 @@ async fn a_reassembly_budget_below_the_largest_frame_is_refused() {
     );
     let err = result.expect_err("refused");
     assert!(err.to_string().contains("max_reassembly_bytes"), "{err}");
+}
+
+/// The next peer update, within 10 s.
+async fn next_update(updates: &mut p2p::PeerUpdates) -> p2p::PeerUpdate {
+    tokio::time::timeout(10 * SECOND, updates.recv())
+        .await
+        .expect("a peer update within 10 s")
+        .expect("the router is running")
 }
 
 /// A UDP relay between a dialer and a listener that can stop forwarding

@@ -1,7 +1,8 @@
 //! quinn endpoints for the raw baseline, configured as `transport-quic`
 //! configures its own, minus the identity rules:
 //!
-//! * the same quinn `TransportConfig`, built from `QuicConfig::default()`
+//! * the same quinn `TransportConfig`: the one `transport-quic` builds
+//!   (`QuicConfig::transport_config`) from `QuicConfig::default()`
 //!   (stream and connection receive windows, stream limits, idle timeout,
 //!   keep-alive, no datagrams), the same socket buffer size, migration off;
 //! * the same rustls crypto provider (ring), TLS 1.3 only, no resumption,
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{IdleTimeout, TransportConfig, VarInt};
+use quinn::{TransportConfig, VarInt};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -30,30 +31,17 @@ const ALPN: &[u8] = b"switchyard-bench/raw-quinn";
 /// The TLS server name the dialer uses (the verifier ignores it).
 const SERVER_NAME: &str = "raw-quinn";
 
-/// Unidirectional streams beyond `max_channels`, as in `transport-quic`.
-const STREAM_SLACK: u32 = 8;
-
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// `transport-quic`'s quinn transport settings for one side (its private
-/// `transport_config`, from the same `QuicConfig`): the dialer allows no
-/// bidirectional stream, the listener one.
-fn transport_config(config: &QuicConfig, listener: bool) -> anyhow::Result<TransportConfig> {
-    let idle = IdleTimeout::try_from(config.idle_timeout).context("idle timeout")?;
-    let mut transport = TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(listener)))
-        .max_concurrent_uni_streams(VarInt::from_u32(
-            config.max_channels.saturating_add(STREAM_SLACK),
-        ))
-        .stream_receive_window(VarInt::from_u32(config.stream_receive_window))
-        .receive_window(VarInt::from_u32(config.receive_window))
-        .max_idle_timeout(Some(idle))
-        .keep_alive_interval(Some(config.keep_alive_interval))
-        .datagram_receive_buffer_size(None);
-    Ok(transport)
+/// `transport-quic`'s own quinn transport settings for one side
+/// (`QuicConfig::transport_config`, from `QuicConfig::default()`): the
+/// dialer allows no bidirectional stream, the listener one.
+fn transport_config(listener: bool) -> anyhow::Result<TransportConfig> {
+    QuicConfig::default()
+        .transport_config(listener)
+        .context("transport-quic's transport config")
 }
 
 /// A UDP socket on a free loopback port with `transport-quic`'s buffer
@@ -86,7 +74,7 @@ pub fn listener() -> anyhow::Result<quinn::Endpoint> {
     tls.send_tls13_tickets = 0;
     tls.max_early_data_size = 0;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    server.transport_config(Arc::new(transport_config(&QuicConfig::default(), true)?));
+    server.transport_config(Arc::new(transport_config(true)?));
     server.migration(false);
     endpoint(Some(server))
 }
@@ -114,7 +102,7 @@ impl Dialer {
         tls.enable_early_data = false;
         tls.enable_sni = false;
         let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-        config.transport_config(Arc::new(transport_config(&QuicConfig::default(), false)?));
+        config.transport_config(Arc::new(transport_config(false)?));
         Ok(Self {
             endpoint: endpoint(None)?,
             config,
