@@ -21,12 +21,13 @@
 //! | reason | when |
 //! |---|---|
 //! | `too_many_handshakes`, `too_many_handshakes_from_prefix` | an inbound connection while the pending handshakes (in all, or from its network) are at their limit; closed before `Hello` |
-//! | `accept_error` | the transport's `accept` failed: on TCP, the Noise handshake (a wrong network id fails it, being in the prologue), a bad identity payload, a handshake message too long |
+//! | `accept_error` | the transport's `accept` failed for any reason but a refusal below: on TCP, the Noise handshake (a network id whose tag collides with ours still fails it, being in the prologue), a bad identity payload, a handshake message too long, the handshake deadline |
+//! | `network_mismatch` (before `Hello`), `no_common_suite`, `bad_preamble` | the transport refused the dialer, saying why ([`TransportError::Refused`](crate::transport::TransportError::Refused)): on TCP, the suite preamble's network tag is not ours, no cipher suite offered is one we accept, or the preamble is malformed or of another version (a node of protocol version 2 or older) |
 //! | `handshake_timeout` | no `Hello` exchange within the handshake timeout |
 //! | `io` | the connection failed while sending or awaiting `Hello` |
 //! | `remote_goodbye` | the remote answered our `Hello` with a `Goodbye` |
 //! | `protocol`, `hello_too_large`, `oversized_hello`, `bad_channel`, `peer_id_mismatch` | a first frame that is not a well-formed `Hello`, or one that names another PeerId than the authenticated one |
-//! | `network_mismatch`, `version_mismatch` | a `Hello` for another network or protocol version |
+//! | `network_mismatch`, `version_mismatch` | a `Hello` for another network or protocol version (over TCP, another network is refused before `Hello`, under the same label) |
 //! | `duplicate` | a second connection of a connected peer that loses the tie-break |
 //! | `banned`, `low_score`, `prefix_banned`, `prefix_limit`, `inbound_full`, `outbound_full`, `self_connection`, `already_connected` | the peer manager's verdict ([`RejectReason`](crate::peer_manager::RejectReason)) |
 //!

@@ -339,9 +339,36 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
+    /// The transport handshake ended in a refusal both sides can name,
+    /// before authentication: the listener found the dialer on another
+    /// network, or no cipher suite in common, and said so. An `accept`
+    /// that fails this way is counted under `reason` in
+    /// `handshakes_refused_total`, not as `accept_error`.
+    #[error("handshake with {remote} refused ({reason}): {detail}")]
+    Refused {
+        /// Who we were talking to (an address or an IP).
+        remote: String,
+        /// The refusal, a label of `handshakes_refused_total`
+        /// (`network_mismatch`, `no_common_suite`, `bad_preamble`).
+        reason: &'static str,
+        /// What each side saw.
+        detail: String,
+    },
     /// An I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl TransportError {
+    /// The reason of `handshakes_refused_total` an `accept` that failed
+    /// with this error counts under: the refusal's own for
+    /// [`TransportError::Refused`], `accept_error` for every other error.
+    pub fn refusal_reason(&self) -> &'static str {
+        match self {
+            Self::Refused { reason, .. } => reason,
+            _ => "accept_error",
+        }
+    }
 }
 
 /// Why a connection failed or ended.

@@ -634,7 +634,7 @@ async fn accept_loop(
                 return;
             }
             Err(e) => {
-                shared.metrics.refused("accept_error");
+                shared.metrics.refused(e.refusal_reason());
                 tracing::debug!(scheme = transport.scheme(), error = %e, "accept failed");
                 // An error that repeats at once (e.g. out of file descriptors)
                 // must not spin the loop.

@@ -3,12 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Which implementation of ChaCha20-Poly1305 Noise uses.
+use crate::suite::CipherSuite;
+
+/// Which implementation of the suite's cipher and hash Noise uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CryptoBackend {
-    /// `ring` (assembly-optimised), with snow's pure-Rust resolver for what
-    /// ring lacks (X25519, BLAKE2s). The default: measured faster, see
-    /// BENCHMARKS.md.
+    /// `ring` (assembly-optimised: ChaCha20-Poly1305, AES-256-GCM,
+    /// SHA-256), with snow's pure-Rust resolver for what ring lacks
+    /// (X25519, BLAKE2s). The default: measured faster, see BENCHMARKS.md.
     #[default]
     Ring,
     /// snow's pure-Rust resolver (RustCrypto) for everything.
@@ -42,6 +44,19 @@ pub struct TcpConfig {
     pub accept_backlog: usize,
     /// The crypto backend (default [`CryptoBackend::Ring`]).
     pub crypto: CryptoBackend,
+    /// The cipher suites this node offers when it dials, in order of
+    /// preference, and accepts when it listens (default
+    /// [`CipherSuite::default_preference`]: AES-GCM then ChaCha on a CPU
+    /// with AES and carry-less multiply instructions, ChaCha alone
+    /// otherwise). A listener picks the first suite of the dialer's order
+    /// that is in its own list, so its own order does not matter. At least
+    /// one, at most 8, none twice ([`TcpTransport::bind`] refuses other
+    /// lists). Leaving out [`CipherSuite::ChaChaPoly`], which every
+    /// implementation has, cuts a node off from peers that have nothing
+    /// else: they are refused with `no_common_suite`.
+    ///
+    /// [`TcpTransport::bind`]: crate::TcpTransport::bind
+    pub suites: Vec<CipherSuite>,
 }
 
 impl Default for TcpConfig {
@@ -55,6 +70,7 @@ impl Default for TcpConfig {
             max_frame_size: p2p::router::MAX_MESSAGE_SIZE + 64,
             accept_backlog: 128,
             crypto: CryptoBackend::Ring,
+            suites: CipherSuite::default_preference(),
         }
     }
 }

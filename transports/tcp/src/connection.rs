@@ -21,10 +21,12 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use futures::future::BoxFuture;
 use p2p::transport::{ConnectionError, Frame, FrameSink, FrameStream, decode_frame, encode_frame};
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use snow::StatelessTransportState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::suite::CipherSuite;
 
 /// Largest Noise message.
 pub const MAX_NOISE_MESSAGE: usize = 65_535;
@@ -70,14 +72,14 @@ pub(crate) enum Session {
     /// snow's transport state (the RustCrypto backend): seals and opens by
     /// copying into its output, then working in place.
     Snow(Arc<StatelessTransportState>),
-    /// ring's ChaCha20-Poly1305 with the keys of the handshake's split (the
-    /// Ring backend): seals and opens in place in our own buffers. Same
-    /// bytes on the wire as snow.
+    /// ring's AEAD of the suite (ChaCha20-Poly1305 or AES-256-GCM) with the
+    /// keys of the handshake's split (the Ring backend): seals and opens in
+    /// place in our own buffers. Same bytes on the wire as snow.
     Ring {
         /// Our sending key.
-        send: LessSafeKey,
+        send: RingKey,
         /// Our receiving key.
-        recv: LessSafeKey,
+        recv: RingKey,
     },
 }
 
@@ -92,14 +94,15 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// A ring session from the raw split `(initiator → responder,
-    /// responder → initiator)`.
+    /// A ring session of `suite` from the raw split `(initiator →
+    /// responder, responder → initiator)`.
     pub fn ring(
+        suite: CipherSuite,
         initiator: bool,
         (i_to_r, r_to_i): ([u8; 32], [u8; 32]),
     ) -> Result<Self, ring::error::Unspecified> {
-        let i_to_r = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &i_to_r)?);
-        let r_to_i = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &r_to_i)?);
+        let i_to_r = RingKey::new(suite, &i_to_r)?;
+        let r_to_i = RingKey::new(suite, &r_to_i)?;
         Ok(if initiator {
             Self::Ring {
                 send: i_to_r,
@@ -127,20 +130,44 @@ impl Session {
 #[allow(clippy::large_enum_variant)] // as for `Session`
 pub(crate) enum Cipher {
     Snow(Arc<StatelessTransportState>),
-    Ring(LessSafeKey),
+    Ring(RingKey),
+}
+
+/// One direction's ring key, and how its suite spells a nonce.
+pub(crate) struct RingKey {
+    key: LessSafeKey,
+    suite: CipherSuite,
+}
+
+impl RingKey {
+    fn new(suite: CipherSuite, key: &[u8; 32]) -> Result<Self, ring::error::Unspecified> {
+        let algorithm = match suite {
+            CipherSuite::ChaChaPoly => &CHACHA20_POLY1305,
+            CipherSuite::AesGcm => &AES_256_GCM,
+        };
+        Ok(Self {
+            key: LessSafeKey::new(UnboundKey::new(algorithm, key)?),
+            suite,
+        })
+    }
+
+    /// Noise's nonce for counter `n`: 32 zero bits, then the counter
+    /// little-endian for ChaChaPoly and big-endian for AESGCM (Noise
+    /// specification, section 12).
+    fn nonce(&self, n: u64) -> Nonce {
+        let mut bytes = [0u8; 12];
+        bytes[4..].copy_from_slice(&match self.suite {
+            CipherSuite::ChaChaPoly => n.to_le_bytes(),
+            CipherSuite::AesGcm => n.to_be_bytes(),
+        });
+        Nonce::assume_unique_for_key(bytes)
+    }
 }
 
 impl From<Arc<StatelessTransportState>> for Cipher {
     fn from(state: Arc<StatelessTransportState>) -> Self {
         Self::Snow(state)
     }
-}
-
-/// Noise's ChaChaPoly nonce: 32 zero bits, then the counter little-endian.
-fn noise_nonce(n: u64) -> Nonce {
-    let mut bytes = [0u8; 12];
-    bytes[4..].copy_from_slice(&n.to_le_bytes());
-    Nonce::assume_unique_for_key(bytes)
 }
 
 /// The next nonce of `counter`. Noise reserves 2^64 - 1, so a direction
@@ -191,8 +218,9 @@ impl NoiseSink {
                 Cipher::Ring(key) => {
                     self.wire.extend_from_slice(chunk);
                     let tag = key
+                        .key
                         .seal_in_place_separate_tag(
-                            noise_nonce(nonce),
+                            key.nonce(nonce),
                             Aad::empty(),
                             &mut self.wire[start..],
                         )
@@ -298,7 +326,8 @@ impl NoiseStream {
                     // Open in place, then hand the plaintext to `plain`:
                     // free if `plain` is empty, one copy otherwise.
                     let n = key
-                        .open_in_place(noise_nonce(nonce), Aad::empty(), &mut message[2..])
+                        .key
+                        .open_in_place(key.nonce(nonce), Aad::empty(), &mut message[2..])
                         .map_err(|_| ConnectionError::Protocol("noise decrypt failed".into()))?
                         .len();
                     message.advance(2);
@@ -369,10 +398,10 @@ mod tests {
     use snow::HandshakeState;
     use snow::resolvers::DefaultResolver;
 
-    /// A finished XX handshake on snow's pure-Rust resolver: (initiator,
-    /// responder).
-    fn handshake() -> (HandshakeState, HandshakeState) {
-        let params: snow::params::NoiseParams = crate::handshake::NOISE_PARAMS.parse().expect("p");
+    /// A finished XX handshake of `suite` on snow's pure-Rust resolver:
+    /// (initiator, responder).
+    fn handshake(suite: CipherSuite) -> (HandshakeState, HandshakeState) {
+        let params: snow::params::NoiseParams = suite.noise_name().parse().expect("p");
         let build = |initiator: bool| {
             let builder = snow::Builder::with_resolver(params.clone(), Box::new(DefaultResolver));
             let key = builder.generate_keypair().expect("key");
@@ -451,10 +480,18 @@ mod tests {
     }
 
     /// ring's in-place path and snow's path produce and accept the same
-    /// bytes, in both directions and both pairings.
+    /// bytes, in both directions and both pairings, for each suite (so
+    /// ring's nonces are Noise's: little-endian for ChaChaPoly, big-endian
+    /// for AESGCM).
     #[tokio::test]
     async fn ring_and_snow_paths_interoperate() {
-        let (mut i, mut r) = handshake();
+        for suite in CipherSuite::ALL {
+            ring_and_snow_paths_interoperate_with(suite).await;
+        }
+    }
+
+    async fn ring_and_snow_paths_interoperate_with(suite: CipherSuite) {
+        let (mut i, mut r) = handshake(suite);
         let keys = i.dangerously_get_raw_split();
         assert_eq!(keys, r.dangerously_get_raw_split());
         let (
@@ -467,8 +504,8 @@ mod tests {
                 recv: r_recv,
             },
         ) = (
-            Session::ring(true, keys).expect("i"),
-            Session::ring(false, keys).expect("r"),
+            Session::ring(suite, true, keys).expect("i"),
+            Session::ring(suite, false, keys).expect("r"),
         )
         else {
             unreachable!("ring sessions");

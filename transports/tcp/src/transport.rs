@@ -2,24 +2,51 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use p2p::transport::{Connection, Direction, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::TcpConfig;
 use crate::connection::{NoiseSink, NoiseStream, Session};
-use crate::handshake::{self, HandshakeError, NoiseIdentity};
+use crate::handshake::{self, Established, HandshakeError, Local, NoiseIdentity};
+use crate::suite::{CipherSuite, check_suites};
+
+/// After refusing a dialer, how long the listener reads and discards what
+/// the dialer already sent (its first Noise message) before it closes, so
+/// that the close is a FIN behind the answer rather than a reset that may
+/// overtake it. At most [`LINGER_BYTES`].
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read while lingering.
+const LINGER_BYTES: usize = 4096;
+
+/// Connections established per suite, in [`CipherSuite::ALL`] order.
+#[derive(Debug, Default)]
+struct SuiteCounts([AtomicU64; CipherSuite::ALL.len()]);
+
+impl SuiteCounts {
+    fn slot(&self, suite: CipherSuite) -> &AtomicU64 {
+        // Every suite is in ALL.
+        let i = CipherSuite::ALL
+            .iter()
+            .position(|s| *s == suite)
+            .unwrap_or_default();
+        &self.0[i]
+    }
+}
 
 /// TCP + Noise transport.
 pub struct TcpTransport {
     local: PeerId,
-    identity: Arc<NoiseIdentity>,
+    handshake: Arc<Local>,
     config: Arc<TcpConfig>,
-    prologue: Arc<Vec<u8>>,
+    established: Arc<SuiteCounts>,
     listen: SocketAddr,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Result<Connection, TransportError>>>,
     _stop: DropGuard,
@@ -38,7 +65,8 @@ impl TcpTransport {
     /// Binds `config.listen` and starts accepting. Inbound handshakes run
     /// in their own tasks, bounded per IP and in all, each under
     /// `handshake_timeout`; only authenticated connections reach
-    /// [`Transport::accept`].
+    /// [`Transport::accept`]. Fails if `config.suites` is empty, names a
+    /// suite twice or more than 8 suites.
     pub async fn bind(keypair: &Keypair, config: TcpConfig) -> Result<Self, TransportError> {
         Self::bind_now(keypair, config)
     }
@@ -46,13 +74,22 @@ impl TcpTransport {
     /// [`bind`](Self::bind) without awaiting (binding a socket does not
     /// block); must be called within a tokio runtime.
     pub fn bind_now(keypair: &Keypair, config: TcpConfig) -> Result<Self, TransportError> {
-        let identity =
-            Arc::new(
-                NoiseIdentity::new(keypair).map_err(|e| TransportError::Handshake {
-                    remote: "-".into(),
-                    reason: e.to_string(),
-                })?,
-            );
+        check_suites(&config.suites).map_err(|e| {
+            TransportError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("TcpConfig::suites: {e}"),
+            ))
+        })?;
+        let identity = NoiseIdentity::new(keypair).map_err(|e| TransportError::Handshake {
+            remote: "-".into(),
+            reason: e.to_string(),
+        })?;
+        let handshake = Arc::new(Local::new(
+            identity,
+            &config.network_id,
+            config.suites.clone(),
+            config.crypto,
+        ));
         // std sets SO_REUSEADDR on Unix, so a restarted node can bind its
         // old port while old connections linger in TIME_WAIT.
         let listener = std::net::TcpListener::bind(config.listen)?;
@@ -60,22 +97,24 @@ impl TcpTransport {
         let listener = TcpListener::from_std(listener)?;
         let listen = listener.local_addr()?;
         let config = Arc::new(config);
-        let prologue = Arc::new(handshake::prologue(&config.network_id));
+        let established = Arc::new(SuiteCounts::default());
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let stop = CancellationToken::new();
         tokio::spawn(listen_loop(
             listener,
-            identity.clone(),
-            config.clone(),
-            prologue.clone(),
-            tx,
-            stop.clone(),
+            Listening {
+                handshake: handshake.clone(),
+                config: config.clone(),
+                established: established.clone(),
+                accepted: tx,
+                stop: stop.clone(),
+            },
         ));
         Ok(Self {
             local: keypair.peer_id(),
-            identity,
+            handshake,
             config,
-            prologue,
+            established,
             listen,
             accepted: tokio::sync::Mutex::new(rx),
             _stop: stop.drop_guard(),
@@ -85,6 +124,18 @@ impl TcpTransport {
     /// The bound socket address.
     pub fn local_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The cipher suites this transport offers and accepts, in order of
+    /// preference.
+    pub fn suites(&self) -> &[CipherSuite] {
+        &self.handshake.suites
+    }
+
+    /// How many connections, dialed or accepted, completed their handshake
+    /// under `suite` since the transport was bound.
+    pub fn established(&self, suite: CipherSuite) -> u64 {
+        self.established.slot(suite).load(Ordering::Relaxed)
     }
 
     /// Dials `addr` expecting `expected` (or anyone, if `None`) and returns
@@ -103,24 +154,18 @@ impl TcpTransport {
                         reason: e.to_string(),
                     })?;
             let _ = stream.set_nodelay(true);
-            let (state, remote) = handshake::initiate(
-                &mut stream,
-                &self.identity,
-                &self.prologue,
-                self.config.crypto,
-                expected,
-            )
-            .await
-            .map_err(|e| match e {
-                HandshakeError::WrongPeer { expected, actual } => {
-                    TransportError::WrongPeer { expected, actual }
-                }
-                other => TransportError::Handshake {
-                    remote: addr.to_string(),
-                    reason: other.to_string(),
-                },
-            })?;
-            Ok(self.connection(stream, state, remote, Direction::Outbound))
+            let established = handshake::initiate(&mut stream, &self.handshake, expected)
+                .await
+                .map_err(|e| match e {
+                    HandshakeError::WrongPeer { expected, actual } => {
+                        TransportError::WrongPeer { expected, actual }
+                    }
+                    other => transport_error(addr.to_string(), other),
+                })?;
+            self.established
+                .slot(established.suite)
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(self.connection(stream, established, Direction::Outbound))
         };
         tokio::time::timeout(self.config.handshake_timeout, attempt)
             .await
@@ -133,18 +178,59 @@ impl TcpTransport {
     fn connection(
         &self,
         stream: TcpStream,
-        session: Session,
-        remote: PeerId,
+        established: Established,
         direction: Direction,
     ) -> Connection {
+        tracing::debug!(
+            peer = %established.remote.short(),
+            suite = %established.suite,
+            ?direction,
+            "tcp handshake done"
+        );
         into_connection(
             stream,
-            session,
-            remote,
+            established.session,
+            established.remote,
             direction,
             self.config.max_frame_size,
         )
     }
+}
+
+/// A failed handshake as the router sees it: a refusal with its reason,
+/// or any other failure.
+fn transport_error(remote: String, e: HandshakeError) -> TransportError {
+    match e.refusal() {
+        Some(refusal) => TransportError::Refused {
+            remote,
+            reason: refusal.label(),
+            detail: e.to_string(),
+        },
+        None => TransportError::Handshake {
+            remote,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// After a refusal: closes our side (a FIN behind the answer), then reads
+/// and discards what the dialer sent, until it closes too, for at most
+/// [`LINGER`] and [`LINGER_BYTES`]. Closing with its bytes unread would
+/// reset the connection, and a reset may reach the dialer before it has
+/// read why it was refused.
+async fn linger(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut buf = [0u8; 512];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 fn into_connection(
@@ -167,14 +253,23 @@ fn into_connection(
     }
 }
 
-async fn listen_loop(
-    listener: TcpListener,
-    identity: Arc<NoiseIdentity>,
+/// What the accept loop and its handshake tasks share.
+#[derive(Clone)]
+struct Listening {
+    handshake: Arc<Local>,
     config: Arc<TcpConfig>,
-    prologue: Arc<Vec<u8>>,
+    established: Arc<SuiteCounts>,
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
     stop: CancellationToken,
-) {
+}
+
+async fn listen_loop(listener: TcpListener, listening: Listening) {
+    let Listening {
+        config,
+        accepted,
+        stop,
+        ..
+    } = listening.clone();
     let per_prefix = Arc::new(p2p::PrefixSlots::default());
     let all = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
     loop {
@@ -201,37 +296,49 @@ async fn listen_loop(
             tracing::debug!(%addr, "too many handshakes in progress; closing");
             continue;
         };
-        let (identity, config, prologue, accepted, stop) = (
-            identity.clone(),
-            config.clone(),
-            prologue.clone(),
-            accepted.clone(),
-            stop.clone(),
-        );
+        let Listening {
+            handshake,
+            config,
+            established,
+            accepted,
+            stop,
+        } = listening.clone();
         tokio::spawn(async move {
-            let _slots = (prefix_slot, permit);
+            let slots = (prefix_slot, permit);
             let _ = stream.set_nodelay(true);
             let handshake = tokio::time::timeout(
                 config.handshake_timeout,
-                handshake::respond(&mut stream, &identity, &prologue, config.crypto),
+                handshake::respond(&mut stream, &handshake),
             );
             let result = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
                 result = handshake => result,
             };
+            let mut refused = None;
             let item = match result {
-                Ok(Ok((state, remote))) => Ok(into_connection(
-                    stream,
-                    state,
-                    remote,
-                    Direction::Inbound,
-                    config.max_frame_size,
-                )),
-                Ok(Err(e)) => Err(TransportError::Handshake {
-                    remote: addr.to_string(),
-                    reason: e.to_string(),
-                }),
+                Ok(Ok(done)) => {
+                    established.slot(done.suite).fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        peer = %done.remote.short(),
+                        suite = %done.suite,
+                        %addr,
+                        "tcp handshake done (inbound)"
+                    );
+                    Ok(into_connection(
+                        stream,
+                        done.session,
+                        done.remote,
+                        Direction::Inbound,
+                        config.max_frame_size,
+                    ))
+                }
+                Ok(Err(e)) => {
+                    if e.refusal().is_some() {
+                        refused = Some(stream);
+                    }
+                    Err(transport_error(addr.to_string(), e))
+                }
                 Err(_) => Err(TransportError::Handshake {
                     remote: addr.to_string(),
                     reason: format!("no handshake within {:?}", config.handshake_timeout),
@@ -244,6 +351,11 @@ async fn listen_loop(
             // none: waiting for room must not hold this IP's handshake slot
             // forever.
             let _ = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            if let Some(stream) = refused {
+                // The slots are free while we wait for the dialer to go.
+                drop(slots);
+                linger(stream).await;
+            }
         });
     }
 }

@@ -14,7 +14,8 @@ use p2p::transport::{Connection, ConnectionError, Frame, Transport, TransportErr
 use p2p::{ChannelDescriptor, ChannelId, Keypair, PeerAddress, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use transport_tcp::{TcpConfig, TcpTransport};
+use transport_tcp::preamble::{self, Answer, Offer};
+use transport_tcp::{CipherSuite, TcpConfig, TcpTransport};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -24,6 +25,11 @@ fn config(network: &str) -> TcpConfig {
         handshake_timeout: SECOND,
         ..TcpConfig::default()
     }
+}
+
+/// The offer an honest dialer of `network` offering `suites` sends.
+fn offer(network: &str, suites: &[CipherSuite]) -> Vec<u8> {
+    Offer::new(preamble::network_tag(network), suites).encode()
 }
 
 fn bind(seed: u64, config: TcpConfig) -> (Keypair, TcpTransport) {
@@ -119,8 +125,9 @@ async fn a_wrong_expected_peer_id_fails_the_dial() {
     assert!(accept(&b).await.is_err());
 }
 
-/// Nodes of different network ids cannot complete a handshake; both sides
-/// get an error that says so.
+/// Nodes of different network ids cannot complete a handshake: the
+/// listener tells the network tag in the preamble apart and refuses with
+/// `network_mismatch`, and both sides get an error that says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_network_id_fails_the_handshake() {
     let (_, a) = bind(1, config("one"));
@@ -130,24 +137,41 @@ async fn a_wrong_network_id_fails_the_handshake() {
         .await
         .expect_err("different networks");
     assert!(
-        matches!(err, TransportError::Handshake { .. }) && err.to_string().contains("network id"),
+        matches!(
+            err,
+            TransportError::Refused {
+                reason: "network_mismatch",
+                ..
+            }
+        ) && err.to_string().contains("another network id"),
         "{err}"
     );
-    assert!(matches!(
-        accept(&b).await,
-        Err(TransportError::Handshake { .. })
-    ));
+    let err = accept(&b).await.expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            TransportError::Refused {
+                reason: "network_mismatch",
+                ..
+            }
+        ) && err.to_string().contains("\"two\""),
+        "{err}"
+    );
+    assert_eq!(err.refusal_reason(), "network_mismatch");
 }
 
 /// A truncated first message, an oversized length, and well-framed garbage
-/// each fail the handshake with an error; the listener keeps accepting.
+/// behind a valid offer each fail the handshake with an error; the listener
+/// keeps accepting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_and_garbage_handshakes_are_refused() {
     let (kb, b) = bind(2, config("net"));
     let addr = b.local_addr();
+    let hello = offer("net", &[CipherSuite::ChaChaPoly]);
 
     // Truncated: announces 32 bytes, sends 10, hangs up.
     let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&hello).await.expect("write");
     s.write_all(&[0, 32]).await.expect("write");
     s.write_all(&[7; 10]).await.expect("write");
     drop(s);
@@ -156,6 +180,7 @@ async fn truncated_and_garbage_handshakes_are_refused() {
 
     // Oversized: a length above the 1 KiB handshake limit.
     let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&hello).await.expect("write");
     s.write_all(&[0xff, 0xff]).await.expect("write");
     let err = accept(&b).await.expect_err("oversized");
     assert!(err.to_string().contains("exceeds"), "{err}");
@@ -164,8 +189,15 @@ async fn truncated_and_garbage_handshakes_are_refused() {
     // Well framed garbage: any 32 bytes pass as an ephemeral key, but the
     // third message does not decrypt.
     let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&hello).await.expect("write");
     s.write_all(&[0, 32]).await.expect("write");
     s.write_all(&[0x42; 32]).await.expect("write");
+    let mut answer = [0u8; preamble::ANSWER_LEN];
+    s.read_exact(&mut answer).await.expect("the answer");
+    assert_eq!(
+        Answer::decode(answer),
+        Ok(Answer::Accept(CipherSuite::ChaChaPoly))
+    );
     let mut len = [0u8; 2];
     s.read_exact(&mut len).await.expect("message 2 length");
     let mut msg2 = vec![0u8; usize::from(u16::from_be_bytes(len))];
@@ -222,7 +254,8 @@ async fn slowloris_and_silent_handshakes_are_closed_at_the_deadline() {
     let mut silent = TcpStream::connect(addr).await.expect("connect");
     let trickler = tokio::spawn(async move {
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        let mut bytes = vec![0u8, 32];
+        let mut bytes = offer("net", &[CipherSuite::ChaChaPoly]);
+        bytes.extend_from_slice(&[0, 32]);
         bytes.extend_from_slice(&[0x42; 32]);
         for byte in bytes {
             if s.write_all(&[byte]).await.is_err() {
