@@ -90,7 +90,7 @@ pub use error::{ConfigError, Position, name_problem};
 pub use reactors::{GossipSection, PexSection, ReactorsSection, RingSection, RoomSection};
 pub use sections::{
     ApiSection, LimitsSection, LogFormat, LogSection, MetricsSection, PeersSection, QuicSection,
-    TcpSection, TransportsSection,
+    TcpSection, TcpSuite, TransportsSection,
 };
 pub use template::default_config_toml;
 
@@ -396,6 +396,7 @@ impl Config {
             max_handshakes_per_prefix: tcp.max_handshakes_per_prefix,
             max_handshakes: tcp.max_handshakes,
             max_frame_size: self.limits.max_frame_size,
+            suites: tcp.cipher_suites(),
             ..TcpConfig::default()
         })
     }

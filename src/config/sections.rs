@@ -11,7 +11,7 @@ use p2p::{PeerAddress, PeerManagerConfig, RouterConfig};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use transport_quic::QuicConfig;
-use transport_tcp::TcpConfig;
+use transport_tcp::{CipherSuite, TcpConfig};
 
 use super::error::{ConfigError, at_least, duration, human, invalid};
 use super::{MAX_FRAME_SIZE, MIN_FRAME_SIZE};
@@ -44,6 +44,45 @@ pub struct TcpSection {
     pub max_handshakes_per_prefix: usize,
     /// Handshakes in progress in all (default 256).
     pub max_handshakes: usize,
+    /// The cipher suites offered when dialing and accepted when listening,
+    /// in order of preference, e.g. `["aesgcm", "chachapoly"]`. Unset (the
+    /// default): AES-GCM then ChaCha on a CPU with AES and carry-less
+    /// multiply instructions, ChaCha alone otherwise
+    /// ([`CipherSuite::default_preference`]). At least one, none twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suites: Option<Vec<TcpSuite>>,
+}
+
+/// A cipher suite's name in `transports.tcp.suites`: `"aesgcm"`
+/// (`Noise_XX_25519_AESGCM_SHA256`) or `"chachapoly"`
+/// (`Noise_XX_25519_ChaChaPoly_BLAKE2s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpSuite {
+    /// `Noise_XX_25519_AESGCM_SHA256`.
+    AesGcm,
+    /// `Noise_XX_25519_ChaChaPoly_BLAKE2s`.
+    ChaChaPoly,
+}
+
+impl From<TcpSuite> for CipherSuite {
+    fn from(suite: TcpSuite) -> Self {
+        match suite {
+            TcpSuite::AesGcm => CipherSuite::AesGcm,
+            TcpSuite::ChaChaPoly => CipherSuite::ChaChaPoly,
+        }
+    }
+}
+
+impl TcpSection {
+    /// The suites this section sets, or the default preference.
+    pub fn cipher_suites(&self) -> Vec<CipherSuite> {
+        self.suites
+            .as_ref()
+            .map_or_else(CipherSuite::default_preference, |suites| {
+                suites.iter().map(|&s| s.into()).collect()
+            })
+    }
 }
 
 impl Default for TcpSection {
@@ -55,6 +94,7 @@ impl Default for TcpSection {
             handshake_timeout: tcp.handshake_timeout,
             max_handshakes_per_prefix: tcp.max_handshakes_per_prefix,
             max_handshakes: tcp.max_handshakes,
+            suites: None,
         }
     }
 }
@@ -121,6 +161,11 @@ impl TransportsSection {
             1,
         )?;
         at_least("transports.tcp.max_handshakes", tcp.max_handshakes, 1)?;
+        if let Some(suites) = &tcp.suites {
+            let suites: Vec<CipherSuite> = suites.iter().map(|&s| s.into()).collect();
+            transport_tcp::suite::check_suites(&suites)
+                .map_err(|e| invalid("transports.tcp.suites", e))?;
+        }
         duration("transports.quic.handshake_timeout", quic.handshake_timeout)?;
         duration("transports.quic.idle_timeout", quic.idle_timeout)?;
         duration(

@@ -196,6 +196,16 @@ pub(super) const ENTRIES: &[Entry] = &[
         "Handshakes in progress in all at most.",
         AT_LEAST_1,
     ),
+    optional(
+        "transports.tcp.suites",
+        "Cipher suites offered when dialing and accepted when listening, in order of\n\
+         preference: \"aesgcm\" (AES-256-GCM) and \"chachapoly\" (ChaCha20-Poly1305).\n\
+         A listener takes the first of the dialer's suites it accepts. At least one,\n\
+         none twice; leave out \"chachapoly\" and nodes that have nothing else cannot\n\
+         connect. Unset: [\"aesgcm\", \"chachapoly\"] on a CPU with AES instructions,\n\
+         [\"chachapoly\"] otherwise.",
+        "[\"aesgcm\", \"chachapoly\"]",
+    ),
     table(
         "transports.quic",
         "QUIC with TLS 1.3 over UDP; each channel gets its own stream.",

@@ -19,6 +19,7 @@ fn everything_set() -> Config {
         ..Config::default()
     };
     config.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 26660)));
+    config.transports.tcp.suites = Some(vec![TcpSuite::ChaChaPoly, TcpSuite::AesGcm]);
     let peer = p2p::Keypair::from_seed(1).peer_id().to_string();
     config.reactors.gossip.rooms.push(RoomSection {
         name: "lobby".into(),
@@ -244,6 +245,36 @@ fn validation_errors_say_where_the_text_sets_the_field() {
     let mut config = Config::default();
     config.reactors.ring.config.load.max_share = 2.0;
     assert_eq!(config.validate().expect_err("2.0").position(), None);
+}
+
+/// `transports.tcp.suites`: unset follows the CPU; set, it reaches the
+/// transport in its order; an empty list, a suite named twice or an
+/// unknown name is refused naming the field.
+#[test]
+fn tcp_suites_are_read_checked_and_handed_to_the_transport() {
+    use transport_tcp::CipherSuite;
+    let tcp = |text: &str| Config::from_toml_str(text).map(|c| c.tcp_config());
+    let default = tcp("").expect("defaults").expect("tcp enabled");
+    assert_eq!(default.suites, CipherSuite::default_preference());
+    let set = tcp("[transports.tcp]\nsuites = [\"chachapoly\", \"aesgcm\"]\n")
+        .expect("valid")
+        .expect("tcp enabled");
+    assert_eq!(
+        set.suites,
+        vec![CipherSuite::ChaChaPoly, CipherSuite::AesGcm]
+    );
+    for (text, says) in [
+        ("suites = []", "at least one"),
+        ("suites = [\"aesgcm\", \"aesgcm\"]", "twice"),
+        ("suites = [\"aes\"]", "aesgcm"),
+    ] {
+        let error = tcp(&format!("[transports.tcp]\n{text}\n")).expect_err(text);
+        let message = error.to_string();
+        assert!(
+            message.contains("transports.tcp.suites") && message.contains(says),
+            "{text}: {message}"
+        );
+    }
 }
 
 #[test]
