@@ -11,6 +11,7 @@ use switchyard_bench::{Pair, descriptor, run_raw, run_router};
 const MESSAGES: u64 = 100_000;
 
 fn single_channel(c: &mut Criterion) {
+    println!("{}", switchyard_bench::machine::describe());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

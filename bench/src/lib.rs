@@ -8,7 +8,9 @@
 //! the `tcp_compare` binary is in [`tcp`]; what it shares with the QUIC
 //! comparison (`bench/quic-compare/`, a crate of its own) is in [`compare`].
 
+pub mod ceiling;
 pub mod compare;
+pub mod machine;
 pub mod tcp;
 
 use std::sync::Arc;

@@ -186,10 +186,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "switchyard router vs. raw tokio mpsc: memory transport, one tokio runtime, 2 worker threads"
     );
-    println!(
-        "available parallelism: {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    println!("{}", switchyard_bench::machine::describe());
     runtime.block_on(async {
         if options.memory {
             idle_memory(options.connections, &mut report).await?;

@@ -7,10 +7,17 @@
 //! 3. round-trip latency of 128-byte ping-pong, p50 and p99;
 //! 4. connection setup, dial to first message delivered, median.
 //!
-//! Switchyard runs (1) and (2) with both crypto backends
-//! (`CryptoBackend::Ring`, `CryptoBackend::RustCrypto`), (3) and (4) with
-//! the default (`Ring`). What each stack does exactly is in the modules of
-//! `switchyard_bench::tcp` and in bench/README.md.
+//! Switchyard runs (1) and (2) with every selected cipher suite on every
+//! selected crypto backend (by default both suites, `aesgcm` and
+//! `chachapoly`, on both backends, `ring` and `rustcrypto`), and (3) and
+//! (4) with each suite on ring. Both nodes offer and accept only the suite
+//! of the run. rust-libp2p runs (2) twice: one unbuffered `write_all` per
+//! message, and through a queue and a `BufWriter` flushed when the queue is
+//! empty (the batching Switchyard does); the table quotes the better.
+//! Every output starts with the machine (CPU model, cores, cipher
+//! instructions) and each stack's cipher. After (1), the ceiling each
+//! cipher sets on this machine ([`switchyard_bench::ceiling`], from the raw
+//! TCP median) is printed with Switchyard's share of it.
 //!
 //! The machine this runs on is usually shared, so each measurement runs in
 //! `--rounds` rounds (default 3), the stacks taking turns within a round;
@@ -21,17 +28,20 @@
 //! 50), `--rounds N` (default 3),
 //! `--only LIST` (comma-separated of `bulk`, `rate`, `ping`, `setup`;
 //! default all), `--stacks LIST` (comma-separated of `switchyard`, `raw`,
-//! `libp2p`; default all; for profiling one stack at a time), `--crypto
-//! LIST` (Switchyard backends for (1) and (2), comma-separated of `ring`,
-//! `rustcrypto`; default both).
+//! `libp2p`; default all; for profiling one stack at a time), `--suites
+//! LIST` (comma-separated of `aesgcm`, `chachapoly`; default both),
+//! `--crypto LIST` (Switchyard backends for (1) and (2), comma-separated of
+//! `ring`, `rustcrypto`; default both).
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use switchyard_bench::compare::report::{Percentiles, Report, Row, Series, show};
+use switchyard_bench::ceiling;
+use switchyard_bench::compare::report::{Percentiles, Report, Row, Series, group, show};
 use switchyard_bench::compare::{BULK_LEN, PingPlan, SMALL_ENCODED, SMALL_LEN, Throughput};
+use switchyard_bench::tcp::switchyard::Variant;
 use switchyard_bench::tcp::{raw, rust_libp2p, switchyard};
-use transport_tcp::CryptoBackend;
+use transport_tcp::{CipherSuite, CryptoBackend};
 
 struct Options {
     secs: f64,
@@ -44,15 +54,48 @@ struct Options {
     stacks: Stacks,
 }
 
-/// Which stacks run, and with which Switchyard crypto backends (1) and (2)
-/// run.
-#[derive(Clone, Copy)]
+/// Which stacks run, and which Switchyard variants.
+#[derive(Clone)]
 struct Stacks {
     switchyard: bool,
     raw: bool,
     libp2p: bool,
-    ring: bool,
-    rustcrypto: bool,
+    suites: Vec<CipherSuite>,
+    backends: Vec<CryptoBackend>,
+}
+
+impl Stacks {
+    /// The variants of (1) and (2): every suite on every backend.
+    fn variants(&self) -> Vec<Variant> {
+        if !self.switchyard {
+            return Vec::new();
+        }
+        self.suites
+            .iter()
+            .flat_map(|&suite| {
+                self.backends
+                    .iter()
+                    .map(move |&crypto| Variant { suite, crypto })
+            })
+            .collect()
+    }
+
+    /// The variants of (3) and (4): every suite on one backend (ring if
+    /// selected).
+    fn latency_variants(&self) -> Vec<Variant> {
+        if !self.switchyard {
+            return Vec::new();
+        }
+        let crypto = if self.backends.contains(&CryptoBackend::Ring) {
+            CryptoBackend::Ring
+        } else {
+            CryptoBackend::RustCrypto
+        };
+        self.suites
+            .iter()
+            .map(|&suite| Variant { suite, crypto })
+            .collect()
+    }
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -68,8 +111,8 @@ fn parse_args() -> anyhow::Result<Options> {
             switchyard: true,
             raw: true,
             libp2p: true,
-            ring: true,
-            rustcrypto: true,
+            suites: vec![CipherSuite::AesGcm, CipherSuite::ChaChaPoly],
+            backends: vec![CryptoBackend::Ring, CryptoBackend::RustCrypto],
         },
     };
     let mut args = std::env::args().skip(1);
@@ -92,24 +135,34 @@ fn parse_args() -> anyhow::Result<Options> {
             "--stacks" => {
                 let list = value()?;
                 let has = |name: &str| list.split(',').any(|s| s == name);
-                o.stacks = Stacks {
-                    switchyard: has("switchyard"),
-                    raw: has("raw"),
-                    libp2p: has("libp2p"),
-                    ..o.stacks
-                };
+                (o.stacks.switchyard, o.stacks.raw, o.stacks.libp2p) =
+                    (has("switchyard"), has("raw"), has("libp2p"));
+            }
+            "--suites" => {
+                // `replace('_', "")` above is for numbers; names have none.
+                o.stacks.suites = value()?
+                    .split(',')
+                    .map(|s| s.parse::<CipherSuite>())
+                    .collect::<Result<_, _>>()
+                    .context("--suites")?;
             }
             "--crypto" => {
                 let list = value()?;
-                let has = |name: &str| list.split(',').any(|s| s == name);
-                (o.stacks.ring, o.stacks.rustcrypto) = (has("ring"), has("rustcrypto"));
+                o.stacks.backends = list
+                    .split(',')
+                    .map(|s| match s {
+                        "ring" => Ok(CryptoBackend::Ring),
+                        "rustcrypto" => Ok(CryptoBackend::RustCrypto),
+                        other => bail!("--crypto: unknown backend {other:?}"),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
             }
             // `cargo bench` passes this to every target.
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
                     "tcp_compare [--secs S] [--setups N] [--rounds N] [--only bulk,rate,ping,setup] \
-                     [--stacks switchyard,raw,libp2p] [--crypto ring,rustcrypto]"
+                     [--stacks switchyard,raw,libp2p] [--suites aesgcm,chachapoly] [--crypto ring,rustcrypto]"
                 );
                 std::process::exit(0);
             }
@@ -118,6 +171,9 @@ fn parse_args() -> anyhow::Result<Options> {
     }
     if o.secs <= 0.0 || o.setups == 0 || o.rounds == 0 {
         bail!("--secs, --setups and --rounds must be positive");
+    }
+    if o.stacks.switchyard && (o.stacks.suites.is_empty() || o.stacks.backends.is_empty()) {
+        bail!("--suites and --crypto need at least one value each");
     }
     Ok(o)
 }
@@ -130,6 +186,8 @@ const SMALL_WINDOW: usize = 1024;
 /// Raw TCP writes a batch once it holds this much (bulk, small messages).
 const RAW_BULK_BATCH: usize = 256 * 1024;
 const RAW_SMALL_BATCH: usize = 64 * 1024;
+/// The worker threads of the runtime: the cores the ceiling is computed on.
+const WORKERS: usize = 2;
 
 struct Plan {
     secs: Duration,
@@ -141,19 +199,23 @@ struct Plan {
 fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(WORKERS)
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
     println!(
-        "tcp_compare: Switchyard TCP+Noise vs raw TCP vs rust-libp2p 0.57 (tcp+noise+yamux, libp2p-stream); loopback, one tokio runtime, 2 worker threads"
+        "tcp_compare: Switchyard TCP+Noise vs raw TCP vs rust-libp2p 0.57 (tcp+noise+yamux, libp2p-stream); loopback, one tokio runtime, {WORKERS} worker threads"
+    );
+    println!("{}", switchyard_bench::machine::describe());
+    println!(
+        "{} s per run, {} setups per stack and round, {} rounds (figures are medians over rounds)",
+        options.secs, options.setups, options.rounds
     );
     println!(
-        "available parallelism: {}; {} s per run, {} setups per stack and round, {} rounds (figures are medians over rounds)",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        options.secs,
-        options.setups,
-        options.rounds
+        "ciphers: raw TCP none; rust-libp2p Noise_XX_25519_ChaChaPoly_SHA256 (ChaCha20-Poly1305 from ring, via snow); Switchyard as each row names it (both nodes offer only that suite)"
+    );
+    println!(
+        "windows: Switchyard credit window = send queue = {BULK_WINDOW} messages for bulk (16 MiB), {SMALL_WINDOW} for 128 B messages; yamux stream window 256 KiB, auto-tuned (default config)"
     );
     let plan = Plan {
         secs: Duration::from_secs_f64(options.secs),
@@ -186,43 +248,41 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn backend_name(crypto: CryptoBackend) -> &'static str {
-    match crypto {
-        CryptoBackend::Ring => "ring",
-        CryptoBackend::RustCrypto => "rustcrypto",
-    }
-}
+/// Whether a target is met, given (switchyard, raw, libp2p).
+type Check = fn(f64, f64, f64) -> bool;
 
 /// What one one-way measurement runs and how it is judged.
 struct OneWay {
     len: usize,
     window: usize,
     raw_batch: usize,
+    /// Whether libp2p also runs with a `BufWriter` (for small messages).
+    libp2p_buffered: bool,
     prefix: &'static str,
     label: &'static str,
     unit: &'static str,
     figure: fn(&Throughput) -> f64,
-    target: &'static str,
-    check: fn(f64, f64, f64) -> bool,
+    /// The target and its check, per suite.
+    target: fn(CipherSuite) -> (&'static str, Option<Check>),
+}
+
+/// The medians of one one-way measurement.
+struct OneWayResult {
+    raw: Option<f64>,
+    ours: Vec<(Variant, Option<f64>)>,
 }
 
 /// Runs one-way runs on every selected stack, `plan.rounds` times, and adds
-/// a row per Switchyard crypto backend.
-async fn one_way(plan: &Plan, report: &mut Report, m: OneWay) -> anyhow::Result<()> {
-    let stacks = plan.stacks;
+/// a row per Switchyard variant.
+async fn one_way(plan: &Plan, report: &mut Report, m: OneWay) -> anyhow::Result<OneWayResult> {
+    let stacks = &plan.stacks;
     let mut raw = Series::new(format!("raw tcp ({} KiB batches)", m.raw_batch / 1024));
     let mut libp2p = Series::new("libp2p (one write each)");
-    let backends: Vec<CryptoBackend> = [
-        (CryptoBackend::Ring, stacks.ring),
-        (CryptoBackend::RustCrypto, stacks.rustcrypto),
-    ]
-    .into_iter()
-    .filter(|b| stacks.switchyard && b.1)
-    .map(|b| b.0)
-    .collect();
-    let mut ours: Vec<Series> = backends
+    let mut buffered = Series::new("libp2p (BufWriter, queue)");
+    let variants = stacks.variants();
+    let mut ours: Vec<Series> = variants
         .iter()
-        .map(|&c| Series::new(format!("switchyard ({})", backend_name(c))))
+        .map(|v| Series::new(format!("switchyard ({})", v.name())))
         .collect();
     for round in 1..=plan.rounds {
         if stacks.raw {
@@ -234,9 +294,14 @@ async fn one_way(plan: &Plan, report: &mut Report, m: OneWay) -> anyhow::Result<
             let t = rust_libp2p::one_way(m.len, plan.secs).await?;
             show(round, &libp2p.name, &t);
             libp2p.values.push((m.figure)(&t));
+            if m.libp2p_buffered {
+                let t = rust_libp2p::one_way_buffered(m.len, plan.secs, m.window).await?;
+                show(round, &buffered.name, &t);
+                buffered.values.push((m.figure)(&t));
+            }
         }
-        for (series, &crypto) in ours.iter_mut().zip(&backends) {
-            let t = switchyard::one_way(crypto, m.len, m.window, plan.secs).await?;
+        for (series, &variant) in ours.iter_mut().zip(&variants) {
+            let t = switchyard::one_way(variant, m.len, m.window, plan.secs).await?;
             show(round, &series.name, &t);
             series.values.push((m.figure)(&t));
         }
@@ -244,30 +309,52 @@ async fn one_way(plan: &Plan, report: &mut Report, m: OneWay) -> anyhow::Result<
     println!("  medians over {} rounds:", plan.rounds);
     raw.summary(m.unit);
     libp2p.summary(m.unit);
+    buffered.summary(m.unit);
     for series in &ours {
         series.summary(m.unit);
     }
     let prefix = m.prefix;
     report.result(&format!("{prefix}_raw_tcp"), raw.median(), m.unit);
     report.result(&format!("{prefix}_libp2p"), libp2p.median(), m.unit);
-    for (series, &crypto) in ours.iter().zip(&backends) {
-        let name = backend_name(crypto);
+    report.result(
+        &format!("{prefix}_libp2p_buffered"),
+        buffered.median(),
+        m.unit,
+    );
+    // The better libp2p variant.
+    let best_libp2p = match (libp2p.median(), buffered.median()) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let mut result = OneWayResult {
+        raw: raw.median(),
+        ours: Vec::new(),
+    };
+    for (series, &variant) in ours.iter().zip(&variants) {
+        let name = variant.name().replace(' ', "_");
         report.result(
             &format!("{prefix}_switchyard_{name}"),
             series.median(),
             m.unit,
         );
+        let (target, check) = (m.target)(variant.suite);
         report.rows.push(Row {
-            figure: format!("{}, switchyard {name}", m.label),
+            figure: format!(
+                "{}, switchyard {} [{}]",
+                m.label,
+                variant.name(),
+                variant.cipher()
+            ),
             unit: m.unit,
             switchyard: series.median(),
             raw: raw.median(),
-            libp2p: libp2p.median(),
-            target: m.target,
-            check: Some(m.check),
+            libp2p: best_libp2p,
+            target,
+            check,
         });
+        result.ours.push((variant, series.median()));
     }
-    Ok(())
+    Ok(result)
 }
 
 async fn bulk(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
@@ -280,14 +367,71 @@ async fn bulk(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         len: BULK_LEN,
         window: BULK_WINDOW,
         raw_batch: RAW_BULK_BATCH,
+        libp2p_buffered: false,
         prefix: "bulk",
         label: "(1) bulk 64 KiB",
         unit: "MB/s",
         figure: Throughput::mb_per_sec,
-        target: "≥ 1.5× libp2p, ≥ 0.5× raw",
-        check: |sy, raw, libp2p| sy >= 1.5 * libp2p && sy >= 0.5 * raw,
+        target: |suite| match suite {
+            CipherSuite::AesGcm => (
+                "≥ 0.5× raw, ≥ 1.5× libp2p",
+                Some(|sy, raw, libp2p| sy >= 0.5 * raw && sy >= 1.5 * libp2p),
+            ),
+            CipherSuite::ChaChaPoly => ("≥ 85 % of the ChaCha ceiling (see (1'))", None),
+        },
     };
-    one_way(plan, report, m).await
+    let result = one_way(plan, report, m).await?;
+    let Some(raw) = result.raw else {
+        return Ok(());
+    };
+    // (1') The ceiling each cipher sets, from the raw median; measured on
+    // a blocking thread, in that thread's CPU time.
+    println!();
+    println!(
+        "== (1') the ceiling each cipher sets on {WORKERS} cores, from raw TCP's median {} MB/s ==",
+        group(raw)
+    );
+    let suites = plan.stacks.suites.clone();
+    let costs = tokio::task::spawn_blocking(move || {
+        suites
+            .into_iter()
+            .map(|suite| Ok((suite, ceiling::cost(suite, 10_000)?)))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await??;
+    for (suite, cost) in costs {
+        let bound = cost.ceiling(raw, WORKERS as f64);
+        println!(
+            "  {} (ring): seal {:.3} + open {:.3} CPU-ns/B -> ceiling {} MB/s = {:.2}× raw",
+            ceiling::cipher_name(suite),
+            cost.seal_ns,
+            cost.open_ns,
+            group(bound),
+            bound / raw
+        );
+        report.result(&format!("bulk_ceiling_{suite}"), Some(bound), "MB/s");
+        for (variant, median) in result.ours.iter().filter(|(v, _)| v.suite == suite) {
+            let Some(median) = median else { continue };
+            let share = median / bound;
+            let verdict = match suite {
+                CipherSuite::ChaChaPoly if share >= 0.85 => " (target ≥ 85 %: met)",
+                CipherSuite::ChaChaPoly => " (target ≥ 85 %: **not met**)",
+                CipherSuite::AesGcm => "",
+            };
+            println!(
+                "    switchyard ({}): {} MB/s = {:.0} % of the ceiling{verdict}",
+                variant.name(),
+                group(*median),
+                share * 100.0
+            );
+            report.result(
+                &format!("bulk_share_of_ceiling_{}", variant.name().replace(' ', "_")),
+                Some(share * 100.0),
+                "%",
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn rate(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
@@ -300,14 +444,19 @@ async fn rate(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         len: SMALL_LEN,
         window: SMALL_WINDOW,
         raw_batch: RAW_SMALL_BATCH,
+        libp2p_buffered: true,
         prefix: "rate",
         label: "(2) 128 B messages",
         unit: "msg/s",
         figure: Throughput::messages_per_sec,
-        target: "≥ 500,000/s, ≥ 3× libp2p",
-        check: |sy, _raw, libp2p| sy >= 500_000.0 && sy >= 3.0 * libp2p,
+        target: |_| {
+            (
+                "≥ 0.5× raw, ≥ 2× the better libp2p",
+                Some(|sy, raw, libp2p| sy >= 0.5 * raw && sy >= 2.0 * libp2p),
+            )
+        },
     };
-    one_way(plan, report, m).await
+    one_way(plan, report, m).await.map(|_| ())
 }
 
 async fn ping(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
@@ -322,11 +471,12 @@ async fn ping(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         max: 200_000,
     };
     let q = (50.0, 99.0);
-    let (mut raw, mut libp2p, mut ours) = (
-        Percentiles::new("raw_tcp"),
-        Percentiles::new("libp2p"),
-        Percentiles::new("switchyard"),
-    );
+    let (mut raw, mut libp2p) = (Percentiles::new("raw_tcp"), Percentiles::new("libp2p"));
+    let variants = plan.stacks.latency_variants();
+    let mut ours: Vec<Percentiles> = variants
+        .iter()
+        .map(|v| Percentiles::new(&format!("switchyard_{}", v.suite)))
+        .collect();
     for round in 1..=plan.rounds {
         if plan.stacks.raw {
             raw.add(round, raw::ping_pong(SMALL_LEN, ping).await?, q);
@@ -334,14 +484,14 @@ async fn ping(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         if plan.stacks.libp2p {
             libp2p.add(round, rust_libp2p::ping_pong(SMALL_LEN, ping).await?, q);
         }
-        if plan.stacks.switchyard {
-            let samples = switchyard::ping_pong(CryptoBackend::Ring, SMALL_LEN, ping).await?;
-            ours.add(round, samples, q);
+        for (p, &variant) in ours.iter_mut().zip(&variants) {
+            let samples = switchyard::ping_pong(variant, SMALL_LEN, ping).await?;
+            p.add(round, samples, q);
         }
     }
     for (what, pick) in [("p50", 0), ("p99", 1)] {
         println!("  {what}, medians over {} rounds:", plan.rounds);
-        for p in [&raw, &libp2p, &ours] {
+        for p in [&raw, &libp2p].into_iter().chain(&ours) {
             let series = if pick == 0 { &p.lo } else { &p.hi };
             series.summary("µs");
             report.result(
@@ -351,24 +501,26 @@ async fn ping(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
             );
         }
     }
-    report.rows.push(Row {
-        figure: "(3) ping-pong p50".into(),
-        unit: "µs",
-        switchyard: ours.lo.median(),
-        raw: raw.lo.median(),
-        libp2p: libp2p.lo.median(),
-        target: "≤ 1.3× raw",
-        check: Some(|sy, raw, _| sy <= 1.3 * raw),
-    });
-    report.rows.push(Row {
-        figure: "(3) ping-pong p99".into(),
-        unit: "µs",
-        switchyard: ours.hi.median(),
-        raw: raw.hi.median(),
-        libp2p: libp2p.hi.median(),
-        target: "",
-        check: None,
-    });
+    for (p, variant) in ours.iter().zip(&variants) {
+        report.rows.push(Row {
+            figure: format!("(3) ping-pong p50 [{}]", variant.cipher()),
+            unit: "µs",
+            switchyard: p.lo.median(),
+            raw: raw.lo.median(),
+            libp2p: libp2p.lo.median(),
+            target: "≤ 1.3× raw",
+            check: Some(|sy, raw, _| sy <= 1.3 * raw),
+        });
+        report.rows.push(Row {
+            figure: format!("(3) ping-pong p99 [{}]", variant.cipher()),
+            unit: "µs",
+            switchyard: p.hi.median(),
+            raw: raw.hi.median(),
+            libp2p: libp2p.hi.median(),
+            target: "",
+            check: None,
+        });
+    }
     Ok(())
 }
 
@@ -379,11 +531,12 @@ async fn setup(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         "== (4) connection setup: dial to first {SMALL_ENCODED}-byte message delivered, {n} fresh setups per stack and round =="
     );
     let q = (50.0, 90.0);
-    let (mut raw, mut libp2p, mut ours) = (
-        Percentiles::new("raw_tcp"),
-        Percentiles::new("libp2p"),
-        Percentiles::new("switchyard"),
-    );
+    let (mut raw, mut libp2p) = (Percentiles::new("raw_tcp"), Percentiles::new("libp2p"));
+    let variants = plan.stacks.latency_variants();
+    let mut ours: Vec<Percentiles> = variants
+        .iter()
+        .map(|v| Percentiles::new(&format!("switchyard_{}", v.suite)))
+        .collect();
     for round in 1..=plan.rounds {
         if plan.stacks.raw {
             raw.add(round, raw::setup(SMALL_LEN, n).await?, q);
@@ -391,24 +544,26 @@ async fn setup(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         if plan.stacks.libp2p {
             libp2p.add(round, rust_libp2p::setup(SMALL_LEN, n).await?, q);
         }
-        if plan.stacks.switchyard {
-            let samples = switchyard::setup(CryptoBackend::Ring, SMALL_LEN, n).await?;
-            ours.add(round, samples, q);
+        for (p, &variant) in ours.iter_mut().zip(&variants) {
+            let samples = switchyard::setup(variant, SMALL_LEN, n).await?;
+            p.add(round, samples, q);
         }
     }
     println!("  per-round medians, median over {} rounds:", plan.rounds);
-    for p in [&raw, &libp2p, &ours] {
+    for p in [&raw, &libp2p].into_iter().chain(&ours) {
         p.lo.summary("µs");
         report.result(&format!("setup_median_{}", p.lo.name), p.lo.median(), "us");
     }
-    report.rows.push(Row {
-        figure: "(4) setup, median".into(),
-        unit: "µs",
-        switchyard: ours.lo.median(),
-        raw: raw.lo.median(),
-        libp2p: libp2p.lo.median(),
-        target: "≤ 0.5× libp2p",
-        check: Some(|sy, _, libp2p| sy <= 0.5 * libp2p),
-    });
+    for (p, variant) in ours.iter().zip(&variants) {
+        report.rows.push(Row {
+            figure: format!("(4) setup, median [{}]", variant.cipher()),
+            unit: "µs",
+            switchyard: p.lo.median(),
+            raw: raw.lo.median(),
+            libp2p: libp2p.lo.median(),
+            target: "≤ 0.35× libp2p",
+            check: Some(|sy, _, libp2p| sy <= 0.35 * libp2p),
+        });
+    }
     Ok(())
 }

@@ -5,14 +5,17 @@
 //!
 //! Each side is a `Swarm<libp2p_stream::Behaviour>` polled by its own task.
 //! Writers write one message per `write_all`, as an application writing
-//! messages to a stream does; readers read through a 64 KiB
-//! `futures::io::BufReader`.
+//! messages to a stream does ([`one_way`]), or, in the buffered variant
+//! ([`one_way_buffered`]), take messages from a queue the application fills
+//! and write them through a 64 KiB `futures::io::BufWriter` flushed whenever
+//! the queue is empty — the batching Switchyard's connection writer does;
+//! readers read through a 64 KiB `futures::io::BufReader`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::BytesMut;
-use futures::io::BufReader;
+use futures::io::{BufReader, BufWriter};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
@@ -173,6 +176,66 @@ pub async fn one_way(
     });
     let (tally, end) = receiver.await??;
     drop(sender.await??);
+    drop((a, b));
+    Ok(Throughput::new(tally, start, end))
+}
+
+/// [`one_way`] with the batching of Switchyard's writer: the sending task
+/// puts messages in a queue of `queue` messages (as an application hands
+/// them to Switchyard's channel), and a writer task takes them, writes each
+/// into a 64 KiB `BufWriter` around the stream, and flushes whenever the
+/// queue is empty (and at the last message).
+pub async fn one_way_buffered(
+    stack: Libp2pStack,
+    len: usize,
+    duration: Duration,
+    queue: usize,
+) -> anyhow::Result<Throughput> {
+    let (a, b, outbound, inbound) = stream_pair(&stack).await?;
+    let receiver = tokio::spawn(async move {
+        let mut read = BufReader::with_capacity(64 * 1024, inbound);
+        let mut buf = BytesMut::new();
+        let mut tally = Tally::default();
+        while !tally.record(&read_message(&mut read, &mut buf).await?)? {}
+        anyhow::Ok((tally, Instant::now()))
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(queue.max(1));
+    let writer = tokio::spawn(async move {
+        let mut out = BufWriter::with_capacity(64 * 1024, outbound);
+        let mut buf = BytesMut::new();
+        while let Some(message) = rx.recv().await {
+            let last = message.seq == super::LAST;
+            write_message(&mut out, &message, &mut buf).await?;
+            if last || rx.is_empty() {
+                out.flush().await?;
+            }
+            if last {
+                return anyhow::Ok(out);
+            }
+        }
+        bail!("the sending task ended before its last message")
+    });
+    let mut pacer = Pacer::new(duration);
+    let start = pacer.start();
+    let sender = tokio::spawn(async move {
+        let data = payload(len);
+        loop {
+            let seq = pacer.next_seq();
+            let message = Msg {
+                seq,
+                data: data.clone(),
+            };
+            tx.send(message)
+                .await
+                .map_err(|_| anyhow::anyhow!("the writer task ended"))?;
+            if seq == super::LAST {
+                return anyhow::Ok(());
+            }
+        }
+    });
+    let (tally, end) = receiver.await??;
+    sender.await??;
+    drop(writer.await??);
     drop((a, b));
     Ok(Throughput::new(tally, start, end))
 }

@@ -1,6 +1,12 @@
 //! rust-libp2p 0.57 over TCP (`TCP_NODELAY` on) + noise + yamux, default
 //! configurations: the runs of
 //! [`compare::rust_libp2p`](crate::compare::rust_libp2p) with this stack.
+//! Its cipher is fixed by libp2p's noise spec:
+//! `Noise_XX_25519_ChaChaPoly_SHA256`, ChaCha20-Poly1305 from ring (snow's
+//! ring resolver), the same as Switchyard's ChaCha suite on its ring
+//! backend; it cannot run AES-GCM. Yamux's stream receive window is its
+//! default: 256 KiB at first, auto-tuned towards the bandwidth-delay
+//! product (at most 1 GiB per connection).
 
 use std::time::Duration;
 
@@ -35,6 +41,16 @@ pub fn stack() -> Libp2pStack {
 /// One-way run of `len`-byte payloads for `duration`.
 pub async fn one_way(len: usize, duration: Duration) -> anyhow::Result<Throughput> {
     runs::one_way(stack(), len, duration).await
+}
+
+/// One-way run through a queue of `queue` messages and a `BufWriter`
+/// flushed when the queue is empty.
+pub async fn one_way_buffered(
+    len: usize,
+    duration: Duration,
+    queue: usize,
+) -> anyhow::Result<Throughput> {
+    runs::one_way_buffered(stack(), len, duration, queue).await
 }
 
 /// Ping-pong of `len`-byte payloads: one write and a flush each way.

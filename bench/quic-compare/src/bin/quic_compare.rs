@@ -265,6 +265,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "quic_compare: Switchyard QUIC vs raw quinn vs rust-libp2p 0.57 (quic-v1, libp2p-stream); loopback, one tokio runtime, 2 worker threads"
     );
+    println!("{}", switchyard_bench::machine::describe());
     println!(
         "available parallelism: {}; {} s per run, {} setups per stack and round, {} rounds (figures are medians over rounds), {} s warm-up",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

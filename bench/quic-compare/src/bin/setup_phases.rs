@@ -167,6 +167,7 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
+    println!("{}", switchyard_bench::machine::describe());
     let filter = EnvFilter::try_from_env("SETUP_PHASES")
         .unwrap_or_else(|_| EnvFilter::new("transport_quic=trace,p2p=debug,bench=info"));
     tracing_subscriber::registry()
