@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use p2p::transport::{Connection, Direction, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -25,6 +25,24 @@ use crate::suite::{CipherSuite, check_suites};
 const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes read while lingering.
 const LINGER_BYTES: usize = 4096;
+/// The read buffer of a handshake: one read takes a whole flight (the
+/// offer and message 1, or the answer and message 2, each under 1.1 KiB)
+/// instead of one read per field. What it holds past the handshake (the
+/// first transport messages, if they came in the same read) goes to the
+/// connection's reader.
+const HANDSHAKE_BUFFER: usize = 2048;
+
+/// Wraps a socket for a handshake: reads through [`HANDSHAKE_BUFFER`],
+/// writes straight through.
+fn buffered(stream: TcpStream) -> BufReader<TcpStream> {
+    BufReader::with_capacity(HANDSHAKE_BUFFER, stream)
+}
+
+/// The socket of a finished handshake, and the bytes it read past it.
+fn unbuffered(stream: BufReader<TcpStream>) -> (TcpStream, Vec<u8>) {
+    let leftover = stream.buffer().to_vec();
+    (stream.into_inner(), leftover)
+}
 
 /// Connections established per suite, in [`CipherSuite::ALL`] order.
 #[derive(Debug, Default)]
@@ -146,7 +164,7 @@ impl TcpTransport {
         expected: Option<PeerId>,
     ) -> Result<Connection, TransportError> {
         let attempt = async {
-            let mut stream =
+            let stream =
                 TcpStream::connect(addr)
                     .await
                     .map_err(|e| TransportError::Unreachable {
@@ -154,6 +172,7 @@ impl TcpTransport {
                         reason: e.to_string(),
                     })?;
             let _ = stream.set_nodelay(true);
+            let mut stream = buffered(stream);
             let established = handshake::initiate(&mut stream, &self.handshake, expected)
                 .await
                 .map_err(|e| match e {
@@ -177,7 +196,7 @@ impl TcpTransport {
 
     fn connection(
         &self,
-        stream: TcpStream,
+        stream: BufReader<TcpStream>,
         established: Established,
         direction: Direction,
     ) -> Connection {
@@ -234,12 +253,13 @@ async fn linger(mut stream: TcpStream) {
 }
 
 fn into_connection(
-    stream: TcpStream,
+    stream: BufReader<TcpStream>,
     session: Session,
     remote: PeerId,
     direction: Direction,
     max_frame: usize,
 ) -> Connection {
+    let (stream, leftover) = unbuffered(stream);
     let peer_addr = stream.peer_addr().ok();
     let (read, write) = stream.into_split();
     let (send, recv) = session.split();
@@ -249,7 +269,7 @@ fn into_connection(
         remote_ip: peer_addr.map(|a| a.ip()),
         direction,
         sink: Box::new(NoiseSink::new(write, send)),
-        stream: Box::new(NoiseStream::new(read, recv, max_frame, &[])),
+        stream: Box::new(NoiseStream::new(read, recv, max_frame, &leftover)),
     }
 }
 
@@ -273,7 +293,7 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
     let per_prefix = Arc::new(p2p::PrefixSlots::default());
     let all = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
     loop {
-        let (mut stream, addr) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
             _ = accepted.closed() => return,
@@ -306,6 +326,7 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
         tokio::spawn(async move {
             let slots = (prefix_slot, permit);
             let _ = stream.set_nodelay(true);
+            let mut stream = buffered(stream);
             let handshake = tokio::time::timeout(
                 config.handshake_timeout,
                 handshake::respond(&mut stream, &handshake),
@@ -335,7 +356,7 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
                 }
                 Ok(Err(e)) => {
                     if e.refusal().is_some() {
-                        refused = Some(stream);
+                        refused = Some(stream.into_inner());
                     }
                     Err(transport_error(addr.to_string(), e))
                 }
@@ -399,5 +420,151 @@ impl Transport for TcpTransport {
             };
             self.dial_socket(socket, Some(address.peer)).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use bytes::Bytes;
+    use p2p::ChannelId;
+    use p2p::transport::{Frame, FrameSink};
+    use tokio::io::AsyncWrite;
+
+    use crate::suite::CipherSuite;
+
+    /// Passes its first write through and holds every later one until the
+    /// test sends it.
+    struct HoldBack {
+        inner: TcpStream,
+        writes: usize,
+        held: Vec<u8>,
+    }
+
+    impl tokio::io::AsyncRead for HoldBack {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for HoldBack {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = &mut *self;
+            if this.writes == 0 {
+                let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+                if let std::task::Poll::Ready(Ok(n)) = &result {
+                    if *n == buf.len() {
+                        this.writes += 1;
+                    }
+                }
+                return result;
+            }
+            this.held.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (dialed.expect("connect"), accepted.expect("accept").0)
+    }
+
+    /// The listener reads its handshake through a buffer; bytes the dialer
+    /// sent right behind message 3, in the same segment (its first
+    /// transport message), land in that buffer and must reach the
+    /// connection's reader.
+    #[tokio::test]
+    async fn bytes_read_past_the_handshake_reach_the_connection() {
+        let local = |seed: u64| {
+            let identity = NoiseIdentity::new(&Keypair::from_seed(seed)).expect("identity");
+            Local::new(
+                identity,
+                "net",
+                vec![CipherSuite::AesGcm],
+                Default::default(),
+            )
+        };
+        let (dialer_local, listener_local) = (local(1), local(2));
+        let (dialed, accepted) = pair().await;
+        let _ = dialed.set_nodelay(true);
+
+        let listener = async {
+            let mut stream = buffered(accepted);
+            let done = handshake::respond(&mut stream, &listener_local)
+                .await
+                .expect("handshake");
+            let mut conn = into_connection(
+                stream,
+                done.session,
+                done.remote,
+                Direction::Inbound,
+                1 << 20,
+            );
+            let mut frames = Vec::new();
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                conn.stream.recv(&mut frames),
+            )
+            .await
+            .expect("the frame arrives")
+            .expect("recv");
+            frames
+        };
+        let dialer = async {
+            let mut hold = HoldBack {
+                inner: dialed,
+                writes: 0,
+                held: Vec::new(),
+            };
+            let done = handshake::initiate(&mut hold, &dialer_local, None)
+                .await
+                .expect("handshake");
+            // Message 3 is held. Seal the first transport message through a
+            // scratch socket pair, then send both in one write.
+            let (send, _) = done.session.split();
+            let (scratch_out, mut scratch_in) = pair().await;
+            let (_, write) = scratch_out.into_split();
+            let mut sink = NoiseSink::new(write, send);
+            let frame = Frame::Data {
+                channel: ChannelId(9),
+                payload: Bytes::from_static(b"right behind message 3"),
+            };
+            sink.send(&mut vec![frame.clone()]).await.expect("seal");
+            drop(sink);
+            let mut sealed = Vec::new();
+            scratch_in.read_to_end(&mut sealed).await.expect("sealed");
+            let mut flight = std::mem::take(&mut hold.held);
+            assert_eq!(flight.len(), 163, "message 3 was held");
+            flight.extend_from_slice(&sealed);
+            hold.inner.write_all(&flight).await.expect("send");
+            (frame, hold.inner)
+        };
+        let (frames, (frame, _socket)) = tokio::join!(listener, dialer);
+        assert_eq!(frames, vec![frame]);
     }
 }
