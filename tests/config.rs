@@ -941,6 +941,7 @@ fn defaults_match_the_transports_and_router() {
     assert_eq!(tcp.network_id, "switchyard-local");
     assert_eq!(tcp.handshake_timeout, defaults.handshake_timeout);
     assert_eq!(tcp.max_frame_size, defaults.max_frame_size);
+    assert_eq!(tcp.suites, defaults.suites, "the suites follow the CPU");
     assert!(config.quic_config().is_none(), "quic is off by default");
     let router = config.router_config();
     let pm = &router.peer_manager;

@@ -1,7 +1,8 @@
 //! A Noise XX initiator written from ADR 0004, not the transport's code:
-//! the attacker of `tests/attacks.rs` and `tests/memory.rs`. It completes
-//! the handshake under any identity, then sends and reads frames (or any
-//! bytes at all).
+//! the attacker of `tests/attacks.rs` and `tests/memory.rs`. It offers the
+//! ChaCha suite alone in the suite preamble (which every node accepts),
+//! completes the handshake under any identity, then sends and reads frames
+//! (or any bytes at all).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -10,7 +11,12 @@ use p2p::Keypair;
 use p2p::transport::{Frame, decode_frame, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use transport_tcp::handshake::{NOISE_PARAMS, identity_payload, prologue};
+use transport_tcp::CipherSuite;
+use transport_tcp::handshake::{identity_payload, prologue};
+use transport_tcp::preamble::{ANSWER_LEN, Answer, Offer, network_tag};
+
+/// The suite this client runs.
+const SUITE: CipherSuite = CipherSuite::ChaChaPoly;
 
 /// Plaintext per Noise transport message (65,535 less the 16-byte tag).
 const MAX_PLAIN: usize = 65_535 - 16;
@@ -36,11 +42,17 @@ impl NoiseClient {
         socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
         let mut stream = socket.connect(to).await?;
         let keypair = Keypair::from_seed(seed);
-        let params = NOISE_PARAMS.parse().map_err(std::io::Error::other)?;
-        let static_key = snow::Builder::new(NOISE_PARAMS.parse().map_err(std::io::Error::other)?)
+        // The suite preamble (ADR 0004, section 2a): offer ChaCha alone;
+        // the listener answers before message 2.
+        let offer = Offer::new(network_tag(network), &[SUITE]).encode();
+        let answer = Answer::Accept(SUITE).encode();
+        stream.write_all(&offer).await?;
+        let params: snow::params::NoiseParams =
+            SUITE.noise_name().parse().map_err(std::io::Error::other)?;
+        let static_key = snow::Builder::new(params.clone())
             .generate_keypair()
             .map_err(std::io::Error::other)?;
-        let prologue = prologue(network);
+        let prologue = prologue(network, &offer, &answer);
         let mut state = snow::Builder::new(params)
             .local_private_key(&static_key.private)
             .and_then(|b| b.prologue(&prologue))
@@ -51,6 +63,14 @@ impl NoiseClient {
             .write_message(&[], &mut buf)
             .map_err(std::io::Error::other)?;
         write_message(&mut stream, &buf[..n]).await?;
+        let mut answered = [0u8; ANSWER_LEN];
+        stream.read_exact(&mut answered).await?;
+        if answered != answer {
+            return Err(std::io::Error::other(format!(
+                "the listener answered {:?}, not {SUITE}",
+                Answer::decode(answered)
+            )));
+        }
         let incoming = read_message(&mut stream).await?;
         let mut payload = vec![0u8; 1024];
         state
