@@ -246,9 +246,9 @@ async fn repeated_garbage_ends_the_connection() {
     net.shutdown().await;
 }
 
-/// A reactor's reports ban a peer at the threshold (-100): it is
-/// disconnected with a `Banned` goodbye, is not let back while the ban
-/// lasts, and reconnects once it expires.
+/// A reactor's reports disconnect a peer at -50 (it is then refused for
+/// its score) and ban it at the threshold (-100): it is not let back while
+/// the ban lasts, and reconnects once it expires, on its last chance.
 #[tokio::test(start_paused = true)]
 async fn reactor_reports_ban_a_peer_and_the_ban_expires() {
     let mut net = Network::builder()
@@ -275,13 +275,30 @@ async fn reactor_reports_ban_a_peer_and_the_ban_expires() {
     })
     .await
     .expect("disconnected");
-    net.wait_for_full_mesh(5 * SECOND)
-        .await
-        .expect("node 0 redials: not banned yet");
+    // Node 0 redials, but at -60 its score is below the disconnect
+    // threshold: it is refused at admission, not banned yet.
+    let low_score = |net: &Network| {
+        net.router(1)
+            .metrics()
+            .handshakes_refused
+            .get_or_create(&p2p::metrics::ReasonLabels {
+                reason: "low_score".into(),
+            })
+            .get()
+    };
+    net.wait_until("refused for its score", 10 * SECOND, |net| {
+        low_score(net) >= 1
+    })
+    .await
+    .expect("refused as low_score");
+    assert!(!net.router(1).is_connected(n0));
+    // A second report, while it is out, bans it.
     ch[1].0.report(n0, misbehaviour(60));
-    net.wait_until("ban at -120", SECOND, |net| !net.router(1).is_connected(n0))
-        .await
-        .expect("banned");
+    net.wait_until("ban at -120", SECOND, |net| {
+        net.router(1).metrics().peer_reports.get() >= 2
+    })
+    .await
+    .expect("second report charged");
     let started = tokio::time::Instant::now();
     // Node 0 keeps redialing; node 1 refuses it until the ban expires.
     net.wait_for_full_mesh(60 * SECOND)
