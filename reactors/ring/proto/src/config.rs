@@ -2,10 +2,15 @@
 
 use std::time::Duration;
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 
 use crate::message::MAX_HTL;
 use crate::negotiation::{CLOCK_SKEW_SECS, Gateways};
+
+/// The router's default network id (`p2p::RouterConfig`'s; the driver
+/// crate's tests check that the two agree), the default of
+/// [`RingConfig::network_id`].
+pub const DEFAULT_NETWORK_ID: &str = "switchyard-local";
 
 /// The shortest `location_ttl` accepted: well above the clock skew allowed
 /// either side of an expiry.
@@ -15,8 +20,8 @@ pub const MIN_LOCATION_TTL: Duration = Duration::from_secs(3600);
 /// what you need and let [`RingConfig::validate`] check the result.
 ///
 /// ```
-/// use p2p::Keypair;
-/// use reactor_ring::RingConfig;
+/// use p2p_core::Keypair;
+/// use reactor_ring_proto::RingConfig;
 ///
 /// let gateway = Keypair::from_seed(0).peer_id();
 /// let config = RingConfig {
@@ -31,7 +36,7 @@ pub struct RingConfig {
     /// Gateways we join through and whose signatures on locations we trust.
     pub gateways: Gateways,
     /// The network the ring's signatures are bound to: the router's
-    /// network id. The reactor ([`Ring`](crate::Ring)) sets it from the
+    /// network id. The reactor (`reactor_ring::Ring`) sets it from the
     /// router it opens on; the default is the router's default.
     pub network_id: String,
     /// Below this many neighbors the node asks for more links.
@@ -123,7 +128,7 @@ impl Default for RingConfig {
     fn default() -> Self {
         Self {
             gateways: Gateways::default(),
-            network_id: p2p::RouterConfig::default().network_id,
+            network_id: DEFAULT_NETWORK_ID.into(),
             target_degree: 20,
             max_degree: 30,
             max_htl: 40,

@@ -1,9 +1,83 @@
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::negotiation::Gateways;
+
+/// One output of the core.
+pub(super) type O = Output<Message, Event, StoreEffect>;
+
+/// The core's one entry point ([`Core::handle`], [`Core::command`]) as one
+/// call per kind of input, returning what followed: what a test drives by
+/// hand.
+pub(super) trait Drive {
+    fn on_peer_up(&mut self, peer: PeerId, ip: Option<IpAddr>, now: Instant) -> Vec<O>;
+    fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<O>;
+    fn on_message(&mut self, from: PeerId, message: Message, size: usize, now: Instant) -> Vec<O>;
+    fn on_tick(&mut self, now: Instant) -> Vec<O>;
+    fn route(
+        &mut self,
+        target: Location,
+        mode: RouteMode,
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(u64, Vec<O>), RouteError>;
+    fn restored(&mut self, records: Vec<StoredRecord>, now: Instant) -> Vec<O>;
+}
+
+impl Drive for RingState {
+    fn on_peer_up(&mut self, peer: PeerId, ip: Option<IpAddr>, now: Instant) -> Vec<O> {
+        let up = p2p_core::reactor::PeerUp {
+            ip,
+            ..p2p_core::reactor::PeerUp::new(peer)
+        };
+        feed(self, now, Input::PeerUp(up))
+    }
+    fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<O> {
+        feed(self, now, Input::PeerDown(peer))
+    }
+    fn on_message(&mut self, from: PeerId, message: Message, size: usize, now: Instant) -> Vec<O> {
+        let input = Input::Message {
+            from,
+            message,
+            size,
+        };
+        feed(self, now, input)
+    }
+    fn on_tick(&mut self, now: Instant) -> Vec<O> {
+        feed(self, now, Input::Timer)
+    }
+    fn route(
+        &mut self,
+        target: Location,
+        mode: RouteMode,
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(u64, Vec<O>), RouteError> {
+        let mut out = Vec::new();
+        let command = Command::Route {
+            target,
+            mode,
+            payload,
+        };
+        let id = self.command(now, command, &mut out)?;
+        Ok((id, out))
+    }
+    fn restored(&mut self, records: Vec<StoredRecord>, now: Instant) -> Vec<O> {
+        let mut out = Vec::new();
+        self.restore(records, now, &mut out);
+        out
+    }
+}
+
+/// Feeds `input` to `state`; what followed.
+pub(super) fn feed(state: &mut RingState, now: Instant, input: CoreInput<RingState>) -> Vec<O> {
+    let mut out = Vec::new();
+    state.handle(now, input, &mut out);
+    out
+}
 
 pub(super) fn key(seed: u64) -> Keypair {
     Keypair::from_seed(seed)
@@ -46,21 +120,21 @@ pub(super) fn transcript_until(
         .expect("verifies")
 }
 
-fn sends(actions: &[Action]) -> Vec<(PeerId, Message)> {
+fn sends(actions: &[O]) -> Vec<(PeerId, Message)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, message } => Some((*to, message.clone())),
+            Output::Send { to, message } => Some((*to, message.clone())),
             _ => None,
         })
         .collect()
 }
 
-fn events(actions: &[Action]) -> Vec<Event> {
+fn events(actions: &[O]) -> Vec<Event> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Event(e) => Some(e.clone()),
+            Output::Event(e) => Some(e.clone()),
             _ => None,
         })
         .collect()
@@ -131,11 +205,11 @@ impl Graph {
     }
 
     /// Delivers every send until none is left.
-    fn pump(&mut self, from: usize, actions: Vec<Action>) {
-        let mut queue: VecDeque<(usize, Action)> = actions.into_iter().map(|a| (from, a)).collect();
+    fn pump(&mut self, from: usize, actions: Vec<O>) {
+        let mut queue: VecDeque<(usize, O)> = actions.into_iter().map(|a| (from, a)).collect();
         while let Some((at, action)) = queue.pop_front() {
             match action {
-                Action::Send { to, message } => {
+                Output::Send { to, message } => {
                     self.transmissions += 1;
                     let to = self.index(to);
                     let size = message.encoded_len();
@@ -143,7 +217,7 @@ impl Graph {
                     let out = self.nodes[to].on_message(from_id, message, size, self.now);
                     queue.extend(out.into_iter().map(|a| (to, a)));
                 }
-                Action::Event(e) => self.events.push((at, e)),
+                Output::Event(e) => self.events.push((at, e)),
                 _ => {}
             }
         }
@@ -298,7 +372,7 @@ fn a_forged_or_foreign_location_is_refused_and_reported() {
         let actions = node.on_message(liar.peer_id(), Message::Announce(forged), 200, now);
         assert!(
             actions.iter().any(|a| matches!(a,
-                Action::Report { peer, error: PeerError::Protocol(reason) }
+                Output::Report { peer, error: PeerError::Protocol(reason) }
                     if *peer == liar.peer_id() && reason.contains("does not verify"))),
             "{actions:?}"
         );
@@ -427,18 +501,17 @@ fn a_neighbor_above_its_share_is_disconnected_and_the_report_says_why() {
     let mut report = None;
     for id in 0..100 {
         let actions = g.nodes[0].on_message(flooder_id, route(100 + id), 1000, now);
-        if let Some(Action::Disconnect {
-            peer,
-            reason: DisconnectReason::Overloaded(r),
-            ban,
-        }) = actions
+        if let Some(Output::Disconnect { peer, ban }) = actions
             .iter()
-            .find(|a| matches!(a, Action::Disconnect { .. }))
+            .find(|a| matches!(a, Output::Disconnect { .. }))
         {
             assert_eq!(*peer, flooder_id);
             assert_eq!(*ban, Some(crate::LoadConfig::default().ban));
-            assert!(events(&actions).contains(&Event::Overloaded(r.clone())));
-            report = Some(r.clone());
+            let r = events(&actions).into_iter().find_map(|e| match e {
+                Event::Overloaded(r) => Some(r),
+                _ => None,
+            });
+            report = Some(r.expect("the report comes with the disconnect"));
             break;
         }
     }
@@ -481,7 +554,8 @@ fn the_worst_placed_link_is_the_most_redundant_one() {
     assert_eq!(g.nodes[0].degree(), 6);
     let later = g.nodes[0].on_tick(now + LINK_DRAIN);
     assert!(later.iter().any(|a| matches!(a,
-        Action::Disconnect { peer, reason: DisconnectReason::Pruned { .. }, .. } if *peer == g.ids[6])));
+        Output::Disconnect { peer, ban: Some(ban) }
+            if *peer == g.ids[6] && *ban == RingConfig::default().prune_ban)));
 }
 
 #[test]
