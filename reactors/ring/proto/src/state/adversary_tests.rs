@@ -187,6 +187,58 @@ fn a_forged_accepted_is_not_acted_on() {
     assert_eq!(r.degree(), 4);
 }
 
+/// An acceptor (signing) lists an address naming another peer, and text
+/// that is no address: the dial goes only to addresses naming the
+/// acceptor, so an answer cannot point our dial at a third peer.
+#[test]
+fn a_dial_goes_only_to_addresses_naming_the_acceptor() {
+    let now = Instant::now();
+    let g = key(1);
+    let acceptor = key(70);
+    let victim = key(71).peer_id();
+    let location = transcript(&g, &acceptor, 3, 4).location();
+    let me = Location::from_raw(location.raw().wrapping_add(1 << 63));
+    let hop = key(10).peer_id();
+    let mut r = requester_at(me, hop, g.peer_id(), now);
+    let requester = r.local();
+    let id = long_request(&mut r, location, now);
+    let own = format!("memory://{}", acceptor.peer_id());
+    let addresses = vec![
+        format!("memory://{victim}"),
+        "not an address".to_string(),
+        own.clone(),
+    ];
+    let signature = Acceptance {
+        route_id: id,
+        requester: &requester,
+        location,
+        already_linked: false,
+        addresses: &addresses,
+    }
+    .sign(&acceptor, &network());
+    let reply = Message::Reply(RouteReply {
+        id,
+        path: vec![me],
+        kind: ReplyKind::Accepted {
+            acceptor: acceptor.peer_id(),
+            location,
+            addresses,
+            already_linked: false,
+            signature,
+        },
+    });
+    let actions = r.on_message(hop, reply, 100, now);
+    let connects: Vec<(PeerId, Vec<PeerAddress>)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Output::Connect { peer, addresses } => Some((*peer, addresses.clone())),
+            _ => None,
+        })
+        .collect();
+    let parsed: PeerAddress = own.parse().expect("an address");
+    assert_eq!(connects, vec![(acceptor.peer_id(), vec![parsed])]);
+}
+
 /// The hop answers for a peer of its own, which signs: the requester takes
 /// it only where the route should have ended (no link of ours closer to
 /// the target), and only with the location signed.

@@ -386,6 +386,150 @@ fn a_forged_or_foreign_location_is_refused_and_reported() {
     assert_eq!(node.stats().locations_refused, 5);
 }
 
+/// The core takes only peers that serve the ring channel: the driver
+/// announces every connection, and a gateway that does not serve the
+/// channel is no place to negotiate.
+#[test]
+fn a_peer_that_does_not_serve_the_channel_is_ignored() {
+    let now = Instant::now();
+    let g = key(1);
+    let mut j = RingState::new(
+        key(2),
+        RingConfig::with_gateways([g.peer_id()]),
+        2,
+        now,
+        UNIX,
+    );
+    let up = p2p_core::reactor::PeerUp {
+        serves: false,
+        ..p2p_core::reactor::PeerUp::new(g.peer_id())
+    };
+    let out = feed(&mut j, now, Input::PeerUp(up));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(j.connected().count(), 0);
+    let out = j.on_peer_up(g.peer_id(), None, now);
+    assert!(matches!(
+        &sends(&out)[..],
+        [(_, Message::JoinCommit { .. })]
+    ));
+}
+
+/// A frame the core refuses to decode (a bound broken) is a protocol
+/// violation: fed back as `Malformed`, it is counted and its sender
+/// reported with a fatal error.
+#[test]
+fn a_malformed_frame_is_counted_and_its_sender_reported() {
+    let now = Instant::now();
+    let mut s = RingState::new(key(1), RingConfig::default(), 1, now, UNIX);
+    let route = Message::Route(Route {
+        id: 1,
+        origin: key(2).peer_id(),
+        target: Location::ZERO,
+        mode: RouteMode::Closest,
+        htl: 3,
+        walk: 0,
+        visited: Vec::new(),
+        path: vec![Location::ZERO],
+        payload: Payload::App(Vec::new()),
+    });
+    let mut wire = RingState::encode(route);
+    if let Some(proto::ring_message::Kind::Route(r)) = &mut wire.kind {
+        r.htl = u32::from(MAX_HTL) + 1;
+    }
+    let error = s.decode(wire).expect_err("htl above the bound");
+    assert!(error.is_fatal(), "{error}");
+    let from = key(3).peer_id();
+    let out = feed(&mut s, now, Input::Malformed { from, error });
+    assert!(
+        matches!(&out[..], [Output::Report { peer, error }] if *peer == from && error.is_fatal()),
+        "{out:?}"
+    );
+    assert_eq!(s.stats().messages_dropped, 1);
+    // A kind this version does not know is ignored, not an error.
+    assert_eq!(s.decode(proto::RingMessage { kind: None }), Ok(None));
+}
+
+/// A route that could not be queued comes back whole (`wants_back`) and
+/// goes to the next best neighbor, never to the one that failed; other
+/// messages are not handed back.
+#[test]
+fn a_route_that_could_not_be_sent_goes_to_the_next_neighbor() {
+    let tenth = u64::MAX / 10;
+    let mut g = Graph::new(&[0, 4 * tenth, 3 * tenth, 5 * tenth]);
+    g.link(0, 1);
+    g.link(0, 2);
+    let target = Location::from_raw(5 * tenth);
+    let now = g.now;
+    let (_, out) = g.nodes[0]
+        .route(target, RouteMode::Closest, vec![1], now)
+        .expect("joined");
+    let [(to, message)] = &sends(&out)[..] else {
+        panic!("one send: {out:?}")
+    };
+    assert_eq!(*to, g.ids[1], "the closest neighbor first");
+    assert!(g.nodes[0].wants_back(message));
+    assert!(!g.nodes[0].wants_back(&Message::Leave));
+    let failed = Input::SendFailed {
+        to: *to,
+        message: Some(message.clone()),
+        reason: p2p_core::reactor::SendFailure::QueueFull,
+    };
+    let out = feed(&mut g.nodes[0], now, failed);
+    let [(to, Message::Route(route))] = &sends(&out)[..] else {
+        panic!("the route again: {out:?}")
+    };
+    assert_eq!(*to, g.ids[2], "the next best neighbor");
+    assert!(route.visited.contains(&Location::from_raw(4 * tenth)));
+    assert_eq!(route.path.len(), 2);
+    // A failed send of anything else changes nothing.
+    let failed = Input::SendFailed {
+        to: g.ids[1],
+        message: None,
+        reason: p2p_core::reactor::SendFailure::NotConnected,
+    };
+    assert!(feed(&mut g.nodes[0], now, failed).is_empty());
+}
+
+/// A store write that failed is counted; the core goes on with the
+/// record in memory.
+#[test]
+fn a_failed_store_write_is_counted() {
+    let now = Instant::now();
+    let g = key(1);
+    let mut gw = RingState::new_gateway(
+        g.clone(),
+        RingConfig::with_gateways([g.peer_id()]),
+        1,
+        now,
+        UNIX,
+    );
+    let location = gw.location();
+    let out = feed(&mut gw, now, Input::Outcome(StoreOutcome::Failed));
+    assert!(out.is_empty());
+    assert_eq!(gw.stats().store_failures, 1);
+    assert_eq!(gw.location(), location);
+}
+
+/// The size the simulator charges is the size on the wire.
+#[test]
+fn wire_size_is_the_encoded_size() {
+    let now = Instant::now();
+    let g = key(1);
+    let s = RingState::new(key(2), RingConfig::default(), 1, now, UNIX);
+    let messages = [
+        Message::Leave,
+        Message::Announce(transcript(&g, &key(2), 1, 2)),
+        Message::Neighbors(vec![Location::from_raw(1), Location::from_raw(1 << 40)]),
+        Message::JoinRefused {
+            reason: "no".into(),
+        },
+    ];
+    for m in messages {
+        let wire = RingState::encode(m.clone());
+        assert_eq!(s.wire_size(&m), prost::Message::encoded_len(&wire));
+    }
+}
+
 #[test]
 fn greedy_routing_backtracks_out_of_a_dead_end() {
     // Locations (in units of 2⁻⁶⁴ · 10¹⁶, roughly tenths): E is the target,
