@@ -47,6 +47,12 @@ pub struct RingConfig {
     pub max_degree: usize,
     /// Hops to live of the routes this node starts.
     pub max_htl: u8,
+    /// Whether closest and exact routes look one hop further: a neighbor
+    /// scores the best of its own location and those in its neighbor list
+    /// (default). Off, every route is plain greedy on the neighbors'
+    /// own locations (what freenet-core's topology simulator measures; the
+    /// simulator switches it to compare).
+    pub lookahead: bool,
     /// Random hops a connect request takes before greedy routing.
     pub connect_random_walk: u8,
     /// Time between two maintenance rounds (successor and predecessor
@@ -132,6 +138,7 @@ impl Default for RingConfig {
             target_degree: 20,
             max_degree: 30,
             max_htl: 40,
+            lookahead: true,
             connect_random_walk: 2,
             maintenance_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),

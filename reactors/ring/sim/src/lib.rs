@@ -22,7 +22,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use p2p::{Keypair, PeerId};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use testkit::sim::net::{ConnectionModel, Host, Net, NetNode, NetStats};
@@ -110,9 +109,17 @@ pub struct Scenario {
     pub settle: Duration,
     /// Random pairs routed per measurement.
     pub pairs: usize,
+    /// How the measured routes end: [`RouteMode::Exact`] (delivered only
+    /// at the target, backtracking at dead ends) or [`RouteMode::Closest`]
+    /// (plain greedy: delivered where no neighbor is closer, a success
+    /// only if that is the target).
+    pub route_mode: RouteMode,
     /// Share of the nodes that crash (and as many that join) in the churn
     /// phase; 0 skips it.
     pub churn: f64,
+    /// How long the churn phase lasts: its crashes, its joins and its
+    /// routes are spread over it at random.
+    pub churn_window: Duration,
     /// Time the network runs after the churn before it is measured again.
     pub repair: Duration,
 }
@@ -126,16 +133,26 @@ impl Default for Scenario {
             join_interval: Duration::from_millis(20),
             settle: Duration::from_secs(120),
             pairs: 2000,
+            route_mode: RouteMode::Exact,
             churn: 0.1,
+            churn_window: Duration::from_secs(60),
             repair: Duration::from_secs(120),
         }
     }
 }
 
-/// Routing figures of one measurement.
+/// Routing figures of one measurement: pairs of distinct live nodes drawn
+/// at random among every node started — joined or still joining — and a
+/// route from the first to the second.
 #[derive(Debug, Clone, Default)]
 pub struct RouteStats {
-    /// Routes sent.
+    /// Pairs drawn.
+    pub sampled: usize,
+    /// Of those, pairs with a node still joining (no location yet): the
+    /// origin cannot route, or the target has no location to route to.
+    /// Counted as failures.
+    pub not_joined: usize,
+    /// Routes sent (the other pairs).
     pub sent: usize,
     /// Routes delivered at their target.
     pub delivered: usize,
@@ -144,12 +161,13 @@ pub struct RouteStats {
 }
 
 impl RouteStats {
-    /// Delivered / sent (1 when nothing was sent).
+    /// Delivered / sampled: every pair drawn counts, those with a node
+    /// still joining as failures (1 when nothing was drawn).
     pub fn success_rate(&self) -> f64 {
-        if self.sent == 0 {
+        if self.sampled == 0 {
             1.0
         } else {
-            self.delivered as f64 / self.sent as f64
+            self.delivered as f64 / self.sampled as f64
         }
     }
 
@@ -222,8 +240,11 @@ impl TopologyStats {
 pub struct Measurement {
     /// Routing between random pairs.
     pub routes: RouteStats,
-    /// The topology when the routes were sent.
+    /// The topology when the routes were sent (during churn: when the
+    /// last was).
     pub topology: TopologyStats,
+    /// Live nodes started but still joining (no location) then.
+    pub joining: usize,
     /// Simulated time at the measurement.
     pub at: Duration,
 }
@@ -233,6 +254,9 @@ pub struct Measurement {
 pub struct Report {
     /// After every node joined and the network settled.
     pub built: Measurement,
+    /// While nodes crash and join, if there was churn: routes sent
+    /// throughout the churn window.
+    pub during_churn: Option<Measurement>,
     /// After the churn and the repair time, if there was churn.
     pub churned: Option<Measurement>,
     /// Nodes that failed to join (no location at measurement).
@@ -248,6 +272,9 @@ pub struct Report {
     /// Wall time to build, settle and measure the ring (the churn phase
     /// not included).
     pub built_wall: Duration,
+    /// Wall time from the start to the end of the churn phase's
+    /// measurement (zero without churn).
+    pub during_wall: Duration,
     /// What the simulated network counted (connections, failures, sends
     /// to peers gone).
     pub net: NetStats,
@@ -340,6 +367,12 @@ impl RingSim {
         }
     }
 
+    /// Starts node 0, the gateway, now.
+    pub fn start_gateway(&mut self) {
+        self.started[0] = true;
+        self.sim.start(0);
+    }
+
     /// Starts nodes `range` one every `join_interval`.
     pub fn join(&mut self, range: std::ops::Range<usize>) {
         for i in range {
@@ -357,40 +390,55 @@ impl RingSim {
             .collect()
     }
 
-    /// Routes `pairs` exact routes between random distinct members and
-    /// waits for them.
-    pub fn measure_routes(&mut self, pairs: usize) -> RouteStats {
-        let members = self.members();
-        let mut stats = RouteStats::default();
-        if members.len() < 2 {
-            return stats;
+    /// Live nodes started, joined or still joining.
+    pub fn live(&self) -> Vec<NodeIdx> {
+        self.sim
+            .alive()
+            .filter(|i| self.started[*i as usize])
+            .collect()
+    }
+
+    /// Draws a pair of distinct live nodes among `live` and routes from the
+    /// first to the second now, in the scenario's route mode; a pair with
+    /// a node still joining is counted as a failure.
+    fn route_pair(
+        &mut self,
+        live: &[NodeIdx],
+        stats: &mut RouteStats,
+        expected: &mut HashMap<(PeerId, u64), NodeIdx>,
+    ) {
+        if live.len() < 2 {
+            return;
         }
-        self.log.borrow_mut().deliveries.clear();
-        let mut expected: HashMap<(PeerId, u64), NodeIdx> = HashMap::new();
-        for _ in 0..pairs {
-            let a = members[self.rng.random_range(0..members.len())];
-            let mut b = a;
-            while b == a {
-                b = members[self.rng.random_range(0..members.len())];
-            }
-            let Some(target) = self.sim.node(b).core().location() else {
-                continue;
-            };
-            let origin = self.net.peer(a);
-            let command = Command::Route {
-                target,
-                mode: RouteMode::Exact,
-                payload: Vec::new(),
-            };
-            if let Some(Ok(id)) = self
-                .sim
-                .with_node(a, |n, now, io| n.command(now, command, io))
-            {
-                expected.insert((origin, id), b);
-                stats.sent += 1;
-            }
+        let a = live[self.rng.random_range(0..live.len())];
+        let mut b = a;
+        while b == a {
+            b = live[self.rng.random_range(0..live.len())];
         }
-        self.sim.run_for(Duration::from_secs(30));
+        stats.sampled += 1;
+        let joined = self.sim.node(a).core().location().is_some();
+        let Some(target) = self.sim.node(b).core().location().filter(|_| joined) else {
+            stats.not_joined += 1;
+            return;
+        };
+        let origin = self.net.peer(a);
+        let command = Command::Route {
+            target,
+            mode: self.scenario.route_mode,
+            payload: Vec::new(),
+        };
+        if let Some(Ok(id)) = self
+            .sim
+            .with_node(a, |n, now, io| n.command(now, command, io))
+        {
+            expected.insert((origin, id), b);
+            stats.sent += 1;
+        }
+    }
+
+    /// Counts the deliveries logged since `stats` started that `expected`
+    /// awaits.
+    fn count_deliveries(&self, stats: &mut RouteStats, expected: &HashMap<(PeerId, u64), NodeIdx>) {
         for d in self.log.borrow().deliveries.iter() {
             if expected.get(&(d.origin, d.id)) == Some(&d.node) {
                 stats.delivered += 1;
@@ -398,7 +446,26 @@ impl RingSim {
             }
         }
         stats.hops.sort_unstable();
+    }
+
+    /// Routes between `pairs` random pairs of live nodes (joined or still
+    /// joining: see [`RouteStats`]) at once, and waits 30 s for them.
+    pub fn measure_routes(&mut self, pairs: usize) -> RouteStats {
+        let live = self.live();
+        let mut stats = RouteStats::default();
+        self.log.borrow_mut().deliveries.clear();
+        let mut expected = HashMap::new();
+        for _ in 0..pairs {
+            self.route_pair(&live, &mut stats, &mut expected);
+        }
+        self.sim.run_for(Duration::from_secs(30));
+        self.count_deliveries(&mut stats, &expected);
         stats
+    }
+
+    /// Live started nodes with no location yet.
+    fn joining(&self) -> usize {
+        self.live().len() - self.members().len()
     }
 
     /// The topology of the live members now.
@@ -505,26 +572,86 @@ impl RingSim {
     /// A measurement now.
     pub fn measure(&mut self, pairs: usize) -> Measurement {
         let topology = self.topology();
+        let joining = self.joining();
         let at = self.sim.now();
         let routes = self.measure_routes(pairs);
         Measurement {
             routes,
             topology,
+            joining,
             at,
         }
     }
 
-    /// Crashes `count` random members (never the gateway): each of their
-    /// peers notices with the router's keepalive timing (or one round trip
-    /// after it next sends to one); returns once every peer has noticed.
-    pub fn crash_random(&mut self, count: usize) {
-        let mut members: Vec<NodeIdx> = self.members().into_iter().filter(|i| *i != 0).collect();
-        members.shuffle(&mut self.rng);
-        for i in members.into_iter().take(count) {
-            self.sim.crash_node(i);
+    /// The churn phase, measured while it happens: over `window`, `crash`
+    /// random live nodes (never the gateway) crash — each of their peers
+    /// notices with the router's keepalive timing, or one round trip after
+    /// it next sends to one — the nodes `join` start, and `pairs` routes
+    /// go between random pairs of the live nodes of that moment (joined or
+    /// still joining), each at its own random time. Returns once the last
+    /// route has had 30 s.
+    pub fn churn_while_routing(
+        &mut self,
+        crash: usize,
+        join: std::ops::Range<usize>,
+        window: Duration,
+        pairs: usize,
+    ) -> Measurement {
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        enum Step {
+            Crash,
+            Join(usize),
+            Route,
         }
-        let model = &self.net.model;
-        self.sim.run_for(model.ping_interval + model.pong_timeout);
+        let start = self.sim.now();
+        let span = window.as_micros().max(1) as u64;
+        let at = |rng: &mut ChaCha12Rng| Duration::from_micros(rng.random_range(0..span));
+        let mut steps: Vec<(Duration, Step)> = Vec::new();
+        for _ in 0..crash {
+            steps.push((at(&mut self.rng), Step::Crash));
+        }
+        for i in join {
+            steps.push((at(&mut self.rng), Step::Join(i)));
+        }
+        for _ in 0..pairs {
+            steps.push((at(&mut self.rng), Step::Route));
+        }
+        steps.sort();
+        self.log.borrow_mut().deliveries.clear();
+        let mut stats = RouteStats::default();
+        let mut expected = HashMap::new();
+        for (offset, step) in steps {
+            self.sim.run_until(start + offset);
+            match step {
+                Step::Crash => {
+                    let live: Vec<NodeIdx> = self.live().into_iter().filter(|i| *i != 0).collect();
+                    if !live.is_empty() {
+                        let victim = live[self.rng.random_range(0..live.len())];
+                        self.sim.crash_node(victim);
+                    }
+                }
+                Step::Join(i) => {
+                    self.started[i] = true;
+                    self.sim.start(i as NodeIdx);
+                }
+                Step::Route => {
+                    let live = self.live();
+                    self.route_pair(&live, &mut stats, &mut expected);
+                }
+            }
+        }
+        self.sim.run_until(start + window);
+        let topology = self.topology();
+        let joining = self.joining();
+        let at = self.sim.now();
+        self.sim.run_for(Duration::from_secs(30));
+        self.count_deliveries(&mut stats, &expected);
+        Measurement {
+            routes: stats,
+            topology,
+            joining,
+            at,
+        }
     }
 
     /// What the simulated nodes' applications saw.
@@ -540,24 +667,32 @@ impl RingSim {
 
 /// Builds a ring by joining `scenario.nodes` nodes one by one through node
 /// 0, lets it settle and measures it; then, if `churn > 0`, crashes that
-/// share of the nodes, joins as many new ones, waits `repair` and measures
+/// share of the nodes and joins as many new ones over `churn_window` while
+/// routing ([`RingSim::churn_while_routing`]), waits `repair` and measures
 /// again.
 pub fn run_scenario(scenario: &Scenario) -> Report {
     let wall = Instant::now();
     let churn = (scenario.nodes as f64 * scenario.churn).round() as usize;
     let mut ring = RingSim::new(scenario, scenario.nodes + churn);
-    ring.started[0] = true;
-    ring.sim.start(0);
+    ring.start_gateway();
     ring.join(1..scenario.nodes);
     ring.sim.run_for(scenario.settle);
     let built = ring.measure(scenario.pairs);
     let built_wall = wall.elapsed();
-    let churned = (churn > 0).then(|| {
-        ring.crash_random(churn);
-        ring.join(scenario.nodes..scenario.nodes + churn);
+    let mut during_wall = Duration::ZERO;
+    let (during_churn, churned) = if churn > 0 {
+        let during = ring.churn_while_routing(
+            churn,
+            scenario.nodes..scenario.nodes + churn,
+            scenario.churn_window,
+            scenario.pairs,
+        );
+        during_wall = wall.elapsed();
         ring.sim.run_for(scenario.repair);
-        ring.measure(scenario.pairs)
-    });
+        (Some(during), Some(ring.measure(scenario.pairs)))
+    } else {
+        (None, None)
+    };
     let unjoined = (0..ring.started.len())
         .filter(|i| {
             ring.started[*i]
@@ -598,7 +733,9 @@ pub fn run_scenario(scenario: &Scenario) -> Report {
     Report {
         totals,
         built_wall,
+        during_wall,
         built,
+        during_churn,
         churned,
         unjoined,
         messages: ring.sim.stats().delivered,

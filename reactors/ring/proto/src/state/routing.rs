@@ -59,13 +59,14 @@ impl RingState {
                 return self.forward(route, p, l, now, actions);
             }
         }
-        // Closest and exact routes look one hop further: a neighbor scores
-        // the best of its own location and its neighbors' (those the route
-        // has not visited). Successor and predecessor routes stay plain
+        // Closest and exact routes look one hop further (unless configured
+        // off): a neighbor scores the best of its own location and its
+        // neighbors' (those the route has not visited). Successor and predecessor routes stay plain
         // greedy, which is what makes them find the true neighbors on the
         // ring. One pass over the neighbors, no allocation: this is the
         // simulator's hottest loop.
-        let lookahead = matches!(route.mode, RouteMode::Closest | RouteMode::Exact);
+        let lookahead =
+            self.config.lookahead && matches!(route.mode, RouteMode::Closest | RouteMode::Exact);
         let skip = |m: &Location| *m == me || visited.contains(m);
         let mut best: Option<((u64, u64, Location), PeerId)> = None;
         for (p, n) in &self.neighbors {

@@ -589,6 +589,13 @@ fn lookahead_takes_the_neighbor_whose_neighbor_is_the_target() {
     assert_eq!(g.delivered_at(id), Some(3));
     assert_eq!(g.transmissions, 2);
     assert_eq!(g.nodes[2].stats().routes_forwarded, 1, "went through 2");
+    // Without lookahead the same route is plain greedy: through 1, the
+    // neighbor closest to the target.
+    g.nodes[0].config.lookahead = false;
+    let id = g.route(0, 3);
+    assert_eq!(g.delivered_at(id), Some(3));
+    assert_eq!(g.transmissions, 4);
+    assert_eq!(g.nodes[1].stats().routes_forwarded, 1, "went through 1");
 }
 
 #[test]
