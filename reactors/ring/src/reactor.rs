@@ -1,6 +1,6 @@
 //! The reactor: opens the ring channel, builds the core ([`RingState`])
 //! with the node's key, a seed, the clock's Unix time and a secret nonce
-//! key, and runs it with `p2p::reactor::driver` beside [`RingShell`], the
+//! key, and runs it with `p2p::reactor::driver` beside `RingShell`, the
 //! ring's thin part: it answers the [`RingHandle`]'s requests, hands the
 //! core's events to the handles' subscribers, carries out the core's
 //! [`StoreEffect`]s on the ring's [`RingStore`] (synchronously, in

@@ -1,5 +1,5 @@
 //! The sans-IO core of the ring: [`RingState`] implements
-//! [`Core`](p2p_core::reactor::Core). It is fed peer updates, messages,
+//! [`Core`]. It is fed peer updates, messages,
 //! its timer and the application's [`Command`]s, and answers with
 //! [`Output`]s for a driver to carry out — sends, dials
 //! ([`Output::Connect`]), disconnects, reports, [`Event`]s for the
