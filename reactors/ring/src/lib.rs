@@ -50,6 +50,11 @@
 //!   automatic redials would remove the need.
 //! - Deliveries are not acknowledged, and a route has no reply channel for
 //!   the application yet (the store will need one for GET).
+//! - A node that loses every link and every ring connection (a joiner
+//!   whose connect requests die with crashed peers before its gateway's
+//!   grace ends) keeps its location with no link: the core does not
+//!   reconnect by itself, it waits for the router to connect it to a ring
+//!   peer for another reason (peer exchange, a redial).
 //! - The node's `GET /ring` endpoint belongs to the `switchyard` package.
 
 pub mod reactor;
