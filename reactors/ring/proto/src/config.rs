@@ -5,10 +5,15 @@
 
 use std::time::Duration;
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 
 use crate::message::MAX_HTL;
 use crate::negotiation::{CLOCK_SKEW_SECS, Gateways};
+
+/// The router's default network id (`p2p::RouterConfig`'s; the driver
+/// crate's tests check that the two agree), the default of
+/// [`RingConfig::network_id`].
+pub const DEFAULT_NETWORK_ID: &str = "switchyard-local";
 
 /// The shortest `location_ttl` accepted: well above the clock skew allowed
 /// either side of an expiry.
@@ -18,8 +23,8 @@ pub const MIN_LOCATION_TTL: Duration = Duration::from_secs(3600);
 /// what you need and let [`RingConfig::validate`] check the result.
 ///
 /// ```
-/// use p2p::Keypair;
-/// use reactor_ring::RingConfig;
+/// use p2p_core::Keypair;
+/// use reactor_ring_proto::RingConfig;
 ///
 /// let gateway = Keypair::from_seed(0).peer_id();
 /// let config = RingConfig {
@@ -51,7 +56,7 @@ pub struct RingConfig {
     #[cfg_attr(feature = "serde", serde(skip))]
     pub gateways: Gateways,
     /// The network the ring's signatures are bound to: the router's
-    /// network id. The reactor ([`Ring`](crate::Ring)) sets it from the
+    /// network id. The reactor (`reactor_ring::Ring`) sets it from the
     /// router it opens on; the default is the router's default.
     #[cfg_attr(feature = "serde", serde(skip))]
     pub network_id: String,
@@ -64,6 +69,12 @@ pub struct RingConfig {
     /// Hops to live of the routes this node starts.
     #[cfg_attr(feature = "serde", serde(skip))]
     pub max_htl: u8,
+    /// Whether closest and exact routes look one hop further: a neighbor
+    /// scores the best of its own location and those in its neighbor list
+    /// (default). Off, every route is plain greedy on the neighbors'
+    /// own locations (what freenet-core's topology simulator measures; the
+    /// simulator switches it to compare).
+    pub lookahead: bool,
     /// Random hops a connect request takes before greedy routing.
     #[cfg_attr(feature = "serde", serde(skip))]
     pub connect_random_walk: u8,
@@ -159,10 +170,11 @@ impl Default for RingConfig {
     fn default() -> Self {
         Self {
             gateways: Gateways::default(),
-            network_id: p2p::RouterConfig::default().network_id,
+            network_id: DEFAULT_NETWORK_ID.into(),
             target_degree: 20,
             max_degree: 30,
             max_htl: 40,
+            lookahead: true,
             connect_random_walk: 2,
             maintenance_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),

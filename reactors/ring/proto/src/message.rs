@@ -1,7 +1,7 @@
 //! The ring's messages as the core sees them, and their checked conversion
 //! from and to the wire form ([`proto::RingMessage`]).
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 use prost::Message as _;
 
 use crate::location::Location;
@@ -424,7 +424,7 @@ impl From<Message> for proto::RingMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p::Keypair;
+    use p2p_core::Keypair;
     use proptest::prelude::*;
 
     fn id(seed: u64) -> PeerId {

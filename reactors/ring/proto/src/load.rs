@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 
 /// Bytes and messages with exponential decay: a count added `t` ago weighs
 /// `0.5^(t / half_life)`.

@@ -22,7 +22,7 @@
 //! route should have ended (`RingState` refuses an acceptor farther from the
 //! target than a link it already has).
 
-use p2p::{Keypair, PeerId};
+use p2p_core::{Keypair, PeerId};
 use sha2::{Digest, Sha256};
 
 use crate::location::Location;

@@ -22,7 +22,7 @@ impl RingState {
 
     /// One routing step at this node, which holds `route` (its path ends
     /// with our location).
-    pub(super) fn step(&mut self, mut route: Route, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn step(&mut self, mut route: Route, now: Instant, actions: &mut Out) {
         let Some(me) = self.location else {
             return;
         };
@@ -59,13 +59,14 @@ impl RingState {
                 return self.forward(route, p, l, now, actions);
             }
         }
-        // Closest and exact routes look one hop further: a neighbor scores
-        // the best of its own location and its neighbors' (those the route
-        // has not visited). Successor and predecessor routes stay plain
+        // Closest and exact routes look one hop further (unless configured
+        // off): a neighbor scores the best of its own location and its
+        // neighbors' (those the route has not visited). Successor and predecessor routes stay plain
         // greedy, which is what makes them find the true neighbors on the
         // ring. One pass over the neighbors, no allocation: this is the
         // simulator's hottest loop.
-        let lookahead = matches!(route.mode, RouteMode::Closest | RouteMode::Exact);
+        let lookahead =
+            self.config.lookahead && matches!(route.mode, RouteMode::Closest | RouteMode::Exact);
         let skip = |m: &Location| *m == me || visited.contains(m);
         let mut best: Option<((u64, u64, Location), PeerId)> = None;
         for (p, n) in &self.neighbors {
@@ -101,7 +102,7 @@ impl RingState {
         to: PeerId,
         location: Location,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
         if route.htl == 0 {
             return self.fail(route, "out of hops", now, actions);
@@ -109,13 +110,13 @@ impl RingState {
         route.htl -= 1;
         route.path.push(location);
         self.stats.routes_forwarded += 1;
-        actions.push(Action::Send {
+        actions.push(Output::Send {
             to,
             message: Message::Route(route),
         });
     }
 
-    pub(super) fn backtrack(&mut self, mut route: Route, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn backtrack(&mut self, mut route: Route, now: Instant, actions: &mut Out) {
         route.path.pop();
         let Some(back) = route.path.last().copied() else {
             return self.fail(route, "no peer left to try", now, actions);
@@ -130,20 +131,14 @@ impl RingState {
         };
         route.htl -= 1;
         self.stats.routes_backtracked += 1;
-        actions.push(Action::Send {
+        actions.push(Output::Send {
             to,
             message: Message::Route(route),
         });
     }
 
     /// The route ends here unsuccessfully: tell its origin along the path.
-    pub(super) fn fail(
-        &mut self,
-        route: Route,
-        reason: &str,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    pub(super) fn fail(&mut self, route: Route, reason: &str, now: Instant, actions: &mut Out) {
         self.stats.routes_failed += 1;
         let mut path = route.path;
         path.pop();
@@ -161,7 +156,7 @@ impl RingState {
         }
     }
 
-    pub(super) fn deliver(&mut self, route: Route, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn deliver(&mut self, route: Route, now: Instant, actions: &mut Out) {
         let Some(me) = self.location else {
             return;
         };
@@ -169,7 +164,7 @@ impl RingState {
         let mut back = route.path.clone();
         back.pop();
         match route.payload {
-            Payload::App(payload) => actions.push(Action::Event(Event::Delivered {
+            Payload::App(payload) => actions.push(Output::Event(Event::Delivered {
                 id: route.id,
                 origin: route.origin,
                 target: route.target,
@@ -234,10 +229,10 @@ impl RingState {
     }
 
     /// Sends `reply` to the last entry of its path (a neighbor's location).
-    pub(super) fn send_reply(&mut self, reply: RouteReply, actions: &mut Vec<Action>) {
+    pub(super) fn send_reply(&mut self, reply: RouteReply, actions: &mut Out) {
         let next = reply.path.last().and_then(|l| self.peer_at(l));
         match next {
-            Some(to) => actions.push(Action::Send {
+            Some(to) => actions.push(Output::Send {
                 to,
                 message: Message::Reply(reply),
             }),
@@ -245,12 +240,7 @@ impl RingState {
         }
     }
 
-    pub(super) fn on_reply(
-        &mut self,
-        mut reply: RouteReply,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    pub(super) fn on_reply(&mut self, mut reply: RouteReply, now: Instant, actions: &mut Out) {
         if reply.path.len() == 1 {
             return self.on_own_reply(reply, true, now, actions);
         }
@@ -265,12 +255,12 @@ impl RingState {
         reply: RouteReply,
         refill: bool,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
         let pending = self.pending_connects.remove(&reply.id);
         match (reply.kind, pending) {
             (ReplyKind::Failed { reason }, None) => {
-                actions.push(Action::Event(Event::RouteFailed {
+                actions.push(Output::Event(Event::RouteFailed {
                     id: reply.id,
                     reason,
                 }));
@@ -339,7 +329,7 @@ impl RingState {
         location: Location,
         addresses: Vec<String>,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
         self.expect(acceptor, location, now + self.config.request_timeout * 3);
         if self.connected.contains_key(&acceptor) {
@@ -349,13 +339,21 @@ impl RingState {
                 self.consider(acceptor, known, now, actions);
             }
             if let Some(t) = &self.transcript {
-                actions.push(Action::Send {
+                actions.push(Output::Send {
                     to: acceptor,
                     message: Message::Announce(t.clone()),
                 });
             }
         } else {
-            actions.push(Action::Dial {
+            // Only addresses that name the acceptor: a relayed answer
+            // cannot point our dial at a third peer. None left, and the
+            // driver tells us at once (`Input::DialFailed`).
+            let addresses: Vec<PeerAddress> = addresses
+                .iter()
+                .filter_map(|a| a.parse::<PeerAddress>().ok())
+                .filter(|a| a.peer == acceptor)
+                .collect();
+            actions.push(Output::Connect {
                 peer: acceptor,
                 addresses,
             });

@@ -78,7 +78,7 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{LazyLock, Mutex};
 
-use p2p::{Keypair, PeerId};
+use p2p_core::{Keypair, PeerId};
 use sha2::{Digest, Sha256};
 
 use crate::location::Location;

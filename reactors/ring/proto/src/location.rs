@@ -11,7 +11,7 @@
 //! digits (`0.25`) and gives the nearest location.
 //!
 //! ```
-//! use reactor_ring::{Distance, Location};
+//! use reactor_ring_proto::{Distance, Location};
 //!
 //! let a: Location = "0.875".parse().unwrap();
 //! let b: Location = "0.125".parse().unwrap();

@@ -1,9 +1,83 @@
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::negotiation::Gateways;
+
+/// One output of the core.
+pub(super) type O = Output<Message, Event, StoreEffect>;
+
+/// The core's one entry point ([`Core::handle`], [`Core::command`]) as one
+/// call per kind of input, returning what followed: what a test drives by
+/// hand.
+pub(super) trait Drive {
+    fn on_peer_up(&mut self, peer: PeerId, ip: Option<IpAddr>, now: Instant) -> Vec<O>;
+    fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<O>;
+    fn on_message(&mut self, from: PeerId, message: Message, size: usize, now: Instant) -> Vec<O>;
+    fn on_tick(&mut self, now: Instant) -> Vec<O>;
+    fn route(
+        &mut self,
+        target: Location,
+        mode: RouteMode,
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(u64, Vec<O>), RouteError>;
+    fn restored(&mut self, records: Vec<StoredRecord>, now: Instant) -> Vec<O>;
+}
+
+impl Drive for RingState {
+    fn on_peer_up(&mut self, peer: PeerId, ip: Option<IpAddr>, now: Instant) -> Vec<O> {
+        let up = p2p_core::reactor::PeerUp {
+            ip,
+            ..p2p_core::reactor::PeerUp::new(peer)
+        };
+        feed(self, now, Input::PeerUp(up))
+    }
+    fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<O> {
+        feed(self, now, Input::PeerDown(peer))
+    }
+    fn on_message(&mut self, from: PeerId, message: Message, size: usize, now: Instant) -> Vec<O> {
+        let input = Input::Message {
+            from,
+            message,
+            size,
+        };
+        feed(self, now, input)
+    }
+    fn on_tick(&mut self, now: Instant) -> Vec<O> {
+        feed(self, now, Input::Timer)
+    }
+    fn route(
+        &mut self,
+        target: Location,
+        mode: RouteMode,
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(u64, Vec<O>), RouteError> {
+        let mut out = Vec::new();
+        let command = Command::Route {
+            target,
+            mode,
+            payload,
+        };
+        let id = self.command(now, command, &mut out)?;
+        Ok((id, out))
+    }
+    fn restored(&mut self, records: Vec<StoredRecord>, now: Instant) -> Vec<O> {
+        let mut out = Vec::new();
+        self.restore(records, now, &mut out);
+        out
+    }
+}
+
+/// Feeds `input` to `state`; what followed.
+pub(super) fn feed(state: &mut RingState, now: Instant, input: CoreInput<RingState>) -> Vec<O> {
+    let mut out = Vec::new();
+    state.handle(now, input, &mut out);
+    out
+}
 
 pub(super) fn key(seed: u64) -> Keypair {
     Keypair::from_seed(seed)
@@ -46,21 +120,21 @@ pub(super) fn transcript_until(
         .expect("verifies")
 }
 
-fn sends(actions: &[Action]) -> Vec<(PeerId, Message)> {
+fn sends(actions: &[O]) -> Vec<(PeerId, Message)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, message } => Some((*to, message.clone())),
+            Output::Send { to, message } => Some((*to, message.clone())),
             _ => None,
         })
         .collect()
 }
 
-fn events(actions: &[Action]) -> Vec<Event> {
+fn events(actions: &[O]) -> Vec<Event> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Event(e) => Some(e.clone()),
+            Output::Event(e) => Some(e.clone()),
             _ => None,
         })
         .collect()
@@ -131,11 +205,11 @@ impl Graph {
     }
 
     /// Delivers every send until none is left.
-    fn pump(&mut self, from: usize, actions: Vec<Action>) {
-        let mut queue: VecDeque<(usize, Action)> = actions.into_iter().map(|a| (from, a)).collect();
+    fn pump(&mut self, from: usize, actions: Vec<O>) {
+        let mut queue: VecDeque<(usize, O)> = actions.into_iter().map(|a| (from, a)).collect();
         while let Some((at, action)) = queue.pop_front() {
             match action {
-                Action::Send { to, message } => {
+                Output::Send { to, message } => {
                     self.transmissions += 1;
                     let to = self.index(to);
                     let size = message.encoded_len();
@@ -143,7 +217,7 @@ impl Graph {
                     let out = self.nodes[to].on_message(from_id, message, size, self.now);
                     queue.extend(out.into_iter().map(|a| (to, a)));
                 }
-                Action::Event(e) => self.events.push((at, e)),
+                Output::Event(e) => self.events.push((at, e)),
                 _ => {}
             }
         }
@@ -298,7 +372,7 @@ fn a_forged_or_foreign_location_is_refused_and_reported() {
         let actions = node.on_message(liar.peer_id(), Message::Announce(forged), 200, now);
         assert!(
             actions.iter().any(|a| matches!(a,
-                Action::Report { peer, error: PeerError::Protocol(reason) }
+                Output::Report { peer, error: PeerError::Protocol(reason) }
                     if *peer == liar.peer_id() && reason.contains("does not verify"))),
             "{actions:?}"
         );
@@ -310,6 +384,150 @@ fn a_forged_or_foreign_location_is_refused_and_reported() {
         assert!(!node.is_neighbor(&liar.peer_id()));
     }
     assert_eq!(node.stats().locations_refused, 5);
+}
+
+/// The core takes only peers that serve the ring channel: the driver
+/// announces every connection, and a gateway that does not serve the
+/// channel is no place to negotiate.
+#[test]
+fn a_peer_that_does_not_serve_the_channel_is_ignored() {
+    let now = Instant::now();
+    let g = key(1);
+    let mut j = RingState::new(
+        key(2),
+        RingConfig::with_gateways([g.peer_id()]),
+        2,
+        now,
+        UNIX,
+    );
+    let up = p2p_core::reactor::PeerUp {
+        serves: false,
+        ..p2p_core::reactor::PeerUp::new(g.peer_id())
+    };
+    let out = feed(&mut j, now, Input::PeerUp(up));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(j.connected().count(), 0);
+    let out = j.on_peer_up(g.peer_id(), None, now);
+    assert!(matches!(
+        &sends(&out)[..],
+        [(_, Message::JoinCommit { .. })]
+    ));
+}
+
+/// A frame the core refuses to decode (a bound broken) is a protocol
+/// violation: fed back as `Malformed`, it is counted and its sender
+/// reported with a fatal error.
+#[test]
+fn a_malformed_frame_is_counted_and_its_sender_reported() {
+    let now = Instant::now();
+    let mut s = RingState::new(key(1), RingConfig::default(), 1, now, UNIX);
+    let route = Message::Route(Route {
+        id: 1,
+        origin: key(2).peer_id(),
+        target: Location::ZERO,
+        mode: RouteMode::Closest,
+        htl: 3,
+        walk: 0,
+        visited: Vec::new(),
+        path: vec![Location::ZERO],
+        payload: Payload::App(Vec::new()),
+    });
+    let mut wire = RingState::encode(route);
+    if let Some(proto::ring_message::Kind::Route(r)) = &mut wire.kind {
+        r.htl = u32::from(MAX_HTL) + 1;
+    }
+    let error = s.decode(wire).expect_err("htl above the bound");
+    assert!(error.is_fatal(), "{error}");
+    let from = key(3).peer_id();
+    let out = feed(&mut s, now, Input::Malformed { from, error });
+    assert!(
+        matches!(&out[..], [Output::Report { peer, error }] if *peer == from && error.is_fatal()),
+        "{out:?}"
+    );
+    assert_eq!(s.stats().messages_dropped, 1);
+    // A kind this version does not know is ignored, not an error.
+    assert_eq!(s.decode(proto::RingMessage { kind: None }), Ok(None));
+}
+
+/// A route that could not be queued comes back whole (`wants_back`) and
+/// goes to the next best neighbor, never to the one that failed; other
+/// messages are not handed back.
+#[test]
+fn a_route_that_could_not_be_sent_goes_to_the_next_neighbor() {
+    let tenth = u64::MAX / 10;
+    let mut g = Graph::new(&[0, 4 * tenth, 3 * tenth, 5 * tenth]);
+    g.link(0, 1);
+    g.link(0, 2);
+    let target = Location::from_raw(5 * tenth);
+    let now = g.now;
+    let (_, out) = g.nodes[0]
+        .route(target, RouteMode::Closest, vec![1], now)
+        .expect("joined");
+    let [(to, message)] = &sends(&out)[..] else {
+        panic!("one send: {out:?}")
+    };
+    assert_eq!(*to, g.ids[1], "the closest neighbor first");
+    assert!(g.nodes[0].wants_back(message));
+    assert!(!g.nodes[0].wants_back(&Message::Leave));
+    let failed = Input::SendFailed {
+        to: *to,
+        message: Some(message.clone()),
+        reason: p2p_core::reactor::SendFailure::QueueFull,
+    };
+    let out = feed(&mut g.nodes[0], now, failed);
+    let [(to, Message::Route(route))] = &sends(&out)[..] else {
+        panic!("the route again: {out:?}")
+    };
+    assert_eq!(*to, g.ids[2], "the next best neighbor");
+    assert!(route.visited.contains(&Location::from_raw(4 * tenth)));
+    assert_eq!(route.path.len(), 2);
+    // A failed send of anything else changes nothing.
+    let failed = Input::SendFailed {
+        to: g.ids[1],
+        message: None,
+        reason: p2p_core::reactor::SendFailure::NotConnected,
+    };
+    assert!(feed(&mut g.nodes[0], now, failed).is_empty());
+}
+
+/// A store write that failed is counted; the core goes on with the
+/// record in memory.
+#[test]
+fn a_failed_store_write_is_counted() {
+    let now = Instant::now();
+    let g = key(1);
+    let mut gw = RingState::new_gateway(
+        g.clone(),
+        RingConfig::with_gateways([g.peer_id()]),
+        1,
+        now,
+        UNIX,
+    );
+    let location = gw.location();
+    let out = feed(&mut gw, now, Input::Outcome(StoreOutcome::Failed));
+    assert!(out.is_empty());
+    assert_eq!(gw.stats().store_failures, 1);
+    assert_eq!(gw.location(), location);
+}
+
+/// The size the simulator charges is the size on the wire.
+#[test]
+fn wire_size_is_the_encoded_size() {
+    let now = Instant::now();
+    let g = key(1);
+    let s = RingState::new(key(2), RingConfig::default(), 1, now, UNIX);
+    let messages = [
+        Message::Leave,
+        Message::Announce(transcript(&g, &key(2), 1, 2)),
+        Message::Neighbors(vec![Location::from_raw(1), Location::from_raw(1 << 40)]),
+        Message::JoinRefused {
+            reason: "no".into(),
+        },
+    ];
+    for m in messages {
+        let wire = RingState::encode(m.clone());
+        assert_eq!(s.wire_size(&m), prost::Message::encoded_len(&wire));
+    }
 }
 
 #[test]
@@ -371,6 +589,13 @@ fn lookahead_takes_the_neighbor_whose_neighbor_is_the_target() {
     assert_eq!(g.delivered_at(id), Some(3));
     assert_eq!(g.transmissions, 2);
     assert_eq!(g.nodes[2].stats().routes_forwarded, 1, "went through 2");
+    // Without lookahead the same route is plain greedy: through 1, the
+    // neighbor closest to the target.
+    g.nodes[0].config.lookahead = false;
+    let id = g.route(0, 3);
+    assert_eq!(g.delivered_at(id), Some(3));
+    assert_eq!(g.transmissions, 4);
+    assert_eq!(g.nodes[1].stats().routes_forwarded, 1, "went through 1");
 }
 
 #[test]
@@ -427,18 +652,17 @@ fn a_neighbor_above_its_share_is_disconnected_and_the_report_says_why() {
     let mut report = None;
     for id in 0..100 {
         let actions = g.nodes[0].on_message(flooder_id, route(100 + id), 1000, now);
-        if let Some(Action::Disconnect {
-            peer,
-            reason: DisconnectReason::Overloaded(r),
-            ban,
-        }) = actions
+        if let Some(Output::Disconnect { peer, ban }) = actions
             .iter()
-            .find(|a| matches!(a, Action::Disconnect { .. }))
+            .find(|a| matches!(a, Output::Disconnect { .. }))
         {
             assert_eq!(*peer, flooder_id);
             assert_eq!(*ban, Some(crate::LoadConfig::default().ban));
-            assert!(events(&actions).contains(&Event::Overloaded(r.clone())));
-            report = Some(r.clone());
+            let r = events(&actions).into_iter().find_map(|e| match e {
+                Event::Overloaded(r) => Some(r),
+                _ => None,
+            });
+            report = Some(r.expect("the report comes with the disconnect"));
             break;
         }
     }
@@ -481,7 +705,8 @@ fn the_worst_placed_link_is_the_most_redundant_one() {
     assert_eq!(g.nodes[0].degree(), 6);
     let later = g.nodes[0].on_tick(now + LINK_DRAIN);
     assert!(later.iter().any(|a| matches!(a,
-        Action::Disconnect { peer, reason: DisconnectReason::Pruned { .. }, .. } if *peer == g.ids[6])));
+        Output::Disconnect { peer, ban: Some(ban) }
+            if *peer == g.ids[6] && *ban == RingConfig::default().prune_ban)));
 }
 
 #[test]

@@ -154,7 +154,7 @@ impl RingState {
     /// degree between `target_degree` and `max_degree`, and every
     /// [`REPLACE_EVERY`] rounds drop the worst-placed link (if above the
     /// target) and ask for a fresh Kleinberg link in its place.
-    pub(super) fn maintain(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn maintain(&mut self, now: Instant, actions: &mut Out) {
         if self.rounds % ADJACENCY_EVERY == 0 || self.adjacent_peers().len() < 2 {
             self.check_adjacency(now, actions);
         }
@@ -177,7 +177,7 @@ impl RingState {
     /// Asks for the peers just after and just before us (routes in
     /// [`RouteMode::Successor`] and [`RouteMode::Predecessor`] mode); the
     /// current ones answer "already linked" in one hop.
-    pub(super) fn check_adjacency(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn check_adjacency(&mut self, now: Instant, actions: &mut Out) {
         if self.neighbors.is_empty() {
             return;
         }
@@ -204,7 +204,7 @@ impl RingState {
 
     /// Asks for long links while below the target degree; waits for the
     /// successor and predecessor first (they give the spacing).
-    pub(super) fn fill_degree(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn fill_degree(&mut self, now: Instant, actions: &mut Out) {
         if self.neighbors.is_empty()
             || self.pending(Purpose::Successor) + self.pending(Purpose::Predecessor) > 0
         {
@@ -223,12 +223,7 @@ impl RingState {
         }
     }
 
-    pub(super) fn send_connect(
-        &mut self,
-        purpose: Purpose,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    pub(super) fn send_connect(&mut self, purpose: Purpose, now: Instant, actions: &mut Out) {
         let Some(me) = self.location else {
             return;
         };
@@ -291,7 +286,7 @@ impl RingState {
 
     /// Drops the worst-placed links until at most `limit` remain. The
     /// successor, the predecessor and joiners within their grace are kept.
-    pub(super) fn prune(&mut self, limit: usize, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn prune(&mut self, limit: usize, now: Instant, actions: &mut Out) {
         while self.counted_degree() > limit {
             let Some((peer, _)) = self.worst_placed(now) else {
                 return;
@@ -303,7 +298,7 @@ impl RingState {
 
     /// Drops the link to `peer`: it is told (`Leave`), and the connection
     /// drains for [`LINK_DRAIN`] before we close it.
-    pub(super) fn drop_link(&mut self, peer: PeerId, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn drop_link(&mut self, peer: PeerId, now: Instant, actions: &mut Out) {
         let Some(location) = self.neighbors.get(&peer).map(|n| n.location) else {
             return;
         };
@@ -317,7 +312,7 @@ impl RingState {
                 initiator: true,
             },
         );
-        actions.push(Action::Send {
+        actions.push(Output::Send {
             to: peer,
             message: Message::Leave,
         });

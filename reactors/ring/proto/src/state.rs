@@ -1,24 +1,28 @@
-//! The sans-IO core of the ring: fed with peer updates, messages, ticks and
-//! application commands, it returns [`Action`]s for a driver to carry out.
-//! No clock, no I/O, no tokio: time comes in as arguments, randomness from
-//! a seed.
+//! The sans-IO core of the ring: [`RingState`] implements
+//! [`Core`]. It is fed peer updates, messages,
+//! its timer and the application's [`Command`]s, and answers with
+//! [`Output`]s for a driver to carry out — sends, dials
+//! ([`Output::Connect`]), disconnects, reports, [`Event`]s for the
+//! application and [`StoreEffect`]s on the ring's store. No clock, no I/O,
+//! no tokio: time comes in as arguments, randomness from a seed.
 //!
 //! ```
 //! use std::time::Instant;
-//! use p2p::Keypair;
-//! use reactor_ring::{Action, Message, RingConfig, RingState};
+//! use p2p_core::Keypair;
+//! use p2p_core::reactor::{Core, Input, Output, PeerUp};
+//! use reactor_ring_proto::{Message, RingConfig, RingState};
 //!
 //! let gateway = Keypair::from_seed(0);
 //! let joiner = Keypair::from_seed(1);
 //! let config = RingConfig::with_gateways([gateway.peer_id()]);
 //! let (now, unix) = (Instant::now(), 1_800_000_000);
-//! let mut g = RingState::new_gateway(gateway.clone(), config.clone(), 1, now, unix);
+//! let g = RingState::new_gateway(gateway.clone(), config.clone(), 1, now, unix);
 //! let mut j = RingState::new(joiner, config, 2, now, unix);
-//! // The joiner connects to the gateway (from an address the router
-//! // knows, or none): it commits to a value at once.
-//! let actions = j.on_peer_up(gateway.peer_id(), None, now);
-//! let commit = actions.iter().find_map(|a| match a {
-//!     Action::Send { message: m @ Message::JoinCommit { .. }, .. } => Some(m.clone()),
+//! // The joiner connects to the gateway: it commits to a value at once.
+//! let mut out = Vec::new();
+//! j.handle(now, Input::PeerUp(PeerUp::new(gateway.peer_id())), &mut out);
+//! let commit = out.iter().find_map(|o| match o {
+//!     Output::Send { message: m @ Message::JoinCommit { .. }, .. } => Some(m.clone()),
 //!     _ => None,
 //! });
 //! assert!(commit.is_some());
@@ -29,7 +33,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use p2p::{IpPrefix, Keypair, PeerError, PeerId};
+use p2p_core::reactor::{Core, CoreInput, Input, Output, Outputs};
+use p2p_core::{IpPrefix, Keypair, PeerAddress, PeerError, PeerId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use sha2::{Digest, Sha256};
@@ -44,8 +49,9 @@ use crate::message::{
 use crate::negotiation::{
     CLOCK_SKEW_SECS, Challenge, Grant, JoinerSecret, LocationError, NetworkTag, Nonce, Transcript,
 };
+use crate::proto;
+use crate::record::{RecordKey, StoredRecord};
 use crate::stats::RingStats;
-use crate::store::{RecordKey, StoredRecord};
 
 /// The channel name in reports.
 const CHANNEL: &str = "ring";
@@ -87,55 +93,51 @@ pub const LINK_DRAIN: Duration = Duration::from_secs(2);
 /// once to a new neighbor).
 pub const NEIGHBOR_LIST_GAP: Duration = Duration::from_secs(5);
 
-/// What the core asks its driver to do.
+/// What the core asks of the ring's store ([`Output::Effect`]). A driver
+/// carries each out before any output that follows it, and feeds back
+/// [`StoreOutcome::Failed`] if it could not (see [`crate::record`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Send `message` to connected peer `to` (never waiting: a full queue
-    /// drops it; a route that cannot be sent should be handed back with
-    /// [`RingState::on_send_failed`]).
-    Send {
-        /// The peer.
-        to: PeerId,
-        /// The message.
-        message: Message,
-    },
-    /// Connect to `peer` at one of `addresses` (then feed
-    /// [`RingState::on_peer_up`] or [`RingState::on_dial_failed`]).
-    Dial {
-        /// The peer.
-        peer: PeerId,
-        /// Its addresses, as it announced them.
-        addresses: Vec<String>,
-    },
-    /// Close the connection to `peer`, keeping it away for `ban` if given.
-    Disconnect {
-        /// The peer.
-        peer: PeerId,
-        /// How long to refuse it (so the router does not redial it).
-        ban: Option<Duration>,
-        /// Why.
-        reason: DisconnectReason,
-    },
-    /// Report `peer`'s misbehaviour to the router (lowers its score; a
-    /// [`PeerError::Protocol`] disconnects it).
-    Report {
-        /// The peer.
-        peer: PeerId,
-        /// What it did.
-        error: PeerError,
-    },
-    /// Keep `record` in the ring's store (replacing the one under its key)
-    /// before carrying out any action after this one.
+pub enum StoreEffect {
+    /// Keep `record`, replacing the one under its key.
     Store(StoredRecord),
-    /// Drop the record under this key from the store.
+    /// Drop the record under this key.
     Forget(RecordKey),
-    /// Something for the application.
-    Event(Event),
 }
 
-/// Why the ring closes a connection.
+/// What the store answered ([`Input::Outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// A [`StoreEffect`] failed: counted
+    /// ([`RingStats::store_failures`]); the record is kept in memory, so
+    /// nothing changes until a restart.
+    Failed,
+}
+
+/// What the application asks of the core ([`Core::command`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum DisconnectReason {
+pub enum Command {
+    /// Send `payload` toward `target`: delivered at the peer closest to it
+    /// ([`RouteMode::Closest`]), or only at the peer exactly there
+    /// ([`RouteMode::Exact`]). The reply is the route's id; a failure
+    /// comes back as [`Event::RouteFailed`] with it. Fire and forget
+    /// otherwise: the ring does not acknowledge deliveries.
+    Route {
+        /// Where.
+        target: Location,
+        /// How the end is recognised.
+        mode: RouteMode,
+        /// What for the application there (at most
+        /// [`MAX_APP_PAYLOAD`](crate::message::MAX_APP_PAYLOAD) bytes).
+        payload: Vec<u8>,
+    },
+}
+
+/// The outputs the ring's core appends to.
+pub type Out = Outputs<RingState>;
+
+/// Why the ring closes a connection (for the log).
+#[derive(Debug, Clone, PartialEq)]
+enum DisconnectReason {
     /// The worst-placed link while we had more than we need.
     Pruned {
         /// The link's length.
@@ -151,6 +153,16 @@ pub enum DisconnectReason {
     },
     /// It made us handle more than its share.
     Overloaded(LoadReport),
+}
+
+/// Closes the connection to `peer` and bans it for `ban` (so the router
+/// does not redial it), saying why in the log.
+fn disconnect(peer: PeerId, ban: Duration, reason: DisconnectReason, actions: &mut Out) {
+    tracing::debug!(peer = %peer.short(), ?reason, "ring disconnects peer");
+    actions.push(Output::Disconnect {
+        peer,
+        ban: Some(ban),
+    });
 }
 
 /// What the ring tells the application.
@@ -208,7 +220,7 @@ pub enum Event {
     },
 }
 
-/// Why [`RingState::route`] refused a route.
+/// Why [`Command::Route`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// We have no location yet.
@@ -324,15 +336,12 @@ enum Nonces {
 
 /// The ring state machine of one node.
 ///
-/// Start it with what its store kept ([`restore`](Self::restore)), carry
-/// out [`Action::Store`] and [`Action::Forget`] on that store, in order,
-/// and feed it every event — [`on_peer_up`](Self::on_peer_up),
-/// [`on_peer_down`](Self::on_peer_down), [`on_message`](Self::on_message),
-/// [`on_tick`](Self::on_tick) at [`next_wakeup`](Self::next_wakeup),
-/// [`on_dial_failed`](Self::on_dial_failed),
-/// [`on_send_failed`](Self::on_send_failed) — and the application's
-/// [`route`](Self::route); carry out the [`Action`]s it returns. The same
-/// seed and the same calls give the same actions.
+/// Start it with what its store kept ([`restore`](Self::restore)), then
+/// drive it as a [`Core`]: feed it every [`Input`] and the application's
+/// [`Command`]s, carry out the [`Output`]s it appends — the
+/// [`StoreEffect`]s on that store, in order — and wake it at
+/// [`next_wakeup`](Core::next_wakeup). The same seed and the same inputs
+/// give the same outputs.
 #[derive(Debug)]
 pub struct RingState {
     local: PeerId,
@@ -499,12 +508,6 @@ impl RingState {
             .saturating_add(self.config.location_ttl.as_secs())
     }
 
-    /// A driver's store write failed: counted (the record is kept in
-    /// memory, so nothing changes until a restart).
-    pub fn on_store_failed(&mut self) {
-        self.stats.store_failures += 1;
-    }
-
     /// Draw negotiation values from SHA-256 of `key` and a counter instead
     /// of the seeded generator. A gateway that could guess a joiner's value
     /// could choose its location, so a real node sets a key from the
@@ -624,8 +627,8 @@ impl RingState {
         all
     }
 
-    /// When [`on_tick`](Self::on_tick) has work.
-    pub fn next_wakeup(&self) -> Instant {
+    /// When [`tick`](Self::tick) has work.
+    fn wakeup(&self) -> Instant {
         let mut at = self.next_maintenance;
         if let Some(t) = &self.transcript {
             let left = Duration::from_secs(t.expires.saturating_sub(self.unix_base));
@@ -660,64 +663,57 @@ impl RingState {
     /// transport knows it (its network counts against the per-network
     /// limits). We announce our location to it, or, if we have none and it
     /// is a gateway we trust, start negotiating one.
-    pub fn on_peer_up(&mut self, peer: PeerId, ip: Option<IpAddr>, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
+    fn peer_up(&mut self, peer: PeerId, ip: Option<IpAddr>, now: Instant, actions: &mut Out) {
         if peer == self.local || self.connected.contains_key(&peer) {
-            return actions;
+            return;
         }
         self.connected.insert(peer, ip.map(IpPrefix::of));
         if let Some(t) = &self.transcript {
-            actions.push(Action::Send {
+            actions.push(Output::Send {
                 to: peer,
                 message: Message::Announce(t.clone()),
             });
         } else {
-            self.maybe_start_join(now, &mut actions);
+            self.maybe_start_join(now, actions);
         }
         // Its announcement came before this `Up`.
         if let Some(location) = self.known.get(&peer).copied() {
-            self.consider(peer, location, now, &mut actions);
+            self.consider(peer, location, now, actions);
         }
-        actions
     }
 
     /// `peer` disconnected. Losing our successor or predecessor starts a
     /// repair at once; a joiner we were serving gives its slot back.
-    pub fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
+    fn peer_down(&mut self, peer: PeerId, now: Instant, actions: &mut Out) {
         self.connected.remove(&peer);
         self.known.remove(&peer);
         self.leaving.remove(&peer);
         if self.joining.as_ref().is_some_and(|j| j.gateway == peer) {
             self.joining = None;
-            self.maybe_start_join(now, &mut actions);
+            self.maybe_start_join(now, actions);
         }
         let was_adjacent = self.adjacent_peers().contains(&peer);
-        let removed = self.remove_neighbor(&peer, &mut actions);
+        let removed = self.remove_neighbor(&peer, actions);
         self.joiners.remove(&peer);
         if removed && self.location.is_some() {
             if was_adjacent {
-                self.check_adjacency(now, &mut actions);
+                self.check_adjacency(now, actions);
             }
-            self.fill_degree(now, &mut actions);
+            self.fill_degree(now, actions);
         }
-        actions
     }
 
     /// A dial we asked for failed.
-    pub fn on_dial_failed(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
+    fn dial_failed(&mut self, peer: PeerId, now: Instant, actions: &mut Out) {
         self.expected.remove(&peer);
-        let mut actions = Vec::new();
         if self.location.is_some() {
-            self.fill_degree(now, &mut actions);
+            self.fill_degree(now, actions);
         }
-        actions
     }
 
-    /// A [`Action::Send`] of `message` to `to` could not be carried out (the
+    /// An [`Output::Send`] of `message` could not be carried out (the
     /// peer is gone or its queue is full). A route is tried elsewhere.
-    pub fn on_send_failed(&mut self, _to: PeerId, message: Message, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
+    fn send_failed(&mut self, message: Message, now: Instant, actions: &mut Out) {
         if let Message::Route(mut route) = message {
             // The route had been pushed onto `to`: take it back, and never
             // try `to` again for it.
@@ -727,27 +723,26 @@ impl RingState {
                 if !route.visited.contains(&gone) && route.visited.len() < usize::from(MAX_HTL) {
                     route.visited.push(gone);
                 }
-                self.step(route, now, &mut actions);
+                self.step(route, now, actions);
             }
         }
-        actions
     }
 
     /// A message of `size` bytes on the wire from connected peer `from`.
-    pub fn on_message(
+    fn receive(
         &mut self,
         from: PeerId,
         message: Message,
         size: usize,
         now: Instant,
-    ) -> Vec<Action> {
-        let mut actions = Vec::new();
+        actions: &mut Out,
+    ) {
         match message {
             Message::JoinCommit { commitment } => {
-                self.on_join_commit(from, commitment, now, &mut actions)
+                self.on_join_commit(from, commitment, now, actions)
             }
             Message::JoinChallenge(challenge) => {
-                self.on_join_challenge(from, challenge, now, &mut actions)
+                self.on_join_challenge(from, challenge, now, actions)
             }
             Message::JoinRefused { reason } => {
                 if self.joining.as_ref().is_some_and(|j| j.gateway == from) {
@@ -756,12 +751,12 @@ impl RingState {
                     self.join_retry_at = Some(now + self.config.maintenance_interval);
                 }
             }
-            Message::Announce(transcript) => self.on_announce(from, transcript, now, &mut actions),
+            Message::Announce(transcript) => self.on_announce(from, transcript, now, actions),
             Message::Leave => {
                 let was_adjacent = self.adjacent_peers().contains(&from);
                 if let Some(n) = self.neighbors.get(&from) {
                     let location = n.location;
-                    self.remove_neighbor(&from, &mut actions);
+                    self.remove_neighbor(&from, actions);
                     self.leaving.insert(
                         from,
                         Leaving {
@@ -772,55 +767,53 @@ impl RingState {
                     );
                     if self.location.is_some() {
                         if was_adjacent {
-                            self.check_adjacency(now, &mut actions);
+                            self.check_adjacency(now, actions);
                         }
-                        self.fill_degree(now, &mut actions);
+                        self.fill_degree(now, actions);
                     }
                 }
             }
-            Message::Neighbors(locations) => self.on_neighbor_list(from, locations, &mut actions),
+            Message::Neighbors(locations) => self.on_neighbor_list(from, locations, actions),
             Message::Route(route) => {
                 if !self.is_linked(&from) || self.location.is_none() {
                     self.stats.messages_dropped += 1;
-                    return actions;
+                    return;
                 }
                 if route.path.last() != self.location.as_ref() {
                     self.stats.messages_dropped += 1;
                     actions.push(misrouted(from, "a route whose path does not end with us"));
-                    return actions;
+                    return;
                 }
                 let originated_here = route.origin == self.local;
                 if !originated_here {
-                    self.charge(from, size, now, &mut actions);
+                    self.charge(from, size, now, actions);
                 }
-                self.step(route, now, &mut actions);
+                self.step(route, now, actions);
             }
             Message::Reply(reply) => {
                 if !self.is_linked(&from) || self.location.is_none() {
                     self.stats.messages_dropped += 1;
-                    return actions;
+                    return;
                 }
                 if reply.path.last() != self.location.as_ref() {
                     self.stats.messages_dropped += 1;
                     actions.push(misrouted(from, "a reply whose path does not end with us"));
-                    return actions;
+                    return;
                 }
                 if reply.path.len() > 1 {
-                    self.charge(from, size, now, &mut actions);
+                    self.charge(from, size, now, actions);
                 }
-                self.on_reply(reply, now, &mut actions);
+                self.on_reply(reply, now, actions);
             }
         }
-        actions
     }
 
     /// Time passed: give up on what timed out, renegotiate an expired
     /// location, and run a maintenance round when due.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
+    fn tick(&mut self, now: Instant, actions: &mut Out) {
         let unix = self.unix_now(now);
         if self.transcript.as_ref().is_some_and(|t| t.expires <= unix) {
-            self.relocate(now, &mut actions);
+            self.relocate(now, actions);
         }
         if self.joining.as_ref().is_some_and(|j| j.deadline <= now) {
             self.joining = None;
@@ -839,17 +832,14 @@ impl RingState {
             self.leaving.remove(&peer);
             if leaving.initiator {
                 let distance = self.location.unwrap_or_default().distance(leaving.location);
-                actions.push(Action::Disconnect {
-                    peer,
-                    ban: Some(self.config.prune_ban),
-                    reason: DisconnectReason::Pruned { distance },
-                });
+                let ban = self.config.prune_ban;
+                disconnect(peer, ban, DisconnectReason::Pruned { distance }, actions);
             }
         }
         self.expected.retain(|_, e| e.until > now);
         self.expire_joiners(now);
         if self.location.is_none() {
-            self.maybe_start_join(now, &mut actions);
+            self.maybe_start_join(now, actions);
         }
         if self.list_dirty && now >= self.next_list_at {
             // Without a location nobody routes through us: nothing to tell
@@ -859,7 +849,7 @@ impl RingState {
             if self.location.is_some() {
                 let list = self.neighbor_list();
                 for peer in self.neighbors.keys() {
-                    actions.push(Action::Send {
+                    actions.push(Output::Send {
                         to: *peer,
                         message: Message::Neighbors(list.clone()),
                     });
@@ -871,24 +861,20 @@ impl RingState {
             self.rounds = self.rounds.wrapping_add(1);
             self.connect_budget = 2 * self.config.target_degree;
             if self.location.is_some() {
-                self.maintain(now, &mut actions);
+                self.maintain(now, actions);
             }
         }
-        actions
     }
 
-    /// Sends `payload` toward `target`: delivered at the peer closest to it
-    /// ([`RouteMode::Closest`]), or only at the peer exactly there
-    /// ([`RouteMode::Exact`]). Returns the route's id; a failure comes back
-    /// as [`Event::RouteFailed`] with it. Fire and forget otherwise: the
-    /// ring does not acknowledge deliveries.
-    pub fn route(
+    /// Starts a route ([`Command::Route`]).
+    fn start_route(
         &mut self,
         target: Location,
         mode: RouteMode,
         payload: Vec<u8>,
         now: Instant,
-    ) -> Result<(u64, Vec<Action>), RouteError> {
+        actions: &mut Out,
+    ) -> Result<u64, RouteError> {
         let Some(me) = self.location else {
             return Err(RouteError::NotJoined);
         };
@@ -908,16 +894,15 @@ impl RingState {
             payload: Payload::App(payload),
         };
         self.stats.routes_started += 1;
-        let mut actions = Vec::new();
-        self.step(route, now, &mut actions);
-        Ok((id, actions))
+        self.step(route, now, actions);
+        Ok(id)
     }
 
     // ----- load ---------------------------------------------------------
 
     /// Counts `size` bytes handled on `from`'s behalf and disconnects it if
     /// its share is too large.
-    fn charge(&mut self, from: PeerId, size: usize, now: Instant, actions: &mut Vec<Action>) {
+    fn charge(&mut self, from: PeerId, size: usize, now: Instant, actions: &mut Out) {
         let load = self.config.load.clone();
         let Some(n) = self.neighbors.get_mut(&from) else {
             return;
@@ -947,12 +932,13 @@ impl RingState {
         self.stats.overload_disconnects += 1;
         self.remove_neighbor(&from, actions);
         self.known.remove(&from);
-        actions.push(Action::Event(Event::Overloaded(report.clone())));
-        actions.push(Action::Disconnect {
-            peer: from,
-            ban: Some(load.ban),
-            reason: DisconnectReason::Overloaded(report),
-        });
+        actions.push(Output::Event(Event::Overloaded(report.clone())));
+        disconnect(
+            from,
+            load.ban,
+            DisconnectReason::Overloaded(report),
+            actions,
+        );
     }
 
     fn nonce(&mut self) -> Nonce {
@@ -970,8 +956,94 @@ impl RingState {
     }
 }
 
-fn misrouted(peer: PeerId, what: &str) -> Action {
-    Action::Report {
+impl Core for RingState {
+    type Message = Message;
+    type Wire = proto::RingMessage;
+    type Command = Command;
+    type Reply = Result<u64, RouteError>;
+    type Event = Event;
+    type Effect = StoreEffect;
+    type Outcome = StoreOutcome;
+
+    /// - [`Input::PeerUp`] of a peer that serves the ring channel: we
+    ///   announce our location to it, or, if we have none and it is a
+    ///   gateway we trust, start negotiating one. Peers that do not serve
+    ///   the channel are ignored. Its IP's network counts against the
+    ///   per-network limits.
+    /// - [`Input::PeerDown`]: losing our successor or predecessor starts a
+    ///   repair at once; a joiner we were serving gives its slot back.
+    /// - [`Input::Message`]: `size` is what its sender is charged.
+    /// - [`Input::Malformed`]: counted as dropped, and its sender reported.
+    /// - [`Input::SendFailed`] of a route (handed back, [`Core::wants_back`]):
+    ///   tried on the next best neighbor.
+    /// - [`Input::DialFailed`]: we ask for another link if short.
+    /// - [`Input::Outcome`]: a store write that failed is counted.
+    /// - [`Input::Timer`]: give up on what timed out, renegotiate an expired
+    ///   location, and run a maintenance round when due.
+    fn handle(&mut self, now: Instant, input: CoreInput<Self>, out: &mut Out) {
+        match input {
+            Input::PeerUp(up) => {
+                if up.serves {
+                    self.peer_up(up.peer, up.ip, now, out);
+                }
+            }
+            Input::PeerDown(peer) => self.peer_down(peer, now, out),
+            Input::Message {
+                from,
+                message,
+                size,
+            } => self.receive(from, message, size, now, out),
+            Input::Malformed { from, error } => {
+                self.stats.messages_dropped += 1;
+                out.push(Output::Report { peer: from, error });
+            }
+            Input::Timer => self.tick(now, out),
+            Input::SendFailed { message, .. } => {
+                if let Some(message) = message {
+                    self.send_failed(message, now, out);
+                }
+            }
+            Input::DialFailed(peer) => self.dial_failed(peer, now, out),
+            Input::Outcome(StoreOutcome::Failed) => self.stats.store_failures += 1,
+        }
+    }
+
+    fn command(&mut self, now: Instant, command: Command, out: &mut Out) -> Self::Reply {
+        match command {
+            Command::Route {
+                target,
+                mode,
+                payload,
+            } => self.start_route(target, mode, payload, now, out),
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        Some(self.wakeup())
+    }
+
+    /// Checks every bound of the wire format ([`Message::from_wire`]); a
+    /// breach is a protocol violation (fatal for the connection).
+    fn decode(&self, wire: proto::RingMessage) -> Result<Option<Message>, PeerError> {
+        Message::from_wire(wire).map_err(|e| PeerError::Protocol(format!("ring message: {e}")))
+    }
+
+    fn encode(message: Message) -> proto::RingMessage {
+        message.into()
+    }
+
+    /// Routes: one that could not be sent is tried on another neighbor.
+    fn wants_back(&self, message: &Message) -> bool {
+        matches!(message, Message::Route(_))
+    }
+
+    fn wire_size(&self, message: &Message) -> usize {
+        message.encoded_len()
+    }
+}
+
+fn misrouted(peer: PeerId, what: &str) -> Output<Message, Event, StoreEffect> {
+    Output::Report {
         peer,
         error: PeerError::Misbehaviour {
             channel: CHANNEL,

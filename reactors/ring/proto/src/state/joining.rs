@@ -6,15 +6,14 @@
 use super::*;
 
 impl RingState {
-    /// Brings back what the store kept (see [`crate::store`]): our
+    /// Brings back what the store kept (see [`crate::record`]): our
     /// location, if it still verifies and has not expired; the values we
     /// committed to with listed gateways; on a gateway, the grants that have
     /// not expired. Call once, after [`set_nonce_key`](Self::set_nonce_key)
     /// and before any event. Records that are no longer of use are
-    /// forgotten ([`Action::Forget`]); a gateway without a stored location
+    /// forgotten ([`StoreEffect::Forget`]); a gateway without a stored location
     /// draws a fresh one and stores it.
-    pub fn restore(&mut self, records: Vec<StoredRecord>, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
+    pub fn restore(&mut self, records: Vec<StoredRecord>, now: Instant, actions: &mut Out) {
         let unix = self.unix_now(now);
         let mut own_restored = false;
         for record in records {
@@ -29,23 +28,27 @@ impl RingState {
                         self.transcript = Some(t);
                         self.list_dirty = true;
                         own_restored = true;
-                        actions.push(Action::Event(Event::Joined { location }));
+                        actions.push(Output::Event(Event::Joined { location }));
                     } else {
-                        actions.push(Action::Forget(RecordKey::Own));
+                        actions.push(Output::Effect(StoreEffect::Forget(RecordKey::Own)));
                     }
                 }
                 StoredRecord::Secret { gateway, value } => {
                     if self.config.gateways.listed.contains(&gateway) {
                         self.join_secrets.insert(gateway, value);
                     } else {
-                        actions.push(Action::Forget(RecordKey::Secret(gateway)));
+                        actions.push(Output::Effect(StoreEffect::Forget(RecordKey::Secret(
+                            gateway,
+                        ))));
                     }
                 }
                 StoredRecord::Grant(grant) => {
                     if self.gateway && grant.challenge.expires > unix {
-                        self.keep_grant(grant, &mut actions);
+                        self.keep_grant(grant, actions);
                     } else {
-                        actions.push(Action::Forget(RecordKey::Grant(grant.joiner)));
+                        actions.push(Output::Effect(StoreEffect::Forget(RecordKey::Grant(
+                            grant.joiner,
+                        ))));
                     }
                 }
             }
@@ -56,12 +59,11 @@ impl RingState {
             let t = self.self_negotiate(now);
             self.location = Some(t.location());
             self.transcript = Some(t.clone());
-            actions.push(Action::Store(StoredRecord::Own(t)));
+            actions.push(Output::Effect(StoreEffect::Store(StoredRecord::Own(t))));
         }
-        actions
     }
 
-    pub(super) fn maybe_start_join(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn maybe_start_join(&mut self, now: Instant, actions: &mut Out) {
         if self.location.is_some() || self.joining.is_some() || self.join_retry_at.is_some() {
             return;
         }
@@ -88,12 +90,15 @@ impl RingState {
                 // Stored before the commitment leaves: after a restart we
                 // commit to the same value, which is what the gateway's
                 // grant is for.
-                actions.push(Action::Store(StoredRecord::Secret { gateway, value }));
+                actions.push(Output::Effect(StoreEffect::Store(StoredRecord::Secret {
+                    gateway,
+                    value,
+                })));
                 value
             }
         };
         let secret = JoinerSecret::new(self.local, value);
-        actions.push(Action::Send {
+        actions.push(Output::Send {
             to: gateway,
             message: Message::JoinCommit {
                 commitment: secret.commitment(),
@@ -111,7 +116,7 @@ impl RingState {
         from: PeerId,
         challenge: Challenge,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
         let Some(joining) = self.joining.take_if(|j| j.gateway == from) else {
             self.stats.messages_dropped += 1;
@@ -121,20 +126,22 @@ impl RingState {
         match joining.secret.complete(from, &challenge, &self.network) {
             Ok(transcript) if transcript.expires > unix => {
                 self.join_secrets.remove(&from);
-                actions.push(Action::Store(StoredRecord::Own(transcript.clone())));
-                actions.push(Action::Forget(RecordKey::Secret(from)));
+                actions.push(Output::Effect(StoreEffect::Store(StoredRecord::Own(
+                    transcript.clone(),
+                ))));
+                actions.push(Output::Effect(StoreEffect::Forget(RecordKey::Secret(from))));
                 self.joined(transcript, now, actions);
             }
             Ok(_) => {
                 // The grant for this value expired by our clock: commit to
                 // a new value next time.
                 self.join_secrets.remove(&from);
-                actions.push(Action::Forget(RecordKey::Secret(from)));
+                actions.push(Output::Effect(StoreEffect::Forget(RecordKey::Secret(from))));
                 self.join_retry_at = Some(now + self.config.maintenance_interval);
             }
             Err(error) => {
                 self.join_retry_at = Some(now + self.config.maintenance_interval);
-                actions.push(Action::Report {
+                actions.push(Output::Report {
                     peer: from,
                     error: PeerError::Protocol(format!("ring join challenge: {error}")),
                 });
@@ -145,22 +152,17 @@ impl RingState {
     /// Our location is fixed by `transcript`: announce it to every
     /// connected peer, take those that announced theirs as neighbors, and
     /// look for our successor and predecessor.
-    pub(super) fn joined(
-        &mut self,
-        transcript: Transcript,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    pub(super) fn joined(&mut self, transcript: Transcript, now: Instant, actions: &mut Out) {
         let location = transcript.location();
         self.location = Some(location);
         self.transcript = Some(transcript.clone());
         for peer in self.connected.keys() {
-            actions.push(Action::Send {
+            actions.push(Output::Send {
                 to: *peer,
                 message: Message::Announce(transcript.clone()),
             });
         }
-        actions.push(Action::Event(Event::Joined { location }));
+        actions.push(Output::Event(Event::Joined { location }));
         self.list_dirty = true;
         self.connect_budget = 2 * self.config.target_degree;
         let announced: Vec<(PeerId, Location)> = self
@@ -178,7 +180,7 @@ impl RingState {
     /// Our location expired: tell every neighbor we leave (the connections
     /// stay), and fix a new one — a gateway by itself, a node through a
     /// gateway. Our peers' pins of the old location end with it.
-    pub(super) fn relocate(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn relocate(&mut self, now: Instant, actions: &mut Out) {
         tracing::info!(location = ?self.location, "ring location expired; negotiating a new one");
         let neighbors: Vec<(PeerId, Location)> = self
             .neighbors
@@ -195,7 +197,7 @@ impl RingState {
                     initiator: false,
                 },
             );
-            actions.push(Action::Send {
+            actions.push(Output::Send {
                 to: peer,
                 message: Message::Leave,
             });
@@ -204,10 +206,12 @@ impl RingState {
         self.transcript = None;
         self.pending_connects.clear();
         self.expected.clear();
-        actions.push(Action::Forget(RecordKey::Own));
+        actions.push(Output::Effect(StoreEffect::Forget(RecordKey::Own)));
         if self.gateway {
             let transcript = self.self_negotiate(now);
-            actions.push(Action::Store(StoredRecord::Own(transcript.clone())));
+            actions.push(Output::Effect(StoreEffect::Store(StoredRecord::Own(
+                transcript.clone(),
+            ))));
             self.joined(transcript, now, actions);
         } else {
             self.join_retry_at = None;
@@ -224,9 +228,9 @@ impl RingState {
         from: PeerId,
         commitment: [u8; 32],
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
-        let refuse = |reason: String| Action::Send {
+        let refuse = |reason: String| Output::Send {
             to: from,
             message: Message::JoinRefused { reason },
         };
@@ -254,7 +258,7 @@ impl RingState {
                 }
                 self.take_join_slot(from, now);
                 self.stats.joins_repeated += 1;
-                actions.push(Action::Send {
+                actions.push(Output::Send {
                     to: from,
                     message: Message::JoinChallenge(grant.challenge),
                 });
@@ -294,11 +298,13 @@ impl RingState {
         };
         // Stored before the challenge leaves, so a restart cannot answer
         // this PeerId with another value.
-        actions.push(Action::Store(StoredRecord::Grant(grant.clone())));
+        actions.push(Output::Effect(StoreEffect::Store(StoredRecord::Grant(
+            grant.clone(),
+        ))));
         self.keep_grant(grant, actions);
         self.take_join_slot(from, now);
         self.stats.joins_served += 1;
-        actions.push(Action::Send {
+        actions.push(Output::Send {
             to: from,
             message: Message::JoinChallenge(challenge),
         });
@@ -361,7 +367,7 @@ impl RingState {
 
     /// Keeps `grant` (replacing its joiner's), forgetting the grants that
     /// expire first while more than [`MAX_GRANTS`] are held.
-    fn keep_grant(&mut self, grant: Grant, actions: &mut Vec<Action>) {
+    fn keep_grant(&mut self, grant: Grant, actions: &mut Out) {
         self.drop_grant(&grant.joiner, &mut Vec::new());
         self.grant_order
             .insert((grant.challenge.expires, grant.joiner));
@@ -375,10 +381,12 @@ impl RingState {
         }
     }
 
-    fn drop_grant(&mut self, joiner: &PeerId, actions: &mut Vec<Action>) {
+    fn drop_grant(&mut self, joiner: &PeerId, actions: &mut Out) {
         if let Some(old) = self.grants.remove(joiner) {
             self.grant_order.remove(&(old.challenge.expires, *joiner));
-            actions.push(Action::Forget(RecordKey::Grant(*joiner)));
+            actions.push(Output::Effect(StoreEffect::Forget(RecordKey::Grant(
+                *joiner,
+            ))));
         }
     }
 }

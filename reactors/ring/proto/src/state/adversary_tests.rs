@@ -3,34 +3,34 @@
 //! neighbour list, fresh keys that hold a gateway's join slots, and a
 //! PeerId that shows a second location.
 
-use super::tests::{UNIX, key, network, transcript};
+use super::tests::{Drive, O, UNIX, key, network, transcript};
 use super::*;
 use crate::negotiation::JoinerSecret;
 
-fn sends(actions: &[Action]) -> Vec<(PeerId, Message)> {
+fn sends(actions: &[O]) -> Vec<(PeerId, Message)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, message } => Some((*to, message.clone())),
+            Output::Send { to, message } => Some((*to, message.clone())),
             _ => None,
         })
         .collect()
 }
 
-fn dials(actions: &[Action]) -> Vec<PeerId> {
+fn dials(actions: &[O]) -> Vec<PeerId> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Dial { peer, .. } => Some(*peer),
+            Output::Connect { peer, .. } => Some(*peer),
             _ => None,
         })
         .collect()
 }
 
-fn reported(actions: &[Action], who: PeerId) -> bool {
+fn reported(actions: &[O], who: PeerId) -> bool {
     actions
         .iter()
-        .any(|a| matches!(a, Action::Report { peer, .. } if *peer == who))
+        .any(|a| matches!(a, Output::Report { peer, .. } if *peer == who))
 }
 
 /// Makes `peer` a neighbour of `node` at `location` directly.
@@ -53,14 +53,14 @@ fn ip(text: &str) -> Option<IpAddr> {
     Some(text.parse().expect("an address"))
 }
 
-fn challenge(actions: &[Action]) -> Option<Challenge> {
+fn challenge(actions: &[O]) -> Option<Challenge> {
     sends(actions).into_iter().find_map(|(_, m)| match m {
         Message::JoinChallenge(c) => Some(c),
         _ => None,
     })
 }
 
-fn refusal(actions: &[Action]) -> Option<String> {
+fn refusal(actions: &[O]) -> Option<String> {
     sends(actions).into_iter().find_map(|(_, m)| match m {
         Message::JoinRefused { reason } => Some(reason),
         _ => None,
@@ -181,10 +181,62 @@ fn a_forged_accepted_is_not_acted_on() {
     let actions = r.on_message(x.peer_id(), Message::Announce(t_x), 200, now);
     assert!(
         !actions.iter().any(|a| matches!(a,
-            Action::Event(Event::NeighborUp { peer, .. }) if *peer == x.peer_id())),
+            Output::Event(Event::NeighborUp { peer, .. }) if *peer == x.peer_id())),
         "the forged acceptor is admitted past max_degree: {actions:?}"
     );
     assert_eq!(r.degree(), 4);
+}
+
+/// An acceptor (signing) lists an address naming another peer, and text
+/// that is no address: the dial goes only to addresses naming the
+/// acceptor, so an answer cannot point our dial at a third peer.
+#[test]
+fn a_dial_goes_only_to_addresses_naming_the_acceptor() {
+    let now = Instant::now();
+    let g = key(1);
+    let acceptor = key(70);
+    let victim = key(71).peer_id();
+    let location = transcript(&g, &acceptor, 3, 4).location();
+    let me = Location::from_raw(location.raw().wrapping_add(1 << 63));
+    let hop = key(10).peer_id();
+    let mut r = requester_at(me, hop, g.peer_id(), now);
+    let requester = r.local();
+    let id = long_request(&mut r, location, now);
+    let own = format!("memory://{}", acceptor.peer_id());
+    let addresses = vec![
+        format!("memory://{victim}"),
+        "not an address".to_string(),
+        own.clone(),
+    ];
+    let signature = Acceptance {
+        route_id: id,
+        requester: &requester,
+        location,
+        already_linked: false,
+        addresses: &addresses,
+    }
+    .sign(&acceptor, &network());
+    let reply = Message::Reply(RouteReply {
+        id,
+        path: vec![me],
+        kind: ReplyKind::Accepted {
+            acceptor: acceptor.peer_id(),
+            location,
+            addresses,
+            already_linked: false,
+            signature,
+        },
+    });
+    let actions = r.on_message(hop, reply, 100, now);
+    let connects: Vec<(PeerId, Vec<PeerAddress>)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Output::Connect { peer, addresses } => Some((*peer, addresses.clone())),
+            _ => None,
+        })
+        .collect();
+    let parsed: PeerAddress = own.parse().expect("an address");
+    assert_eq!(connects, vec![(acceptor.peer_id(), vec![parsed])]);
 }
 
 /// The hop answers for a peer of its own, which signs: the requester takes
@@ -213,10 +265,10 @@ fn a_signed_accept_counts_only_where_the_route_should_end() {
     let reply = accepted(id, me, &sybil, s_loc, Some((&sybil, requester)));
     let actions = r.on_message(hop, reply, 100, now);
     assert_eq!(dials(&actions), vec![sybil.peer_id()]);
-    let admitted = |actions: &[Action], who: PeerId| {
+    let admitted = |actions: &[O], who: PeerId| {
         actions
             .iter()
-            .any(|a| matches!(a, Action::Event(Event::NeighborUp { peer, .. }) if *peer == who))
+            .any(|a| matches!(a, Output::Event(Event::NeighborUp { peer, .. }) if *peer == who))
     };
     r.on_peer_up(sybil.peer_id(), None, now);
     let actions = r.on_message(sybil.peer_id(), Message::Announce(t_s), 200, now);
@@ -371,13 +423,16 @@ fn a_joiner_cannot_reroll_its_location_with_the_same_key() {
         now,
     );
     // The grant is stored before the challenge leaves.
-    let stored = out
-        .iter()
-        .position(|a| matches!(a, Action::Store(StoredRecord::Grant(_))));
-    let sent = out.iter().position(|a| matches!(a, Action::Send { .. }));
+    let stored = out.iter().position(|a| {
+        matches!(
+            a,
+            Output::Effect(StoreEffect::Store(StoredRecord::Grant(_)))
+        )
+    });
+    let sent = out.iter().position(|a| matches!(a, Output::Send { .. }));
     assert!(stored.is_some() && stored < sent, "{out:?}");
     store.extend(out.iter().filter_map(|a| match a {
-        Action::Store(r) => Some(r.clone()),
+        Output::Effect(StoreEffect::Store(r)) => Some(r.clone()),
         _ => None,
     }));
     let c1 = challenge(&out).expect("a challenge");
@@ -391,7 +446,7 @@ fn a_joiner_cannot_reroll_its_location_with_the_same_key() {
     let later = now + Duration::from_secs(3600);
     let restarted = {
         let mut gw = RingState::new_gateway(g.clone(), config.clone(), 2, later, UNIX + 3600);
-        gw.restore(store.clone(), later);
+        gw.restored(store.clone(), later);
         gw
     };
     let second = JoinerSecret::new(j.peer_id(), [2; 32]);
@@ -429,7 +484,7 @@ fn a_joiner_cannot_reroll_its_location_with_the_same_key() {
     // Past the expiry, the PeerId may negotiate anew.
     let expired = now + RingConfig::default().location_ttl;
     let mut gw = RingState::new_gateway(g.clone(), config, 3, now, UNIX);
-    gw.restore(store, now);
+    gw.restored(store, now);
     gw.on_peer_up(j.peer_id(), None, expired);
     let out = gw.on_message(
         j.peer_id(),
@@ -452,13 +507,13 @@ fn a_joiner_keeps_its_value_and_its_location_across_restarts() {
     let g = key(1);
     let config = RingConfig::with_gateways([g.peer_id()]);
     let mut gw = RingState::new_gateway(g.clone(), config.clone(), 1, now, UNIX);
-    let stored = |actions: &[Action], into: &mut BTreeMap<RecordKey, StoredRecord>| {
+    let stored = |actions: &[O], into: &mut BTreeMap<RecordKey, StoredRecord>| {
         for a in actions {
             match a {
-                Action::Store(r) => {
+                Output::Effect(StoreEffect::Store(r)) => {
                     into.insert(r.key(), r.clone());
                 }
-                Action::Forget(k) => {
+                Output::Effect(StoreEffect::Forget(k)) => {
                     into.remove(k);
                 }
                 _ => {}
@@ -476,7 +531,7 @@ fn a_joiner_keeps_its_value_and_its_location_across_restarts() {
     let answer = gw.on_message(key(2).peer_id(), commit.clone(), 40, now);
     // The joiner crashed before the answer came; it starts again.
     let mut j = RingState::new(key(2), config.clone(), 3, now, UNIX);
-    j.restore(disk.values().cloned().collect(), now);
+    j.restored(disk.values().cloned().collect(), now);
     let out = j.on_peer_up(g.peer_id(), None, now);
     assert_eq!(
         sends(&out),
@@ -497,9 +552,9 @@ fn a_joiner_keeps_its_value_and_its_location_across_restarts() {
     assert!(!disk.contains_key(&RecordKey::Secret(g.peer_id())));
     // Restarted once more: the location is back, nothing is negotiated.
     let mut j = RingState::new(key(2), config, 4, now, UNIX);
-    let back = j.restore(disk.values().cloned().collect(), now);
+    let back = j.restored(disk.values().cloned().collect(), now);
     assert_eq!(j.location(), Some(location));
-    assert!(back.contains(&Action::Event(Event::Joined { location })));
+    assert!(back.contains(&Output::Event(Event::Joined { location })));
     let out = j.on_peer_up(g.peer_id(), None, now);
     assert!(matches!(&sends(&out)[..], [(_, Message::Announce(t))] if t.location() == location));
 }
@@ -568,7 +623,7 @@ fn an_expired_location_is_renegotiated() {
         now,
     );
     assert!(gw.is_neighbor(&n.peer_id()));
-    let expiry = gw.next_wakeup();
+    let expiry = gw.next_wakeup().expect("a wake-up");
     assert!(expiry <= now + config.location_ttl);
     let later = now + config.location_ttl;
     let out = gw.on_tick(later);
@@ -579,12 +634,14 @@ fn an_expired_location_is_renegotiated() {
         sends(&out).iter().any(|(to, m)| *to == n.peer_id()
             && matches!(m, Message::Announce(t) if t.location() == new))
     );
-    assert!(out.contains(&Action::Store(StoredRecord::Own(
-        gw.transcript().cloned().expect("transcript")
-    ))));
+    assert!(
+        out.contains(&Output::Effect(StoreEffect::Store(StoredRecord::Own(
+            gw.transcript().cloned().expect("transcript")
+        ))))
+    );
     // A plain node asks a gateway again.
     let mut j = RingState::new(key(6), config.clone(), 2, now, UNIX);
-    j.restore(vec![StoredRecord::Own(transcript(&g, &key(6), 2, 2))], now);
+    j.restored(vec![StoredRecord::Own(transcript(&g, &key(6), 2, 2))], now);
     assert!(j.location().is_some());
     j.on_peer_up(g.peer_id(), None, now);
     let out = j.on_tick(later);
@@ -669,15 +726,10 @@ fn one_network_holds_a_bounded_share_of_the_links() {
     for (i, (k, t)) in sybils.iter().enumerate() {
         v.on_peer_up(k.peer_id(), ip(&format!("10.0.0.{i}")), now);
         let out = v.on_message(k.peer_id(), Message::Announce(t.clone()), 200, now);
-        refused += usize::from(out.iter().any(|a| {
-            matches!(
-                a,
-                Action::Disconnect {
-                    reason: DisconnectReason::NetworkFull { .. },
-                    ..
-                }
-            )
-        }));
+        refused += usize::from(
+            out.iter()
+                .any(|a| matches!(a, Output::Disconnect { peer, .. } if *peer == k.peer_id())),
+        );
     }
     assert_eq!(v.degree(), honest + config.max_neighbors_per_prefix);
     assert_eq!(refused, 6 - config.max_neighbors_per_prefix);

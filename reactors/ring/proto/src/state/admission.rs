@@ -10,7 +10,7 @@ impl RingState {
         from: PeerId,
         transcript: Transcript,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
         let location = match self.check_location(from, &transcript, now) {
             Ok(location) => location,
@@ -19,11 +19,11 @@ impl RingState {
                 if matches!(error, LocationError::Conflicting { .. }) {
                     self.stats.locations_conflicting += 1;
                 }
-                actions.push(Action::Report {
+                actions.push(Output::Report {
                     peer: from,
                     error: PeerError::Protocol(format!("ring location does not verify: {error}")),
                 });
-                actions.push(Action::Event(Event::LocationRefused { peer: from, error }));
+                actions.push(Output::Event(Event::LocationRefused { peer: from, error }));
                 return;
             }
         };
@@ -143,7 +143,7 @@ impl RingState {
         peer: PeerId,
         location: Location,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
         if self.neighbors.contains_key(&peer) || Some(location) == self.location {
             return;
@@ -158,11 +158,7 @@ impl RingState {
             expected || joiner || ring_link || self.counted_degree() < self.config.max_degree;
         if !wanted {
             self.stats.neighbors_refused += 1;
-            actions.push(Action::Disconnect {
-                peer,
-                ban: Some(self.config.prune_ban),
-                reason: DisconnectReason::Full,
-            });
+            disconnect(peer, self.config.prune_ban, DisconnectReason::Full, actions);
             return;
         }
         let prefix = self.connected.get(&peer).copied().flatten();
@@ -180,11 +176,12 @@ impl RingState {
                 None => {
                     self.stats.neighbors_refused += 1;
                     self.stats.neighbors_refused_prefix += 1;
-                    actions.push(Action::Disconnect {
+                    disconnect(
                         peer,
-                        ban: Some(self.config.prune_ban),
-                        reason: DisconnectReason::NetworkFull { prefix: p },
-                    });
+                        self.config.prune_ban,
+                        DisconnectReason::NetworkFull { prefix: p },
+                        actions,
+                    );
                     return;
                 }
             }
@@ -203,14 +200,14 @@ impl RingState {
         self.by_location.insert(location, peer);
         self.list_dirty = true;
         if self.location.is_some() {
-            actions.push(Action::Send {
+            actions.push(Output::Send {
                 to: peer,
                 message: Message::Neighbors(self.neighbor_list()),
             });
         }
         self.stats.neighbors_added += 1;
         self.stats.neighbors = self.neighbors.len() as u64;
-        actions.push(Action::Event(Event::NeighborUp { peer, location }));
+        actions.push(Output::Event(Event::NeighborUp { peer, location }));
         if self.location.is_some() {
             self.prune(self.config.max_degree, now, actions);
             self.fill_degree(now, actions);
@@ -263,7 +260,7 @@ impl RingState {
     /// Brings every network back to `max_neighbors_per_prefix` links (a
     /// gateway's joiners count once their grace ends), dropping the longest
     /// that are not ring links.
-    pub(super) fn trim_prefixes(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    pub(super) fn trim_prefixes(&mut self, now: Instant, actions: &mut Out) {
         let mut counts: BTreeMap<IpPrefix, usize> = BTreeMap::new();
         for n in self.neighbors.values().filter(|n| !n.joiner) {
             if let Some(p) = n.prefix {
@@ -289,7 +286,7 @@ impl RingState {
         &mut self,
         from: PeerId,
         list: Vec<Location>,
-        actions: &mut Vec<Action>,
+        actions: &mut Out,
     ) {
         let me = self.location;
         let Some(n) = self.neighbors.get_mut(&from) else {
@@ -313,7 +310,7 @@ impl RingState {
             Some(what) => {
                 n.their_neighbors.clear();
                 self.stats.lists_refused += 1;
-                actions.push(Action::Report {
+                actions.push(Output::Report {
                     peer: from,
                     error: PeerError::Misbehaviour {
                         channel: CHANNEL,
@@ -350,7 +347,7 @@ impl RingState {
         })
     }
 
-    pub(super) fn remove_neighbor(&mut self, peer: &PeerId, actions: &mut Vec<Action>) -> bool {
+    pub(super) fn remove_neighbor(&mut self, peer: &PeerId, actions: &mut Out) -> bool {
         let Some(n) = self.neighbors.remove(peer) else {
             return false;
         };
@@ -360,7 +357,7 @@ impl RingState {
         }
         self.list_dirty = true;
         self.stats.neighbors = self.neighbors.len() as u64;
-        actions.push(Action::Event(Event::NeighborDown { peer: *peer }));
+        actions.push(Output::Event(Event::NeighborDown { peer: *peer }));
         true
     }
 }
