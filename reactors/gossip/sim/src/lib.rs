@@ -5,17 +5,22 @@
 //! simulator, testkit or command-line parser (ADR 0001).
 //!
 //! Each simulated node is a [`GossipState`] — the very core the reactor
-//! runs, signatures included — behind [`SimGossipNode`]. What the
-//! simulator adds is what the router would do:
+//! runs, signatures included — on `testkit::sim::net`, the one model of
+//! the router's connections every reactor's simulator shares
+//! ([`SimGossipNode`] is a [`NetNode`] with a [`Deliveries`] host that
+//! records what reached the application). What the model does:
 //!
-//! - **Connections.** [`Action::Connect`] sends a `Hello` over the
-//!   simulated link; the peer counts us connected when it arrives, we
-//!   count it connected when its `HelloAck` comes back (one round trip),
-//!   and a crashed peer is reported unreachable instead (one round trip
-//!   later). [`Action::Disconnect`] sends a `Bye`.
-//! - **Failures.** A message sent to a crashed node comes back as
-//!   [`SimNode::on_unreachable`], which the adapter reports as a peer down,
-//!   as a broken connection would be reported by the router.
+//! - **Connections.** [`Output::Connect`](p2p::reactor::Output::Connect)
+//!   opens a connection that the other side acknowledges (one round
+//!   trip); a crashed peer is reported as a failed dial instead.
+//!   A disconnect closes it at once here and at the other side once the
+//!   close arrives. Every node listens at a memory address naming its
+//!   PeerId, and contacts carry it, as on the router.
+//! - **Failures.** When nodes crash ([`Sim::crash_node`]), each peer
+//!   connected to one notices with the router's keepalive timing (a ping
+//!   phase in `[0, ping_interval)` fixed per pair, plus `pong_timeout`:
+//!   10–25 s with the router's defaults), or one round trip after it next
+//!   sends to it, as a reset connection tells it.
 //!
 //! Latencies are seeded per link (10–50 ms by default); a run is a
 //! function of its seed.
@@ -33,261 +38,66 @@
 //! - **Missed**: live nodes (but the sender) that did not deliver it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2p::{Keypair, PeerId};
+use p2p::{Keypair, RouterConfig};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode, Table};
+use testkit::sim::net::{ConnectionModel, Host, Net, NetNode};
+use testkit::sim::{NodeIdx, Sim, SimConfig, Table};
 
 use reactor_gossip::{
-    Action, Contact, Event, GossipConfig, GossipState, GossipStats, MessageId, TopicId,
-    TopicMessage,
+    Contact, Event, GossipCommand, GossipConfig, GossipReply, GossipState, GossipStats, MessageId,
+    TopicId,
 };
 
-/// What simulated nodes send each other.
-#[derive(Debug, Clone)]
-pub enum Wire {
-    /// Opens a connection (the router's handshake).
-    Hello,
-    /// Answers `Hello`.
-    HelloAck,
-    /// Closes a connection.
-    Bye,
-    /// A gossip message.
-    Gossip(TopicMessage),
-}
-
-/// Node indices ↔ PeerIds, shared by every node of a simulation.
-#[derive(Debug)]
-pub struct Directory {
-    peers: Vec<PeerId>,
-    index: HashMap<PeerId, NodeIdx>,
-}
-
-impl Directory {
-    /// A directory of `peers`, node `i` being `peers[i]`.
-    pub fn new(peers: Vec<PeerId>) -> Self {
-        let index = peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (*p, i as NodeIdx))
-            .collect();
-        Self { peers, index }
-    }
-
-    /// Node `i`'s PeerId.
-    pub fn peer(&self, i: NodeIdx) -> PeerId {
-        self.peers[i as usize]
-    }
-
-    /// `peer`'s node index.
-    pub fn index(&self, peer: &PeerId) -> Option<NodeIdx> {
-        self.index.get(peer).copied()
-    }
-}
-
-/// Timer token of the core's tick.
-const TICK: u64 = 0;
-/// Timer token `PEER_DOWN + i`: the connection to node `i` is reported
-/// down (see [`SimGossipNode::connection_lost`]).
-const PEER_DOWN: u64 = 1 << 32;
-
-/// A [`GossipState`] as a simulated node.
-#[derive(Debug)]
-pub struct SimGossipNode {
-    core: GossipState,
-    directory: Arc<Directory>,
-    /// The instant simulated time zero stands for.
-    base: Instant,
-    /// The earliest tick timer pending.
-    scheduled: Option<Duration>,
-    /// Messages delivered to the application: id → hop count.
+/// What a simulated node's application saw: every delivery and its hop
+/// count.
+#[derive(Debug, Default)]
+pub struct Deliveries {
     delivered: HashMap<MessageId, u32>,
-    /// Deliveries of an id already delivered (the core promises none).
-    duplicate_deliveries: u64,
-    /// Peers the core reported for misbehaviour.
-    reports: u64,
+    duplicates: u64,
 }
 
-impl SimGossipNode {
-    /// Node `index` of `directory`, signing with `keypair`.
-    pub fn new(
-        keypair: Keypair,
-        directory: Arc<Directory>,
-        config: GossipConfig,
-        seed: u64,
-        base: Instant,
-    ) -> Self {
-        Self {
-            core: GossipState::new(keypair, Vec::new(), config, seed, base, SIM_UNIX_EPOCH_MS),
-            directory,
-            base,
-            scheduled: None,
-            delivered: HashMap::new(),
-            duplicate_deliveries: 0,
-            reports: 0,
-        }
-    }
-
-    /// The core.
-    pub fn core(&self) -> &GossipState {
-        &self.core
-    }
-
+impl Deliveries {
     /// Whether message `id` was delivered here, and at which hop count.
     pub fn delivered(&self, id: &MessageId) -> Option<u32> {
         self.delivered.get(id).copied()
     }
 
-    /// Deliveries of a message already delivered (must stay 0).
+    /// Deliveries of a message already delivered (the core promises none).
     pub fn duplicate_deliveries(&self) -> u64 {
-        self.duplicate_deliveries
+        self.duplicates
     }
+}
 
-    /// Misbehaviour reports the core made.
-    pub fn reports(&self) -> u64 {
-        self.reports
-    }
-
-    fn at(&self, now: Duration) -> Instant {
-        self.base + now
-    }
-
-    /// Joins `topic` through node `contact` (or no one).
-    pub fn join(
-        &mut self,
-        topic: TopicId,
-        contact: Option<NodeIdx>,
-        now: Duration,
-        io: &mut Io<Wire>,
-    ) {
-        let bootstrap = contact
-            .map(|c| vec![Contact::bare(self.directory.peer(c))])
-            .unwrap_or_default();
-        let actions = self
-            .core
-            .join(topic, bootstrap, self.at(now))
-            .unwrap_or_default();
-        self.apply(actions, now, io);
-    }
-
-    /// Publishes `payload` on `topic`.
-    pub fn publish(
-        &mut self,
-        topic: TopicId,
-        payload: Bytes,
-        now: Duration,
-        io: &mut Io<Wire>,
-    ) -> Option<MessageId> {
-        let (id, actions) = self.core.publish(topic, payload, self.at(now)).ok()?;
-        self.apply(actions, now, io);
-        Some(id)
-    }
-
-    /// The nodes this node holds connections to.
-    pub fn connected_nodes(&self) -> Vec<NodeIdx> {
-        self.core
-            .connected_peers()
-            .filter_map(|p| self.directory.index(&p))
-            .collect()
-    }
-
-    /// The router's failure detector: the connection to node `peer` (which
-    /// crashed) is reported down after `after` — the router notices a dead
-    /// peer when its pings go unanswered (`ping_interval` + `pong_timeout`).
-    pub fn connection_lost(&mut self, peer: NodeIdx, after: Duration, io: &mut Io<Wire>) {
-        io.timer(after, PEER_DOWN + u64::from(peer));
-    }
-
-    fn index(&self, peer: &PeerId) -> Option<NodeIdx> {
-        self.directory.index(peer)
-    }
-
-    fn apply(&mut self, actions: Vec<Action>, now: Duration, io: &mut Io<Wire>) {
-        let mut queue = std::collections::VecDeque::from(actions);
-        while let Some(action) = queue.pop_front() {
-            match action {
-                Action::Send { to, message } => {
-                    if let Some(to) = self.index(&to) {
-                        io.send(to, Wire::Gossip(message));
-                    }
-                }
-                Action::Connect { peer, .. } => {
-                    if let Some(to) = self.index(&peer) {
-                        io.send(to, Wire::Hello);
-                    }
-                }
-                Action::Disconnect { peer } => {
-                    if let Some(to) = self.index(&peer) {
-                        io.send(to, Wire::Bye);
-                    }
-                    let at = self.at(now);
-                    queue.extend(self.core.on_peer_down(peer, at));
-                }
-                Action::Report { .. } => self.reports += 1,
-                Action::Event(Event::Received(delivery)) => {
-                    if self.delivered.insert(delivery.id, delivery.hops).is_some() {
-                        self.duplicate_deliveries += 1;
-                    }
-                }
-                Action::Event(_) => {}
+impl Host<GossipState> for Deliveries {
+    fn on_event(&mut self, _node: NodeIdx, _now: Duration, event: Event) {
+        if let Event::Received(delivery) = event {
+            if self.delivered.insert(delivery.id, delivery.hops).is_some() {
+                self.duplicates += 1;
             }
         }
-        let next = self.core.next_wakeup().saturating_duration_since(self.base);
-        if self.scheduled.is_none_or(|s| next < s) {
-            io.timer(next.saturating_sub(now), TICK);
-            self.scheduled = Some(next);
-        }
     }
+}
+
+/// A [`GossipState`] on the simulated network.
+pub type SimGossipNode = NetNode<GossipState, Deliveries>;
+
+/// A simulated gossip network: the nodes, and who is who.
+#[derive(Debug)]
+pub struct GossipNet {
+    /// The simulation.
+    pub sim: Sim<SimGossipNode>,
+    /// The network the nodes share (directory, connection model, counters).
+    pub net: Rc<Net>,
 }
 
 /// The Unix time (ms) simulated time zero stands for.
 pub const SIM_UNIX_EPOCH_MS: u64 = 1_700_000_000_000;
-
-impl SimNode for SimGossipNode {
-    type Message = Wire;
-
-    fn on_message(&mut self, now: Duration, from: NodeIdx, message: Wire, io: &mut Io<Wire>) {
-        let peer = self.directory.peer(from);
-        let at = self.at(now);
-        let actions = match message {
-            Wire::Hello => {
-                io.send(from, Wire::HelloAck);
-                self.core.on_peer_up(peer, Vec::new(), at)
-            }
-            Wire::HelloAck => self.core.on_peer_up(peer, Vec::new(), at),
-            Wire::Bye => self.core.on_peer_down(peer, at),
-            Wire::Gossip(message) => self.core.on_message(peer, message, at),
-        };
-        self.apply(actions, now, io);
-    }
-
-    fn on_timer(&mut self, now: Duration, timer: u64, io: &mut Io<Wire>) {
-        if timer >= PEER_DOWN {
-            let peer = self.directory.peer((timer - PEER_DOWN) as NodeIdx);
-            if self.core.is_connected(&peer) {
-                let actions = self.core.on_peer_down(peer, self.at(now));
-                self.apply(actions, now, io);
-            }
-            return;
-        }
-        if self.scheduled.is_some_and(|s| s <= now) {
-            self.scheduled = None;
-        }
-        let actions = self.core.on_tick(self.at(now));
-        self.apply(actions, now, io);
-    }
-
-    fn on_unreachable(&mut self, now: Duration, peer: NodeIdx, io: &mut Io<Wire>) {
-        let peer = self.directory.peer(peer);
-        let actions = self.core.on_peer_down(peer, self.at(now));
-        self.apply(actions, now, io);
-    }
-}
 
 /// Which senders broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,12 +154,11 @@ pub struct ScenarioConfig {
     pub round_interval: Duration,
     /// The simulator's links.
     pub sim: SimConfig,
-    /// After a crash, each survivor's connection to a crashed node is
-    /// reported down after a delay drawn uniformly from this range (the
-    /// router's pings: `ping_interval` 15 s, `pong_timeout` 10 s). A
-    /// message sent to a crashed node is reported sooner, one round trip
-    /// later, as a failed write would be.
-    pub failure_detection: (Duration, Duration),
+    /// The router as the simulated network models it: after a crash, each
+    /// survivor notices a crashed peer with the router's keepalive timing
+    /// (`ping_interval` 15 s, `pong_timeout` 10 s: 10–25 s), or one round
+    /// trip after it next sends to it.
+    pub connections: ConnectionModel,
 }
 
 impl ScenarioConfig {
@@ -371,7 +180,10 @@ impl ScenarioConfig {
                 seed,
                 ..SimConfig::default()
             },
-            failure_detection: (Duration::from_secs(10), Duration::from_secs(25)),
+            connections: ConnectionModel {
+                seed,
+                ..ConnectionModel::from_router(&RouterConfig::default())
+            },
         }
     }
 }
@@ -570,54 +382,97 @@ pub fn scenario_topic() -> TopicId {
     TopicId::from_name("switchyard/sim")
 }
 
-/// Builds `nodes` simulated gossip nodes (keys from `seed`).
+/// Builds `nodes` simulated gossip nodes (keys from `seed`), each
+/// listening at a memory address naming its PeerId, on links `sim` with
+/// connections as `connections` models them.
 pub fn build_sim(
     nodes: usize,
     seed: u64,
     gossip: &GossipConfig,
     sim: SimConfig,
-) -> Sim<SimGossipNode> {
-    let keys: Vec<Keypair> = (0..nodes as u64)
-        .map(|i| Keypair::from_seed(mix(seed, i)))
-        .collect();
-    let directory = Arc::new(Directory::new(keys.iter().map(Keypair::peer_id).collect()));
+    connections: ConnectionModel,
+) -> GossipNet {
     let base = Instant::now();
-    let nodes = keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| {
-            SimGossipNode::new(
-                key,
-                directory.clone(),
+    let net = Net::new(connections, base);
+    let nodes = (0..nodes as u64)
+        .map(|i| {
+            let keypair = Keypair::from_seed(mix(seed, i));
+            let idx = net.directory.borrow_mut().add(keypair.peer_id(), None);
+            let address = net.directory.borrow().address(idx);
+            let core = GossipState::new(
+                keypair,
+                vec![address],
                 gossip.clone(),
-                mix(seed ^ 0x0060_551e, i as u64),
+                mix(seed ^ 0x0060_551e, i),
                 base,
-            )
+                SIM_UNIX_EPOCH_MS,
+            );
+            NetNode::new(idx, core, Deliveries::default(), net.clone())
         })
         .collect();
-    Sim::new(nodes, sim)
+    GossipNet {
+        sim: Sim::new(nodes, sim),
+        net,
+    }
+}
+
+impl GossipNet {
+    /// Node `i` joins `topic` through node `contact` (or no one).
+    pub fn join(&mut self, i: NodeIdx, topic: TopicId, contact: Option<NodeIdx>) {
+        let bootstrap = contact
+            .map(|c| {
+                let directory = self.net.directory.borrow();
+                vec![Contact {
+                    peer: directory.peer(c),
+                    addresses: vec![directory.address(c)],
+                }]
+            })
+            .unwrap_or_default();
+        self.sim.with_node(i, |node, now, io| {
+            node.command(now, GossipCommand::Join { topic, bootstrap }, io)
+        });
+    }
+
+    /// Node `i` publishes `payload` on `topic`: the message's id, unless
+    /// it is crashed or the core refused.
+    pub fn publish(&mut self, i: NodeIdx, topic: TopicId, payload: Bytes) -> Option<MessageId> {
+        let command = GossipCommand::Publish { topic, payload };
+        match self
+            .sim
+            .with_node(i, |node, now, io| node.command(now, command, io))
+        {
+            Some(GossipReply::Published(Ok(id))) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The node index of `peer`.
+    pub fn index(&self, peer: &p2p::PeerId) -> Option<NodeIdx> {
+        self.net.index(peer)
+    }
 }
 
 /// Node `i` joins through a random earlier node, `spacing` apart; then the
 /// overlay settles for `settle`.
 pub fn build_overlay(
-    sim: &mut Sim<SimGossipNode>,
+    network: &mut GossipNet,
     rng: &mut ChaCha12Rng,
     spacing: Duration,
     settle: Duration,
 ) {
     let topic = scenario_topic();
-    let start = sim.now();
-    for i in 0..sim.len() as NodeIdx {
-        sim.run_until(start + spacing * i);
+    let start = network.sim.now();
+    for i in 0..network.sim.len() as NodeIdx {
+        network.sim.run_until(start + spacing * i);
         let contact = (i > 0).then(|| rng.random_range(0..i));
-        sim.with_node(i, |node, now, io| node.join(topic, contact, now, io));
+        network.join(i, topic, contact);
     }
-    sim.run_for(settle);
+    network.sim.run_for(settle);
 }
 
 /// The overlay's shape over the live nodes.
-pub fn overlay_shape(sim: &Sim<SimGossipNode>) -> OverlayShape {
+pub fn overlay_shape(network: &GossipNet) -> OverlayShape {
+    let sim = &network.sim;
     let topic = scenario_topic();
     let live: Vec<NodeIdx> = sim.alive().collect();
     let mut active_sum = 0usize;
@@ -638,7 +493,7 @@ pub fn overlay_shape(sim: &Sim<SimGossipNode>) -> OverlayShape {
         while let Some(i) = stack.pop() {
             reachable += 1;
             for peer in sim.node(i).core().active_view(&topic) {
-                if let Some(j) = sim.node(i).directory.index(&peer) {
+                if let Some(j) = network.index(&peer) {
                     if sim.is_alive(j) && !seen[j as usize] {
                         seen[j as usize] = true;
                         stack.push(j);
@@ -669,21 +524,18 @@ fn sum_stats(sim: &Sim<SimGossipNode>) -> GossipStats {
 
 /// Broadcasts once from `sender` and measures it over `window`.
 pub fn broadcast_round(
-    sim: &mut Sim<SimGossipNode>,
+    network: &mut GossipNet,
     sender: NodeIdx,
     phase: &'static str,
     round: usize,
     window: Duration,
 ) -> RoundResult {
     let topic = scenario_topic();
-    let before = sum_stats(sim);
+    let before = sum_stats(&network.sim);
     let payload = Bytes::from(format!("{phase} round {round} from {sender}"));
-    let id = sim
-        .with_node(sender, |node, now, io| {
-            node.publish(topic, payload, now, io)
-        })
-        .flatten();
-    sim.run_for(window);
+    let id = network.publish(sender, topic, payload);
+    network.sim.run_for(window);
+    let sim = &network.sim;
     let after = sum_stats(sim);
     let mut delivered = 0usize;
     let mut receivers = 0usize;
@@ -694,7 +546,7 @@ pub fn broadcast_round(
             continue;
         }
         receivers += 1;
-        if let Some(hops) = id.and_then(|id| sim.node(i).delivered(&id)) {
+        if let Some(hops) = id.and_then(|id| sim.node(i).host().delivered(&id)) {
             delivered += 1;
             ldh = ldh.max(hops);
             hops_sum += u64::from(hops);
@@ -729,18 +581,19 @@ pub fn run_scenario(config: &ScenarioConfig) -> ScenarioReport {
     run_scenario_keeping_sim(config).0
 }
 
-/// Runs a whole scenario and returns the simulation too, to look into.
-pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim<SimGossipNode>) {
+/// Runs a whole scenario and returns the network too, to look into.
+pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, GossipNet) {
     let mut rng = ChaCha12Rng::seed_from_u64(config.seed ^ 0x5ce7_a110);
-    let mut sim = build_sim(
+    let mut network = build_sim(
         config.nodes,
         config.seed,
         &config.gossip,
         config.sim.clone(),
+        config.connections.clone(),
     );
-    build_overlay(&mut sim, &mut rng, config.join_spacing, config.settle);
-    let overlay = overlay_shape(&sim);
-    let mut sizes = vec![size_sample(&sim, "settled")];
+    build_overlay(&mut network, &mut rng, config.join_spacing, config.settle);
+    let overlay = overlay_shape(&network);
+    let mut sizes = vec![size_sample(&network.sim, "settled")];
     let mut rounds = Vec::new();
     let pick = |sim: &Sim<SimGossipNode>, rng: &mut ChaCha12Rng, scenario: Scenario| -> NodeIdx {
         match scenario {
@@ -752,9 +605,9 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
         }
     };
     for round in 1..=config.warmup_rounds {
-        let sender = pick(&sim, &mut rng, config.scenario);
+        let sender = pick(&network.sim, &mut rng, config.scenario);
         rounds.push(broadcast_round(
-            &mut sim,
+            &mut network,
             sender,
             "warmup",
             round,
@@ -762,9 +615,9 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
         ));
     }
     for round in 1..=config.rounds {
-        let sender = pick(&sim, &mut rng, config.scenario);
+        let sender = pick(&network.sim, &mut rng, config.scenario);
         rounds.push(broadcast_round(
-            &mut sim,
+            &mut network,
             sender,
             "steady",
             round,
@@ -773,10 +626,12 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
     }
     let mut orphans = Vec::new();
     if config.scenario == Scenario::Crash {
+        let sim = &mut network.sim;
         let mut order: Vec<NodeIdx> = (0..sim.len() as NodeIdx).collect();
         order.shuffle(&mut rng);
         let crashed = (sim.len() as f64 * config.crash_fraction).round() as usize;
-        for &i in order.iter().take(crashed) {
+        let crashed: Vec<NodeIdx> = order.into_iter().take(crashed).collect();
+        for &i in &crashed {
             sim.crash(i);
         }
         let survivors: Vec<NodeIdx> = sim.alive().collect();
@@ -785,32 +640,24 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
             .iter()
             .copied()
             .filter(|&j| {
-                let core = sim.node(j).core();
+                let core = network.sim.node(j).core();
                 !core
                     .active_view(&topic)
                     .into_iter()
                     .chain(core.passive_view(&topic))
-                    .filter_map(|p| sim.node(j).directory.index(&p))
-                    .any(|k| sim.is_alive(k))
+                    .filter_map(|p| network.index(&p))
+                    .any(|k| network.sim.is_alive(k))
             })
             .collect();
-        let (lo, hi) = config.failure_detection;
-        for j in survivors {
-            let lost: Vec<NodeIdx> = sim
-                .node(j)
-                .connected_nodes()
-                .into_iter()
-                .filter(|&d| !sim.is_alive(d))
-                .collect();
-            for d in lost {
-                let after = lo + (hi.saturating_sub(lo)).mul_f64(rng.random::<f64>());
-                sim.with_node(j, |node, _now, io| node.connection_lost(d, after, io));
-            }
+        // Each survivor connected to a crashed node notices as the
+        // router's keepalive would (or sooner, by sending to it).
+        for &i in &crashed {
+            network.sim.crash_node(i);
         }
         for round in 1..=config.rounds_after_crash {
-            let sender = pick(&sim, &mut rng, config.scenario);
+            let sender = pick(&network.sim, &mut rng, config.scenario);
             rounds.push(broadcast_round(
-                &mut sim,
+                &mut network,
                 sender,
                 "after-crash",
                 round,
@@ -820,14 +667,19 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
     }
     if config.scenario == Scenario::Crash {
         // Two epochs: one that starts after the crash, and its end.
-        sim.run_for(2 * config.gossip.estimate_epoch);
-        sizes.push(size_sample(&sim, "after-crash"));
+        network.sim.run_for(2 * config.gossip.estimate_epoch);
+        sizes.push(size_sample(&network.sim, "after-crash"));
     } else {
-        sizes.push(size_sample(&sim, "end"));
+        sizes.push(size_sample(&network.sim, "end"));
     }
-    let overlay_end = overlay_shape(&sim);
-    let duplicate_deliveries = sim.nodes().iter().map(|n| n.duplicate_deliveries()).sum();
-    let reports = sim.nodes().iter().map(|n| n.reports()).sum();
+    let overlay_end = overlay_shape(&network);
+    let sim = &network.sim;
+    let duplicate_deliveries = sim
+        .nodes()
+        .iter()
+        .map(|n| n.host().duplicate_deliveries())
+        .sum();
+    let reports = network.net.stats().reports;
     let stats = sim.stats();
     let report = ScenarioReport {
         sizes,
@@ -840,5 +692,5 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
         simulated: sim.now(),
         events: stats.delivered + stats.timers,
     };
-    (report, sim)
+    (report, network)
 }
