@@ -494,3 +494,238 @@ impl Core for RoomsCore {
         wire::message_to_wire(message.room, &message.message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::room::chat::ChatLog;
+
+    fn keys() -> RoomKeys {
+        RoomKeys::new(
+            Keypair::from_seed(500).peer_id(),
+            "test",
+            writer().peer_id(),
+        )
+    }
+
+    fn writer() -> Keypair {
+        Keypair::from_seed(501)
+    }
+
+    fn peer(n: u64) -> PeerId {
+        Keypair::from_seed(600 + n).peer_id()
+    }
+
+    fn opening(writes: bool) -> RoomOpening {
+        RoomOpening {
+            keys: keys(),
+            writer: writes.then(writer),
+            admin: None,
+            reducer: Arc::new(ChatLog),
+            bootstrap: vec![],
+        }
+    }
+
+    fn command(
+        core: &mut RoomsCore,
+        now: Instant,
+        command: RoomsCommand,
+    ) -> (RoomsReply, Vec<RoomsOutput>) {
+        let mut out = Vec::new();
+        let reply = core.command(now, command, &mut out);
+        (reply, out)
+    }
+
+    #[test]
+    fn a_room_opens_once_and_asks_for_its_topic() {
+        let now = Instant::now();
+        let mut core = RoomsCore::new(RoomConfig::default(), 1);
+        assert_eq!(core.next_wakeup(), None);
+        let room = keys().room;
+        let (reply, out) = command(&mut core, now, RoomsCommand::Open(Box::new(opening(false))));
+        assert_eq!(reply, RoomsReply::Done(Ok(())));
+        assert_eq!(
+            out,
+            vec![Output::Effect(RoomsEffect::Subscribe {
+                room,
+                bootstrap: vec![]
+            })]
+        );
+        assert!(core.next_wakeup().is_some());
+        let (reply, out) = command(&mut core, now, RoomsCommand::Open(Box::new(opening(false))));
+        assert_eq!(
+            reply,
+            RoomsReply::Done(Err(RoomsCommandError::AlreadyOpen(room)))
+        );
+        assert!(out.is_empty());
+        let other = RoomId::from_bytes([7; 32]);
+        let write = RoomsCommand::Write {
+            room: other,
+            body: Bytes::from_static(b"x"),
+        };
+        assert_eq!(
+            command(&mut core, now, write).0,
+            RoomsReply::Written(Err(RoomsCommandError::NotOpen(other)))
+        );
+    }
+
+    #[test]
+    fn a_room_whose_topic_was_not_joined_is_closed() {
+        let now = Instant::now();
+        let mut core = RoomsCore::new(RoomConfig::default(), 1);
+        let room = keys().room;
+        command(&mut core, now, RoomsCommand::Open(Box::new(opening(false))));
+        let mut out = Vec::new();
+        let joined = |joined| Input::Outcome(RoomsOutcome::Subscribed { room, joined });
+        core.handle(now, joined(true), &mut out);
+        assert!(out.is_empty() && core.room(&room).is_some());
+        core.handle(now, joined(false), &mut out);
+        assert_eq!(out, vec![Output::Event(RoomsEvent::Closed(room))]);
+        assert!(core.room(&room).is_none());
+        assert_eq!(core.next_wakeup(), None);
+    }
+
+    #[test]
+    fn a_write_is_published_on_the_topic_and_applied_by_the_members_it_reaches() {
+        let now = Instant::now();
+        let room = keys().room;
+        let mut author = RoomsCore::new(RoomConfig::default(), 1);
+        let mut member = RoomsCore::new(RoomConfig::default(), 2);
+        command(
+            &mut author,
+            now,
+            RoomsCommand::Open(Box::new(opening(true))),
+        );
+        command(
+            &mut member,
+            now,
+            RoomsCommand::Open(Box::new(opening(false))),
+        );
+        let write = RoomsCommand::Write {
+            room,
+            body: Bytes::from_static(b"hello"),
+        };
+        let (reply, out) = command(&mut author, now, write);
+        assert!(matches!(reply, RoomsReply::Written(Ok(_))));
+        let payload = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Effect(RoomsEffect::Publish { room: r, payload }) if *r == room => {
+                    Some(payload.clone())
+                }
+                _ => None,
+            })
+            .expect("published on the topic");
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Event(RoomsEvent::HeadChanged { height: 1, .. })))
+        );
+        let update = TopicInput::Update {
+            origin: peer(0),
+            payload,
+        };
+        let (reply, out) = command(
+            &mut member,
+            now,
+            RoomsCommand::Topic {
+                room,
+                input: update,
+            },
+        );
+        assert_eq!(reply, RoomsReply::Done(Ok(())));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Event(RoomsEvent::HeadChanged { height: 1, .. })))
+        );
+        assert_eq!(
+            ChatLog::lines(member.room(&room).expect("open").state()),
+            vec!["hello"]
+        );
+        // Junk on the topic is dropped.
+        let junk = TopicInput::Update {
+            origin: peer(0),
+            payload: Bytes::from_static(b"\xff\xff"),
+        };
+        let (_, out) = command(&mut member, now, RoomsCommand::Topic { room, input: junk });
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn neighbours_exchange_heads_on_the_room_channel() {
+        let now = Instant::now();
+        let room = keys().room;
+        let mut core = RoomsCore::new(RoomConfig::default(), 1);
+        command(&mut core, now, RoomsCommand::Open(Box::new(opening(false))));
+        let up = TopicInput::NeighborUp(peer(1));
+        let (_, out) = command(&mut core, now, RoomsCommand::Topic { room, input: up });
+        let [Output::Send { to, message }] = out.as_slice() else {
+            panic!("a head for the new neighbour: {out:?}");
+        };
+        assert_eq!(*to, peer(1));
+        assert!(matches!(
+            message.message,
+            RoomMessage::Head { height: 0, .. }
+        ));
+        // The envelope survives the wire.
+        let wire = RoomsCore::encode(message.clone());
+        assert_eq!(core.decode(wire), Ok(Some(message.clone())));
+        // Every head_interval, every neighbour is told the head.
+        let mut out = Vec::new();
+        let due = core.next_wakeup().expect("a room is open");
+        core.handle(due, Input::Timer, &mut out);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Send { to, .. } if *to == peer(1)))
+        );
+        // A message for a room not open here is dropped.
+        let mut out = Vec::new();
+        let elsewhere = RoomEnvelope {
+            room: RoomId::from_bytes([7; 32]),
+            message: message.message.clone(),
+        };
+        core.handle(
+            now,
+            Input::Message {
+                from: peer(1),
+                message: elsewhere,
+                size: 0,
+            },
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_room_frame_that_does_not_decode_charges_its_sender() {
+        let core = RoomsCore::new(RoomConfig::default(), 1);
+        let wire = proto::RoomMessage {
+            room: Bytes::from_static(b"short"),
+            kind: None,
+        };
+        let error = core.decode(wire).expect_err("a room id of 5 bytes");
+        assert!(matches!(
+            error,
+            PeerError::MalformedMessage {
+                channel: ROOM_CHANNEL_NAME,
+                ..
+            }
+        ));
+        let mut core = core;
+        let mut out = Vec::new();
+        core.handle(
+            Instant::now(),
+            Input::Malformed {
+                from: peer(1),
+                error: error.clone(),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Report {
+                peer: peer(1),
+                error
+            }]
+        );
+    }
+}
