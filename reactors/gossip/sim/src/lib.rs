@@ -25,18 +25,39 @@
 //! Latencies are seeded per link (10–50 ms by default); a run is a
 //! function of its seed.
 //!
-//! # Metrics
+//! # Metrics, as iroh-gossip's simulator computes them
+//!
+//! The definitions are those of iroh-gossip's `src/proto/sim.rs` (the
+//! anchor of issue 6), so that a figure can sit beside iroh's:
 //!
 //! - **RMR** (relative message redundancy) of a broadcast:
-//!   `payload messages / (receivers) − 1`, where payload messages are the
-//!   eager pushes and graft answers sent while the broadcast spreads
-//!   (control messages — `IHave`, `Graft`, `Prune`, membership — are
-//!   counted apart) and receivers are the live nodes but the sender. 0
-//!   means every node got the payload exactly once.
-//! - **LDH** (last delivery hop): the largest hop count of a delivery; a
-//!   neighbour of the sender is at 1 hop.
+//!   `payload messages received / (nodes that delivered − 1) − 1`, where
+//!   payload messages are the copies of any payload (eager pushes and
+//!   graft answers) received by any node during the round (control
+//!   messages — `IHave`, `Graft`, `Prune`, membership — are counted apart),
+//!   and the nodes that delivered exclude the sender. 0 when fewer than two
+//!   nodes delivered.
+//! - **LDH** (last delivery hop): the largest number of links a delivered
+//!   copy travelled past the first — iroh's round counter, 0 at a
+//!   neighbour of the sender. (`mean_hops` counts every link: 1 at a
+//!   neighbour.)
 //! - **Missed**: live nodes (but the sender) that did not deliver it.
+//!
+//! Every round is measured, the first one included: it builds the tree
+//! (it floods every link of the overlay, RMR about 4), so it is reported
+//! on its own line as well as in the mean over all rounds, which is what
+//! iroh reports. A round is measured over `round_interval` (2 s), or, as
+//! iroh does, until every live node delivered (at most `round_interval`;
+//! [`RoundEnd::LastDelivery`]); the next broadcast starts when it ends.
+//!
+//! What else differs from iroh's simulator is a parameter: how long the
+//! overlay settles before the first broadcast (`settle`: ours 60 s, iroh's
+//! 20 × its largest latency, 1 s at 10–50 ms), how nodes join
+//! ([`Bootstrap`]: ours each through a random earlier node, 5 ms apart;
+//! iroh's all through the first node at once), and the protocols'
+//! parameters (ADR 0009).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -60,9 +81,28 @@ use reactor_gossip::{
 pub struct Deliveries {
     delivered: HashMap<MessageId, u32>,
     duplicates: u64,
+    /// The broadcast being measured, shared by every node's host.
+    watch: Rc<RefCell<RoundWatch>>,
+}
+
+/// The broadcast a round measures, and how many nodes delivered it so far.
+#[derive(Debug, Default)]
+pub struct RoundWatch {
+    /// The message.
+    pub id: Option<MessageId>,
+    /// Deliveries of it.
+    pub delivered: usize,
 }
 
 impl Deliveries {
+    /// A host that also counts its deliveries of `watch`'s message.
+    pub fn watching(watch: Rc<RefCell<RoundWatch>>) -> Self {
+        Self {
+            watch,
+            ..Self::default()
+        }
+    }
+
     /// Whether message `id` was delivered here, and at which hop count.
     pub fn delivered(&self, id: &MessageId) -> Option<u32> {
         self.delivered.get(id).copied()
@@ -77,6 +117,10 @@ impl Deliveries {
 impl Host<GossipState> for Deliveries {
     fn on_event(&mut self, _node: NodeIdx, _now: Duration, event: Event) {
         if let Event::Received(delivery) = event {
+            let mut watch = self.watch.borrow_mut();
+            if watch.id == Some(delivery.id) {
+                watch.delivered += 1;
+            }
             if self.delivered.insert(delivery.id, delivery.hops).is_some() {
                 self.duplicates += 1;
             }
@@ -94,6 +138,8 @@ pub struct GossipNet {
     pub sim: Sim<SimGossipNode>,
     /// The network the nodes share (directory, connection model, counters).
     pub net: Rc<Net>,
+    /// The broadcast being measured.
+    pub watch: Rc<RefCell<RoundWatch>>,
 }
 
 /// The Unix time (ms) simulated time zero stands for.
@@ -126,6 +172,51 @@ impl std::str::FromStr for Scenario {
     }
 }
 
+/// Whom each node joins through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// A random node that joined before it (ours).
+    RandomEarlier,
+    /// The first node, as iroh-gossip's simulator joins (`BootstrapMode::Single`).
+    First,
+}
+
+impl std::str::FromStr for Bootstrap {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "random" => Ok(Bootstrap::RandomEarlier),
+            "first" => Ok(Bootstrap::First),
+            other => Err(format!("unknown bootstrap {other:?} (random, first)")),
+        }
+    }
+}
+
+/// When a round's measurement ends (and the next broadcast starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundEnd {
+    /// After `round_interval`, whatever happened (ours).
+    Window,
+    /// When every live node but the sender delivered, or after
+    /// `round_interval` (iroh's simulator: at most 5 s).
+    LastDelivery,
+}
+
+impl std::str::FromStr for RoundEnd {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "window" => Ok(RoundEnd::Window),
+            "last-delivery" => Ok(RoundEnd::LastDelivery),
+            other => Err(format!(
+                "unknown round end {other:?} (window, last-delivery)"
+            )),
+        }
+    }
+}
+
 /// A scenario's settings.
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
@@ -143,15 +234,23 @@ pub struct ScenarioConfig {
     pub seed: u64,
     /// The gossip parameters of every node.
     pub gossip: GossipConfig,
+    /// Whom each node joins through.
+    pub bootstrap: Bootstrap,
     /// Time between two nodes' joins.
     pub join_spacing: Duration,
-    /// Time after the last join before the first broadcast.
+    /// Time after the last join before the first broadcast (ours 60 s;
+    /// iroh's simulator settles 20 × its largest latency: 1 s at
+    /// 10–50 ms).
     pub settle: Duration,
-    /// Unmeasured broadcasts after settling (they build the tree: the
-    /// first broadcast goes over every link of the overlay).
+    /// Broadcasts after settling reported as the "warmup" phase: the first
+    /// builds the tree (it goes over every link of the overlay). Measured
+    /// like every round, and in the mean over all rounds.
     pub warmup_rounds: usize,
-    /// Time between broadcasts; each is measured over this window.
+    /// Time between broadcasts; each is measured over this window (or
+    /// until every live node delivered, with [`RoundEnd::LastDelivery`]).
     pub round_interval: Duration,
+    /// When a round's measurement ends.
+    pub round_end: RoundEnd,
     /// The simulator's links.
     pub sim: SimConfig,
     /// The router as the simulated network models it: after a crash, each
@@ -172,10 +271,12 @@ impl ScenarioConfig {
             crash_fraction: 0.8,
             seed,
             gossip: GossipConfig::default(),
+            bootstrap: Bootstrap::RandomEarlier,
             join_spacing: Duration::from_millis(5),
             settle: Duration::from_secs(60),
             warmup_rounds: 1,
             round_interval: Duration::from_secs(2),
+            round_end: RoundEnd::Window,
             sim: SimConfig {
                 seed,
                 ..SimConfig::default()
@@ -203,16 +304,31 @@ pub struct RoundResult {
     pub delivered: usize,
     /// Receivers that did not.
     pub missed: usize,
-    /// Payload messages sent in the round's window.
+    /// Payload messages received by any node during the round.
     pub payload_messages: u64,
-    /// Control messages sent in the round's window.
+    /// Control messages received by any node during the round.
     pub control_messages: u64,
-    /// `payload_messages / receivers - 1`.
+    /// iroh's RMR: `payload_messages / (delivered - 1) - 1` ([`rmr`]).
     pub rmr: f64,
-    /// Largest hop count of a delivery.
+    /// iroh's LDH: the most links past the first a delivered copy
+    /// travelled (0 at the sender's neighbours).
     pub ldh: u32,
-    /// Mean hop count of the deliveries.
+    /// Mean number of links the delivered copies travelled (1 at the
+    /// sender's neighbours).
     pub mean_hops: f64,
+    /// How long the round was measured.
+    pub duration: Duration,
+}
+
+/// iroh-gossip's relative message redundancy: `payload` messages received
+/// for `delivered` deliveries (the sender excluded), `payload /
+/// (delivered - 1) - 1`; 0 when fewer than two nodes delivered.
+pub fn rmr(payload: u64, delivered: usize) -> f64 {
+    if delivered < 2 {
+        0.0
+    } else {
+        payload as f64 / (delivered - 1) as f64 - 1.0
+    }
 }
 
 impl RoundResult {
@@ -328,6 +444,66 @@ impl ScenarioReport {
         self.phase(phase).map(|r| r.missed).sum()
     }
 
+    /// The first round: the one that builds the tree.
+    pub fn first(&self) -> Option<&RoundResult> {
+        self.rounds.first()
+    }
+
+    /// Mean RMR over every round, the first included (iroh's mean).
+    pub fn mean_rmr_all(&self) -> f64 {
+        mean(self.rounds.iter().map(|r| r.rmr))
+    }
+
+    /// Largest LDH over every round.
+    pub fn max_ldh_all(&self) -> u32 {
+        self.rounds.iter().map(|r| r.ldh).max().unwrap_or(0)
+    }
+
+    /// One line for the first round, one per phase, and one for every
+    /// round (the first included, as iroh-gossip's simulator reports).
+    pub fn summary(&self) -> Table {
+        let mut table = Table::new(&[
+            "rounds_of",
+            "rounds",
+            "mean_rmr",
+            "max_ldh",
+            "missed",
+            "min_coverage",
+            "mean_ms",
+        ]);
+        let mut row = |name: &str, rounds: Vec<&RoundResult>| {
+            if rounds.is_empty() {
+                return;
+            }
+            let n = rounds.len() as f64;
+            table.row(vec![
+                name.to_string(),
+                rounds.len().to_string(),
+                format!("{:.4}", mean(rounds.iter().map(|r| r.rmr))),
+                rounds.iter().map(|r| r.ldh).max().unwrap_or(0).to_string(),
+                rounds.iter().map(|r| r.missed).sum::<usize>().to_string(),
+                format!(
+                    "{:.4}",
+                    rounds.iter().map(|r| r.coverage()).fold(1.0, f64::min)
+                ),
+                format!(
+                    "{:.0}",
+                    rounds
+                        .iter()
+                        .map(|r| r.duration.as_secs_f64() * 1000.0)
+                        .sum::<f64>()
+                        / n
+                ),
+            ]);
+        };
+        row("first", self.first().into_iter().collect());
+        for phase in ["warmup", "steady", "after-crash"] {
+            row(phase, self.phase(phase).collect());
+        }
+        row("all", self.rounds.iter().collect());
+        table
+    }
+
     /// Every round as a table.
     pub fn table(&self) -> Table {
         let mut table = Table::new(&[
@@ -343,6 +519,7 @@ impl ScenarioReport {
             "rmr",
             "ldh",
             "mean_hops",
+            "ms",
         ]);
         for r in &self.rounds {
             table.row(vec![
@@ -358,6 +535,7 @@ impl ScenarioReport {
                 format!("{:.4}", r.rmr),
                 r.ldh.to_string(),
                 format!("{:.2}", r.mean_hops),
+                r.duration.as_millis().to_string(),
             ]);
         }
         table
@@ -394,6 +572,7 @@ pub fn build_sim(
 ) -> GossipNet {
     let base = Instant::now();
     let net = Net::new(connections, base);
+    let watch = Rc::new(RefCell::new(RoundWatch::default()));
     let nodes = (0..nodes as u64)
         .map(|i| {
             let keypair = Keypair::from_seed(mix(seed, i));
@@ -407,12 +586,14 @@ pub fn build_sim(
                 base,
                 SIM_UNIX_EPOCH_MS,
             );
-            NetNode::new(idx, core, Deliveries::default(), net.clone())
+            let host = Deliveries::watching(watch.clone());
+            NetNode::new(idx, core, host, net.clone())
         })
         .collect();
     GossipNet {
         sim: Sim::new(nodes, sim),
         net,
+        watch,
     }
 }
 
@@ -452,11 +633,12 @@ impl GossipNet {
     }
 }
 
-/// Node `i` joins through a random earlier node, `spacing` apart; then the
-/// overlay settles for `settle`.
+/// Node `i` joins through `bootstrap` (node 0 through no one), `spacing`
+/// apart; then the overlay settles for `settle`.
 pub fn build_overlay(
     network: &mut GossipNet,
     rng: &mut ChaCha12Rng,
+    bootstrap: Bootstrap,
     spacing: Duration,
     settle: Duration,
 ) {
@@ -464,7 +646,10 @@ pub fn build_overlay(
     let start = network.sim.now();
     for i in 0..network.sim.len() as NodeIdx {
         network.sim.run_until(start + spacing * i);
-        let contact = (i > 0).then(|| rng.random_range(0..i));
+        let contact = (i > 0).then(|| match bootstrap {
+            Bootstrap::RandomEarlier => rng.random_range(0..i),
+            Bootstrap::First => 0,
+        });
         network.join(i, topic, contact);
     }
     network.sim.run_for(settle);
@@ -516,43 +701,56 @@ fn sum_stats(sim: &Sim<SimGossipNode>) -> GossipStats {
     let mut total = GossipStats::default();
     for node in sim.nodes() {
         let s = node.core().stats();
-        total.payload_sent += s.payload_sent;
-        total.control_sent += s.control_sent;
+        total.payload_received += s.payload_received;
+        total.control_received += s.control_received;
     }
     total
 }
 
-/// Broadcasts once from `sender` and measures it over `window`.
+/// Broadcasts once from `sender` and measures it over `window`, or until
+/// every live node but the sender delivered it (at most `window`) with
+/// [`RoundEnd::LastDelivery`].
 pub fn broadcast_round(
     network: &mut GossipNet,
     sender: NodeIdx,
     phase: &'static str,
     round: usize,
     window: Duration,
+    end: RoundEnd,
 ) -> RoundResult {
     let topic = scenario_topic();
     let before = sum_stats(&network.sim);
+    let start = network.sim.now();
     let payload = Bytes::from(format!("{phase} round {round} from {sender}"));
     let id = network.publish(sender, topic, payload);
-    network.sim.run_for(window);
+    *network.watch.borrow_mut() = RoundWatch { id, delivered: 0 };
+    let receivers = network.sim.alive().filter(|i| *i != sender).count();
+    match end {
+        RoundEnd::Window => network.sim.run_for(window),
+        RoundEnd::LastDelivery => {
+            let step = Duration::from_millis(1);
+            while network.watch.borrow().delivered < receivers && network.sim.now() < start + window
+            {
+                network.sim.run_for(step);
+            }
+        }
+    }
     let sim = &network.sim;
     let after = sum_stats(sim);
     let mut delivered = 0usize;
-    let mut receivers = 0usize;
     let mut ldh = 0u32;
     let mut hops_sum = 0u64;
-    for i in sim.alive().collect::<Vec<_>>() {
+    for i in sim.alive() {
         if i == sender {
             continue;
         }
-        receivers += 1;
         if let Some(hops) = id.and_then(|id| sim.node(i).host().delivered(&id)) {
             delivered += 1;
-            ldh = ldh.max(hops);
+            ldh = ldh.max(hops.saturating_sub(1));
             hops_sum += u64::from(hops);
         }
     }
-    let payload_messages = after.payload_sent - before.payload_sent;
+    let payload_messages = after.payload_received - before.payload_received;
     RoundResult {
         phase,
         round,
@@ -561,18 +759,15 @@ pub fn broadcast_round(
         delivered,
         missed: receivers - delivered,
         payload_messages,
-        control_messages: after.control_sent - before.control_sent,
-        rmr: if receivers == 0 {
-            0.0
-        } else {
-            payload_messages as f64 / receivers as f64 - 1.0
-        },
+        control_messages: after.control_received - before.control_received,
+        rmr: rmr(payload_messages, delivered),
         ldh,
         mean_hops: if delivered == 0 {
             0.0
         } else {
             hops_sum as f64 / delivered as f64
         },
+        duration: sim.now() - start,
     }
 }
 
@@ -591,7 +786,13 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Gos
         config.sim.clone(),
         config.connections.clone(),
     );
-    build_overlay(&mut network, &mut rng, config.join_spacing, config.settle);
+    build_overlay(
+        &mut network,
+        &mut rng,
+        config.bootstrap,
+        config.join_spacing,
+        config.settle,
+    );
     let overlay = overlay_shape(&network);
     let mut sizes = vec![size_sample(&network.sim, "settled")];
     let mut rounds = Vec::new();
@@ -612,6 +813,7 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Gos
             "warmup",
             round,
             config.round_interval,
+            config.round_end,
         ));
     }
     for round in 1..=config.rounds {
@@ -622,6 +824,7 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Gos
             "steady",
             round,
             config.round_interval,
+            config.round_end,
         ));
     }
     let mut orphans = Vec::new();
@@ -662,6 +865,7 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Gos
                 "after-crash",
                 round,
                 config.round_interval,
+                config.round_end,
             ));
         }
     }
