@@ -1,5 +1,5 @@
 //! The gossip reactor: [`GossipState`] run on the router by
-//! `p2p::reactor::driver`, with [`GossipShell`] as its thin part — the
+//! `p2p::reactor::driver`, with a thin shell (`GossipShell`) — the
 //! application's handles ([`GossipHandle`], [`Subscription`]), the
 //! subscriptions' buffers and the published counters.
 
