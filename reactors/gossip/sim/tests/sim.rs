@@ -119,7 +119,9 @@ fn rmr_is_computed_over_the_nodes_that_delivered() {
 /// the largest latency), ten rounds with the tree-building first one
 /// counted, each ending at its last delivery. The first round floods
 /// every link; the later ones follow the tree, so the mean over all rounds
-/// is about a tenth of the first's.
+/// is about a tenth of the first's. After only 1 s a late joiner may not
+/// be in the overlay yet (seed 21: one of 200): the first round misses at
+/// most the nodes not reachable when it starts, and runs to the timeout.
 #[test]
 fn measured_as_iroh_measures_the_first_round_floods_and_counts() {
     for seed in common::seeds(&[1, 2, 3]) {
@@ -127,15 +129,22 @@ fn measured_as_iroh_measures_the_first_round_floods_and_counts() {
         config.settle = Duration::from_secs(1);
         config.round_end = RoundEnd::LastDelivery;
         config.round_interval = IROH_ROUND_TIMEOUT;
-        let report = run(config);
+        let report = run_scenario(&config);
         let table = report.table().to_text();
+        assert_eq!(report.duplicate_deliveries, 0, "seed {seed}");
+        assert_eq!(report.reports, 0, "seed {seed}");
         assert_eq!(report.rounds.len(), 10, "seed {seed}");
-        for round in &report.rounds {
-            assert_eq!(round.missed, 0, "seed {seed}\n{table}");
-            assert!(
-                round.duration < IROH_ROUND_TIMEOUT,
-                "seed {seed}: a round ends at its last delivery\n{table}"
-            );
+        let unreachable = NODES - report.overlay.reachable;
+        assert!(unreachable <= 2, "seed {seed}: {:?}", report.overlay);
+        for (k, round) in report.rounds.iter().enumerate() {
+            let may_miss = if k == 0 { unreachable } else { 0 };
+            assert!(round.missed <= may_miss, "seed {seed}\n{table}");
+            if round.missed == 0 {
+                assert!(
+                    round.duration < IROH_ROUND_TIMEOUT,
+                    "seed {seed}: a round ends at its last delivery\n{table}"
+                );
+            }
         }
         let first = report.first().expect("rounds").rmr;
         assert!(first >= 1.0, "seed {seed}: the first round floods\n{table}");
