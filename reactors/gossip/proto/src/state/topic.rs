@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 
 use crate::config::GossipConfig;
 use crate::state::connections::Candidates;

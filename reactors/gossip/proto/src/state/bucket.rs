@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 
 /// A rate: `burst` tokens at most, one more every `every`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,7 @@ mod tests {
         };
         let mut buckets = PeerBuckets::new(rate, 2);
         let peers: Vec<PeerId> = (0..3)
-            .map(|i| p2p::Keypair::from_seed(i).peer_id())
+            .map(|i| p2p_core::Keypair::from_seed(i).peer_id())
             .collect();
         assert!(buckets.take(peers[0], now));
         assert!(!buckets.take(peers[0], now));

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use p2p::{IdentityError, Keypair, PeerId};
+use p2p_core::{IdentityError, Keypair, PeerId};
 use sha2::{Digest, Sha256};
 
 use crate::state::message::TopicId;

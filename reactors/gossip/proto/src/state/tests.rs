@@ -2,8 +2,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2p::{Keypair, PeerError, PeerId};
+use p2p_core::{Keypair, PeerError, PeerId};
 use proptest::prelude::*;
+
+use p2p_core::reactor::Output;
 
 use super::*;
 use crate::config::GossipConfig;
@@ -28,6 +30,52 @@ fn key(n: usize) -> &'static Keypair {
 
 fn peer(n: usize) -> PeerId {
     key(n).peer_id()
+}
+
+/// The commands with their outputs returned, as the tests read them.
+trait Commands {
+    fn joined(
+        &mut self,
+        topic: TopicId,
+        bootstrap: Vec<Contact>,
+        now: Instant,
+    ) -> Result<Vec<GossipOutput>, JoinError>;
+    fn published(
+        &mut self,
+        topic: TopicId,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<(MessageId, Vec<GossipOutput>), PublishError>;
+    fn left(&mut self, topic: TopicId, now: Instant) -> Vec<GossipOutput>;
+}
+
+impl Commands for GossipState {
+    fn joined(
+        &mut self,
+        topic: TopicId,
+        bootstrap: Vec<Contact>,
+        now: Instant,
+    ) -> Result<Vec<GossipOutput>, JoinError> {
+        let mut out = Vec::new();
+        self.join(topic, bootstrap, now, &mut out).map(|()| out)
+    }
+
+    fn published(
+        &mut self,
+        topic: TopicId,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<(MessageId, Vec<GossipOutput>), PublishError> {
+        let mut out = Vec::new();
+        self.publish(topic, payload, now, &mut out)
+            .map(|id| (id, out))
+    }
+
+    fn left(&mut self, topic: TopicId, now: Instant) -> Vec<GossipOutput> {
+        let mut out = Vec::new();
+        self.leave(topic, now, &mut out);
+        out
+    }
 }
 
 enum Item {
@@ -69,26 +117,27 @@ impl Net {
             .expect("a node of the net")
     }
 
-    fn apply(&mut self, i: usize, actions: Vec<Action>) {
+    fn apply(&mut self, i: usize, actions: Vec<GossipOutput>) {
         for action in actions {
             match action {
-                Action::Send { to, message } => {
+                Output::Send { to, message } => {
                     *self.sent.entry(message.message.kind()).or_default() += 1;
                     let j = self.index(&to);
                     self.queue.push_back((i, j, Item::Message(message)));
                 }
-                Action::Connect { peer, .. } => {
+                Output::Connect { peer, .. } => {
                     let j = self.index(&peer);
                     self.queue.push_back((j, i, Item::Up));
                     self.queue.push_back((i, j, Item::Up));
                 }
-                Action::Disconnect { peer } => {
+                Output::Disconnect { peer, .. } => {
                     let j = self.index(&peer);
                     self.queue.push_back((j, i, Item::Down));
                     self.queue.push_back((i, j, Item::Down));
                 }
-                Action::Report { peer, error } => self.reports.push((i, peer, error)),
-                Action::Event(e) => self.events[i].push(e),
+                Output::Report { peer, error } => self.reports.push((i, peer, error)),
+                Output::Event(e) => self.events[i].push(e),
+                Output::Broadcast(_) | Output::Effect(()) => unreachable!("gossip has none"),
             }
         }
     }
@@ -128,7 +177,7 @@ impl Net {
             .map(|j| vec![Contact::bare(peer(j))])
             .unwrap_or_default();
         let actions = self.nodes[i]
-            .join(topic(), bootstrap, self.now)
+            .joined(topic(), bootstrap, self.now)
             .expect("join");
         self.apply(i, actions);
         self.run();
@@ -136,7 +185,7 @@ impl Net {
 
     fn publish(&mut self, i: usize, payload: &'static [u8]) -> MessageId {
         let (id, actions) = self.nodes[i]
-            .publish(topic(), Bytes::from_static(payload), self.now)
+            .published(topic(), Bytes::from_static(payload), self.now)
             .expect("publish");
         self.apply(i, actions);
         self.run();
@@ -260,7 +309,7 @@ fn single(config: GossipConfig) -> (GossipState, Instant) {
     let mut node = GossipState::new(key(0).clone(), vec![], config, 7, now, UNIX);
     // Joined through peer 1, which answers as a contact does.
     node.on_peer_up(peer(1), vec![], now);
-    node.join(topic(), vec![Contact::bare(peer(1))], now)
+    node.joined(topic(), vec![Contact::bare(peer(1))], now)
         .expect("join");
     let actions = node.on_message(
         peer(1),
@@ -276,7 +325,7 @@ fn single(config: GossipConfig) -> (GossipState, Instant) {
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::Event(Event::NeighborUp { .. })))
+            .any(|a| matches!(a, Output::Event(Event::NeighborUp { .. })))
     );
     (node, now)
 }
@@ -295,11 +344,11 @@ fn signed_by(n: usize, unix_ms: u64, payload: &'static [u8]) -> SignedMessage {
     SignedMessage::sign(key(n), &topic(), unix_ms, 42, Bytes::from_static(payload))
 }
 
-fn delivered(actions: &[Action]) -> Vec<Delivery> {
+fn delivered(actions: &[GossipOutput]) -> Vec<Delivery> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Event(Event::Received(d)) => Some(d.clone()),
+            Output::Event(Event::Received(d)) => Some(d.clone()),
             _ => None,
         })
         .collect()
@@ -307,11 +356,11 @@ fn delivered(actions: &[Action]) -> Vec<Delivery> {
 
 /// The messages sent, size sketches left out (they go out at every
 /// housekeeping tick and are tested apart).
-fn sends(actions: &[Action]) -> Vec<(PeerId, Message)> {
+fn sends(actions: &[GossipOutput]) -> Vec<(PeerId, Message)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, message } => Some((*to, message.message.clone())),
+            Output::Send { to, message } => Some((*to, message.message.clone())),
             _ => None,
         })
         .filter(|(_, m)| !matches!(m, Message::SizeSketch { .. }))
@@ -333,7 +382,7 @@ fn a_forged_signature_is_refused_counted_and_reported_and_the_genuine_message_st
     assert_eq!(node.stats().forged_rejected, 1);
     assert!(matches!(
         actions.as_slice(),
-        [Action::Report { peer: p, error: PeerError::Misbehaviour { penalty: FORGED_PENALTY, .. } }] if *p == peer(1)
+        [Output::Report { peer: p, error: PeerError::Misbehaviour { penalty: FORGED_PENALTY, .. } }] if *p == peer(1)
     ));
     // Someone else's payload under a valid signature of another message.
     let mut spliced = signed_by(5, UNIX, b"other");
@@ -358,7 +407,7 @@ fn an_origin_over_its_rate_is_dropped_without_blame_and_refills_with_time() {
     for payload in BURST {
         let actions = node.on_message(peer(1), gossip(signed_by(5, UNIX, payload), 2), now);
         assert!(
-            !actions.iter().any(|a| matches!(a, Action::Report { .. })),
+            !actions.iter().any(|a| matches!(a, Output::Report { .. })),
             "the relay is not blamed: {actions:?}"
         );
         got += delivered(&actions).len();
@@ -399,7 +448,7 @@ fn an_oversized_payload_is_refused_before_anything_else() {
     assert_eq!(node.stats().forged_rejected, 0);
     assert!(matches!(
         actions.as_slice(),
-        [Action::Report {
+        [Output::Report {
             error: PeerError::MessageTooLarge {
                 size: 9,
                 max: 8,
@@ -409,12 +458,12 @@ fn an_oversized_payload_is_refused_before_anything_else() {
         }]
     ));
     assert_eq!(
-        node.publish(topic(), Bytes::from_static(b"123456789"), now),
+        node.published(topic(), Bytes::from_static(b"123456789"), now),
         Err(PublishError::TooLarge { size: 9, max: 8 })
     );
     assert_eq!(node.stats().oversized_refused, 2);
     assert!(
-        node.publish(topic(), Bytes::from_static(b"12345678"), now)
+        node.published(topic(), Bytes::from_static(b"12345678"), now)
             .is_ok()
     );
 }
@@ -505,7 +554,7 @@ fn a_full_seen_cache_refuses_new_messages_until_ids_expire() {
     assert_eq!(node.stats().delivered, 20);
     assert_eq!(node.stats().seen_full, 21);
     assert_eq!(
-        node.publish(topic(), Bytes::from_static(b"mine"), now),
+        node.published(topic(), Bytes::from_static(b"mine"), now),
         Err(PublishError::Busy { max: 20 })
     );
     assert!(delivered(&node.on_message(peer(1), gossip(first, 2), now)).is_empty());
@@ -574,7 +623,7 @@ fn an_announced_message_is_grafted_after_the_timeout_and_a_graft_is_answered() {
         },
     };
     assert!(sends(&node.on_message(peer(1), ihave, now)).is_empty());
-    assert!(node.next_wakeup() <= now + timeout);
+    assert!(node.wakeup() <= now + timeout);
     assert!(sends(&node.on_tick(now + timeout - MS)).is_empty());
     let grafts = sends(&node.on_tick(now + timeout));
     assert_eq!(
@@ -594,7 +643,7 @@ fn an_announced_message_is_grafted_after_the_timeout_and_a_graft_is_answered() {
 
     // The other way round: a graft for a message we have is answered.
     let mine = node
-        .publish(topic(), Bytes::from_static(b"mine"), now)
+        .published(topic(), Bytes::from_static(b"mine"), now)
         .expect("publish")
         .0;
     let graft = TopicMessage {
@@ -670,15 +719,15 @@ fn an_unreachable_peer_is_given_up_after_the_dial_timeout() {
     let now = Instant::now();
     let mut node = GossipState::new(key(0).clone(), vec![], config, 1, now, UNIX);
     let actions = node
-        .join(topic(), vec![Contact::bare(peer(1))], now)
+        .joined(topic(), vec![Contact::bare(peer(1))], now)
         .expect("join");
-    assert!(matches!(actions.as_slice(), [Action::Connect { peer: p, .. }] if *p == peer(1)));
+    assert!(matches!(actions.as_slice(), [Output::Connect { peer: p, .. }] if *p == peer(1)));
     assert_eq!(node.pending_dials(), 1);
     // Given up at the deadline; the join is retried at once through the
     // bootstrap contact (the retry interval has passed).
     let retry = node.on_tick(now + dial_timeout);
     assert_eq!(node.stats().dials_failed, 1);
-    assert!(matches!(retry.as_slice(), [Action::Connect { peer: p, .. }] if *p == peer(1)));
+    assert!(matches!(retry.as_slice(), [Output::Connect { peer: p, .. }] if *p == peer(1)));
     assert_eq!(node.pending_dials(), 1);
 }
 
@@ -691,7 +740,7 @@ fn a_connection_no_topic_needs_any_more_is_released() {
     assert!(net.nodes[1].is_connected(&peer(0)));
     // Node 1 leaves: node 0 needs no connection to it any more; node 1
     // asked for it, so node 1 releases it.
-    let actions = net.nodes[1].leave(topic(), net.now);
+    let actions = net.nodes[1].left(topic(), net.now);
     net.apply(1, actions);
     net.run();
     assert!(!neighbours(&net, 0).contains(&1));
@@ -711,7 +760,7 @@ fn leaving_tells_every_neighbour() {
     for i in 1..4 {
         net.join(i, Some(0));
     }
-    let actions = net.nodes[0].leave(topic(), net.now);
+    let actions = net.nodes[0].left(topic(), net.now);
     let told: Vec<PeerId> = sends(&actions)
         .into_iter()
         .filter(|(_, m)| *m == Message::Disconnect { alive: false })
@@ -726,7 +775,7 @@ fn leaving_tells_every_neighbour() {
         assert!(!net.nodes[i].passive_view(&topic()).contains(&peer(0)));
     }
     assert_eq!(
-        net.nodes[0].publish(topic(), Bytes::from_static(b"x"), net.now),
+        net.nodes[0].published(topic(), Bytes::from_static(b"x"), net.now),
         Err(PublishError::NotJoined(topic()))
     );
 }
@@ -739,10 +788,12 @@ fn topics_are_limited() {
     };
     let now = Instant::now();
     let mut node = GossipState::new(key(0).clone(), vec![], config, 1, now, UNIX);
-    node.join(TopicId::from_name("a"), vec![], now).expect("a");
-    node.join(TopicId::from_name("b"), vec![], now).expect("b");
+    node.joined(TopicId::from_name("a"), vec![], now)
+        .expect("a");
+    node.joined(TopicId::from_name("b"), vec![], now)
+        .expect("b");
     assert_eq!(
-        node.join(TopicId::from_name("c"), vec![], now),
+        node.joined(TopicId::from_name("c"), vec![], now),
         Err(JoinError::TooManyTopics { max: 2 })
     );
 }
@@ -750,11 +801,11 @@ fn topics_are_limited() {
 fn every_kind() -> Vec<Message> {
     let contact = Contact {
         peer: peer(3),
-        addresses: vec![p2p::PeerAddress::memory(peer(3))],
+        addresses: vec![p2p_core::PeerAddress::memory(peer(3))],
     };
     vec![
         Message::Join {
-            addresses: vec![p2p::PeerAddress::memory(peer(0))],
+            addresses: vec![p2p_core::PeerAddress::memory(peer(0))],
         },
         Message::ForwardJoin {
             joiner: contact.clone(),
@@ -822,7 +873,7 @@ fn the_wire_bounds_are_enforced() {
             Err(WireError::Malformed(_))
         )
     };
-    let five = vec![p2p::PeerAddress::memory(peer(0)); 5];
+    let five = vec![p2p_core::PeerAddress::memory(peer(0)); 5];
     assert!(malformed(wire(Message::Join { addresses: five })));
     assert!(malformed(wire(Message::ShuffleReply {
         contacts: vec![Contact::bare(peer(1)); 17]
@@ -852,7 +903,7 @@ fn the_wire_bounds_are_enforced() {
     });
     if let Some(proto::gossip_message::Kind::ShuffleReply(r)) = &mut foreign.kind {
         r.contacts[0].addresses = vec![
-            p2p::PeerAddress::memory(peer(2)).to_string(),
+            p2p_core::PeerAddress::memory(peer(2)).to_string(),
             "garbage".into(),
         ];
     }
@@ -987,7 +1038,7 @@ proptest! {
         let start = Instant::now();
         let mut now = start;
         let mut node = GossipState::new(key(0).clone(), vec![], config, 3, now, UNIX);
-        node.join(topic(), vec![], now).expect("join");
+        node.joined(topic(), vec![], now).expect("join");
         let mut delivered = std::collections::BTreeSet::new();
         // Leaving forgets the topic; a later join is a new subscription.
         let mut generation = 0u32;
@@ -1007,23 +1058,23 @@ proptest! {
                     node.on_tick(now)
                 }
                 Input::Publish => node
-                    .publish(topic(), Bytes::from_static(b"mine"), now)
+                    .published(topic(), Bytes::from_static(b"mine"), now)
                     .map(|(_, a)| a)
                     .unwrap_or_default(),
                 Input::Join(p) => node
-                    .join(topic(), vec![Contact::bare(peer(p))], now)
+                    .joined(topic(), vec![Contact::bare(peer(p))], now)
                     .unwrap_or_default(),
-                Input::Leave => node.leave(topic(), now),
+                Input::Leave => node.left(topic(), now),
             };
             node.check_invariants();
-            prop_assert!(node.next_wakeup() >= start);
+            prop_assert!(node.wakeup() >= start);
             for action in &actions {
                 match action {
-                    Action::Event(Event::Received(d)) => {
+                    Output::Event(Event::Received(d)) => {
                         prop_assert!(delivered.insert((d.id, generation)), "delivered twice: {:?}", d.id);
                         prop_assert!(d.origin != peer(0) || d.payload.as_ref() != b"mine");
                     }
-                    Action::Send { to, .. } | Action::Connect { peer: to, .. } => {
+                    Output::Send { to, .. } | Output::Connect { peer: to, .. } => {
                         prop_assert!(*to != peer(0), "never sends to itself");
                     }
                     _ => {}
@@ -1096,7 +1147,7 @@ fn membership_messages_from_unexpected_peers_change_nothing() {
     for m in [forward, shuffle, reply] {
         let actions = node.on_message(stranger, m, now);
         assert!(
-            !actions.iter().any(|a| matches!(a, Action::Connect { .. })),
+            !actions.iter().any(|a| matches!(a, Output::Connect { .. })),
             "{actions:?}"
         );
     }
@@ -1176,9 +1227,9 @@ fn contact_addresses_naming_another_peer_are_screened() {
     let joiner = peer(20);
     node.on_peer_up(joiner, vec![], now);
     let addresses = vec![
-        p2p::PeerAddress::memory(joiner),
-        p2p::PeerAddress::memory(peer(21)),
-        p2p::PeerAddress::memory(joiner),
+        p2p_core::PeerAddress::memory(joiner),
+        p2p_core::PeerAddress::memory(peer(21)),
+        p2p_core::PeerAddress::memory(joiner),
     ];
     node.on_message(joiner, msg(Message::Join { addresses }), now);
     assert_eq!(node.stats().contacts_screened, 2);
@@ -1216,7 +1267,7 @@ fn a_hop_count_only_the_origin_may_claim_is_refused_and_reported() {
     assert!(delivered(&actions).is_empty());
     assert!(actions.iter().any(|a| matches!(
         a,
-        Action::Report { peer: p, error: PeerError::Misbehaviour { .. } } if *p == peer(1)
+        Output::Report { peer: p, error: PeerError::Misbehaviour { .. } } if *p == peer(1)
     )));
     // From its origin, hop 1 is the truth.
     let from_origin = signed_by(2, UNIX, b"from two");

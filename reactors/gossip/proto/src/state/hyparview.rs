@@ -76,7 +76,7 @@
 
 use std::time::{Duration, Instant};
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
@@ -1051,7 +1051,7 @@ impl HyParView {
 /// `Router::connect`.
 fn screen(mut contact: Contact, ctx: &mut Ctx<'_>) -> Contact {
     let before = contact.addresses.len();
-    let mut kept: Vec<p2p::PeerAddress> = Vec::with_capacity(before);
+    let mut kept: Vec<p2p_core::PeerAddress> = Vec::with_capacity(before);
     for address in contact.addresses {
         if address.peer == contact.peer && !kept.contains(&address) {
             kept.push(address);

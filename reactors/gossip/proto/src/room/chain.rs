@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2p::{Keypair, PeerId};
+use p2p_core::{Keypair, PeerId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 

@@ -5,22 +5,24 @@
 //! peer with no connection (a joiner at the end of a walk, a passive peer
 //! asked to be a neighbour, a shuffle's origin), the message is held here,
 //! at most `max_pending_messages` per peer, and the driver is asked once
-//! to [`Connect`](crate::Action::Connect). The held messages go out when
-//! the peer comes up; if it does not within `dial_timeout`, they are
-//! dropped and the topics are told the peer is unreachable. A connection
+//! to [`Connect`](p2p_core::reactor::Output::Connect). The held messages go out when
+//! the peer comes up; if it does not within `dial_timeout` (or the driver
+//! reports the dial failed), they are dropped and the topics are told the
+//! peer is unreachable. A connection
 //! the core asked for and no topic needs any more (out of every active
 //! view) is released after `release_after`
-//! ([`Disconnect`](crate::Action::Disconnect)); connections the core did
+//! ([`Disconnect`](p2p_core::reactor::Output::Disconnect)); connections the core did
 //! not ask for (dialed by the peer, by the peer manager, by other
 //! reactors) are never released by gossip.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use p2p::{PeerAddress, PeerId};
+use p2p_core::reactor::Output;
+use p2p_core::{PeerAddress, PeerId};
 
 use crate::config::GossipConfig;
-use crate::state::Action;
+use crate::state::GossipOutput;
 use crate::state::message::{Contact, TopicMessage};
 use crate::stats::GossipStats;
 
@@ -82,14 +84,14 @@ pub(crate) fn emit_send(
     to: PeerId,
     message: TopicMessage,
     stats: &mut GossipStats,
-    actions: &mut Vec<Action>,
+    actions: &mut Vec<GossipOutput>,
 ) {
     if message.message.is_payload() {
         stats.payload_sent += 1;
     } else {
         stats.control_sent += 1;
     }
-    actions.push(Action::Send { to, message });
+    actions.push(Output::Send { to, message });
 }
 
 impl Connections {
@@ -134,6 +136,15 @@ impl Connections {
         3 * self.limits.release_after
     }
 
+    /// The addresses `peer`'s connection announced (none if not
+    /// connected).
+    pub(crate) fn addresses(&self, peer: &PeerId) -> Vec<PeerAddress> {
+        self.peers
+            .get(peer)
+            .map(|c| c.addresses.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
         self.peers.keys().copied()
     }
@@ -155,7 +166,7 @@ impl Connections {
         message: TopicMessage,
         now: Instant,
         stats: &mut GossipStats,
-        actions: &mut Vec<Action>,
+        actions: &mut Vec<GossipOutput>,
     ) {
         if self.peers.contains_key(&to) {
             emit_send(to, message, stats, actions);
@@ -181,7 +192,7 @@ impl Connections {
             },
         );
         stats.dials_requested += 1;
-        actions.push(Action::Connect {
+        actions.push(Output::Connect {
             peer: to,
             addresses: dial,
         });
@@ -194,7 +205,7 @@ impl Connections {
         addresses: Vec<PeerAddress>,
         now: Instant,
         stats: &mut GossipStats,
-        actions: &mut Vec<Action>,
+        actions: &mut Vec<GossipOutput>,
     ) {
         let pending = self.pending.remove(&peer);
         let connection = self.peers.entry(peer).or_insert(Connection {
@@ -221,11 +232,23 @@ impl Connections {
         peer: PeerId,
         now: Instant,
         stats: &mut GossipStats,
-        actions: &mut Vec<Action>,
+        actions: &mut Vec<GossipOutput>,
     ) {
         if !self.peers.contains_key(&peer) {
             self.on_up(peer, Vec::new(), now, stats, actions);
         }
+    }
+
+    /// The driver could not dial `peer`: a connection we were waiting for
+    /// is given up at once (its held messages dropped), as at its
+    /// deadline. Whether we were waiting for it.
+    pub(crate) fn dial_failed(&mut self, peer: &PeerId, stats: &mut GossipStats) -> bool {
+        let Some(pending) = self.pending.remove(peer) else {
+            return false;
+        };
+        stats.dials_failed += 1;
+        stats.pending_dropped += pending.queue.len() as u64;
+        true
     }
 
     pub(crate) fn on_down(&mut self, peer: &PeerId, stats: &mut GossipStats) -> Down {
@@ -245,7 +268,7 @@ impl Connections {
         now: Instant,
         needed: impl Fn(&PeerId) -> bool,
         stats: &mut GossipStats,
-        actions: &mut Vec<Action>,
+        actions: &mut Vec<GossipOutput>,
     ) -> Vec<PeerId> {
         let mut failed = Vec::new();
         self.pending.retain(|peer, p| {
@@ -269,7 +292,10 @@ impl Connections {
             if now.duration_since(since) >= self.limits.release_after {
                 connection.releasing = true;
                 stats.connections_released += 1;
-                actions.push(Action::Disconnect { peer: *peer });
+                actions.push(Output::Disconnect {
+                    peer: *peer,
+                    ban: None,
+                });
             }
         }
         failed

@@ -2,7 +2,7 @@
 //! (`proto/room.proto`).
 
 use bytes::Bytes;
-use p2p::PeerId;
+use p2p_core::PeerId;
 
 use crate::room::chain::RoomMessage;
 use crate::room::update::{RoomId, Stamp, StateHash, Update, UpdateKind};

@@ -57,7 +57,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use p2p::{PeerError, PeerId};
+use p2p_core::{PeerError, PeerId};
 
 use crate::config::PlumtreeConfig;
 use crate::state::bucket::{PeerBuckets, Rate};

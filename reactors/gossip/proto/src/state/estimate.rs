@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use p2p::PeerId;
+use p2p_core::PeerId;
 use sha2::{Digest, Sha256};
 
 use crate::state::Ctx;
@@ -179,7 +179,7 @@ mod tests {
         for n in [50usize, 1000, 20_000] {
             let sketch: BTreeSet<u64> = (0..n as u64)
                 .map(|i| {
-                    let peer = p2p::Keypair::from_seed(i).peer_id();
+                    let peer = p2p_core::Keypair::from_seed(i).peer_id();
                     member_value(&topic, 7, &peer)
                 })
                 .collect::<BTreeSet<_>>()

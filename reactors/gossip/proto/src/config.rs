@@ -410,13 +410,13 @@ impl GossipConfig {
             );
         }
         if self.max_payload_size == 0
-            || self.max_payload_size + MESSAGE_OVERHEAD > p2p::router::MAX_MESSAGE_SIZE
+            || self.max_payload_size + MESSAGE_OVERHEAD > p2p_core::MAX_MESSAGE_SIZE
         {
             return bad(
                 "max_payload_size",
                 format!(
                     "must be in 1..={}",
-                    p2p::router::MAX_MESSAGE_SIZE - MESSAGE_OVERHEAD
+                    p2p_core::MAX_MESSAGE_SIZE - MESSAGE_OVERHEAD
                 ),
             );
         }

@@ -1,44 +1,26 @@
-//! The sans-IO core of gossip: fed with messages, peer updates, commands
-//! and ticks, it returns [`Action`]s for a driver to carry out. No clock,
-//! no I/O, no tokio: time comes in as arguments, randomness from a seed.
-//! The same core runs in the [`Gossip`](crate::Gossip) reactor and in the
-//! simulator (the `reactor-gossip-sim` crate).
-//!
-//! ```
-//! use std::time::Instant;
-//! use bytes::Bytes;
-//! use p2p::Keypair;
-//! use reactor_gossip::{Action, Contact, GossipConfig, GossipState, Message, TopicId};
-//!
-//! let now = Instant::now();
-//! let unix_ms = 1_700_000_000_000;
-//! let topic = TopicId::from_name("chat");
-//! let mut a = GossipState::new(Keypair::from_seed(1), vec![], GossipConfig::default(), 1, now, unix_ms);
-//! let b = Keypair::from_seed(2).peer_id();
-//! // Join through b: the core asks for a connection, then sends the Join.
-//! let actions = a.join(topic, vec![Contact::bare(b)], now).unwrap();
-//! assert!(matches!(actions.as_slice(), [Action::Connect { peer, .. }] if *peer == b));
-//! let actions = a.on_peer_up(b, vec![], now);
-//! assert!(matches!(
-//!     actions.as_slice(),
-//!     [Action::Send { to, message }] if *to == b && matches!(message.message, Message::Join { .. })
-//! ));
-//! ```
+//! The sans-IO core of gossip: [`GossipState`] is fed peer updates,
+//! messages, timers and commands as a [`Core`](p2p_core::reactor::Core)
+//! (see [`core`]) and answers with [`GossipOutput`]s for a driver to carry
+//! out. No clock, no I/O, no tokio: time comes in as arguments, randomness
+//! from a seed. The same core runs in the `reactor-gossip` reactor and in
+//! the simulator (the `reactor-gossip-sim` crate).
 //!
 //! # Connections
 //!
 //! A topic's active view is a set of peers we hold connections to; the
 //! router owns the connections. The core keeps track of which peers are
-//! connected ([`GossipState::on_peer_up`]/[`on_peer_down`](GossipState::on_peer_down),
-//! and any message received proves one). A message for a peer without a
-//! connection is held and [`Action::Connect`] asks the driver to dial; a
+//! connected ([`Input::PeerUp`](p2p_core::reactor::Input::PeerUp) /
+//! [`Input::PeerDown`](p2p_core::reactor::Input::PeerDown), and any
+//! message received proves one). A message for a peer without a
+//! connection is held and [`Output::Connect`] asks the driver to dial; a
 //! connection the core asked for and no longer needs is given back with
-//! [`Action::Disconnect`] (see `connections.rs`).
+//! [`Output::Disconnect`] (see `connections.rs`).
 
 pub mod message;
 
 mod bucket;
 mod connections;
+pub mod core;
 pub mod estimate;
 mod hyparview;
 mod plumtree;
@@ -51,7 +33,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2p::{Keypair, PeerAddress, PeerError, PeerId};
+use p2p_core::reactor::{Output, Outputs};
+use p2p_core::{Keypair, PeerAddress, PeerError, PeerId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -104,42 +87,14 @@ pub enum Event {
     },
 }
 
-/// What the core asks its driver to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send `message` to `to` (connected), never waiting: a full queue
-    /// drops it.
-    Send {
-        /// The peer.
-        to: PeerId,
-        /// The message.
-        message: TopicMessage,
-    },
-    /// Make a connection to `peer` (through `addresses`, or what the
-    /// address book knows), then report [`GossipState::on_peer_up`]. If it
-    /// never comes up, the core gives up after `dial_timeout`.
-    Connect {
-        /// The peer.
-        peer: PeerId,
-        /// Where it says it can be dialed (may be empty).
-        addresses: Vec<PeerAddress>,
-    },
-    /// The core asked for a connection to `peer` and no topic needs it
-    /// any more: close it (unless something else uses it).
-    Disconnect {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// Report `peer`'s misbehaviour to the router (lowers its score).
-    Report {
-        /// The peer.
-        peer: PeerId,
-        /// What it did.
-        error: PeerError,
-    },
-    /// Tell the application.
-    Event(Event),
-}
+/// What the gossip core asks its driver to do: send (never waiting: a
+/// full queue drops the message), connect (a peer it needs and is not
+/// connected to; if it never comes up the core gives up after
+/// `dial_timeout`), disconnect (a connection the core asked for and no
+/// topic needs any more), report a peer's misbehaviour, or tell the
+/// application an [`Event`]. Gossip broadcasts nothing to every peer and
+/// has no effects.
+pub type GossipOutput = Output<TopicMessage, Event, ()>;
 
 /// Why a topic could not be joined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -355,8 +310,9 @@ impl GossipState {
         (unix + elapsed).saturating_sub(before)
     }
 
-    /// When [`on_tick`](Self::on_tick) has something to do next.
-    pub fn next_wakeup(&self) -> Instant {
+    /// When [`on_tick`](Self::on_tick) has something to do next (the
+    /// core's [`next_wakeup`](p2p_core::reactor::Core::next_wakeup)).
+    fn wakeup(&self) -> Instant {
         let mut at = self.next_housekeeping;
         if let Some(dial) = self.connections.next_deadline() {
             at = at.min(dial);
@@ -373,7 +329,7 @@ impl GossipState {
         &mut self,
         id: TopicId,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Vec<GossipOutput>,
         step: impl FnOnce(&mut Topic, &mut Ctx<'_>),
     ) {
         let unix_ms = self.unix_ms(now);
@@ -397,7 +353,7 @@ impl GossipState {
         topic: TopicId,
         out: Vec<TopicOut>,
         now: Instant,
-        actions: &mut Vec<Action>,
+        actions: &mut Vec<GossipOutput>,
     ) {
         for item in out {
             match item {
@@ -415,30 +371,33 @@ impl GossipState {
                     );
                 }
                 TopicOut::NeighborUp(peer) => {
-                    actions.push(Action::Event(Event::NeighborUp { topic, peer }))
+                    actions.push(Output::Event(Event::NeighborUp { topic, peer }))
                 }
                 TopicOut::NeighborDown(peer) => {
-                    actions.push(Action::Event(Event::NeighborDown { topic, peer }))
+                    actions.push(Output::Event(Event::NeighborDown { topic, peer }))
                 }
                 TopicOut::Deliver(delivery) => {
-                    actions.push(Action::Event(Event::Received(delivery)))
+                    actions.push(Output::Event(Event::Received(delivery)))
                 }
-                TopicOut::Report { peer, error } => actions.push(Action::Report { peer, error }),
+                TopicOut::Report { peer, error } => actions.push(Output::Report { peer, error }),
             }
         }
     }
 
     /// Joins `topic` through one of `bootstrap` (members, or peers that
-    /// may be; the others are kept for retries). Joining a topic already
-    /// joined adds the contacts and, with an empty active view, tries
-    /// again. With no contact at all, the node retries through any
-    /// connected peer every `join_retry_interval`.
+    /// may be; the others are kept for retries). A contact without
+    /// addresses that is connected gets the addresses its connection
+    /// announced. Joining a topic already joined adds the contacts and,
+    /// with an empty active view, tries again. With no contact at all, the
+    /// node retries through any connected peer every
+    /// `join_retry_interval`.
     pub fn join(
         &mut self,
         topic: TopicId,
         bootstrap: Vec<Contact>,
         now: Instant,
-    ) -> Result<Vec<Action>, JoinError> {
+        out: &mut Outputs<Self>,
+    ) -> Result<(), JoinError> {
         if !self.topics.contains_key(&topic) {
             if self.topics.len() >= self.config.max_topics {
                 return Err(JoinError::TooManyTopics {
@@ -456,7 +415,6 @@ impl GossipState {
             let state = Topic::new(topic, self.me.clone(), &self.config, &mut ctx);
             self.topics.insert(topic, state);
         }
-        let mut actions = Vec::new();
         let mut bootstrap = bootstrap;
         if bootstrap.is_empty() {
             bootstrap = self
@@ -464,16 +422,19 @@ impl GossipState {
                 .candidates(now, self.connections.stable_after())
                 .connected;
         }
-        self.with_topic(topic, now, &mut actions, |t, ctx| t.join(bootstrap, ctx));
-        Ok(actions)
+        for contact in &mut bootstrap {
+            if contact.addresses.is_empty() {
+                contact.addresses = self.connections.addresses(&contact.peer);
+            }
+        }
+        self.with_topic(topic, now, out, |t, ctx| t.join(bootstrap, ctx));
+        Ok(())
     }
 
     /// Leaves `topic`: neighbours are told, its state is dropped.
-    pub fn leave(&mut self, topic: TopicId, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
-        self.with_topic(topic, now, &mut actions, |t, ctx| t.leave(ctx));
+    pub fn leave(&mut self, topic: TopicId, now: Instant, out: &mut Outputs<Self>) {
+        self.with_topic(topic, now, out, |t, ctx| t.leave(ctx));
         self.topics.remove(&topic);
-        actions
     }
 
     /// Publishes `payload` on `topic`, signed by this node: it goes to
@@ -484,7 +445,8 @@ impl GossipState {
         topic: TopicId,
         payload: Bytes,
         now: Instant,
-    ) -> Result<(MessageId, Vec<Action>), PublishError> {
+        out: &mut Outputs<Self>,
+    ) -> Result<MessageId, PublishError> {
         if payload.len() > self.config.max_payload_size {
             self.stats.oversized_refused += 1;
             return Err(PublishError::TooLarge {
@@ -506,15 +468,17 @@ impl GossipState {
         let message = SignedMessage::sign(&self.keypair, &topic, self.unix_ms(now), nonce, payload);
         let id = message.id(&topic);
         self.stats.published += 1;
-        let mut actions = Vec::new();
-        self.with_topic(topic, now, &mut actions, |t, ctx| {
-            t.publish(id, message, ctx)
-        });
-        Ok((id, actions))
+        self.with_topic(topic, now, out, |t, ctx| t.publish(id, message, ctx));
+        Ok(id)
     }
 
     /// A message from `from`.
-    pub fn on_message(&mut self, from: PeerId, message: TopicMessage, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_message(
+        &mut self,
+        from: PeerId,
+        message: TopicMessage,
+        now: Instant,
+    ) -> Vec<GossipOutput> {
         let mut actions = Vec::new();
         if from == self.me.peer {
             return actions;
@@ -523,7 +487,7 @@ impl GossipState {
         if let Message::Gossip { message: m, .. } = &message.message {
             if m.payload.len() > self.config.max_payload_size {
                 self.stats.oversized_refused += 1;
-                actions.push(Action::Report {
+                actions.push(Output::Report {
                     peer: from,
                     error: PeerError::MessageTooLarge {
                         channel: crate::CHANNEL_NAME,
@@ -563,24 +527,25 @@ impl GossipState {
         actions
     }
 
-    /// A message that did not decode or broke the protocol's bounds
-    /// (counted; the driver reports the peer).
-    pub fn on_refused(&mut self, oversized: bool) {
-        if oversized {
+    /// A frame from `from` that did not decode or broke the protocol's
+    /// bounds: counted, and its sender reported.
+    pub(crate) fn on_refused(&mut self, from: PeerId, error: PeerError) -> Vec<GossipOutput> {
+        if matches!(error, PeerError::MessageTooLarge { .. }) {
             self.stats.oversized_refused += 1;
         } else {
             self.stats.malformed_refused += 1;
         }
+        vec![Output::Report { peer: from, error }]
     }
 
     /// `peer` is connected (and serves the gossip channel), dialable at
     /// `addresses`.
-    pub fn on_peer_up(
+    pub(crate) fn on_peer_up(
         &mut self,
         peer: PeerId,
         addresses: Vec<PeerAddress>,
         now: Instant,
-    ) -> Vec<Action> {
+    ) -> Vec<GossipOutput> {
         let mut actions = Vec::new();
         if peer != self.me.peer {
             self.connections
@@ -591,7 +556,7 @@ impl GossipState {
 
     /// `peer`'s connection is gone, or a connection asked for could not be
     /// made.
-    pub fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_peer_down(&mut self, peer: PeerId, now: Instant) -> Vec<GossipOutput> {
         let mut actions = Vec::new();
         let down = self.connections.on_down(&peer, &mut self.stats);
         let topics: Vec<TopicId> = self.topics.keys().copied().collect();
@@ -604,9 +569,25 @@ impl GossipState {
         actions
     }
 
+    /// The driver could not dial `peer`: if we were waiting for it, the
+    /// topics are told it is unreachable (as at `dial_timeout`); a peer
+    /// we did not ask for is left alone.
+    pub(crate) fn on_dial_failed(&mut self, peer: PeerId, now: Instant) -> Vec<GossipOutput> {
+        let mut actions = Vec::new();
+        if self.connections.dial_failed(&peer, &mut self.stats) {
+            let topics: Vec<TopicId> = self.topics.keys().copied().collect();
+            for topic in topics {
+                self.with_topic(topic, now, &mut actions, |t, ctx| {
+                    t.on_dial_failed(&peer, ctx)
+                });
+            }
+        }
+        actions
+    }
+
     /// Does what is due at `now`: timers of every topic, expiry, dials
     /// given up, idle connections released.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_tick(&mut self, now: Instant) -> Vec<GossipOutput> {
         let mut actions = Vec::new();
         let topics: Vec<TopicId> = self.topics.keys().copied().collect();
         let housekeeping = now >= self.next_housekeeping;

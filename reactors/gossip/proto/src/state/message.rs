@@ -5,7 +5,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use p2p::{IdentityError, Keypair, PeerAddress, PeerId};
+use p2p_core::{IdentityError, Keypair, PeerAddress, PeerId};
 use sha2::{Digest, Sha256};
 
 use crate::proto;
@@ -54,7 +54,7 @@ impl TopicId {
     /// domain, so every node derives the same id.
     ///
     /// ```
-    /// use reactor_gossip::TopicId;
+    /// use reactor_gossip_proto::TopicId;
     /// assert_eq!(TopicId::from_name("chat"), TopicId::from_name("chat"));
     /// assert_ne!(TopicId::from_name("chat"), TopicId::from_name("news"));
     /// ```
@@ -138,6 +138,23 @@ impl Contact {
         Self {
             peer,
             addresses: Vec::new(),
+        }
+    }
+}
+
+impl From<PeerId> for Contact {
+    /// A peer to reach over its existing connection: joining through it
+    /// takes the addresses its connection announced.
+    fn from(peer: PeerId) -> Self {
+        Contact::bare(peer)
+    }
+}
+
+impl From<PeerAddress> for Contact {
+    fn from(address: PeerAddress) -> Self {
+        Contact {
+            peer: address.peer,
+            addresses: vec![address],
         }
     }
 }

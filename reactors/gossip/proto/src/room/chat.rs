@@ -10,7 +10,7 @@ pub const MAX_LINE: usize = 4096;
 /// length as a big-endian `u32`.
 ///
 /// ```
-/// use reactor_gossip::room::{ChatLog, Reducer};
+/// use reactor_gossip_proto::room::{ChatLog, Reducer};
 /// let mut state = Vec::new();
 /// ChatLog.reduce(&mut state, b"hello").unwrap();
 /// ChatLog.reduce(&mut state, b"world").unwrap();
