@@ -412,21 +412,6 @@ fn emit(room: RoomId, actions: Vec<RoomAction>, out: &mut Outputs<RoomsCore>) {
     }
 }
 
-/// The [`PeerError`] a refused room frame charges its sender with.
-fn wire_error(error: WireError) -> PeerError {
-    match error {
-        WireError::TooLarge { size, max } => PeerError::MessageTooLarge {
-            channel: ROOM_CHANNEL_NAME,
-            size,
-            max,
-        },
-        WireError::Malformed(detail) => PeerError::MalformedMessage {
-            channel: ROOM_CHANNEL_NAME,
-            detail,
-        },
-    }
-}
-
 impl Core for RoomsCore {
     type Message = RoomEnvelope;
     type Wire = proto::RoomMessage;
@@ -487,7 +472,7 @@ impl Core for RoomsCore {
     fn decode(&self, wire: proto::RoomMessage) -> Result<Option<RoomEnvelope>, PeerError> {
         wire::message_from_wire(wire, self.config.max_state_size)
             .map(|m| m.map(|(room, message)| RoomEnvelope { room, message }))
-            .map_err(wire_error)
+            .map_err(|e| e.charge(ROOM_CHANNEL_NAME))
     }
 
     fn encode(message: RoomEnvelope) -> proto::RoomMessage {

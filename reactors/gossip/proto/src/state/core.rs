@@ -30,9 +30,7 @@ use p2p_core::reactor::{Core, CoreInput, Input, Outputs, SendFailure};
 
 use crate::CHANNEL_NAME;
 use crate::proto;
-use crate::state::message::{
-    Contact, MAX_CONTACT_ADDRESSES, MessageId, TopicId, TopicMessage, WireError,
-};
+use crate::state::message::{Contact, MAX_CONTACT_ADDRESSES, MessageId, TopicId, TopicMessage};
 use crate::state::{Event, GossipState, JoinError, PublishError};
 
 /// An application's request to the gossip core ([`Core::command`]).
@@ -65,21 +63,6 @@ pub enum GossipReply {
     Left,
     /// To [`GossipCommand::Publish`]: the message's id.
     Published(Result<MessageId, PublishError>),
-}
-
-/// The [`PeerError`] a refused frame charges its sender with.
-pub fn wire_error(error: WireError) -> PeerError {
-    match error {
-        WireError::TooLarge { size, max } => PeerError::MessageTooLarge {
-            channel: CHANNEL_NAME,
-            size,
-            max,
-        },
-        WireError::Malformed(detail) => PeerError::MalformedMessage {
-            channel: CHANNEL_NAME,
-            detail,
-        },
-    }
 }
 
 impl Core for GossipState {
@@ -139,7 +122,8 @@ impl Core for GossipState {
     }
 
     fn decode(&self, wire: proto::GossipMessage) -> Result<Option<TopicMessage>, PeerError> {
-        TopicMessage::from_wire(wire, self.config().max_payload_size).map_err(wire_error)
+        TopicMessage::from_wire(wire, self.config().max_payload_size)
+            .map_err(|e| e.charge(CHANNEL_NAME))
     }
 
     fn encode(message: TopicMessage) -> proto::GossipMessage {

@@ -385,6 +385,21 @@ pub enum WireError {
     Malformed(String),
 }
 
+impl WireError {
+    /// The [`PeerError`](p2p_core::PeerError) a frame refused on `channel`
+    /// charges its sender with.
+    pub fn charge(self, channel: &'static str) -> p2p_core::PeerError {
+        match self {
+            WireError::TooLarge { size, max } => {
+                p2p_core::PeerError::MessageTooLarge { channel, size, max }
+            }
+            WireError::Malformed(detail) => {
+                p2p_core::PeerError::MalformedMessage { channel, detail }
+            }
+        }
+    }
+}
+
 fn malformed(what: impl Into<String>) -> WireError {
     WireError::Malformed(what.into())
 }

@@ -3,19 +3,9 @@
 //! neighbour list, fresh keys that hold a gateway's join slots, and a
 //! PeerId that shows a second location.
 
-use super::tests::{Drive, O, UNIX, key, network, transcript};
+use super::tests::{Drive, O, UNIX, key, network, sends, transcript};
 use super::*;
 use crate::negotiation::JoinerSecret;
-
-fn sends(actions: &[O]) -> Vec<(PeerId, Message)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Output::Send { to, message } => Some((*to, message.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 fn dials(actions: &[O]) -> Vec<PeerId> {
     actions

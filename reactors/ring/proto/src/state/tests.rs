@@ -120,7 +120,7 @@ pub(super) fn transcript_until(
         .expect("verifies")
 }
 
-fn sends(actions: &[O]) -> Vec<(PeerId, Message)> {
+pub(super) fn sends(actions: &[O]) -> Vec<(PeerId, Message)> {
     actions
         .iter()
         .filter_map(|a| match a {
