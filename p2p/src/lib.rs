@@ -7,7 +7,7 @@
 //! [`ChannelReceiver`]. The delivery promises are stated in [`channel`];
 //! the design and its alternatives in `adr/0002-delivery-semantics-and-flow-control.md`.
 
-pub use p2p_core::{address, channel, identity, ip_prefix};
+pub use p2p_core::{MAX_NETWORK_ID_LEN, address, channel, identity, ip_prefix};
 pub mod metrics;
 pub mod peer_manager;
 pub mod peer_store;

@@ -166,7 +166,9 @@ fn check_hello(
             format!("hello announces channel {} twice", c.id),
         ));
     }
-    if theirs.network_id.len() > 256 || theirs.listen_addresses.iter().any(|a| a.len() > 512) {
+    if theirs.network_id.len() > crate::MAX_NETWORK_ID_LEN
+        || theirs.listen_addresses.iter().any(|a| a.len() > 512)
+    {
         return Err(HandshakeError::new(
             GoodbyeReason::ProtocolViolation,
             "oversized_hello",
@@ -499,4 +501,32 @@ fn violation(shared: &Shared, link: &Link, error: PeerError) -> Step {
 /// A fresh token for a connection, cancelled when the router stops hard.
 pub(crate) fn connection_token(hard_stop: &CancellationToken) -> CancellationToken {
     hard_stop.child_token()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    fn info(network_id: &str) -> proto::NodeInfo {
+        proto::NodeInfo {
+            protocol_version: crate::router::PROTOCOL_VERSION,
+            network_id: network_id.into(),
+            ..proto::NodeInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_hello_with_a_network_id_over_the_one_limit_is_refused() {
+        let peer = Keypair::from_seed(1).peer_id();
+        let longest = "n".repeat(crate::MAX_NETWORK_ID_LEN);
+        let mut theirs = info(&longest);
+        theirs.peer_id = peer.as_bytes().to_vec().into();
+        assert!(check_hello(peer, &info(&longest), &theirs).is_ok());
+        let over = "n".repeat(crate::MAX_NETWORK_ID_LEN + 1);
+        let mut theirs = info(&over);
+        theirs.peer_id = peer.as_bytes().to_vec().into();
+        let error = check_hello(peer, &info(&over), &theirs).expect_err("refused");
+        assert_eq!(error.label, "oversized_hello");
+    }
 }

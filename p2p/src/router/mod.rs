@@ -182,6 +182,14 @@ pub enum RouterError {
     /// `start` was called outside a tokio runtime.
     #[error("the router must be started inside a tokio runtime")]
     NoRuntime,
+    /// The network id is longer than [`MAX_NETWORK_ID_LEN`](crate::MAX_NETWORK_ID_LEN).
+    #[error("network id of {len} bytes exceeds the limit of {max} bytes")]
+    NetworkIdTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// A connected peer, as [`Router::peers`] lists it.
@@ -391,6 +399,12 @@ impl RouterBuilder {
     /// known peers. Must run inside a tokio runtime.
     pub fn start(self) -> Result<Router, RouterError> {
         self.config.peer_manager.validate()?;
+        if self.config.network_id.len() > crate::MAX_NETWORK_ID_LEN {
+            return Err(RouterError::NetworkIdTooLong {
+                len: self.config.network_id.len(),
+                max: crate::MAX_NETWORK_ID_LEN,
+            });
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| RouterError::NoRuntime)?;
         let local = self.keypair.peer_id();
         let store = self
@@ -671,5 +685,27 @@ impl Router {
         if let Some(handle) = handle {
             let _ = handle.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod network_id_tests {
+    use super::*;
+
+    #[test]
+    fn a_router_refuses_to_start_with_a_network_id_over_the_limit() {
+        let config = RouterConfig {
+            network_id: "n".repeat(crate::MAX_NETWORK_ID_LEN + 1),
+            ..RouterConfig::default()
+        };
+        let result = RouterBuilder::new(Keypair::from_seed(1), config).start();
+        assert!(
+            matches!(
+                result,
+                Err(RouterError::NetworkIdTooLong { len: 243, max: 242 })
+            ),
+            "{:?}",
+            result.err()
+        );
     }
 }
