@@ -41,7 +41,7 @@ pub const MIN_LOCATION_TTL: Duration = Duration::from_secs(3600);
 /// as `max_load_share`. A missing field takes its default and an unknown
 /// one is an error. Left out, so they keep their defaults: `gateways`
 /// (the caller knows them as addresses to dial), `network_id` (the
-/// router's), the protocol's tuning (`max_htl`, `connect_random_walk`,
+/// router's), the protocol's tuning (`max_htl`, `lookahead`, `connect_random_walk`,
 /// `request_timeout`, the pending limits, `join_grace`, `prune_ban`) and
 /// the rest of `load`. This is the node's `[reactors.ring]` section, less
 /// its `enabled`, `gateway` and `gateways`.
@@ -73,7 +73,9 @@ pub struct RingConfig {
     /// scores the best of its own location and those in its neighbor list
     /// (default). Off, every route is plain greedy on the neighbors'
     /// own locations (what freenet-core's topology simulator measures; the
-    /// simulator switches it to compare).
+    /// simulator switches it to compare). Not in the node's file: a
+    /// research knob, like `max_htl`.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub lookahead: bool,
     /// Random hops a connect request takes before greedy routing.
     #[cfg_attr(feature = "serde", serde(skip))]
