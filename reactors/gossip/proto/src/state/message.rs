@@ -647,3 +647,58 @@ impl From<TopicMessage> for proto::GossipMessage {
         }
     }
 }
+
+#[cfg(test)]
+mod id_spec_tests {
+    //! ADR 0009's identifiers, byte for byte: an implementer computes them
+    //! from the text alone.
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    fn h(domain: &str, parts: &[&[u8]]) -> [u8; 32] {
+        let mut bytes = (domain.len() as u64).to_be_bytes().to_vec();
+        bytes.extend_from_slice(domain.as_bytes());
+        for part in parts {
+            bytes.extend_from_slice(part);
+        }
+        Sha256::digest(&bytes).into()
+    }
+
+    #[test]
+    fn topic_and_message_ids_and_the_signature_are_as_adr_0009_writes_them() {
+        let topic = TopicId::from_name("chat");
+        assert_eq!(
+            *topic.as_bytes(),
+            h("switchyard/gossip/v1/topic", &[b"chat"])
+        );
+
+        let keypair = Keypair::from_seed(7);
+        let (timestamp_ms, nonce) = (1_800_000_000_123u64, 42u64);
+        let message = SignedMessage::sign(
+            &keypair,
+            &topic,
+            timestamp_ms,
+            nonce,
+            Bytes::from_static(b"hi"),
+        );
+        let id = h(
+            "switchyard/gossip/v1/id",
+            &[
+                topic.as_bytes(),
+                keypair.peer_id().as_bytes(),
+                &timestamp_ms.to_be_bytes(),
+                &nonce.to_be_bytes(),
+                b"hi",
+            ],
+        );
+        assert_eq!(*message.id(&topic).as_bytes(), id);
+
+        let domain = "switchyard/gossip/v1/message";
+        let mut signed = (domain.len() as u64).to_be_bytes().to_vec();
+        signed.extend_from_slice(domain.as_bytes());
+        signed.extend_from_slice(&id);
+        assert_eq!(message.signature, keypair.sign(&signed));
+    }
+}
