@@ -7,6 +7,8 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 use switchyard::api::{ErrorBody, PeerEntry, Status};
 
+use crate::output::outln;
+
 /// GETs `path` from the API at `api` and decodes the JSON answer.
 pub async fn get<T: DeserializeOwned>(api: SocketAddr, path: &str) -> anyhow::Result<T> {
     let url = format!("http://{api}{path}");
@@ -37,40 +39,43 @@ pub async fn get<T: DeserializeOwned>(api: SocketAddr, path: &str) -> anyhow::Re
 /// Prints `GET /status`.
 pub async fn status(api: SocketAddr) -> anyhow::Result<()> {
     let s: Status = get(api, "/status").await?;
-    println!("peer id      {}", s.peer_id);
-    println!("network      {}", s.network_id);
-    println!("version      {}", s.version);
+    outln!("peer id      {}", s.peer_id)?;
+    outln!("network      {}", s.network_id)?;
+    outln!("version      {}", s.version)?;
     for address in &s.listen_addresses {
-        println!("listening    {address}");
+        outln!("listening    {address}")?;
     }
-    println!(
+    outln!(
         "peers        {} ({} inbound, {} outbound)",
         s.inbound_peers + s.outbound_peers,
         s.inbound_peers,
         s.outbound_peers
-    );
-    println!("known peers  {}", s.known_peers);
-    println!("uptime       {} s", s.uptime_seconds);
+    )?;
+    outln!("known peers  {}", s.known_peers)?;
+    outln!("uptime       {} s", s.uptime_seconds)?;
     Ok(())
 }
 
 /// Prints `GET /peers` as a table.
 pub async fn peers(api: SocketAddr) -> anyhow::Result<()> {
     let peers: Vec<PeerEntry> = get(api, "/peers").await?;
-    println!(
+    outln!(
         "{:<52}  {:<8}  {:>5}  {:<15}  software",
-        "peer id", "dir", "score", "remote ip"
-    );
+        "peer id",
+        "dir",
+        "score",
+        "remote ip"
+    )?;
     for p in &peers {
-        println!(
+        outln!(
             "{:<52}  {:<8}  {:>5}  {:<15}  {}",
             p.peer_id,
             p.direction,
             p.score.map_or_else(|| "-".into(), |s| s.to_string()),
             p.remote_ip.as_deref().unwrap_or("-"),
             p.software_version
-        );
+        )?;
     }
-    println!("{} peers", peers.len());
+    outln!("{} peers", peers.len())?;
     Ok(())
 }

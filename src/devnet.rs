@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use switchyard::gossip::RoomEntry;
 use switchyard::p2p::{Keypair, PeerAddress, PeerId};
 use switchyard::ring::RingView;
 use tokio::process::{Child, Command};
+
+use crate::output::{self, OutputError, outln};
 
 /// How long a node gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -167,57 +170,67 @@ pub async fn run(
             child,
         });
     }
-    println!(
-        "switchyard devnet: {nodes} node processes on loopback, data in {} (Ctrl-C to stop)",
-        root.display()
-    );
-    for (i, node) in running.iter().enumerate() {
-        println!(
-            "  node {i}: {}  api http://{}  log {}",
-            PeerAddress::tcp(node.peer, node.tcp),
-            node.api,
-            node.home.join("node.log").display()
-        );
-    }
-    if let Some(first) = running.first() {
-        println!(
-            "  try: curl -d 'hello' http://{api}/rooms/{DEVNET_ROOM}   (then GET it on any node)\n       \
-             curl -N http://{api}/gossip/topics/{DEVNET_TOPIC}/messages   (and POST to it on another)\n       \
-             curl http://{api}/ring",
-            api = first.api
-        );
-    }
-    let started = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut failure = None;
-    loop {
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            _ = tick.tick() => {}
+    // A failed write to standard output (`devnet | head -3`) stops the
+    // devnet like Ctrl-C does: every node gets SIGTERM first.
+    let watched = async {
+        show_nodes(&running, &root)?;
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => return Ok(None),
+                _ = tick.tick() => {}
+            }
+            if let Some(i) = exited(&mut running) {
+                return Ok(Some(format!(
+                    "node {i} exited on its own; see {}",
+                    running[i].home.join("node.log").display()
+                )));
+            }
+            print_table(&running, started.elapsed()).await?;
+            if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
+                return Ok(None);
+            }
         }
-        if let Some(i) = exited(&mut running) {
-            failure = Some(format!(
-                "node {i} exited on its own; see {}",
-                running[i].home.join("node.log").display()
-            ));
-            break;
-        }
-        print_table(&running, started.elapsed()).await;
-        if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
-            break;
-        }
-    }
+    };
+    let watched: Result<Option<String>, OutputError> = watched.await;
     let clean = stop_all(&mut running).await;
-    match failure {
+    match watched? {
         Some(failure) => anyhow::bail!(failure),
         None if clean => {
-            println!("devnet stopped cleanly");
+            outln!("devnet stopped cleanly")?;
             Ok(())
         }
         None => anyhow::bail!("some nodes did not stop cleanly; see their node.log"),
     }
+}
+
+/// Prints where each node is and what to try.
+fn show_nodes(running: &[DevNode], root: &Path) -> Result<(), OutputError> {
+    let nodes = running.len();
+    outln!(
+        "switchyard devnet: {nodes} node processes on loopback, data in {} (Ctrl-C to stop)",
+        root.display()
+    )?;
+    for (i, node) in running.iter().enumerate() {
+        outln!(
+            "  node {i}: {}  api http://{}  log {}",
+            PeerAddress::tcp(node.peer, node.tcp),
+            node.api,
+            node.home.join("node.log").display()
+        )?;
+    }
+    if let Some(first) = running.first() {
+        outln!(
+            "  try: curl -d 'hello' http://{api}/rooms/{DEVNET_ROOM}   (then GET it on any node)\n       \
+             curl -N http://{api}/gossip/topics/{DEVNET_TOPIC}/messages   (and POST to it on another)\n       \
+             curl http://{api}/ring",
+            api = first.api
+        )?;
+    }
+    Ok(())
 }
 
 /// The first node whose process has ended, if any.
@@ -227,7 +240,7 @@ fn exited(nodes: &mut [DevNode]) -> Option<usize> {
         .position(|n| matches!(n.child.try_wait(), Ok(Some(_))))
 }
 
-async fn print_table(nodes: &[DevNode], elapsed: Duration) {
+async fn print_table(nodes: &[DevNode], elapsed: Duration) -> Result<(), OutputError> {
     let mut out = format!(
         "\n t={:>4}s  node  peer id         peers  known  ring location  ring nbrs  room height  listening\n",
         elapsed.as_secs()
@@ -264,7 +277,7 @@ async fn print_table(nodes: &[DevNode], elapsed: Duration) {
             node.tcp
         );
     }
-    print!("{out}");
+    output::text(&out)
 }
 
 /// Sends SIGTERM to every node, waits for each to exit (killing it after
@@ -279,16 +292,21 @@ async fn stop_all(nodes: &mut [DevNode]) -> bool {
     for (i, node) in nodes.iter_mut().enumerate() {
         match tokio::time::timeout(STOP_GRACE, node.child.wait()).await {
             Ok(Ok(status)) if status.success() => {}
+            // Stopped by our SIGTERM before it installed its handler (a
+            // devnet stopped as it starts): stopped as asked.
+            Ok(Ok(status)) if status.signal() == Some(Signal::SIGTERM as i32) => {}
             Ok(Ok(status)) => {
-                eprintln!("node {i} exited with {status}");
+                output::error_line(format_args!("node {i} exited with {status}"));
                 clean = false;
             }
             Ok(Err(error)) => {
-                eprintln!("node {i}: {error}");
+                output::error_line(format_args!("node {i}: {error}"));
                 clean = false;
             }
             Err(_) => {
-                eprintln!("node {i} did not stop within {STOP_GRACE:?}; killing it");
+                output::error_line(format_args!(
+                    "node {i} did not stop within {STOP_GRACE:?}; killing it"
+                ));
                 let _ = node.child.kill().await;
                 clean = false;
             }

@@ -3,6 +3,7 @@
 
 mod client;
 mod devnet;
+mod output;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchyard::config::{Config, LogFormat, default_config_toml};
+
+use crate::output::outln;
 
 #[derive(Parser)]
 #[command(
@@ -75,10 +78,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match real_main(cli) {
+    match real_main(cli).and_then(|()| Ok(output::flush()?)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`| head -1`): nothing is
+        // wrong, and there is nobody to tell.
+        Err(error) if output::is_broken_pipe(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            output::error_line(format_args!("error: {error:#}"));
             std::process::ExitCode::FAILURE
         }
     }
@@ -151,7 +157,13 @@ fn init_logs(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
         .context("log.filter")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to standard error: standard output is the command's own
+    // output. A failed write of a log line is not reported on the same
+    // broken stream (tracing-subscriber would `eprintln!` it).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let result = match config.log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -177,24 +189,24 @@ fn init(home: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
     };
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let key = switchyard::launch::load_key(&config)?;
-    println!("wrote {}", path.display());
-    println!(
+    outln!("wrote {}", path.display())?;
+    outln!(
         "node key {} (PeerId {})",
         config.key_path().display(),
         key.peer_id()
-    );
+    )?;
     Ok(())
 }
 
 fn id(config: &Config) -> anyhow::Result<()> {
     let key = switchyard::launch::load_key(config)?;
     let peer = key.peer_id();
-    println!("{peer}");
+    outln!("{peer}")?;
     if let Some(tcp) = config.tcp_config() {
-        println!("{}", p2p_address("tcp", peer, tcp.listen));
+        outln!("{}", p2p_address("tcp", peer, tcp.listen))?;
     }
     if let Some(quic) = config.quic_config() {
-        println!("{}", p2p_address("quic", peer, quic.listen));
+        outln!("{}", p2p_address("quic", peer, quic.listen))?;
     }
     Ok(())
 }
@@ -218,17 +230,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         api = ?node.api_address(),
         "node running"
     );
-    println!("switchyard node {}", node.peer_id());
+    // Standard output is a summary for whoever started the node; a reader
+    // that goes away does not stop it (the logs are on standard error).
+    output::notice(format_args!("switchyard node {}", node.peer_id()));
     for address in node.router().listen_addresses() {
-        println!("  listening on {address}");
+        output::notice(format_args!("  listening on {address}"));
     }
     if let Some(api) = node.api_address() {
-        println!("  HTTP API on http://{api}");
+        output::notice(format_args!("  HTTP API on http://{api}"));
     }
     let signal = signals.wait().await;
     tracing::info!(signal, "shutting down");
     node.shutdown().await;
-    println!("stopped ({signal})");
+    output::notice(format_args!("stopped ({signal})"));
     Ok(())
 }
 

@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{EXE, Proc, config, metric, wait_until};
+use common::{EXE, Proc, config, free_port_range, metric, wait_until};
 use switchyard::api::Status;
 
 #[test]
@@ -128,23 +128,4 @@ fn devnet_starts_and_stops_cleanly() {
             .expect("node log");
         assert!(log.contains("stopped (SIGTERM)"), "node {i} log: {log}");
     }
-}
-
-/// A base port with `n` free ports after it (checked by binding them).
-fn free_port_range(n: u16) -> u16 {
-    for _ in 0..100 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = probe.local_addr().expect("addr").port();
-        drop(probe);
-        if base.checked_add(n).is_none() {
-            continue;
-        }
-        let all: Vec<_> = (base..base + n)
-            .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)))
-            .collect();
-        if all.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
 }

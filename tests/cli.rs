@@ -1,0 +1,161 @@
+//! The `switchyard` command line as a user meets it: what it prints, where,
+//! and how it exits when its output goes nowhere.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{EXE, PATIENCE, free_port_range};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// `switchyard --home <home> init`, which must succeed.
+fn init(home: &Path) {
+    let out = Command::new(EXE)
+        .arg("--home")
+        .arg(home)
+        .arg("init")
+        .output()
+        .expect("run switchyard init");
+    assert!(out.status.success(), "init failed: {out:?}");
+}
+
+/// A pipe whose reading end is already closed: the first write to it
+/// fails with `EPIPE`, as after `| head -1` has exited.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A config for a loopback node with its API on `api`.
+fn node_config(home: &Path, api: u16, extra: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(home).expect("home");
+    let text = format!(
+        "data_dir = {home:?}\nnetwork_id = \"cli\"\n\n[transports.tcp]\nlisten = \"127.0.0.1:0\"\n\n[api]\nlisten = \"127.0.0.1:{api}\"\n{extra}",
+        home = home.display().to_string(),
+    );
+    let path = home.join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Waits for `child` to exit; its status code.
+fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
+}
+
+#[test]
+fn a_full_disk_on_stdout_is_a_one_line_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("n1");
+    init(&home);
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let out = Command::new(EXE)
+        .arg("--home")
+        .arg(&home)
+        .arg("id")
+        .stdout(full)
+        .output()
+        .expect("run switchyard id");
+    let stderr = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: writing to standard output:")
+            && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_on_stdout_exits_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("n1");
+    init(&home);
+    let out = Command::new(EXE)
+        .arg("--home")
+        .arg(&home)
+        .arg("id")
+        .stdout(closed_pipe())
+        .output()
+        .expect("run switchyard id");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "EPIPE must be quiet");
+}
+
+#[test]
+fn a_node_whose_stdout_reader_left_runs_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port_range(1);
+    let config = node_config(&dir.path().join("n1"), api, "");
+    let mut child = Command::new(EXE)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard run");
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            panic!("the node exited ({status}): {}", stderr(&out));
+        }
+        assert!(Instant::now() < deadline, "the node's API never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm(&child);
+    let code = wait_exit(&mut child);
+    let out = child.wait_with_output().expect("output");
+    let stderr = stderr(&out);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Unable to write"), "{stderr}");
+}
+
+#[test]
+fn a_devnet_whose_reader_left_stops_its_nodes_and_exits_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = free_port_range(2);
+    let out = Command::new(EXE)
+        .args(["devnet", "--nodes", "1", "--seconds", "30", "--base-port"])
+        .arg(base.to_string())
+        .arg("--dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(closed_pipe())
+        .output()
+        .expect("run devnet");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    // The node was stopped, not left behind: its port is free again.
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", base)).is_ok(),
+        "node 0 still holds its port"
+    );
+}
