@@ -5,6 +5,7 @@ mod client;
 mod devnet;
 mod output;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -83,6 +84,10 @@ fn main() -> std::process::ExitCode {
         // The reader of our output went away (`| head -1`): nothing is
         // wrong, and there is nobody to tell.
         Err(error) if output::is_broken_pipe(&error) => std::process::ExitCode::SUCCESS,
+        Err(error) if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) => {
+            tracing::error!(error = %format_args!("{error:#}"), "switchyard stopped on an error");
+            std::process::ExitCode::FAILURE
+        }
         Err(error) => {
             output::error_line(format_args!("error: {error:#}"));
             std::process::ExitCode::FAILURE
@@ -160,16 +165,27 @@ fn init_logs(config: &Config) -> anyhow::Result<()> {
     // Logs go to standard error: standard output is the command's own
     // output. A failed write of a log line is not reported on the same
     // broken stream (tracing-subscriber would `eprintln!` it).
+    // Colour only for a terminal: never escape codes in a file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .log_internal_errors(false);
     let result = match config.log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("starting the logger: {e}"))
+    result.map_err(|e| anyhow::anyhow!("starting the logger: {e}"))?;
+    JSON_LOGS.store(
+        config.log.format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(())
 }
+
+/// Whether logs are JSON lines: standard error then carries nothing else,
+/// the final error included (as a JSON event).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn init(home: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
     let mut config = Config::default();
@@ -223,26 +239,43 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // after it says it runs) must stop it gracefully, not kill it.
     let signals = Signals::install()?;
     let node = switchyard::launch::start(&config).await?;
+    let listen: Vec<String> = node
+        .router()
+        .listen_addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Plain values, one per field: a log reader gets `127.0.0.1:26658`,
+    // not Rust's `Some(127.0.0.1:26658)`.
     tracing::info!(
         peer = %node.peer_id(),
         network = node.network_id(),
-        listen = ?node.router().listen_addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
-        api = ?node.api_address(),
+        listen = %listen.join(" "),
+        api = node.api_address().map(tracing::field::display),
+        metrics = node.metrics_address().map(tracing::field::display),
         "node running"
     );
-    // Standard output is a summary for whoever started the node; a reader
-    // that goes away does not stop it (the logs are on standard error).
-    output::notice(format_args!("switchyard node {}", node.peer_id()));
-    for address in node.router().listen_addresses() {
-        output::notice(format_args!("  listening on {address}"));
-    }
-    if let Some(api) = node.api_address() {
-        output::notice(format_args!("  HTTP API on http://{api}"));
+    // Standard output is a summary for whoever started the node (in text
+    // mode: with JSON logs, the "node running" event says it all and
+    // nothing plain is written); a reader that goes away does not stop the
+    // node.
+    let summary = config.log.format == LogFormat::Text;
+    if summary {
+        output::notice(format_args!("switchyard node {}", node.peer_id()));
+        for address in &listen {
+            output::notice(format_args!("  listening on {address}"));
+        }
+        if let Some(api) = node.api_address() {
+            output::notice(format_args!("  HTTP API on http://{api}"));
+        }
     }
     let signal = signals.wait().await;
     tracing::info!(signal, "shutting down");
     node.shutdown().await;
-    output::notice(format_args!("stopped ({signal})"));
+    tracing::info!(signal, "node stopped");
+    if summary {
+        output::notice(format_args!("stopped ({signal})"));
+    }
     Ok(())
 }
 

@@ -30,7 +30,7 @@ fn closed_pipe() -> std::io::PipeWriter {
     writer
 }
 
-fn stderr(out: &Output) -> String {
+fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -66,6 +66,124 @@ fn sigterm(child: &std::process::Child) {
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
 }
 
+/// Runs a node from `config` until its API on `api` answers, stops it with
+/// SIGTERM, and returns its exit code, stdout and stderr.
+fn run_node(config: &Path, api: u16) -> (Option<i32>, String, String) {
+    let mut child = Command::new(EXE)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard run");
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
+        if child.try_wait().expect("wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            panic!("the node exited: {out:?}");
+        }
+        assert!(Instant::now() < deadline, "the node's API never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm(&child);
+    let code = wait_exit(&mut child);
+    let out = child.wait_with_output().expect("output");
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr_of(&out),
+    )
+}
+
+/// Every line of `text` as a JSON object; panics on a line that is not.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\n{text}"));
+            assert!(value.is_object(), "{line}");
+            value
+        })
+        .collect()
+}
+
+/// The JSON event whose message is `message`.
+fn event<'a>(events: &'a [serde_json::Value], message: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["fields"]["message"] == message)
+        .unwrap_or_else(|| panic!("no {message:?} event in {events:?}"))
+}
+
+#[test]
+fn logs_go_to_stderr_without_colour_when_it_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port_range(1);
+    let config = node_config(&dir.path().join("n1"), api, "");
+    let (code, stdout, stderr) = run_node(&config, api);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("node running"), "{stderr}");
+    assert!(
+        !stdout.contains("node running"),
+        "a log line on stdout: {stdout}"
+    );
+    assert!(stdout.starts_with("switchyard node "), "{stdout}");
+    assert!(stdout.contains("stopped (SIGTERM)"), "{stdout}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape codes in logs that are not on a terminal: {stderr:?}"
+    );
+}
+
+#[test]
+fn json_logs_are_pure_json_with_plain_field_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port_range(1);
+    let config = node_config(&dir.path().join("n1"), api, "\n[log]\nformat = \"json\"\n");
+    let (code, stdout, stderr) = run_node(&config, api);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "", "plain lines beside JSON logs");
+    let events = json_lines(&stderr);
+    let running = &event(&events, "node running")["fields"];
+    assert_eq!(running["api"], format!("127.0.0.1:{api}"), "{running}");
+    let listen = running["listen"].as_str().expect("listen is a string");
+    assert!(
+        listen.starts_with("tcp://") && listen.contains("@127.0.0.1:"),
+        "{listen}"
+    );
+    event(&events, "node stopped");
+    // No field anywhere holds Rust debug text.
+    for line in stderr.lines() {
+        assert!(
+            !line.contains("Some(") && !line.contains("[\\\""),
+            "debug text in a log field: {line}"
+        );
+    }
+
+    // A node that cannot start says why, in JSON too.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let config = node_config(&dir.path().join("n2"), port, "\n[log]\nformat = \"json\"\n");
+    let out = Command::new(EXE)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run switchyard");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let events = json_lines(&stderr_of(&out));
+    let last = events.last().expect("an error event");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    let error = last["fields"]["error"].as_str().expect("error field");
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+}
+
 #[test]
 fn a_full_disk_on_stdout_is_a_one_line_error_not_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -79,7 +197,7 @@ fn a_full_disk_on_stdout_is_a_one_line_error_not_a_panic() {
         .stdout(full)
         .output()
         .expect("run switchyard id");
-    let stderr = stderr(&out);
+    let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
     assert!(
@@ -101,8 +219,8 @@ fn a_closed_pipe_on_stdout_exits_quietly() {
         .stdout(closed_pipe())
         .output()
         .expect("run switchyard id");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stderr(&out), "", "EPIPE must be quiet");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(stderr_of(&out), "", "EPIPE must be quiet");
 }
 
 #[test]
@@ -124,7 +242,7 @@ fn a_node_whose_stdout_reader_left_runs_and_stops_cleanly() {
     while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
         if let Some(status) = child.try_wait().expect("wait") {
             let out = child.wait_with_output().expect("output");
-            panic!("the node exited ({status}): {}", stderr(&out));
+            panic!("the node exited ({status}): {}", stderr_of(&out));
         }
         assert!(Instant::now() < deadline, "the node's API never answered");
         std::thread::sleep(Duration::from_millis(50));
@@ -132,7 +250,7 @@ fn a_node_whose_stdout_reader_left_runs_and_stops_cleanly() {
     sigterm(&child);
     let code = wait_exit(&mut child);
     let out = child.wait_with_output().expect("output");
-    let stderr = stderr(&out);
+    let stderr = stderr_of(&out);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("Unable to write"), "{stderr}");
@@ -151,8 +269,8 @@ fn a_devnet_whose_reader_left_stops_its_nodes_and_exits_quietly() {
         .stdout(closed_pipe())
         .output()
         .expect("run devnet");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stderr(&out), "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(stderr_of(&out), "");
     // The node was stopped, not left behind: its port is free again.
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", base)).is_ok(),

@@ -1217,7 +1217,12 @@ impl PeerManager {
         }
         if score <= self.config.ban_threshold {
             let until = self.ban_until(id, self.config.ban_duration, now);
-            tracing::info!(peer = %id, score, ?until, "peer banned: score at or below ban_threshold");
+            tracing::info!(
+                peer = %id,
+                score,
+                ban_seconds = until.saturating_duration_since(now).as_secs(),
+                "peer banned: score at or below ban_threshold"
+            );
             ReportOutcome::Ban { until }
         } else if score <= self.config.disconnect_threshold && self.is_connected(id) {
             ReportOutcome::Disconnect
@@ -1238,7 +1243,11 @@ impl PeerManager {
             self.config.prefix_ban_threshold,
             ban_until,
         ) {
-            tracing::info!(%prefix, ?until, "network banned: score at or below prefix_ban_threshold");
+            tracing::info!(
+                %prefix,
+                ban_seconds = until.saturating_duration_since(now).as_secs(),
+                "network banned: score at or below prefix_ban_threshold"
+            );
         }
     }
 
