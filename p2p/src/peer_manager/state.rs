@@ -1316,6 +1316,14 @@ impl PeerManager {
         peer.score.rounded(now, half_life) > threshold
     }
 
+    /// Whether `id` came from a trusted source (the config, the operator)
+    /// or is persistent: a failure to reach it is worth telling.
+    pub fn is_trusted(&self, id: PeerId) -> bool {
+        self.peers
+            .get(&id)
+            .is_some_and(|p| p.trusted || p.persistent)
+    }
+
     /// Whether `id` is banned at `now`.
     pub fn is_banned(&self, id: PeerId, now: Instant) -> bool {
         self.bans.get(&id).is_some_and(|until| *until > now)

@@ -291,6 +291,7 @@ impl RouterBuilder {
             updates,
             shutdown: CancellationToken::new(),
             abrupt: Default::default(),
+            log_gate: Default::default(),
         });
         Self {
             keypair,

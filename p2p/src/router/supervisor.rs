@@ -30,7 +30,7 @@ use crate::router::link::Link;
 use crate::router::shared::{ChannelTable, Shared};
 use crate::router::store_writer::StoreWriter;
 use crate::router::{PeerStatus, PeerUpdate, RouterConfig};
-use crate::transport::{Connection, Frame, Transport, TransportError};
+use crate::transport::{Connection, Frame, Refusal, Transport, TransportError};
 
 /// The supervisor's queues, one per kind of event, so that a flood of one
 /// kind cannot delay another and a report never waits.
@@ -54,7 +54,12 @@ pub(crate) enum Event {
     /// A connection passed the `Hello` exchange.
     Ready(Box<ReadyConnection>),
     /// An outbound dial or its handshake failed.
-    DialFailed { peer: PeerId, error: String },
+    DialFailed {
+        peer: PeerId,
+        address: PeerAddress,
+        error: String,
+        kind: DialFailure,
+    },
     /// A connection ended.
     Closed {
         peer: PeerId,
@@ -65,6 +70,55 @@ pub(crate) enum Event {
     Report { peer: PeerId, error: PeerError },
     /// A request from the router's handle.
     Command(Command),
+}
+
+/// What kind of failure ended a dial: what the log says about it and how
+/// the peer manager backs off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialFailure {
+    /// Nobody answered, the name did not resolve, the link broke.
+    Unreachable,
+    /// Another key answered than the address names.
+    WrongPeer,
+    /// The peer is on another network id (or protocol version).
+    NetworkMismatch,
+    /// The dial or the handshake took too long.
+    Timeout,
+    /// Any other handshake failure.
+    Handshake,
+}
+
+impl DialFailure {
+    fn of_transport(error: &TransportError) -> Self {
+        match error {
+            TransportError::WrongPeer { .. } => DialFailure::WrongPeer,
+            TransportError::Refused {
+                reason: Refusal::NetworkMismatch,
+                ..
+            } => DialFailure::NetworkMismatch,
+            TransportError::Refused {
+                reason: Refusal::HandshakeTimeout,
+                ..
+            } => DialFailure::Timeout,
+            TransportError::Unreachable { .. } | TransportError::Io(_) => DialFailure::Unreachable,
+            _ => DialFailure::Handshake,
+        }
+    }
+
+    fn of_hello(error: &HandshakeError) -> Self {
+        match error.label {
+            "network_mismatch" | "version_mismatch" => DialFailure::NetworkMismatch,
+            "peer_id_mismatch" => DialFailure::WrongPeer,
+            "io" => DialFailure::Unreachable,
+            _ => DialFailure::Handshake,
+        }
+    }
+
+    /// A failure that says the configuration is wrong somewhere: worth a
+    /// WARN whoever the peer is.
+    fn is_misconfiguration(self) -> bool {
+        matches!(self, DialFailure::WrongPeer | DialFailure::NetworkMismatch)
+    }
 }
 
 /// A connection that passed the `Hello` exchange.
@@ -177,7 +231,7 @@ impl Supervisor {
                 .find(|t| t.scheme() == address.scheme())
                 .cloned()
             else {
-                tracing::debug!(%address, "no transport for this address");
+                tracing::warn!(%address, "cannot dial: no transport is enabled for this address");
                 self.shared.metrics.dial_failures.inc();
                 self.peer_manager.dial_failed(address.peer, now);
                 continue;
@@ -204,8 +258,20 @@ impl Supervisor {
                 } = *ready;
                 self.on_ready(conn, info, leftovers);
             }
-            Event::DialFailed { peer, error } => {
-                tracing::debug!(peer = %peer.short(), %error, "dial failed");
+            Event::DialFailed {
+                peer,
+                address,
+                error,
+                kind,
+            } => {
+                // A peer the operator named (bootstrap, persistent, the
+                // API) that cannot be reached is news; one that peer
+                // exchange told us about is routine.
+                if kind.is_misconfiguration() || self.peer_manager.is_trusted(peer) {
+                    tracing::warn!(peer = %peer, %address, %error, "dial failed");
+                } else {
+                    tracing::debug!(peer = %peer, %address, %error, "dial failed");
+                }
                 self.shared.metrics.dial_failures.inc();
                 let now = self.now();
                 self.peer_manager.dial_failed(peer, now);
@@ -388,7 +454,13 @@ impl Supervisor {
         self.table.ledger.register(&link);
         self.direction_gauge(conn.direction).inc();
         let channels = link.common_channels();
-        tracing::debug!(peer = %peer.short(), direction = %conn.direction, "peer up");
+        tracing::info!(
+            peer = %peer,
+            direction = %conn.direction,
+            address = conn.remote_address.as_ref().map(tracing::field::display),
+            software = link.remote_info.software_version.as_str(),
+            "peer up"
+        );
         let shared = self.shared.clone();
         let table = self.table.clone();
         let limits = ConnectionLimits {
@@ -454,7 +526,7 @@ impl Supervisor {
         for m in &link.metrics {
             self.shared.metrics.remove_link_channel(m);
         }
-        tracing::debug!(peer = %link.peer.short(), %reason, "peer down");
+        tracing::info!(peer = %link.peer, direction = %link.direction, %reason, "peer down");
         let _ = self.shared.updates.send(PeerUpdate {
             peer: link.peer,
             status: PeerStatus::Down {
@@ -634,8 +706,20 @@ async fn accept_loop(
                 return;
             }
             Err(e) => {
-                shared.metrics.refused("accept_error");
-                tracing::debug!(scheme = transport.scheme(), error = %e, "accept failed");
+                let label = e.refusal_label();
+                shared.metrics.refused(label);
+                if e.refusal() == Some(Refusal::NetworkMismatch) {
+                    if let Some(held) = shared.log_gate.allow("inbound_network_mismatch") {
+                        tracing::warn!(
+                            scheme = transport.scheme(),
+                            error = %e,
+                            similar_held_back = held,
+                            "inbound connection from another network id refused"
+                        );
+                    }
+                } else {
+                    tracing::debug!(scheme = transport.scheme(), error = %e, reason = label, "accept failed");
+                }
                 // An error that repeats at once (e.g. out of file descriptors)
                 // must not spin the loop.
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -672,7 +756,21 @@ async fn inbound_handshake(
         }
         Ok(Err(e)) => {
             shared.metrics.refused(e.label);
-            tracing::debug!(peer = %peer.short(), error = %e, "inbound handshake failed");
+            match e.label {
+                "network_mismatch" | "version_mismatch" | "peer_id_mismatch" => {
+                    if let Some(held) = shared.log_gate.allow(e.label) {
+                        tracing::warn!(
+                            peer = %peer,
+                            ip = conn.remote_ip.map(tracing::field::display),
+                            error = %e.detail,
+                            reason = e.label,
+                            similar_held_back = held,
+                            "inbound connection refused"
+                        );
+                    }
+                }
+                _ => tracing::debug!(peer = %peer.short(), error = %e, "inbound handshake failed"),
+            }
         }
         Err(_) => {
             shared.metrics.refused("handshake_timeout");
@@ -693,19 +791,22 @@ async fn dial(
     let attempt = async {
         let mut conn = tokio::time::timeout(dial_timeout, transport.dial(&address))
             .await
-            .map_err(|_| "dial timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| ("dial timed out".to_string(), DialFailure::Timeout))?
+            .map_err(|e| (e.to_string(), DialFailure::of_transport(&e)))?;
         if conn.remote != peer {
-            return Err(format!("dialed {peer} but {} answered", conn.remote));
+            return Err((
+                format!("dialed {peer} but {} answered", conn.remote),
+                DialFailure::WrongPeer,
+            ));
         }
         let (info, leftovers) = tokio::time::timeout(
             handshake_timeout,
             connection::handshake(&mut conn, &local_info),
         )
         .await
-        .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>(Event::Ready(Box::new(ReadyConnection {
+        .map_err(|_| ("handshake timed out".to_string(), DialFailure::Timeout))?
+        .map_err(|e| (e.to_string(), DialFailure::of_hello(&e)))?;
+        Ok::<_, (String, DialFailure)>(Event::Ready(Box::new(ReadyConnection {
             conn,
             info,
             leftovers,
@@ -716,7 +817,7 @@ async fn dial(
         _ = shared.shutdown.cancelled() => return,
         result = attempt => match result {
             Ok(event) => event,
-            Err(error) => Event::DialFailed { peer, error },
+            Err((error, kind)) => Event::DialFailed { peer, address, error, kind },
         },
     };
     tokio::select! {

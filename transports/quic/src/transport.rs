@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use p2p::transport::{Connection, Direction, Transport, TransportError};
+use p2p::transport::{Connection, Direction, Refusal, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use parking_lot::Mutex;
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
@@ -311,10 +311,14 @@ impl QuicTransport {
         let no_alpn = quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL);
         let reason = match e {
             quinn::ConnectionError::ConnectionClosed(close) if close.error_code == no_alpn => {
-                format!(
-                    "the peer is not on network id {:?} (or speaks another protocol version): no common ALPN",
-                    self.config.network_id
-                )
+                return TransportError::Refused {
+                    remote: addr.to_string(),
+                    reason: Refusal::NetworkMismatch,
+                    detail: format!(
+                        "the peer is not on network id {:?} (or speaks another protocol version): no common ALPN",
+                        self.config.network_id
+                    ),
+                };
             }
             quinn::ConnectionError::TimedOut => {
                 return TransportError::Unreachable {
@@ -386,9 +390,10 @@ async fn accept_loop(
                 result = handshake => result,
             };
             let item = result.unwrap_or_else(|_| {
-                Err(TransportError::Handshake {
+                Err(TransportError::Refused {
                     remote: addr.to_string(),
-                    reason: format!("no handshake within {:?}", config.handshake_timeout),
+                    reason: Refusal::HandshakeTimeout,
+                    detail: format!("no handshake within {:?}", config.handshake_timeout),
                 })
             });
             if let Err(e) = &item {
@@ -402,6 +407,22 @@ async fn accept_loop(
     }
 }
 
+/// What a failed inbound QUIC handshake counts as in
+/// `handshakes_refused_total`: the network id is in the ALPN, so a dialer
+/// of another network fails TLS with `no_application_protocol`.
+fn inbound_refusal(e: &quinn::ConnectionError) -> Refusal {
+    let no_alpn = quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL);
+    match e {
+        quinn::ConnectionError::TransportError(t) if t.code == no_alpn => Refusal::NetworkMismatch,
+        quinn::ConnectionError::ConnectionClosed(c) if c.error_code == no_alpn => {
+            Refusal::NetworkMismatch
+        }
+        quinn::ConnectionError::TimedOut => Refusal::HandshakeTimeout,
+        quinn::ConnectionError::Reset | quinn::ConnectionError::LocallyClosed => Refusal::Io,
+        _ => Refusal::BadHandshake,
+    }
+}
+
 /// One inbound connection: the QUIC + TLS handshake (the verifier checks
 /// the dialer's certificate), then the dialer's control stream.
 async fn accept_one(
@@ -410,14 +431,22 @@ async fn accept_one(
     tls: &Tls,
     config: &QuicConfig,
 ) -> Result<Connection, TransportError> {
-    let handshake = |reason: String| TransportError::Handshake {
+    let handshake = |reason: String| TransportError::Refused {
         remote: addr.to_string(),
-        reason,
+        reason: Refusal::BadHandshake,
+        detail: reason,
     };
-    let conn = connecting
-        .map_err(|e| handshake(e.to_string()))?
-        .await
-        .map_err(|e| handshake(e.to_string()))?;
+    let refused = |e: quinn::ConnectionError| TransportError::Refused {
+        remote: addr.to_string(),
+        reason: inbound_refusal(&e),
+        detail: match inbound_refusal(&e) {
+            Refusal::NetworkMismatch => format!(
+                "no common ALPN ({e}): the dialer is on another network id or protocol version"
+            ),
+            _ => e.to_string(),
+        },
+    };
+    let conn = connecting.map_err(refused)?.await.map_err(refused)?;
     let remote = authenticated(&conn, tls).map_err(&handshake)?;
     let (send, mut recv) = conn
         .accept_bi()
@@ -470,7 +499,11 @@ impl Transport for QuicTransport {
                 None => {
                     let target = host_port.to_string();
                     tokio::net::lookup_host(target.as_str())
-                        .await?
+                        .await
+                        .map_err(|e| TransportError::Unreachable {
+                            address: address.to_string(),
+                            reason: format!("cannot resolve {target}: {e}"),
+                        })?
                         .next()
                         .ok_or_else(|| TransportError::Unreachable {
                             address: address.to_string(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p::transport::{
-    Connection, ConnectionError, Frame, GoodbyeReason, Transport, TransportError,
+    Connection, ConnectionError, Frame, GoodbyeReason, Refusal, Transport, TransportError,
 };
 use p2p::{ChannelId, Keypair, PeerAddress};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -295,13 +295,11 @@ async fn a_different_network_id_never_connects() {
         .await
         .expect_err("different networks");
     assert!(
-        matches!(err, TransportError::Handshake { .. }) && err.to_string().contains("network id"),
+        err.refusal() == Some(Refusal::NetworkMismatch) && err.to_string().contains("network id"),
         "{err}"
     );
-    assert!(matches!(
-        accept(&b).await,
-        Err(TransportError::Handshake { .. })
-    ));
+    let err = accept(&b).await.expect_err("different networks");
+    assert_eq!(err.refusal(), Some(Refusal::NetworkMismatch), "{err}");
 }
 
 /// Accepts any server certificate: for hostile clients.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use p2p::transport::{Connection, Direction, Transport, TransportError};
+use p2p::transport::{Connection, Direction, Refusal, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -115,6 +115,11 @@ impl TcpTransport {
                 HandshakeError::WrongPeer { expected, actual } => {
                     TransportError::WrongPeer { expected, actual }
                 }
+                other @ HandshakeError::OtherNetwork(_) => TransportError::Refused {
+                    remote: addr.to_string(),
+                    reason: other.refusal(),
+                    detail: other.to_string(),
+                },
                 other => TransportError::Handshake {
                     remote: addr.to_string(),
                     reason: other.to_string(),
@@ -228,13 +233,15 @@ async fn listen_loop(
                     Direction::Inbound,
                     config.max_frame_size,
                 )),
-                Ok(Err(e)) => Err(TransportError::Handshake {
+                Ok(Err(e)) => Err(TransportError::Refused {
                     remote: addr.to_string(),
-                    reason: e.to_string(),
+                    reason: e.refusal(),
+                    detail: e.to_string(),
                 }),
-                Err(_) => Err(TransportError::Handshake {
+                Err(_) => Err(TransportError::Refused {
                     remote: addr.to_string(),
-                    reason: format!("no handshake within {:?}", config.handshake_timeout),
+                    reason: Refusal::HandshakeTimeout,
+                    detail: format!("no handshake within {:?}", config.handshake_timeout),
                 }),
             };
             if let Err(e) = &item {
@@ -277,7 +284,11 @@ impl Transport for TcpTransport {
                 None => {
                     let target = host_port.to_string();
                     tokio::net::lookup_host(target.as_str())
-                        .await?
+                        .await
+                        .map_err(|e| TransportError::Unreachable {
+                            address: address.to_string(),
+                            reason: format!("cannot resolve {target}: {e}"),
+                        })?
                         .next()
                         .ok_or_else(|| TransportError::Unreachable {
                             address: address.to_string(),

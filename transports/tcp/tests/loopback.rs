@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use p2p::transport::{Connection, ConnectionError, Frame, Transport, TransportError};
+use p2p::transport::{Connection, ConnectionError, Frame, Refusal, Transport, TransportError};
 use p2p::{ChannelDescriptor, ChannelId, Keypair, PeerAddress, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -130,13 +130,14 @@ async fn a_wrong_network_id_fails_the_handshake() {
         .await
         .expect_err("different networks");
     assert!(
-        matches!(err, TransportError::Handshake { .. }) && err.to_string().contains("network id"),
+        err.refusal() == Some(Refusal::NetworkMismatch) && err.to_string().contains("network id"),
         "{err}"
     );
-    assert!(matches!(
-        accept(&b).await,
-        Err(TransportError::Handshake { .. })
-    ));
+    // The listener tells it too (from the dialer hanging up after its
+    // second message), for its refusal counts.
+    let err = accept(&b).await.expect_err("different networks");
+    assert_eq!(err.refusal(), Some(Refusal::NetworkMismatch), "{err}");
+    assert_eq!(err.refusal_label(), "network_mismatch");
 }
 
 /// A truncated first message, an oversized length, and well-framed garbage
@@ -152,13 +153,14 @@ async fn truncated_and_garbage_handshakes_are_refused() {
     s.write_all(&[7; 10]).await.expect("write");
     drop(s);
     let err = accept(&b).await.expect_err("truncated");
-    assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
+    assert_eq!(err.refusal(), Some(Refusal::Io), "{err}");
 
     // Oversized: a length above the 1 KiB handshake limit.
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(&[0xff, 0xff]).await.expect("write");
     let err = accept(&b).await.expect_err("oversized");
     assert!(err.to_string().contains("exceeds"), "{err}");
+    assert_eq!(err.refusal(), Some(Refusal::BadHandshake), "{err}");
     assert!(closed_by_listener(&mut s, 5 * SECOND).await);
 
     // Well framed garbage: any 32 bytes pass as an ephemeral key, but the
@@ -174,6 +176,7 @@ async fn truncated_and_garbage_handshakes_are_refused() {
     s.write_all(&[0x42; 64]).await.expect("write");
     let err = accept(&b).await.expect_err("garbage");
     assert!(err.to_string().contains("noise"), "{err}");
+    assert_eq!(err.refusal_label(), "bad_handshake", "{err}");
     assert!(closed_by_listener(&mut s, 5 * SECOND).await);
 
     // Still accepting honest peers.
@@ -243,7 +246,7 @@ async fn slowloris_and_silent_handshakes_are_closed_at_the_deadline() {
         match accept(&b).await {
             Ok(conn) => break conn,
             // The silent and trickling handshakes fail here as they expire.
-            Err(TransportError::Handshake { .. }) => {}
+            Err(TransportError::Refused { .. }) => {}
             Err(e) => panic!("{e}"),
         }
     };
