@@ -87,6 +87,23 @@ impl Frame {
         Frame::Goodbye(proto::Goodbye {
             reason: reason as i32,
             detail: detail.into(),
+            ban_seconds: 0,
+        })
+    }
+
+    /// A `Banned` goodbye saying how long the ban lasts (rounded up to a
+    /// whole second), so the banned peer waits that long before it dials
+    /// again.
+    pub fn banned(detail: impl Into<String>, remaining: Option<std::time::Duration>) -> Self {
+        let ban_seconds = remaining.map_or(0, |d| {
+            d.as_secs()
+                .saturating_add(u64::from(d.subsec_nanos() > 0))
+                .max(1)
+        });
+        Frame::Goodbye(proto::Goodbye {
+            reason: GoodbyeReason::Banned as i32,
+            detail: detail.into(),
+            ban_seconds,
         })
     }
 

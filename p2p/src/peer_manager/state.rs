@@ -10,10 +10,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use super::address_book::{AddAddressError, AddressSource};
-use super::admission::{Admission, Direction, RejectReason, ReportOutcome};
+use super::admission::{Admission, Direction, RejectReason, RemoteRefusal, ReportOutcome};
 use super::backoff::backoff_delay;
 use super::book::{Group, Slot, Table, Tables};
-use super::config::PeerManagerConfig;
+use super::config::{MAX_BAN_DURATION, PeerManagerConfig};
 use super::prefixes::{Decaying, MAX_PREFIX_RECORDS, Prefixes};
 use super::screen;
 use crate::address::{Host, PeerAddress};
@@ -61,6 +61,10 @@ struct Peer {
     /// Which address (in `addresses` order) the next dial uses; advanced by a
     /// failed dial, kept by a successful one.
     dial_cursor: usize,
+    /// Consecutive connections the remote refused at admission
+    /// ([`PeerManager::remote_refused`]): its backoff, which a connection
+    /// that lasts resets.
+    refusals: u32,
     /// Whether we ever had a connection with it: a key we never had starts
     /// at its network's score.
     ever_connected: bool,
@@ -106,6 +110,7 @@ impl Peer {
             failures: 0,
             retry_at: None,
             dial_cursor: 0,
+            refusals: 0,
             ever_connected: false,
             rank,
             requested: false,
@@ -1177,6 +1182,7 @@ impl PeerManager {
             return;
         }
         peer.failures = 0;
+        peer.refusals = 0;
         peer.retry_at = Some(instant_after(now, self.config.min_retry));
         let unplaced = !peer.persistent && peer.addresses.is_empty();
         self.set_state(id, PeerState::Idle);
@@ -1186,6 +1192,46 @@ impl PeerManager {
             self.forget(id);
         } else if unplaced {
             self.trim_unplaced();
+        }
+    }
+
+    /// The connection to `id` is gone because the remote refused it, or
+    /// banned us ([`RemoteRefusal`]): its slot is free as after
+    /// [`disconnected`](Self::disconnected), but it is not redialed soon.
+    /// `Banned`: not before the ban ends — `remaining` if the remote said
+    /// (at most [`MAX_BAN_DURATION`]), else `max_retry`. `Rejected`: a
+    /// failed dial, after `min_retry · 2^(n−1)` (capped at `max_retry`,
+    /// ± `retry_jitter`) for the n-th refusal in a row. Persistent peers
+    /// too: a peer that refuses us is not hammered. Ignored if `id` was not
+    /// connected.
+    pub fn remote_refused(&mut self, id: PeerId, refusal: RemoteRefusal, now: Instant) {
+        let Some(streak) = self
+            .peers
+            .get(&id)
+            .filter(|p| matches!(p.state, PeerState::Connected { .. } | PeerState::Evicting))
+            .map(|p| p.refusals.saturating_add(1))
+        else {
+            return;
+        };
+        self.disconnected(id, now);
+        let delay = match refusal {
+            RemoteRefusal::Banned { remaining } => {
+                remaining.map_or(self.config.max_retry, |d| d.min(MAX_BAN_DURATION))
+            }
+            RemoteRefusal::Rejected => backoff_delay(
+                streak,
+                self.config.min_retry,
+                self.config.max_retry,
+                self.config.retry_jitter,
+                &mut self.rng,
+            ),
+        };
+        // `disconnected` may have forgotten a peer without an address: then
+        // there is nothing to dial anyway.
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.refusals = streak;
+            peer.retry_at = Some(instant_after(now, delay));
+            tracing::debug!(peer = %id, refusals = streak, ?delay, "refused by the remote; backing off");
         }
     }
 
@@ -1322,6 +1368,14 @@ impl PeerManager {
         self.peers
             .get(&id)
             .is_some_and(|p| p.trusted || p.persistent)
+    }
+
+    /// How long `id`'s ban still lasts at `now`, if it is banned.
+    pub fn ban_remaining(&self, id: PeerId, now: Instant) -> Option<Duration> {
+        self.bans
+            .get(&id)
+            .filter(|until| **until > now)
+            .map(|until| until.saturating_duration_since(now))
     }
 
     /// Whether `id` is banned at `now`.

@@ -22,7 +22,7 @@ use crate::ip_prefix::{PrefixSlot, PrefixSlots};
 use crate::metrics::DirectionLabels;
 use crate::peer_manager::PeerError;
 use crate::peer_manager::{
-    AddAddressError, AddressSource, Admission, Direction, PeerManager, ReportOutcome,
+    AddAddressError, AddressSource, Admission, Direction, PeerManager, RemoteRefusal, ReportOutcome,
 };
 use crate::proto::{self, GoodbyeReason};
 use crate::router::connection::{self, ConnectionLimits, HandshakeError};
@@ -65,6 +65,8 @@ pub(crate) enum Event {
         peer: PeerId,
         conn_id: u64,
         reason: String,
+        refusal: Option<RemoteRefusal>,
+        at_admission: bool,
     },
     /// A peer misbehaved.
     Report { peer: PeerId, error: PeerError },
@@ -280,7 +282,9 @@ impl Supervisor {
                 peer,
                 conn_id,
                 reason,
-            } => self.on_closed(peer, conn_id, &reason),
+                refusal,
+                at_admission,
+            } => self.on_closed(peer, conn_id, &reason, refusal, at_admission),
             Event::Report { peer, error } => self.on_report(peer, error),
             Event::Command(command) => self.on_command(command),
         }
@@ -321,14 +325,20 @@ impl Supervisor {
                 let _ = reply.send(self.peer_manager.known_peers());
             }
             Command::Disconnect { peer, ban, reply } => {
-                let reason = match ban {
+                let detail = "requested by the operator";
+                let goodbye = match ban {
                     Some(duration) => {
-                        self.peer_manager.ban(peer, duration, now);
-                        GoodbyeReason::Banned
+                        let until = self.peer_manager.ban(peer, duration, now);
+                        tracing::info!(
+                            peer = %peer,
+                            ban_seconds = until.saturating_duration_since(now).as_secs(),
+                            "peer banned by the operator"
+                        );
+                        Frame::banned(detail, Some(until.saturating_duration_since(now)))
                     }
-                    None => GoodbyeReason::DisconnectRequested,
+                    None => Frame::goodbye(GoodbyeReason::DisconnectRequested, detail),
                 };
-                let connected = self.disconnect(peer, reason, "requested by the operator");
+                let connected = self.disconnect_with(peer, goodbye);
                 let _ = reply.send(connected);
             }
             Command::Score { peer, reply } => {
@@ -342,9 +352,10 @@ impl Supervisor {
         let outcome = self.peer_manager.report(peer, error.penalty(), now);
         let detail = error.to_string();
         match outcome {
-            ReportOutcome::Ban { .. } => {
-                tracing::info!(peer = %peer.short(), %detail, "banning peer");
-                self.disconnect(peer, GoodbyeReason::Banned, &detail);
+            ReportOutcome::Ban { until } => {
+                tracing::info!(peer = %peer, %detail, "banning peer");
+                let remaining = until.saturating_duration_since(now);
+                self.disconnect_with(peer, Frame::banned(detail, Some(remaining)));
             }
             ReportOutcome::Disconnect => {
                 self.disconnect(peer, GoodbyeReason::ProtocolViolation, &detail);
@@ -359,9 +370,14 @@ impl Supervisor {
     /// Says goodbye to `peer` and closes its connection; the reader reports
     /// `Closed` when it is gone. Returns whether it was connected.
     fn disconnect(&mut self, peer: PeerId, reason: GoodbyeReason, detail: &str) -> bool {
+        self.disconnect_with(peer, Frame::goodbye(reason, detail))
+    }
+
+    /// [`disconnect`](Self::disconnect) with this goodbye.
+    fn disconnect_with(&mut self, peer: PeerId, goodbye: Frame) -> bool {
         match self.shared.link(peer) {
             Some(link) => {
-                link.close_with(Some(Frame::goodbye(reason, detail)), &self.shared.metrics);
+                link.close_with(Some(goodbye), &self.shared.metrics);
                 true
             }
             None => false,
@@ -418,7 +434,8 @@ impl Supervisor {
                     _ => GoodbyeReason::Rejected,
                 };
                 let label = reason.label();
-                self.refuse_with(conn, goodbye, label, reason.to_string());
+                let ban_remaining = self.peer_manager.ban_remaining(peer, now);
+                self.refuse_with(conn, goodbye, label, reason.to_string(), ban_remaining);
                 return;
             }
             Admission::Admit { evict } => evict,
@@ -473,7 +490,7 @@ impl Supervisor {
         let direction = conn.direction;
         self.tracker.spawn(async move {
             let conn_id = link.conn_id;
-            let reason = connection::run(
+            let ended = connection::run(
                 shared.clone(),
                 table,
                 link,
@@ -486,7 +503,9 @@ impl Supervisor {
             let closed = Event::Closed {
                 peer,
                 conn_id,
-                reason,
+                reason: ended.reason,
+                refusal: ended.refusal,
+                at_admission: ended.at_admission,
             };
             tokio::select! {
                 biased;
@@ -503,12 +522,44 @@ impl Supervisor {
         });
     }
 
-    fn on_closed(&mut self, peer: PeerId, conn_id: u64, reason: &str) {
+    fn on_closed(
+        &mut self,
+        peer: PeerId,
+        conn_id: u64,
+        reason: &str,
+        refusal: Option<RemoteRefusal>,
+        at_admission: bool,
+    ) {
         let Some(link) = self.shared.link(peer).filter(|l| l.conn_id == conn_id) else {
             // An older connection that was already replaced.
             return;
         };
-        self.remove_link(&link, reason);
+        let Some(refusal) = refusal else {
+            self.remove_link(&link, reason);
+            return;
+        };
+        // The remote refused us (at admission, or by a ban): not redialed
+        // until the backoff (or the ban) ends, and a dial that it refused
+        // at once is a failed dial.
+        if link.direction == Direction::Outbound && at_admission {
+            self.shared.metrics.dial_failures.inc();
+        }
+        match refusal {
+            RemoteRefusal::Banned { remaining } => tracing::warn!(
+                peer = %peer,
+                ban_seconds = remaining.map(|d| d.as_secs()),
+                %reason,
+                "the peer has banned this node; not dialing it until the ban ends"
+            ),
+            RemoteRefusal::Rejected => tracing::info!(
+                peer = %peer,
+                %reason,
+                "the peer refused the connection; backing off"
+            ),
+        }
+        let now = self.now();
+        self.peer_manager.remote_refused(peer, refusal, now);
+        self.unlink(&link, reason);
     }
 
     /// Takes `link` out of the table and tells everyone the peer is down.
@@ -546,7 +597,7 @@ impl Supervisor {
     }
 
     fn refuse(&self, conn: Connection, reason: GoodbyeReason, label: &'static str) {
-        self.refuse_with(conn, reason, label, label.to_string());
+        self.refuse_with(conn, reason, label, label.to_string(), None);
     }
 
     fn refuse_with(
@@ -555,12 +606,14 @@ impl Supervisor {
         reason: GoodbyeReason,
         label: &'static str,
         detail: String,
+        ban_remaining: Option<Duration>,
     ) {
         self.shared.metrics.refused(label);
         let err = HandshakeError {
             reason,
             detail,
             label,
+            ban_remaining,
         };
         let mut sink = conn.sink;
         self.tracker.spawn(async move {
