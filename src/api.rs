@@ -6,7 +6,9 @@
 //! | `GET /status` | identity, network, listen addresses, peer counts, uptime |
 //! | `GET /peers` | connected peers: direction, observed IP, announced addresses, score |
 //! | `POST /peers` | `{"address": "tcp://<peer-id>@host:port"}`: add to the address book and dial |
-//! | `DELETE /peers/{peer-id}?ban=10m` | disconnect with a goodbye, optionally ban |
+//! | `DELETE /peers/{peer-id}?ban=10m` | disconnect with a goodbye, optionally ban (at most [`MAX_BAN_DURATION`], a year; the ban is kept in the peer store across restarts) |
+//! | `GET /bans` | the bans in force: peer, seconds left, end (Unix seconds) |
+//! | `DELETE /bans/{peer-id}` | lift a ban |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Every error is JSON, `{"error": "..."}`, with a fitting status code:
@@ -26,6 +28,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router as Http};
+use p2p::peer_manager::MAX_BAN_DURATION;
 use p2p::{AddAddressError, Direction, PeerAddress, PeerId, Router, RouterError};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -65,6 +68,8 @@ pub fn routes(state: ApiState) -> Http {
         .route("/status", get(status))
         .route("/peers", get(peers).post(add_peer))
         .route("/peers/{id}", delete(remove_peer))
+        .route("/bans", get(bans))
+        .route("/bans/{id}", delete(unban))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(state)
@@ -258,15 +263,47 @@ pub struct RemovedPeer {
     pub banned_seconds: Option<u64>,
 }
 
+/// The PeerId in a route's path, or a 400 naming it.
+fn peer_id(id: &str) -> Result<PeerId, ApiError> {
+    id.parse()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("peer id {id:?}: {e}")))
+}
+
+/// Refuses a ban the peer manager would not keep as asked: none shorter
+/// than a second, none longer than [`MAX_BAN_DURATION`].
+fn check_ban(ban: Duration) -> Result<(), ApiError> {
+    let max = MAX_BAN_DURATION;
+    if ban < Duration::from_secs(1) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("ban={ban:?}: a ban lasts at least 1s"),
+        ));
+    }
+    if ban > max {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "ban={}: longer than the longest ban, {} ({} days, {} seconds)",
+                humantime_serde::re::humantime::format_duration(ban),
+                humantime_serde::re::humantime::format_duration(max),
+                max.as_secs() / 86_400,
+                max.as_secs()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn remove_peer(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     query: Result<Query<RemovePeer>, QueryRejection>,
 ) -> Result<Json<RemovedPeer>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let peer: PeerId = id
-        .parse()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("peer id {id:?}: {e}")))?;
+    let peer = peer_id(&id)?;
+    if let Some(ban) = query.ban {
+        check_ban(ban)?;
+    }
     let was_connected = state.router.disconnect(peer, query.ban).await?;
     if !was_connected && query.ban.is_none() {
         return Err(ApiError::new(
@@ -278,6 +315,62 @@ async fn remove_peer(
         peer_id: peer.to_string(),
         was_connected,
         banned_seconds: query.ban.map(|d| d.as_secs()),
+    }))
+}
+
+/// One entry of `GET /bans`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BanEntry {
+    /// The banned peer.
+    pub peer_id: String,
+    /// Seconds until the ban ends (rounded up).
+    pub remaining_seconds: u64,
+    /// When it ends, in seconds since the Unix epoch.
+    pub until_unix_seconds: u64,
+}
+
+async fn bans(State(state): State<ApiState>) -> Result<Json<Vec<BanEntry>>, ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let bans = state.router.bans().await?;
+    Ok(Json(
+        bans.into_iter()
+            .map(|ban| {
+                let remaining = ban
+                    .remaining
+                    .as_secs()
+                    .saturating_add(u64::from(ban.remaining.subsec_nanos() > 0));
+                BanEntry {
+                    peer_id: ban.peer.to_string(),
+                    remaining_seconds: remaining,
+                    until_unix_seconds: (now + ban.remaining).as_secs(),
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// The answer to `DELETE /bans/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Unbanned {
+    /// The peer whose ban was lifted.
+    pub peer_id: String,
+}
+
+async fn unban(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Unbanned>, ApiError> {
+    let peer = peer_id(&id)?;
+    if !state.router.unban(peer).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("peer {peer} is not banned"),
+        ));
+    }
+    Ok(Json(Unbanned {
+        peer_id: peer.to_string(),
     }))
 }
 

@@ -75,6 +75,32 @@ enum Command {
         #[arg(long)]
         api: Option<SocketAddr>,
     },
+    /// Ban a peer on a running node: disconnected, refused and not dialed
+    /// until the ban ends, across restarts (DELETE /peers/{peer}?ban=…).
+    Ban {
+        /// The peer's PeerId.
+        peer: String,
+        /// How long (`30s`, `10m`, `24h`, `7days`; at most a year).
+        #[arg(long = "for", default_value = "24h")]
+        duration: String,
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
+    /// Lift a peer's ban on a running node (DELETE /bans/{peer}).
+    Unban {
+        /// The peer's PeerId.
+        peer: String,
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
+    /// Print a running node's bans (GET /bans).
+    Bans {
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -124,6 +150,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Peers { api } => {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
             runtime.block_on(client::peers(api))
+        }
+        Command::Ban {
+            peer,
+            duration,
+            api,
+        } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::ban(api, &peer, &duration))
+        }
+        Command::Unban { peer, api } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::unban(api, &peer))
+        }
+        Command::Bans { api } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::bans(api))
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use reqwest::StatusCode;
-use switchyard::api::{AddedPeer, ErrorBody, PeerEntry, RemovedPeer, Status};
+use switchyard::api::{AddedPeer, BanEntry, ErrorBody, PeerEntry, RemovedPeer, Status, Unbanned};
 use switchyard::node::{Node, NodeBuilder};
 use switchyard::p2p::{Keypair, PeerAddress, RouterConfig};
 use switchyard::transport_memory::MemoryHub;
@@ -151,6 +151,58 @@ async fn every_route_answers_and_every_error_is_json() {
         .await
         .expect("DELETE");
     assert_eq!(error(again).await.0, StatusCode::NOT_FOUND);
+
+    // The ban is listed; an absurd one is refused naming the limit; it
+    // can be lifted once, and then it is gone.
+    let bans: Vec<BanEntry> = http
+        .get(url(api, "/bans"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].peer_id, b.peer_id().to_string());
+    assert!((599..=600).contains(&bans[0].remaining_seconds), "{bans:?}");
+    let absurd = http
+        .delete(url(
+            api,
+            &format!("/peers/{}?ban=99999999999999h", b.peer_id()),
+        ))
+        .send()
+        .await
+        .expect("DELETE");
+    let (code, message) = error(absurd).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        message.contains("longest ban") && message.contains("365 days"),
+        "{message}"
+    );
+    let lifted: Unbanned = http
+        .delete(url(api, &format!("/bans/{}", b.peer_id())))
+        .send()
+        .await
+        .expect("DELETE")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(lifted.peer_id, b.peer_id().to_string());
+    let again = http
+        .delete(url(api, &format!("/bans/{}", b.peer_id())))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(error(again).await.0, StatusCode::NOT_FOUND);
+    let bans: Vec<BanEntry> = http
+        .get(url(api, "/bans"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(bans.is_empty(), "{bans:?}");
 
     // Metrics in the Prometheus text format, the router's among them.
     let metrics = http

@@ -106,3 +106,71 @@ fn the_log_tells_of_peers_wrong_networks_wrong_keys_and_unreachable_bootstrap_pe
     assert!(b.stop());
     assert!(a.stop());
 }
+
+/// Runs the `switchyard` CLI with `args`; its exit status, stdout, stderr.
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(common::EXE)
+        .args(args)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a_home = dir.path().join("a");
+    let b_home = dir.path().join("b");
+    let a = Proc::start(&config(&a_home, &[], ""));
+    let b = Proc::start(&config(&b_home, &[&a.tcp], ""));
+    common::wait_until("b to connect to a", || a.peers() == vec![b.peer_id.clone()]);
+    let api = a.api.to_string();
+
+    let (ok, stdout, stderr) = cli(&["ban", &b.peer_id, "--for", "1h", "--api", &api]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("banned") && stdout.contains("3600"),
+        "{stdout}"
+    );
+    common::wait_until("a to drop b", || a.peers().is_empty());
+    // An absurd ban is refused with the limit, in one line.
+    let (ok, _, stderr) = cli(&["ban", &b.peer_id, "--for", "99999999999999h", "--api", &api]);
+    assert!(!ok);
+    assert!(stderr.contains("longest ban"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // Both restart; b redials a at once (its backoff is not stored), and
+    // a, which kept the ban in its peer store, refuses it.
+    assert!(b.stop());
+    assert!(a.stop());
+    let a = Proc::start(&config(&a_home, &[], ""));
+    let api = a.api.to_string();
+    let (ok, stdout, stderr) = cli(&["bans", "--api", &api]);
+    assert!(ok, "{stderr}");
+    let b = Proc::start(&config(&b_home, &[&a.tcp], ""));
+    assert!(
+        stdout.contains(&b.peer_id) && stdout.contains("1 bans"),
+        "{stdout}"
+    );
+    common::wait_until("a to refuse the banned b after its restart", || {
+        sample(
+            &a.get_text("/metrics"),
+            "switchyard_p2p_handshakes_refused_total{reason=\"banned\"}",
+        ) >= 1
+    });
+    assert!(a.peers().is_empty());
+
+    let (ok, stdout, stderr) = cli(&["unban", &b.peer_id, "--api", &api]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("lifted"), "{stdout}");
+    let (ok, stdout, _) = cli(&["bans", "--api", &api]);
+    assert!(ok && stdout.contains("0 bans"), "{stdout}");
+    let (ok, _, stderr) = cli(&["unban", &b.peer_id, "--api", &api]);
+    assert!(!ok && stderr.contains("not banned"), "{stderr}");
+    assert!(b.stop());
+    assert!(a.stop());
+}

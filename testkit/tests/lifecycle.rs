@@ -593,3 +593,51 @@ async fn a_dial_refused_at_admission_is_a_failure_and_backs_off() {
     assert!(refused(net.router(0), "inbound_full") <= attempts);
     net.shutdown().await;
 }
+
+/// Bans are kept in the peer store: after a graceful restart (memory and
+/// heed stores alike) the banned peer is still refused and listed, and a
+/// lifted ban stays lifted across the next restart.
+#[tokio::test(start_paused = true)]
+async fn bans_survive_a_restart() {
+    for store in [StoreKind::Memory, StoreKind::Heed] {
+        let mut net = Network::builder()
+            .seed(50)
+            .nodes(2)
+            .links(vec![(1, 0)])
+            .store(store)
+            .build()
+            .expect("build");
+        net.start().expect("start");
+        net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+        let n1 = net.peer_id(1);
+        let day = Duration::from_secs(86_400);
+        net.router(0).disconnect(n1, Some(day)).await.expect("ban");
+        net.stop(0).await;
+        net.restart(0).await.expect("restart");
+        net.start_node(0).expect("start again");
+        let bans = net.router(0).bans().await.expect("bans");
+        assert_eq!(bans.len(), 1, "{store:?}: {bans:?}");
+        assert_eq!(bans[0].peer, n1);
+        assert!(
+            bans[0].remaining > day - Duration::from_secs(60),
+            "{bans:?}"
+        );
+        // Node 1 redials (after its own restart it has forgotten the
+        // goodbye's wait) and is refused.
+        net.stop(1).await;
+        net.restart(1).await.expect("restart 1");
+        net.start_node(1).expect("start 1 again");
+        tokio::time::sleep(5 * SECOND).await;
+        assert!(refused(net.router(0), "banned") >= 1, "{store:?}");
+        assert!(!net.router(0).is_connected(n1));
+        assert!(net.router(0).unban(n1).await.expect("unban"));
+        net.stop(0).await;
+        net.restart(0).await.expect("restart");
+        net.start_node(0).expect("start again");
+        assert!(
+            net.router(0).bans().await.expect("bans").is_empty(),
+            "{store:?}"
+        );
+        net.shutdown().await;
+    }
+}

@@ -113,9 +113,13 @@
 //! - **Bans** last until their end (`ban_duration` for a report at or below
 //!   `ban_threshold`); a banned peer is neither dialed nor admitted, and its
 //!   exchanged addresses are refused. Bans apply to persistent peers too; a
-//!   persistent peer is redialed when its ban ends. Bans are not persisted:
-//!   a restart lifts them, but the low score is stored, so the next report
-//!   bans again.
+//!   persistent peer is redialed when its ban ends. No ban lasts longer than
+//!   [`MAX_BAN_DURATION`] (one year). Bans are persisted: the router saves
+//!   them in the peer store ([`PeerManager::take_bans_changed`],
+//!   [`PeerManager::bans`]) with their wall-clock end, and restores them at
+//!   start ([`PeerManager::load_bans`]), so a restart does not lift them.
+//!   [`PeerManager::unban`] lifts one; the peer comes back on its last
+//!   chance, as after a ban that ended.
 //! - **Networks pay for their keys.** Every penalty a peer earns is charged
 //!   to the network (/24, /48) of its latest connection too, and every ban
 //!   `-ban_threshold` (100) points; the network's score decays like a

@@ -235,6 +235,9 @@ pub struct PeerManager {
     /// Kept apart from `peers` so that forgetting a peer's addresses does not
     /// lift its ban. At most the tables' capacity.
     bans: BTreeMap<PeerId, Instant>,
+    /// A ban was added, lengthened or lifted since the last
+    /// [`take_bans_changed`](PeerManager::take_bans_changed).
+    bans_changed: bool,
     slots: Slots,
     /// Peers whose record changed since the last `take_dirty` (all known).
     dirty: BTreeSet<PeerId>,
@@ -285,6 +288,7 @@ impl PeerManager {
             hosts: BTreeMap::new(),
             prefixes,
             bans: BTreeMap::new(),
+            bans_changed: false,
             slots: Slots::default(),
             dirty: BTreeSet::new(),
             forgotten: BTreeSet::new(),
@@ -1312,7 +1316,14 @@ impl PeerManager {
     }
 
     fn ban_until(&mut self, id: PeerId, duration: Duration, now: Instant) -> Instant {
-        let mut until = instant_after(now, duration);
+        let until = instant_after(now, duration.min(MAX_BAN_DURATION));
+        self.insert_ban(id, until, now)
+    }
+
+    /// Puts `id`'s ban in the book (the later end wins), making room if
+    /// the book is full; returns the end in force.
+    fn insert_ban(&mut self, id: PeerId, mut until: Instant, now: Instant) -> Instant {
+        self.bans_changed = true;
         if let Some(&existing) = self.bans.get(&id) {
             until = until.max(existing);
         } else {
@@ -1368,6 +1379,53 @@ impl PeerManager {
         self.peers
             .get(&id)
             .is_some_and(|p| p.trusted || p.persistent)
+    }
+
+    /// Restores bans read from the store at start (see
+    /// [`PeerStore::load_bans`](crate::peer_store::PeerStore::load_bans)):
+    /// each `(peer, end)` still in force at the latest instant seen is put
+    /// back, without charging the peer's network again. Ends are capped at
+    /// [`MAX_BAN_DURATION`] from now. Not marked changed.
+    pub fn load_bans(&mut self, bans: impl IntoIterator<Item = (PeerId, Instant)>) {
+        let now = self.now;
+        let cap = instant_after(now, MAX_BAN_DURATION);
+        for (id, until) in bans {
+            if until > now && id != self.local {
+                self.insert_ban(id, until.min(cap), now);
+            }
+        }
+        self.bans_changed = false;
+    }
+
+    /// The bans in force at `now`: each banned peer and when its ban ends,
+    /// in PeerId order.
+    pub fn bans(&self, now: Instant) -> Vec<(PeerId, Instant)> {
+        self.bans
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(id, until)| (*id, *until))
+            .collect()
+    }
+
+    /// Lifts `id`'s ban; returns whether it was banned. The peer comes back
+    /// as after a ban that ended: on its last chance (its score lifted to
+    /// just above `disconnect_threshold` at its next admission).
+    pub fn unban(&mut self, id: PeerId, now: Instant) -> bool {
+        self.observe(now);
+        let Some(until) = self.bans.remove(&id) else {
+            return false;
+        };
+        self.bans_changed = true;
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.ban_ends = Some(now);
+        }
+        until > now
+    }
+
+    /// Whether a ban was added, lengthened or lifted since the last call:
+    /// then the store's bans need saving ([`bans`](Self::bans)).
+    pub fn take_bans_changed(&mut self) -> bool {
+        std::mem::take(&mut self.bans_changed)
     }
 
     /// How long `id`'s ban still lasts at `now`, if it is banned.

@@ -24,6 +24,7 @@ use crate::peer_manager::PeerError;
 use crate::peer_manager::{
     AddAddressError, AddressSource, Admission, Direction, PeerManager, RemoteRefusal, ReportOutcome,
 };
+use crate::peer_store::BanRecord;
 use crate::proto::{self, GoodbyeReason};
 use crate::router::connection::{self, ConnectionLimits, HandshakeError};
 use crate::router::link::Link;
@@ -157,6 +158,13 @@ pub(crate) enum Command {
     Score {
         peer: PeerId,
         reply: oneshot::Sender<Option<i64>>,
+    },
+    Bans {
+        reply: oneshot::Sender<Vec<crate::router::Ban>>,
+    },
+    Unban {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
     },
 }
 
@@ -343,6 +351,28 @@ impl Supervisor {
             }
             Command::Score { peer, reply } => {
                 let _ = reply.send(self.peer_manager.score(peer));
+            }
+            Command::Bans { reply } => {
+                let bans = self
+                    .peer_manager
+                    .bans(now)
+                    .into_iter()
+                    .map(|(peer, until)| crate::router::Ban {
+                        peer,
+                        remaining: until.saturating_duration_since(now),
+                    })
+                    .collect();
+                let _ = reply.send(bans);
+            }
+            Command::Unban { peer, reply } => {
+                let lifted = self.peer_manager.unban(peer, now);
+                if lifted {
+                    tracing::info!(peer = %peer, "ban lifted by the operator");
+                    // Saved now, not at the next flush: an unban should
+                    // hold across a crash as much as a ban does.
+                    self.flush_store();
+                }
+                let _ = reply.send(lifted);
             }
         }
     }
@@ -626,7 +656,28 @@ impl Supervisor {
     fn flush_store(&mut self) {
         let dirty = self.peer_manager.take_dirty();
         let forgotten = self.peer_manager.take_forgotten();
-        self.store.flush(dirty, forgotten);
+        let bans = self.changed_bans();
+        self.store.flush(dirty, forgotten, bans);
+    }
+
+    /// Every ban in force with its wall-clock end, if any ban changed since
+    /// the last save.
+    fn changed_bans(&mut self) -> Option<Vec<BanRecord>> {
+        if !self.peer_manager.take_bans_changed() {
+            return None;
+        }
+        let now = self.now();
+        let wall = std::time::SystemTime::now();
+        Some(
+            self.peer_manager
+                .bans(now)
+                .into_iter()
+                .map(|(peer, until)| BanRecord {
+                    peer,
+                    until: wall + until.saturating_duration_since(now),
+                })
+                .collect(),
+        )
     }
 
     /// Graceful shutdown: goodbye to every peer, a grace period for the
@@ -646,7 +697,7 @@ impl Supervisor {
             }
             // As a crash: only what earlier flushes handed over is written
             // (waited for, so the store is closed when this returns).
-            self.store.finish(Vec::new(), Vec::new()).await;
+            self.store.finish(Vec::new(), Vec::new(), None).await;
             return;
         }
         for link in self.shared.links() {
@@ -671,7 +722,8 @@ impl Supervisor {
         }
         let dirty = self.peer_manager.take_dirty();
         let forgotten = self.peer_manager.take_forgotten();
-        self.store.finish(dirty, forgotten).await;
+        let bans = self.changed_bans();
+        self.store.finish(dirty, forgotten, bans).await;
     }
 }
 
