@@ -31,6 +31,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router as Http;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -358,11 +359,23 @@ pub struct Published {
     pub id: String,
 }
 
+/// The error for a body the extractor refused: over the limit, named.
+fn body_rejection(error: BytesRejection, max: usize) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the limit of {max} bytes (reactors.gossip.max_payload_size)"),
+        );
+    }
+    ApiError::new(error.status(), error.body_text())
+}
+
 async fn publish(
     State(service): State<GossipService>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Published>, ApiError> {
+    let body = body.map_err(|e| body_rejection(e, service.inner.max_payload_size))?;
     check_topic(&name)?;
     let id = service
         .inner
@@ -496,8 +509,18 @@ pub struct Written {
 async fn write_room(
     State(service): State<GossipService>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Written>, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a chat line is at most {} bytes",
+                reactor_gossip::room::MAX_LINE
+            ),
+        ),
+        status => ApiError::new(status, e.body_text()),
+    })?;
     let room = service.room(&name)?;
     if std::str::from_utf8(&body).is_err() {
         return Err(ApiError::new(

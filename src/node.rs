@@ -204,9 +204,12 @@ impl NodeBuilder {
         let servers = [
             (
                 self.api_listen,
-                api::routes(state.clone()).merge(self.routes),
+                api::json_errors(api::routes(state.clone()).merge(self.routes)),
             ),
-            (self.metrics_listen, api::metrics_routes(state)),
+            (
+                self.metrics_listen,
+                api::json_errors(api::metrics_routes(state)),
+            ),
         ];
         for (i, (address, app)) in servers.into_iter().enumerate() {
             let Some(address) = address else { continue };

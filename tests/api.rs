@@ -219,6 +219,28 @@ async fn every_route_answers_and_every_error_is_json() {
     );
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
+    // Every error is JSON and names what was wrong: a body over the limit
+    // (413, the limit named), a method the route does not serve (405, the
+    // methods it does).
+    let huge = format!("{{\"address\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let oversized = http
+        .post(url(api, "/peers"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("POST");
+    let (code, message) = error(oversized).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{message}");
+    assert!(message.contains("65536 bytes"), "{message}");
+    let put = http.put(url(api, "/status")).send().await.expect("PUT");
+    let (code, message) = error(put).await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(message.contains("GET"), "{message}");
+    // The application's routes are held to it too.
+    let post_hello = http.post(url(api, "/hello")).send().await.expect("POST");
+    assert_eq!(error(post_hello).await.0, StatusCode::METHOD_NOT_ALLOWED);
+
     let missing = http.get(url(api, "/nope")).send().await.expect("GET");
     let (code, body) = error(missing).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
