@@ -111,14 +111,35 @@ fn main() -> std::process::ExitCode {
         // wrong, and there is nobody to tell.
         Err(error) if output::is_broken_pipe(&error) => std::process::ExitCode::SUCCESS,
         Err(error) if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) => {
-            tracing::error!(error = %format_args!("{error:#}"), "switchyard stopped on an error");
+            tracing::error!(error = %error_text(&error), "switchyard stopped on an error");
             std::process::ExitCode::FAILURE
         }
         Err(error) => {
-            output::error_line(format_args!("error: {error:#}"));
+            output::error_line(format_args!("error: {}", error_text(&error)));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `error` and its causes, outermost first, joined by `": "`; a cause
+/// whose text the message already contains is left out. Many errors
+/// (ours, thiserror's `{source}` idiom, the transports') print their
+/// source in their own message and return it as their source too, so
+/// printing every cause would say the OS error twice (`Address already in
+/// use (os error 98): Address already in use (os error 98)`).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {

@@ -277,3 +277,70 @@ fn a_devnet_whose_reader_left_stops_its_nodes_and_exits_quietly() {
         "node 0 still holds its port"
     );
 }
+
+/// Runs `switchyard --config <config> run`, which must fail; its stderr.
+fn failed_run(config: &Path) -> String {
+    let out = Command::new(EXE)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run switchyard");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    stderr_of(&out)
+}
+
+#[test]
+fn startup_errors_say_the_os_error_once_and_name_the_right_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let api = free_port_range(1);
+
+    // [metrics] listen on a busy port: named as the metrics server.
+    let config = node_config(
+        &dir.path().join("metrics"),
+        api,
+        &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let stderr = failed_run(&config);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("metrics.listen") && stderr.contains("metrics server"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("HTTP API"), "{stderr}");
+
+    // The TCP port.
+    let home = dir.path().join("tcp");
+    let config = node_config(&home, api, "");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).expect("config");
+    let stderr = failed_run(&config);
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("transports.tcp.listen"), "{stderr}");
+
+    // A room's missing write key file.
+    let home = dir.path().join("room");
+    let config = node_config(
+        &home,
+        api,
+        "\n[[reactors.gossip.rooms]]\nname = \"r\"\nwrite_key_file = \"missing.hex\"\n",
+    );
+    let stderr = failed_run(&config);
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("missing.hex").count(), 1, "{stderr}");
+    assert!(stderr.contains("write_key_file"), "{stderr}");
+}
