@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use switchyard::config::{Config, LogFormat, default_config_toml};
 
 use crate::output::outln;
@@ -32,6 +32,9 @@ struct Cli {
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+    /// Whether `--home` was given on the command line.
+    #[arg(skip)]
+    home_given: bool,
 }
 
 #[derive(Subcommand)]
@@ -55,8 +58,9 @@ enum Command {
         /// First port: node i listens on base+2i (TCP) and base+2i+1 (API).
         #[arg(long, default_value_t = 27100)]
         base_port: u16,
-        /// Where the nodes' data directories go (default: a fresh
-        /// temporary directory, removed at exit).
+        /// Where the nodes' data directories go (default: `--home` if
+        /// given, else a fresh temporary directory, removed at exit unless
+        /// a node crashed).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Stop after this many seconds (0: run until Ctrl-C).
@@ -104,7 +108,15 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    // `devnet` puts its directories in `--home` when it is given on the
+    // command line, not when it only comes from $SWITCHYARD_HOME (that is a
+    // node's home, not a place for a devnet).
+    cli.home_given = matches.value_source("home") == Some(clap::parser::ValueSource::CommandLine);
     match real_main(cli).and_then(|()| Ok(output::flush()?)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader of our output went away (`| head -1`): nothing is
@@ -163,7 +175,26 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             base_port,
             dir,
             seconds,
-        } => runtime.block_on(devnet::run(nodes, base_port, dir, seconds)),
+        } => {
+            // `--home` is where the devnet's directories go; `--config` the
+            // config every node starts from.
+            let home = cli.home.filter(|_| cli.home_given);
+            let dir = match (dir, home) {
+                (Some(dir), Some(home)) if dir != home => anyhow::bail!(
+                    "--dir {} and --home {} name different directories; give one",
+                    dir.display(),
+                    home.display()
+                ),
+                (dir, home) => dir.or(home),
+            };
+            runtime.block_on(devnet::run(devnet::Options {
+                nodes,
+                base_port,
+                dir,
+                config: cli.config,
+                seconds,
+            }))
+        }
         Command::Status { api } => {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
             runtime.block_on(client::status(api))
