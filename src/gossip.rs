@@ -7,7 +7,7 @@
 //! | `PUT /gossip/topics/{name}` | join a topic and stay in it |
 //! | `DELETE /gossip/topics/{name}` | leave it (every stream of it ends) |
 //! | `POST /gossip/topics/{name}/messages` | publish the request body (the topic must be joined) |
-//! | `GET /gossip/topics/{name}/messages` | the topic's messages as server-sent events, joining it for as long as the stream is open |
+//! | `GET /gossip/topics/{name}/messages` | a joined topic's messages as server-sent events (a topic not joined: 404, as `POST` says) |
 //! | `GET /rooms` | the open rooms |
 //! | `GET /rooms/{name}` | a room's head: state hash, height, write key, the chat lines |
 //! | `POST /rooms/{name}` | append the body (one UTF-8 line) to a room this node may write |
@@ -397,6 +397,14 @@ async fn stream(
     Path(name): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_topic(&name)?;
+    // A stream of a topic not joined would stay empty for ever: say so, as
+    // a publish does.
+    if !service.inner.topics.lock().contains_key(&name) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("topic {name:?} is not joined: PUT /gossip/topics/{name} first"),
+        ));
+    }
     let subscription = service.subscribe(&name).await.map_err(gossip_error)?;
     let events = futures::stream::unfold(subscription, |mut subscription| async move {
         let event = subscription.recv().await?;

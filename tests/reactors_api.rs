@@ -211,6 +211,19 @@ async fn gossip_rooms_and_ring_work_through_the_api() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{message}");
     assert!(message.contains("not joined"), "{message}");
+    // Streaming one is refused too, at once, not an endless empty stream.
+    let (status, message) = error(
+        http.get(a.url("/gossip/topics/elsewhere/messages"))
+            // An endless stream would hold the test: the answer must come
+            // at once.
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("GET"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{message}");
+    assert!(message.contains("not joined"), "{message}");
     // Just over the payload limit, and far over it (refused before it is
     // read): 413 either way, with a JSON error naming the limit.
     for size in [64 * 1024 + 1, 1024 * 1024] {
