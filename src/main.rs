@@ -47,7 +47,8 @@ enum Command {
     },
     /// Run a node until SIGINT or SIGTERM.
     Run,
-    /// Print this node's PeerId and listen addresses.
+    /// Print this node's PeerId and listen addresses (from its key; the
+    /// home must exist).
     Id,
     /// Run N node processes on loopback, bootstrapped from the first, and
     /// show each node's peers live. Ctrl-C stops them all.
@@ -308,8 +309,26 @@ fn init(home: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the node's PeerId and addresses. It reads the key and creates
+/// nothing: a home or key that is not there is an error saying how to make
+/// it (`init`, or `run`).
 fn id(config: &Config) -> anyhow::Result<()> {
-    let key = switchyard::launch::load_key(config)?;
+    let home = config.data_dir();
+    if !home.is_dir() {
+        anyhow::bail!(
+            "the home {} does not exist: `switchyard --home {} init` creates it, with a key",
+            home.display(),
+            home.display()
+        );
+    }
+    let path = config.key_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "no node key at {}: `switchyard init` (or the first `run`) creates one",
+            path.display()
+        );
+    }
+    let key = switchyard::p2p::Keypair::load(&path).context("node key")?;
     let peer = key.peer_id();
     outln!("{peer}")?;
     if let Some(tcp) = config.tcp_config() {

@@ -344,3 +344,46 @@ fn startup_errors_say_the_os_error_once_and_name_the_right_setting() {
     assert_eq!(stderr.matches("missing.hex").count(), 1, "{stderr}");
     assert!(stderr.contains("write_key_file"), "{stderr}");
 }
+
+#[test]
+fn id_on_a_missing_home_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("nope");
+    let out = Command::new(EXE)
+        .arg("--home")
+        .arg(&home)
+        .arg("id")
+        .output()
+        .expect("run switchyard id");
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("init"),
+        "{stderr}"
+    );
+    assert!(!home.exists(), "id created the home");
+
+    // A home without a key: no key is made either.
+    std::fs::create_dir_all(&home).expect("home");
+    let out = Command::new(EXE)
+        .arg("--home")
+        .arg(&home)
+        .arg("id")
+        .output()
+        .expect("run switchyard id");
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no node key"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&home).expect("read").count(), 0);
+
+    // After init, id prints the key's PeerId.
+    init(&home);
+    let out = Command::new(EXE)
+        .arg("--home")
+        .arg(&home)
+        .arg("id")
+        .output()
+        .expect("run switchyard id");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
