@@ -359,17 +359,21 @@ pub enum Refusal {
     /// The connection failed before the handshake got anywhere (the remote
     /// connected and closed, or reset).
     Io,
+    /// The transport finished the handshake but the router did not take the
+    /// connection in time (its accept queue stayed full): closed.
+    AcceptBacklog,
 }
 
 impl Refusal {
     /// Every reason, in label order of the metrics docs.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::TooManyHandshakesFromPrefix,
         Refusal::TooManyHandshakes,
         Refusal::HandshakeTimeout,
         Refusal::BadHandshake,
         Refusal::NetworkMismatch,
         Refusal::Io,
+        Refusal::AcceptBacklog,
     ];
 
     /// The metric label (`"network_mismatch"`).
@@ -381,6 +385,7 @@ impl Refusal {
             Refusal::BadHandshake => "bad_handshake",
             Refusal::NetworkMismatch => "network_mismatch",
             Refusal::Io => "io",
+            Refusal::AcceptBacklog => "accept_backlog",
         }
     }
 

@@ -112,12 +112,14 @@ pub trait PeerStore: Send + 'static {
 }
 
 /// `time` in whole seconds since the Unix epoch (0 before it), as stored.
+#[cfg(feature = "heed")]
 pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// The instant `seconds` after the Unix epoch, if the clock can hold it.
+#[cfg(feature = "heed")]
 pub(crate) fn from_unix_seconds(seconds: u64) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds))
 }

@@ -31,7 +31,7 @@ use crate::router::link::Link;
 use crate::router::shared::{ChannelTable, Shared};
 use crate::router::store_writer::StoreWriter;
 use crate::router::{PeerStatus, PeerUpdate, RouterConfig};
-use crate::transport::{Connection, Frame, Refusal, Transport, TransportError};
+use crate::transport::{Connection, Frame, Refusal, RefusalCounts, Transport, TransportError};
 
 /// The supervisor's queues, one per kind of event, so that a flood of one
 /// kind cannot delay another and a report never waits.
@@ -769,6 +769,39 @@ impl HandshakeLimits {
     }
 }
 
+/// Adds what a transport refused on its own since the last call to
+/// `handshakes_refused_total`.
+struct TransportRefusals {
+    counts: Option<RefusalCounts>,
+    seen: [u64; Refusal::ALL.len()],
+}
+
+impl TransportRefusals {
+    fn new(transport: &dyn Transport) -> Self {
+        Self {
+            counts: transport.refusal_counts(),
+            seen: [0; Refusal::ALL.len()],
+        }
+    }
+
+    fn sync(&mut self, shared: &Shared) {
+        let Some(counts) = &self.counts else {
+            return;
+        };
+        for (reason, seen) in Refusal::ALL.iter().zip(self.seen.iter_mut()) {
+            let now = counts.get(*reason);
+            if now > *seen {
+                shared.metrics.refused_many(reason.label(), now - *seen);
+                *seen = now;
+            }
+        }
+    }
+}
+
+/// How often the transports' own refusal counts are added to the metrics
+/// when nothing is accepted meanwhile.
+const REFUSAL_SYNC: Duration = Duration::from_secs(1);
+
 async fn accept_loop(
     shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
@@ -776,12 +809,23 @@ async fn accept_loop(
     limits: HandshakeLimits,
     tracker: TaskTracker,
 ) {
+    let mut refusals = TransportRefusals::new(transport.as_ref());
+    let mut sync = tokio::time::interval(REFUSAL_SYNC);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let result = tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => {
+                refusals.sync(&shared);
+                return;
+            }
             result = transport.accept() => result,
+            _ = sync.tick(), if refusals.counts.is_some() => {
+                refusals.sync(&shared);
+                continue;
+            }
         };
+        refusals.sync(&shared);
         match result {
             Ok(conn) => match limits.acquire(conn.remote_ip) {
                 Ok(slots) => {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use p2p::transport::{Connection, Direction, Refusal, Transport, TransportError};
+use p2p::transport::{Connection, Direction, Refusal, RefusalCounts, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use parking_lot::Mutex;
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
@@ -39,6 +39,7 @@ pub struct QuicTransport {
     client_transport: Arc<TransportConfig>,
     listen: SocketAddr,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Result<Connection, TransportError>>>,
+    refusals: RefusalCounts,
     _stop: DropGuard,
 }
 
@@ -204,11 +205,13 @@ impl QuicTransport {
         let config = Arc::new(config);
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let stop = CancellationToken::new();
+        let refusals = RefusalCounts::default();
         tokio::spawn(accept_loop(
             endpoint.clone(),
             tls.clone(),
             config.clone(),
             tx,
+            refusals.clone(),
             stop.clone(),
         ));
         Ok(Self {
@@ -219,6 +222,7 @@ impl QuicTransport {
             client_transport,
             listen,
             accepted: tokio::sync::Mutex::new(rx),
+            refusals,
             _stop: stop.drop_guard(),
         })
     }
@@ -347,6 +351,7 @@ async fn accept_loop(
     tls: Arc<Tls>,
     config: Arc<QuicConfig>,
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
+    refusals: RefusalCounts,
     stop: CancellationToken,
 ) {
     let per_prefix = Arc::new(p2p::PrefixSlots::default());
@@ -364,11 +369,13 @@ async fn accept_loop(
         let addr = incoming.remote_address();
         let Some(prefix_slot) = per_prefix.acquire(addr.ip(), config.max_handshakes_per_prefix)
         else {
+            refusals.count(Refusal::TooManyHandshakesFromPrefix);
             tracing::debug!(%addr, "too many handshakes from this IP; refusing");
             incoming.refuse();
             continue;
         };
         let Ok(permit) = all.clone().try_acquire_owned() else {
+            refusals.count(Refusal::TooManyHandshakes);
             tracing::debug!(%addr, "too many handshakes in progress; refusing");
             incoming.refuse();
             continue;
@@ -376,8 +383,13 @@ async fn accept_loop(
         // Accepting here, not in the task, lets quinn answer the client's
         // first flight without waiting for the task to be scheduled.
         let connecting = incoming.accept();
-        let (tls, config, accepted, stop) =
-            (tls.clone(), config.clone(), accepted.clone(), stop.clone());
+        let (tls, config, accepted, refusals, stop) = (
+            tls.clone(),
+            config.clone(),
+            accepted.clone(),
+            refusals.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let _slots = (prefix_slot, permit);
             let handshake = tokio::time::timeout(
@@ -401,8 +413,15 @@ async fn accept_loop(
             }
             // A router that does not take connections fast enough gets
             // none: waiting for room must not hold this IP's handshake slot
-            // forever.
-            let _ = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            // forever. What it never took is counted here.
+            let lost_as = match &item {
+                Ok(_) => Refusal::AcceptBacklog,
+                Err(e) => e.refusal().unwrap_or(Refusal::BadHandshake),
+            };
+            let sent = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                refusals.count(lost_as);
+            }
         });
     }
 }
@@ -477,6 +496,10 @@ impl Transport for QuicTransport {
 
     fn listen_addresses(&self) -> Vec<PeerAddress> {
         vec![PeerAddress::quic(self.local, self.listen)]
+    }
+
+    fn refusal_counts(&self) -> Option<RefusalCounts> {
+        Some(self.refusals.clone())
     }
 
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {

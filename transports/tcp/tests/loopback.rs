@@ -610,3 +610,62 @@ async fn a_small_frame_behind_a_large_one_does_not_share_its_buffer() {
         at - end
     );
 }
+
+/// Polls `condition` for up to 10 s.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + 10 * SECOND;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every connection the listener turns away is counted by its cause:
+/// over its per-network limit, over its global limit (both closed at once,
+/// never reaching `accept`, so counted in the transport's own counts), and
+/// past the handshake deadline (reported through `accept`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_handshake_is_counted_by_cause() {
+    let (_, b) = bind(
+        2,
+        TcpConfig {
+            max_handshakes_per_prefix: 2,
+            max_handshakes: 3,
+            ..config("net")
+        },
+    );
+    let counts = b.refusal_counts().expect("TCP counts its refusals");
+    let addr = b.local_addr();
+    // Ten idle connections from one network: two hold its slots, eight
+    // are closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    eventually("eight refused for the network's limit", || {
+        counts.get(Refusal::TooManyHandshakesFromPrefix) == 8
+    })
+    .await;
+    // Two from other networks: one takes the last of the three slots, the
+    // other is closed for the global limit.
+    for net in [2u8, 3] {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, net, 0, 1], 0)))
+            .expect("bind a source address");
+        idle.push(socket.connect(addr).await.expect("connect"));
+    }
+    eventually("one refused for the global limit", || {
+        counts.get(Refusal::TooManyHandshakes) == 1
+    })
+    .await;
+    // The three that hold slots never send a byte: each is refused at the
+    // deadline.
+    for _ in 0..3 {
+        let err = accept(&b).await.expect_err("an idle handshake");
+        assert_eq!(err.refusal(), Some(Refusal::HandshakeTimeout), "{err}");
+    }
+    assert_eq!(counts.get(Refusal::TooManyHandshakesFromPrefix), 8);
+    assert_eq!(counts.get(Refusal::TooManyHandshakes), 1);
+    drop(idle);
+}
