@@ -31,10 +31,10 @@ pub use metrics::{DropReason, Metrics};
 pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerError, PeerManagerConfig};
 #[cfg(feature = "heed")]
 pub use peer_store::HeedPeerStore;
-pub use peer_store::{MemoryPeerStore, PeerRecord, PeerStore};
+pub use peer_store::{BanRecord, MemoryPeerStore, PeerRecord, PeerStore};
 pub use reactor::{OpenedReactor, Reactor, ReactorContext};
 pub use router::channel::{ChannelReceiver, ChannelSender};
 pub use router::{
-    ConnectedPeer, PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder,
-    RouterConfig, RouterError,
+    Ban, ConnectedPeer, PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router,
+    RouterBuilder, RouterConfig, RouterError,
 };

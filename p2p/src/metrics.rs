@@ -20,15 +20,28 @@
 //!
 //! | reason | when |
 //! |---|---|
-//! | `too_many_handshakes`, `too_many_handshakes_from_prefix` | an inbound connection while the pending handshakes (in all, or from its network) are at their limit; closed before `Hello` |
-//! | `accept_error` | the transport's `accept` failed: on TCP, the Noise handshake (a wrong network id fails it, being in the prologue), a bad identity payload, a handshake message too long |
-//! | `handshake_timeout` | no `Hello` exchange within the handshake timeout |
-//! | `io` | the connection failed while sending or awaiting `Hello` |
+//! | `too_many_handshakes`, `too_many_handshakes_from_prefix` | an inbound connection while the pending handshakes (in all, or from its network) are at their limit: the transport's own (TCP and QUIC `max_handshakes`, `max_handshakes_per_prefix`; the socket is closed before the Noise or TLS handshake) or the router's (`max_pending_handshakes`, `_per_prefix`; closed before `Hello`) |
+//! | `handshake_timeout` | no transport handshake (Noise, TLS) or no `Hello` exchange within its deadline |
+//! | `bad_handshake` | the transport handshake failed: bytes that are not our handshake, a bad identity proof, a handshake message over the limit |
+//! | `network_mismatch` | another network id: in the transport handshake (TCP: the dialer hangs up after the listener's Noise message 2, which it cannot decrypt under another prologue — a dialer that expected another key there does the same; QUIC: no common ALPN), or in `Hello` (the memory transport, which has no handshake) |
+//! | `io` | the connection failed before or during the handshake, or while sending or awaiting `Hello` (a port scan that connects and closes) |
+//! | `accept_backlog` | the transport finished its handshake but the router did not take the connection within the handshake timeout (its accept queue stayed full) |
+//! | `accept_error` | any other error of the transport's `accept` (should stay at zero) |
 //! | `remote_goodbye` | the remote answered our `Hello` with a `Goodbye` |
 //! | `protocol`, `hello_too_large`, `oversized_hello`, `bad_channel`, `peer_id_mismatch` | a first frame that is not a well-formed `Hello`, or one that names another PeerId than the authenticated one |
-//! | `network_mismatch`, `version_mismatch` | a `Hello` for another network or protocol version |
+//! | `version_mismatch` | a `Hello` for another protocol version |
 //! | `duplicate` | a second connection of a connected peer that loses the tie-break |
 //! | `banned`, `low_score`, `prefix_banned`, `prefix_limit`, `inbound_full`, `outbound_full`, `self_connection`, `already_connected` | the peer manager's verdict ([`RejectReason`](crate::peer_manager::RejectReason)) |
+//!
+//! Every connection a node turns away before it becomes a peer is counted
+//! once, on every transport: what the transport's `accept` reports, what
+//! the router refuses, and what a transport closes on its own before
+//! `accept` (TCP and QUIC close a connection at once when their handshake
+//! limits are full): those a transport counts in its
+//! [`RefusalCounts`](crate::transport::RefusalCounts), which the router
+//! adds here at each accept and at least every second. The memory
+//! transport has no handshake: its connections meet only the router's
+//! limits and checks.
 //!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
@@ -331,11 +344,26 @@ impl Metrics {
 
     /// Counts a refused connection.
     pub(crate) fn refused(&self, reason: &str) {
+        self.refused_many(reason, 1);
+    }
+
+    /// Counts `n` refused connections.
+    pub(crate) fn refused_many(&self, reason: &str, n: u64) {
         self.handshakes_refused
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
             })
-            .inc();
+            .inc_by(n);
+    }
+
+    /// Connections refused so far for `reason` (a
+    /// `handshakes_refused_total` label, see the module docs).
+    pub fn handshakes_refused(&self, reason: &str) -> u64 {
+        self.handshakes_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .get()
     }
 }
 

@@ -87,6 +87,23 @@ impl Frame {
         Frame::Goodbye(proto::Goodbye {
             reason: reason as i32,
             detail: detail.into(),
+            ban_seconds: 0,
+        })
+    }
+
+    /// A `Banned` goodbye saying how long the ban lasts (rounded up to a
+    /// whole second), so the banned peer waits that long before it dials
+    /// again.
+    pub fn banned(detail: impl Into<String>, remaining: Option<std::time::Duration>) -> Self {
+        let ban_seconds = remaining.map_or(0, |d| {
+            d.as_secs()
+                .saturating_add(u64::from(d.subsec_nanos() > 0))
+                .max(1)
+        });
+        Frame::Goodbye(proto::Goodbye {
+            reason: GoodbyeReason::Banned as i32,
+            detail: detail.into(),
+            ban_seconds,
         })
     }
 
@@ -321,6 +338,104 @@ pub trait Transport: Send + Sync + 'static {
         &'a self,
         address: &'a PeerAddress,
     ) -> BoxFuture<'a, Result<Connection, TransportError>>;
+
+    /// The connections this transport refused or closed on its own, before
+    /// [`accept`](Self::accept) (its own handshake limits), by reason; the
+    /// router adds them to `handshakes_refused_total`. `None` (the
+    /// default) for a transport that refuses nothing on its own.
+    fn refusal_counts(&self) -> Option<RefusalCounts> {
+        None
+    }
+}
+
+/// Why a transport refused or closed a connection before it became a
+/// [`Connection`]: the `reason` label of
+/// `switchyard_p2p_handshakes_refused_total` (see [`crate::metrics`]), the
+/// same label the router uses for the same cause at its own stage.
+///
+/// A transport reports it in [`TransportError::Refused`] (from
+/// [`Transport::accept`], or from a dial) and counts the connections it
+/// closes on its own, without an `accept`, in its [`RefusalCounts`]
+/// ([`Transport::refusal_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Handshakes in progress from the remote's network (IPv4 /24, IPv6
+    /// /48) were at their limit.
+    TooManyHandshakesFromPrefix,
+    /// Handshakes in progress were at their limit.
+    TooManyHandshakes,
+    /// The handshake did not finish within its deadline.
+    HandshakeTimeout,
+    /// The handshake failed: bytes that are not our handshake, a bad
+    /// identity proof, a handshake message over the limit.
+    BadHandshake,
+    /// The remote is on another network id (or speaks another protocol
+    /// version): the handshake, which binds both, cannot complete.
+    NetworkMismatch,
+    /// The connection failed before the handshake got anywhere (the remote
+    /// connected and closed, or reset).
+    Io,
+    /// The transport finished the handshake but the router did not take the
+    /// connection in time (its accept queue stayed full): closed.
+    AcceptBacklog,
+}
+
+impl Refusal {
+    /// Every reason, in label order of the metrics docs.
+    pub const ALL: [Refusal; 7] = [
+        Refusal::TooManyHandshakesFromPrefix,
+        Refusal::TooManyHandshakes,
+        Refusal::HandshakeTimeout,
+        Refusal::BadHandshake,
+        Refusal::NetworkMismatch,
+        Refusal::Io,
+        Refusal::AcceptBacklog,
+    ];
+
+    /// The metric label (`"network_mismatch"`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::TooManyHandshakesFromPrefix => "too_many_handshakes_from_prefix",
+            Refusal::TooManyHandshakes => "too_many_handshakes",
+            Refusal::HandshakeTimeout => "handshake_timeout",
+            Refusal::BadHandshake => "bad_handshake",
+            Refusal::NetworkMismatch => "network_mismatch",
+            Refusal::Io => "io",
+            Refusal::AcceptBacklog => "accept_backlog",
+        }
+    }
+
+    fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Connections a transport refused or closed on its own, by [`Refusal`]:
+/// those that never reach [`Transport::accept`] (its handshake limits were
+/// full, so it closed the socket at once). Cheap to clone; clones share the
+/// counts. The router adds them to `handshakes_refused_total`.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalCounts {
+    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; Refusal::ALL.len()]>,
+}
+
+impl RefusalCounts {
+    /// Counts one refusal.
+    pub fn count(&self, reason: Refusal) {
+        self.counts[reason.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Refusals counted so far for `reason`.
+    pub fn get(&self, reason: Refusal) -> u64 {
+        self.counts[reason.index()].load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Why a transport could not accept or dial.
@@ -359,6 +474,39 @@ pub enum TransportError {
     /// An I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The connection was refused or failed before it was authenticated,
+    /// for a reason the router counts under its own label (a wrong network
+    /// id, a bad handshake, a deadline, a full limit).
+    #[error("{remote}: {detail} ({reason})")]
+    Refused {
+        /// Who we were talking to (an address or an IP).
+        remote: String,
+        /// Why, as a metric label.
+        reason: Refusal,
+        /// Words for the log.
+        detail: String,
+    },
+}
+
+impl TransportError {
+    /// The `handshakes_refused_total` label of an `accept` that failed
+    /// this way: a [`Refusal`]'s label, `bad_handshake` for another
+    /// handshake failure, `accept_error` for anything else.
+    pub fn refusal_label(&self) -> &'static str {
+        match self {
+            TransportError::Refused { reason, .. } => reason.label(),
+            TransportError::Handshake { .. } | TransportError::WrongPeer { .. } => "bad_handshake",
+            _ => "accept_error",
+        }
+    }
+
+    /// The refusal reason, if the transport gave one.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            TransportError::Refused { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
 }
 
 /// Why a connection failed or ended.

@@ -16,6 +16,7 @@
 //! handshake fails at the first encrypted payload. The byte-level spec is in
 //! `adr/0004-tcp-noise-wire-format.md`.
 
+use p2p::transport::Refusal;
 use p2p::{Keypair, PeerId};
 use snow::HandshakeState;
 use snow::resolvers::{BoxedCryptoResolver, DefaultResolver, FallbackResolver, RingResolver};
@@ -63,6 +64,47 @@ pub enum HandshakeError {
         /// The PeerId that answered.
         actual: PeerId,
     },
+    /// (Dialer) The listener's second message does not decrypt: its
+    /// prologue differs, so it is on another network id or protocol
+    /// version.
+    #[error(
+        "the peer's handshake does not decrypt ({0}): it is on another network id or protocol version"
+    )]
+    OtherNetwork(String),
+    /// (Listener) The dialer hung up after our second message instead of
+    /// sending its third: what a dialer on another network id does (it
+    /// cannot decrypt our message), and also one that expected another
+    /// PeerId at this address.
+    #[error(
+        "the dialer closed the handshake after our second message ({0}): most likely it is on another network id"
+    )]
+    Abandoned(String),
+}
+
+impl HandshakeError {
+    /// What a failed handshake counts as in `handshakes_refused_total`.
+    ///
+    /// The network id is bound into the Noise prologue, so a wrong one
+    /// never shows as such: the dialer fails to decrypt the listener's
+    /// message 2 ([`OtherNetwork`](Self::OtherNetwork)) and hangs up, and
+    /// the listener sees the dialer leave after its message 2
+    /// ([`Abandoned`](Self::Abandoned)). Both count as
+    /// [`Refusal::NetworkMismatch`]; on the listener that also takes in
+    /// the rarer dialer that hangs up because another key answered than it
+    /// expected. This function is where a cleartext preamble naming the
+    /// network (issue 16) would make the listener's answer exact.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            HandshakeError::OtherNetwork(_) | HandshakeError::Abandoned(_) => {
+                Refusal::NetworkMismatch
+            }
+            HandshakeError::Io(_) => Refusal::Io,
+            HandshakeError::TooLarge(_)
+            | HandshakeError::Noise(_)
+            | HandshakeError::Identity(_)
+            | HandshakeError::WrongPeer { .. } => Refusal::BadHandshake,
+        }
+    }
 }
 
 /// Our Noise static key and the payload that binds it to our identity.
@@ -297,7 +339,12 @@ where
     write_message(stream, &message[..n]).await?;
     let mut incoming = Vec::new();
     read_message(stream, &mut incoming).await?;
-    let n = state.read_message(&incoming, &mut payload).map_err(noise)?;
+    // Message 2 is the first encrypted under a key that mixes in the
+    // prologue: failing to decrypt it is a different network id (or
+    // protocol version).
+    let n = state
+        .read_message(&incoming, &mut payload)
+        .map_err(|e| HandshakeError::OtherNetwork(e.to_string()))?;
     let remote = remote_identity(&state, &payload[..n])?;
     if let Some(expected) = expected.filter(|e| *e != remote) {
         return Err(HandshakeError::WrongPeer {
@@ -332,7 +379,14 @@ where
         .write_message(&identity.payload, &mut message)
         .map_err(noise)?;
     write_message(stream, &message[..n]).await?;
-    read_message(stream, &mut incoming).await?;
+    // A dialer that cannot decrypt our message 2 (another network id)
+    // hangs up here.
+    read_message(stream, &mut incoming)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::Io(detail) => HandshakeError::Abandoned(detail),
+            other => other,
+        })?;
     let n = state.read_message(&incoming, &mut payload).map_err(noise)?;
     let remote = remote_identity(&state, &payload[..n])?;
     Ok((into_session(state, crypto)?, remote))
@@ -401,11 +455,19 @@ mod tests {
             },
             respond(&mut b, &ib, &p2, CryptoBackend::Ring),
         );
+        // Both sides tell a different network: the dialer cannot decrypt
+        // message 2, the listener sees it hang up after message 2.
         assert!(
-            matches!(client, Err(HandshakeError::Noise(_))),
+            matches!(client, Err(HandshakeError::OtherNetwork(_))),
             "{client:?}"
         );
-        assert!(server.is_err(), "the responder never sees an identity");
+        let server = server.expect_err("the responder never sees an identity");
+        assert!(matches!(server, HandshakeError::Abandoned(_)), "{server:?}");
+        assert_eq!(server.refusal(), Refusal::NetworkMismatch);
+        assert_eq!(
+            client.expect_err("client").refusal(),
+            Refusal::NetworkMismatch
+        );
     }
 
     fn hex(bytes: &[u8]) -> String {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use p2p::transport::{Connection, Direction, Transport, TransportError};
+use p2p::transport::{Connection, Direction, Refusal, RefusalCounts, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -22,6 +22,7 @@ pub struct TcpTransport {
     prologue: Arc<Vec<u8>>,
     listen: SocketAddr,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Result<Connection, TransportError>>>,
+    refusals: RefusalCounts,
     _stop: DropGuard,
 }
 
@@ -63,12 +64,14 @@ impl TcpTransport {
         let prologue = Arc::new(handshake::prologue(&config.network_id));
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let stop = CancellationToken::new();
+        let refusals = RefusalCounts::default();
         tokio::spawn(listen_loop(
             listener,
             identity.clone(),
             config.clone(),
             prologue.clone(),
             tx,
+            refusals.clone(),
             stop.clone(),
         ));
         Ok(Self {
@@ -78,6 +81,7 @@ impl TcpTransport {
             prologue,
             listen,
             accepted: tokio::sync::Mutex::new(rx),
+            refusals,
             _stop: stop.drop_guard(),
         })
     }
@@ -115,6 +119,11 @@ impl TcpTransport {
                 HandshakeError::WrongPeer { expected, actual } => {
                     TransportError::WrongPeer { expected, actual }
                 }
+                other @ HandshakeError::OtherNetwork(_) => TransportError::Refused {
+                    remote: addr.to_string(),
+                    reason: other.refusal(),
+                    detail: other.to_string(),
+                },
                 other => TransportError::Handshake {
                     remote: addr.to_string(),
                     reason: other.to_string(),
@@ -173,6 +182,7 @@ async fn listen_loop(
     config: Arc<TcpConfig>,
     prologue: Arc<Vec<u8>>,
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
+    refusals: RefusalCounts,
     stop: CancellationToken,
 ) {
     let per_prefix = Arc::new(p2p::PrefixSlots::default());
@@ -192,20 +202,25 @@ async fn listen_loop(
                 }
             },
         };
+        // Closed at once, and counted: under a flood these are most of
+        // what the node turns away.
         let Some(prefix_slot) = per_prefix.acquire(addr.ip(), config.max_handshakes_per_prefix)
         else {
+            refusals.count(Refusal::TooManyHandshakesFromPrefix);
             tracing::debug!(%addr, "too many handshakes from this network; closing");
             continue;
         };
         let Ok(permit) = all.clone().try_acquire_owned() else {
+            refusals.count(Refusal::TooManyHandshakes);
             tracing::debug!(%addr, "too many handshakes in progress; closing");
             continue;
         };
-        let (identity, config, prologue, accepted, stop) = (
+        let (identity, config, prologue, accepted, refusals, stop) = (
             identity.clone(),
             config.clone(),
             prologue.clone(),
             accepted.clone(),
+            refusals.clone(),
             stop.clone(),
         );
         tokio::spawn(async move {
@@ -228,13 +243,15 @@ async fn listen_loop(
                     Direction::Inbound,
                     config.max_frame_size,
                 )),
-                Ok(Err(e)) => Err(TransportError::Handshake {
+                Ok(Err(e)) => Err(TransportError::Refused {
                     remote: addr.to_string(),
-                    reason: e.to_string(),
+                    reason: e.refusal(),
+                    detail: e.to_string(),
                 }),
-                Err(_) => Err(TransportError::Handshake {
+                Err(_) => Err(TransportError::Refused {
                     remote: addr.to_string(),
-                    reason: format!("no handshake within {:?}", config.handshake_timeout),
+                    reason: Refusal::HandshakeTimeout,
+                    detail: format!("no handshake within {:?}", config.handshake_timeout),
                 }),
             };
             if let Err(e) = &item {
@@ -242,9 +259,22 @@ async fn listen_loop(
             }
             // A router that does not take connections fast enough gets
             // none: waiting for room must not hold this IP's handshake slot
-            // forever.
-            let _ = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            // forever. What it never took is counted here.
+            let lost_as = lost_as(&item);
+            let sent = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                refusals.count(lost_as);
+            }
         });
+    }
+}
+
+/// What an accept result the router never took counts as: a connection it
+/// had no room for, or the refusal the error names.
+pub(crate) fn lost_as(item: &Result<Connection, TransportError>) -> Refusal {
+    match item {
+        Ok(_) => Refusal::AcceptBacklog,
+        Err(e) => e.refusal().unwrap_or(Refusal::BadHandshake),
     }
 }
 
@@ -255,6 +285,10 @@ impl Transport for TcpTransport {
 
     fn listen_addresses(&self) -> Vec<PeerAddress> {
         vec![PeerAddress::tcp(self.local, self.listen)]
+    }
+
+    fn refusal_counts(&self) -> Option<RefusalCounts> {
+        Some(self.refusals.clone())
     }
 
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
@@ -277,7 +311,11 @@ impl Transport for TcpTransport {
                 None => {
                     let target = host_port.to_string();
                     tokio::net::lookup_host(target.as_str())
-                        .await?
+                        .await
+                        .map_err(|e| TransportError::Unreachable {
+                            address: address.to_string(),
+                            reason: format!("cannot resolve {target}: {e}"),
+                        })?
                         .next()
                         .ok_or_else(|| TransportError::Unreachable {
                             address: address.to_string(),
