@@ -4,6 +4,16 @@
 //! `--seconds`) stops them all with SIGTERM, so each says goodbye to its
 //! peers and flushes its peer store.
 //!
+//! The directories go in `--dir`, else `--home` (given on the command
+//! line), else a temporary directory; each node's config starts from
+//! `--config` if given (its own directory, key, ports, peers and reactors
+//! are then set for the devnet), else from the defaults. Each node's output
+//! goes to `node-i/node.log`, its pid to `node-i/node.pid`. A node that
+//! exits on its own is reported and started again, up to three times (then
+//! shown as down); the others keep running. A devnet in which a node
+//! crashed exits with an error at the end and keeps its directory, even a
+//! temporary one, so the logs it points at are there.
+//!
 //! Every node runs every reactor: peer exchange; gossip, joined to the
 //! topic `devnet` and the chat room `devnet` (admin: node 0; every node
 //! holds the room's write key, written next to each node's key); and the
@@ -11,6 +21,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,6 +36,8 @@ use switchyard::p2p::{Keypair, PeerAddress, PeerId};
 use switchyard::ring::RingView;
 use tokio::process::{Child, Command};
 
+use crate::output::{self, OutputError, outln};
+
 /// How long a node gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -35,17 +48,60 @@ const DEVNET_ROOM: &str = "devnet";
 /// The room's shared write key, in each node's data directory.
 const ROOM_KEY_FILE: &str = "room_write_key.hex";
 
+/// How many times a node that exits on its own is started again before it
+/// is left down.
+const MAX_RESTARTS: u32 = 3;
+
 struct DevNode {
     peer: PeerId,
     home: PathBuf,
+    config: PathBuf,
     tcp: SocketAddr,
     api: SocketAddr,
-    child: Child,
+    /// `None` once it crashed more than [`MAX_RESTARTS`] times.
+    child: Option<Child>,
+    /// Times it exited on its own.
+    crashes: u32,
+}
+
+impl DevNode {
+    fn log(&self) -> PathBuf {
+        self.home.join("node.log")
+    }
+
+    /// Starts (or restarts) the node's process, its output appended to
+    /// its `node.log`, its pid in `node.pid`.
+    fn spawn(&mut self, exe: &Path) -> anyhow::Result<()> {
+        let log_path = self.log();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let child = Command::new(exe)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log file")?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.home.display()))?;
+        if let Some(pid) = child.id() {
+            let pid_path = self.home.join("node.pid");
+            std::fs::write(&pid_path, format!("{pid}\n"))
+                .with_context(|| format!("writing {}", pid_path.display()))?;
+        }
+        self.child = Some(child);
+        Ok(())
+    }
 }
 
 /// Writes a devnet node's config (commented, like `switchyard init`'s) and
 /// returns where it is.
 fn write_config(
+    base: &Config,
     home: &Path,
     nodes: usize,
     tcp: SocketAddr,
@@ -53,11 +109,11 @@ fn write_config(
     bootstrap: Option<&PeerAddress>,
     room_admin: PeerId,
 ) -> anyhow::Result<PathBuf> {
-    let mut config = Config {
-        data_dir: Some(home.to_path_buf()),
-        network_id: "switchyard-devnet".into(),
-        ..Config::default()
-    };
+    // The base config (`--config`, else the defaults) with what makes it a
+    // devnet node: its own directory, key, ports and peers.
+    let mut config = base.clone();
+    config.data_dir = Some(home.to_path_buf());
+    config.key_file = Config::default().key_file;
     config.transports.tcp.listen = tcp;
     config.api.listen = api;
     config.peers.bootstrap.extend(bootstrap.cloned());
@@ -98,13 +154,35 @@ fn write_config(
     Ok(path)
 }
 
-/// Runs the devnet until Ctrl-C or `seconds` (0: no limit).
-pub async fn run(
-    nodes: usize,
-    base_port: u16,
-    dir: Option<PathBuf>,
-    seconds: u64,
-) -> anyhow::Result<()> {
+/// What `switchyard devnet` was asked for.
+#[derive(Debug)]
+pub struct Options {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Node i listens on `base_port + 2i` (TCP) and `+ 1` (API).
+    pub base_port: u16,
+    /// Where the nodes' directories go (`--dir`, or `--home`); a fresh
+    /// temporary directory if neither.
+    pub dir: Option<PathBuf>,
+    /// A config file every node's config starts from (`--config`).
+    pub config: Option<PathBuf>,
+    /// Stop after this many seconds (0: at Ctrl-C).
+    pub seconds: u64,
+}
+
+/// Runs the devnet until Ctrl-C or `seconds` (0: no limit). A node that
+/// exits on its own is reported and started again (up to
+/// [`MAX_RESTARTS`] times, then left down); the others keep running. If
+/// one did, the devnet fails at the end, keeping its directory (and the
+/// logs in it) even when it was a temporary one.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let Options {
+        nodes,
+        base_port,
+        dir,
+        config,
+        seconds,
+    } = options;
     anyhow::ensure!(
         (1..=64).contains(&nodes),
         "--nodes must be between 1 and 64"
@@ -113,13 +191,23 @@ pub async fn run(
         u32::from(base_port) + 2 * nodes as u32 <= 65535,
         "--base-port {base_port} leaves no room for {nodes} nodes"
     );
-    let temp;
+    let base = match &config {
+        Some(path) => Config::load(path)?,
+        None => Config {
+            network_id: "switchyard-devnet".into(),
+            ..Config::default()
+        },
+    };
+    let mut temp = None;
     let root = match dir {
-        Some(dir) => dir,
-        None => {
-            temp = tempfile::tempdir().context("creating a temporary directory")?;
-            temp.path().to_path_buf()
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir
         }
+        None => temp
+            .insert(tempfile::tempdir().context("creating a temporary directory")?)
+            .path()
+            .to_path_buf(),
     };
     let exe = std::env::current_exe().context("finding the switchyard executable")?;
     let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
@@ -133,7 +221,7 @@ pub async fn run(
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
         let key_path = home.join("node_key.hex");
         let peer = Keypair::load_or_generate(&key_path)
-            .with_context(|| format!("node key {}", key_path.display()))?
+            .context("node key")?
             .peer_id();
         let room_key_path = home.join(ROOM_KEY_FILE);
         room_key
@@ -142,98 +230,157 @@ pub async fn run(
         let admin = *room_admin.get_or_insert(peer);
         let tcp = loopback(base_port + 2 * i as u16);
         let api = loopback(base_port + 2 * i as u16 + 1);
-        let config = write_config(&home, nodes, tcp, api, bootstrap.as_ref(), admin)?;
+        let config = write_config(&base, &home, nodes, tcp, api, bootstrap.as_ref(), admin)
+            .with_context(|| format!("node {i}'s config"))?;
         if i == 0 {
             bootstrap = Some(PeerAddress::tcp(peer, tcp));
         }
-        let log_path = home.join("node.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let child = Command::new(&exe)
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("log file")?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting node {i}"))?;
-        running.push(DevNode {
+        // A fresh log per devnet run; restarts append to it.
+        let log = home.join("node.log");
+        std::fs::write(&log, "").with_context(|| format!("creating {}", log.display()))?;
+        let mut node = DevNode {
             peer,
             home,
+            config,
             tcp,
             api,
-            child,
-        });
+            child: None,
+            crashes: 0,
+        };
+        node.spawn(&exe)
+            .with_context(|| format!("starting node {i}"))?;
+        running.push(node);
     }
-    println!(
+    // A failed write to standard output (`devnet | head -3`) stops the
+    // devnet like Ctrl-C does: every node gets SIGTERM first.
+    let watched = async {
+        show_nodes(&running, &root)?;
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            restart_crashed(&mut running, &exe);
+            print_table(&running, started.elapsed()).await?;
+            if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
+                return Ok(());
+            }
+        }
+    };
+    let watched: Result<(), OutputError> = watched.await;
+    let clean = stop_all(&mut running).await;
+    let crashes: u32 = running.iter().map(|n| n.crashes).sum();
+    if crashes > 0 || !clean {
+        // Keep the logs that say what happened.
+        let root = temp.map_or(root, tempfile::TempDir::keep);
+        watched?;
+        let crashed: Vec<String> = running
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.crashes > 0)
+            .map(|(i, n)| format!("node {i} ({} times)", n.crashes))
+            .collect();
+        if crashes > 0 {
+            anyhow::bail!(
+                "{} exited on its own; the logs are kept in {}",
+                crashed.join(", "),
+                root.display()
+            );
+        }
+        anyhow::bail!(
+            "some nodes did not stop cleanly; the logs are kept in {}",
+            root.display()
+        );
+    }
+    watched?;
+    outln!("devnet stopped cleanly")?;
+    Ok(())
+}
+
+/// Reports every node whose process has ended on its own and starts it
+/// again, up to [`MAX_RESTARTS`] times; then it is left down.
+fn restart_crashed(nodes: &mut [DevNode], exe: &Path) {
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let Some(child) = node.child.as_mut() else {
+            continue;
+        };
+        let status = match child.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) => continue,
+            Err(error) => {
+                output::error_line(format_args!("node {i}: {error}"));
+                continue;
+            }
+        };
+        node.crashes += 1;
+        node.child = None;
+        let log = node.log();
+        if node.crashes > MAX_RESTARTS {
+            output::error_line(format_args!(
+                "node {i} exited on its own ({status}) {} times; left down (log {})",
+                node.crashes,
+                log.display()
+            ));
+            continue;
+        }
+        output::error_line(format_args!(
+            "node {i} exited on its own ({status}); starting it again ({} of {MAX_RESTARTS}; log {})",
+            node.crashes,
+            log.display()
+        ));
+        if let Err(error) = node.spawn(exe) {
+            output::error_line(format_args!("node {i}: cannot start it again: {error:#}"));
+        }
+    }
+}
+
+/// Prints where each node is and what to try.
+fn show_nodes(running: &[DevNode], root: &Path) -> Result<(), OutputError> {
+    let nodes = running.len();
+    outln!(
         "switchyard devnet: {nodes} node processes on loopback, data in {} (Ctrl-C to stop)",
         root.display()
-    );
+    )?;
     for (i, node) in running.iter().enumerate() {
-        println!(
+        outln!(
             "  node {i}: {}  api http://{}  log {}",
             PeerAddress::tcp(node.peer, node.tcp),
             node.api,
             node.home.join("node.log").display()
-        );
+        )?;
     }
     if let Some(first) = running.first() {
-        println!(
+        outln!(
             "  try: curl -d 'hello' http://{api}/rooms/{DEVNET_ROOM}   (then GET it on any node)\n       \
              curl -N http://{api}/gossip/topics/{DEVNET_TOPIC}/messages   (and POST to it on another)\n       \
              curl http://{api}/ring",
             api = first.api
-        );
+        )?;
     }
-    let started = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut failure = None;
-    loop {
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            _ = tick.tick() => {}
-        }
-        if let Some(i) = exited(&mut running) {
-            failure = Some(format!(
-                "node {i} exited on its own; see {}",
-                running[i].home.join("node.log").display()
-            ));
-            break;
-        }
-        print_table(&running, started.elapsed()).await;
-        if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
-            break;
-        }
-    }
-    let clean = stop_all(&mut running).await;
-    match failure {
-        Some(failure) => anyhow::bail!(failure),
-        None if clean => {
-            println!("devnet stopped cleanly");
-            Ok(())
-        }
-        None => anyhow::bail!("some nodes did not stop cleanly; see their node.log"),
-    }
+    Ok(())
 }
 
-/// The first node whose process has ended, if any.
-fn exited(nodes: &mut [DevNode]) -> Option<usize> {
-    nodes
-        .iter_mut()
-        .position(|n| matches!(n.child.try_wait(), Ok(Some(_))))
-}
-
-async fn print_table(nodes: &[DevNode], elapsed: Duration) {
+async fn print_table(nodes: &[DevNode], elapsed: Duration) -> Result<(), OutputError> {
     let mut out = format!(
         "\n t={:>4}s  node  peer id         peers  known  ring location  ring nbrs  room height  listening\n",
         elapsed.as_secs()
     );
     let room_path = format!("/rooms/{DEVNET_ROOM}");
     for (i, node) in nodes.iter().enumerate() {
+        if node.child.is_none() {
+            let _ = writeln!(
+                out,
+                "          {i:>4}  {:<14}  down (exited {} times; log {})",
+                node.peer.short(),
+                node.crashes,
+                node.log().display()
+            );
+            continue;
+        }
         let status = crate::client::get::<Status>(node.api, "/status").await;
         let (peers, known) = match &status {
             Ok(s) => (
@@ -264,32 +411,45 @@ async fn print_table(nodes: &[DevNode], elapsed: Duration) {
             node.tcp
         );
     }
-    print!("{out}");
+    output::text(&out)
 }
 
 /// Sends SIGTERM to every node, waits for each to exit (killing it after
 /// [`STOP_GRACE`]), and says whether all exited successfully.
 async fn stop_all(nodes: &mut [DevNode]) -> bool {
     for node in nodes.iter() {
-        if let Some(pid) = node.child.id().and_then(|id| i32::try_from(id).ok()) {
+        if let Some(pid) = node
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .and_then(|id| i32::try_from(id).ok())
+        {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
     let mut clean = true;
     for (i, node) in nodes.iter_mut().enumerate() {
-        match tokio::time::timeout(STOP_GRACE, node.child.wait()).await {
+        let Some(child) = node.child.as_mut() else {
+            continue;
+        };
+        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
             Ok(Ok(status)) if status.success() => {}
+            // Stopped by our SIGTERM before it installed its handler (a
+            // devnet stopped as it starts): stopped as asked.
+            Ok(Ok(status)) if status.signal() == Some(Signal::SIGTERM as i32) => {}
             Ok(Ok(status)) => {
-                eprintln!("node {i} exited with {status}");
+                output::error_line(format_args!("node {i} exited with {status}"));
                 clean = false;
             }
             Ok(Err(error)) => {
-                eprintln!("node {i}: {error}");
+                output::error_line(format_args!("node {i}: {error}"));
                 clean = false;
             }
             Err(_) => {
-                eprintln!("node {i} did not stop within {STOP_GRACE:?}; killing it");
-                let _ = node.child.kill().await;
+                output::error_line(format_args!(
+                    "node {i} did not stop within {STOP_GRACE:?}; killing it"
+                ));
+                let _ = child.kill().await;
                 clean = false;
             }
         }

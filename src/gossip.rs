@@ -7,7 +7,7 @@
 //! | `PUT /gossip/topics/{name}` | join a topic and stay in it |
 //! | `DELETE /gossip/topics/{name}` | leave it (every stream of it ends) |
 //! | `POST /gossip/topics/{name}/messages` | publish the request body (the topic must be joined) |
-//! | `GET /gossip/topics/{name}/messages` | the topic's messages as server-sent events, joining it for as long as the stream is open |
+//! | `GET /gossip/topics/{name}/messages` | a joined topic's messages as server-sent events (a topic not joined: 404, as `POST` says) |
 //! | `GET /rooms` | the open rooms |
 //! | `GET /rooms/{name}` | a room's head: state hash, height, write key, the chat lines |
 //! | `POST /rooms/{name}` | append the body (one UTF-8 line) to a room this node may write |
@@ -31,6 +31,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router as Http;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -358,11 +359,23 @@ pub struct Published {
     pub id: String,
 }
 
+/// The error for a body the extractor refused: over the limit, named.
+fn body_rejection(error: BytesRejection, max: usize) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the limit of {max} bytes (reactors.gossip.max_payload_size)"),
+        );
+    }
+    ApiError::new(error.status(), error.body_text())
+}
+
 async fn publish(
     State(service): State<GossipService>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Published>, ApiError> {
+    let body = body.map_err(|e| body_rejection(e, service.inner.max_payload_size))?;
     check_topic(&name)?;
     let id = service
         .inner
@@ -384,6 +397,14 @@ async fn stream(
     Path(name): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_topic(&name)?;
+    // A stream of a topic not joined would stay empty for ever: say so, as
+    // a publish does.
+    if !service.inner.topics.lock().contains_key(&name) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("topic {name:?} is not joined: PUT /gossip/topics/{name} first"),
+        ));
+    }
     let subscription = service.subscribe(&name).await.map_err(gossip_error)?;
     let events = futures::stream::unfold(subscription, |mut subscription| async move {
         let event = subscription.recv().await?;
@@ -496,8 +517,18 @@ pub struct Written {
 async fn write_room(
     State(service): State<GossipService>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Written>, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a chat line is at most {} bytes",
+                reactor_gossip::room::MAX_LINE
+            ),
+        ),
+        status => ApiError::new(status, e.body_text()),
+    })?;
     let room = service.room(&name)?;
     if std::str::from_utf8(&body).is_err() {
         return Err(ApiError::new(

@@ -20,12 +20,13 @@ use transport_tcp::TcpTransport;
 
 use crate::config::{Config, RoomSection};
 use crate::gossip::{GossipService, RoomSpec};
-use crate::node::{Node, NodeBuilder};
+use crate::node::{Node, NodeBuilder, NodeError};
 
 /// Loads the node's key, or generates and saves one.
 pub fn load_key(config: &Config) -> anyhow::Result<Keypair> {
     let path = config.key_path();
-    Keypair::load_or_generate(&path).with_context(|| format!("node key {}", path.display()))
+    // The key file's errors name the file.
+    Keypair::load_or_generate(&path).context("node key")
 }
 
 /// A node being built from a [`Config`], with what must happen once it
@@ -44,7 +45,18 @@ impl Launch {
     /// Starts the node, then joins the configured topics and opens the
     /// configured rooms.
     pub async fn start(self) -> anyhow::Result<Node> {
-        let node = self.builder.start().await?;
+        let node = self.builder.start().await.map_err(|error| {
+            // Name the setting that chose the address.
+            let field = match &error {
+                NodeError::Api { .. } => Some("api.listen"),
+                NodeError::Metrics { .. } => Some("metrics.listen"),
+                _ => None,
+            };
+            match field {
+                Some(field) => anyhow::Error::new(error).context(field),
+                None => anyhow::Error::new(error),
+            }
+        })?;
         if let Some(gossip) = &self.gossip {
             let joined = async {
                 for topic in &self.topics {
@@ -189,10 +201,8 @@ fn room_spec(config: &Config, keypair: &Keypair, room: &RoomSection) -> anyhow::
             } else {
                 config.data_dir().join(file)
             };
-            Some(
-                Keypair::load(&path)
-                    .with_context(|| format!("write_key_file {}", path.display()))?,
-            )
+            // The key file's errors name the file.
+            Some(Keypair::load(&path).context("write_key_file")?)
         }
         None => None,
     };

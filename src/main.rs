@@ -3,13 +3,17 @@
 
 mod client;
 mod devnet;
+mod output;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use switchyard::config::{Config, LogFormat, default_config_toml};
+
+use crate::output::outln;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +32,9 @@ struct Cli {
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+    /// Whether `--home` was given on the command line.
+    #[arg(skip)]
+    home_given: bool,
 }
 
 #[derive(Subcommand)]
@@ -40,7 +47,8 @@ enum Command {
     },
     /// Run a node until SIGINT or SIGTERM.
     Run,
-    /// Print this node's PeerId and listen addresses.
+    /// Print this node's PeerId and listen addresses (from its key; the
+    /// home must exist).
     Id,
     /// Run N node processes on loopback, bootstrapped from the first, and
     /// show each node's peers live. Ctrl-C stops them all.
@@ -51,8 +59,9 @@ enum Command {
         /// First port: node i listens on base+2i (TCP) and base+2i+1 (API).
         #[arg(long, default_value_t = 27100)]
         base_port: u16,
-        /// Where the nodes' data directories go (default: a fresh
-        /// temporary directory, removed at exit).
+        /// Where the nodes' data directories go (default: `--home` if
+        /// given, else a fresh temporary directory, removed at exit unless
+        /// a node crashed).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Stop after this many seconds (0: run until Ctrl-C).
@@ -71,17 +80,79 @@ enum Command {
         #[arg(long)]
         api: Option<SocketAddr>,
     },
+    /// Ban a peer on a running node: disconnected, refused and not dialed
+    /// until the ban ends, across restarts (DELETE /peers/{peer}?ban=…).
+    Ban {
+        /// The peer's PeerId.
+        peer: String,
+        /// How long (`30s`, `10m`, `24h`, `7days`; at most a year).
+        #[arg(long = "for", default_value = "24h")]
+        duration: String,
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
+    /// Lift a peer's ban on a running node (DELETE /bans/{peer}).
+    Unban {
+        /// The peer's PeerId.
+        peer: String,
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
+    /// Print a running node's bans (GET /bans).
+    Bans {
+        /// The node's API address (default: api.listen from the config).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match real_main(cli) {
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    // `devnet` puts its directories in `--home` when it is given on the
+    // command line, not when it only comes from $SWITCHYARD_HOME (that is a
+    // node's home, not a place for a devnet).
+    cli.home_given = matches.value_source("home") == Some(clap::parser::ValueSource::CommandLine);
+    match real_main(cli).and_then(|()| Ok(output::flush()?)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`| head -1`): nothing is
+        // wrong, and there is nobody to tell.
+        Err(error) if output::is_broken_pipe(&error) => std::process::ExitCode::SUCCESS,
+        Err(error) if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) => {
+            tracing::error!(error = %error_text(&error), "switchyard stopped on an error");
+            std::process::ExitCode::FAILURE
+        }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            output::error_line(format_args!("error: {}", error_text(&error)));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `error` and its causes, outermost first, joined by `": "`; a cause
+/// whose text the message already contains is left out. Many errors
+/// (ours, thiserror's `{source}` idiom, the transports') print their
+/// source in their own message and return it as their source too, so
+/// printing every cause would say the OS error twice (`Address already in
+/// use (os error 98): Address already in use (os error 98)`).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
@@ -105,7 +176,26 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             base_port,
             dir,
             seconds,
-        } => runtime.block_on(devnet::run(nodes, base_port, dir, seconds)),
+        } => {
+            // `--home` is where the devnet's directories go; `--config` the
+            // config every node starts from.
+            let home = cli.home.filter(|_| cli.home_given);
+            let dir = match (dir, home) {
+                (Some(dir), Some(home)) if dir != home => anyhow::bail!(
+                    "--dir {} and --home {} name different directories; give one",
+                    dir.display(),
+                    home.display()
+                ),
+                (dir, home) => dir.or(home),
+            };
+            runtime.block_on(devnet::run(devnet::Options {
+                nodes,
+                base_port,
+                dir,
+                config: cli.config,
+                seconds,
+            }))
+        }
         Command::Status { api } => {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
             runtime.block_on(client::status(api))
@@ -113,6 +203,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Peers { api } => {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
             runtime.block_on(client::peers(api))
+        }
+        Command::Ban {
+            peer,
+            duration,
+            api,
+        } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::ban(api, &peer, &duration))
+        }
+        Command::Unban { peer, api } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::unban(api, &peer))
+        }
+        Command::Bans { api } => {
+            let api = api_address(api, cli.home, cli.config.as_deref())?;
+            runtime.block_on(client::bans(api))
         }
     }
 }
@@ -151,13 +257,30 @@ fn init_logs(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
         .context("log.filter")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to standard error: standard output is the command's own
+    // output. A failed write of a log line is not reported on the same
+    // broken stream (tracing-subscriber would `eprintln!` it).
+    // Colour only for a terminal: never escape codes in a file or a pipe.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false);
     let result = match config.log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("starting the logger: {e}"))
+    result.map_err(|e| anyhow::anyhow!("starting the logger: {e}"))?;
+    JSON_LOGS.store(
+        config.log.format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(())
 }
+
+/// Whether logs are JSON lines: standard error then carries nothing else,
+/// the final error included (as a JSON event).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn init(home: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
     let mut config = Config::default();
@@ -177,24 +300,42 @@ fn init(home: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
     };
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let key = switchyard::launch::load_key(&config)?;
-    println!("wrote {}", path.display());
-    println!(
+    outln!("wrote {}", path.display())?;
+    outln!(
         "node key {} (PeerId {})",
         config.key_path().display(),
         key.peer_id()
-    );
+    )?;
     Ok(())
 }
 
+/// Prints the node's PeerId and addresses. It reads the key and creates
+/// nothing: a home or key that is not there is an error saying how to make
+/// it (`init`, or `run`).
 fn id(config: &Config) -> anyhow::Result<()> {
-    let key = switchyard::launch::load_key(config)?;
+    let home = config.data_dir();
+    if !home.is_dir() {
+        anyhow::bail!(
+            "the home {} does not exist: `switchyard --home {} init` creates it, with a key",
+            home.display(),
+            home.display()
+        );
+    }
+    let path = config.key_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "no node key at {}: `switchyard init` (or the first `run`) creates one",
+            path.display()
+        );
+    }
+    let key = switchyard::p2p::Keypair::load(&path).context("node key")?;
     let peer = key.peer_id();
-    println!("{peer}");
+    outln!("{peer}")?;
     if let Some(tcp) = config.tcp_config() {
-        println!("{}", p2p_address("tcp", peer, tcp.listen));
+        outln!("{}", p2p_address("tcp", peer, tcp.listen))?;
     }
     if let Some(quic) = config.quic_config() {
-        println!("{}", p2p_address("quic", peer, quic.listen));
+        outln!("{}", p2p_address("quic", peer, quic.listen))?;
     }
     Ok(())
 }
@@ -211,24 +352,43 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // after it says it runs) must stop it gracefully, not kill it.
     let signals = Signals::install()?;
     let node = switchyard::launch::start(&config).await?;
+    let listen: Vec<String> = node
+        .router()
+        .listen_addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Plain values, one per field: a log reader gets `127.0.0.1:26658`,
+    // not Rust's `Some(127.0.0.1:26658)`.
     tracing::info!(
         peer = %node.peer_id(),
         network = node.network_id(),
-        listen = ?node.router().listen_addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
-        api = ?node.api_address(),
+        listen = %listen.join(" "),
+        api = node.api_address().map(tracing::field::display),
+        metrics = node.metrics_address().map(tracing::field::display),
         "node running"
     );
-    println!("switchyard node {}", node.peer_id());
-    for address in node.router().listen_addresses() {
-        println!("  listening on {address}");
-    }
-    if let Some(api) = node.api_address() {
-        println!("  HTTP API on http://{api}");
+    // Standard output is a summary for whoever started the node (in text
+    // mode: with JSON logs, the "node running" event says it all and
+    // nothing plain is written); a reader that goes away does not stop the
+    // node.
+    let summary = config.log.format == LogFormat::Text;
+    if summary {
+        output::notice(format_args!("switchyard node {}", node.peer_id()));
+        for address in &listen {
+            output::notice(format_args!("  listening on {address}"));
+        }
+        if let Some(api) = node.api_address() {
+            output::notice(format_args!("  HTTP API on http://{api}"));
+        }
     }
     let signal = signals.wait().await;
     tracing::info!(signal, "shutting down");
     node.shutdown().await;
-    println!("stopped ({signal})");
+    tracing::info!(signal, "node stopped");
+    if summary {
+        output::notice(format_args!("stopped ({signal})"));
+    }
     Ok(())
 }
 

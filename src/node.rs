@@ -54,8 +54,17 @@ pub enum NodeError {
         source: p2p::ChannelError,
     },
     /// The HTTP API could not listen.
-    #[error("HTTP API cannot listen on {address}: {source}")]
+    #[error("the HTTP API cannot listen on {address}")]
     Api {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The separate `/metrics` server
+    /// ([`metrics_http`](NodeBuilder::metrics_http)) could not listen.
+    #[error("the metrics server cannot listen on {address}")]
+    Metrics {
         /// The address.
         address: SocketAddr,
         /// Why.
@@ -204,9 +213,12 @@ impl NodeBuilder {
         let servers = [
             (
                 self.api_listen,
-                api::routes(state.clone()).merge(self.routes),
+                api::json_errors(api::routes(state.clone()).merge(self.routes)),
             ),
-            (self.metrics_listen, api::metrics_routes(state)),
+            (
+                self.metrics_listen,
+                api::json_errors(api::metrics_routes(state)),
+            ),
         ];
         for (i, (address, app)) in servers.into_iter().enumerate() {
             let Some(address) = address else { continue };
@@ -215,7 +227,11 @@ impl NodeBuilder {
                 Ok(server) => node.metrics = Some(server),
                 Err(source) => {
                     node.stop().await;
-                    return Err(NodeError::Api { address, source });
+                    return Err(if i == 0 {
+                        NodeError::Api { address, source }
+                    } else {
+                        NodeError::Metrics { address, source }
+                    });
                 }
             }
         }

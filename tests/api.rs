@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use reqwest::StatusCode;
-use switchyard::api::{AddedPeer, ErrorBody, PeerEntry, RemovedPeer, Status};
+use switchyard::api::{AddedPeer, BanEntry, ErrorBody, PeerEntry, RemovedPeer, Status, Unbanned};
 use switchyard::node::{Node, NodeBuilder};
 use switchyard::p2p::{Keypair, PeerAddress, RouterConfig};
 use switchyard::transport_memory::MemoryHub;
@@ -152,6 +152,58 @@ async fn every_route_answers_and_every_error_is_json() {
         .expect("DELETE");
     assert_eq!(error(again).await.0, StatusCode::NOT_FOUND);
 
+    // The ban is listed; an absurd one is refused naming the limit; it
+    // can be lifted once, and then it is gone.
+    let bans: Vec<BanEntry> = http
+        .get(url(api, "/bans"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].peer_id, b.peer_id().to_string());
+    assert!((599..=600).contains(&bans[0].remaining_seconds), "{bans:?}");
+    let absurd = http
+        .delete(url(
+            api,
+            &format!("/peers/{}?ban=99999999999999h", b.peer_id()),
+        ))
+        .send()
+        .await
+        .expect("DELETE");
+    let (code, message) = error(absurd).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        message.contains("longest ban") && message.contains("365 days"),
+        "{message}"
+    );
+    let lifted: Unbanned = http
+        .delete(url(api, &format!("/bans/{}", b.peer_id())))
+        .send()
+        .await
+        .expect("DELETE")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(lifted.peer_id, b.peer_id().to_string());
+    let again = http
+        .delete(url(api, &format!("/bans/{}", b.peer_id())))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(error(again).await.0, StatusCode::NOT_FOUND);
+    let bans: Vec<BanEntry> = http
+        .get(url(api, "/bans"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(bans.is_empty(), "{bans:?}");
+
     // Metrics in the Prometheus text format, the router's among them.
     let metrics = http
         .get(url(api, "/metrics"))
@@ -166,6 +218,28 @@ async fn every_route_answers_and_every_error_is_json() {
         "{metrics}"
     );
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+
+    // Every error is JSON and names what was wrong: a body over the limit
+    // (413, the limit named), a method the route does not serve (405, the
+    // methods it does).
+    let huge = format!("{{\"address\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let oversized = http
+        .post(url(api, "/peers"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("POST");
+    let (code, message) = error(oversized).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{message}");
+    assert!(message.contains("65536 bytes"), "{message}");
+    let put = http.put(url(api, "/status")).send().await.expect("PUT");
+    let (code, message) = error(put).await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(message.contains("GET"), "{message}");
+    // The application's routes are held to it too.
+    let post_hello = http.post(url(api, "/hello")).send().await.expect("POST");
+    assert_eq!(error(post_hello).await.0, StatusCode::METHOD_NOT_ALLOWED);
 
     let missing = http.get(url(api, "/nope")).send().await.expect("GET");
     let (code, body) = error(missing).await;

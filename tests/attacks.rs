@@ -151,3 +151,38 @@ fn hello_frames_announced_at_16_mib_do_not_inflate_the_node() {
         refused(&node, "hello_too_large") >= 32
     });
 }
+
+/// A connection flood is counted by cause in `/metrics`, not lost: the
+/// connections the TCP transport closes at once for its per-network limit
+/// (they never reach the router), and those that sit past the handshake
+/// deadline (issue 17 item 12: 29,987 closed connections showed as +43).
+#[test]
+fn a_connection_flood_is_counted_by_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(&dir.path().join("victim"), &[], "");
+    let text = std::fs::read_to_string(&path).expect("config").replace(
+        "[transports.tcp]\nlisten = \"127.0.0.1:0\"\n",
+        "[transports.tcp]\nlisten = \"127.0.0.1:0\"\nmax_handshakes_per_prefix = 2\nhandshake_timeout = \"1s\"\n",
+    );
+    assert!(text.contains("max_handshakes_per_prefix = 2"), "{text}");
+    std::fs::write(&path, text).expect("config");
+    let node = Proc::start(&path);
+    let target: SocketAddr = node
+        .tcp
+        .rsplit('@')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("tcp address");
+    let idle: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(target).expect("connect"))
+        .collect();
+    wait_until("18 connections refused for the network's limit", || {
+        refused(&node, "too_many_handshakes_from_prefix") == 18
+    });
+    wait_until("the 2 idle handshakes refused at the deadline", || {
+        refused(&node, "handshake_timeout") == 2
+    });
+    assert_eq!(refused(&node, "accept_error"), 0);
+    drop(idle);
+    assert!(node.stop());
+}

@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{EXE, Proc, config, metric, wait_until};
+use common::{EXE, Proc, config, free_port_range, metric, wait_until};
 use switchyard::api::Status;
 
 #[test]
@@ -130,21 +130,88 @@ fn devnet_starts_and_stops_cleanly() {
     }
 }
 
-/// A base port with `n` free ports after it (checked by binding them).
-fn free_port_range(n: u16) -> u16 {
-    for _ in 0..100 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = probe.local_addr().expect("addr").port();
-        drop(probe);
-        if base.checked_add(n).is_none() {
-            continue;
-        }
-        let all: Vec<_> = (base..base + n)
-            .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)))
-            .collect();
-        if all.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
+#[test]
+fn devnet_honours_home_and_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("devnet-home");
+    let base_config = dir.path().join("base.toml");
+    std::fs::write(
+        &base_config,
+        "network_id = \"my-devnet\"\n\n[peers]\nmax_outbound = 7\n",
+    )
+    .expect("write");
+    let base = free_port_range(2);
+    let out = Command::new(EXE)
+        .arg("--home")
+        .arg(&home)
+        .arg("--config")
+        .arg(&base_config)
+        .args(["devnet", "--nodes", "1", "--seconds", "2", "--base-port"])
+        .arg(base.to_string())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run devnet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let config = std::fs::read_to_string(home.join("node-0/config.toml"))
+        .expect("the devnet's node directory is in --home");
+    assert!(config.contains("network_id = \"my-devnet\""), "{config}");
+    assert!(config.contains("max_outbound = 7"), "{config}");
+}
+
+#[test]
+fn a_crashed_devnet_node_is_restarted_and_the_logs_are_kept() {
+    use std::io::{BufRead, BufReader};
+    let base = free_port_range(4);
+    let mut devnet = Command::new(EXE)
+        .args(["devnet", "--nodes", "2", "--seconds", "12", "--base-port"])
+        .arg(base.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run devnet");
+    let stdout = devnet.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let header = lines.next().expect("a header").expect("a line");
+    let root = std::path::PathBuf::from(
+        header
+            .split_once("data in ")
+            .and_then(|(_, rest)| rest.split_once(" (Ctrl-C"))
+            .map(|(dir, _)| dir)
+            .expect("the data directory in the header"),
+    );
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    // Node 1 runs (its API answers); then it dies.
+    wait_until("node 1's API", || {
+        std::net::TcpStream::connect(("127.0.0.1", base + 3)).is_ok()
+    });
+    let pid: i32 = std::fs::read_to_string(root.join("node-1/node.pid"))
+        .expect("node 1's pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill node 1");
+    let out = devnet.wait_with_output().expect("devnet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("node 1 exited on its own"), "{stderr}");
+    assert!(stderr.contains("starting it again"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("kept in {}", root.display())),
+        "{stderr}"
+    );
+    // The logs are still there: node 1 started twice, and node 0 ran on
+    // until the end and stopped cleanly.
+    let log1 = std::fs::read_to_string(root.join("node-1/node.log")).expect("node 1's log");
+    assert_eq!(log1.matches("switchyard node ").count(), 2, "{log1}");
+    assert!(log1.contains("stopped (SIGTERM)"), "{log1}");
+    let log0 = std::fs::read_to_string(root.join("node-0/node.log")).expect("node 0's log");
+    assert_eq!(log0.matches("switchyard node ").count(), 1, "{log0}");
+    assert!(log0.contains("stopped (SIGTERM)"), "{log0}");
+    std::fs::remove_dir_all(&root).expect("remove the kept directory");
 }

@@ -211,14 +211,33 @@ async fn gossip_rooms_and_ring_work_through_the_api() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{message}");
     assert!(message.contains("not joined"), "{message}");
-    let too_big = vec![b'x'; 64 * 1024 + 1];
-    let response = http
-        .post(a.url("/gossip/topics/chat/messages"))
-        .body(too_big)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Streaming one is refused too, at once, not an endless empty stream.
+    let (status, message) = error(
+        http.get(a.url("/gossip/topics/elsewhere/messages"))
+            // An endless stream would hold the test: the answer must come
+            // at once.
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("GET"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{message}");
+    assert!(message.contains("not joined"), "{message}");
+    // Just over the payload limit, and far over it (refused before it is
+    // read): 413 either way, with a JSON error naming the limit.
+    for size in [64 * 1024 + 1, 1024 * 1024] {
+        let (status, message) = error(
+            http.post(a.url("/gossip/topics/chat/messages"))
+                .body(vec![b'x'; size])
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{message}");
+        assert!(message.contains("65536"), "{size} bytes: {message}");
+    }
 
     // Joining, listing and leaving a topic.
     let joined: TopicChange = http

@@ -7,7 +7,7 @@
 //! [`ChannelReceiver`]. The delivery promises are stated in [`channel`];
 //! the design and its alternatives in `adr/0002-delivery-semantics-and-flow-control.md`.
 
-pub use p2p_core::{address, channel, identity, ip_prefix};
+pub use p2p_core::{MAX_NETWORK_ID_LEN, address, channel, identity, ip_prefix};
 pub mod metrics;
 pub mod peer_manager;
 pub mod peer_store;
@@ -31,10 +31,10 @@ pub use metrics::{DropReason, Metrics};
 pub use peer_manager::{AddAddressError, AddressSource, Direction, PeerError, PeerManagerConfig};
 #[cfg(feature = "heed")]
 pub use peer_store::HeedPeerStore;
-pub use peer_store::{MemoryPeerStore, PeerRecord, PeerStore};
+pub use peer_store::{BanRecord, MemoryPeerStore, PeerRecord, PeerStore};
 pub use reactor::{OpenedReactor, Reactor, ReactorContext};
 pub use router::channel::{ChannelReceiver, ChannelSender};
 pub use router::{
-    ConnectedPeer, PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router, RouterBuilder,
-    RouterConfig, RouterError,
+    Ban, ConnectedPeer, PeerStatus, PeerUpdate, PeerUpdates, PeerUpdatesError, Router,
+    RouterBuilder, RouterConfig, RouterError,
 };

@@ -20,16 +20,29 @@
 //!
 //! | reason | when |
 //! |---|---|
-//! | `too_many_handshakes`, `too_many_handshakes_from_prefix` | an inbound connection while the pending handshakes (in all, or from its network) are at their limit; closed before `Hello` |
-//! | `accept_error` | the transport's `accept` failed for any reason but a refusal below: on TCP, the Noise handshake (a network id whose tag collides with ours still fails it, being in the prologue), a bad identity payload, a handshake message too long, the handshake deadline |
-//! | `network_mismatch` (before `Hello`), `no_common_suite`, `bad_preamble` | the transport refused the dialer, saying why ([`TransportError::Refused`](crate::transport::TransportError::Refused)): on TCP, the suite preamble's network tag is not ours, no cipher suite offered is one we accept, or the preamble is malformed or of another version (a node of protocol version 2 or older) |
-//! | `handshake_timeout` | no `Hello` exchange within the handshake timeout |
-//! | `io` | the connection failed while sending or awaiting `Hello` |
+//! | `too_many_handshakes`, `too_many_handshakes_from_prefix` | an inbound connection while the pending handshakes (in all, or from its network) are at their limit: the transport's own (TCP and QUIC `max_handshakes`, `max_handshakes_per_prefix`; the socket is closed before the Noise or TLS handshake) or the router's (`max_pending_handshakes`, `_per_prefix`; closed before `Hello`) |
+//! | `handshake_timeout` | no transport handshake (Noise, TLS) or no `Hello` exchange within its deadline |
+//! | `bad_handshake` | the transport handshake failed: bytes that are not our handshake (on TCP a malformed suite preamble, or one of protocol version 2 or older), a bad identity proof, a handshake message over the limit, a Noise message that does not decrypt (on TCP, a prologue that differs though the network tags match: a suite preamble rewritten in flight, or two network ids whose tags collide) |
+//! | `network_mismatch` | another network id: in the transport handshake (TCP: the network tag of the dialer's suite preamble is not ours, and the listener says so; QUIC: no common ALPN), or in `Hello` (the memory transport, which has no handshake) |
+//! | `no_common_suite` | TCP: none of the cipher suites the dialer offers is one we accept (ADR 0004 §2a) |
+//! | `io` | the connection failed before or during the handshake, or while sending or awaiting `Hello` (a port scan that connects and closes) |
+//! | `accept_backlog` | the transport finished its handshake but the router did not take the connection within the handshake timeout (its accept queue stayed full) |
+//! | `accept_error` | any other error of the transport's `accept` (should stay at zero) |
 //! | `remote_goodbye` | the remote answered our `Hello` with a `Goodbye` |
 //! | `protocol`, `hello_too_large`, `oversized_hello`, `bad_channel`, `peer_id_mismatch` | a first frame that is not a well-formed `Hello`, or one that names another PeerId than the authenticated one |
-//! | `network_mismatch`, `version_mismatch` | a `Hello` for another network or protocol version (over TCP, another network is refused before `Hello`, under the same label) |
+//! | `version_mismatch` | a `Hello` for another protocol version |
 //! | `duplicate` | a second connection of a connected peer that loses the tie-break |
 //! | `banned`, `low_score`, `prefix_banned`, `prefix_limit`, `inbound_full`, `outbound_full`, `self_connection`, `already_connected` | the peer manager's verdict ([`RejectReason`](crate::peer_manager::RejectReason)) |
+//!
+//! Every connection a node turns away before it becomes a peer is counted
+//! once, on every transport: what the transport's `accept` reports, what
+//! the router refuses, and what a transport closes on its own before
+//! `accept` (TCP and QUIC close a connection at once when their handshake
+//! limits are full): those a transport counts in its
+//! [`RefusalCounts`](crate::transport::RefusalCounts), which the router
+//! adds here at each accept and at least every second. The memory
+//! transport has no handshake: its connections meet only the router's
+//! limits and checks.
 //!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
@@ -332,11 +345,26 @@ impl Metrics {
 
     /// Counts a refused connection.
     pub(crate) fn refused(&self, reason: &str) {
+        self.refused_many(reason, 1);
+    }
+
+    /// Counts `n` refused connections.
+    pub(crate) fn refused_many(&self, reason: &str, n: u64) {
         self.handshakes_refused
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
             })
-            .inc();
+            .inc_by(n);
+    }
+
+    /// Connections refused so far for `reason` (a
+    /// `handshakes_refused_total` label, see the module docs).
+    pub fn handshakes_refused(&self, reason: &str) -> u64 {
+        self.handshakes_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .get()
     }
 }
 

@@ -87,6 +87,23 @@ impl Frame {
         Frame::Goodbye(proto::Goodbye {
             reason: reason as i32,
             detail: detail.into(),
+            ban_seconds: 0,
+        })
+    }
+
+    /// A `Banned` goodbye saying how long the ban lasts (rounded up to a
+    /// whole second), so the banned peer waits that long before it dials
+    /// again.
+    pub fn banned(detail: impl Into<String>, remaining: Option<std::time::Duration>) -> Self {
+        let ban_seconds = remaining.map_or(0, |d| {
+            d.as_secs()
+                .saturating_add(u64::from(d.subsec_nanos() > 0))
+                .max(1)
+        });
+        Frame::Goodbye(proto::Goodbye {
+            reason: GoodbyeReason::Banned as i32,
+            detail: detail.into(),
+            ban_seconds,
         })
     }
 
@@ -195,9 +212,15 @@ pub fn encode_data_head(channel: ChannelId, payload_len: usize, out: &mut BytesM
     }
 }
 
+/// Frames up to this size are copied out of the read buffer by
+/// [`decode_frame`], so that what a reactor retains of them is their own
+/// bytes (ADR 0002, "What received bytes pin").
+pub const COPY_FRAMES_UP_TO: usize = 16 * 1024;
+
 /// Takes one length-delimited frame from the front of `buf`, if it is all
 /// there. The length is checked against `max_frame` before anything is
 /// allocated or awaited, so a peer announcing a huge frame is refused at once.
+/// A frame of up to [`COPY_FRAMES_UP_TO`] bytes is copied out of `buf`.
 pub fn decode_frame(
     buf: &mut BytesMut,
     max_frame: usize,
@@ -221,7 +244,18 @@ pub fn decode_frame(
         return Ok(None);
     }
     buf.advance(header);
-    let body = buf.split_to(len).freeze();
+    // A small frame is copied out of the read buffer: a message a reactor
+    // keeps (gossip keeps payloads for tens of seconds) then holds its own
+    // bytes, not the whole read buffer it arrived in (64 KiB for a frame
+    // of 100 bytes), and the buffer is reused for the next read. A larger
+    // frame keeps its slice: it is most of what it pins.
+    let body = if len <= COPY_FRAMES_UP_TO {
+        let body = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
+        body
+    } else {
+        buf.split_to(len).freeze()
+    };
     let wire = proto::WireFrame::decode(body)
         .map_err(|e| ConnectionError::Protocol(format!("undecodable frame: {e}")))?;
     Frame::from_wire(wire).map(Some)
@@ -304,6 +338,109 @@ pub trait Transport: Send + Sync + 'static {
         &'a self,
         address: &'a PeerAddress,
     ) -> BoxFuture<'a, Result<Connection, TransportError>>;
+
+    /// The connections this transport refused or closed on its own, before
+    /// [`accept`](Self::accept) (its own handshake limits), by reason; the
+    /// router adds them to `handshakes_refused_total`. `None` (the
+    /// default) for a transport that refuses nothing on its own.
+    fn refusal_counts(&self) -> Option<RefusalCounts> {
+        None
+    }
+}
+
+/// Why a transport refused or closed a connection before it became a
+/// [`Connection`]: the `reason` label of
+/// `switchyard_p2p_handshakes_refused_total` (see [`crate::metrics`]), the
+/// same label the router uses for the same cause at its own stage.
+///
+/// A transport reports it in [`TransportError::Refused`] (from
+/// [`Transport::accept`], or from a dial) and counts the connections it
+/// closes on its own, without an `accept`, in its [`RefusalCounts`]
+/// ([`Transport::refusal_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Handshakes in progress from the remote's network (IPv4 /24, IPv6
+    /// /48) were at their limit.
+    TooManyHandshakesFromPrefix,
+    /// Handshakes in progress were at their limit.
+    TooManyHandshakes,
+    /// The handshake did not finish within its deadline.
+    HandshakeTimeout,
+    /// The handshake failed: bytes that are not our handshake, a bad
+    /// identity proof, a handshake message over the limit.
+    BadHandshake,
+    /// The remote is on another network id (or speaks another protocol
+    /// version): the handshake, which binds both, cannot complete.
+    NetworkMismatch,
+    /// The remote offered no cipher suite we accept (TCP's suite
+    /// preamble, ADR 0004 §2a).
+    NoCommonSuite,
+    /// The connection failed before the handshake got anywhere (the remote
+    /// connected and closed, or reset).
+    Io,
+    /// The transport finished the handshake but the router did not take the
+    /// connection in time (its accept queue stayed full): closed.
+    AcceptBacklog,
+}
+
+impl Refusal {
+    /// Every reason, in label order of the metrics docs.
+    pub const ALL: [Refusal; 8] = [
+        Refusal::TooManyHandshakesFromPrefix,
+        Refusal::TooManyHandshakes,
+        Refusal::HandshakeTimeout,
+        Refusal::BadHandshake,
+        Refusal::NetworkMismatch,
+        Refusal::NoCommonSuite,
+        Refusal::Io,
+        Refusal::AcceptBacklog,
+    ];
+
+    /// The metric label (`"network_mismatch"`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::TooManyHandshakesFromPrefix => "too_many_handshakes_from_prefix",
+            Refusal::TooManyHandshakes => "too_many_handshakes",
+            Refusal::HandshakeTimeout => "handshake_timeout",
+            Refusal::BadHandshake => "bad_handshake",
+            Refusal::NetworkMismatch => "network_mismatch",
+            Refusal::NoCommonSuite => "no_common_suite",
+            Refusal::Io => "io",
+            Refusal::AcceptBacklog => "accept_backlog",
+        }
+    }
+
+    fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Connections a transport refused or closed on its own, by [`Refusal`]:
+/// those that never reach [`Transport::accept`] (its handshake limits were
+/// full, so it closed the socket at once). Cheap to clone; clones share the
+/// counts. The router adds them to `handshakes_refused_total`.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalCounts {
+    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; Refusal::ALL.len()]>,
+}
+
+impl RefusalCounts {
+    /// Counts one refusal.
+    pub fn count(&self, reason: Refusal) {
+        self.counts[reason.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Refusals counted so far for `reason`.
+    pub fn get(&self, reason: Refusal) -> u64 {
+        self.counts[reason.index()].load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Why a transport could not accept or dial.
@@ -339,34 +476,40 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
-    /// The transport handshake ended in a refusal both sides can name,
-    /// before authentication: the listener found the dialer on another
-    /// network, or no cipher suite in common, and said so. An `accept`
-    /// that fails this way is counted under `reason` in
-    /// `handshakes_refused_total`, not as `accept_error`.
-    #[error("handshake with {remote} refused ({reason}): {detail}")]
-    Refused {
-        /// Who we were talking to (an address or an IP).
-        remote: String,
-        /// The refusal, a label of `handshakes_refused_total`
-        /// (`network_mismatch`, `no_common_suite`, `bad_preamble`).
-        reason: &'static str,
-        /// What each side saw.
-        detail: String,
-    },
     /// An I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The connection was refused or failed before it was authenticated,
+    /// for a reason the router counts under its own label (a wrong network
+    /// id, a bad handshake, a deadline, a full limit).
+    #[error("{remote}: {detail} ({reason})")]
+    Refused {
+        /// Who we were talking to (an address or an IP).
+        remote: String,
+        /// Why, as a metric label.
+        reason: Refusal,
+        /// Words for the log.
+        detail: String,
+    },
 }
 
 impl TransportError {
-    /// The reason of `handshakes_refused_total` an `accept` that failed
-    /// with this error counts under: the refusal's own for
-    /// [`TransportError::Refused`], `accept_error` for every other error.
-    pub fn refusal_reason(&self) -> &'static str {
+    /// The `handshakes_refused_total` label of an `accept` that failed
+    /// this way: a [`Refusal`]'s label, `bad_handshake` for another
+    /// handshake failure, `accept_error` for anything else.
+    pub fn refusal_label(&self) -> &'static str {
         match self {
-            Self::Refused { reason, .. } => reason,
+            TransportError::Refused { reason, .. } => reason.label(),
+            TransportError::Handshake { .. } | TransportError::WrongPeer { .. } => "bad_handshake",
             _ => "accept_error",
+        }
+    }
+
+    /// The refusal reason, if the transport gave one.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            TransportError::Refused { reason, .. } => Some(*reason),
+            _ => None,
         }
     }
 }
@@ -516,5 +659,50 @@ mod tests {
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(_)) = decode_frame(&mut buf, 128) {}
         }
+    }
+}
+
+#[cfg(test)]
+mod pinning_tests {
+    use super::*;
+    use crate::channel::ChannelId;
+
+    /// The load test's case: small messages, each arriving in its own read
+    /// into a 64 KiB buffer, kept by the application. Each must hold only
+    /// its own bytes; before, each held the whole read buffer (200 msg/s
+    /// kept 30 s pinned about 390 MB).
+    #[test]
+    fn small_frames_kept_after_decoding_hold_only_their_own_bytes() {
+        let mut buf = BytesMut::new();
+        let mut kept = Vec::new();
+        for i in 0..100u8 {
+            buf.reserve(64 * 1024);
+            let frame = Frame::Data {
+                channel: ChannelId(7),
+                payload: Bytes::from(vec![i; 100]),
+            };
+            encode_frame(&frame, &mut buf);
+            let Some(Frame::Data { payload, .. }) =
+                decode_frame(&mut buf, 1 << 20).expect("decodes")
+            else {
+                panic!("a data frame");
+            };
+            // The only reference to its storage, while the read buffer lives.
+            assert!(payload.is_unique(), "frame {i} shares the read buffer");
+            assert_eq!(payload.len(), 100);
+            kept.push(payload);
+        }
+        // A large frame keeps its slice (it is most of what it pins).
+        let big = Frame::Data {
+            channel: ChannelId(7),
+            payload: Bytes::from(vec![1; COPY_FRAMES_UP_TO + 1]),
+        };
+        encode_frame(&big, &mut buf);
+        encode_frame(&big, &mut buf);
+        let Some(Frame::Data { payload, .. }) = decode_frame(&mut buf, 1 << 20).expect("decodes")
+        else {
+            panic!("a data frame");
+        };
+        assert!(!payload.is_unique(), "a large frame is not copied");
     }
 }

@@ -519,3 +519,125 @@ async fn simultaneous_dials_settle_on_one_connection() {
         net.shutdown().await;
     }
 }
+
+/// Connections refused so far by `router` for `reason`.
+fn refused(router: &p2p::Router, reason: &str) -> u64 {
+    router
+        .metrics()
+        .handshakes_refused
+        .get_or_create(&p2p::metrics::ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .get()
+}
+
+/// A peer that bans us says for how long, and we do not dial it again
+/// before the ban ends (no redial storm against a ban); then we connect.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_bans_us_is_not_redialed_until_the_ban_ends() {
+    let mut net = Network::builder()
+        .seed(48)
+        .nodes(2)
+        .links(vec![(1, 0)])
+        .build()
+        .expect("build");
+    net.start().expect("start");
+    net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+    let n1 = net.peer_id(1);
+    let ban = Duration::from_secs(600);
+    assert!(net.router(0).disconnect(n1, Some(ban)).await.expect("ban"));
+    tokio::time::sleep(SECOND).await;
+    let attempts = net.router(1).metrics().dial_attempts.get();
+    tokio::time::sleep(ban - 2 * SECOND).await;
+    assert_eq!(
+        net.router(1).metrics().dial_attempts.get(),
+        attempts,
+        "the banned node redialed before the ban ended"
+    );
+    assert_eq!(refused(net.router(0), "banned"), 0);
+    net.wait_for_full_mesh(60 * SECOND)
+        .await
+        .expect("reconnects once the ban has ended");
+    net.shutdown().await;
+}
+
+/// A dial the remote refuses at admission (here: it takes no inbound
+/// connection) is a failed dial: counted as one, and backed off
+/// exponentially, not retried every `min_retry`.
+#[tokio::test(start_paused = true)]
+async fn a_dial_refused_at_admission_is_a_failure_and_backs_off() {
+    let mut net = Network::builder()
+        .seed(49)
+        .nodes(2)
+        .links(vec![(1, 0)])
+        .configure(|i, c| {
+            if i == 0 {
+                c.peer_manager.max_inbound = 0;
+            }
+        })
+        .build()
+        .expect("build");
+    net.start().expect("start");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let metrics = net.router(1).metrics();
+    let (attempts, failures) = (metrics.dial_attempts.get(), metrics.dial_failures.get());
+    // 250 ms doubling with ±20% jitter: about 8 attempts in a minute, not 240.
+    assert!(
+        (5..=12).contains(&attempts),
+        "{attempts} dial attempts in 60 s"
+    );
+    assert!(
+        failures + 1 >= attempts && failures <= attempts,
+        "{failures} failures of {attempts} refused dials"
+    );
+    assert!(refused(net.router(0), "inbound_full") <= attempts);
+    net.shutdown().await;
+}
+
+/// Bans are kept in the peer store: after a graceful restart (memory and
+/// heed stores alike) the banned peer is still refused and listed, and a
+/// lifted ban stays lifted across the next restart.
+#[tokio::test(start_paused = true)]
+async fn bans_survive_a_restart() {
+    for store in [StoreKind::Memory, StoreKind::Heed] {
+        let mut net = Network::builder()
+            .seed(50)
+            .nodes(2)
+            .links(vec![(1, 0)])
+            .store(store)
+            .build()
+            .expect("build");
+        net.start().expect("start");
+        net.wait_for_full_mesh(5 * SECOND).await.expect("mesh");
+        let n1 = net.peer_id(1);
+        let day = Duration::from_secs(86_400);
+        net.router(0).disconnect(n1, Some(day)).await.expect("ban");
+        net.stop(0).await;
+        net.restart(0).await.expect("restart");
+        net.start_node(0).expect("start again");
+        let bans = net.router(0).bans().await.expect("bans");
+        assert_eq!(bans.len(), 1, "{store:?}: {bans:?}");
+        assert_eq!(bans[0].peer, n1);
+        assert!(
+            bans[0].remaining > day - Duration::from_secs(60),
+            "{bans:?}"
+        );
+        // Node 1 redials (after its own restart it has forgotten the
+        // goodbye's wait) and is refused.
+        net.stop(1).await;
+        net.restart(1).await.expect("restart 1");
+        net.start_node(1).expect("start 1 again");
+        tokio::time::sleep(5 * SECOND).await;
+        assert!(refused(net.router(0), "banned") >= 1, "{store:?}");
+        assert!(!net.router(0).is_connected(n1));
+        assert!(net.router(0).unban(n1).await.expect("unban"));
+        net.stop(0).await;
+        net.restart(0).await.expect("restart");
+        net.start_node(0).expect("start again");
+        assert!(
+            net.router(0).bans().await.expect("bans").is_empty(),
+            "{store:?}"
+        );
+        net.shutdown().await;
+    }
+}

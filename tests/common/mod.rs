@@ -39,18 +39,27 @@ impl Proc {
     /// Starts a node from `config` and reads its PeerId, TCP address and API
     /// address from what it prints.
     pub fn start(config: &Path) -> Proc {
+        // NODE_LOG=debug shows a failing test's node logs.
+        let filter = std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn(config, &filter, Stdio::inherit())
+    }
+
+    /// Starts a node from `config` logging at `filter` into the file `log`
+    /// (its standard error).
+    pub fn start_logged(config: &Path, filter: &str, log: &Path) -> Proc {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(config, filter, Stdio::from(file))
+    }
+
+    fn spawn(config: &Path, filter: &str, stderr: Stdio) -> Proc {
         let mut child = Command::new(EXE)
             .arg("--config")
             .arg(config)
             .arg("run")
-            // NODE_LOG=debug shows a failing test's node logs.
-            .env(
-                "RUST_LOG",
-                std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn switchyard run");
         let stdout = child.stdout.take().expect("stdout");
@@ -133,11 +142,16 @@ impl Proc {
 
 /// Writes a config for a loopback node in `home` and returns its path.
 pub fn config(home: &Path, bootstrap: &[&str], extra: &str) -> PathBuf {
+    config_on("e2e", home, bootstrap, extra)
+}
+
+/// [`config`] for a node of network `network`.
+pub fn config_on(network: &str, home: &Path, bootstrap: &[&str], extra: &str) -> PathBuf {
     std::fs::create_dir_all(home).expect("home");
     let bootstrap: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
     let text = format!(
         r#"data_dir = {home:?}
-network_id = "e2e"
+network_id = {network:?}
 
 [transports.tcp]
 listen = "127.0.0.1:0"
@@ -163,6 +177,27 @@ listen = "127.0.0.1:0"
     let path = home.join("config.toml");
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// The value of the sample `series` (a name with its labels, as
+/// `/metrics` prints them), or 0 if absent.
+pub fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(series)?;
+            rest.starts_with(' ').then(|| rest.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until the file at `path` contains `needle`; returns its text.
+pub fn wait_for_log(path: &Path, needle: &str) -> String {
+    let mut text = String::new();
+    wait_until(&format!("{needle:?} in {}", path.display()), || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        text.contains(needle)
+    });
+    text
 }
 
 /// The value of the unlabelled sample `name` in Prometheus text.
@@ -191,4 +226,23 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A base port with `n` free ports after it (checked by binding them).
+pub fn free_port_range(n: u16) -> u16 {
+    for _ in 0..100 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = probe.local_addr().expect("addr").port();
+        drop(probe);
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let all: Vec<_> = (base..base + n)
+            .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)))
+            .collect();
+        if all.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
 }

@@ -15,6 +15,12 @@ pub mod ip_prefix;
 pub mod peer_error;
 pub mod reactor;
 
+/// The longest network id, in bytes, everywhere: the router refuses to
+/// start with a longer one and refuses a `Hello` that carries one. 242 is
+/// the room QUIC's ALPN (at most 255 bytes) leaves after its
+/// `switchyard/1/` prefix; TCP binds the id into the Noise prologue.
+pub const MAX_NETWORK_ID_LEN: usize = 242;
+
 pub use address::{AddAddressError, AddressError, Endpoint, PeerAddress};
 pub use channel::{
     BroadcastReport, ChannelDescriptor, ChannelError, ChannelId, Envelope, MAX_MESSAGE_SIZE,

@@ -93,6 +93,22 @@ impl RejectReason {
     }
 }
 
+/// How a remote refused our connection, by its goodbye: what the peer
+/// manager makes of it ([`PeerManager::remote_refused`](super::PeerManager::remote_refused)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteRefusal {
+    /// `Banned`: do not dial it again before the ban ends (`remaining`, if
+    /// it said; else `max_retry`).
+    Banned {
+        /// How long the remote said the ban lasts.
+        remaining: Option<std::time::Duration>,
+    },
+    /// `Rejected` or `Duplicate` as its first word after `Hello`: it
+    /// refused the connection at admission (full, our score, a connection
+    /// it already has): a failed dial, with exponential backoff.
+    Rejected,
+}
+
 /// What the caller must do after
 /// [`PeerManager::report`](super::PeerManager::report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::address::PeerAddress;
 
+/// The longest ban: a ban asked for longer (by the operator, or a remote's
+/// goodbye saying how long it bans us) lasts this long (one year).
+pub const MAX_BAN_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Limits, timings and initial peers of a [`PeerManager`](super::PeerManager).
 ///
 /// Build it from [`Default`] and override what you need; the router checks

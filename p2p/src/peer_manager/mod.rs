@@ -88,7 +88,13 @@
 //!   `min(min_retry · 2^(n−1), max_retry) · (1 ± retry_jitter)`, and its next
 //!   dial tries its next address. A connection resets the count. After a
 //!   disconnection any peer waits `min_retry` before it is redialed, so a
-//!   peer that hangs up on us is not hammered.
+//!   peer that hangs up on us is not hammered. A remote that refuses us
+//!   ([`PeerManager::remote_refused`]: its goodbye right after `Hello` is
+//!   `Rejected` or `Duplicate`) costs the same backoff, growing with each
+//!   refusal in a row until a connection lasts; one that bans us
+//!   (`Banned`) is not dialed before its ban ends — as long as its goodbye
+//!   says, at most [`MAX_BAN_DURATION`], or `max_retry` if it does not say.
+//!   Persistent peers too: whoever refuses us is not hammered.
 //! - **Persistent peers** are always redialed (after a failure, with
 //!   backoff; after a disconnection, after `min_retry`), are never evicted
 //!   and never forgotten, and sit outside the tables. They are admitted even
@@ -107,9 +113,13 @@
 //! - **Bans** last until their end (`ban_duration` for a report at or below
 //!   `ban_threshold`); a banned peer is neither dialed nor admitted, and its
 //!   exchanged addresses are refused. Bans apply to persistent peers too; a
-//!   persistent peer is redialed when its ban ends. Bans are not persisted:
-//!   a restart lifts them, but the low score is stored, so the next report
-//!   bans again.
+//!   persistent peer is redialed when its ban ends. No ban lasts longer than
+//!   [`MAX_BAN_DURATION`] (one year). Bans are persisted: the router saves
+//!   them in the peer store ([`PeerManager::take_bans_changed`],
+//!   [`PeerManager::bans`]) with their wall-clock end, and restores them at
+//!   start ([`PeerManager::load_bans`]), so a restart does not lift them.
+//!   [`PeerManager::unban`] lifts one; the peer comes back on its last
+//!   chance, as after a ban that ended.
 //! - **Networks pay for their keys.** Every penalty a peer earns is charged
 //!   to the network (/24, /48) of its latest connection too, and every ban
 //!   `-ban_threshold` (100) points; the network's score decays like a
@@ -178,9 +188,9 @@ mod state;
 mod tests;
 
 pub use self::address_book::{AddAddressError, AddressSource};
-pub use self::admission::{Admission, Direction, RejectReason, ReportOutcome};
+pub use self::admission::{Admission, Direction, RejectReason, RemoteRefusal, ReportOutcome};
 pub use self::book::{NEW_BUCKETS_PER_SOURCE, TRIED_BUCKETS_PER_GROUP};
-pub use self::config::{PeerManagerConfig, PeerManagerConfigError};
+pub use self::config::{MAX_BAN_DURATION, PeerManagerConfig, PeerManagerConfigError};
 pub use self::prefixes::MAX_PREFIX_RECORDS;
 pub use self::state::PeerManager;
 pub use p2p_core::PeerError;

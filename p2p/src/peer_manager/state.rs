@@ -10,10 +10,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use super::address_book::{AddAddressError, AddressSource};
-use super::admission::{Admission, Direction, RejectReason, ReportOutcome};
+use super::admission::{Admission, Direction, RejectReason, RemoteRefusal, ReportOutcome};
 use super::backoff::backoff_delay;
 use super::book::{Group, Slot, Table, Tables};
-use super::config::PeerManagerConfig;
+use super::config::{MAX_BAN_DURATION, PeerManagerConfig};
 use super::prefixes::{Decaying, MAX_PREFIX_RECORDS, Prefixes};
 use super::screen;
 use crate::address::{Host, PeerAddress};
@@ -61,6 +61,10 @@ struct Peer {
     /// Which address (in `addresses` order) the next dial uses; advanced by a
     /// failed dial, kept by a successful one.
     dial_cursor: usize,
+    /// Consecutive connections the remote refused at admission
+    /// ([`PeerManager::remote_refused`]): its backoff, which a connection
+    /// that lasts resets.
+    refusals: u32,
     /// Whether we ever had a connection with it: a key we never had starts
     /// at its network's score.
     ever_connected: bool,
@@ -106,6 +110,7 @@ impl Peer {
             failures: 0,
             retry_at: None,
             dial_cursor: 0,
+            refusals: 0,
             ever_connected: false,
             rank,
             requested: false,
@@ -230,6 +235,9 @@ pub struct PeerManager {
     /// Kept apart from `peers` so that forgetting a peer's addresses does not
     /// lift its ban. At most the tables' capacity.
     bans: BTreeMap<PeerId, Instant>,
+    /// A ban was added, lengthened or lifted since the last
+    /// [`take_bans_changed`](PeerManager::take_bans_changed).
+    bans_changed: bool,
     slots: Slots,
     /// Peers whose record changed since the last `take_dirty` (all known).
     dirty: BTreeSet<PeerId>,
@@ -280,6 +288,7 @@ impl PeerManager {
             hosts: BTreeMap::new(),
             prefixes,
             bans: BTreeMap::new(),
+            bans_changed: false,
             slots: Slots::default(),
             dirty: BTreeSet::new(),
             forgotten: BTreeSet::new(),
@@ -1177,6 +1186,7 @@ impl PeerManager {
             return;
         }
         peer.failures = 0;
+        peer.refusals = 0;
         peer.retry_at = Some(instant_after(now, self.config.min_retry));
         let unplaced = !peer.persistent && peer.addresses.is_empty();
         self.set_state(id, PeerState::Idle);
@@ -1186,6 +1196,46 @@ impl PeerManager {
             self.forget(id);
         } else if unplaced {
             self.trim_unplaced();
+        }
+    }
+
+    /// The connection to `id` is gone because the remote refused it, or
+    /// banned us ([`RemoteRefusal`]): its slot is free as after
+    /// [`disconnected`](Self::disconnected), but it is not redialed soon.
+    /// `Banned`: not before the ban ends — `remaining` if the remote said
+    /// (at most [`MAX_BAN_DURATION`]), else `max_retry`. `Rejected`: a
+    /// failed dial, after `min_retry · 2^(n−1)` (capped at `max_retry`,
+    /// ± `retry_jitter`) for the n-th refusal in a row. Persistent peers
+    /// too: a peer that refuses us is not hammered. Ignored if `id` was not
+    /// connected.
+    pub fn remote_refused(&mut self, id: PeerId, refusal: RemoteRefusal, now: Instant) {
+        let Some(streak) = self
+            .peers
+            .get(&id)
+            .filter(|p| matches!(p.state, PeerState::Connected { .. } | PeerState::Evicting))
+            .map(|p| p.refusals.saturating_add(1))
+        else {
+            return;
+        };
+        self.disconnected(id, now);
+        let delay = match refusal {
+            RemoteRefusal::Banned { remaining } => {
+                remaining.map_or(self.config.max_retry, |d| d.min(MAX_BAN_DURATION))
+            }
+            RemoteRefusal::Rejected => backoff_delay(
+                streak,
+                self.config.min_retry,
+                self.config.max_retry,
+                self.config.retry_jitter,
+                &mut self.rng,
+            ),
+        };
+        // `disconnected` may have forgotten a peer without an address: then
+        // there is nothing to dial anyway.
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.refusals = streak;
+            peer.retry_at = Some(instant_after(now, delay));
+            tracing::debug!(peer = %id, refusals = streak, ?delay, "refused by the remote; backing off");
         }
     }
 
@@ -1217,7 +1267,12 @@ impl PeerManager {
         }
         if score <= self.config.ban_threshold {
             let until = self.ban_until(id, self.config.ban_duration, now);
-            tracing::info!(peer = %id, score, ?until, "peer banned: score at or below ban_threshold");
+            tracing::info!(
+                peer = %id,
+                score,
+                ban_seconds = until.saturating_duration_since(now).as_secs(),
+                "peer banned: score at or below ban_threshold"
+            );
             ReportOutcome::Ban { until }
         } else if score <= self.config.disconnect_threshold && self.is_connected(id) {
             ReportOutcome::Disconnect
@@ -1238,7 +1293,11 @@ impl PeerManager {
             self.config.prefix_ban_threshold,
             ban_until,
         ) {
-            tracing::info!(%prefix, ?until, "network banned: score at or below prefix_ban_threshold");
+            tracing::info!(
+                %prefix,
+                ban_seconds = until.saturating_duration_since(now).as_secs(),
+                "network banned: score at or below prefix_ban_threshold"
+            );
         }
     }
 
@@ -1257,7 +1316,14 @@ impl PeerManager {
     }
 
     fn ban_until(&mut self, id: PeerId, duration: Duration, now: Instant) -> Instant {
-        let mut until = instant_after(now, duration);
+        let until = instant_after(now, duration.min(MAX_BAN_DURATION));
+        self.insert_ban(id, until, now)
+    }
+
+    /// Puts `id`'s ban in the book (the later end wins), making room if
+    /// the book is full; returns the end in force.
+    fn insert_ban(&mut self, id: PeerId, mut until: Instant, now: Instant) -> Instant {
+        self.bans_changed = true;
         if let Some(&existing) = self.bans.get(&id) {
             until = until.max(existing);
         } else {
@@ -1305,6 +1371,69 @@ impl PeerManager {
             }
         }
         peer.score.rounded(now, half_life) > threshold
+    }
+
+    /// Whether `id` came from a trusted source (the config, the operator)
+    /// or is persistent: a failure to reach it is worth telling.
+    pub fn is_trusted(&self, id: PeerId) -> bool {
+        self.peers
+            .get(&id)
+            .is_some_and(|p| p.trusted || p.persistent)
+    }
+
+    /// Restores bans read from the store at start (see
+    /// [`PeerStore::load_bans`](crate::peer_store::PeerStore::load_bans)):
+    /// each `(peer, end)` still in force at the latest instant seen is put
+    /// back, without charging the peer's network again. Ends are capped at
+    /// [`MAX_BAN_DURATION`] from now. Not marked changed.
+    pub fn load_bans(&mut self, bans: impl IntoIterator<Item = (PeerId, Instant)>) {
+        let now = self.now;
+        let cap = instant_after(now, MAX_BAN_DURATION);
+        for (id, until) in bans {
+            if until > now && id != self.local {
+                self.insert_ban(id, until.min(cap), now);
+            }
+        }
+        self.bans_changed = false;
+    }
+
+    /// The bans in force at `now`: each banned peer and when its ban ends,
+    /// in PeerId order.
+    pub fn bans(&self, now: Instant) -> Vec<(PeerId, Instant)> {
+        self.bans
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(id, until)| (*id, *until))
+            .collect()
+    }
+
+    /// Lifts `id`'s ban; returns whether it was banned. The peer comes back
+    /// as after a ban that ended: on its last chance (its score lifted to
+    /// just above `disconnect_threshold` at its next admission).
+    pub fn unban(&mut self, id: PeerId, now: Instant) -> bool {
+        self.observe(now);
+        let Some(until) = self.bans.remove(&id) else {
+            return false;
+        };
+        self.bans_changed = true;
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.ban_ends = Some(now);
+        }
+        until > now
+    }
+
+    /// Whether a ban was added, lengthened or lifted since the last call:
+    /// then the store's bans need saving ([`bans`](Self::bans)).
+    pub fn take_bans_changed(&mut self) -> bool {
+        std::mem::take(&mut self.bans_changed)
+    }
+
+    /// How long `id`'s ban still lasts at `now`, if it is banned.
+    pub fn ban_remaining(&self, id: PeerId, now: Instant) -> Option<Duration> {
+        self.bans
+            .get(&id)
+            .filter(|until| **until > now)
+            .map(|until| until.saturating_duration_since(now))
     }
 
     /// Whether `id` is banned at `now`.

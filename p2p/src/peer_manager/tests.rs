@@ -84,6 +84,75 @@ fn backoff_doubles_up_to_max_retry_and_resets_after_a_connection() {
     );
 }
 
+/// A remote that refuses us at admission (`Rejected`) costs a failed
+/// dial's backoff, growing with each refusal in a row; one that bans us is
+/// not dialed until its ban ends (as long as it says, capped; else
+/// `max_retry`). A connection that lasts resets the streak.
+#[test]
+fn a_remote_refusal_backs_off_and_a_remote_ban_waits_for_its_end() {
+    let mut now = Instant::now();
+    let config = PeerManagerConfig {
+        max_retry: Duration::from_secs(600),
+        ..no_jitter()
+    };
+    let mut m = manager(config, now);
+    m.add_address(addr(1), AddressSource::Manual).unwrap();
+    for expected_ms in [250, 500, 1000, 2000, 4000] {
+        assert_eq!(m.next_dial(now), Some(addr(1)));
+        assert_eq!(m.dialed(id(1), None, now), ADMIT);
+        m.remote_refused(id(1), RemoteRefusal::Rejected, now);
+        assert!(!m.is_connected(id(1)));
+        assert_eq!(m.next_dial(now), None, "backing off");
+        let at = m.next_dial_at().unwrap();
+        assert_eq!(at - now, Duration::from_millis(expected_ms));
+        now = at;
+    }
+    // A connection that ends normally resets the streak.
+    assert_eq!(m.next_dial(now), Some(addr(1)));
+    assert_eq!(m.dialed(id(1), None, now), ADMIT);
+    m.disconnected(id(1), now);
+    now += Duration::from_millis(250);
+    assert_eq!(m.next_dial(now), Some(addr(1)));
+    assert_eq!(m.dialed(id(1), None, now), ADMIT);
+    m.remote_refused(id(1), RemoteRefusal::Rejected, now);
+    assert_eq!(m.next_dial_at().unwrap() - now, Duration::from_millis(250));
+    now = m.next_dial_at().unwrap();
+
+    // Banned for an hour, as the remote said.
+    assert_eq!(m.next_dial(now), Some(addr(1)));
+    assert_eq!(m.dialed(id(1), None, now), ADMIT);
+    let hour = Duration::from_secs(3600);
+    m.remote_refused(
+        id(1),
+        RemoteRefusal::Banned {
+            remaining: Some(hour),
+        },
+        now,
+    );
+    assert_eq!(m.next_dial_at().unwrap() - now, hour);
+    assert_eq!(m.next_dial(now + hour - Duration::from_secs(1)), None);
+    now += hour;
+    // Banned without saying for how long: max_retry.
+    assert_eq!(m.next_dial(now), Some(addr(1)));
+    assert_eq!(m.dialed(id(1), None, now), ADMIT);
+    m.remote_refused(id(1), RemoteRefusal::Banned { remaining: None }, now);
+    assert_eq!(m.next_dial_at().unwrap() - now, Duration::from_secs(600));
+    now += Duration::from_secs(600);
+    // An absurd ban is capped.
+    assert_eq!(m.next_dial(now), Some(addr(1)));
+    assert_eq!(m.dialed(id(1), None, now), ADMIT);
+    let forever = Duration::from_secs(u64::MAX / 4);
+    m.remote_refused(
+        id(1),
+        RemoteRefusal::Banned {
+            remaining: Some(forever),
+        },
+        now,
+    );
+    assert_eq!(m.next_dial_at().unwrap() - now, MAX_BAN_DURATION);
+    m.assert_consistent();
+}
+
 #[test]
 fn backoff_jitter_stays_within_bounds() {
     let now = Instant::now();

@@ -6,7 +6,7 @@ use ::heed::types::Bytes;
 use ::heed::{Database, Env, EnvOpenOptions};
 use prost::Message;
 
-use super::{PeerRecord, PeerStore, PeerStoreError};
+use super::{BanRecord, PeerRecord, PeerStore, PeerStoreError, from_unix_seconds, unix_seconds};
 use crate::address::PeerAddress;
 use crate::identity::PeerId;
 use crate::proto;
@@ -17,10 +17,14 @@ use crate::proto;
 /// bytes ≈ 16 MiB).
 const MAP_SIZE: usize = 64 * 1024 * 1024;
 const DB_NAME: &str = "peers";
+/// Bans in force (since 2026-12-07: a store from before has no such
+/// database, and gets an empty one when opened).
+const BANS_DB_NAME: &str = "bans";
 
-/// A [`PeerStore`] in an LMDB environment in one directory: one database
+/// A [`PeerStore`] in an LMDB environment in one directory: the database
 /// `peers`, key = the 32-byte peer id, value = a Protobuf
-/// [`proto::PeerRecord`].
+/// [`proto::PeerRecord`]; the database `bans`, key = the banned peer's id,
+/// value = a Protobuf [`proto::StoredBan`].
 ///
 /// One process may have a given directory open once at a time: opening it
 /// again while a `HeedPeerStore` on it is alive fails with
@@ -29,6 +33,7 @@ pub struct HeedPeerStore {
     path: PathBuf,
     env: Env,
     db: Database<Bytes, Bytes>,
+    bans: Database<Bytes, Bytes>,
 }
 
 impl std::fmt::Debug for HeedPeerStore {
@@ -52,7 +57,7 @@ impl HeedPeerStore {
             source,
         };
         let mut options = EnvOpenOptions::new();
-        options.map_size(MAP_SIZE).max_dbs(1);
+        options.map_size(MAP_SIZE).max_dbs(2);
         // SAFETY: LMDB memory-maps the data file; modifying that file outside
         // LMDB while it is mapped is undefined behaviour. The directory is
         // the node's own and is only written through LMDB (whose lock file
@@ -64,8 +69,16 @@ impl HeedPeerStore {
         let db: Database<Bytes, Bytes> = env
             .create_database(&mut wtxn, Some(DB_NAME))
             .map_err(open_error)?;
+        let bans: Database<Bytes, Bytes> = env
+            .create_database(&mut wtxn, Some(BANS_DB_NAME))
+            .map_err(open_error)?;
         wtxn.commit().map_err(open_error)?;
-        Ok(Self { path, env, db })
+        Ok(Self {
+            path,
+            env,
+            db,
+            bans,
+        })
     }
 
     /// The directory the store lives in.
@@ -118,6 +131,61 @@ impl PeerStore for HeedPeerStore {
         }
         wtxn.commit().map_err(self.db_error(operation()))
     }
+
+    fn load_bans(&self) -> Result<Vec<BanRecord>, PeerStoreError> {
+        let operation = || "load bans".to_string();
+        let rtxn = self.env.read_txn().map_err(self.db_error(operation()))?;
+        let iter = self.bans.iter(&rtxn).map_err(self.db_error(operation()))?;
+        let mut bans = Vec::new();
+        for entry in iter {
+            let (key, value) = entry.map_err(self.db_error(operation()))?;
+            if let Some(ban) = decode_ban(&self.path, key, value) {
+                bans.push(ban);
+            }
+        }
+        Ok(bans)
+    }
+
+    fn save_bans(&mut self, bans: &[BanRecord]) -> Result<(), PeerStoreError> {
+        let operation = || format!("save {} bans", bans.len());
+        let mut wtxn = self.env.write_txn().map_err(self.db_error(operation()))?;
+        self.bans
+            .clear(&mut wtxn)
+            .map_err(self.db_error(operation()))?;
+        for ban in bans {
+            let value = proto::StoredBan {
+                until_unix_seconds: unix_seconds(ban.until),
+            }
+            .encode_to_vec();
+            self.bans
+                .put(&mut wtxn, ban.peer.as_bytes(), &value)
+                .map_err(self.db_error(operation()))?;
+        }
+        wtxn.commit().map_err(self.db_error(operation()))
+    }
+}
+
+/// Decodes one stored ban; `None` (with a warning) if it is unusable.
+fn decode_ban(path: &Path, key: &[u8], value: &[u8]) -> Option<BanRecord> {
+    let peer = match PeerId::from_bytes(key) {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), key_len = key.len(), %error, "peer store: skipping ban whose key is not a peer id");
+            return None;
+        }
+    };
+    let stored = match proto::StoredBan::decode(value) {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %peer, %error, "peer store: skipping corrupt ban");
+            return None;
+        }
+    };
+    let Some(until) = from_unix_seconds(stored.until_unix_seconds) else {
+        tracing::warn!(path = %path.display(), %peer, "peer store: skipping ban that ends past what the clock holds");
+        return None;
+    };
+    Some(BanRecord { peer, until })
 }
 
 fn encode(record: &PeerRecord) -> Vec<u8> {
@@ -216,6 +284,70 @@ mod tests {
         store.save(std::slice::from_ref(&a2)).unwrap();
         store.remove(&[b.peer, record(77, 0).peer]).unwrap();
         assert_eq!(store.load().unwrap(), vec![a2]);
+    }
+
+    /// Bans survive a reopen; a save replaces them all; garbage entries
+    /// are skipped, not a panic.
+    #[test]
+    fn bans_survive_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let until = |s: u64| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let ban = |seed: u64, s: u64| BanRecord {
+            peer: Keypair::from_seed(seed).peer_id(),
+            until: until(s),
+        };
+        {
+            let mut store = HeedPeerStore::open(dir.path()).unwrap();
+            assert!(store.load_bans().unwrap().is_empty());
+            store.save_bans(&[ban(1, 10), ban(2, 20)]).unwrap();
+            store.save_bans(&[ban(2, 30), ban(3, 40)]).unwrap();
+            let mut wtxn = store.env.write_txn().unwrap();
+            store.bans.put(&mut wtxn, b"short", &[1]).unwrap();
+            store
+                .bans
+                .put(
+                    &mut wtxn,
+                    Keypair::from_seed(9).peer_id().as_bytes(),
+                    &[0xff, 0xff],
+                )
+                .unwrap();
+            wtxn.commit().unwrap();
+        }
+        let store = HeedPeerStore::open(dir.path()).unwrap();
+        let mut bans = store.load_bans().unwrap();
+        bans.sort_by_key(|b| b.until);
+        assert_eq!(bans, vec![ban(2, 30), ban(3, 40)]);
+    }
+
+    /// A store written before bans were kept (one database, `peers`, in an
+    /// environment opened for one) opens, keeps its records, and takes
+    /// bans from then on.
+    #[test]
+    fn a_store_from_before_bans_opens_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = record(5, -3);
+        {
+            let mut options = EnvOpenOptions::new();
+            options.map_size(MAP_SIZE).max_dbs(1);
+            #[allow(unsafe_code)]
+            // SAFETY: a fresh directory only this test touches.
+            let env = unsafe { options.open(dir.path()) }.unwrap();
+            let mut wtxn = env.write_txn().unwrap();
+            let db: Database<Bytes, Bytes> = env.create_database(&mut wtxn, Some(DB_NAME)).unwrap();
+            db.put(&mut wtxn, old.peer.as_bytes(), &encode(&old))
+                .unwrap();
+            wtxn.commit().unwrap();
+            env.prepare_for_closing().wait();
+        }
+        let mut store = HeedPeerStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap(), vec![old]);
+        assert!(store.load_bans().unwrap().is_empty());
+        let ban = BanRecord {
+            peer: record(6, 0).peer,
+            until: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(99),
+        };
+        store.save_bans(std::slice::from_ref(&ban)).unwrap();
+        assert_eq!(store.load_bans().unwrap(), vec![ban]);
     }
 
     #[test]

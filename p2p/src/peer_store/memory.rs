@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{PeerRecord, PeerStore, PeerStoreError};
+use super::{BanRecord, PeerRecord, PeerStore, PeerStoreError};
 use crate::identity::PeerId;
 
 /// A [`PeerStore`] in memory. Clones share the same records, so a test can
@@ -23,6 +23,7 @@ use crate::identity::PeerId;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryPeerStore {
     records: Arc<Mutex<BTreeMap<PeerId, PeerRecord>>>,
+    bans: Arc<Mutex<Vec<BanRecord>>>,
 }
 
 impl MemoryPeerStore {
@@ -60,6 +61,15 @@ impl PeerStore for MemoryPeerStore {
         for peer in peers {
             map.remove(peer);
         }
+        Ok(())
+    }
+
+    fn load_bans(&self) -> Result<Vec<BanRecord>, PeerStoreError> {
+        Ok(self.bans.lock().clone())
+    }
+
+    fn save_bans(&mut self, bans: &[BanRecord]) -> Result<(), PeerStoreError> {
+        *self.bans.lock() = bans.to_vec();
         Ok(())
     }
 }
@@ -103,6 +113,20 @@ mod tests {
 
         store.remove(&[b.peer]).unwrap();
         assert_eq!(store.load().unwrap(), vec![a2]);
+    }
+
+    #[test]
+    fn bans_are_replaced_as_a_whole_and_shared_by_clones() {
+        let mut store = MemoryPeerStore::new();
+        let until = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let ban = |seed: u64| BanRecord {
+            peer: Keypair::from_seed(seed).peer_id(),
+            until,
+        };
+        assert!(store.load_bans().unwrap().is_empty());
+        store.save_bans(&[ban(1), ban(2)]).unwrap();
+        store.save_bans(&[ban(2)]).unwrap();
+        assert_eq!(store.clone().load_bans().unwrap(), vec![ban(2)]);
     }
 
     #[test]

@@ -2,14 +2,19 @@
 //! other peers, so that a restarted node redials its peers.
 //!
 //! A [`PeerStore`] holds one [`PeerRecord`] per peer: its addresses, whether
-//! the config made it persistent, and its score. Two implementations:
+//! the config made it persistent, and its score; and the bans in force
+//! ([`BanRecord`]: who, until when on the wall clock), so a restart does not
+//! lift them. Two implementations:
 //!
 //! - [`MemoryPeerStore`] keeps records in a shared map. Cloning it shares the
 //!   map, so a test can hand one clone to a node, stop the node, and hand
 //!   another clone to the "restarted" node.
 //! - `HeedPeerStore` (feature `heed`, on by default) keeps records in LMDB
-//!   (through heed) in one directory, one database `peers`, keyed by the
-//!   32-byte peer id, valued by the Protobuf [`crate::proto::PeerRecord`].
+//!   (through heed) in one directory: the database `peers`, keyed by the
+//!   32-byte peer id, valued by the Protobuf [`crate::proto::PeerRecord`];
+//!   and the database `bans`, keyed the same way, valued by
+//!   [`crate::proto::StoredBan`]. A store written before bans were kept
+//!   (no `bans` database) opens as it is: the database is created empty.
 //!   An application that embeds `p2p` with the memory store turns default
 //!   features off and does not compile LMDB.
 //!
@@ -23,8 +28,13 @@
 //!   cannot parse, or one that names another peer, is dropped from its record
 //!   with a warning: damaged data on disk never panics a node and never
 //!   prevents it from starting.
+//! - [`PeerStore::save_bans`] replaces every stored ban in one transaction;
+//!   [`PeerStore::load_bans`] returns what it can decode, skipping (with a
+//!   warning) an entry whose key is not a peer id or whose value does not
+//!   decode. Both have defaults for a store that keeps no bans: a restart
+//!   then lifts them.
 //! - A store is as bounded as what is saved into it: the peer manager saves at
-//!   most as many peers as its tables hold (see `PeerManagerConfig`'s
+//!   most as many peers as its tables hold, and as many bans, (see `PeerManagerConfig`'s
 //!   `new_buckets`, `tried_buckets`, `bucket_size`: 10,240 by default) of at
 //!   most `max_addresses_per_peer` addresses each, and tells the store which
 //!   peers it has forgotten.
@@ -38,6 +48,7 @@ mod heed;
 mod memory;
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use crate::address::PeerAddress;
 use crate::identity::PeerId;
@@ -61,6 +72,15 @@ pub struct PeerRecord {
     pub score: i64,
 }
 
+/// A ban in force, as persisted: until when, on the wall clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    /// The banned peer.
+    pub peer: PeerId,
+    /// When the ban ends (to the second).
+    pub until: SystemTime,
+}
+
 /// Persistent storage of [`PeerRecord`]s.
 ///
 /// Calls are synchronous: the peer manager's owner calls them, or hands them
@@ -76,6 +96,32 @@ pub trait PeerStore: Send + 'static {
     /// Deletes the records of `peers`, all in one transaction. Unknown peers
     /// are ignored.
     fn remove(&mut self, peers: &[PeerId]) -> Result<(), PeerStoreError>;
+
+    /// Every stored ban (ended ones included: the caller drops them).
+    /// Default: none, for a store that keeps no bans.
+    fn load_bans(&self) -> Result<Vec<BanRecord>, PeerStoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Replaces every stored ban with `bans`, in one transaction. Default:
+    /// keeps nothing.
+    fn save_bans(&mut self, bans: &[BanRecord]) -> Result<(), PeerStoreError> {
+        let _ = bans;
+        Ok(())
+    }
+}
+
+/// `time` in whole seconds since the Unix epoch (0 before it), as stored.
+#[cfg(feature = "heed")]
+pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The instant `seconds` after the Unix epoch, if the clock can hold it.
+#[cfg(feature = "heed")]
+pub(crate) fn from_unix_seconds(seconds: u64) -> Option<SystemTime> {
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds))
 }
 
 /// Why a [`PeerStore`] operation failed.

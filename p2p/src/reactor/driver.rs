@@ -1,6 +1,8 @@
 //! The one driver that runs any [`Core`] on the router.
 //!
-//! [`run`] is a single task. It feeds the core, in this order of priority:
+//! [`run`] is a single task. It starts with the shell's
+//! [`Shell::on_start`] (a reactor restoring what it kept) and the peers
+//! already connected, then feeds the core, in this order of priority:
 //! shutdown; the router's peer updates (resynchronising from
 //! [`Router::peers`] when it lagged behind them); the application's
 //! requests (through the reactor's [`Shell`]); messages on the core's
@@ -59,6 +61,15 @@ pub trait Shell<C: Core>: Send + 'static {
     /// What the reactor's handles send the driver.
     type Request: Send + 'static;
 
+    /// Called once, before the core sees its first input (the first peer
+    /// announced): the shell may bring the core up to date from what only
+    /// the reactor keeps (the ring restores its location from its store),
+    /// appending what follows to `out`, which is carried out before any
+    /// input. Default: nothing.
+    fn on_start(&mut self, core: &mut C, now: Instant, out: &mut Outputs<C>) {
+        let _ = (core, now, out);
+    }
+
     /// Handles one request from a handle: usually calls
     /// [`Core::command`] and answers the handle.
     fn on_request(
@@ -84,7 +95,8 @@ pub trait Shell<C: Core>: Send + 'static {
         async { None }
     }
 
-    /// Called after each step (an input and everything it led to):
+    /// Called after each step (an input and everything it led to, and the
+    /// start: [`on_start`](Self::on_start) and the first peers announced):
     /// publish what the handles read (counters, a snapshot).
     fn after_step(&mut self, core: &C) {
         let _ = core;
@@ -122,7 +134,11 @@ pub async fn run<C, S>(
     };
     let mut updates = driver.router.subscribe();
     let mut requests = requests;
+    let mut out = Vec::new();
+    driver.shell.on_start(&mut driver.core, now(), &mut out);
+    driver.execute(out).await;
     driver.resync().await;
+    driver.shell.after_step(&driver.core);
     loop {
         let wake = driver
             .core

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity::PeerId;
 use crate::metrics::DropReason;
-use crate::peer_manager::PeerError;
+use crate::peer_manager::{PeerError, RemoteRefusal};
 use crate::proto::{self, GoodbyeReason};
 use crate::router::MAX_HELLO_SIZE;
 use crate::router::link::{Inbound, Link};
@@ -36,6 +36,8 @@ pub(crate) struct HandshakeError {
     pub detail: String,
     /// A metric label.
     pub label: &'static str,
+    /// With `Banned`: how long the ban still lasts, told to the remote.
+    pub ban_remaining: Option<Duration>,
 }
 
 impl HandshakeError {
@@ -44,6 +46,15 @@ impl HandshakeError {
             reason,
             detail: detail.into(),
             label,
+            ban_remaining: None,
+        }
+    }
+
+    /// The goodbye that tells the remote why.
+    fn goodbye(&self) -> Frame {
+        match self.reason {
+            GoodbyeReason::Banned => Frame::banned(self.detail.clone(), self.ban_remaining),
+            reason => Frame::goodbye(reason, self.detail.clone()),
         }
     }
 }
@@ -166,7 +177,9 @@ fn check_hello(
             format!("hello announces channel {} twice", c.id),
         ));
     }
-    if theirs.network_id.len() > 256 || theirs.listen_addresses.iter().any(|a| a.len() > 512) {
+    if theirs.network_id.len() > crate::MAX_NETWORK_ID_LEN
+        || theirs.listen_addresses.iter().any(|a| a.len() > 512)
+    {
         return Err(HandshakeError::new(
             GoodbyeReason::ProtocolViolation,
             "oversized_hello",
@@ -192,7 +205,7 @@ fn check_hello(
 
 /// Best effort: tell the remote why, then close.
 pub(crate) async fn refuse(sink: &mut dyn FrameSink, err: &HandshakeError) {
-    let mut out = vec![Frame::goodbye(err.reason, err.detail.clone())];
+    let mut out = vec![err.goodbye()];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         if sink.send(&mut out).await.is_ok() {
             sink.close().await;
@@ -214,6 +227,43 @@ pub(crate) struct ConnectionLimits {
     pub pong_timeout: Duration,
 }
 
+/// How a connection ended.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    /// Why, for the log and peer updates.
+    pub reason: String,
+    /// The remote refused us or banned us, by its goodbye.
+    pub refusal: Option<RemoteRefusal>,
+    /// The remote's goodbye was its first word after `Hello`: it refused
+    /// the connection at admission.
+    pub at_admission: bool,
+}
+
+impl Ended {
+    fn plain(reason: String) -> Self {
+        Self {
+            reason,
+            refusal: None,
+            at_admission: false,
+        }
+    }
+}
+
+/// What a remote's goodbye means for our redials: `Banned` always (for as
+/// long as it says); `Rejected` and `Duplicate` when they are its first
+/// word after `Hello` — it refused the connection at admission.
+fn refusal_of(goodbye: &proto::Goodbye, first: bool) -> Option<RemoteRefusal> {
+    match goodbye.reason() {
+        GoodbyeReason::Banned => Some(RemoteRefusal::Banned {
+            remaining: (goodbye.ban_seconds > 0).then(|| Duration::from_secs(goodbye.ban_seconds)),
+        }),
+        GoodbyeReason::Rejected | GoodbyeReason::Duplicate if first => {
+            Some(RemoteRefusal::Rejected)
+        }
+        _ => None,
+    }
+}
+
 /// Runs a connection until it ends; returns why it ended.
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -223,7 +273,7 @@ pub(crate) async fn run(
     stream: Box<dyn FrameStream>,
     leftovers: Vec<Frame>,
     limits: ConnectionLimits,
-) -> String {
+) -> Ended {
     let mut writer = tokio::spawn(write_loop(shared.clone(), link.clone(), sink, limits));
     let reason = read_loop(&shared, &table, &link, stream, leftovers, limits).await;
     // Whatever ended the reader, nothing more will be sent but the goodbye
@@ -315,8 +365,10 @@ async fn read_loop(
     mut stream: Box<dyn FrameStream>,
     leftovers: Vec<Frame>,
     limits: ConnectionLimits,
-) -> String {
+) -> Ended {
     let mut frames = leftovers;
+    // Frames received so far: a goodbye as the first one is a refusal.
+    let mut received = 0u64;
     // Keepalive: one timer, moved only when it fires, so the data path pays
     // a clock read per batch and nothing more.
     let mut last_received = Instant::now();
@@ -327,23 +379,35 @@ async fn read_loop(
     tokio::pin!(keepalive);
     loop {
         for frame in frames.drain(..) {
+            if let Frame::Goodbye(goodbye) = &frame {
+                return Ended {
+                    reason: format!(
+                        "remote said goodbye: {:?} {}",
+                        goodbye.reason(),
+                        goodbye.detail
+                    ),
+                    refusal: refusal_of(goodbye, received == 0),
+                    at_admission: received == 0,
+                };
+            }
+            received += 1;
             if let Step::End(reason) = on_frame(shared, table, link, frame) {
-                return reason;
+                return Ended::plain(reason);
             }
         }
         let result = tokio::select! {
             biased;
-            _ = link.close.cancelled() => return "connection closed by this node".to_string(),
+            _ = link.close.cancelled() => return Ended::plain("connection closed by this node".to_string()),
             result = stream.recv(&mut frames) => result,
             _ = &mut keepalive => {
                 let now = Instant::now();
                 match ping_sent {
                     Some(sent) => {
                         if now >= sent + limits.pong_timeout {
-                            return format!(
+                            return Ended::plain(format!(
                                 "keepalive: nothing received for {:?} after a ping",
                                 limits.pong_timeout
-                            );
+                            ));
                         }
                         keepalive.as_mut().reset(sent + limits.pong_timeout);
                     }
@@ -367,7 +431,9 @@ async fn read_loop(
                         .reset(last_received + limits.ping_interval);
                 }
             }
-            Err(ConnectionError::Closed) => return "remote closed the connection".to_string(),
+            Err(ConnectionError::Closed) => {
+                return Ended::plain("remote closed the connection".to_string());
+            }
             Err(
                 e @ (ConnectionError::Protocol(_)
                 | ConnectionError::FrameTooLarge { .. }
@@ -385,9 +451,9 @@ async fn read_loop(
                 });
                 let detail = e.to_string();
                 shared.report(link.peer, PeerError::Protocol(detail.clone()));
-                return detail;
+                return Ended::plain(detail);
             }
-            Err(e) => return e.to_string(),
+            Err(e) => return Ended::plain(e.to_string()),
         }
     }
 }
@@ -466,6 +532,8 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
                 )
             }
         }
+        // Taken by the read loop before it gets here; kept for
+        // completeness.
         Frame::Goodbye(goodbye) => Step::End(format!(
             "remote said goodbye: {:?} {}",
             goodbye.reason(),
@@ -499,4 +567,32 @@ fn violation(shared: &Shared, link: &Link, error: PeerError) -> Step {
 /// A fresh token for a connection, cancelled when the router stops hard.
 pub(crate) fn connection_token(hard_stop: &CancellationToken) -> CancellationToken {
     hard_stop.child_token()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    fn info(network_id: &str) -> proto::NodeInfo {
+        proto::NodeInfo {
+            protocol_version: crate::router::PROTOCOL_VERSION,
+            network_id: network_id.into(),
+            ..proto::NodeInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_hello_with_a_network_id_over_the_one_limit_is_refused() {
+        let peer = Keypair::from_seed(1).peer_id();
+        let longest = "n".repeat(crate::MAX_NETWORK_ID_LEN);
+        let mut theirs = info(&longest);
+        theirs.peer_id = peer.as_bytes().to_vec().into();
+        assert!(check_hello(peer, &info(&longest), &theirs).is_ok());
+        let over = "n".repeat(crate::MAX_NETWORK_ID_LEN + 1);
+        let mut theirs = info(&over);
+        theirs.peer_id = peer.as_bytes().to_vec().into();
+        let error = check_hello(peer, &info(&over), &theirs).expect_err("refused");
+        assert_eq!(error.label, "oversized_hello");
+    }
 }

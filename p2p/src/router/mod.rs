@@ -182,6 +182,23 @@ pub enum RouterError {
     /// `start` was called outside a tokio runtime.
     #[error("the router must be started inside a tokio runtime")]
     NoRuntime,
+    /// The network id is longer than [`MAX_NETWORK_ID_LEN`](crate::MAX_NETWORK_ID_LEN).
+    #[error("network id of {len} bytes exceeds the limit of {max} bytes")]
+    NetworkIdTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// A ban in force, as [`Router::bans`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// The banned peer.
+    pub peer: PeerId,
+    /// How long the ban still lasts.
+    pub remaining: Duration,
 }
 
 /// A connected peer, as [`Router::peers`] lists it.
@@ -291,6 +308,7 @@ impl RouterBuilder {
             updates,
             shutdown: CancellationToken::new(),
             abrupt: Default::default(),
+            log_gate: Default::default(),
         });
         Self {
             keypair,
@@ -391,12 +409,19 @@ impl RouterBuilder {
     /// known peers. Must run inside a tokio runtime.
     pub fn start(self) -> Result<Router, RouterError> {
         self.config.peer_manager.validate()?;
+        if self.config.network_id.len() > crate::MAX_NETWORK_ID_LEN {
+            return Err(RouterError::NetworkIdTooLong {
+                len: self.config.network_id.len(),
+                max: crate::MAX_NETWORK_ID_LEN,
+            });
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| RouterError::NoRuntime)?;
         let local = self.keypair.peer_id();
         let store = self
             .store
             .unwrap_or_else(|| Box::new(MemoryPeerStore::new()));
         let records = store.load()?;
+        let bans = store.load_bans()?;
         let now = tokio::time::Instant::now().into_std();
         let mut peer_manager = PeerManager::new(
             local,
@@ -405,6 +430,13 @@ impl RouterBuilder {
             now,
         );
         peer_manager.load(records);
+        // Stored bans end at a wall-clock time; the peer manager counts in
+        // instants.
+        let wall = std::time::SystemTime::now();
+        peer_manager.load_bans(bans.into_iter().filter_map(|ban| {
+            let left = ban.until.duration_since(wall).ok()?;
+            Some((ban.peer, now.checked_add(left)?))
+        }));
         let table = Arc::new(ChannelTable::new(
             self.channels,
             self.config.recv_bytes_per_peer as u64,
@@ -625,7 +657,21 @@ impl Router {
         self.inner.shared.link(peer).and_then(|l| l.remote_ip)
     }
 
-    /// Disconnects `peer` with a goodbye, banning it for `ban` if given.
+    /// The bans in force, in PeerId order. They are kept in the peer store:
+    /// a restart does not lift them.
+    pub async fn bans(&self) -> Result<Vec<Ban>, RouterError> {
+        self.command(|reply| Command::Bans { reply }).await
+    }
+
+    /// Lifts `peer`'s ban; returns whether it was banned. The peer comes
+    /// back on its last chance (see [`PeerManager::unban`](crate::peer_manager::PeerManager::unban)).
+    pub async fn unban(&self, peer: PeerId) -> Result<bool, RouterError> {
+        self.command(|reply| Command::Unban { peer, reply }).await
+    }
+
+    /// Disconnects `peer` with a goodbye, banning it for `ban` if given
+    /// (at most [`MAX_BAN_DURATION`](crate::peer_manager::MAX_BAN_DURATION):
+    /// a longer ban lasts that long; the goodbye tells the peer how long).
     /// Returns whether it was connected.
     pub async fn disconnect(
         &self,
@@ -671,5 +717,27 @@ impl Router {
         if let Some(handle) = handle {
             let _ = handle.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod network_id_tests {
+    use super::*;
+
+    #[test]
+    fn a_router_refuses_to_start_with_a_network_id_over_the_limit() {
+        let config = RouterConfig {
+            network_id: "n".repeat(crate::MAX_NETWORK_ID_LEN + 1),
+            ..RouterConfig::default()
+        };
+        let result = RouterBuilder::new(Keypair::from_seed(1), config).start();
+        assert!(
+            matches!(
+                result,
+                Err(RouterError::NetworkIdTooLong { len: 243, max: 242 })
+            ),
+            "{:?}",
+            result.err()
+        );
     }
 }

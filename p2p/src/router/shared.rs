@@ -105,6 +105,43 @@ pub(crate) struct Shared {
     /// Set by [`Router::kill`](crate::Router::kill): stop without goodbyes
     /// and without flushing the peer store, as a crash would.
     pub abrupt: std::sync::atomic::AtomicBool,
+    /// Bounds the WARN lines a remote can cause (wrong network ids
+    /// arriving by the thousand must not flood the log).
+    pub log_gate: LogGate,
+}
+
+/// At most one log line per kind per period; the next line says how many
+/// were held back. For what remotes cause at will (inbound refusals).
+#[derive(Debug, Default)]
+pub(crate) struct LogGate {
+    last: parking_lot::Mutex<HashMap<&'static str, (tokio::time::Instant, u64)>>,
+}
+
+impl LogGate {
+    /// How long a kind stays quiet after a line.
+    pub const PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// `Some(held back since the last line)` if a line of `kind` may be
+    /// logged now; `None` (counting it) if not.
+    pub fn allow(&self, kind: &'static str) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let mut last = self.last.lock();
+        match last.get_mut(kind) {
+            Some((at, held)) if now < *at + Self::PERIOD => {
+                *held += 1;
+                None
+            }
+            Some((at, held)) => {
+                *at = now;
+                Some(std::mem::take(held))
+            }
+            None => {
+                // One entry per kind: the kinds are a fixed set of labels.
+                last.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 impl Shared {

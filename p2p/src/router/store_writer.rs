@@ -17,22 +17,28 @@ use futures::FutureExt;
 use tokio::task::JoinHandle;
 
 use crate::identity::PeerId;
-use crate::peer_store::{PeerRecord, PeerStore};
+use crate::peer_store::{BanRecord, PeerRecord, PeerStore};
 
-/// One flush: records to save and peers to remove.
+/// One flush: records to save, peers to remove, and the bans in force if
+/// they changed.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     save: BTreeMap<PeerId, PeerRecord>,
     remove: Vec<PeerId>,
+    bans: Option<Vec<BanRecord>>,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.save.is_empty() && self.remove.is_empty()
+        self.save.is_empty() && self.remove.is_empty() && self.bans.is_none()
     }
 
-    /// Adds changed records and forgotten peers, later ones winning.
-    fn merge(&mut self, save: Vec<PeerRecord>, remove: Vec<PeerId>) {
+    /// Adds changed records, forgotten peers and the bans in force, later
+    /// ones winning.
+    fn merge(&mut self, save: Vec<PeerRecord>, remove: Vec<PeerId>, bans: Option<Vec<BanRecord>>) {
+        if bans.is_some() {
+            self.bans = bans;
+        }
         for peer in &remove {
             self.save.remove(peer);
         }
@@ -78,8 +84,13 @@ impl StoreWriter {
     /// Hands changed records and forgotten peers over without waiting:
     /// committed now on the blocking pool, or with the next flush if a
     /// commit is in flight.
-    pub(crate) fn flush(&mut self, save: Vec<PeerRecord>, remove: Vec<PeerId>) {
-        self.held.merge(save, remove);
+    pub(crate) fn flush(
+        &mut self,
+        save: Vec<PeerRecord>,
+        remove: Vec<PeerId>,
+        bans: Option<Vec<BanRecord>>,
+    ) {
+        self.held.merge(save, remove, bans);
         if let Some(State::Busy(task)) = &self.state
             && task.is_finished()
             && let Some(State::Busy(task)) = self.state.take()
@@ -112,8 +123,13 @@ impl StoreWriter {
 
     /// Waits for the commit in flight, then writes what is left (and
     /// `save`, `remove`), and closes the store.
-    pub(crate) async fn finish(mut self, save: Vec<PeerRecord>, remove: Vec<PeerId>) {
-        self.held.merge(save, remove);
+    pub(crate) async fn finish(
+        mut self,
+        save: Vec<PeerRecord>,
+        remove: Vec<PeerId>,
+        bans: Option<Vec<BanRecord>>,
+    ) {
+        self.held.merge(save, remove, bans);
         let store = match self.state.take() {
             Some(State::Idle(store)) => Some(store),
             Some(State::Busy(task)) => match reclaimed(task.await) {
@@ -163,6 +179,11 @@ fn write(store: &mut dyn PeerStore, batch: Batch) {
     {
         tracing::warn!(error = %e, "could not remove forgotten peers");
     }
+    if let Some(bans) = batch.bans
+        && let Err(e) = store.save_bans(&bans)
+    {
+        tracing::warn!(error = %e, "could not save bans");
+    }
 }
 
 #[cfg(test)]
@@ -187,12 +208,12 @@ mod tests {
     async fn batches_are_written_in_order_and_finish_writes_the_rest() {
         let store = MemoryPeerStore::default();
         let mut writer = StoreWriter::start(Box::new(store.clone()));
-        writer.flush(vec![record(1, 1), record(2, 2)], vec![]);
-        writer.flush(vec![record(1, 5)], vec![record(2, 0).peer]);
+        writer.flush(vec![record(1, 1), record(2, 2)], vec![], None);
+        writer.flush(vec![record(1, 5)], vec![record(2, 0).peer], None);
         for n in 10..40 {
-            writer.flush(vec![record(n, n as i64)], vec![]);
+            writer.flush(vec![record(n, n as i64)], vec![], None);
         }
-        writer.finish(vec![record(3, 3)], vec![]).await;
+        writer.finish(vec![record(3, 3)], vec![], None).await;
         let mut loaded = store.load().expect("load");
         loaded.sort_by_key(|r| r.score);
         let scores: Vec<i64> = loaded.iter().map(|r| r.score).collect();

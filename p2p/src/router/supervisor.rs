@@ -22,15 +22,16 @@ use crate::ip_prefix::{PrefixSlot, PrefixSlots};
 use crate::metrics::DirectionLabels;
 use crate::peer_manager::PeerError;
 use crate::peer_manager::{
-    AddAddressError, AddressSource, Admission, Direction, PeerManager, ReportOutcome,
+    AddAddressError, AddressSource, Admission, Direction, PeerManager, RemoteRefusal, ReportOutcome,
 };
+use crate::peer_store::BanRecord;
 use crate::proto::{self, GoodbyeReason};
 use crate::router::connection::{self, ConnectionLimits, HandshakeError};
 use crate::router::link::Link;
 use crate::router::shared::{ChannelTable, Shared};
 use crate::router::store_writer::StoreWriter;
 use crate::router::{PeerStatus, PeerUpdate, RouterConfig};
-use crate::transport::{Connection, Frame, Transport, TransportError};
+use crate::transport::{Connection, Frame, Refusal, RefusalCounts, Transport, TransportError};
 
 /// The supervisor's queues, one per kind of event, so that a flood of one
 /// kind cannot delay another and a report never waits.
@@ -54,17 +55,73 @@ pub(crate) enum Event {
     /// A connection passed the `Hello` exchange.
     Ready(Box<ReadyConnection>),
     /// An outbound dial or its handshake failed.
-    DialFailed { peer: PeerId, error: String },
+    DialFailed {
+        peer: PeerId,
+        address: PeerAddress,
+        error: String,
+        kind: DialFailure,
+    },
     /// A connection ended.
     Closed {
         peer: PeerId,
         conn_id: u64,
         reason: String,
+        refusal: Option<RemoteRefusal>,
+        at_admission: bool,
     },
     /// A peer misbehaved.
     Report { peer: PeerId, error: PeerError },
     /// A request from the router's handle.
     Command(Command),
+}
+
+/// What kind of failure ended a dial: what the log says about it and how
+/// the peer manager backs off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialFailure {
+    /// Nobody answered, the name did not resolve, the link broke.
+    Unreachable,
+    /// Another key answered than the address names.
+    WrongPeer,
+    /// The peer is on another network id (or protocol version).
+    NetworkMismatch,
+    /// The dial or the handshake took too long.
+    Timeout,
+    /// Any other handshake failure.
+    Handshake,
+}
+
+impl DialFailure {
+    fn of_transport(error: &TransportError) -> Self {
+        match error {
+            TransportError::WrongPeer { .. } => DialFailure::WrongPeer,
+            TransportError::Refused {
+                reason: Refusal::NetworkMismatch,
+                ..
+            } => DialFailure::NetworkMismatch,
+            TransportError::Refused {
+                reason: Refusal::HandshakeTimeout,
+                ..
+            } => DialFailure::Timeout,
+            TransportError::Unreachable { .. } | TransportError::Io(_) => DialFailure::Unreachable,
+            _ => DialFailure::Handshake,
+        }
+    }
+
+    fn of_hello(error: &HandshakeError) -> Self {
+        match error.label {
+            "network_mismatch" | "version_mismatch" => DialFailure::NetworkMismatch,
+            "peer_id_mismatch" => DialFailure::WrongPeer,
+            "io" => DialFailure::Unreachable,
+            _ => DialFailure::Handshake,
+        }
+    }
+
+    /// A failure that says the configuration is wrong somewhere: worth a
+    /// WARN whoever the peer is.
+    fn is_misconfiguration(self) -> bool {
+        matches!(self, DialFailure::WrongPeer | DialFailure::NetworkMismatch)
+    }
 }
 
 /// A connection that passed the `Hello` exchange.
@@ -101,6 +158,13 @@ pub(crate) enum Command {
     Score {
         peer: PeerId,
         reply: oneshot::Sender<Option<i64>>,
+    },
+    Bans {
+        reply: oneshot::Sender<Vec<crate::router::Ban>>,
+    },
+    Unban {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
     },
 }
 
@@ -177,7 +241,7 @@ impl Supervisor {
                 .find(|t| t.scheme() == address.scheme())
                 .cloned()
             else {
-                tracing::debug!(%address, "no transport for this address");
+                tracing::warn!(%address, "cannot dial: no transport is enabled for this address");
                 self.shared.metrics.dial_failures.inc();
                 self.peer_manager.dial_failed(address.peer, now);
                 continue;
@@ -204,8 +268,20 @@ impl Supervisor {
                 } = *ready;
                 self.on_ready(conn, info, leftovers);
             }
-            Event::DialFailed { peer, error } => {
-                tracing::debug!(peer = %peer.short(), %error, "dial failed");
+            Event::DialFailed {
+                peer,
+                address,
+                error,
+                kind,
+            } => {
+                // A peer the operator named (bootstrap, persistent, the
+                // API) that cannot be reached is news; one that peer
+                // exchange told us about is routine.
+                if kind.is_misconfiguration() || self.peer_manager.is_trusted(peer) {
+                    tracing::warn!(peer = %peer, %address, %error, "dial failed");
+                } else {
+                    tracing::debug!(peer = %peer, %address, %error, "dial failed");
+                }
                 self.shared.metrics.dial_failures.inc();
                 let now = self.now();
                 self.peer_manager.dial_failed(peer, now);
@@ -214,7 +290,9 @@ impl Supervisor {
                 peer,
                 conn_id,
                 reason,
-            } => self.on_closed(peer, conn_id, &reason),
+                refusal,
+                at_admission,
+            } => self.on_closed(peer, conn_id, &reason, refusal, at_admission),
             Event::Report { peer, error } => self.on_report(peer, error),
             Event::Command(command) => self.on_command(command),
         }
@@ -255,18 +333,46 @@ impl Supervisor {
                 let _ = reply.send(self.peer_manager.known_peers());
             }
             Command::Disconnect { peer, ban, reply } => {
-                let reason = match ban {
+                let detail = "requested by the operator";
+                let goodbye = match ban {
                     Some(duration) => {
-                        self.peer_manager.ban(peer, duration, now);
-                        GoodbyeReason::Banned
+                        let until = self.peer_manager.ban(peer, duration, now);
+                        tracing::info!(
+                            peer = %peer,
+                            ban_seconds = until.saturating_duration_since(now).as_secs(),
+                            "peer banned by the operator"
+                        );
+                        Frame::banned(detail, Some(until.saturating_duration_since(now)))
                     }
-                    None => GoodbyeReason::DisconnectRequested,
+                    None => Frame::goodbye(GoodbyeReason::DisconnectRequested, detail),
                 };
-                let connected = self.disconnect(peer, reason, "requested by the operator");
+                let connected = self.disconnect_with(peer, goodbye);
                 let _ = reply.send(connected);
             }
             Command::Score { peer, reply } => {
                 let _ = reply.send(self.peer_manager.score(peer));
+            }
+            Command::Bans { reply } => {
+                let bans = self
+                    .peer_manager
+                    .bans(now)
+                    .into_iter()
+                    .map(|(peer, until)| crate::router::Ban {
+                        peer,
+                        remaining: until.saturating_duration_since(now),
+                    })
+                    .collect();
+                let _ = reply.send(bans);
+            }
+            Command::Unban { peer, reply } => {
+                let lifted = self.peer_manager.unban(peer, now);
+                if lifted {
+                    tracing::info!(peer = %peer, "ban lifted by the operator");
+                    // Saved now, not at the next flush: an unban should
+                    // hold across a crash as much as a ban does.
+                    self.flush_store();
+                }
+                let _ = reply.send(lifted);
             }
         }
     }
@@ -276,9 +382,10 @@ impl Supervisor {
         let outcome = self.peer_manager.report(peer, error.penalty(), now);
         let detail = error.to_string();
         match outcome {
-            ReportOutcome::Ban { .. } => {
-                tracing::info!(peer = %peer.short(), %detail, "banning peer");
-                self.disconnect(peer, GoodbyeReason::Banned, &detail);
+            ReportOutcome::Ban { until } => {
+                tracing::info!(peer = %peer, %detail, "banning peer");
+                let remaining = until.saturating_duration_since(now);
+                self.disconnect_with(peer, Frame::banned(detail, Some(remaining)));
             }
             ReportOutcome::Disconnect => {
                 self.disconnect(peer, GoodbyeReason::ProtocolViolation, &detail);
@@ -293,9 +400,14 @@ impl Supervisor {
     /// Says goodbye to `peer` and closes its connection; the reader reports
     /// `Closed` when it is gone. Returns whether it was connected.
     fn disconnect(&mut self, peer: PeerId, reason: GoodbyeReason, detail: &str) -> bool {
+        self.disconnect_with(peer, Frame::goodbye(reason, detail))
+    }
+
+    /// [`disconnect`](Self::disconnect) with this goodbye.
+    fn disconnect_with(&mut self, peer: PeerId, goodbye: Frame) -> bool {
         match self.shared.link(peer) {
             Some(link) => {
-                link.close_with(Some(Frame::goodbye(reason, detail)), &self.shared.metrics);
+                link.close_with(Some(goodbye), &self.shared.metrics);
                 true
             }
             None => false,
@@ -352,7 +464,8 @@ impl Supervisor {
                     _ => GoodbyeReason::Rejected,
                 };
                 let label = reason.label();
-                self.refuse_with(conn, goodbye, label, reason.to_string());
+                let ban_remaining = self.peer_manager.ban_remaining(peer, now);
+                self.refuse_with(conn, goodbye, label, reason.to_string(), ban_remaining);
                 return;
             }
             Admission::Admit { evict } => evict,
@@ -388,7 +501,13 @@ impl Supervisor {
         self.table.ledger.register(&link);
         self.direction_gauge(conn.direction).inc();
         let channels = link.common_channels();
-        tracing::debug!(peer = %peer.short(), direction = %conn.direction, "peer up");
+        tracing::info!(
+            peer = %peer,
+            direction = %conn.direction,
+            address = conn.remote_address.as_ref().map(tracing::field::display),
+            software = link.remote_info.software_version.as_str(),
+            "peer up"
+        );
         let shared = self.shared.clone();
         let table = self.table.clone();
         let limits = ConnectionLimits {
@@ -401,7 +520,7 @@ impl Supervisor {
         let direction = conn.direction;
         self.tracker.spawn(async move {
             let conn_id = link.conn_id;
-            let reason = connection::run(
+            let ended = connection::run(
                 shared.clone(),
                 table,
                 link,
@@ -414,7 +533,9 @@ impl Supervisor {
             let closed = Event::Closed {
                 peer,
                 conn_id,
-                reason,
+                reason: ended.reason,
+                refusal: ended.refusal,
+                at_admission: ended.at_admission,
             };
             tokio::select! {
                 biased;
@@ -431,12 +552,44 @@ impl Supervisor {
         });
     }
 
-    fn on_closed(&mut self, peer: PeerId, conn_id: u64, reason: &str) {
+    fn on_closed(
+        &mut self,
+        peer: PeerId,
+        conn_id: u64,
+        reason: &str,
+        refusal: Option<RemoteRefusal>,
+        at_admission: bool,
+    ) {
         let Some(link) = self.shared.link(peer).filter(|l| l.conn_id == conn_id) else {
             // An older connection that was already replaced.
             return;
         };
-        self.remove_link(&link, reason);
+        let Some(refusal) = refusal else {
+            self.remove_link(&link, reason);
+            return;
+        };
+        // The remote refused us (at admission, or by a ban): not redialed
+        // until the backoff (or the ban) ends, and a dial that it refused
+        // at once is a failed dial.
+        if link.direction == Direction::Outbound && at_admission {
+            self.shared.metrics.dial_failures.inc();
+        }
+        match refusal {
+            RemoteRefusal::Banned { remaining } => tracing::warn!(
+                peer = %peer,
+                ban_seconds = remaining.map(|d| d.as_secs()),
+                %reason,
+                "the peer has banned this node; not dialing it until the ban ends"
+            ),
+            RemoteRefusal::Rejected => tracing::info!(
+                peer = %peer,
+                %reason,
+                "the peer refused the connection; backing off"
+            ),
+        }
+        let now = self.now();
+        self.peer_manager.remote_refused(peer, refusal, now);
+        self.unlink(&link, reason);
     }
 
     /// Takes `link` out of the table and tells everyone the peer is down.
@@ -454,7 +607,7 @@ impl Supervisor {
         for m in &link.metrics {
             self.shared.metrics.remove_link_channel(m);
         }
-        tracing::debug!(peer = %link.peer.short(), %reason, "peer down");
+        tracing::info!(peer = %link.peer, direction = %link.direction, %reason, "peer down");
         let _ = self.shared.updates.send(PeerUpdate {
             peer: link.peer,
             status: PeerStatus::Down {
@@ -474,7 +627,7 @@ impl Supervisor {
     }
 
     fn refuse(&self, conn: Connection, reason: GoodbyeReason, label: &'static str) {
-        self.refuse_with(conn, reason, label, label.to_string());
+        self.refuse_with(conn, reason, label, label.to_string(), None);
     }
 
     fn refuse_with(
@@ -483,12 +636,14 @@ impl Supervisor {
         reason: GoodbyeReason,
         label: &'static str,
         detail: String,
+        ban_remaining: Option<Duration>,
     ) {
         self.shared.metrics.refused(label);
         let err = HandshakeError {
             reason,
             detail,
             label,
+            ban_remaining,
         };
         let mut sink = conn.sink;
         self.tracker.spawn(async move {
@@ -501,7 +656,28 @@ impl Supervisor {
     fn flush_store(&mut self) {
         let dirty = self.peer_manager.take_dirty();
         let forgotten = self.peer_manager.take_forgotten();
-        self.store.flush(dirty, forgotten);
+        let bans = self.changed_bans();
+        self.store.flush(dirty, forgotten, bans);
+    }
+
+    /// Every ban in force with its wall-clock end, if any ban changed since
+    /// the last save.
+    fn changed_bans(&mut self) -> Option<Vec<BanRecord>> {
+        if !self.peer_manager.take_bans_changed() {
+            return None;
+        }
+        let now = self.now();
+        let wall = std::time::SystemTime::now();
+        Some(
+            self.peer_manager
+                .bans(now)
+                .into_iter()
+                .map(|(peer, until)| BanRecord {
+                    peer,
+                    until: wall + until.saturating_duration_since(now),
+                })
+                .collect(),
+        )
     }
 
     /// Graceful shutdown: goodbye to every peer, a grace period for the
@@ -521,7 +697,7 @@ impl Supervisor {
             }
             // As a crash: only what earlier flushes handed over is written
             // (waited for, so the store is closed when this returns).
-            self.store.finish(Vec::new(), Vec::new()).await;
+            self.store.finish(Vec::new(), Vec::new(), None).await;
             return;
         }
         for link in self.shared.links() {
@@ -546,7 +722,8 @@ impl Supervisor {
         }
         let dirty = self.peer_manager.take_dirty();
         let forgotten = self.peer_manager.take_forgotten();
-        self.store.finish(dirty, forgotten).await;
+        let bans = self.changed_bans();
+        self.store.finish(dirty, forgotten, bans).await;
     }
 }
 
@@ -592,6 +769,39 @@ impl HandshakeLimits {
     }
 }
 
+/// Adds what a transport refused on its own since the last call to
+/// `handshakes_refused_total`.
+struct TransportRefusals {
+    counts: Option<RefusalCounts>,
+    seen: [u64; Refusal::ALL.len()],
+}
+
+impl TransportRefusals {
+    fn new(transport: &dyn Transport) -> Self {
+        Self {
+            counts: transport.refusal_counts(),
+            seen: [0; Refusal::ALL.len()],
+        }
+    }
+
+    fn sync(&mut self, shared: &Shared) {
+        let Some(counts) = &self.counts else {
+            return;
+        };
+        for (reason, seen) in Refusal::ALL.iter().zip(self.seen.iter_mut()) {
+            let now = counts.get(*reason);
+            if now > *seen {
+                shared.metrics.refused_many(reason.label(), now - *seen);
+                *seen = now;
+            }
+        }
+    }
+}
+
+/// How often the transports' own refusal counts are added to the metrics
+/// when nothing is accepted meanwhile.
+const REFUSAL_SYNC: Duration = Duration::from_secs(1);
+
 async fn accept_loop(
     shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
@@ -599,12 +809,23 @@ async fn accept_loop(
     limits: HandshakeLimits,
     tracker: TaskTracker,
 ) {
+    let mut refusals = TransportRefusals::new(transport.as_ref());
+    let mut sync = tokio::time::interval(REFUSAL_SYNC);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let result = tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => {
+                refusals.sync(&shared);
+                return;
+            }
             result = transport.accept() => result,
+            _ = sync.tick(), if refusals.counts.is_some() => {
+                refusals.sync(&shared);
+                continue;
+            }
         };
+        refusals.sync(&shared);
         match result {
             Ok(conn) => match limits.acquire(conn.remote_ip) {
                 Ok(slots) => {
@@ -634,8 +855,20 @@ async fn accept_loop(
                 return;
             }
             Err(e) => {
-                shared.metrics.refused(e.refusal_reason());
-                tracing::debug!(scheme = transport.scheme(), error = %e, "accept failed");
+                let label = e.refusal_label();
+                shared.metrics.refused(label);
+                if e.refusal() == Some(Refusal::NetworkMismatch) {
+                    if let Some(held) = shared.log_gate.allow("inbound_network_mismatch") {
+                        tracing::warn!(
+                            scheme = transport.scheme(),
+                            error = %e,
+                            similar_held_back = held,
+                            "inbound connection from another network id refused"
+                        );
+                    }
+                } else {
+                    tracing::debug!(scheme = transport.scheme(), error = %e, reason = label, "accept failed");
+                }
                 // An error that repeats at once (e.g. out of file descriptors)
                 // must not spin the loop.
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -672,7 +905,21 @@ async fn inbound_handshake(
         }
         Ok(Err(e)) => {
             shared.metrics.refused(e.label);
-            tracing::debug!(peer = %peer.short(), error = %e, "inbound handshake failed");
+            match e.label {
+                "network_mismatch" | "version_mismatch" | "peer_id_mismatch" => {
+                    if let Some(held) = shared.log_gate.allow(e.label) {
+                        tracing::warn!(
+                            peer = %peer,
+                            ip = conn.remote_ip.map(tracing::field::display),
+                            error = %e.detail,
+                            reason = e.label,
+                            similar_held_back = held,
+                            "inbound connection refused"
+                        );
+                    }
+                }
+                _ => tracing::debug!(peer = %peer.short(), error = %e, "inbound handshake failed"),
+            }
         }
         Err(_) => {
             shared.metrics.refused("handshake_timeout");
@@ -693,19 +940,22 @@ async fn dial(
     let attempt = async {
         let mut conn = tokio::time::timeout(dial_timeout, transport.dial(&address))
             .await
-            .map_err(|_| "dial timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| ("dial timed out".to_string(), DialFailure::Timeout))?
+            .map_err(|e| (e.to_string(), DialFailure::of_transport(&e)))?;
         if conn.remote != peer {
-            return Err(format!("dialed {peer} but {} answered", conn.remote));
+            return Err((
+                format!("dialed {peer} but {} answered", conn.remote),
+                DialFailure::WrongPeer,
+            ));
         }
         let (info, leftovers) = tokio::time::timeout(
             handshake_timeout,
             connection::handshake(&mut conn, &local_info),
         )
         .await
-        .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>(Event::Ready(Box::new(ReadyConnection {
+        .map_err(|_| ("handshake timed out".to_string(), DialFailure::Timeout))?
+        .map_err(|e| (e.to_string(), DialFailure::of_hello(&e)))?;
+        Ok::<_, (String, DialFailure)>(Event::Ready(Box::new(ReadyConnection {
             conn,
             info,
             leftovers,
@@ -716,7 +966,7 @@ async fn dial(
         _ = shared.shutdown.cancelled() => return,
         result = attempt => match result {
             Ok(event) => event,
-            Err(error) => Event::DialFailed { peer, error },
+            Err((error, kind)) => Event::DialFailed { peer, address, error, kind },
         },
     };
     tokio::select! {

@@ -1,11 +1,13 @@
 //! Topic gossip: HyParView membership and Plumtree broadcast trees, per
-//! topic, with messages signed by their origin.
+//! topic, with messages signed by their origin — the reactor a node runs.
 //!
 //! [`Gossip`] is a [`Reactor`](p2p::Reactor): open it on a node and it
-//! runs a thin driver ([`reactor`]) around a sans-IO core
-//! ([`GossipState`]) that knows no tokio and no clock. The same core runs
-//! in testkit's simulator (the `reactor-gossip-sim` crate and its `gossip_sim` binary), 10,000 nodes
-//! in one process.
+//! runs its sans-IO core ([`GossipState`], from the tokio-free
+//! `reactor-gossip-proto` crate, re-exported here) on the router through
+//! the one driver every reactor shares (`p2p::reactor::driver`), with a
+//! thin shell ([`reactor`]) that owns the application's subscriptions. The
+//! same core runs in testkit's simulator (the `reactor-gossip-sim` crate
+//! and its `gossip_sim` binary), 10,000 nodes in one process.
 //!
 //! ```no_run
 //! # async fn example(handle: reactor_gossip::GossipHandle) -> Result<(), reactor_gossip::GossipError> {
@@ -27,171 +29,49 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # How it works
+//! # Promises
 //!
-//! Each topic is its own overlay. **HyParView** keeps a small symmetric
-//! *active view* (6 neighbours, each over a router connection) and a
-//! *passive view* (30 known members) refreshed by periodic shuffles; a
-//! failed neighbour is replaced from the passive view. **Plumtree** sends
-//! payloads along a spanning tree of *eager* links in the active view and
-//! announces them (`IHave`, batched) over the other, *lazy*, links; a
-//! duplicate prunes the link that brought it, an announced message that
-//! does not arrive within `graft_timeout` is grafted from its announcer.
-//! The first broadcast over a fresh overlay builds the tree; after that
-//! nearly every node gets each message exactly once. The departures from
-//! the papers are listed in `state/hyparview.rs` and `state/plumtree.rs`
-//! and argued in `adr/0009-gossip.md`.
+//! The protocol's — what is delivered (at most once per node, origin
+//! verified, no order, no history), what is dropped and counted, how
+//! connections are asked for and released, and what an attacker can and
+//! cannot do — are the core's, stated in the `reactor-gossip-proto` crate
+//! docs (and ADR 0009). This crate adds the application's side:
 //!
-//! Besides broadcast, each topic estimates its number of members
-//! ([`state::estimate`]: a k-minimum-values sketch spread over the
-//! overlay, about 9 % error, [`GossipHandle::size_estimate`]), and
-//! [`room`] builds replicated application state on top of topics
-//! (`reduce(state, update)` with a shared write key, snapshots and
-//! catch-up, reference 002) as a second reactor, [`room::Rooms`].
+//! - Every subscription of a topic gets every event of the topic
+//!   ([`TopicEvent`]), buffered up to [`SUBSCRIPTION_BUFFER`]; a
+//!   subscription not read fast enough loses events, counted in
+//!   `app_events_dropped`, and is told how many with
+//!   [`TopicEvent::Lagged`]. The driver never waits for an application.
+//! - When every subscription of a topic is dropped, the node leaves the
+//!   topic at the topic's next event.
+//! - Sends never wait: a full send queue drops the message (the router
+//!   counts it, the core counts it in `send_failures`), and Plumtree's
+//!   announcements recover a lost payload.
+//! - [`GossipHandle::stats`] is the core's counters (with the shell's
+//!   `app_events_dropped`) as of the driver's last step; the node serves
+//!   them as `switchyard_gossip_*_total`.
 //!
-//! One channel, id `0x0020` (`"gossip"`), one Protobuf message
-//! (`proto/gossip.proto`, package `switchyard.gossip.v1`): a
-//! `GossipMessage` naming its topic and carrying one of Join, ForwardJoin,
-//! Neighbor, NeighborReply, Disconnect, Shuffle, ShuffleReply (membership)
-//! or Gossip, IHave, Graft, Prune (broadcast), or SizeSketch. Its bounds
-//! are in the proto file and [`state::message`]. Rooms use channel
-//! `0x0021` (`proto/room.proto`).
+//! [`room`] builds replicated application state on top of topics as a
+//! second reactor, [`room::Rooms`].
 //!
-//! # What is delivered
-//!
-//! - A message published on a topic reaches every member of the topic
-//!   connected to the publisher through the topic's overlay — **at most
-//!   once per node** (the id is remembered for `seen_retention`, 150 s,
-//!   and older messages are refused), with its **origin verified** (the
-//!   origin's ed25519 signature over the id). It does not come back to the
-//!   publisher.
-//! - No order is promised, between origins or from one origin.
-//! - No history: a node that joins later, or that is cut off while a
-//!   message spreads, does not get it afterwards — except that a message
-//!   announced to it (`IHave`) within `payload_retention` (30 s) is
-//!   fetched.
-//! - Subscriptions also get [`TopicEvent::NeighborUp`] /
-//!   [`TopicEvent::NeighborDown`] as the active view changes.
-//!
-//! # What is dropped, and counted ([`GossipStats`])
-//!
-//! - A payload over `max_payload_size` (64 KiB): refused before anything
-//!   else is done with it (`oversized_refused`; the sender is reported),
-//!   and a publication of one fails with [`PublishError::TooLarge`].
-//!   Frames over the channel limit never reach the reactor (the router
-//!   refuses them).
-//! - A message whose origin signature does not verify: never delivered nor
-//!   forwarded (`forged_rejected`; the sender is reported, 25 points —
-//!   honest nodes verify before forwarding, so the sender is guilty).
-//! - A message whose origin timestamp is more than `max_message_age`
-//!   (60 s) behind our clock or more than `max_clock_skew` (5 s) ahead of
-//!   it (`stale_rejected`): a replay, or a skewed clock.
-//! - A new message while the topic's seen-cache holds `max_seen` (100,000)
-//!   ids none of which has expired (`seen_full`): ids are forgotten by time
-//!   only, so a flood can refuse new messages for `seen_retention` but can
-//!   never push out an id and have its message delivered twice; a
-//!   publication then fails with [`PublishError::Busy`].
-//! - A copy of a message already delivered (`duplicates`).
-//! - A message that breaks the protocol's bounds (`malformed_refused`; the
-//!   sender is reported), or for a topic not joined (`unknown_topic`).
-//! - A send to a full queue (`send_failures`; the router counts it too):
-//!   sends never wait, and a lost payload is recovered through the
-//!   announcements of the other links.
-//! - An event for a subscription not read fast enough
-//!   (`app_events_dropped`; the subscription gets [`TopicEvent::Lagged`]).
-//!
-//! # Connections
-//!
-//! The router owns connections; a topic's active view is a set of peers
-//! gossip holds connections to. When the core needs a peer it is not
-//! connected to, it holds the message (at most 16 per peer, 64 peers) and
-//! asks ([`Action::Connect`]): the driver adds the peer's addresses to the
-//! address book (as [`AddressSource::Exchange`](p2p::AddressSource)) and
-//! the peer manager dials when an outbound slot is free. If the peer does
-//! not come up within `dial_timeout` (10 s), the core treats it as
-//! unreachable. A connection gossip asked for and no topic needs any more
-//! is released after `release_after` (10 s); connections gossip did not ask
-//! for are never closed by it. Gossip needs outbound slots beyond what
-//! peer exchange fills; see the ADR for the limits of this arrangement.
-//!
-//! # What an attacker can do, and what stops it
-//!
-//! - **Forge or alter a message**: cannot; every node checks the origin's
-//!   signature over the message id (which covers topic, origin, timestamp,
-//!   nonce and payload) before delivering or forwarding, and reports the
-//!   peer that sent a forgery (two forgeries reach the default disconnect
-//!   threshold).
-//! - **Replay a message**: a node delivers a message id once while it
-//!   remembers it (`seen_retention`, 150 s, longer than a timestamp stays
-//!   acceptable: 60 s behind, 5 s ahead), and forgets ids by time only; a
-//!   full seen-cache refuses new messages (`seen_full`) rather than forget.
-//! - **Oversized or malformed messages**: refused before any work, cost
-//!   score.
-//! - **Flood with valid messages** under its own key: every node delivers
-//!   and forwards at most `origin_rate` (100) messages per second per
-//!   origin and topic, in bursts of `origin_burst` (200); the rest are
-//!   dropped and counted (`rate_limited`) without blaming the relay, so
-//!   a flood stops at the flooder's neighbours. Fresh keys do not buy
-//!   fresh budgets: each neighbour may introduce `neighbor_new_origins`
-//!   (20/s, burst 200) origins new to us and push `neighbor_rate` (2,000/s)
-//!   new messages, and only neighbours may push at all (`not_neighbor`).
-//! - **Withhold**: an eager neighbour that drops payloads is routed around
-//!   after `graft_timeout` through the announcements of the other
-//!   neighbours; an attacker that announces (`IHave`) messages it never
-//!   sends delays a graft by `graft_retry` per announcer (at most 8 tracked
-//!   per message), and fills at most its share of the missing table
-//!   (`max_missing_per_neighbor`, 1,024 of 4,096).
-//! - **Lie about hop counts** to attract tree links: only the origin may
-//!   claim hop 1 (a relay that does is penalised, `hops_forged`); past it,
-//!   a neighbour takes the parent role by a shorter announced path within
-//!   a budget (`optimization_burst` 8, then one per
-//!   `optimization_interval`, 10 s).
-//! - **Rewrite membership**: walks and shuffles are taken from neighbours
-//!   only and replies only when asked, each peer within `membership_rate`
-//!   and every eviction within `eviction_rate`; a neighbour that names
-//!   contacts in walks holds one place with them until one takes part in
-//!   the broadcast (see `state/hyparview.rs`). A peer that pushes itself
-//!   in with a `Join` still evicts a random neighbour, as in the paper,
-//!   within those budgets; the router bounds how many connections one
-//!   network gets.
-
 //! # Simulator figures
 //!
 //! `cargo run --release -p reactor-gossip-sim --bin gossip_sim -- --nodes 10000
 //! --rounds 10 --scenario single --seed 1` (and `random`, `crash80`): see
-//! the `reactor-gossip-sim` crate for what is measured and the report of issue 6 for the figures.
-//! The tests run the same scenarios on 200 nodes (`tests/sim.rs`).
+//! the `reactor-gossip-sim` crate for what is measured and BENCHMARKS.md
+//! for the figures. The tests run the same scenarios on 200 nodes
+//! (`reactors/gossip/sim/tests/sim.rs`).
 
-pub mod config;
 pub mod reactor;
 pub mod room;
-pub mod state;
 pub mod stats;
 
-/// Protobuf messages generated from `proto/gossip.proto` by `build.rs`.
-#[allow(missing_docs, clippy::all)]
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/switchyard.gossip.v1.rs"));
-}
-
-/// Protobuf messages of rooms, generated from `proto/room.proto`.
-#[allow(missing_docs, clippy::all)]
-pub mod room_proto {
-    include!(concat!(env!("OUT_DIR"), "/switchyard.room.v1.rs"));
-}
-
-pub use config::{
-    GossipConfig, GossipConfigError, HyParViewConfig, MESSAGE_OVERHEAD, PlumtreeConfig,
+pub use reactor::{
+    Gossip, GossipError, GossipHandle, GossipMessage, SUBSCRIPTION_BUFFER, Subscription, TopicEvent,
 };
-pub use reactor::{Gossip, GossipError, GossipHandle, GossipMessage, Subscription, TopicEvent};
-pub use state::message::{
-    Contact, Message, MessageId, SignedMessage, TopicId, TopicMessage, WireError,
+pub use reactor_gossip_proto::{
+    CHANNEL_ID, CHANNEL_NAME, Contact, Delivery, Event, GossipCommand, GossipConfig,
+    GossipConfigError, GossipOutput, GossipReply, GossipState, GossipStats, HyParViewConfig,
+    JoinError, MESSAGE_OVERHEAD, Message, MessageId, PlumtreeConfig, PublishError, SignedMessage,
+    TopicId, TopicMessage, WireError, config, proto, room_proto, state,
 };
-pub use state::{Action, Delivery, Event, GossipState, JoinError, PublishError};
-pub use stats::GossipStats;
-
-/// The gossip channel's id.
-pub const CHANNEL_ID: u16 = 0x0020;
-
-/// The gossip channel's name (in metrics and peer reports).
-pub const CHANNEL_NAME: &str = "gossip";

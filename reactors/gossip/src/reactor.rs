@@ -1,25 +1,26 @@
-//! The driver: connects [`GossipState`] to the gossip channel, the
-//! router's peer updates, a timer and the [`GossipHandle`].
+//! The gossip reactor: [`GossipState`] run on the router by
+//! `p2p::reactor::driver`, with a thin shell (`GossipShell`) — the
+//! application's handles ([`GossipHandle`], [`Subscription`]), the
+//! subscriptions' buffers and the published counters.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use bytes::Bytes;
+use p2p::reactor::{Outputs, Shell, driver, now, unix_time};
 use p2p::{
-    AddressSource, ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender,
-    PeerAddress, PeerError, PeerId, PeerStatus, PeerUpdate, PeerUpdatesError, Reactor,
-    ReactorContext, Router, RouterBuilder, SendError, TrySendError,
+    ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender, PeerId, Reactor,
+    ReactorContext, RouterBuilder,
 };
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{GossipConfig, GossipConfigError, MESSAGE_OVERHEAD};
-use crate::proto;
-use crate::state::message::{Contact, MessageId, TopicId, TopicMessage, WireError};
-use crate::state::{Action, Event, GossipState, JoinError, PublishError};
 use crate::stats::{GossipCollector, GossipStats};
-use crate::{CHANNEL_ID, CHANNEL_NAME};
+use reactor_gossip_proto::config::{GossipConfig, GossipConfigError, MESSAGE_OVERHEAD};
+use reactor_gossip_proto::proto;
+use reactor_gossip_proto::state::message::{Contact, MessageId, TopicId};
+use reactor_gossip_proto::state::{Event, GossipState, JoinError, PublishError};
+use reactor_gossip_proto::{CHANNEL_ID, CHANNEL_NAME};
 
 /// Events buffered per subscription; beyond, events are dropped (counted
 /// in [`GossipStats::app_events_dropped`]) and the subscription is told
@@ -72,7 +73,8 @@ pub enum GossipError {
     Publish(#[from] PublishError),
 }
 
-enum Command {
+/// What the handles ask the driver (the shell's requests).
+enum Request {
     Subscribe {
         topic: TopicId,
         bootstrap: Vec<Contact>,
@@ -122,8 +124,8 @@ pub struct Gossip {
         ChannelSender<proto::GossipMessage>,
         ChannelReceiver<proto::GossipMessage>,
     )>,
-    commands: Option<mpsc::Receiver<Command>>,
-    command_tx: mpsc::Sender<Command>,
+    commands: Option<mpsc::Receiver<Request>>,
+    command_tx: mpsc::Sender<Request>,
     stats: watch::Sender<GossipStats>,
 }
 
@@ -139,19 +141,19 @@ impl std::fmt::Debug for Gossip {
 /// publish, counters. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct GossipHandle {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Request>,
     stats: watch::Receiver<GossipStats>,
 }
 
-impl std::fmt::Debug for Command {
+impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::Subscribe { topic, .. } => write!(f, "Subscribe({topic:?})"),
-            Command::Unsubscribe { topic, .. } => write!(f, "Unsubscribe({topic:?})"),
-            Command::Publish { topic, payload, .. } => {
+            Request::Subscribe { topic, .. } => write!(f, "Subscribe({topic:?})"),
+            Request::Unsubscribe { topic, .. } => write!(f, "Unsubscribe({topic:?})"),
+            Request::Publish { topic, payload, .. } => {
                 write!(f, "Publish({topic:?}, {} bytes)", payload.len())
             }
-            Command::SizeEstimate { topic, .. } => write!(f, "SizeEstimate({topic:?})"),
+            Request::SizeEstimate { topic, .. } => write!(f, "SizeEstimate({topic:?})"),
         }
     }
 }
@@ -183,27 +185,10 @@ impl Subscription {
     }
 }
 
-impl From<PeerId> for Contact {
-    /// A peer to reach over its existing connection (or whatever address
-    /// the router knows).
-    fn from(peer: PeerId) -> Self {
-        Contact::bare(peer)
-    }
-}
-
-impl From<PeerAddress> for Contact {
-    fn from(address: PeerAddress) -> Self {
-        Contact {
-            peer: address.peer,
-            addresses: vec![address],
-        }
-    }
-}
-
 impl GossipHandle {
     async fn request<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
     ) -> Result<T, GossipError> {
         let (reply, rx) = oneshot::channel();
         self.commands
@@ -226,7 +211,7 @@ impl GossipHandle {
     ) -> Result<Subscription, GossipError> {
         let (events, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let bootstrap = bootstrap.into_iter().map(Into::into).collect();
-        self.request(|reply| Command::Subscribe {
+        self.request(|reply| Request::Subscribe {
             topic,
             bootstrap,
             events,
@@ -238,7 +223,7 @@ impl GossipHandle {
 
     /// Leaves `topic`: every subscription of it ends.
     pub async fn unsubscribe(&self, topic: TopicId) -> Result<(), GossipError> {
-        self.request(|reply| Command::Unsubscribe { topic, reply })
+        self.request(|reply| Request::Unsubscribe { topic, reply })
             .await
     }
 
@@ -253,7 +238,7 @@ impl GossipHandle {
     ) -> Result<MessageId, GossipError> {
         let payload = payload.into();
         Ok(self
-            .request(|reply| Command::Publish {
+            .request(|reply| Request::Publish {
                 topic,
                 payload,
                 reply,
@@ -266,7 +251,7 @@ impl GossipHandle {
     /// [`crate::state::estimate`]: about 9 % error, refreshed every
     /// `estimate_epoch`.
     pub async fn size_estimate(&self, topic: TopicId) -> Result<Option<f64>, GossipError> {
-        self.request(|reply| Command::SizeEstimate { topic, reply })
+        self.request(|reply| Request::SizeEstimate { topic, reply })
             .await
     }
 
@@ -345,11 +330,9 @@ impl Reactor for Gossip {
                 "gossip signs with a key that is not the node's: messages' origin will not be the node's PeerId"
             );
         }
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let unix_ms = u64::try_from(unix_time().as_millis()).unwrap_or(u64::MAX);
         let addresses = ctx.router.listen_addresses().to_vec();
-        let state = GossipState::new(
+        let core = GossipState::new(
             self.keypair,
             addresses,
             self.config,
@@ -357,21 +340,13 @@ impl Reactor for Gossip {
             now(),
             unix_ms,
         );
-        let driver = Driver {
-            router: ctx.router,
-            tx,
-            state,
+        let shell = GossipShell {
             stats: self.stats,
             subscribers: BTreeMap::new(),
-            send_failures: 0,
             events_dropped: 0,
         };
-        driver.run(rx, commands, ctx.shutdown).await;
+        driver::run(core, shell, (tx, rx), Some(commands), ctx).await;
     }
-}
-
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 struct Subscriber {
@@ -380,215 +355,23 @@ struct Subscriber {
     lagged: u64,
 }
 
-struct Driver {
-    router: Router,
-    tx: ChannelSender<proto::GossipMessage>,
-    state: GossipState,
+/// The gossip reactor's thin part: answers the handles, hands the core's
+/// events to the subscriptions (leaving a topic nobody reads any more)
+/// and publishes the counters after each step.
+struct GossipShell {
     stats: watch::Sender<GossipStats>,
     subscribers: BTreeMap<TopicId, Vec<Subscriber>>,
-    send_failures: u64,
+    /// Events dropped because a subscription was full.
     events_dropped: u64,
 }
 
-impl Driver {
-    async fn run(
-        mut self,
-        mut rx: ChannelReceiver<proto::GossipMessage>,
-        commands: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
-    ) {
-        let mut updates = self.router.subscribe();
-        let mut commands = Some(commands);
-        let actions = self.resync();
-        self.execute(actions).await;
-        loop {
-            let wake = tokio::time::Instant::from_std(self.state.next_wakeup());
-            let actions = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                command = recv_command(&mut commands) => match command {
-                    Some(command) => self.on_command(command),
-                    // Every handle is gone: keep serving the overlay.
-                    None => { commands = None; Vec::new() }
-                },
-                update = updates.recv() => match update {
-                    Ok(update) => self.on_update(update),
-                    Err(PeerUpdatesError::Lagged(missed)) => {
-                        tracing::debug!(missed, "gossip lagged behind peer updates; resynchronising");
-                        self.resync()
-                    }
-                    Err(PeerUpdatesError::Closed) => break,
-                },
-                envelope = rx.recv() => match envelope {
-                    Some(envelope) => self.on_envelope(envelope.from, envelope.message),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(wake) => self.state.on_tick(now()),
-            };
-            self.execute(actions).await;
-            self.publish_stats();
-        }
-    }
-
-    fn publish_stats(&self) {
-        let mut stats = self.state.stats().clone();
-        stats.send_failures = self.send_failures;
-        stats.app_events_dropped = self.events_dropped;
-        self.stats.send_if_modified(|published| {
-            let changed = *published != stats;
-            if changed {
-                *published = stats;
-            }
-            changed
-        });
-    }
-
-    fn serves_gossip(&self, peer: PeerId) -> bool {
-        self.router
-            .peer_info(peer)
-            .is_some_and(|info| info.channels.iter().any(|c| c.id == u32::from(CHANNEL_ID)))
-    }
-
-    fn addresses_of(&self, peer: PeerId) -> Vec<PeerAddress> {
-        self.router
-            .peer_info(peer)
-            .map(|info| {
-                info.listen_addresses
-                    .iter()
-                    .filter_map(|a| a.parse::<PeerAddress>().ok())
-                    .filter(|a| a.peer == peer)
-                    .take(crate::state::message::MAX_CONTACT_ADDRESSES)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn on_update(&mut self, update: PeerUpdate) -> Vec<Action> {
-        match update.status {
-            PeerStatus::Up { channels, .. } => {
-                if channels.contains(&ChannelId(CHANNEL_ID)) {
-                    let addresses = self.addresses_of(update.peer);
-                    self.state.on_peer_up(update.peer, addresses, now())
-                } else {
-                    Vec::new()
-                }
-            }
-            PeerStatus::Down { .. } => self.state.on_peer_down(update.peer, now()),
-        }
-    }
-
-    /// Brings the core in line with the router's connected peers, after
-    /// missed updates (or at start).
-    fn resync(&mut self) -> Vec<Action> {
-        let connected: BTreeSet<PeerId> = self
-            .router
-            .connected_peers()
-            .into_iter()
-            .filter(|p| self.serves_gossip(*p))
-            .collect();
-        let known: BTreeSet<PeerId> = self.state.connected_peers().collect();
-        let mut actions = Vec::new();
-        for gone in known.difference(&connected) {
-            actions.extend(self.state.on_peer_down(*gone, now()));
-        }
-        for new in connected.difference(&known) {
-            let addresses = self.addresses_of(*new);
-            actions.extend(self.state.on_peer_up(*new, addresses, now()));
-        }
-        actions
-    }
-
-    fn on_envelope(&mut self, from: PeerId, wire: proto::GossipMessage) -> Vec<Action> {
-        let max = self.state.config().max_payload_size;
-        match TopicMessage::from_wire(wire, max) {
-            Ok(Some(message)) => self.state.on_message(from, message, now()),
-            Ok(None) => Vec::new(),
-            Err(error) => {
-                let oversized = matches!(error, WireError::TooLarge { .. });
-                self.state.on_refused(oversized);
-                let report = match error {
-                    WireError::TooLarge { size, max } => PeerError::MessageTooLarge {
-                        channel: CHANNEL_NAME,
-                        size,
-                        max,
-                    },
-                    WireError::Malformed(detail) => PeerError::MalformedMessage {
-                        channel: CHANNEL_NAME,
-                        detail,
-                    },
-                };
-                vec![Action::Report {
-                    peer: from,
-                    error: report,
-                }]
-            }
-        }
-    }
-
-    fn on_command(&mut self, command: Command) -> Vec<Action> {
-        match command {
-            Command::Subscribe {
-                topic,
-                bootstrap,
-                events,
-                reply,
-            } => {
-                let bootstrap = bootstrap
-                    .into_iter()
-                    .map(|mut c| {
-                        if c.addresses.is_empty() {
-                            c.addresses = self.addresses_of(c.peer);
-                        }
-                        c
-                    })
-                    .collect();
-                match self.state.join(topic, bootstrap, now()) {
-                    Ok(actions) => {
-                        self.subscribers
-                            .entry(topic)
-                            .or_default()
-                            .push(Subscriber { events, lagged: 0 });
-                        let _ = reply.send(Ok(()));
-                        actions
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(error));
-                        Vec::new()
-                    }
-                }
-            }
-            Command::Unsubscribe { topic, reply } => {
-                self.subscribers.remove(&topic);
-                let actions = self.state.leave(topic, now());
-                let _ = reply.send(());
-                actions
-            }
-            Command::Publish {
-                topic,
-                payload,
-                reply,
-            } => match self.state.publish(topic, payload, now()) {
-                Ok((id, actions)) => {
-                    let _ = reply.send(Ok(id));
-                    actions
-                }
-                Err(error) => {
-                    let _ = reply.send(Err(error));
-                    Vec::new()
-                }
-            },
-            Command::SizeEstimate { topic, reply } => {
-                let _ = reply.send(self.state.size_estimate(&topic));
-                Vec::new()
-            }
-        }
-    }
-
-    /// Hands `event` to `topic`'s subscriptions; leaves the topic when all
-    /// of them are gone.
-    fn notify(&mut self, topic: TopicId, event: TopicEvent) -> Vec<Action> {
+impl GossipShell {
+    /// Hands `event` to `topic`'s subscriptions, never waiting; whether
+    /// any subscription is left.
+    fn notify(&mut self, topic: TopicId, event: TopicEvent) -> bool {
         let Some(subscribers) = self.subscribers.get_mut(&topic) else {
-            return Vec::new();
+            // Not subscribed (a topic being left): nothing to leave.
+            return true;
         };
         subscribers.retain(|s| !s.events.is_closed());
         for subscriber in subscribers.iter_mut() {
@@ -612,85 +395,91 @@ impl Driver {
         }
         if subscribers.is_empty() {
             self.subscribers.remove(&topic);
-            return self.state.leave(topic, now());
+            return false;
         }
-        Vec::new()
-    }
-
-    /// Carries out `actions` and whatever they lead to. Sends never wait:
-    /// a full queue drops the message (the router counts it; Plumtree's
-    /// announcements and grafts recover a lost payload).
-    async fn execute(&mut self, actions: Vec<Action>) {
-        let mut queue = VecDeque::from(actions);
-        while let Some(action) = queue.pop_front() {
-            match action {
-                Action::Send { to, message } => match self.tx.try_send(to, message.into()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Send(SendError::NotConnected(_)))
-                    | Err(TrySendError::Send(SendError::Unsupported { .. })) => {
-                        self.send_failures += 1;
-                        queue.extend(self.state.on_peer_down(to, now()));
-                    }
-                    Err(error) => {
-                        self.send_failures += 1;
-                        tracing::debug!(peer = %to.short(), %error, "gossip message not sent");
-                    }
-                },
-                Action::Connect { peer, addresses } => {
-                    if self.router.is_connected(peer) && self.serves_gossip(peer) {
-                        let addresses = self.addresses_of(peer);
-                        queue.extend(self.state.on_peer_up(peer, addresses, now()));
-                    } else if !addresses.is_empty() {
-                        // A reactor's request: the peer manager dials it
-                        // first, past the ordinary outbound slots (up to
-                        // `max_requested_outbound`); if it never comes up,
-                        // the core gives up after `dial_timeout`.
-                        if self
-                            .router
-                            .connect(addresses, AddressSource::Exchange)
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-                Action::Disconnect { peer } => {
-                    if self.router.disconnect(peer, None).await.is_err() {
-                        return;
-                    }
-                }
-                Action::Report { peer, error } => {
-                    tracing::debug!(peer = %peer.short(), %error, "gossip reports peer");
-                    self.tx.report(peer, error);
-                }
-                Action::Event(event) => {
-                    let (topic, event) = match event {
-                        Event::Received(d) => (
-                            d.topic,
-                            TopicEvent::Received(GossipMessage {
-                                origin: d.origin,
-                                payload: d.payload,
-                                id: d.id,
-                                hops: d.hops,
-                                timestamp_ms: d.timestamp_ms,
-                            }),
-                        ),
-                        Event::NeighborUp { topic, peer } => (topic, TopicEvent::NeighborUp(peer)),
-                        Event::NeighborDown { topic, peer } => {
-                            (topic, TopicEvent::NeighborDown(peer))
-                        }
-                    };
-                    queue.extend(self.notify(topic, event));
-                }
-            }
-        }
+        true
     }
 }
 
-async fn recv_command(commands: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
-    match commands {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+impl Shell<GossipState> for GossipShell {
+    type Request = Request;
+
+    fn on_request(
+        &mut self,
+        core: &mut GossipState,
+        now: Instant,
+        request: Request,
+        out: &mut Outputs<GossipState>,
+    ) {
+        match request {
+            Request::Subscribe {
+                topic,
+                bootstrap,
+                events,
+                reply,
+            } => {
+                let joined = core.join(topic, bootstrap, now, out);
+                if joined.is_ok() {
+                    self.subscribers
+                        .entry(topic)
+                        .or_default()
+                        .push(Subscriber { events, lagged: 0 });
+                }
+                let _ = reply.send(joined);
+            }
+            Request::Unsubscribe { topic, reply } => {
+                self.subscribers.remove(&topic);
+                core.leave(topic, now, out);
+                let _ = reply.send(());
+            }
+            Request::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                let _ = reply.send(core.publish(topic, payload, now, out));
+            }
+            Request::SizeEstimate { topic, reply } => {
+                let _ = reply.send(core.size_estimate(&topic));
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        core: &mut GossipState,
+        now: Instant,
+        event: Event,
+        out: &mut Outputs<GossipState>,
+    ) {
+        let (topic, event) = match event {
+            Event::Received(d) => (
+                d.topic,
+                TopicEvent::Received(GossipMessage {
+                    origin: d.origin,
+                    payload: d.payload,
+                    id: d.id,
+                    hops: d.hops,
+                    timestamp_ms: d.timestamp_ms,
+                }),
+            ),
+            Event::NeighborUp { topic, peer } => (topic, TopicEvent::NeighborUp(peer)),
+            Event::NeighborDown { topic, peer } => (topic, TopicEvent::NeighborDown(peer)),
+        };
+        if !self.notify(topic, event) {
+            core.leave(topic, now, out);
+        }
+    }
+
+    fn after_step(&mut self, core: &GossipState) {
+        let mut stats = core.stats().clone();
+        stats.app_events_dropped = self.events_dropped;
+        self.stats.send_if_modified(|published| {
+            let changed = *published != stats;
+            if changed {
+                *published = stats;
+            }
+            changed
+        });
     }
 }

@@ -1,27 +1,29 @@
-//! The driver: connects [`RingState`] to the ring channel, the router's
-//! peer updates (with each peer's address, for the per-network limits), a
-//! timer, the clock of the operating system (locations expire in Unix
-//! time), the ring's store and the [`RingHandle`].
+//! The reactor: opens the ring channel, builds the core ([`RingState`])
+//! with the node's key, a seed, the clock's Unix time and a secret nonce
+//! key, and runs it with `p2p::reactor::driver` beside `RingShell`, the
+//! ring's thin part: it answers the [`RingHandle`]'s requests, hands the
+//! core's events to the handles' subscribers, carries out the core's
+//! [`StoreEffect`]s on the ring's [`RingStore`] (synchronously, in
+//! order), restores the core from that store at start, and publishes a
+//! snapshot (location, neighbors, counters) after every step.
 
-use std::collections::{BTreeSet, VecDeque};
-
+use p2p::reactor::{Outputs, Shell, driver, now, unix_time};
 use p2p::{
-    AddressSource, ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender,
-    Keypair, PeerAddress, PeerError, PeerId, PeerStatus, PeerUpdate, PeerUpdatesError, Reactor,
-    ReactorContext, Router, RouterBuilder,
+    ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender, Keypair, PeerId,
+    Reactor, ReactorContext, Router, RouterBuilder,
 };
 use prometheus_client::registry::Registry;
-use prost::Message as _;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
 use crate::CHANNEL_ID;
 use crate::config::{RingConfig, RingConfigError};
 use crate::location::Location;
-use crate::message::{Message, RouteMode};
+use crate::message::RouteMode;
 use crate::negotiation::Transcript;
 use crate::proto::RingMessage;
-use crate::state::{Action, Event, NeighborInfo, RingState, RouteError};
+use crate::state::{
+    Command, Event, NeighborInfo, RingState, RouteError, StoreEffect, StoreOutcome,
+};
 use crate::stats::{RingCollector, RingStats};
 use crate::store::{MemoryRingStore, RingStore};
 
@@ -53,8 +55,8 @@ pub struct Ring {
     store: Option<Box<dyn RingStore>>,
     deterministic_nonces: bool,
     channel: Option<(ChannelSender<RingMessage>, ChannelReceiver<RingMessage>)>,
-    commands: Option<mpsc::Receiver<Command>>,
-    commands_tx: mpsc::Sender<Command>,
+    commands: Option<mpsc::Receiver<Request>>,
+    commands_tx: mpsc::Sender<Request>,
     snapshot: watch::Sender<Snapshot>,
     events: broadcast::Sender<Event>,
 }
@@ -68,14 +70,12 @@ struct Snapshot {
     stats: RingStats,
 }
 
+/// What a [`RingHandle`] asks the reactor: a command for the core, and
+/// where its reply goes.
 #[derive(Debug)]
-enum Command {
-    Route {
-        target: Location,
-        mode: RouteMode,
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<u64, RouteError>>,
-    },
+struct Request {
+    command: Command,
+    reply: oneshot::Sender<Result<u64, RouteError>>,
 }
 
 /// Why a handle's request failed.
@@ -93,7 +93,7 @@ pub enum RingError {
 /// neighbors, routing, events. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RingHandle {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Request>,
     snapshot: watch::Receiver<Snapshot>,
     events: broadcast::Sender<Event>,
 }
@@ -156,13 +156,13 @@ impl RingHandle {
         payload: Vec<u8>,
     ) -> Result<u64, RingError> {
         let (reply, rx) = oneshot::channel();
+        let command = Command::Route {
+            target,
+            mode,
+            payload,
+        };
         self.commands
-            .send(Command::Route {
-                target,
-                mode,
-                payload,
-                reply,
-            })
+            .send(Request { command, reply })
             .await
             .map_err(|_| RingError::Stopped)?;
         Ok(rx.await.map_err(|_| RingError::Stopped)??)
@@ -276,7 +276,7 @@ impl Reactor for Ring {
     }
 
     async fn run(mut self, ctx: ReactorContext) {
-        let (Some((tx, rx)), Some(commands)) = (self.channel.take(), self.commands.take()) else {
+        let (Some(channel), Some(requests)) = (self.channel.take(), self.commands.take()) else {
             tracing::warn!("ring reactor run without being opened; it does nothing");
             return;
         };
@@ -289,7 +289,9 @@ impl Reactor for Ring {
             );
             return;
         }
-        let (now, unix) = (now(), unix_now());
+        // Locations expire in Unix time: the core counts from the clock's
+        // time now on the monotonic clock.
+        let (now, unix) = (now(), unix_time().as_secs());
         let mut state = if self.gateway {
             RingState::new_gateway(self.keypair, self.config.clone(), ctx.seed, now, unix)
         } else {
@@ -298,18 +300,6 @@ impl Reactor for Ring {
         if !self.deterministic_nonces {
             state.set_nonce_key(rand::random());
         }
-        let store = self
-            .store
-            .take()
-            .unwrap_or_else(|| Box::new(MemoryRingStore::new()));
-        let records = match store.load() {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::warn!(%error, "ring store unreadable; starting without it");
-                Vec::new()
-            }
-        };
-        let restored = state.restore(records, now);
         state.set_addresses(
             ctx.router
                 .listen_addresses()
@@ -317,218 +307,100 @@ impl Reactor for Ring {
                 .map(ToString::to_string)
                 .collect(),
         );
-        let mut driver = Driver {
-            router: ctx.router,
-            tx,
-            state,
-            store,
+        let shell = RingShell {
+            store: self
+                .store
+                .take()
+                .unwrap_or_else(|| Box::new(MemoryRingStore::new())),
             snapshot: self.snapshot,
             events: self.events,
         };
-        driver.execute(restored).await;
-        driver.run(rx, commands, ctx.shutdown).await;
+        driver::run(state, shell, channel, Some(requests), ctx).await;
     }
 }
 
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-/// Seconds since the Unix epoch, from the operating system's clock (0 if it
-/// is set before 1970). Read once at start; the core counts from there on
-/// the monotonic clock.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-struct Driver {
-    router: Router,
-    tx: ChannelSender<RingMessage>,
-    state: RingState,
+/// The ring's part of the reactor beside its core (see the module docs).
+#[derive(Debug)]
+struct RingShell {
     store: Box<dyn RingStore>,
     snapshot: watch::Sender<Snapshot>,
     events: broadcast::Sender<Event>,
 }
 
-impl Driver {
-    async fn run(
-        mut self,
-        mut rx: ChannelReceiver<RingMessage>,
-        mut commands: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
+impl RingShell {
+    /// Carries out `effect` on the store at once; `Failed` if it could
+    /// not.
+    fn apply(&mut self, effect: StoreEffect) -> Option<StoreOutcome> {
+        let result = match &effect {
+            StoreEffect::Store(record) => self.store.save(record),
+            StoreEffect::Forget(key) => self.store.remove(key),
+        };
+        match result {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(%error, ?effect, "ring store: a record was not kept or removed");
+                Some(StoreOutcome::Failed)
+            }
+        }
+    }
+}
+
+impl Shell<RingState> for RingShell {
+    type Request = Request;
+
+    /// Restores the core from the store before any peer is announced.
+    fn on_start(
+        &mut self,
+        core: &mut RingState,
+        now: std::time::Instant,
+        out: &mut Outputs<RingState>,
     ) {
-        let mut updates = self.router.subscribe();
-        let actions = self.resync();
-        self.execute(actions).await;
-        self.publish();
-        loop {
-            let wake = tokio::time::Instant::from_std(self.state.next_wakeup());
-            let actions = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                update = updates.recv() => match update {
-                    Ok(update) => self.on_update(update),
-                    Err(PeerUpdatesError::Lagged(missed)) => {
-                        tracing::debug!(missed, "ring lagged behind peer updates; resynchronising");
-                        self.resync()
-                    }
-                    Err(PeerUpdatesError::Closed) => break,
-                },
-                envelope = rx.recv() => match envelope {
-                    Some(envelope) => self.on_envelope(envelope.from, envelope.message),
-                    None => break,
-                },
-                command = commands.recv() => match command {
-                    Some(command) => self.on_command(command),
-                    None => Vec::new(),
-                },
-                _ = tokio::time::sleep_until(wake) => self.state.on_tick(now()),
-            };
-            self.execute(actions).await;
-            self.publish();
-        }
-    }
-
-    fn on_update(&mut self, update: PeerUpdate) -> Vec<Action> {
-        match update.status {
-            PeerStatus::Up { channels, .. } => {
-                if channels.contains(&ChannelId(CHANNEL_ID)) {
-                    let ip = self.router.peer_ip(update.peer);
-                    self.state.on_peer_up(update.peer, ip, now())
-                } else {
-                    Vec::new()
-                }
+        let records = match self.store.load() {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "ring store unreadable; starting without it");
+                Vec::new()
             }
-            PeerStatus::Down { .. } => self.state.on_peer_down(update.peer, now()),
-        }
+        };
+        core.restore(records, now, out);
     }
 
-    fn on_envelope(&mut self, from: PeerId, wire: RingMessage) -> Vec<Action> {
-        let size = wire.encoded_len();
-        match Message::from_wire(wire) {
-            Ok(Some(message)) => self.state.on_message(from, message, size, now()),
-            Ok(None) => Vec::new(),
-            Err(error) => vec![Action::Report {
-                peer: from,
-                error: PeerError::Protocol(format!("ring message: {error}")),
-            }],
-        }
+    fn on_request(
+        &mut self,
+        core: &mut RingState,
+        now: std::time::Instant,
+        request: Request,
+        out: &mut Outputs<RingState>,
+    ) {
+        let reply = p2p::reactor::Core::command(core, now, request.command, out);
+        // The handle may have stopped waiting; the route goes anyway.
+        let _ = request.reply.send(reply);
     }
 
-    fn on_command(&mut self, command: Command) -> Vec<Action> {
-        match command {
-            Command::Route {
-                target,
-                mode,
-                payload,
-                reply,
-            } => match self.state.route(target, mode, payload, now()) {
-                Ok((id, actions)) => {
-                    let _ = reply.send(Ok(id));
-                    actions
-                }
-                Err(error) => {
-                    let _ = reply.send(Err(error));
-                    Vec::new()
-                }
-            },
-        }
+    fn on_event(
+        &mut self,
+        _core: &mut RingState,
+        _now: std::time::Instant,
+        event: Event,
+        _out: &mut Outputs<RingState>,
+    ) {
+        // No subscriber is no error: events are for whoever listens.
+        let _ = self.events.send(event);
     }
 
-    /// Brings the core in line with the router's connected peers, after
-    /// missed updates (or at start).
-    fn resync(&mut self) -> Vec<Action> {
-        let serving: BTreeSet<PeerId> = self
-            .router
-            .peers()
-            .into_iter()
-            .filter(|p| {
-                p.info
-                    .channels
-                    .iter()
-                    .any(|c| c.id == u32::from(CHANNEL_ID))
-            })
-            .map(|p| p.peer)
-            .collect();
-        let mut actions = Vec::new();
-        let known: BTreeSet<PeerId> = self.state.connected().collect();
-        for gone in known.difference(&serving) {
-            actions.extend(self.state.on_peer_down(*gone, now()));
-        }
-        for peer in serving {
-            let ip = self.router.peer_ip(peer);
-            actions.extend(self.state.on_peer_up(peer, ip, now()));
-        }
-        actions
+    /// Synchronous, before any output that follows: a gateway's grant is
+    /// on disk before its challenge leaves. One small record, a few a
+    /// minute at most.
+    fn perform(
+        &mut self,
+        _router: &Router,
+        effect: StoreEffect,
+    ) -> impl std::future::Future<Output = Option<StoreOutcome>> + Send {
+        let outcome = self.apply(effect);
+        std::future::ready(outcome)
     }
 
-    /// Carries out `actions` and whatever they lead to. Sends never wait.
-    async fn execute(&mut self, actions: Vec<Action>) {
-        let mut queue = VecDeque::from(actions);
-        while let Some(action) = queue.pop_front() {
-            match action {
-                Action::Send { to, message } => {
-                    let retry = matches!(message, Message::Route(_)).then(|| message.clone());
-                    if let Err(error) = self.tx.try_send(to, message.into()) {
-                        tracing::debug!(peer = %to.short(), %error, "ring message not sent");
-                        if let Some(route) = retry {
-                            queue.extend(self.state.on_send_failed(to, route, now()));
-                        }
-                    }
-                }
-                Action::Dial { peer, addresses } => {
-                    let address = addresses
-                        .iter()
-                        .filter_map(|a| a.parse::<PeerAddress>().ok())
-                        .find(|a| a.peer == peer);
-                    // A ring link is a reactor's request: dialed past the
-                    // ordinary outbound slots peer exchange fills.
-                    let dialed = match address {
-                        Some(address) => self
-                            .router
-                            .connect(vec![address], AddressSource::Exchange)
-                            .await
-                            .is_ok(),
-                        None => false,
-                    };
-                    if !dialed {
-                        queue.extend(self.state.on_dial_failed(peer, now()));
-                    }
-                }
-                Action::Disconnect { peer, ban, reason } => {
-                    tracing::debug!(peer = %peer.short(), ?reason, "ring disconnects peer");
-                    let _ = self.router.disconnect(peer, ban).await;
-                }
-                Action::Report { peer, error } => {
-                    tracing::debug!(peer = %peer.short(), %error, "ring reports peer");
-                    self.tx.report(peer, error);
-                }
-                Action::Store(record) => {
-                    // Synchronous, before any action that follows: a
-                    // gateway's grant is on disk before its challenge
-                    // leaves. One small record, a few a minute at most.
-                    if let Err(error) = self.store.save(&record) {
-                        tracing::warn!(%error, "ring store: a record was not kept");
-                        self.state.on_store_failed();
-                    }
-                }
-                Action::Forget(key) => {
-                    if let Err(error) = self.store.remove(&key) {
-                        tracing::warn!(%error, "ring store: a record was not removed");
-                        self.state.on_store_failed();
-                    }
-                }
-                Action::Event(event) => {
-                    let _ = self.events.send(event);
-                }
-            }
-        }
-    }
-
-    fn publish(&self) {
-        let state = &self.state;
+    fn after_step(&mut self, state: &RingState) {
         self.snapshot.send_if_modified(|s| {
             let same_neighbors = s.neighbors.len() == state.degree()
                 && s.neighbors.iter().all(|n| state.is_neighbor(&n.peer));
@@ -567,6 +439,14 @@ mod tests {
         assert!(
             text.contains("switchyard_ring_locations_refused_total 0"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_cores_default_network_is_the_routers() {
+        assert_eq!(
+            RingConfig::default().network_id,
+            p2p::RouterConfig::default().network_id
         );
     }
 

@@ -1,26 +1,14 @@
-//! What a ring node keeps across restarts, and where.
+//! Where a ring node keeps its records across restarts.
 //!
 //! The sans-IO core ([`RingState`](crate::RingState)) does no I/O: it asks
-//! its driver to keep a record ([`Action::Store`](crate::Action::Store)) or
-//! to drop one ([`Action::Forget`](crate::Action::Forget)), and is handed
-//! every stored record when it starts
-//! ([`RingState::restore`](crate::RingState::restore)). The driver carries
-//! a `Store` out before any action that follows it, so a gateway's grant
-//! is on disk before its challenge leaves.
-//!
-//! Three kinds of record, one per key:
-//!
-//! - **our location** ([`StoredRecord::Own`]): the transcript we announce.
-//!   A restarted node announces it again until it expires, instead of
-//!   negotiating a new one;
-//! - **a pending negotiation** ([`StoredRecord::Secret`]): the value we
-//!   committed to with a gateway, until it answers. A node that restarts
-//!   mid-negotiation commits to the same value, which the gateway's grant
-//!   is for;
-//! - **a gateway's grant** ([`StoredRecord::Grant`]): the one answer a
-//!   gateway gives a PeerId until it expires. Kept so that a restarted
-//!   gateway does not let a joiner draw a second location. At most
-//!   [`MAX_GRANTS`](crate::state::MAX_GRANTS) (the core forgets the rest).
+//! its driver to keep a record or to drop one
+//! ([`StoreEffect`](crate::StoreEffect), the records and their keys in
+//! [`crate::record`]), and is handed every stored record when it starts
+//! ([`RingState::restore`](crate::RingState::restore)). The reactor's
+//! driver carries a `Store` out on the [`RingStore`], synchronously,
+//! before any output that follows it, so a gateway's grant is on disk
+//! before its challenge leaves; a write that fails is logged, counted
+//! (`store_failures`) and the record kept in memory.
 //!
 //! `HeedRingStore` (feature `heed`, on by default) keeps them in LMDB
 //! under the node's data directory (`<data_dir>/ring`);
@@ -31,112 +19,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use p2p::PeerId;
-use prost::Message as _;
-
-use crate::message::transcript_from_wire;
-use crate::negotiation::{Challenge, Grant, Nonce, Transcript};
-use crate::proto;
-
-/// One thing the ring keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredRecord {
-    /// Our location's transcript.
-    Own(Transcript),
-    /// The value we committed to with `gateway`.
-    Secret {
-        /// The gateway.
-        gateway: PeerId,
-        /// Our value.
-        value: Nonce,
-    },
-    /// A gateway's grant to a joiner.
-    Grant(Grant),
-}
-
-/// Which record: each key holds at most one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RecordKey {
-    /// Our location.
-    Own,
-    /// The value committed to with this gateway.
-    Secret(PeerId),
-    /// The grant to this joiner.
-    Grant(PeerId),
-}
-
-impl RecordKey {
-    /// The key as stored: a kind byte, then the PeerId.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        match self {
-            RecordKey::Own => vec![0],
-            RecordKey::Secret(peer) => [&[1][..], peer.as_bytes()].concat(),
-            RecordKey::Grant(peer) => [&[2][..], peer.as_bytes()].concat(),
-        }
-    }
-}
-
-impl StoredRecord {
-    /// The record's key.
-    pub fn key(&self) -> RecordKey {
-        match self {
-            StoredRecord::Own(_) => RecordKey::Own,
-            StoredRecord::Secret { gateway, .. } => RecordKey::Secret(*gateway),
-            StoredRecord::Grant(grant) => RecordKey::Grant(grant.joiner),
-        }
-    }
-
-    /// The record as stored.
-    pub fn encode(&self) -> Vec<u8> {
-        use proto::stored_record::Kind;
-        let kind = match self {
-            StoredRecord::Own(t) => Kind::Own(t.into()),
-            StoredRecord::Secret { gateway, value } => Kind::Secret(proto::StoredSecret {
-                gateway: gateway.as_bytes().to_vec(),
-                value: value.to_vec(),
-            }),
-            StoredRecord::Grant(g) => Kind::Grant(proto::StoredGrant {
-                joiner: g.joiner.as_bytes().to_vec(),
-                commitment: g.commitment.to_vec(),
-                gateway_value: g.challenge.gateway_value.to_vec(),
-                expires: g.challenge.expires,
-                signature: g.challenge.signature.to_vec(),
-            }),
-        };
-        proto::StoredRecord { kind: Some(kind) }.encode_to_vec()
-    }
-
-    /// A stored record back, or why it is unusable.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        use proto::stored_record::Kind;
-        let stored = proto::StoredRecord::decode(bytes).map_err(|e| e.to_string())?;
-        let bytes32 = |name: &str, b: &[u8]| -> Result<[u8; 32], String> {
-            b.try_into()
-                .map_err(|_| format!("{name}: expected 32 bytes, got {}", b.len()))
-        };
-        let peer = |name: &str, b: &[u8]| PeerId::from_bytes(b).map_err(|e| format!("{name}: {e}"));
-        match stored.kind.ok_or("no record kind")? {
-            Kind::Own(t) => Ok(StoredRecord::Own(
-                transcript_from_wire(&t).map_err(|e| e.to_string())?,
-            )),
-            Kind::Secret(s) => Ok(StoredRecord::Secret {
-                gateway: peer("gateway", &s.gateway)?,
-                value: bytes32("value", &s.value)?,
-            }),
-            Kind::Grant(g) => Ok(StoredRecord::Grant(Grant {
-                joiner: peer("joiner", &g.joiner)?,
-                commitment: bytes32("commitment", &g.commitment)?,
-                challenge: Challenge {
-                    gateway_value: bytes32("gateway_value", &g.gateway_value)?,
-                    expires: g.expires,
-                    signature: g.signature.as_slice().try_into().map_err(|_| {
-                        format!("signature: expected 64 bytes, got {}", g.signature.len())
-                    })?,
-                },
-            })),
-        }
-    }
-}
+pub use reactor_ring_proto::record::{RecordKey, StoredRecord};
 
 /// Why a [`RingStore`] operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -359,7 +242,7 @@ mod heed_store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::negotiation::NetworkTag;
+    use crate::negotiation::{Challenge, Grant, NetworkTag, Transcript};
     use p2p::Keypair;
 
     fn records() -> Vec<StoredRecord> {

@@ -161,7 +161,9 @@ enum Event<M> {
     Deliver {
         from: NodeIdx,
         to: NodeIdx,
-        message: M,
+        /// Boxed, so that the queue's entries stay small whatever the
+        /// message (a heap moves its entries at every push and pop).
+        message: Box<M>,
     },
     Timer {
         node: NodeIdx,
@@ -340,7 +342,7 @@ impl<N: SimNode> Sim<N> {
             Event::Deliver { from, to, message } => {
                 if self.alive[to as usize] {
                     self.stats.delivered += 1;
-                    self.with_node(to, |node, now, io| node.on_message(now, from, message, io));
+                    self.with_node(to, |node, now, io| node.on_message(now, from, *message, io));
                 } else {
                     self.stats.unreachable += 1;
                     let back = self.latency(from, to);
@@ -399,6 +401,7 @@ impl<N: SimNode> Sim<N> {
                 continue;
             }
             let latency = self.latency(from, to);
+            let message = Box::new(message);
             self.schedule(delay + latency, Event::Deliver { from, to, message });
         }
         for (after, timer) in io.timers {

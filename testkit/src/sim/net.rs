@@ -698,6 +698,13 @@ impl<C: Core, H: Host<C>> SimNode for NetNode<C, H> {
 
     fn on_timer(&mut self, now: Duration, timer: u64, io: &mut Io<Self::Message>) {
         if timer == CORE_TIMER {
+            // A timer superseded by an earlier one, which has fired and
+            // armed the next: the core's timer is pending at `timer_at`.
+            // Re-arming here would start a second chain of timers, and
+            // every superseded timer another.
+            if self.timer_at.is_some_and(|at| at > now) {
+                return;
+            }
             self.timer_at = None;
             let due = self
                 .core

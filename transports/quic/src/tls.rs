@@ -45,7 +45,10 @@ use crate::certificate::{CertificateError, Identity, peer_id_in};
 pub const ALPN_PREFIX: &str = "switchyard/1/";
 
 /// Longest network id that fits an ALPN protocol name (255 bytes).
-pub const MAX_NETWORK_ID_LEN: usize = 255 - ALPN_PREFIX.len();
+pub const MAX_NETWORK_ID_LEN: usize = p2p::MAX_NETWORK_ID_LEN;
+
+// The ALPN (at most 255 bytes) holds the prefix and any network id.
+const _: () = assert!(ALPN_PREFIX.len() + MAX_NETWORK_ID_LEN <= 255);
 
 /// The ALPN protocol name of `network_id`: `switchyard/1/<network-id>`.
 pub fn alpn(network_id: &str) -> Vec<u8> {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use p2p::transport::{Connection, Direction, Transport, TransportError};
+use p2p::transport::{Connection, Direction, Refusal, RefusalCounts, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use parking_lot::Mutex;
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
@@ -36,6 +36,7 @@ pub struct QuicTransport {
     client_transport: Arc<TransportConfig>,
     listen: SocketAddr,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Result<Connection, TransportError>>>,
+    refusals: RefusalCounts,
     _stop: DropGuard,
 }
 
@@ -175,11 +176,13 @@ impl QuicTransport {
         let config = Arc::new(config);
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let stop = CancellationToken::new();
+        let refusals = RefusalCounts::default();
         tokio::spawn(accept_loop(
             endpoint.clone(),
             tls.clone(),
             config.clone(),
             tx,
+            refusals.clone(),
             stop.clone(),
         ));
         Ok(Self {
@@ -190,6 +193,7 @@ impl QuicTransport {
             client_transport,
             listen,
             accepted: tokio::sync::Mutex::new(rx),
+            refusals,
             _stop: stop.drop_guard(),
         })
     }
@@ -294,10 +298,14 @@ impl QuicTransport {
         let no_alpn = quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL);
         let reason = match e {
             quinn::ConnectionError::ConnectionClosed(close) if close.error_code == no_alpn => {
-                format!(
-                    "the peer is not on network id {:?} (or speaks another protocol version): no common ALPN",
-                    self.config.network_id
-                )
+                return TransportError::Refused {
+                    remote: addr.to_string(),
+                    reason: Refusal::NetworkMismatch,
+                    detail: format!(
+                        "the peer is not on network id {:?} (or speaks another protocol version): no common ALPN",
+                        self.config.network_id
+                    ),
+                };
             }
             quinn::ConnectionError::TimedOut => {
                 return TransportError::Unreachable {
@@ -326,6 +334,7 @@ async fn accept_loop(
     tls: Arc<Tls>,
     config: Arc<QuicConfig>,
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
+    refusals: RefusalCounts,
     stop: CancellationToken,
 ) {
     let per_prefix = Arc::new(p2p::PrefixSlots::default());
@@ -343,11 +352,13 @@ async fn accept_loop(
         let addr = incoming.remote_address();
         let Some(prefix_slot) = per_prefix.acquire(addr.ip(), config.max_handshakes_per_prefix)
         else {
+            refusals.count(Refusal::TooManyHandshakesFromPrefix);
             tracing::debug!(%addr, "too many handshakes from this IP; refusing");
             incoming.refuse();
             continue;
         };
         let Ok(permit) = all.clone().try_acquire_owned() else {
+            refusals.count(Refusal::TooManyHandshakes);
             tracing::debug!(%addr, "too many handshakes in progress; refusing");
             incoming.refuse();
             continue;
@@ -355,8 +366,13 @@ async fn accept_loop(
         // Accepting here, not in the task, lets quinn answer the client's
         // first flight without waiting for the task to be scheduled.
         let connecting = incoming.accept();
-        let (tls, config, accepted, stop) =
-            (tls.clone(), config.clone(), accepted.clone(), stop.clone());
+        let (tls, config, accepted, refusals, stop) = (
+            tls.clone(),
+            config.clone(),
+            accepted.clone(),
+            refusals.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let _slots = (prefix_slot, permit);
             let handshake = tokio::time::timeout(
@@ -369,9 +385,10 @@ async fn accept_loop(
                 result = handshake => result,
             };
             let item = result.unwrap_or_else(|_| {
-                Err(TransportError::Handshake {
+                Err(TransportError::Refused {
                     remote: addr.to_string(),
-                    reason: format!("no handshake within {:?}", config.handshake_timeout),
+                    reason: Refusal::HandshakeTimeout,
+                    detail: format!("no handshake within {:?}", config.handshake_timeout),
                 })
             });
             if let Err(e) = &item {
@@ -379,9 +396,32 @@ async fn accept_loop(
             }
             // A router that does not take connections fast enough gets
             // none: waiting for room must not hold this IP's handshake slot
-            // forever.
-            let _ = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            // forever. What it never took is counted here.
+            let lost_as = match &item {
+                Ok(_) => Refusal::AcceptBacklog,
+                Err(e) => e.refusal().unwrap_or(Refusal::BadHandshake),
+            };
+            let sent = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                refusals.count(lost_as);
+            }
         });
+    }
+}
+
+/// What a failed inbound QUIC handshake counts as in
+/// `handshakes_refused_total`: the network id is in the ALPN, so a dialer
+/// of another network fails TLS with `no_application_protocol`.
+fn inbound_refusal(e: &quinn::ConnectionError) -> Refusal {
+    let no_alpn = quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL);
+    match e {
+        quinn::ConnectionError::TransportError(t) if t.code == no_alpn => Refusal::NetworkMismatch,
+        quinn::ConnectionError::ConnectionClosed(c) if c.error_code == no_alpn => {
+            Refusal::NetworkMismatch
+        }
+        quinn::ConnectionError::TimedOut => Refusal::HandshakeTimeout,
+        quinn::ConnectionError::Reset | quinn::ConnectionError::LocallyClosed => Refusal::Io,
+        _ => Refusal::BadHandshake,
     }
 }
 
@@ -393,14 +433,22 @@ async fn accept_one(
     tls: &Tls,
     config: &QuicConfig,
 ) -> Result<Connection, TransportError> {
-    let handshake = |reason: String| TransportError::Handshake {
+    let handshake = |reason: String| TransportError::Refused {
         remote: addr.to_string(),
-        reason,
+        reason: Refusal::BadHandshake,
+        detail: reason,
     };
-    let conn = connecting
-        .map_err(|e| handshake(e.to_string()))?
-        .await
-        .map_err(|e| handshake(e.to_string()))?;
+    let refused = |e: quinn::ConnectionError| TransportError::Refused {
+        remote: addr.to_string(),
+        reason: inbound_refusal(&e),
+        detail: match inbound_refusal(&e) {
+            Refusal::NetworkMismatch => format!(
+                "no common ALPN ({e}): the dialer is on another network id or protocol version"
+            ),
+            _ => e.to_string(),
+        },
+    };
+    let conn = connecting.map_err(refused)?.await.map_err(refused)?;
     let remote = authenticated(&conn, tls).map_err(&handshake)?;
     let (send, mut recv) = conn
         .accept_bi()
@@ -433,6 +481,10 @@ impl Transport for QuicTransport {
         vec![PeerAddress::quic(self.local, self.listen)]
     }
 
+    fn refusal_counts(&self) -> Option<RefusalCounts> {
+        Some(self.refusals.clone())
+    }
+
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
         Box::pin(async move {
             let mut accepted = self.accepted.lock().await;
@@ -453,7 +505,11 @@ impl Transport for QuicTransport {
                 None => {
                     let target = host_port.to_string();
                     tokio::net::lookup_host(target.as_str())
-                        .await?
+                        .await
+                        .map_err(|e| TransportError::Unreachable {
+                            address: address.to_string(),
+                            reason: format!("cannot resolve {target}: {e}"),
+                        })?
                         .next()
                         .ok_or_else(|| TransportError::Unreachable {
                             address: address.to_string(),

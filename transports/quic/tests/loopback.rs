@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p::transport::{
-    Connection, ConnectionError, Frame, GoodbyeReason, Transport, TransportError,
+    Connection, ConnectionError, Frame, GoodbyeReason, Refusal, Transport, TransportError,
 };
 use p2p::{ChannelId, Keypair, PeerAddress, PeerStatus};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -295,13 +295,11 @@ async fn a_different_network_id_never_connects() {
         .await
         .expect_err("different networks");
     assert!(
-        matches!(err, TransportError::Handshake { .. }) && err.to_string().contains("network id"),
+        err.refusal() == Some(Refusal::NetworkMismatch) && err.to_string().contains("network id"),
         "{err}"
     );
-    assert!(matches!(
-        accept(&b).await,
-        Err(TransportError::Handshake { .. })
-    ));
+    let err = accept(&b).await.expect_err("different networks");
+    assert_eq!(err.refusal(), Some(Refusal::NetworkMismatch), "{err}");
 }
 
 /// Accepts any server certificate: for hostile clients.
@@ -926,4 +924,32 @@ async fn a_dead_peer_is_detected_by_the_idle_timeout() {
             other => panic!("expected an idle timeout, got {other:?}"),
         }
     }
+}
+
+/// Every dial the listener refuses for its handshake limits is counted:
+/// sixteen dialers from one address at once, against one handshake at a
+/// time per network, and each one that failed shows in the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_handshake_is_counted() {
+    let (kb, b) = bind(
+        2,
+        QuicConfig {
+            max_handshakes_per_prefix: 1,
+            ..config("net")
+        },
+    );
+    let counts = b.refusal_counts().expect("QUIC counts its refusals");
+    let target = PeerAddress::quic(kb.peer_id(), b.local_addr());
+    let dialers: Vec<_> = (0..16).map(|i| bind(100 + i, config("net")).1).collect();
+    let results = futures::future::join_all(dialers.iter().map(|d| d.dial(&target))).await;
+    let failed = results.iter().filter(|r| r.is_err()).count() as u64;
+    assert!(
+        failed >= 1,
+        "no dial met the limit: the test proves nothing"
+    );
+    assert_eq!(
+        counts.get(Refusal::TooManyHandshakesFromPrefix) + counts.get(Refusal::TooManyHandshakes),
+        failed,
+        "{results:?}"
+    );
 }

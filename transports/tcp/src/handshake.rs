@@ -82,7 +82,7 @@ pub enum HandshakeError {
     /// the listener's answer.
     #[error("bad suite preamble: {0}")]
     Preamble(#[from] PreambleError),
-    /// We, the listener, refused the dialer and told it why.
+    /// We, the listener, refused the dialer in the preamble and told it why.
     #[error("refused the dialer: {}: {detail}", refusal.describe())]
     Refusing {
         /// The refusal sent.
@@ -90,18 +90,63 @@ pub enum HandshakeError {
         /// What we saw.
         detail: String,
     },
-    /// The listener refused us, saying why.
+    /// The listener refused us in the preamble, saying why.
     #[error("the listener refused us: {}", .0.describe())]
     RefusedBy(Refusal),
+    /// (Dialer) The listener's second message does not decrypt: its
+    /// prologue differs from ours though its network tag matched — a suite
+    /// preamble rewritten in flight, two network ids whose tags collide, or
+    /// another version of this wire format.
+    #[error(
+        "the peer's handshake does not decrypt ({0}): our prologues differ (a suite preamble rewritten in flight, or another network id or protocol version)"
+    )]
+    OtherNetwork(String),
+    /// (Listener) The dialer hung up after our second message instead of
+    /// sending its third: what a dialer does that cannot decrypt it (our
+    /// prologues differ) or that expected another PeerId at this address.
+    #[error(
+        "the dialer closed the handshake after our second message ({0}): it could not decrypt it, or expected another peer"
+    )]
+    Abandoned(String),
 }
 
 impl HandshakeError {
-    /// The refusal the two sides exchanged, if the handshake ended in one:
-    /// the label of `handshakes_refused_total` is [`Refusal::label`].
-    pub fn refusal(&self) -> Option<Refusal> {
+    /// The refusal the two sides exchanged in the suite preamble, if the
+    /// handshake ended in one (then both sides name the same reason).
+    pub fn answered(&self) -> Option<Refusal> {
         match self {
             Self::Refusing { refusal, .. } | Self::RefusedBy(refusal) => Some(*refusal),
             _ => None,
+        }
+    }
+
+    /// What a failed handshake counts as in `handshakes_refused_total`.
+    ///
+    /// A dialer of another network, or with no suite in common, is refused
+    /// in the suite preamble, and both sides know why
+    /// ([`NetworkMismatch`](p2p::transport::Refusal::NetworkMismatch),
+    /// [`NoCommonSuite`](p2p::transport::Refusal::NoCommonSuite)). A
+    /// malformed preamble, or one of protocol version 2 or older, is a bad
+    /// handshake. So is a prologue that differs although the network tags
+    /// matched ([`OtherNetwork`](Self::OtherNetwork),
+    /// [`Abandoned`](Self::Abandoned)): a rewritten preamble, or colliding
+    /// tags.
+    pub fn refusal(&self) -> p2p::transport::Refusal {
+        use p2p::transport::Refusal as Reason;
+        match self {
+            Self::Refusing { refusal, .. } | Self::RefusedBy(refusal) => match refusal {
+                Refusal::NetworkMismatch => Reason::NetworkMismatch,
+                Refusal::NoCommonSuite => Reason::NoCommonSuite,
+                Refusal::BadPreamble => Reason::BadHandshake,
+            },
+            Self::Io(_) => Reason::Io,
+            Self::TooLarge(_)
+            | Self::Noise(_)
+            | Self::Identity(_)
+            | Self::WrongPeer { .. }
+            | Self::Preamble(_)
+            | Self::OtherNetwork(_)
+            | Self::Abandoned(_) => Reason::BadHandshake,
         }
     }
 }
@@ -422,7 +467,13 @@ where
 
     let mut incoming = Vec::new();
     read_message(stream, &mut incoming).await?;
-    let n = state.read_message(&incoming, &mut payload).map_err(noise)?;
+    // Message 2 is the first encrypted under a key that mixes in the
+    // prologue: failing to decrypt it means our prologues differ (the
+    // network tags matched, so: a preamble rewritten in flight, colliding
+    // tags, or another version of this wire format).
+    let n = state
+        .read_message(&incoming, &mut payload)
+        .map_err(|e| HandshakeError::OtherNetwork(e.to_string()))?;
     let remote = remote_identity(&state, &payload[..n])?;
     if let Some(expected) = expected.filter(|e| *e != remote) {
         return Err(HandshakeError::WrongPeer {
@@ -529,7 +580,14 @@ where
     }
     frame(&message[..n], &mut out)?;
     stream.write_all(&out).await.map_err(io)?;
-    read_message(stream, &mut incoming).await?;
+    // A dialer that cannot decrypt our message 2 (our prologues differ)
+    // hangs up here.
+    read_message(stream, &mut incoming)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::Io(detail) => HandshakeError::Abandoned(detail),
+            other => other,
+        })?;
     let n = state.read_message(&incoming, &mut payload).map_err(noise)?;
     let remote = remote_identity(&state, &payload[..n])?;
     into_established(state, local.crypto, suite, remote)
@@ -635,7 +693,7 @@ mod tests {
                 server.err().expect("refused"),
             );
             assert_eq!(client, HandshakeError::RefusedBy(refusal));
-            assert_eq!(server.refusal(), Some(refusal), "{server}");
+            assert_eq!(server.answered(), Some(refusal), "{server}");
             assert!(
                 matches!(server, HandshakeError::Refusing { .. }),
                 "{server}"
@@ -654,7 +712,7 @@ mod tests {
         v2.extend_from_slice(&[0x42; 32]);
         a.write_all(&v2).await.expect("write");
         let err = respond(&mut b, &lb).await.err().expect("refused");
-        assert_eq!(err.refusal(), Some(Refusal::BadPreamble));
+        assert_eq!(err.answered(), Some(Refusal::BadPreamble));
         assert!(err.to_string().contains("protocol version 2"), "{err}");
         let mut answer = [0u8; ANSWER_LEN];
         a.read_exact(&mut answer).await.expect("the answer");

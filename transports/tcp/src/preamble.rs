@@ -45,8 +45,9 @@ pub const MAX_OFFER_LEN: usize = OFFER_HEAD_LEN + MAX_OFFERED_SUITES;
 /// Bytes of an answer.
 pub const ANSWER_LEN: usize = 3;
 
-/// Why a listener refuses a dialer in its answer; each is a reason of
-/// `handshakes_refused_total` ([`Refusal::label`]).
+/// Why a listener refuses a dialer in its answer. The router counts them
+/// as `no_common_suite`, `network_mismatch` and `bad_handshake`
+/// (`HandshakeError::refusal`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// Status 1: no suite of the offer is one the listener accepts.
@@ -74,16 +75,6 @@ impl Refusal {
             2 => Some(Self::NetworkMismatch),
             3 => Some(Self::BadPreamble),
             _ => None,
-        }
-    }
-
-    /// The label the router counts it under (`handshakes_refused_total`):
-    /// `no_common_suite`, `network_mismatch`, `bad_preamble`.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::NoCommonSuite => "no_common_suite",
-            Self::NetworkMismatch => "network_mismatch",
-            Self::BadPreamble => "bad_preamble",
         }
     }
 

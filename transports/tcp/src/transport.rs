@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use p2p::transport::{Connection, Direction, Transport, TransportError};
+use p2p::transport::{Connection, Direction, Refusal, RefusalCounts, Transport, TransportError};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -67,6 +67,7 @@ pub struct TcpTransport {
     established: Arc<SuiteCounts>,
     listen: SocketAddr,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Result<Connection, TransportError>>>,
+    refusals: RefusalCounts,
     _stop: DropGuard,
 }
 
@@ -118,6 +119,7 @@ impl TcpTransport {
         let established = Arc::new(SuiteCounts::default());
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let stop = CancellationToken::new();
+        let refusals = RefusalCounts::default();
         tokio::spawn(listen_loop(
             listener,
             Listening {
@@ -125,6 +127,7 @@ impl TcpTransport {
                 config: config.clone(),
                 established: established.clone(),
                 accepted: tx,
+                refusals: refusals.clone(),
                 stop: stop.clone(),
             },
         ));
@@ -135,6 +138,7 @@ impl TcpTransport {
             established,
             listen,
             accepted: tokio::sync::Mutex::new(rx),
+            refusals,
             _stop: stop.drop_guard(),
         })
     }
@@ -179,7 +183,7 @@ impl TcpTransport {
                     HandshakeError::WrongPeer { expected, actual } => {
                         TransportError::WrongPeer { expected, actual }
                     }
-                    other => transport_error(addr.to_string(), other),
+                    other => dial_error(addr.to_string(), other),
                 })?;
             self.established
                 .slot(established.suite)
@@ -216,19 +220,20 @@ impl TcpTransport {
     }
 }
 
-/// A failed handshake as the router sees it: a refusal with its reason,
-/// or any other failure.
-fn transport_error(remote: String, e: HandshakeError) -> TransportError {
-    match e.refusal() {
-        Some(refusal) => TransportError::Refused {
+/// A failed dial as the router sees it: a refusal the listener answered in
+/// the suite preamble, with its reason, or any other handshake failure.
+fn dial_error(remote: String, e: HandshakeError) -> TransportError {
+    if e.answered().is_some() {
+        TransportError::Refused {
             remote,
-            reason: refusal.label(),
+            reason: e.refusal(),
             detail: e.to_string(),
-        },
-        None => TransportError::Handshake {
+        }
+    } else {
+        TransportError::Handshake {
             remote,
             reason: e.to_string(),
-        },
+        }
     }
 }
 
@@ -280,6 +285,7 @@ struct Listening {
     config: Arc<TcpConfig>,
     established: Arc<SuiteCounts>,
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
+    refusals: RefusalCounts,
     stop: CancellationToken,
 }
 
@@ -287,6 +293,7 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
     let Listening {
         config,
         accepted,
+        refusals,
         stop,
         ..
     } = listening.clone();
@@ -307,12 +314,16 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
                 }
             },
         };
+        // Closed at once, and counted: under a flood these are most of
+        // what the node turns away.
         let Some(prefix_slot) = per_prefix.acquire(addr.ip(), config.max_handshakes_per_prefix)
         else {
+            refusals.count(Refusal::TooManyHandshakesFromPrefix);
             tracing::debug!(%addr, "too many handshakes from this network; closing");
             continue;
         };
         let Ok(permit) = all.clone().try_acquire_owned() else {
+            refusals.count(Refusal::TooManyHandshakes);
             tracing::debug!(%addr, "too many handshakes in progress; closing");
             continue;
         };
@@ -321,6 +332,7 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
             config,
             established,
             accepted,
+            refusals,
             stop,
         } = listening.clone();
         tokio::spawn(async move {
@@ -355,14 +367,19 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
                     ))
                 }
                 Ok(Err(e)) => {
-                    if e.refusal().is_some() {
+                    if e.answered().is_some() {
                         refused = Some(stream.into_inner());
                     }
-                    Err(transport_error(addr.to_string(), e))
+                    Err(TransportError::Refused {
+                        remote: addr.to_string(),
+                        reason: e.refusal(),
+                        detail: e.to_string(),
+                    })
                 }
-                Err(_) => Err(TransportError::Handshake {
+                Err(_) => Err(TransportError::Refused {
                     remote: addr.to_string(),
-                    reason: format!("no handshake within {:?}", config.handshake_timeout),
+                    reason: Refusal::HandshakeTimeout,
+                    detail: format!("no handshake within {:?}", config.handshake_timeout),
                 }),
             };
             if let Err(e) = &item {
@@ -370,14 +387,27 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
             }
             // A router that does not take connections fast enough gets
             // none: waiting for room must not hold this IP's handshake slot
-            // forever.
-            let _ = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            // forever. What it never took is counted here.
+            let lost_as = lost_as(&item);
+            let sent = tokio::time::timeout(config.handshake_timeout, accepted.send(item)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                refusals.count(lost_as);
+            }
             if let Some(stream) = refused {
                 // The slots are free while we wait for the dialer to go.
                 drop(slots);
                 linger(stream).await;
             }
         });
+    }
+}
+
+/// What an accept result the router never took counts as: a connection it
+/// had no room for, or the refusal the error names.
+pub(crate) fn lost_as(item: &Result<Connection, TransportError>) -> Refusal {
+    match item {
+        Ok(_) => Refusal::AcceptBacklog,
+        Err(e) => e.refusal().unwrap_or(Refusal::BadHandshake),
     }
 }
 
@@ -388,6 +418,10 @@ impl Transport for TcpTransport {
 
     fn listen_addresses(&self) -> Vec<PeerAddress> {
         vec![PeerAddress::tcp(self.local, self.listen)]
+    }
+
+    fn refusal_counts(&self) -> Option<RefusalCounts> {
+        Some(self.refusals.clone())
     }
 
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
@@ -410,7 +444,11 @@ impl Transport for TcpTransport {
                 None => {
                     let target = host_port.to_string();
                     tokio::net::lookup_host(target.as_str())
-                        .await?
+                        .await
+                        .map_err(|e| TransportError::Unreachable {
+                            address: address.to_string(),
+                            reason: format!("cannot resolve {target}: {e}"),
+                        })?
                         .next()
                         .ok_or_else(|| TransportError::Unreachable {
                             address: address.to_string(),

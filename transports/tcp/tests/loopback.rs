@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use p2p::transport::{Connection, ConnectionError, Frame, Transport, TransportError};
+use p2p::transport::{Connection, ConnectionError, Frame, Refusal, Transport, TransportError};
 use p2p::{ChannelDescriptor, ChannelId, Keypair, PeerAddress, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -137,27 +137,16 @@ async fn a_wrong_network_id_fails_the_handshake() {
         .await
         .expect_err("different networks");
     assert!(
-        matches!(
-            err,
-            TransportError::Refused {
-                reason: "network_mismatch",
-                ..
-            }
-        ) && err.to_string().contains("another network id"),
+        err.refusal() == Some(Refusal::NetworkMismatch)
+            && err.to_string().contains("another network id"),
         "{err}"
     );
-    let err = accept(&b).await.expect_err("refused");
-    assert!(
-        matches!(
-            err,
-            TransportError::Refused {
-                reason: "network_mismatch",
-                ..
-            }
-        ) && err.to_string().contains("\"two\""),
-        "{err}"
-    );
-    assert_eq!(err.refusal_reason(), "network_mismatch");
+    // The listener tells it from the network tag in the preamble, and
+    // says which network it is on.
+    let err = accept(&b).await.expect_err("different networks");
+    assert_eq!(err.refusal(), Some(Refusal::NetworkMismatch), "{err}");
+    assert_eq!(err.refusal_label(), "network_mismatch");
+    assert!(err.to_string().contains("\"two\""), "{err}");
 }
 
 /// A truncated first message, an oversized length, and well-framed garbage
@@ -176,7 +165,7 @@ async fn truncated_and_garbage_handshakes_are_refused() {
     s.write_all(&[7; 10]).await.expect("write");
     drop(s);
     let err = accept(&b).await.expect_err("truncated");
-    assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
+    assert_eq!(err.refusal(), Some(Refusal::Io), "{err}");
 
     // Oversized: a length above the 1 KiB handshake limit.
     let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -184,6 +173,7 @@ async fn truncated_and_garbage_handshakes_are_refused() {
     s.write_all(&[0xff, 0xff]).await.expect("write");
     let err = accept(&b).await.expect_err("oversized");
     assert!(err.to_string().contains("exceeds"), "{err}");
+    assert_eq!(err.refusal(), Some(Refusal::BadHandshake), "{err}");
     assert!(closed_by_listener(&mut s, 5 * SECOND).await);
 
     // Well framed garbage: any 32 bytes pass as an ephemeral key, but the
@@ -206,6 +196,7 @@ async fn truncated_and_garbage_handshakes_are_refused() {
     s.write_all(&[0x42; 64]).await.expect("write");
     let err = accept(&b).await.expect_err("garbage");
     assert!(err.to_string().contains("noise"), "{err}");
+    assert_eq!(err.refusal_label(), "bad_handshake", "{err}");
     assert!(closed_by_listener(&mut s, 5 * SECOND).await);
 
     // Still accepting honest peers.
@@ -276,7 +267,7 @@ async fn slowloris_and_silent_handshakes_are_closed_at_the_deadline() {
         match accept(&b).await {
             Ok(conn) => break conn,
             // The silent and trickling handshakes fail here as they expire.
-            Err(TransportError::Handshake { .. }) => {}
+            Err(TransportError::Refused { .. }) => {}
             Err(e) => panic!("{e}"),
         }
     };
@@ -639,4 +630,63 @@ async fn a_small_frame_behind_a_large_one_does_not_share_its_buffer() {
         "the small frame lies {} bytes past the large one, in its buffer",
         at - end
     );
+}
+
+/// Polls `condition` for up to 10 s.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + 10 * SECOND;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every connection the listener turns away is counted by its cause:
+/// over its per-network limit, over its global limit (both closed at once,
+/// never reaching `accept`, so counted in the transport's own counts), and
+/// past the handshake deadline (reported through `accept`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_handshake_is_counted_by_cause() {
+    let (_, b) = bind(
+        2,
+        TcpConfig {
+            max_handshakes_per_prefix: 2,
+            max_handshakes: 3,
+            ..config("net")
+        },
+    );
+    let counts = b.refusal_counts().expect("TCP counts its refusals");
+    let addr = b.local_addr();
+    // Ten idle connections from one network: two hold its slots, eight
+    // are closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    eventually("eight refused for the network's limit", || {
+        counts.get(Refusal::TooManyHandshakesFromPrefix) == 8
+    })
+    .await;
+    // Two from other networks: one takes the last of the three slots, the
+    // other is closed for the global limit.
+    for net in [2u8, 3] {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, net, 0, 1], 0)))
+            .expect("bind a source address");
+        idle.push(socket.connect(addr).await.expect("connect"));
+    }
+    eventually("one refused for the global limit", || {
+        counts.get(Refusal::TooManyHandshakes) == 1
+    })
+    .await;
+    // The three that hold slots never send a byte: each is refused at the
+    // deadline.
+    for _ in 0..3 {
+        let err = accept(&b).await.expect_err("an idle handshake");
+        assert_eq!(err.refusal(), Some(Refusal::HandshakeTimeout), "{err}");
+    }
+    assert_eq!(counts.get(Refusal::TooManyHandshakesFromPrefix), 8);
+    assert_eq!(counts.get(Refusal::TooManyHandshakes), 1);
+    drop(idle);
 }

@@ -5,137 +5,102 @@
 //! simulator, testkit or command-line parser (ADR 0001).
 //!
 //! Each simulated node is a [`GossipState`] — the very core the reactor
-//! runs, signatures included — behind [`SimGossipNode`]. What the
-//! simulator adds is what the router would do:
+//! runs, signatures included — on `testkit::sim::net`, the one model of
+//! the router's connections every reactor's simulator shares
+//! ([`SimGossipNode`] is a [`NetNode`] with a [`Deliveries`] host that
+//! records what reached the application). What the model does:
 //!
-//! - **Connections.** [`Action::Connect`] sends a `Hello` over the
-//!   simulated link; the peer counts us connected when it arrives, we
-//!   count it connected when its `HelloAck` comes back (one round trip),
-//!   and a crashed peer is reported unreachable instead (one round trip
-//!   later). [`Action::Disconnect`] sends a `Bye`.
-//! - **Failures.** A message sent to a crashed node comes back as
-//!   [`SimNode::on_unreachable`], which the adapter reports as a peer down,
-//!   as a broken connection would be reported by the router.
+//! - **Connections.** [`Output::Connect`](p2p::reactor::Output::Connect)
+//!   opens a connection that the other side acknowledges (one round
+//!   trip); a crashed peer is reported as a failed dial instead.
+//!   A disconnect closes it at once here and at the other side once the
+//!   close arrives. Every node listens at a memory address naming its
+//!   PeerId, and contacts carry it, as on the router.
+//! - **Failures.** When nodes crash ([`Sim::crash_node`]), each peer
+//!   connected to one notices with the router's keepalive timing (a ping
+//!   phase in `[0, ping_interval)` fixed per pair, plus `pong_timeout`:
+//!   10–25 s with the router's defaults), or one round trip after it next
+//!   sends to it, as a reset connection tells it.
 //!
 //! Latencies are seeded per link (10–50 ms by default); a run is a
 //! function of its seed.
 //!
-//! # Metrics
+//! # Metrics, as iroh-gossip's simulator computes them
+//!
+//! The definitions are those of iroh-gossip's `src/proto/sim.rs` (the
+//! anchor of issue 6), so that a figure can sit beside iroh's:
 //!
 //! - **RMR** (relative message redundancy) of a broadcast:
-//!   `payload messages / (receivers) − 1`, where payload messages are the
-//!   eager pushes and graft answers sent while the broadcast spreads
-//!   (control messages — `IHave`, `Graft`, `Prune`, membership — are
-//!   counted apart) and receivers are the live nodes but the sender. 0
-//!   means every node got the payload exactly once.
-//! - **LDH** (last delivery hop): the largest hop count of a delivery; a
-//!   neighbour of the sender is at 1 hop.
+//!   `payload messages received / (nodes that delivered − 1) − 1`, where
+//!   payload messages are the copies of any payload (eager pushes and
+//!   graft answers) received by any node during the round (control
+//!   messages — `IHave`, `Graft`, `Prune`, membership — are counted apart),
+//!   and the nodes that delivered exclude the sender. 0 when fewer than two
+//!   nodes delivered.
+//! - **LDH** (last delivery hop): the largest number of links a delivered
+//!   copy travelled past the first — iroh's round counter, 0 at a
+//!   neighbour of the sender. (`mean_hops` counts every link: 1 at a
+//!   neighbour.)
 //! - **Missed**: live nodes (but the sender) that did not deliver it.
+//!
+//! Every round is measured, the first one included: it builds the tree
+//! (it floods every link of the overlay, RMR about 4), so it is reported
+//! on its own line as well as in the mean over all rounds, which is what
+//! iroh reports. A round is measured over `round_interval` (2 s), or, as
+//! iroh does, until every live node delivered (at most `round_interval`;
+//! [`RoundEnd::LastDelivery`]); the next broadcast starts when it ends.
+//!
+//! What else differs from iroh's simulator is a parameter: how long the
+//! overlay settles before the first broadcast (`settle`: ours 60 s, iroh's
+//! 20 × its largest latency, 1 s at 10–50 ms), how nodes join
+//! ([`Bootstrap`]: ours each through a random earlier node, 5 ms apart;
+//! iroh's all through the first node at once), and the protocols'
+//! parameters (ADR 0009).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2p::{Keypair, PeerId};
+use p2p::{Keypair, RouterConfig};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode, Table};
+use testkit::sim::net::{ConnectionModel, Host, Net, NetNode};
+use testkit::sim::{NodeIdx, Sim, SimConfig, Table};
 
 use reactor_gossip::{
-    Action, Contact, Event, GossipConfig, GossipState, GossipStats, MessageId, TopicId,
-    TopicMessage,
+    Contact, Event, GossipCommand, GossipConfig, GossipReply, GossipState, GossipStats, MessageId,
+    TopicId,
 };
 
-/// What simulated nodes send each other.
-#[derive(Debug, Clone)]
-pub enum Wire {
-    /// Opens a connection (the router's handshake).
-    Hello,
-    /// Answers `Hello`.
-    HelloAck,
-    /// Closes a connection.
-    Bye,
-    /// A gossip message.
-    Gossip(TopicMessage),
-}
-
-/// Node indices ↔ PeerIds, shared by every node of a simulation.
-#[derive(Debug)]
-pub struct Directory {
-    peers: Vec<PeerId>,
-    index: HashMap<PeerId, NodeIdx>,
-}
-
-impl Directory {
-    /// A directory of `peers`, node `i` being `peers[i]`.
-    pub fn new(peers: Vec<PeerId>) -> Self {
-        let index = peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (*p, i as NodeIdx))
-            .collect();
-        Self { peers, index }
-    }
-
-    /// Node `i`'s PeerId.
-    pub fn peer(&self, i: NodeIdx) -> PeerId {
-        self.peers[i as usize]
-    }
-
-    /// `peer`'s node index.
-    pub fn index(&self, peer: &PeerId) -> Option<NodeIdx> {
-        self.index.get(peer).copied()
-    }
-}
-
-/// Timer token of the core's tick.
-const TICK: u64 = 0;
-/// Timer token `PEER_DOWN + i`: the connection to node `i` is reported
-/// down (see [`SimGossipNode::connection_lost`]).
-const PEER_DOWN: u64 = 1 << 32;
-
-/// A [`GossipState`] as a simulated node.
-#[derive(Debug)]
-pub struct SimGossipNode {
-    core: GossipState,
-    directory: Arc<Directory>,
-    /// The instant simulated time zero stands for.
-    base: Instant,
-    /// The earliest tick timer pending.
-    scheduled: Option<Duration>,
-    /// Messages delivered to the application: id → hop count.
+/// What a simulated node's application saw: every delivery and its hop
+/// count.
+#[derive(Debug, Default)]
+pub struct Deliveries {
     delivered: HashMap<MessageId, u32>,
-    /// Deliveries of an id already delivered (the core promises none).
-    duplicate_deliveries: u64,
-    /// Peers the core reported for misbehaviour.
-    reports: u64,
+    duplicates: u64,
+    /// The broadcast being measured, shared by every node's host.
+    watch: Rc<RefCell<RoundWatch>>,
 }
 
-impl SimGossipNode {
-    /// Node `index` of `directory`, signing with `keypair`.
-    pub fn new(
-        keypair: Keypair,
-        directory: Arc<Directory>,
-        config: GossipConfig,
-        seed: u64,
-        base: Instant,
-    ) -> Self {
-        Self {
-            core: GossipState::new(keypair, Vec::new(), config, seed, base, SIM_UNIX_EPOCH_MS),
-            directory,
-            base,
-            scheduled: None,
-            delivered: HashMap::new(),
-            duplicate_deliveries: 0,
-            reports: 0,
-        }
-    }
+/// The broadcast a round measures, and how many nodes delivered it so far.
+#[derive(Debug, Default)]
+pub struct RoundWatch {
+    /// The message.
+    pub id: Option<MessageId>,
+    /// Deliveries of it.
+    pub delivered: usize,
+}
 
-    /// The core.
-    pub fn core(&self) -> &GossipState {
-        &self.core
+impl Deliveries {
+    /// A host that also counts its deliveries of `watch`'s message.
+    pub fn watching(watch: Rc<RefCell<RoundWatch>>) -> Self {
+        Self {
+            watch,
+            ..Self::default()
+        }
     }
 
     /// Whether message `id` was delivered here, and at which hop count.
@@ -143,151 +108,42 @@ impl SimGossipNode {
         self.delivered.get(id).copied()
     }
 
-    /// Deliveries of a message already delivered (must stay 0).
+    /// Deliveries of a message already delivered (the core promises none).
     pub fn duplicate_deliveries(&self) -> u64 {
-        self.duplicate_deliveries
+        self.duplicates
     }
+}
 
-    /// Misbehaviour reports the core made.
-    pub fn reports(&self) -> u64 {
-        self.reports
-    }
-
-    fn at(&self, now: Duration) -> Instant {
-        self.base + now
-    }
-
-    /// Joins `topic` through node `contact` (or no one).
-    pub fn join(
-        &mut self,
-        topic: TopicId,
-        contact: Option<NodeIdx>,
-        now: Duration,
-        io: &mut Io<Wire>,
-    ) {
-        let bootstrap = contact
-            .map(|c| vec![Contact::bare(self.directory.peer(c))])
-            .unwrap_or_default();
-        let actions = self
-            .core
-            .join(topic, bootstrap, self.at(now))
-            .unwrap_or_default();
-        self.apply(actions, now, io);
-    }
-
-    /// Publishes `payload` on `topic`.
-    pub fn publish(
-        &mut self,
-        topic: TopicId,
-        payload: Bytes,
-        now: Duration,
-        io: &mut Io<Wire>,
-    ) -> Option<MessageId> {
-        let (id, actions) = self.core.publish(topic, payload, self.at(now)).ok()?;
-        self.apply(actions, now, io);
-        Some(id)
-    }
-
-    /// The nodes this node holds connections to.
-    pub fn connected_nodes(&self) -> Vec<NodeIdx> {
-        self.core
-            .connected_peers()
-            .filter_map(|p| self.directory.index(&p))
-            .collect()
-    }
-
-    /// The router's failure detector: the connection to node `peer` (which
-    /// crashed) is reported down after `after` — the router notices a dead
-    /// peer when its pings go unanswered (`ping_interval` + `pong_timeout`).
-    pub fn connection_lost(&mut self, peer: NodeIdx, after: Duration, io: &mut Io<Wire>) {
-        io.timer(after, PEER_DOWN + u64::from(peer));
-    }
-
-    fn index(&self, peer: &PeerId) -> Option<NodeIdx> {
-        self.directory.index(peer)
-    }
-
-    fn apply(&mut self, actions: Vec<Action>, now: Duration, io: &mut Io<Wire>) {
-        let mut queue = std::collections::VecDeque::from(actions);
-        while let Some(action) = queue.pop_front() {
-            match action {
-                Action::Send { to, message } => {
-                    if let Some(to) = self.index(&to) {
-                        io.send(to, Wire::Gossip(message));
-                    }
-                }
-                Action::Connect { peer, .. } => {
-                    if let Some(to) = self.index(&peer) {
-                        io.send(to, Wire::Hello);
-                    }
-                }
-                Action::Disconnect { peer } => {
-                    if let Some(to) = self.index(&peer) {
-                        io.send(to, Wire::Bye);
-                    }
-                    let at = self.at(now);
-                    queue.extend(self.core.on_peer_down(peer, at));
-                }
-                Action::Report { .. } => self.reports += 1,
-                Action::Event(Event::Received(delivery)) => {
-                    if self.delivered.insert(delivery.id, delivery.hops).is_some() {
-                        self.duplicate_deliveries += 1;
-                    }
-                }
-                Action::Event(_) => {}
+impl Host<GossipState> for Deliveries {
+    fn on_event(&mut self, _node: NodeIdx, _now: Duration, event: Event) {
+        if let Event::Received(delivery) = event {
+            let mut watch = self.watch.borrow_mut();
+            if watch.id == Some(delivery.id) {
+                watch.delivered += 1;
+            }
+            if self.delivered.insert(delivery.id, delivery.hops).is_some() {
+                self.duplicates += 1;
             }
         }
-        let next = self.core.next_wakeup().saturating_duration_since(self.base);
-        if self.scheduled.is_none_or(|s| next < s) {
-            io.timer(next.saturating_sub(now), TICK);
-            self.scheduled = Some(next);
-        }
     }
+}
+
+/// A [`GossipState`] on the simulated network.
+pub type SimGossipNode = NetNode<GossipState, Deliveries>;
+
+/// A simulated gossip network: the nodes, and who is who.
+#[derive(Debug)]
+pub struct GossipNet {
+    /// The simulation.
+    pub sim: Sim<SimGossipNode>,
+    /// The network the nodes share (directory, connection model, counters).
+    pub net: Rc<Net>,
+    /// The broadcast being measured.
+    pub watch: Rc<RefCell<RoundWatch>>,
 }
 
 /// The Unix time (ms) simulated time zero stands for.
 pub const SIM_UNIX_EPOCH_MS: u64 = 1_700_000_000_000;
-
-impl SimNode for SimGossipNode {
-    type Message = Wire;
-
-    fn on_message(&mut self, now: Duration, from: NodeIdx, message: Wire, io: &mut Io<Wire>) {
-        let peer = self.directory.peer(from);
-        let at = self.at(now);
-        let actions = match message {
-            Wire::Hello => {
-                io.send(from, Wire::HelloAck);
-                self.core.on_peer_up(peer, Vec::new(), at)
-            }
-            Wire::HelloAck => self.core.on_peer_up(peer, Vec::new(), at),
-            Wire::Bye => self.core.on_peer_down(peer, at),
-            Wire::Gossip(message) => self.core.on_message(peer, message, at),
-        };
-        self.apply(actions, now, io);
-    }
-
-    fn on_timer(&mut self, now: Duration, timer: u64, io: &mut Io<Wire>) {
-        if timer >= PEER_DOWN {
-            let peer = self.directory.peer((timer - PEER_DOWN) as NodeIdx);
-            if self.core.is_connected(&peer) {
-                let actions = self.core.on_peer_down(peer, self.at(now));
-                self.apply(actions, now, io);
-            }
-            return;
-        }
-        if self.scheduled.is_some_and(|s| s <= now) {
-            self.scheduled = None;
-        }
-        let actions = self.core.on_tick(self.at(now));
-        self.apply(actions, now, io);
-    }
-
-    fn on_unreachable(&mut self, now: Duration, peer: NodeIdx, io: &mut Io<Wire>) {
-        let peer = self.directory.peer(peer);
-        let actions = self.core.on_peer_down(peer, self.at(now));
-        self.apply(actions, now, io);
-    }
-}
 
 /// Which senders broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +172,51 @@ impl std::str::FromStr for Scenario {
     }
 }
 
+/// Whom each node joins through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// A random node that joined before it (ours).
+    RandomEarlier,
+    /// The first node, as iroh-gossip's simulator joins (`BootstrapMode::Single`).
+    First,
+}
+
+impl std::str::FromStr for Bootstrap {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "random" => Ok(Bootstrap::RandomEarlier),
+            "first" => Ok(Bootstrap::First),
+            other => Err(format!("unknown bootstrap {other:?} (random, first)")),
+        }
+    }
+}
+
+/// When a round's measurement ends (and the next broadcast starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundEnd {
+    /// After `round_interval`, whatever happened (ours).
+    Window,
+    /// When every live node but the sender delivered, or after
+    /// `round_interval` (iroh's simulator: at most 5 s).
+    LastDelivery,
+}
+
+impl std::str::FromStr for RoundEnd {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "window" => Ok(RoundEnd::Window),
+            "last-delivery" => Ok(RoundEnd::LastDelivery),
+            other => Err(format!(
+                "unknown round end {other:?} (window, last-delivery)"
+            )),
+        }
+    }
+}
+
 /// A scenario's settings.
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
@@ -333,23 +234,30 @@ pub struct ScenarioConfig {
     pub seed: u64,
     /// The gossip parameters of every node.
     pub gossip: GossipConfig,
+    /// Whom each node joins through.
+    pub bootstrap: Bootstrap,
     /// Time between two nodes' joins.
     pub join_spacing: Duration,
-    /// Time after the last join before the first broadcast.
+    /// Time after the last join before the first broadcast (ours 60 s;
+    /// iroh's simulator settles 20 × its largest latency: 1 s at
+    /// 10–50 ms).
     pub settle: Duration,
-    /// Unmeasured broadcasts after settling (they build the tree: the
-    /// first broadcast goes over every link of the overlay).
+    /// Broadcasts after settling reported as the "warmup" phase: the first
+    /// builds the tree (it goes over every link of the overlay). Measured
+    /// like every round, and in the mean over all rounds.
     pub warmup_rounds: usize,
-    /// Time between broadcasts; each is measured over this window.
+    /// Time between broadcasts; each is measured over this window (or
+    /// until every live node delivered, with [`RoundEnd::LastDelivery`]).
     pub round_interval: Duration,
+    /// When a round's measurement ends.
+    pub round_end: RoundEnd,
     /// The simulator's links.
     pub sim: SimConfig,
-    /// After a crash, each survivor's connection to a crashed node is
-    /// reported down after a delay drawn uniformly from this range (the
-    /// router's pings: `ping_interval` 15 s, `pong_timeout` 10 s). A
-    /// message sent to a crashed node is reported sooner, one round trip
-    /// later, as a failed write would be.
-    pub failure_detection: (Duration, Duration),
+    /// The router as the simulated network models it: after a crash, each
+    /// survivor notices a crashed peer with the router's keepalive timing
+    /// (`ping_interval` 15 s, `pong_timeout` 10 s: 10–25 s), or one round
+    /// trip after it next sends to it.
+    pub connections: ConnectionModel,
 }
 
 impl ScenarioConfig {
@@ -363,15 +271,20 @@ impl ScenarioConfig {
             crash_fraction: 0.8,
             seed,
             gossip: GossipConfig::default(),
+            bootstrap: Bootstrap::RandomEarlier,
             join_spacing: Duration::from_millis(5),
             settle: Duration::from_secs(60),
             warmup_rounds: 1,
             round_interval: Duration::from_secs(2),
+            round_end: RoundEnd::Window,
             sim: SimConfig {
                 seed,
                 ..SimConfig::default()
             },
-            failure_detection: (Duration::from_secs(10), Duration::from_secs(25)),
+            connections: ConnectionModel {
+                seed,
+                ..ConnectionModel::from_router(&RouterConfig::default())
+            },
         }
     }
 }
@@ -391,16 +304,31 @@ pub struct RoundResult {
     pub delivered: usize,
     /// Receivers that did not.
     pub missed: usize,
-    /// Payload messages sent in the round's window.
+    /// Payload messages received by any node during the round.
     pub payload_messages: u64,
-    /// Control messages sent in the round's window.
+    /// Control messages received by any node during the round.
     pub control_messages: u64,
-    /// `payload_messages / receivers - 1`.
+    /// iroh's RMR: `payload_messages / (delivered - 1) - 1` ([`rmr`]).
     pub rmr: f64,
-    /// Largest hop count of a delivery.
+    /// iroh's LDH: the most links past the first a delivered copy
+    /// travelled (0 at the sender's neighbours).
     pub ldh: u32,
-    /// Mean hop count of the deliveries.
+    /// Mean number of links the delivered copies travelled (1 at the
+    /// sender's neighbours).
     pub mean_hops: f64,
+    /// How long the round was measured.
+    pub duration: Duration,
+}
+
+/// iroh-gossip's relative message redundancy: `payload` messages received
+/// for `delivered` deliveries (the sender excluded), `payload /
+/// (delivered - 1) - 1`; 0 when fewer than two nodes delivered.
+pub fn rmr(payload: u64, delivered: usize) -> f64 {
+    if delivered < 2 {
+        0.0
+    } else {
+        payload as f64 / (delivered - 1) as f64 - 1.0
+    }
 }
 
 impl RoundResult {
@@ -516,6 +444,66 @@ impl ScenarioReport {
         self.phase(phase).map(|r| r.missed).sum()
     }
 
+    /// The first round: the one that builds the tree.
+    pub fn first(&self) -> Option<&RoundResult> {
+        self.rounds.first()
+    }
+
+    /// Mean RMR over every round, the first included (iroh's mean).
+    pub fn mean_rmr_all(&self) -> f64 {
+        mean(self.rounds.iter().map(|r| r.rmr))
+    }
+
+    /// Largest LDH over every round.
+    pub fn max_ldh_all(&self) -> u32 {
+        self.rounds.iter().map(|r| r.ldh).max().unwrap_or(0)
+    }
+
+    /// One line for the first round, one per phase, and one for every
+    /// round (the first included, as iroh-gossip's simulator reports).
+    pub fn summary(&self) -> Table {
+        let mut table = Table::new(&[
+            "rounds_of",
+            "rounds",
+            "mean_rmr",
+            "max_ldh",
+            "missed",
+            "min_coverage",
+            "mean_ms",
+        ]);
+        let mut row = |name: &str, rounds: Vec<&RoundResult>| {
+            if rounds.is_empty() {
+                return;
+            }
+            let n = rounds.len() as f64;
+            table.row(vec![
+                name.to_string(),
+                rounds.len().to_string(),
+                format!("{:.4}", mean(rounds.iter().map(|r| r.rmr))),
+                rounds.iter().map(|r| r.ldh).max().unwrap_or(0).to_string(),
+                rounds.iter().map(|r| r.missed).sum::<usize>().to_string(),
+                format!(
+                    "{:.4}",
+                    rounds.iter().map(|r| r.coverage()).fold(1.0, f64::min)
+                ),
+                format!(
+                    "{:.0}",
+                    rounds
+                        .iter()
+                        .map(|r| r.duration.as_secs_f64() * 1000.0)
+                        .sum::<f64>()
+                        / n
+                ),
+            ]);
+        };
+        row("first", self.first().into_iter().collect());
+        for phase in ["warmup", "steady", "after-crash"] {
+            row(phase, self.phase(phase).collect());
+        }
+        row("all", self.rounds.iter().collect());
+        table
+    }
+
     /// Every round as a table.
     pub fn table(&self) -> Table {
         let mut table = Table::new(&[
@@ -531,6 +519,7 @@ impl ScenarioReport {
             "rmr",
             "ldh",
             "mean_hops",
+            "ms",
         ]);
         for r in &self.rounds {
             table.row(vec![
@@ -546,6 +535,7 @@ impl ScenarioReport {
                 format!("{:.4}", r.rmr),
                 r.ldh.to_string(),
                 format!("{:.2}", r.mean_hops),
+                r.duration.as_millis().to_string(),
             ]);
         }
         table
@@ -570,54 +560,104 @@ pub fn scenario_topic() -> TopicId {
     TopicId::from_name("switchyard/sim")
 }
 
-/// Builds `nodes` simulated gossip nodes (keys from `seed`).
+/// Builds `nodes` simulated gossip nodes (keys from `seed`), each
+/// listening at a memory address naming its PeerId, on links `sim` with
+/// connections as `connections` models them.
 pub fn build_sim(
     nodes: usize,
     seed: u64,
     gossip: &GossipConfig,
     sim: SimConfig,
-) -> Sim<SimGossipNode> {
-    let keys: Vec<Keypair> = (0..nodes as u64)
-        .map(|i| Keypair::from_seed(mix(seed, i)))
-        .collect();
-    let directory = Arc::new(Directory::new(keys.iter().map(Keypair::peer_id).collect()));
+    connections: ConnectionModel,
+) -> GossipNet {
     let base = Instant::now();
-    let nodes = keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| {
-            SimGossipNode::new(
-                key,
-                directory.clone(),
+    let net = Net::new(connections, base);
+    let watch = Rc::new(RefCell::new(RoundWatch::default()));
+    let nodes = (0..nodes as u64)
+        .map(|i| {
+            let keypair = Keypair::from_seed(mix(seed, i));
+            let idx = net.directory.borrow_mut().add(keypair.peer_id(), None);
+            let address = net.directory.borrow().address(idx);
+            let core = GossipState::new(
+                keypair,
+                vec![address],
                 gossip.clone(),
-                mix(seed ^ 0x0060_551e, i as u64),
+                mix(seed ^ 0x0060_551e, i),
                 base,
-            )
+                SIM_UNIX_EPOCH_MS,
+            );
+            let host = Deliveries::watching(watch.clone());
+            NetNode::new(idx, core, host, net.clone())
         })
         .collect();
-    Sim::new(nodes, sim)
+    GossipNet {
+        sim: Sim::new(nodes, sim),
+        net,
+        watch,
+    }
 }
 
-/// Node `i` joins through a random earlier node, `spacing` apart; then the
-/// overlay settles for `settle`.
+impl GossipNet {
+    /// Node `i` joins `topic` through node `contact` (or no one).
+    pub fn join(&mut self, i: NodeIdx, topic: TopicId, contact: Option<NodeIdx>) {
+        let bootstrap = contact
+            .map(|c| {
+                let directory = self.net.directory.borrow();
+                vec![Contact {
+                    peer: directory.peer(c),
+                    addresses: vec![directory.address(c)],
+                }]
+            })
+            .unwrap_or_default();
+        self.sim.with_node(i, |node, now, io| {
+            node.command(now, GossipCommand::Join { topic, bootstrap }, io)
+        });
+    }
+
+    /// Node `i` publishes `payload` on `topic`: the message's id, unless
+    /// it is crashed or the core refused.
+    pub fn publish(&mut self, i: NodeIdx, topic: TopicId, payload: Bytes) -> Option<MessageId> {
+        let command = GossipCommand::Publish { topic, payload };
+        match self
+            .sim
+            .with_node(i, |node, now, io| node.command(now, command, io))
+        {
+            Some(GossipReply::Published(Ok(id))) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The node index of `peer`.
+    pub fn index(&self, peer: &p2p::PeerId) -> Option<NodeIdx> {
+        self.net.index(peer)
+    }
+}
+
+/// Node `i` joins through `bootstrap` (node 0 through no one), `spacing`
+/// apart; then the overlay settles for `settle`.
 pub fn build_overlay(
-    sim: &mut Sim<SimGossipNode>,
+    network: &mut GossipNet,
     rng: &mut ChaCha12Rng,
+    bootstrap: Bootstrap,
     spacing: Duration,
     settle: Duration,
 ) {
     let topic = scenario_topic();
-    let start = sim.now();
-    for i in 0..sim.len() as NodeIdx {
-        sim.run_until(start + spacing * i);
-        let contact = (i > 0).then(|| rng.random_range(0..i));
-        sim.with_node(i, |node, now, io| node.join(topic, contact, now, io));
+    let start = network.sim.now();
+    for i in 0..network.sim.len() as NodeIdx {
+        network.sim.run_until(start + spacing * i);
+        let contact = (i > 0).then(|| match bootstrap {
+            Bootstrap::RandomEarlier => rng.random_range(0..i),
+            Bootstrap::First => 0,
+        });
+        network.join(i, topic, contact);
     }
-    sim.run_for(settle);
+    network.sim.run_for(settle);
 }
 
 /// The overlay's shape over the live nodes.
-pub fn overlay_shape(sim: &Sim<SimGossipNode>) -> OverlayShape {
+pub fn overlay_shape(network: &GossipNet) -> OverlayShape {
+    let sim = &network.sim;
     let topic = scenario_topic();
     let live: Vec<NodeIdx> = sim.alive().collect();
     let mut active_sum = 0usize;
@@ -638,7 +678,7 @@ pub fn overlay_shape(sim: &Sim<SimGossipNode>) -> OverlayShape {
         while let Some(i) = stack.pop() {
             reachable += 1;
             for peer in sim.node(i).core().active_view(&topic) {
-                if let Some(j) = sim.node(i).directory.index(&peer) {
+                if let Some(j) = network.index(&peer) {
                     if sim.is_alive(j) && !seen[j as usize] {
                         seen[j as usize] = true;
                         stack.push(j);
@@ -661,46 +701,56 @@ fn sum_stats(sim: &Sim<SimGossipNode>) -> GossipStats {
     let mut total = GossipStats::default();
     for node in sim.nodes() {
         let s = node.core().stats();
-        total.payload_sent += s.payload_sent;
-        total.control_sent += s.control_sent;
+        total.payload_received += s.payload_received;
+        total.control_received += s.control_received;
     }
     total
 }
 
-/// Broadcasts once from `sender` and measures it over `window`.
+/// Broadcasts once from `sender` and measures it over `window`, or until
+/// every live node but the sender delivered it (at most `window`) with
+/// [`RoundEnd::LastDelivery`].
 pub fn broadcast_round(
-    sim: &mut Sim<SimGossipNode>,
+    network: &mut GossipNet,
     sender: NodeIdx,
     phase: &'static str,
     round: usize,
     window: Duration,
+    end: RoundEnd,
 ) -> RoundResult {
     let topic = scenario_topic();
-    let before = sum_stats(sim);
+    let before = sum_stats(&network.sim);
+    let start = network.sim.now();
     let payload = Bytes::from(format!("{phase} round {round} from {sender}"));
-    let id = sim
-        .with_node(sender, |node, now, io| {
-            node.publish(topic, payload, now, io)
-        })
-        .flatten();
-    sim.run_for(window);
+    let id = network.publish(sender, topic, payload);
+    *network.watch.borrow_mut() = RoundWatch { id, delivered: 0 };
+    let receivers = network.sim.alive().filter(|i| *i != sender).count();
+    match end {
+        RoundEnd::Window => network.sim.run_for(window),
+        RoundEnd::LastDelivery => {
+            let step = Duration::from_millis(1);
+            while network.watch.borrow().delivered < receivers && network.sim.now() < start + window
+            {
+                network.sim.run_for(step);
+            }
+        }
+    }
+    let sim = &network.sim;
     let after = sum_stats(sim);
     let mut delivered = 0usize;
-    let mut receivers = 0usize;
     let mut ldh = 0u32;
     let mut hops_sum = 0u64;
-    for i in sim.alive().collect::<Vec<_>>() {
+    for i in sim.alive() {
         if i == sender {
             continue;
         }
-        receivers += 1;
-        if let Some(hops) = id.and_then(|id| sim.node(i).delivered(&id)) {
+        if let Some(hops) = id.and_then(|id| sim.node(i).host().delivered(&id)) {
             delivered += 1;
-            ldh = ldh.max(hops);
+            ldh = ldh.max(hops.saturating_sub(1));
             hops_sum += u64::from(hops);
         }
     }
-    let payload_messages = after.payload_sent - before.payload_sent;
+    let payload_messages = after.payload_received - before.payload_received;
     RoundResult {
         phase,
         round,
@@ -709,18 +759,15 @@ pub fn broadcast_round(
         delivered,
         missed: receivers - delivered,
         payload_messages,
-        control_messages: after.control_sent - before.control_sent,
-        rmr: if receivers == 0 {
-            0.0
-        } else {
-            payload_messages as f64 / receivers as f64 - 1.0
-        },
+        control_messages: after.control_received - before.control_received,
+        rmr: rmr(payload_messages, delivered),
         ldh,
         mean_hops: if delivered == 0 {
             0.0
         } else {
             hops_sum as f64 / delivered as f64
         },
+        duration: sim.now() - start,
     }
 }
 
@@ -729,18 +776,25 @@ pub fn run_scenario(config: &ScenarioConfig) -> ScenarioReport {
     run_scenario_keeping_sim(config).0
 }
 
-/// Runs a whole scenario and returns the simulation too, to look into.
-pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim<SimGossipNode>) {
+/// Runs a whole scenario and returns the network too, to look into.
+pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, GossipNet) {
     let mut rng = ChaCha12Rng::seed_from_u64(config.seed ^ 0x5ce7_a110);
-    let mut sim = build_sim(
+    let mut network = build_sim(
         config.nodes,
         config.seed,
         &config.gossip,
         config.sim.clone(),
+        config.connections.clone(),
     );
-    build_overlay(&mut sim, &mut rng, config.join_spacing, config.settle);
-    let overlay = overlay_shape(&sim);
-    let mut sizes = vec![size_sample(&sim, "settled")];
+    build_overlay(
+        &mut network,
+        &mut rng,
+        config.bootstrap,
+        config.join_spacing,
+        config.settle,
+    );
+    let overlay = overlay_shape(&network);
+    let mut sizes = vec![size_sample(&network.sim, "settled")];
     let mut rounds = Vec::new();
     let pick = |sim: &Sim<SimGossipNode>, rng: &mut ChaCha12Rng, scenario: Scenario| -> NodeIdx {
         match scenario {
@@ -752,31 +806,35 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
         }
     };
     for round in 1..=config.warmup_rounds {
-        let sender = pick(&sim, &mut rng, config.scenario);
+        let sender = pick(&network.sim, &mut rng, config.scenario);
         rounds.push(broadcast_round(
-            &mut sim,
+            &mut network,
             sender,
             "warmup",
             round,
             config.round_interval,
+            config.round_end,
         ));
     }
     for round in 1..=config.rounds {
-        let sender = pick(&sim, &mut rng, config.scenario);
+        let sender = pick(&network.sim, &mut rng, config.scenario);
         rounds.push(broadcast_round(
-            &mut sim,
+            &mut network,
             sender,
             "steady",
             round,
             config.round_interval,
+            config.round_end,
         ));
     }
     let mut orphans = Vec::new();
     if config.scenario == Scenario::Crash {
+        let sim = &mut network.sim;
         let mut order: Vec<NodeIdx> = (0..sim.len() as NodeIdx).collect();
         order.shuffle(&mut rng);
         let crashed = (sim.len() as f64 * config.crash_fraction).round() as usize;
-        for &i in order.iter().take(crashed) {
+        let crashed: Vec<NodeIdx> = order.into_iter().take(crashed).collect();
+        for &i in &crashed {
             sim.crash(i);
         }
         let survivors: Vec<NodeIdx> = sim.alive().collect();
@@ -785,49 +843,47 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
             .iter()
             .copied()
             .filter(|&j| {
-                let core = sim.node(j).core();
+                let core = network.sim.node(j).core();
                 !core
                     .active_view(&topic)
                     .into_iter()
                     .chain(core.passive_view(&topic))
-                    .filter_map(|p| sim.node(j).directory.index(&p))
-                    .any(|k| sim.is_alive(k))
+                    .filter_map(|p| network.index(&p))
+                    .any(|k| network.sim.is_alive(k))
             })
             .collect();
-        let (lo, hi) = config.failure_detection;
-        for j in survivors {
-            let lost: Vec<NodeIdx> = sim
-                .node(j)
-                .connected_nodes()
-                .into_iter()
-                .filter(|&d| !sim.is_alive(d))
-                .collect();
-            for d in lost {
-                let after = lo + (hi.saturating_sub(lo)).mul_f64(rng.random::<f64>());
-                sim.with_node(j, |node, _now, io| node.connection_lost(d, after, io));
-            }
+        // Each survivor connected to a crashed node notices as the
+        // router's keepalive would (or sooner, by sending to it).
+        for &i in &crashed {
+            network.sim.crash_node(i);
         }
         for round in 1..=config.rounds_after_crash {
-            let sender = pick(&sim, &mut rng, config.scenario);
+            let sender = pick(&network.sim, &mut rng, config.scenario);
             rounds.push(broadcast_round(
-                &mut sim,
+                &mut network,
                 sender,
                 "after-crash",
                 round,
                 config.round_interval,
+                config.round_end,
             ));
         }
     }
     if config.scenario == Scenario::Crash {
         // Two epochs: one that starts after the crash, and its end.
-        sim.run_for(2 * config.gossip.estimate_epoch);
-        sizes.push(size_sample(&sim, "after-crash"));
+        network.sim.run_for(2 * config.gossip.estimate_epoch);
+        sizes.push(size_sample(&network.sim, "after-crash"));
     } else {
-        sizes.push(size_sample(&sim, "end"));
+        sizes.push(size_sample(&network.sim, "end"));
     }
-    let overlay_end = overlay_shape(&sim);
-    let duplicate_deliveries = sim.nodes().iter().map(|n| n.duplicate_deliveries()).sum();
-    let reports = sim.nodes().iter().map(|n| n.reports()).sum();
+    let overlay_end = overlay_shape(&network);
+    let sim = &network.sim;
+    let duplicate_deliveries = sim
+        .nodes()
+        .iter()
+        .map(|n| n.host().duplicate_deliveries())
+        .sum();
+    let reports = network.net.stats().reports;
     let stats = sim.stats();
     let report = ScenarioReport {
         sizes,
@@ -840,5 +896,5 @@ pub fn run_scenario_keeping_sim(config: &ScenarioConfig) -> (ScenarioReport, Sim
         simulated: sim.now(),
         events: stats.delivered + stats.timers,
     };
-    (report, sim)
+    (report, network)
 }

@@ -1,21 +1,20 @@
-//! Rooms: replicated application state over gossip (reference 002).
+//! Rooms: replicated application state over gossip (reference 002), as a
+//! reactor.
 //!
-//! A room's state is `reduce(state, update)` folded over its updates
-//! ([`Reducer`]; the example is [`ChatLog`]). Updates are signed with the
-//! room's shared **write key** — readers need only its public half — and
-//! an **admin key** can replace the write key ([`UpdateKind::Rotate`]),
-//! which removes every writer it does not hand the new secret to. Each
-//! update names the state hash it applies to and produces
-//! `hash(parent ‖ update id)`; with concurrent writers the updates form a
-//! tree, and every member follows the same canonical chain (latest epoch,
-//! then longest, then smallest hash) — see [`chain`] for how forks, catch-up and snapshots
-//! work.
+//! What a room is and promises — `reduce(state, update)` folded over
+//! signed updates, one canonical chain for every member, catch-up and
+//! snapshots with proof, what an attacker can do — is the core's, stated
+//! in `reactor_gossip_proto::room` (re-exported here) and ADR 0009.
 //!
-//! [`Rooms`] is a reactor next to [`Gossip`](crate::Gossip): updates
-//! travel as gossip messages on the room's topic (so they reach every
-//! member once, signed by the node that wrote them as well), and
-//! neighbours exchange heads, catch-up streams and snapshots on channel
-//! `0x0021` (`proto/room.proto`).
+//! [`Rooms`] is a reactor next to [`Gossip`](crate::Gossip): its core,
+//! [`RoomsCore`] (every open room), runs on the room channel `0x0021`
+//! (`room.proto`: heads, catch-up streams and snapshots between
+//! neighbours) through `p2p::reactor::driver`, and its shell does the
+//! gossip side with the node's [`GossipHandle`](crate::GossipHandle):
+//! it subscribes to each room's topic (the subscription's events come
+//! back to the core through the reactor's request queue) and publishes
+//! the room's updates there, so they reach every member once, signed by
+//! the node that wrote them as well.
 //!
 //! ```no_run
 //! # async fn example(rooms: reactor_gossip::room::RoomsHandle) -> Result<(), reactor_gossip::room::RoomsError> {
@@ -35,54 +34,27 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Promises
+//! # What the reactor adds
 //!
-//! - Members that hold the same updates have the same state and hash,
-//!   whatever order the updates arrived in.
-//! - A member that missed updates (loss, partition, a late join) catches
-//!   up from a neighbour: one stream of the updates since a state it
-//!   knows, or a snapshot of the state (at most `max_state_size`, 5 MiB)
-//!   when the gap is long; every `head_interval` (5 s) neighbours compare
-//!   heads, so partitions heal once connectivity returns.
-//! - A write on a branch that lost is re-posted on the winning head by its
-//!   author (if it still holds the write key), so it is lost only if its
-//!   author is gone. A write the reducer refuses, or that would grow the
-//!   state past the cap, is a no-op (refused at once on the writer).
-//!
-//! # What an attacker can do
-//!
-//! - Without the write key, nothing to the state: updates whose signer is
-//!   not the key in force at their parent are refused (counted). Junk on
-//!   the room's topic is still relayed by gossip (it is signed by its
-//!   sending node) before rooms drop it.
-//! - With the write key, anything a writer can (the key is shared: writers
-//!   are not told apart); the admin rotates it to remove them.
-//! - Room messages are taken only from the room's neighbours, and
-//!   catch-up answers only from a neighbour asked and still awaited
-//!   (others are counted `unsolicited`). A **snapshot is taken only with
-//!   proof**: the signed update that produced its head, whose stamp signs
-//!   the height, the epoch and the digest of the state, and the admin's
-//!   rotation that put its signer in force. Without the room's keys no
-//!   peer can make a member adopt a state (ADR 0009).
-//! - The fork choice is (epoch, height, hash): after a rotation the
-//!   revoked key cannot win with a fork from before it, however long.
-//! - A write-key holder can stamp a head with a huge height, which no
-//!   other writer beats within the epoch; the admin's rotation ends it.
-//! - Updates are never forgotten within `retain` (1,024) of the head; a
-//!   fork older than that is not followed.
+//! - A handle's write is in its room's view ([`RoomHandle::view`]) when
+//!   the write returns; every other change of the head or the counters is
+//!   published after the driver's step that made it.
+//! - A room whose topic cannot be joined is not opened
+//!   ([`RoomsError::Gossip`]).
+//! - Publications never block the core for long: the shell awaits the
+//!   gossip reactor's answer (which never waits on rooms); one that fails
+//!   is only logged — catch-up and re-posting repair it.
+//! - Topic events wait in the reactor's request queue (bounded); a
+//!   subscription that lags loses events, which the next head exchange
+//!   repairs.
 
-pub mod chain;
-mod chat;
 mod reactor;
-pub mod update;
-pub mod wire;
 
-#[cfg(test)]
-mod tests;
-
-pub use chain::{Reducer, RoomAction, RoomConfig, RoomError, RoomMessage, RoomState, RoomStats};
-pub use chat::{ChatLog, MAX_LINE};
-pub use reactor::{
-    ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, RoomHandle, RoomView, Rooms, RoomsError, RoomsHandle,
+pub use reactor::{RoomHandle, RoomView, Rooms, RoomsError, RoomsHandle};
+pub use reactor_gossip_proto::room::{
+    ChatLog, MAX_LINE, ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, Reducer, RoomAction, RoomConfig,
+    RoomEnvelope, RoomError, RoomId, RoomKeys, RoomMessage, RoomOpening, RoomState, RoomStats,
+    RoomsCommand, RoomsCommandError, RoomsCore, RoomsEffect, RoomsEvent, RoomsOutcome, RoomsOutput,
+    RoomsReply, Stamp, StateHash, TopicInput, Update, UpdateId, UpdateKind, chain, state_digest,
+    update, wire,
 };
-pub use update::{RoomId, RoomKeys, Stamp, StateHash, Update, UpdateId, UpdateKind, state_digest};

@@ -1,32 +1,32 @@
-//! The rooms driver: room cores fed by a [`GossipHandle`] (updates on each
-//! room's topic, neighbours) and by the room channel (heads, catch-up,
-//! snapshots between neighbours).
+//! The rooms reactor: [`RoomsCore`] run on the room channel by
+//! `p2p::reactor::driver`, and a shell that does the gossip side through a
+//! [`GossipHandle`] (subscriptions forwarded into the request queue,
+//! publications as effects) and keeps each room's view for its handles.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
+use p2p::reactor::{Outputs, Shell, driver};
 use p2p::{
-    ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender, Keypair, PeerError,
-    PeerId, Reactor, ReactorContext, RouterBuilder,
+    ChannelDescriptor, ChannelError, ChannelId, ChannelReceiver, ChannelSender, Keypair, PeerId,
+    Reactor, ReactorContext, Router, RouterBuilder,
 };
-use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
 use crate::reactor::{GossipError, GossipHandle, TopicEvent};
-use crate::room::chain::{Reducer, RoomAction, RoomConfig, RoomError, RoomState, RoomStats};
-use crate::room::update::{RoomId, RoomKeys, StateHash, UpdateId};
-use crate::room::wire;
-use crate::room_proto as proto;
-use crate::state::message::{Contact, WireError};
+use reactor_gossip_proto::room::{
+    ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, Reducer, RoomConfig, RoomError, RoomId, RoomKeys,
+    RoomOpening, RoomState, RoomStats, RoomsCommandError, RoomsCore, RoomsEffect, RoomsEvent,
+    RoomsOutcome, StateHash, TopicInput, UpdateId,
+};
+use reactor_gossip_proto::room_proto as proto;
+use reactor_gossip_proto::state::message::Contact;
 
-/// The room channel's id.
-pub const ROOM_CHANNEL_ID: u16 = 0x0021;
-/// The room channel's name.
-pub const ROOM_CHANNEL_NAME: &str = "gossip-room";
-/// Topic events buffered from the gossip subscriptions to the driver.
-const EVENT_BUFFER: usize = 1024;
+/// Requests buffered from the handles and the topic subscriptions to the
+/// driver.
+const REQUEST_BUFFER: usize = 1024;
 
 /// What a room looks like now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,18 @@ pub struct RoomView {
     pub write_key: PeerId,
     /// Counters.
     pub stats: RoomStats,
+}
+
+impl RoomView {
+    fn of(room: &RoomState) -> Self {
+        Self {
+            hash: room.hash(),
+            height: room.height(),
+            state: Bytes::copy_from_slice(room.state()),
+            write_key: room.write_key(),
+            stats: room.stats().clone(),
+        }
+    }
 }
 
 /// Why a rooms request failed.
@@ -63,31 +75,40 @@ pub enum RoomsError {
     Room(#[from] RoomError),
 }
 
-struct OpenRoom {
-    keys: RoomKeys,
-    writer: Option<Keypair>,
-    admin: Option<Keypair>,
-    reducer: Arc<dyn Reducer>,
-    bootstrap: Vec<Contact>,
-    reply: oneshot::Sender<Result<RoomHandle, RoomsError>>,
+impl From<RoomsCommandError> for RoomsError {
+    fn from(error: RoomsCommandError) -> Self {
+        match error {
+            RoomsCommandError::AlreadyOpen(room) => Self::AlreadyOpen(room),
+            RoomsCommandError::NotOpen(room) => Self::NotOpen(room),
+            RoomsCommandError::Room(error) => Self::Room(error),
+        }
+    }
 }
 
-enum Command {
-    Open(Box<OpenRoom>),
+type Reply<T> = oneshot::Sender<Result<T, RoomsError>>;
+
+/// What the handles and the topic forwarders send the driver.
+enum Request {
+    Open(Box<(RoomOpening, Reply<RoomHandle>)>),
     Write {
         room: RoomId,
         body: Bytes,
-        reply: oneshot::Sender<Result<UpdateId, RoomsError>>,
+        reply: Reply<UpdateId>,
     },
     Rotate {
         room: RoomId,
         key: PeerId,
-        reply: oneshot::Sender<Result<(), RoomsError>>,
+        reply: Reply<()>,
     },
     SetWriter {
         room: RoomId,
         key: Option<Keypair>,
-        reply: oneshot::Sender<Result<(), RoomsError>>,
+        reply: Reply<()>,
+    },
+    /// An event of a room's topic subscription.
+    Topic {
+        room: RoomId,
+        event: TopicEvent,
     },
 }
 
@@ -100,8 +121,8 @@ pub struct Rooms {
         ChannelSender<proto::RoomMessage>,
         ChannelReceiver<proto::RoomMessage>,
     )>,
-    commands: Option<mpsc::Receiver<Command>>,
-    command_tx: mpsc::Sender<Command>,
+    requests: Option<mpsc::Receiver<Request>>,
+    request_tx: mpsc::Sender<Request>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -113,23 +134,35 @@ impl std::fmt::Debug for Rooms {
 /// Opens rooms. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RoomsHandle {
-    commands: mpsc::Sender<Command>,
+    requests: mpsc::Sender<Request>,
 }
 
 /// One open room: write, rotate, watch the state. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RoomHandle {
     room: RoomId,
-    commands: mpsc::Sender<Command>,
+    requests: mpsc::Sender<Request>,
     view: watch::Receiver<RoomView>,
 }
 
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Open(open) => write!(f, "Open({:?})", open.0.keys.room),
+            Request::Write { room, body, .. } => write!(f, "Write({room:?}, {} bytes)", body.len()),
+            Request::Rotate { room, .. } => write!(f, "Rotate({room:?})"),
+            Request::SetWriter { room, .. } => write!(f, "SetWriter({room:?})"),
+            Request::Topic { room, event } => write!(f, "Topic({room:?}, {event:?})"),
+        }
+    }
+}
+
 async fn request<T>(
-    commands: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<Result<T, RoomsError>>) -> Command,
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(Reply<T>) -> Request,
 ) -> Result<T, RoomsError> {
     let (reply, rx) = oneshot::channel();
-    commands
+    requests
         .send(make(reply))
         .await
         .map_err(|_| RoomsError::Stopped)?;
@@ -150,16 +183,15 @@ impl RoomsHandle {
         reducer: Arc<dyn Reducer>,
         bootstrap: impl IntoIterator<Item = C>,
     ) -> Result<RoomHandle, RoomsError> {
-        let bootstrap = bootstrap.into_iter().map(Into::into).collect();
-        request(&self.commands, |reply| {
-            Command::Open(Box::new(OpenRoom {
-                keys,
-                writer,
-                admin,
-                reducer,
-                bootstrap,
-                reply,
-            }))
+        let opening = RoomOpening {
+            keys,
+            writer,
+            admin,
+            reducer,
+            bootstrap: bootstrap.into_iter().map(Into::into).collect(),
+        };
+        request(&self.requests, |reply| {
+            Request::Open(Box::new((opening, reply)))
         })
         .await
     }
@@ -184,13 +216,13 @@ impl RoomHandle {
     /// Writes `body` (applied here at once, then broadcast).
     pub async fn write(&self, body: impl Into<Bytes>) -> Result<UpdateId, RoomsError> {
         let (room, body) = (self.room, body.into());
-        request(&self.commands, |reply| Command::Write { room, body, reply }).await
+        request(&self.requests, |reply| Request::Write { room, body, reply }).await
     }
 
     /// Replaces the write key (this node must hold the admin key).
     pub async fn rotate(&self, new_write_key: PeerId) -> Result<(), RoomsError> {
         let room = self.room;
-        request(&self.commands, |reply| Command::Rotate {
+        request(&self.requests, |reply| Request::Rotate {
             room,
             key: new_write_key,
             reply,
@@ -201,7 +233,7 @@ impl RoomHandle {
     /// Gives this node the write key's secret (or takes it away).
     pub async fn set_writer(&self, key: Option<Keypair>) -> Result<(), RoomsError> {
         let room = self.room;
-        request(&self.commands, |reply| Command::SetWriter {
+        request(&self.requests, |reply| Request::SetWriter {
             room,
             key,
             reply,
@@ -213,13 +245,13 @@ impl RoomHandle {
 impl Rooms {
     /// A rooms reactor using `gossip` for the rooms' topics.
     pub fn new(gossip: GossipHandle, config: RoomConfig) -> Self {
-        let (command_tx, commands) = mpsc::channel(64);
+        let (request_tx, requests) = mpsc::channel(REQUEST_BUFFER);
         Self {
             gossip,
             config,
             channel: None,
-            commands: Some(commands),
-            command_tx,
+            requests: Some(requests),
+            request_tx,
         }
     }
 
@@ -250,331 +282,196 @@ impl Reactor for Rooms {
         let channel = router.open_channel(Self::channel_descriptor(&self.config))?;
         self.channel = Some(channel);
         Ok(RoomsHandle {
-            commands: self.command_tx.clone(),
+            requests: self.request_tx.clone(),
         })
     }
 
     async fn run(self, ctx: ReactorContext) {
-        let (Some((tx, rx)), Some(commands)) = (self.channel, self.commands) else {
+        let (Some(channel), Some(requests)) = (self.channel, self.requests) else {
             tracing::warn!("rooms reactor run without being opened; it does nothing");
             return;
         };
-        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let driver = Driver {
+        let core = RoomsCore::new(self.config, ctx.seed);
+        let shell = RoomsShell {
             gossip: self.gossip,
-            config: self.config,
-            tx,
-            rooms: BTreeMap::new(),
-            events_tx,
-            command_tx: self.command_tx,
-            seed: ctx.seed,
-            turn: 0,
+            requests: self.request_tx,
+            views: BTreeMap::new(),
+            opening: BTreeMap::new(),
         };
-        driver.run(rx, commands, events, ctx.shutdown).await;
+        driver::run(core, shell, channel, Some(requests), ctx).await;
     }
 }
 
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-struct Entry {
-    core: RoomState,
-    neighbours: Vec<PeerId>,
+/// A room's view as its handles see it.
+struct View {
     view: watch::Sender<RoomView>,
+    /// The head moved since the view was last published.
+    moved: bool,
 }
 
-impl Entry {
-    fn publish_view(&self) {
-        let view = RoomView {
-            hash: self.core.hash(),
-            height: self.core.height(),
-            state: Bytes::copy_from_slice(self.core.state()),
-            write_key: self.core.write_key(),
-            stats: self.core.stats().clone(),
-        };
-        self.view.send_replace(view);
-    }
-}
-
-struct Driver {
+/// The rooms reactor's thin part: answers the handles, does the gossip
+/// side of each room, publishes the rooms' views after each step.
+struct RoomsShell {
     gossip: GossipHandle,
-    config: RoomConfig,
-    tx: ChannelSender<proto::RoomMessage>,
-    rooms: BTreeMap<RoomId, Entry>,
-    events_tx: mpsc::Sender<(RoomId, TopicEvent)>,
-    command_tx: mpsc::Sender<Command>,
-    seed: u64,
-    turn: usize,
+    /// For the topic forwarders and new rooms' handles.
+    requests: mpsc::Sender<Request>,
+    views: BTreeMap<RoomId, View>,
+    /// Rooms waiting for their topic subscription: the opener's reply and
+    /// the view it will get.
+    opening: BTreeMap<RoomId, (Reply<RoomHandle>, watch::Receiver<RoomView>)>,
 }
 
-impl Driver {
-    async fn run(
-        mut self,
-        mut rx: ChannelReceiver<proto::RoomMessage>,
-        mut commands: mpsc::Receiver<Command>,
-        mut events: mpsc::Receiver<(RoomId, TopicEvent)>,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let wake = self
-                .rooms
-                .values()
-                .map(|e| e.core.next_wakeup())
-                .min()
-                .map(tokio::time::Instant::from_std);
-            let sleep = async {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                Some(command) = commands.recv() => self.on_command(command).await,
-                Some((room, event)) = events.recv() => self.on_event(room, event).await,
-                envelope = rx.recv() => match envelope {
-                    Some(envelope) => self.on_envelope(envelope.from, envelope.message).await,
-                    None => break,
-                },
-                _ = sleep => self.on_tick().await,
-            }
+impl RoomsShell {
+    /// Publishes `room`'s view now.
+    fn publish_view(&mut self, core: &RoomsCore, room: RoomId) {
+        if let (Some(view), Some(state)) = (self.views.get_mut(&room), core.room(&room)) {
+            view.view.send_replace(RoomView::of(state));
+            view.moved = false;
         }
     }
+}
 
-    async fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Open(open) => {
-                let OpenRoom {
-                    keys,
-                    writer,
-                    admin,
-                    reducer,
-                    bootstrap,
-                    reply,
-                } = *open;
-                let _ = reply.send(self.open(keys, writer, admin, reducer, bootstrap).await);
-            }
-            Command::Write { room, body, reply } => {
-                let result = match self.rooms.get_mut(&room) {
-                    None => Err(RoomsError::NotOpen(room)),
-                    Some(entry) => entry.core.write(body, now()).map_err(RoomsError::from),
-                };
-                match result {
-                    Ok((id, actions)) => {
-                        // The writer sees its write in the view as soon as
-                        // the write returns.
-                        if let Some(entry) = self.rooms.get(&room) {
-                            entry.publish_view();
-                        }
-                        let _ = reply.send(Ok(id));
-                        self.execute(room, actions).await;
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Command::Rotate { room, key, reply } => {
-                let result = match self.rooms.get_mut(&room) {
-                    None => Err(RoomsError::NotOpen(room)),
-                    Some(entry) => entry.core.rotate(key, now()).map_err(RoomsError::from),
-                };
-                match result {
-                    Ok(actions) => {
-                        let _ = reply.send(Ok(()));
-                        self.execute(room, actions).await;
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Command::SetWriter { room, key, reply } => {
-                let result = match self.rooms.get_mut(&room) {
-                    None => Err(RoomsError::NotOpen(room)),
-                    Some(entry) => {
-                        entry.core.set_writer(key);
-                        Ok(())
-                    }
-                };
-                let _ = reply.send(result);
-            }
-        }
-    }
+impl Shell<RoomsCore> for RoomsShell {
+    type Request = Request;
 
-    async fn open(
+    fn on_request(
         &mut self,
-        keys: RoomKeys,
-        writer: Option<Keypair>,
-        admin: Option<Keypair>,
-        reducer: Arc<dyn Reducer>,
-        bootstrap: Vec<Contact>,
-    ) -> Result<RoomHandle, RoomsError> {
-        let room = keys.room;
-        if self.rooms.contains_key(&room) {
-            return Err(RoomsError::AlreadyOpen(room));
-        }
-        let mut subscription = self.gossip.subscribe(room.topic(), bootstrap).await?;
-        let events = self.events_tx.clone();
-        // Forwards the subscription's events to the driver; ends with the
-        // subscription or the driver.
-        tokio::spawn(async move {
-            while let Some(event) = subscription.recv().await {
-                if events.send((room, event)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let seed =
-            self.seed ^ u64::from_be_bytes(room.as_bytes()[..8].try_into().unwrap_or([0; 8]));
-        let core = RoomState::new(
-            keys,
-            writer,
-            admin,
-            reducer,
-            self.config.clone(),
-            seed,
-            now(),
-        );
-        let initial = RoomView {
-            hash: core.hash(),
-            height: core.height(),
-            state: Bytes::new(),
-            write_key: core.write_key(),
-            stats: RoomStats::default(),
-        };
-        let (view, view_rx) = watch::channel(initial);
-        self.rooms.insert(
-            room,
-            Entry {
-                core,
-                neighbours: Vec::new(),
-                view,
-            },
-        );
-        Ok(RoomHandle {
-            room,
-            commands: self.command_tx.clone(),
-            view: view_rx,
-        })
-    }
-
-    async fn on_event(&mut self, room: RoomId, event: TopicEvent) {
-        let Some(entry) = self.rooms.get_mut(&room) else {
-            return;
-        };
-        let actions = match event {
-            TopicEvent::Received(message) => {
-                let update = proto::Update::decode(message.payload)
-                    .map_err(|e| WireError::Malformed(e.to_string()))
-                    .and_then(wire::update_from_wire);
-                match update {
-                    Ok(update) => {
-                        // A missing parent is asked of a neighbour (the
-                        // only peers whose answers are taken), in turn.
-                        self.turn = self.turn.wrapping_add(1);
-                        let ask = entry
-                            .neighbours
-                            .get(self.turn % entry.neighbours.len().max(1))
-                            .copied()
-                            .unwrap_or(message.origin);
-                        entry.core.on_update(ask, update, now())
+        core: &mut RoomsCore,
+        now: Instant,
+        request: Request,
+        out: &mut Outputs<RoomsCore>,
+    ) {
+        match request {
+            Request::Open(open) => {
+                let (opening, reply) = *open;
+                let room = opening.keys.room;
+                match core.open(now, opening, out) {
+                    Ok(()) => {
+                        let Some(state) = core.room(&room) else {
+                            return;
+                        };
+                        let (view, view_rx) = watch::channel(RoomView::of(state));
+                        self.views.insert(room, View { view, moved: false });
+                        self.opening.insert(room, (reply, view_rx));
                     }
                     Err(error) => {
-                        tracing::debug!(%error, "room update does not decode");
-                        Vec::new()
+                        let _ = reply.send(Err(error.into()));
                     }
                 }
             }
-            TopicEvent::NeighborUp(peer) => {
-                entry.neighbours.push(peer);
-                entry.core.on_neighbor_up(peer)
+            Request::Write { room, body, reply } => {
+                let result = core.write(now, room, body, out);
+                if result.is_ok() {
+                    // The writer sees its write in the view as soon as the
+                    // write returns.
+                    self.publish_view(core, room);
+                }
+                let _ = reply.send(result.map_err(RoomsError::from));
             }
-            TopicEvent::NeighborDown(peer) => {
-                entry.neighbours.retain(|p| *p != peer);
-                entry.core.on_neighbor_down(&peer);
-                Vec::new()
+            Request::Rotate { room, key, reply } => {
+                let result = core.rotate(now, room, key, out);
+                let _ = reply.send(result.map_err(RoomsError::from));
             }
-            TopicEvent::Lagged(_) => Vec::new(),
-        };
-        self.execute(room, actions).await;
-    }
-
-    async fn on_envelope(&mut self, from: PeerId, message: proto::RoomMessage) {
-        match wire::message_from_wire(message, self.config.max_state_size) {
-            Ok(Some((room, message))) => {
-                let Some(entry) = self.rooms.get_mut(&room) else {
-                    return;
-                };
-                let actions = entry.core.on_message(from, message, now());
-                self.execute(room, actions).await;
+            Request::SetWriter { room, key, reply } => {
+                let _ = reply.send(core.set_writer(room, key).map_err(RoomsError::from));
             }
-            Ok(None) => {}
-            Err(error) => {
-                let error = match error {
-                    WireError::TooLarge { size, max } => PeerError::MessageTooLarge {
-                        channel: ROOM_CHANNEL_NAME,
-                        size,
-                        max,
+            Request::Topic { room, event } => {
+                let input = match event {
+                    TopicEvent::Received(message) => TopicInput::Update {
+                        origin: message.origin,
+                        payload: message.payload,
                     },
-                    WireError::Malformed(detail) => PeerError::MalformedMessage {
-                        channel: ROOM_CHANNEL_NAME,
-                        detail,
-                    },
+                    TopicEvent::NeighborUp(peer) => TopicInput::NeighborUp(peer),
+                    TopicEvent::NeighborDown(peer) => TopicInput::NeighborDown(peer),
+                    // Missed updates come back through the head exchange.
+                    TopicEvent::Lagged(_) => return,
                 };
-                self.tx.report(from, error);
+                // A room closed meanwhile: its events are dropped.
+                let _ = core.on_topic(now, room, input, out);
             }
         }
     }
 
-    async fn on_tick(&mut self) {
-        let at = now();
-        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
-        for room in rooms {
-            let Some(entry) = self.rooms.get_mut(&room) else {
+    fn on_event(
+        &mut self,
+        _core: &mut RoomsCore,
+        _now: Instant,
+        event: RoomsEvent,
+        _out: &mut Outputs<RoomsCore>,
+    ) {
+        match event {
+            RoomsEvent::HeadChanged { room, .. } => {
+                if let Some(view) = self.views.get_mut(&room) {
+                    view.moved = true;
+                }
+            }
+            RoomsEvent::Closed(room) => {
+                self.views.remove(&room);
+            }
+        }
+    }
+
+    async fn perform(&mut self, _router: &Router, effect: RoomsEffect) -> Option<RoomsOutcome> {
+        match effect {
+            RoomsEffect::Subscribe { room, bootstrap } => {
+                let subscribed = self.gossip.subscribe(room.topic(), bootstrap).await;
+                let pending = self.opening.remove(&room);
+                let joined = match subscribed {
+                    Ok(mut subscription) => {
+                        let requests = self.requests.clone();
+                        // Forwards the subscription's events to the
+                        // driver; ends with the subscription or the
+                        // driver.
+                        tokio::spawn(async move {
+                            while let Some(event) = subscription.recv().await {
+                                if requests.send(Request::Topic { room, event }).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        if let Some((reply, view)) = pending {
+                            let _ = reply.send(Ok(RoomHandle {
+                                room,
+                                requests: self.requests.clone(),
+                                view,
+                            }));
+                        }
+                        true
+                    }
+                    Err(error) => {
+                        if let Some((reply, _)) = pending {
+                            let _ = reply.send(Err(error.into()));
+                        }
+                        false
+                    }
+                };
+                Some(RoomsOutcome::Subscribed { room, joined })
+            }
+            RoomsEffect::Publish { room, payload } => {
+                if let Err(error) = self.gossip.publish(room.topic(), payload).await {
+                    tracing::debug!(%error, "room update not published");
+                }
+                None
+            }
+        }
+    }
+
+    fn after_step(&mut self, core: &RoomsCore) {
+        for (room, view) in &mut self.views {
+            let Some(state) = core.room(room) else {
                 continue;
             };
-            if entry.core.next_wakeup() > at {
-                continue;
-            }
-            let neighbours = entry.neighbours.clone();
-            let actions = entry.core.on_tick(&neighbours, at);
-            self.execute(room, actions).await;
-        }
-    }
-
-    async fn execute(&mut self, room: RoomId, actions: Vec<RoomAction>) {
-        let mut changed = false;
-        for action in actions {
-            match action {
-                RoomAction::Publish(update) => {
-                    let payload = wire::update_to_wire(&update).encode_to_vec();
-                    if let Err(error) = self.gossip.publish(room.topic(), payload).await {
-                        tracing::debug!(%error, "room update not published");
+            if std::mem::take(&mut view.moved) {
+                view.view.send_replace(RoomView::of(state));
+            } else {
+                view.view.send_if_modified(|published| {
+                    let stale = published.stats != *state.stats();
+                    if stale {
+                        published.stats = state.stats().clone();
                     }
-                }
-                RoomAction::Send { to, message } => {
-                    let wire = wire::message_to_wire(room, &message);
-                    if let Err(error) = self.tx.try_send(to, wire) {
-                        tracing::debug!(peer = %to.short(), %error, "room message not sent");
-                    }
-                }
-                RoomAction::Changed { .. } => changed = true,
-            }
-        }
-        if let Some(entry) = self.rooms.get(&room) {
-            if changed || *entry.view.borrow() != view_stats(entry) {
-                entry.publish_view();
+                    stale
+                });
             }
         }
     }
-}
-
-/// Cheap check whether the published view's counters are stale.
-fn view_stats(entry: &Entry) -> RoomView {
-    let mut view = entry.view.borrow().clone();
-    view.stats = entry.core.stats().clone();
-    view
 }

@@ -1,15 +1,13 @@
-//! The ring in the testkit simulator: [`SimPeer`] wraps a [`RingState`] as
-//! a [`SimNode`], and [`RingSim`] grows a network by joining nodes one by
-//! one through a gateway — with the real protocol: negotiation, signed
-//! transcripts, connect requests, maintenance — then measures it.
-//!
-//! Connections are modelled as the router provides them: a dial is an
-//! `Open` that the other side acknowledges (or a crash notice if it is
-//! gone), a disconnect is a `Close`, and a crash is noticed by a neighbor
-//! when it next sends to the crashed node or, as the router's keepalive
-//! would, after [`KEEPALIVE_DETECTION`]. Messages between connected nodes
-//! arrive after the link's latency, in order. The scenario the `ring_sim`
-//! binary runs, and the tests run small, is in [`run_scenario`].
+//! The ring in the testkit simulator: each node's core ([`RingState`])
+//! runs on the one simulated network every reactor shares
+//! ([`testkit::sim::net`]: the router's connections — dials that the other
+//! side acknowledges, closes, failure detection with the router's
+//! keepalive timing), beside a [`RingHost`] that records what the
+//! application would see. [`RingSim`] grows a network by joining nodes one
+//! by one through a gateway — with the real protocol: negotiation, signed
+//! transcripts, connect requests, maintenance — then measures it. The
+//! scenario the `ring_sim` binary runs, and the tests run small, is in
+//! [`run_scenario`].
 //!
 //! ```
 //! use reactor_ring_sim::{Scenario, run_scenario};
@@ -19,88 +17,21 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use p2p::{Keypair, PeerError, PeerId};
-use rand::seq::SliceRandom;
+use p2p::{Keypair, PeerId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use testkit::sim::{Io, NodeIdx, Sim, SimConfig, SimNode};
+use testkit::sim::net::{ConnectionModel, Host, Net, NetNode, NetStats};
+use testkit::sim::{NodeIdx, Sim, SimConfig};
 
-use reactor_ring::{Action, Event, Location, Message, RingConfig, RingState, RouteMode};
+use reactor_ring::{Command, Event, Location, RingConfig, RingState, RouteMode};
 
 /// The Unix time at which a simulation starts (locations expire in Unix
 /// time; a run is far shorter than `location_ttl`).
 pub const SIM_UNIX_START: u64 = 1_800_000_000;
-
-/// How long a crashed neighbor goes unnoticed by a node that sends it
-/// nothing: the router's ping interval plus its pong timeout.
-pub const KEEPALIVE_DETECTION: Duration = Duration::from_secs(25);
-
-/// What simulated nodes send each other.
-#[derive(Debug, Clone)]
-pub enum SimMessage {
-    /// A dial: "connect with me".
-    Open,
-    /// The dialed node accepted the connection.
-    OpenAck,
-    /// The connection is closed.
-    Close,
-    /// A ring message and its size on the wire.
-    Ring {
-        /// The message.
-        message: Box<Message>,
-        /// Its encoded size.
-        size: usize,
-    },
-}
-
-/// PeerIds by node index and back.
-#[derive(Debug, Default)]
-pub struct Directory {
-    ids: Vec<PeerId>,
-    index: HashMap<PeerId, NodeIdx, BuildKeyHasher>,
-}
-
-/// Hashes a PeerId by its first 8 bytes: a public key is already
-/// uniformly distributed, and SipHash showed in the simulator's profile.
-#[derive(Debug, Default, Clone, Copy)]
-struct BuildKeyHasher;
-
-#[derive(Debug, Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*b) << (8 * i);
-        }
-    }
-}
-
-impl std::hash::BuildHasher for BuildKeyHasher {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher::default()
-    }
-}
-
-impl Directory {
-    /// The PeerId of node `i`.
-    pub fn peer(&self, i: NodeIdx) -> PeerId {
-        self.ids[i as usize]
-    }
-
-    /// The node index of `peer`.
-    pub fn index(&self, peer: &PeerId) -> Option<NodeIdx> {
-        self.index.get(peer).copied()
-    }
-}
 
 /// One delivery of an application payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +46,7 @@ pub struct Delivery {
     pub hops: u32,
 }
 
-/// What the simulated nodes reported.
+/// What the simulated nodes' applications saw.
 #[derive(Debug, Default)]
 pub struct SimLog {
     /// Application deliveries.
@@ -126,160 +57,19 @@ pub struct SimLog {
     pub overloads: u64,
     /// Locations refused.
     pub locations_refused: u64,
-    /// Sends to a peer no longer connected (handed back to the core).
-    pub failed_sends: u64,
 }
 
-/// A [`RingState`] driven by the simulator.
+/// The application beside each simulated ring core: it records
+/// deliveries and failures in the run's [`SimLog`]. The core's store
+/// effects are dropped: nothing is kept across a simulated node's life.
 #[derive(Debug)]
-pub struct SimPeer {
-    /// The core.
-    pub state: RingState,
-    idx: NodeIdx,
-    base: Instant,
-    connected: BTreeSet<NodeIdx>,
-    dialing: BTreeSet<NodeIdx>,
-    directory: Rc<RefCell<Directory>>,
+pub struct RingHost {
     log: Rc<RefCell<SimLog>>,
-    timer_at: Option<Duration>,
-    gateway: Option<NodeIdx>,
+    max_htl: u8,
 }
 
-impl SimPeer {
-    /// Node `idx` with `state`, which dials `gateway` when started.
-    pub fn new(
-        idx: NodeIdx,
-        mut state: RingState,
-        gateway: Option<NodeIdx>,
-        base: Instant,
-        directory: Rc<RefCell<Directory>>,
-        log: Rc<RefCell<SimLog>>,
-    ) -> Self {
-        state.set_addresses(vec![format!("sim:{idx}")]);
-        Self {
-            state,
-            idx,
-            base,
-            connected: BTreeSet::new(),
-            dialing: BTreeSet::new(),
-            directory,
-            log,
-            timer_at: None,
-            gateway,
-        }
-    }
-
-    /// The simulated nodes this one is connected to.
-    pub fn connected(&self) -> &BTreeSet<NodeIdx> {
-        &self.connected
-    }
-
-    fn instant(&self, now: Duration) -> Instant {
-        self.base + now
-    }
-
-    fn peer(&self, i: NodeIdx) -> PeerId {
-        self.directory.borrow().peer(i)
-    }
-
-    /// Starts an exact route to `target` with an empty payload; returns
-    /// its id.
-    pub fn route_exact(
-        &mut self,
-        target: Location,
-        now: Duration,
-        io: &mut Io<SimMessage>,
-    ) -> Option<u64> {
-        let at = self.instant(now);
-        let (id, actions) = self
-            .state
-            .route(target, RouteMode::Exact, Vec::new(), at)
-            .ok()?;
-        self.apply(now, actions, io);
-        Some(id)
-    }
-
-    /// The connection to `peer` broke (the keepalive noticed a crash).
-    pub fn connection_lost(&mut self, peer: NodeIdx, now: Duration, io: &mut Io<SimMessage>) {
-        if self.connected.remove(&peer) {
-            let id = self.peer(peer);
-            let actions = self.state.on_peer_down(id, self.instant(now));
-            self.apply(now, actions, io);
-        }
-    }
-
-    fn apply(&mut self, now: Duration, actions: Vec<Action>, io: &mut Io<SimMessage>) {
-        let mut queue = VecDeque::from(actions);
-        let at = self.instant(now);
-        while let Some(action) = queue.pop_front() {
-            match action {
-                Action::Send { to, message } => {
-                    let idx = self.directory.borrow().index(&to);
-                    match idx {
-                        Some(i) if self.connected.contains(&i) => {
-                            // Only routes and replies are charged to a
-                            // neighbor; other sizes are never read.
-                            let size = match &message {
-                                Message::Route(_) | Message::Reply(_) => message.encoded_len(),
-                                _ => 0,
-                            };
-                            io.send(
-                                i,
-                                SimMessage::Ring {
-                                    message: Box::new(message),
-                                    size,
-                                },
-                            );
-                        }
-                        _ => {
-                            self.log.borrow_mut().failed_sends += 1;
-                            queue.extend(self.state.on_send_failed(to, message, at));
-                        }
-                    }
-                }
-                Action::Dial { peer, addresses } => {
-                    let target = addresses
-                        .iter()
-                        .find_map(|a| a.strip_prefix("sim:")?.parse::<NodeIdx>().ok());
-                    let known = self.directory.borrow().index(&peer);
-                    match target {
-                        Some(i) if Some(i) == known && i != self.idx => {
-                            if !self.connected.contains(&i) && self.dialing.insert(i) {
-                                io.send(i, SimMessage::Open);
-                            }
-                        }
-                        _ => queue.extend(self.state.on_dial_failed(peer, at)),
-                    }
-                }
-                Action::Disconnect { peer, .. }
-                | Action::Report {
-                    peer,
-                    error: PeerError::Protocol(_),
-                } => {
-                    let idx = self.directory.borrow().index(&peer);
-                    if let Some(i) = idx
-                        && self.connected.remove(&i)
-                    {
-                        io.send(i, SimMessage::Close);
-                        queue.extend(self.state.on_peer_down(peer, at));
-                    }
-                }
-                // Nothing is kept across a simulated node's life.
-                Action::Report { .. } | Action::Store(_) | Action::Forget(_) => {}
-                Action::Event(event) => self.record(event),
-            }
-        }
-        let wake = self
-            .state
-            .next_wakeup()
-            .saturating_duration_since(self.base);
-        if self.timer_at.is_none_or(|t| wake < t) {
-            io.timer(wake.saturating_sub(now), 0);
-            self.timer_at = Some(wake);
-        }
-    }
-
-    fn record(&mut self, event: Event) {
+impl Host<RingState> for RingHost {
+    fn on_event(&mut self, node: NodeIdx, _now: Duration, event: Event) {
         let mut log = self.log.borrow_mut();
         match event {
             Event::Delivered {
@@ -288,10 +78,10 @@ impl SimPeer {
                 htl_left,
                 ..
             } => log.deliveries.push(Delivery {
-                node: self.idx,
+                node,
                 origin,
                 id,
-                hops: u32::from(self.state.config().max_htl.saturating_sub(htl_left)),
+                hops: u32::from(self.max_htl.saturating_sub(htl_left)),
             }),
             Event::RouteFailed { .. } => log.route_failures += 1,
             Event::Overloaded(_) => log.overloads += 1,
@@ -301,88 +91,8 @@ impl SimPeer {
     }
 }
 
-impl SimNode for SimPeer {
-    type Message = SimMessage;
-
-    fn on_start(&mut self, now: Duration, io: &mut Io<SimMessage>) {
-        if let Some(g) = self.gateway.filter(|g| *g != self.idx)
-            && self.dialing.insert(g)
-        {
-            io.send(g, SimMessage::Open);
-        }
-        self.apply(now, Vec::new(), io);
-    }
-
-    fn on_message(
-        &mut self,
-        now: Duration,
-        from: NodeIdx,
-        message: SimMessage,
-        io: &mut Io<SimMessage>,
-    ) {
-        let at = self.instant(now);
-        let peer = self.peer(from);
-        let actions = match message {
-            SimMessage::Open => {
-                if self.connected.insert(from) {
-                    io.send(from, SimMessage::OpenAck);
-                    self.state.on_peer_up(peer, None, at)
-                } else {
-                    Vec::new()
-                }
-            }
-            SimMessage::OpenAck => {
-                self.dialing.remove(&from);
-                if self.connected.insert(from) {
-                    self.state.on_peer_up(peer, None, at)
-                } else {
-                    Vec::new()
-                }
-            }
-            SimMessage::Close => {
-                if self.connected.remove(&from) {
-                    self.state.on_peer_down(peer, at)
-                } else {
-                    Vec::new()
-                }
-            }
-            SimMessage::Ring { message, size } => {
-                if self.connected.contains(&from) {
-                    self.state.on_message(peer, *message, size, at)
-                } else {
-                    Vec::new()
-                }
-            }
-        };
-        self.apply(now, actions, io);
-    }
-
-    fn on_timer(&mut self, now: Duration, _timer: u64, io: &mut Io<SimMessage>) {
-        if self.timer_at.is_some_and(|t| t <= now) {
-            self.timer_at = None;
-        }
-        let at = self.instant(now);
-        let actions = if self.state.next_wakeup() <= at {
-            self.state.on_tick(at)
-        } else {
-            Vec::new()
-        };
-        self.apply(now, actions, io);
-    }
-
-    fn on_unreachable(&mut self, now: Duration, peer: NodeIdx, io: &mut Io<SimMessage>) {
-        let at = self.instant(now);
-        let id = self.peer(peer);
-        let mut actions = Vec::new();
-        if self.dialing.remove(&peer) {
-            actions.extend(self.state.on_dial_failed(id, at));
-        }
-        if self.connected.remove(&peer) {
-            actions.extend(self.state.on_peer_down(id, at));
-        }
-        self.apply(now, actions, io);
-    }
-}
+/// A ring node on the simulated network.
+pub type RingNode = NetNode<RingState, RingHost>;
 
 /// A simulation run's parameters.
 #[derive(Debug, Clone)]
@@ -399,9 +109,17 @@ pub struct Scenario {
     pub settle: Duration,
     /// Random pairs routed per measurement.
     pub pairs: usize,
+    /// How the measured routes end: [`RouteMode::Exact`] (delivered only
+    /// at the target, backtracking at dead ends) or [`RouteMode::Closest`]
+    /// (plain greedy: delivered where no neighbor is closer, a success
+    /// only if that is the target).
+    pub route_mode: RouteMode,
     /// Share of the nodes that crash (and as many that join) in the churn
     /// phase; 0 skips it.
     pub churn: f64,
+    /// How long the churn phase lasts: its crashes, its joins and its
+    /// routes are spread over it at random.
+    pub churn_window: Duration,
     /// Time the network runs after the churn before it is measured again.
     pub repair: Duration,
 }
@@ -415,16 +133,26 @@ impl Default for Scenario {
             join_interval: Duration::from_millis(20),
             settle: Duration::from_secs(120),
             pairs: 2000,
+            route_mode: RouteMode::Exact,
             churn: 0.1,
+            churn_window: Duration::from_secs(60),
             repair: Duration::from_secs(120),
         }
     }
 }
 
-/// Routing figures of one measurement.
+/// Routing figures of one measurement: pairs of distinct live nodes drawn
+/// at random among every node started — joined or still joining — and a
+/// route from the first to the second.
 #[derive(Debug, Clone, Default)]
 pub struct RouteStats {
-    /// Routes sent.
+    /// Pairs drawn.
+    pub sampled: usize,
+    /// Of those, pairs with a node still joining (no location yet): the
+    /// origin cannot route, or the target has no location to route to.
+    /// Counted as failures.
+    pub not_joined: usize,
+    /// Routes sent (the other pairs).
     pub sent: usize,
     /// Routes delivered at their target.
     pub delivered: usize,
@@ -433,12 +161,13 @@ pub struct RouteStats {
 }
 
 impl RouteStats {
-    /// Delivered / sent (1 when nothing was sent).
+    /// Delivered / sampled: every pair drawn counts, those with a node
+    /// still joining as failures (1 when nothing was drawn).
     pub fn success_rate(&self) -> f64 {
-        if self.sent == 0 {
+        if self.sampled == 0 {
             1.0
         } else {
-            self.delivered as f64 / self.sent as f64
+            self.delivered as f64 / self.sampled as f64
         }
     }
 
@@ -511,8 +240,11 @@ impl TopologyStats {
 pub struct Measurement {
     /// Routing between random pairs.
     pub routes: RouteStats,
-    /// The topology when the routes were sent.
+    /// The topology when the routes were sent (during churn: when the
+    /// last was).
     pub topology: TopologyStats,
+    /// Live nodes started but still joining (no location) then.
+    pub joining: usize,
     /// Simulated time at the measurement.
     pub at: Duration,
 }
@@ -522,6 +254,9 @@ pub struct Measurement {
 pub struct Report {
     /// After every node joined and the network settled.
     pub built: Measurement,
+    /// While nodes crash and join, if there was churn: routes sent
+    /// throughout the churn window.
+    pub during_churn: Option<Measurement>,
     /// After the churn and the repair time, if there was churn.
     pub churned: Option<Measurement>,
     /// Nodes that failed to join (no location at measurement).
@@ -537,13 +272,19 @@ pub struct Report {
     /// Wall time to build, settle and measure the ring (the churn phase
     /// not included).
     pub built_wall: Duration,
+    /// Wall time from the start to the end of the churn phase's
+    /// measurement (zero without churn).
+    pub during_wall: Duration,
+    /// What the simulated network counted (connections, failures, sends
+    /// to peers gone).
+    pub net: NetStats,
 }
 
 /// A running ring simulation.
 pub struct RingSim {
     /// The simulator.
-    pub sim: Sim<SimPeer>,
-    directory: Rc<RefCell<Directory>>,
+    pub sim: Sim<RingNode>,
+    net: Rc<Net>,
     log: Rc<RefCell<SimLog>>,
     started: Vec<bool>,
     rng: ChaCha12Rng,
@@ -559,24 +300,25 @@ impl std::fmt::Debug for RingSim {
 }
 
 impl RingSim {
-    /// `capacity` nodes (node 0 the gateway), none started.
+    /// `capacity` nodes (node 0 the gateway, which every other node dials
+    /// when started), none started, on a network with the router's
+    /// default keepalive timing.
     pub fn new(scenario: &Scenario, capacity: usize) -> Self {
         let base = Instant::now();
+        let model = ConnectionModel {
+            seed: scenario.seed,
+            ..ConnectionModel::default()
+        };
+        let net = Net::new(model, base);
         let keys: Vec<Keypair> = (0..capacity as u64)
             .map(|i| Keypair::from_seed(scenario.seed.wrapping_mul(1_000_003).wrapping_add(i)))
             .collect();
-        let ids: Vec<PeerId> = keys.iter().map(Keypair::peer_id).collect();
-        let directory = Rc::new(RefCell::new(Directory {
-            index: ids
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (*p, i as NodeIdx))
-                .collect(),
-            ids: ids.clone(),
-        }));
+        for key in &keys {
+            net.directory.borrow_mut().add(key.peer_id(), None);
+        }
         let log = Rc::new(RefCell::new(SimLog::default()));
         let mut config = scenario.config.clone();
-        config.gateways = reactor_ring::Gateways::listed([ids[0]]);
+        config.gateways = reactor_ring::Gateways::listed([net.peer(0)]);
         let mut gateway_config = config.clone();
         // One gateway serves every join of the simulation; a joiner is
         // done with it within a few seconds.
@@ -586,20 +328,26 @@ impl RingSim {
             .into_iter()
             .enumerate()
             .map(|(i, key)| {
+                let idx = i as NodeIdx;
                 let seed = scenario.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let state = if i == 0 {
+                let mut state = if i == 0 {
                     RingState::new_gateway(key, gateway_config.clone(), seed, base, SIM_UNIX_START)
                 } else {
                     RingState::new(key, config.clone(), seed, base, SIM_UNIX_START)
                 };
-                SimPeer::new(
-                    i as NodeIdx,
-                    state,
-                    Some(0),
-                    base,
-                    directory.clone(),
-                    log.clone(),
-                )
+                // Where peers that link to it dial it: its memory address.
+                let address = net.directory.borrow().address(idx).to_string();
+                state.set_addresses(vec![address]);
+                let host = RingHost {
+                    log: log.clone(),
+                    max_htl: config.max_htl,
+                };
+                let node = NetNode::new(idx, state, host, net.clone());
+                if i == 0 {
+                    node
+                } else {
+                    node.with_bootstrap(vec![0])
+                }
             })
             .collect();
         let sim = Sim::new(
@@ -611,12 +359,18 @@ impl RingSim {
         );
         Self {
             sim,
-            directory,
+            net,
             log,
             started: vec![false; capacity],
             rng: ChaCha12Rng::seed_from_u64(scenario.seed ^ 0x0051_u64.rotate_left(40)),
             scenario: scenario.clone(),
         }
+    }
+
+    /// Starts node 0, the gateway, now.
+    pub fn start_gateway(&mut self) {
+        self.started[0] = true;
+        self.sim.start(0);
     }
 
     /// Starts nodes `range` one every `join_interval`.
@@ -632,39 +386,59 @@ impl RingSim {
     pub fn members(&self) -> Vec<NodeIdx> {
         self.sim
             .alive()
-            .filter(|i| self.started[*i as usize] && self.sim.node(*i).state.location().is_some())
+            .filter(|i| self.started[*i as usize] && self.sim.node(*i).core().location().is_some())
             .collect()
     }
 
-    /// Routes `pairs` exact routes between random distinct members and
-    /// waits for them.
-    pub fn measure_routes(&mut self, pairs: usize) -> RouteStats {
-        let members = self.members();
-        let mut stats = RouteStats::default();
-        if members.len() < 2 {
-            return stats;
+    /// Live nodes started, joined or still joining.
+    pub fn live(&self) -> Vec<NodeIdx> {
+        self.sim
+            .alive()
+            .filter(|i| self.started[*i as usize])
+            .collect()
+    }
+
+    /// Draws a pair of distinct live nodes among `live` and routes from the
+    /// first to the second now, in the scenario's route mode; a pair with
+    /// a node still joining is counted as a failure.
+    fn route_pair(
+        &mut self,
+        live: &[NodeIdx],
+        stats: &mut RouteStats,
+        expected: &mut HashMap<(PeerId, u64), NodeIdx>,
+    ) {
+        if live.len() < 2 {
+            return;
         }
-        self.log.borrow_mut().deliveries.clear();
-        let mut expected: HashMap<(PeerId, u64), NodeIdx> = HashMap::new();
-        for _ in 0..pairs {
-            let a = members[self.rng.random_range(0..members.len())];
-            let mut b = a;
-            while b == a {
-                b = members[self.rng.random_range(0..members.len())];
-            }
-            let Some(target) = self.sim.node(b).state.location() else {
-                continue;
-            };
-            let origin = self.directory.borrow().peer(a);
-            if let Some(Some(id)) = self
-                .sim
-                .with_node(a, |n, now, io| n.route_exact(target, now, io))
-            {
-                expected.insert((origin, id), b);
-                stats.sent += 1;
-            }
+        let a = live[self.rng.random_range(0..live.len())];
+        let mut b = a;
+        while b == a {
+            b = live[self.rng.random_range(0..live.len())];
         }
-        self.sim.run_for(Duration::from_secs(30));
+        stats.sampled += 1;
+        let joined = self.sim.node(a).core().location().is_some();
+        let Some(target) = self.sim.node(b).core().location().filter(|_| joined) else {
+            stats.not_joined += 1;
+            return;
+        };
+        let origin = self.net.peer(a);
+        let command = Command::Route {
+            target,
+            mode: self.scenario.route_mode,
+            payload: Vec::new(),
+        };
+        if let Some(Ok(id)) = self
+            .sim
+            .with_node(a, |n, now, io| n.command(now, command, io))
+        {
+            expected.insert((origin, id), b);
+            stats.sent += 1;
+        }
+    }
+
+    /// Counts the deliveries logged since `stats` started that `expected`
+    /// awaits.
+    fn count_deliveries(&self, stats: &mut RouteStats, expected: &HashMap<(PeerId, u64), NodeIdx>) {
         for d in self.log.borrow().deliveries.iter() {
             if expected.get(&(d.origin, d.id)) == Some(&d.node) {
                 stats.delivered += 1;
@@ -672,13 +446,31 @@ impl RingSim {
             }
         }
         stats.hops.sort_unstable();
+    }
+
+    /// Routes between `pairs` random pairs of live nodes (joined or still
+    /// joining: see [`RouteStats`]) at once, and waits 30 s for them.
+    pub fn measure_routes(&mut self, pairs: usize) -> RouteStats {
+        let live = self.live();
+        let mut stats = RouteStats::default();
+        self.log.borrow_mut().deliveries.clear();
+        let mut expected = HashMap::new();
+        for _ in 0..pairs {
+            self.route_pair(&live, &mut stats, &mut expected);
+        }
+        self.sim.run_for(Duration::from_secs(30));
+        self.count_deliveries(&mut stats, &expected);
         stats
+    }
+
+    /// Live started nodes with no location yet.
+    fn joining(&self) -> usize {
+        self.live().len() - self.members().len()
     }
 
     /// The topology of the live members now.
     pub fn topology(&self) -> TopologyStats {
         let members = self.members();
-        let dir = self.directory.borrow();
         let mut stats = TopologyStats {
             nodes: members.len(),
             degree_min: usize::MAX,
@@ -692,7 +484,7 @@ impl RingSim {
             members.iter().enumerate().map(|(k, i)| (*i, k)).collect();
         let mut ring: Vec<(Location, NodeIdx)> = members
             .iter()
-            .filter_map(|i| Some((self.sim.node(*i).state.location()?, *i)))
+            .filter_map(|i| Some((self.sim.node(*i).core().location()?, *i)))
             .collect();
         ring.sort();
         let neighbor_sets: Vec<BTreeSet<NodeIdx>> = members
@@ -700,16 +492,16 @@ impl RingSim {
             .map(|i| {
                 self.sim
                     .node(*i)
-                    .state
+                    .core()
                     .neighbor_locations()
-                    .filter_map(|(p, _)| dir.index(&p))
+                    .filter_map(|(p, _)| self.net.index(&p))
                     .filter(|j| index.contains_key(j))
                     .collect()
             })
             .collect();
         let mut degree_sum = 0;
         for (k, i) in members.iter().enumerate() {
-            let node = &self.sim.node(*i).state;
+            let node = self.sim.node(*i).core();
             let degree = neighbor_sets[k].len();
             degree_sum += degree;
             stats.degree_min = stats.degree_min.min(degree);
@@ -780,77 +572,137 @@ impl RingSim {
     /// A measurement now.
     pub fn measure(&mut self, pairs: usize) -> Measurement {
         let topology = self.topology();
+        let joining = self.joining();
         let at = self.sim.now();
         let routes = self.measure_routes(pairs);
         Measurement {
             routes,
             topology,
+            joining,
             at,
         }
     }
 
-    /// Crashes `count` random members (never the gateway); their neighbors
-    /// notice after [`KEEPALIVE_DETECTION`] at the latest.
-    pub fn crash_random(&mut self, count: usize) {
-        let mut members: Vec<NodeIdx> = self.members().into_iter().filter(|i| *i != 0).collect();
-        members.shuffle(&mut self.rng);
-        let crashed: BTreeSet<NodeIdx> = members.into_iter().take(count).collect();
-        for i in &crashed {
-            self.sim.crash(*i);
+    /// The churn phase, measured while it happens: over `window`, `crash`
+    /// random live nodes (never the gateway) crash — each of their peers
+    /// notices with the router's keepalive timing, or one round trip after
+    /// it next sends to one — the nodes `join` start, and `pairs` routes
+    /// go between random pairs of the live nodes of that moment (joined or
+    /// still joining), each at its own random time. Returns once the last
+    /// route has had 30 s.
+    pub fn churn_while_routing(
+        &mut self,
+        crash: usize,
+        join: std::ops::Range<usize>,
+        window: Duration,
+        pairs: usize,
+    ) -> Measurement {
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        enum Step {
+            Crash,
+            Join(usize),
+            Route,
         }
-        self.sim.run_for(KEEPALIVE_DETECTION);
-        let alive: Vec<NodeIdx> = self.sim.alive().collect();
-        for i in alive {
-            let lost: Vec<NodeIdx> = self
-                .sim
-                .node(i)
-                .connected()
-                .intersection(&crashed)
-                .copied()
-                .collect();
-            for peer in lost {
-                self.sim
-                    .with_node(i, |n, now, io| n.connection_lost(peer, now, io));
+        let start = self.sim.now();
+        let span = window.as_micros().max(1) as u64;
+        let at = |rng: &mut ChaCha12Rng| Duration::from_micros(rng.random_range(0..span));
+        let mut steps: Vec<(Duration, Step)> = Vec::new();
+        for _ in 0..crash {
+            steps.push((at(&mut self.rng), Step::Crash));
+        }
+        for i in join {
+            steps.push((at(&mut self.rng), Step::Join(i)));
+        }
+        for _ in 0..pairs {
+            steps.push((at(&mut self.rng), Step::Route));
+        }
+        steps.sort();
+        self.log.borrow_mut().deliveries.clear();
+        let mut stats = RouteStats::default();
+        let mut expected = HashMap::new();
+        for (offset, step) in steps {
+            self.sim.run_until(start + offset);
+            match step {
+                Step::Crash => {
+                    let live: Vec<NodeIdx> = self.live().into_iter().filter(|i| *i != 0).collect();
+                    if !live.is_empty() {
+                        let victim = live[self.rng.random_range(0..live.len())];
+                        self.sim.crash_node(victim);
+                    }
+                }
+                Step::Join(i) => {
+                    self.started[i] = true;
+                    self.sim.start(i as NodeIdx);
+                }
+                Step::Route => {
+                    let live = self.live();
+                    self.route_pair(&live, &mut stats, &mut expected);
+                }
             }
+        }
+        self.sim.run_until(start + window);
+        let topology = self.topology();
+        let joining = self.joining();
+        let at = self.sim.now();
+        self.sim.run_for(Duration::from_secs(30));
+        self.count_deliveries(&mut stats, &expected);
+        Measurement {
+            routes: stats,
+            topology,
+            joining,
+            at,
         }
     }
 
-    /// Simulator and node counters.
+    /// What the simulated nodes' applications saw.
     pub fn log(&self) -> std::cell::Ref<'_, SimLog> {
         self.log.borrow()
+    }
+
+    /// What the simulated network counted.
+    pub fn net_stats(&self) -> NetStats {
+        self.net.stats()
     }
 }
 
 /// Builds a ring by joining `scenario.nodes` nodes one by one through node
 /// 0, lets it settle and measures it; then, if `churn > 0`, crashes that
-/// share of the nodes, joins as many new ones, waits `repair` and measures
+/// share of the nodes and joins as many new ones over `churn_window` while
+/// routing ([`RingSim::churn_while_routing`]), waits `repair` and measures
 /// again.
 pub fn run_scenario(scenario: &Scenario) -> Report {
     let wall = Instant::now();
     let churn = (scenario.nodes as f64 * scenario.churn).round() as usize;
     let mut ring = RingSim::new(scenario, scenario.nodes + churn);
-    ring.started[0] = true;
-    ring.sim.start(0);
+    ring.start_gateway();
     ring.join(1..scenario.nodes);
     ring.sim.run_for(scenario.settle);
     let built = ring.measure(scenario.pairs);
     let built_wall = wall.elapsed();
-    let churned = (churn > 0).then(|| {
-        ring.crash_random(churn);
-        ring.join(scenario.nodes..scenario.nodes + churn);
+    let mut during_wall = Duration::ZERO;
+    let (during_churn, churned) = if churn > 0 {
+        let during = ring.churn_while_routing(
+            churn,
+            scenario.nodes..scenario.nodes + churn,
+            scenario.churn_window,
+            scenario.pairs,
+        );
+        during_wall = wall.elapsed();
         ring.sim.run_for(scenario.repair);
-        ring.measure(scenario.pairs)
-    });
+        (Some(during), Some(ring.measure(scenario.pairs)))
+    } else {
+        (None, None)
+    };
     let unjoined = (0..ring.started.len())
         .filter(|i| {
             ring.started[*i]
                 && ring.sim.is_alive(*i as NodeIdx)
-                && ring.sim.node(*i as NodeIdx).state.location().is_none()
+                && ring.sim.node(*i as NodeIdx).core().location().is_none()
         })
         .count();
     let mut totals = reactor_ring::RingStats::default();
     for node in ring.sim.nodes() {
-        let s = node.state.stats();
+        let s = node.core().stats();
         totals.joins_served += s.joins_served;
         totals.joins_refused += s.joins_refused;
         totals.locations_verified += s.locations_verified;
@@ -881,11 +733,14 @@ pub fn run_scenario(scenario: &Scenario) -> Report {
     Report {
         totals,
         built_wall,
+        during_wall,
         built,
+        during_churn,
         churned,
         unjoined,
         messages: ring.sim.stats().delivered,
         overloads: log.overloads,
         locations_refused: log.locations_refused,
+        net: ring.net_stats(),
     }
 }

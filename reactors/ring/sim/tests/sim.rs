@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use reactor_ring::RingConfig;
-use reactor_ring_sim::{Scenario, run_scenario};
+use reactor_ring::{RingConfig, RouteMode};
+use reactor_ring_sim::{RingSim, Scenario, run_scenario};
 
 fn scenario(nodes: usize, seed: u64) -> Scenario {
     Scenario {
@@ -16,7 +16,9 @@ fn scenario(nodes: usize, seed: u64) -> Scenario {
         join_interval: Duration::from_millis(10),
         settle: Duration::from_secs(40),
         pairs: 1000,
+        route_mode: RouteMode::Exact,
         churn: 0.1,
+        churn_window: Duration::from_secs(40),
         repair: Duration::from_secs(40),
     }
 }
@@ -25,10 +27,13 @@ fn scenario(nodes: usize, seed: u64) -> Scenario {
 /// by connect requests). Every node joins; the ring is one component in
 /// which every node is linked to its successor and predecessor, nine in
 /// ten of the nodes' three nearest peers are neighbors (ring links, two
-/// per side), and every node has between 15 and 30 neighbors; every exact route between 1,000 random
-/// pairs arrives, in at most 4 hops on average. After 15 nodes crash and
-/// 15 new ones join, at least 99.9 % of routes still arrive and the ring
-/// is whole again. Two seeds.
+/// per side), and every node has between 15 and 30 neighbors; every exact
+/// route between 1,000 random pairs arrives, in at most 4 hops on average.
+/// While 15 nodes crash and 15 new ones join over 40 s, at least 95 % of
+/// 1,000 routes sent meanwhile arrive (97.8 % and 98.3 % measured: a route
+/// handed to a crashed neighbor before its peers notice is lost), every
+/// pair counted, those with a node still joining as failures. After the
+/// repair at least 99.9 % arrive and the ring is whole again. Two seeds.
 #[test]
 fn a_ring_grown_through_one_gateway_routes_every_pair_and_repairs_after_churn() {
     for seed in [1, 2] {
@@ -44,6 +49,13 @@ fn a_ring_grown_through_one_gateway_routes_every_pair_and_repairs_after_churn() 
                 c.routes.mean_hops(),
                 c.topology.components
             ))
+        );
+        let during = report.during_churn.as_ref().expect("churn phase");
+        eprintln!(
+            "seed {seed}: during churn {:?} success {:.4} joining {}",
+            during.routes,
+            during.routes.success_rate(),
+            during.joining,
         );
         assert_eq!(report.unjoined, 0);
         assert_eq!(
@@ -64,6 +76,17 @@ fn a_ring_grown_through_one_gateway_routes_every_pair_and_repairs_after_churn() 
             built.routes.mean_hops() <= 4.0,
             "{}",
             built.routes.mean_hops()
+        );
+        assert_eq!(during.routes.sampled, 1000);
+        assert_eq!(
+            during.routes.sent + during.routes.not_joined,
+            during.routes.sampled
+        );
+        assert!(during.routes.delivered <= during.routes.sent);
+        assert!(
+            during.routes.success_rate() >= 0.95,
+            "{}",
+            during.routes.success_rate()
         );
         let churned = report.churned.expect("churn phase");
         assert_eq!(churned.topology.nodes, 150, "15 crashed, 15 joined");
@@ -89,4 +112,35 @@ fn the_same_seed_gives_the_same_ring() {
         )
     };
     assert_eq!(run(), run());
+}
+
+/// Pairs are drawn among every node started, joined or not: measured just
+/// after 40 nodes started, 20 ms apart, while some are still negotiating
+/// their locations, the pairs with a node still joining are counted, as
+/// failures.
+#[test]
+fn pairs_with_a_node_still_joining_count_as_failures() {
+    let s = Scenario {
+        join_interval: Duration::from_millis(20),
+        churn: 0.0,
+        ..scenario(40, 3)
+    };
+    let mut ring = RingSim::new(&s, s.nodes);
+    ring.start_gateway();
+    ring.join(1..s.nodes);
+    let m = ring.measure(300);
+    let r = &m.routes;
+    eprintln!("{r:?}, joining {}", m.joining);
+    assert!(m.joining > 0, "nodes still joining");
+    assert_eq!(r.sampled, 300);
+    assert!(r.not_joined > 0 && r.sent > 0, "a mix of both");
+    assert_eq!(r.sent + r.not_joined, r.sampled);
+    let most = (r.sampled - r.not_joined) as f64 / r.sampled as f64;
+    assert!(r.success_rate() <= most, "{} > {most}", r.success_rate());
+    // Once joined and settled, every pair counts and every route arrives.
+    ring.sim.run_for(Duration::from_secs(40));
+    let m = ring.measure(300);
+    assert_eq!(m.joining, 0);
+    assert_eq!(m.routes.not_joined, 0);
+    assert_eq!(m.routes.success_rate(), 1.0);
 }

@@ -307,3 +307,84 @@ fn a_node_with_max_inbound_connections_refuses_more() {
     assert!(!sim.node(1).is_connected(2) && !sim.node(2).is_connected(1));
     assert_eq!(net.stats().refused_full, 1);
 }
+
+/// Ticks every second; each command adds one earlier deadline.
+#[derive(Debug)]
+struct Ticker {
+    next: Instant,
+    extra: std::collections::BTreeSet<Instant>,
+    inputs: u64,
+}
+
+impl Core for Ticker {
+    type Message = u32;
+    type Wire = u32;
+    type Command = Duration;
+    type Reply = ();
+    type Event = u32;
+    type Effect = ();
+    type Outcome = ();
+
+    fn handle(&mut self, now: Instant, input: Input<u32, ()>, _out: &mut Outputs<Self>) {
+        if input == Input::Timer {
+            self.inputs += 1;
+            if now >= self.next {
+                self.next = now + Duration::from_secs(1);
+            }
+            self.extra.retain(|at| *at > now);
+        }
+    }
+
+    fn command(&mut self, now: Instant, after: Duration, _out: &mut Outputs<Self>) {
+        self.extra.insert(now + after);
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        Some(
+            self.extra
+                .first()
+                .map_or(self.next, |at| self.next.min(*at)),
+        )
+    }
+
+    fn decode(&self, wire: u32) -> Result<Option<u32>, PeerError> {
+        Ok(Some(wire))
+    }
+
+    fn encode(message: u32) -> u32 {
+        message
+    }
+}
+
+#[test]
+fn a_superseded_timer_starts_no_second_chain() {
+    let base = Instant::now();
+    let net = Net::new(ConnectionModel::default(), base);
+    let idx = net
+        .directory
+        .borrow_mut()
+        .add(Keypair::from_seed(1).peer_id(), None);
+    let core = Ticker {
+        next: base + Duration::from_secs(1),
+        extra: Default::default(),
+        inputs: 0,
+    };
+    let node = NetNode::new(idx, core, super::Ignore, net.clone());
+    let mut sim = Sim::new(vec![node], SimConfig::default());
+    sim.start_all();
+    // Ten deadlines, each earlier than the last: ten timers superseded.
+    for tenths in (1..=9).rev() {
+        sim.with_node(0, |n, now, io| {
+            n.command(now, Duration::from_millis(100 * tenths), io)
+        });
+    }
+    sim.run_until(Duration::from_millis(100_500));
+    let inputs = sim.node(0).core().inputs;
+    assert_eq!(inputs, 9 + 100, "each deadline once, each tick once");
+    // Each superseded timer fires once more, and does nothing.
+    assert!(
+        sim.stats().timers <= inputs + 10,
+        "{} timers for {inputs} inputs",
+        sim.stats().timers
+    );
+}

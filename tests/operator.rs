@@ -1,0 +1,176 @@
+//! What an operator of real `switchyard` processes sees and can do: the log
+//! lines that tell what happens, the refusals counted by cause.
+
+mod common;
+
+use common::{Proc, config, config_on, free_port_range, sample, wait_for_log};
+use switchyard::p2p::Keypair;
+
+/// The lines of `log` that contain every one of `words`.
+fn lines_with<'a>(log: &'a str, words: &[&str]) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .collect()
+}
+
+#[test]
+fn the_log_tells_of_peers_wrong_networks_wrong_keys_and_unreachable_bootstrap_peers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a_log = dir.path().join("a.log");
+    let a = Proc::start_logged(&config(&dir.path().join("a"), &[], ""), "info", &a_log);
+    let (_, a_host) = a.tcp.split_once('@').expect("peer@host");
+
+    // B is on another network and bootstraps from A, from a name that does
+    // not resolve and from a port where nobody listens.
+    let ghost = Keypair::from_seed(99).peer_id();
+    let closed = free_port_range(1);
+    let unresolvable = format!("tcp://{ghost}@no-such-host.invalid:26656");
+    let unreachable = format!("tcp://{ghost}@127.0.0.1:{closed}");
+    let b_log = dir.path().join("b.log");
+    let b = Proc::start_logged(
+        &config_on(
+            "another-network",
+            &dir.path().join("b"),
+            &[&a.tcp, &unresolvable, &unreachable],
+            "",
+        ),
+        "info",
+        &b_log,
+    );
+    let log = wait_for_log(&b_log, "cannot resolve");
+    assert!(
+        !lines_with(&log, &["WARN", "dial failed", "no-such-host.invalid"]).is_empty(),
+        "{log}"
+    );
+    let log = wait_for_log(&b_log, &format!("127.0.0.1:{closed}"));
+    assert!(
+        !lines_with(
+            &log,
+            &["WARN", "dial failed", &format!("127.0.0.1:{closed}")]
+        )
+        .is_empty(),
+        "{log}"
+    );
+    let log = wait_for_log(&b_log, "another network id");
+    assert!(
+        !lines_with(&log, &["WARN", "dial failed", "another network id"]).is_empty(),
+        "{log}"
+    );
+    // The listener tells it and counts it under its own reason.
+    let log = wait_for_log(&a_log, "from another network id");
+    assert!(
+        !lines_with(&log, &["WARN", "from another network id"]).is_empty(),
+        "{log}"
+    );
+    let metrics = a.get_text("/metrics");
+    let series =
+        |reason: &str| format!("switchyard_p2p_handshakes_refused_total{{reason=\"{reason}\"}}");
+    assert!(
+        sample(&metrics, &series("network_mismatch")) >= 1,
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, &series("accept_error")), 0, "{metrics}");
+
+    // C is on A's network and knows A under its right key and a wrong one.
+    let wrong_key = format!("tcp://{ghost}@{a_host}");
+    let c_log = dir.path().join("c.log");
+    let c = Proc::start_logged(
+        &config(&dir.path().join("c"), &[&a.tcp, &wrong_key], ""),
+        "info",
+        &c_log,
+    );
+    let log = wait_for_log(&c_log, "answered");
+    assert!(
+        !lines_with(
+            &log,
+            &["WARN", "dial failed", &ghost.to_string(), "answered"]
+        )
+        .is_empty(),
+        "{log}"
+    );
+    let log = wait_for_log(&a_log, &format!("peer={}", c.peer_id));
+    assert!(
+        !lines_with(&log, &["INFO", "peer up", &c.peer_id]).is_empty(),
+        "{log}"
+    );
+    let c_id = c.peer_id.clone();
+    assert!(c.stop());
+    // A hears C's goodbye, and says why C is gone.
+    let log = wait_for_log(&a_log, "peer down");
+    let down = lines_with(&log, &["INFO", "peer down", &c_id]);
+    assert!(
+        down.iter()
+            .any(|l| l.contains("goodbye") && l.contains("Shutdown")),
+        "{log}"
+    );
+    assert!(b.stop());
+    assert!(a.stop());
+}
+
+/// Runs the `switchyard` CLI with `args`; its exit status, stdout, stderr.
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(common::EXE)
+        .args(args)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a_home = dir.path().join("a");
+    let b_home = dir.path().join("b");
+    let a = Proc::start(&config(&a_home, &[], ""));
+    let b = Proc::start(&config(&b_home, &[&a.tcp], ""));
+    common::wait_until("b to connect to a", || a.peers() == vec![b.peer_id.clone()]);
+    let api = a.api.to_string();
+
+    let (ok, stdout, stderr) = cli(&["ban", &b.peer_id, "--for", "1h", "--api", &api]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("banned") && stdout.contains("3600"),
+        "{stdout}"
+    );
+    common::wait_until("a to drop b", || a.peers().is_empty());
+    // An absurd ban is refused with the limit, in one line.
+    let (ok, _, stderr) = cli(&["ban", &b.peer_id, "--for", "99999999999999h", "--api", &api]);
+    assert!(!ok);
+    assert!(stderr.contains("longest ban"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // Both restart; b redials a at once (its backoff is not stored), and
+    // a, which kept the ban in its peer store, refuses it.
+    assert!(b.stop());
+    assert!(a.stop());
+    let a = Proc::start(&config(&a_home, &[], ""));
+    let api = a.api.to_string();
+    let (ok, stdout, stderr) = cli(&["bans", "--api", &api]);
+    assert!(ok, "{stderr}");
+    let b = Proc::start(&config(&b_home, &[&a.tcp], ""));
+    assert!(
+        stdout.contains(&b.peer_id) && stdout.contains("1 bans"),
+        "{stdout}"
+    );
+    common::wait_until("a to refuse the banned b after its restart", || {
+        sample(
+            &a.get_text("/metrics"),
+            "switchyard_p2p_handshakes_refused_total{reason=\"banned\"}",
+        ) >= 1
+    });
+    assert!(a.peers().is_empty());
+
+    let (ok, stdout, stderr) = cli(&["unban", &b.peer_id, "--api", &api]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("lifted"), "{stdout}");
+    let (ok, stdout, _) = cli(&["bans", "--api", &api]);
+    assert!(ok && stdout.contains("0 bans"), "{stdout}");
+    let (ok, _, stderr) = cli(&["unban", &b.peer_id, "--api", &api]);
+    assert!(!ok && stderr.contains("not banned"), "{stderr}");
+    assert!(b.stop());
+    assert!(a.stop());
+}
