@@ -24,10 +24,10 @@ fn init(home: &Path) {
 
 /// A pipe whose reading end is already closed: the first write to it
 /// fails with `EPIPE`, as after `| head -1` has exited.
-fn closed_pipe() -> std::io::PipeWriter {
-    let (reader, writer) = std::io::pipe().expect("pipe");
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
-    writer
+    Stdio::from(writer)
 }
 
 fn stderr_of(out: &Output) -> String {
