@@ -56,6 +56,9 @@ pub async fn status(api: SocketAddr) -> anyhow::Result<()> {
     for address in &s.listen_addresses {
         outln!("listening    {address}")?;
     }
+    for address in &s.announced_addresses {
+        outln!("announcing   {address}")?;
+    }
     outln!(
         "peers        {} ({} inbound, {} outbound)",
         s.inbound_peers + s.outbound_peers,

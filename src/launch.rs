@@ -93,6 +93,7 @@ pub async fn node_builder(config: &Config) -> anyhow::Result<Launch> {
     let keypair = load_key(config)?;
     let ring = &config.reactors.ring;
     let mut router_config = config.router_config();
+    router_config.external_addresses = config.p2p.addresses(keypair.peer_id())?;
     if ring.enabled {
         // The ring negotiates a location with a gateway it is connected to.
         let bootstrap = &mut router_config.peer_manager.bootstrap_peers;

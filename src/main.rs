@@ -331,11 +331,30 @@ fn id(config: &Config) -> anyhow::Result<()> {
     let key = switchyard::p2p::Keypair::load(&path).context("node key")?;
     let peer = key.peer_id();
     outln!("{peer}")?;
-    if let Some(tcp) = config.tcp_config() {
-        outln!("{}", p2p_address("tcp", peer, tcp.listen))?;
+    // What peers should dial: the external addresses if set, else the
+    // listen addresses.
+    let external = config.p2p.addresses(peer)?;
+    if !external.is_empty() {
+        for address in external {
+            outln!("{address}")?;
+        }
+        return Ok(());
     }
-    if let Some(quic) = config.quic_config() {
-        outln!("{}", p2p_address("quic", peer, quic.listen))?;
+    let mut unspecified = false;
+    for (scheme, listen) in [
+        ("tcp", config.tcp_config().map(|c| c.listen)),
+        ("quic", config.quic_config().map(|c| c.listen)),
+    ] {
+        if let Some(listen) = listen {
+            unspecified |= listen.ip().is_unspecified();
+            outln!("{}", p2p_address(scheme, peer, listen))?;
+        }
+    }
+    if unspecified {
+        output::error_line(format_args!(
+            "note: {} is not an address peers can dial; give them this host's address, or set [p2p] external_addresses",
+            std::net::Ipv4Addr::UNSPECIFIED
+        ));
     }
     Ok(())
 }
