@@ -176,7 +176,7 @@ fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
 }
 
 #[test]
-fn a_node_on_0_0_0_0_announces_its_external_address_and_never_the_unspecified_one() {
+fn a_node_on_0_0_0_0_announces_its_external_address_and_no_peer_stores_the_unspecified_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port_range(1);
     // A listens on every interface and says where it is reached.
@@ -203,8 +203,9 @@ fn a_node_on_0_0_0_0_announces_its_external_address_and_never_the_unspecified_on
     let peers: Vec<switchyard::api::PeerEntry> = b.get("/peers");
     assert_eq!(peers[0].listen_addresses, vec![external.clone()]);
 
-    // C listens on every interface and says nothing: it announces nothing
-    // rather than 0.0.0.0, and `id` warns.
+    // C listens on every interface and says nothing: it announces its
+    // port on 0.0.0.0, A stores the IP it observed instead (peer
+    // exchange), and `id` warns.
     let c_config = config(&dir.path().join("c"), &[&external], "");
     let text = std::fs::read_to_string(&c_config).expect("config").replace(
         "[transports.tcp]\nlisten = \"127.0.0.1:0\"",
@@ -214,11 +215,22 @@ fn a_node_on_0_0_0_0_announces_its_external_address_and_never_the_unspecified_on
     std::fs::write(&c_config, text).expect("config");
     let c = Proc::start(&c_config);
     let status: switchyard::api::Status = c.get("/status");
-    assert!(status.announced_addresses.is_empty(), "{status:?}");
+    assert_eq!(status.announced_addresses, status.listen_addresses);
     common::wait_until("a to see c", || a.peers().contains(&c.peer_id));
-    let peers: Vec<switchyard::api::PeerEntry> = a.get("/peers");
-    let c_entry = peers.iter().find(|p| p.peer_id == c.peer_id).expect("c");
-    assert!(c_entry.listen_addresses.is_empty(), "{c_entry:?}");
+    common::wait_until("b to learn an address by peer exchange", || {
+        b.get_text("/metrics")
+            .lines()
+            .any(|l| l.starts_with("switchyard_pex_addresses_learned_total") && !l.ends_with(" 0"))
+    });
+    let refused = b.get_text("/metrics");
+    assert_eq!(
+        sample(
+            &refused,
+            "switchyard_p2p_addresses_refused_total{reason=\"unspecified\"}"
+        ),
+        0,
+        "an unspecified address reached the address book's screen: {refused}"
+    );
     let (ok, stdout, stderr) = cli(&["--config", c_config.to_str().expect("utf-8"), "id"]);
     assert!(ok, "{stderr}");
     assert!(

@@ -139,8 +139,10 @@ pub struct RouterConfig {
     /// The addresses announced to peers in `Hello` (what they store and
     /// dial), each naming this node's PeerId: for a node behind NAT or
     /// listening on `0.0.0.0`. Empty (the default): the transports' listen
-    /// addresses, but never one with an unspecified IP (`0.0.0.0`, `::`),
-    /// which nobody can dial. See [`Router::announced_addresses`].
+    /// addresses; one on an unspecified IP (`0.0.0.0`, `::`) then tells
+    /// only the port, and a peer that learns it takes the IP it observed
+    /// for us instead (peer exchange does; the address book refuses an
+    /// unspecified IP from anyone). See [`Router::announced_addresses`].
     pub external_addresses: Vec<PeerAddress>,
 }
 
@@ -485,9 +487,10 @@ impl RouterBuilder {
     }
 }
 
-/// What a router announces: `external` (those naming `local`), else the
-/// `listen` addresses that can be dialed (not on an unspecified IP, not
-/// port 0).
+/// What a router announces: the `external` addresses that name `local`
+/// and can be dialed (not an unspecified IP, not port 0), else the
+/// `listen` addresses (an unspecified IP among them tells peers the port:
+/// they take the IP they observe).
 fn announced_addresses(
     local: PeerId,
     external: &[PeerAddress],
@@ -502,7 +505,7 @@ fn announced_addresses(
     if !external.is_empty() {
         return external;
     }
-    listen.iter().filter(dialable).cloned().collect()
+    listen.to_vec()
 }
 
 #[derive(Debug)]
@@ -532,8 +535,8 @@ impl Router {
     }
 
     /// The addresses announced to peers in `Hello`: the configured
-    /// [`external_addresses`](RouterConfig::external_addresses), else the
-    /// listen addresses without those on an unspecified IP.
+    /// [`external_addresses`](RouterConfig::external_addresses) that name
+    /// this node and can be dialed, else the listen addresses.
     pub fn announced_addresses(&self) -> &[PeerAddress] {
         &self.inner.announced
     }
@@ -748,11 +751,11 @@ impl Router {
 mod tests {
     use super::*;
 
-    /// A router announces its external addresses if it has any, else its
-    /// listen addresses, never an unspecified IP or port 0, never another
-    /// node's.
+    /// A router announces its external addresses if it has any (never an
+    /// unspecified IP, port 0, or another node's), else its listen
+    /// addresses.
     #[test]
-    fn announced_addresses_are_dialable_and_ours() {
+    fn announced_addresses_are_the_external_ones_else_the_listen_ones() {
         let local = Keypair::from_seed(1).peer_id();
         let other = Keypair::from_seed(2).peer_id();
         let tcp = |peer, addr: &str| PeerAddress::tcp(peer, addr.parse().expect("addr"));
@@ -761,10 +764,7 @@ mod tests {
             tcp(local, "[::]:26656"),
             tcp(local, "10.0.0.5:26656"),
         ];
-        assert_eq!(
-            announced_addresses(local, &[], &listen),
-            vec![tcp(local, "10.0.0.5:26656")]
-        );
+        assert_eq!(announced_addresses(local, &[], &listen), listen);
         let external = vec![
             tcp(local, "203.0.113.7:26656"),
             tcp(other, "203.0.113.8:26656"),
@@ -774,6 +774,7 @@ mod tests {
             announced_addresses(local, &external, &listen),
             vec![tcp(local, "203.0.113.7:26656")]
         );
-        assert!(announced_addresses(local, &[], &listen[..2]).is_empty());
+        let unusable = [tcp(local, "0.0.0.0:1"), tcp(other, "203.0.113.8:1")];
+        assert_eq!(announced_addresses(local, &unusable, &listen), listen);
     }
 }
