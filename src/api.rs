@@ -208,6 +208,10 @@ pub struct Status {
     pub version: String,
     /// Where the transports listen.
     pub listen_addresses: Vec<String>,
+    /// What peers are told to dial (`[p2p] external_addresses`, else the
+    /// listen addresses that can be dialed).
+    #[serde(default)]
+    pub announced_addresses: Vec<String>,
     /// Connected peers that dialed us.
     pub inbound_peers: usize,
     /// Connected peers we dialed.
@@ -231,6 +235,12 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
         listen_addresses: state
             .router
             .listen_addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        announced_addresses: state
+            .router
+            .announced_addresses()
             .iter()
             .map(ToString::to_string)
             .collect(),

@@ -47,14 +47,22 @@ pub async fn call<T: DeserializeOwned>(
         .with_context(|| format!("{url}: unexpected answer"))
 }
 
-/// Prints `GET /status`.
-pub async fn status(api: SocketAddr) -> anyhow::Result<()> {
+/// Prints `GET /status`: a table, or the JSON answer.
+pub async fn status(api: SocketAddr, json: bool) -> anyhow::Result<()> {
+    if json {
+        let value: serde_json::Value = get(api, "/status").await?;
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
     let s: Status = get(api, "/status").await?;
     outln!("peer id      {}", s.peer_id)?;
     outln!("network      {}", s.network_id)?;
     outln!("version      {}", s.version)?;
     for address in &s.listen_addresses {
         outln!("listening    {address}")?;
+    }
+    for address in &s.announced_addresses {
+        outln!("announcing   {address}")?;
     }
     outln!(
         "peers        {} ({} inbound, {} outbound)",
@@ -67,8 +75,13 @@ pub async fn status(api: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints `GET /peers` as a table.
-pub async fn peers(api: SocketAddr) -> anyhow::Result<()> {
+/// Prints `GET /peers`: a table, or the JSON answer.
+pub async fn peers(api: SocketAddr, json: bool) -> anyhow::Result<()> {
+    if json {
+        let value: serde_json::Value = get(api, "/peers").await?;
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
     let peers: Vec<PeerEntry> = get(api, "/peers").await?;
     outln!(
         "{:<52}  {:<8}  {:>5}  {:<15}  software",

@@ -93,6 +93,7 @@ pub async fn node_builder(config: &Config) -> anyhow::Result<Launch> {
     let keypair = load_key(config)?;
     let ring = &config.reactors.ring;
     let mut router_config = config.router_config();
+    router_config.external_addresses = config.p2p.addresses(keypair.peer_id())?;
     if ring.enabled {
         // The ring negotiates a location with a gateway it is connected to.
         let bootstrap = &mut router_config.peer_manager.bootstrap_peers;
@@ -193,6 +194,15 @@ fn room_spec(config: &Config, keypair: &Keypair, room: &RoomSection) -> anyhow::
             .transpose()
     };
     let me = keypair.peer_id();
+    if room.admin.is_none() {
+        // Every node that leaves admin out is the admin of its own room:
+        // two such nodes are in two different rooms of the same name.
+        tracing::warn!(
+            room = %room.name,
+            admin = %me,
+            "room configured without admin: this node is its admin, and nodes whose config names another admin (or none) are in another room; set admin = \"{me}\" on every node that should share it"
+        );
+    }
     let admin = parse("admin", &room.admin)?.unwrap_or(me);
     let file_key = match &room.write_key_file {
         Some(file) => {

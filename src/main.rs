@@ -30,6 +30,14 @@ struct Cli {
     /// else the embedded defaults).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Which logs to keep (`run`): a tracing filter such as `info` or
+    /// `info,p2p=debug`. Overrides `RUST_LOG` and `[log] filter`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// How logs are written (`run`): `text` or `json`. Overrides
+    /// `[log] format`.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
     /// Whether `--home` was given on the command line.
@@ -73,12 +81,18 @@ enum Command {
         /// The node's API address (default: api.listen from the config).
         #[arg(long)]
         api: Option<SocketAddr>,
+        /// Print the API's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a running node's peers (GET /peers).
     Peers {
         /// The node's API address (default: api.listen from the config).
         #[arg(long)]
         api: Option<SocketAddr>,
+        /// Print the API's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Ban a peer on a running node: disconnected, refused and not dialed
     /// until the ban ends, across restarts (DELETE /peers/{peer}?ban=…).
@@ -163,8 +177,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { force } => init(cli.home, force),
         Command::Run => {
-            let config = load_config(cli.home, cli.config.as_deref())?;
-            init_logs(&config)?;
+            let mut config = load_config(cli.home, cli.config.as_deref())?;
+            if let Some(format) = cli.log_format.as_deref() {
+                config.log.format = match format {
+                    "json" => LogFormat::Json,
+                    _ => LogFormat::Text,
+                };
+            }
+            init_logs(&config, cli.log_level.as_deref())?;
             runtime.block_on(run(config))
         }
         Command::Id => {
@@ -196,13 +216,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 seconds,
             }))
         }
-        Command::Status { api } => {
+        Command::Status { api, json } => {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
-            runtime.block_on(client::status(api))
+            runtime.block_on(client::status(api, json))
         }
-        Command::Peers { api } => {
+        Command::Peers { api, json } => {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
-            runtime.block_on(client::peers(api))
+            runtime.block_on(client::peers(api, json))
         }
         Command::Ban {
             peer,
@@ -253,10 +273,15 @@ fn api_address(
     }
 }
 
-fn init_logs(config: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
-        .context("log.filter")?;
+/// Starts the logger: `--log-level`, else `RUST_LOG`, else `[log] filter`.
+fn init_logs(config: &Config, level: Option<&str>) -> anyhow::Result<()> {
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::try_new(level)
+            .with_context(|| format!("--log-level {level:?}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
+            .context("log.filter")?,
+    };
     // Logs go to standard error: standard output is the command's own
     // output. A failed write of a log line is not reported on the same
     // broken stream (tracing-subscriber would `eprintln!` it).
@@ -331,11 +356,30 @@ fn id(config: &Config) -> anyhow::Result<()> {
     let key = switchyard::p2p::Keypair::load(&path).context("node key")?;
     let peer = key.peer_id();
     outln!("{peer}")?;
-    if let Some(tcp) = config.tcp_config() {
-        outln!("{}", p2p_address("tcp", peer, tcp.listen))?;
+    // What peers should dial: the external addresses if set, else the
+    // listen addresses.
+    let external = config.p2p.addresses(peer)?;
+    if !external.is_empty() {
+        for address in external {
+            outln!("{address}")?;
+        }
+        return Ok(());
     }
-    if let Some(quic) = config.quic_config() {
-        outln!("{}", p2p_address("quic", peer, quic.listen))?;
+    let mut unspecified = false;
+    for (scheme, listen) in [
+        ("tcp", config.tcp_config().map(|c| c.listen)),
+        ("quic", config.quic_config().map(|c| c.listen)),
+    ] {
+        if let Some(listen) = listen {
+            unspecified |= listen.ip().is_unspecified();
+            outln!("{}", p2p_address(scheme, peer, listen))?;
+        }
+    }
+    if unspecified {
+        output::error_line(format_args!(
+            "note: {} is not an address peers can dial; give them this host's address, or set [p2p] external_addresses",
+            std::net::Ipv4Addr::UNSPECIFIED
+        ));
     }
     Ok(())
 }

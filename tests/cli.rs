@@ -24,10 +24,10 @@ fn init(home: &Path) {
 
 /// A pipe whose reading end is already closed: the first write to it
 /// fails with `EPIPE`, as after `| head -1` has exited.
-fn closed_pipe() -> std::io::PipeWriter {
-    let (reader, writer) = std::io::pipe().expect("pipe");
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
-    writer
+    Stdio::from(writer)
 }
 
 fn stderr_of(out: &Output) -> String {
@@ -386,4 +386,63 @@ fn id_on_a_missing_home_says_so_and_creates_nothing() {
         .expect("run switchyard id");
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
+
+#[test]
+fn log_flags_override_the_config_and_status_and_peers_speak_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port_range(1);
+    // Text logs in the file, and a room without an admin.
+    let config = node_config(
+        &dir.path().join("n1"),
+        api,
+        "\n[[reactors.gossip.rooms]]\nname = \"lobby\"\n",
+    );
+    let mut child = Command::new(EXE)
+        .arg("--config")
+        .arg(&config)
+        .args(["--log-format", "json", "--log-level", "info", "run"])
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard run");
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
+        assert!(child.try_wait().expect("wait").is_none(), "the node exited");
+        assert!(Instant::now() < deadline, "the node's API never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let api_arg = format!("127.0.0.1:{api}");
+    let status = Command::new(EXE)
+        .args(["status", "--json", "--api", &api_arg])
+        .output()
+        .expect("status");
+    let status: serde_json::Value =
+        serde_json::from_slice(&status.stdout).expect("status --json is JSON");
+    assert_eq!(status["network_id"], "cli", "{status}");
+    let peers = Command::new(EXE)
+        .args(["peers", "--json", "--api", &api_arg])
+        .output()
+        .expect("peers");
+    let peers: serde_json::Value =
+        serde_json::from_slice(&peers.stdout).expect("peers --json is JSON");
+    assert!(peers.is_array(), "{peers}");
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child), Some(0));
+    let out = child.wait_with_output().expect("output");
+    // --log-format json won over the file, --log-level info over RUST_LOG.
+    let events = json_lines(&stderr_of(&out));
+    event(&events, "node running");
+    let warning = events
+        .iter()
+        .find(|e| {
+            e["level"] == "WARN"
+                && e["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("without admin"))
+        })
+        .unwrap_or_else(|| panic!("no warning about the room's admin: {events:?}"));
+    assert_eq!(warning["fields"]["room"], "lobby");
 }

@@ -65,6 +65,9 @@ data_dir = "/srv/switchyard \"node\" 1"
 network_id = "test-net"
 key_file = "keys/other.hex"
 
+[p2p]
+external_addresses = ["tcp://203.0.113.7:7400", "quic://node.example.org:7401"]
+
 [transports.tcp]
 enabled = true
 listen = "[::1]:7400"
@@ -751,6 +754,54 @@ fn each_validation_rule_names_its_field() {
     for (text, field, reason) in cases {
         assert_invalid(&text, field, reason);
     }
+}
+
+#[test]
+fn external_addresses_must_be_dialable_over_an_enabled_transport() {
+    for (text, reason) in [
+        (
+            "[p2p]\nexternal_addresses = [\"tcp://0.0.0.0:26656\"]\n",
+            "unspecified IP",
+        ),
+        (
+            "[p2p]\nexternal_addresses = [\"203.0.113.7:26656\"]\n",
+            "tcp://host:port",
+        ),
+        (
+            "[p2p]\nexternal_addresses = [\"udp://203.0.113.7:1\"]\n",
+            "not udp://",
+        ),
+        (
+            "[p2p]\nexternal_addresses = [\"tcp://203.0.113.7:0\"]\n",
+            "port",
+        ),
+        (
+            "[p2p]\nexternal_addresses = [\"quic://203.0.113.7:26656\"]\n",
+            "transports.quic.enabled is false",
+        ),
+    ] {
+        assert_invalid(text, "p2p.external_addresses[0]", reason);
+    }
+    let config = Config::from_toml_str(
+        "[p2p]\nexternal_addresses = [\"tcp://203.0.113.7:26656\", \"tcp://node.example.org:1\"]\n",
+    )
+    .expect("valid");
+    let me = switchyard::p2p::Keypair::from_seed(5).peer_id();
+    let addresses = config.p2p.addresses(me).expect("addresses");
+    assert_eq!(addresses.len(), 2);
+    assert!(addresses.iter().all(|a| a.peer == me));
+    assert_eq!(
+        addresses[0].to_string(),
+        format!("tcp://{me}@203.0.113.7:26656")
+    );
+    // A full address must name this node.
+    let other = switchyard::p2p::Keypair::from_seed(6).peer_id();
+    let config = Config::from_toml_str(&format!(
+        "[p2p]\nexternal_addresses = [\"tcp://{other}@203.0.113.7:26656\"]\n"
+    ))
+    .expect("valid syntax");
+    let err = config.p2p.addresses(me).expect_err("another node's");
+    assert!(err.to_string().contains("another PeerId"), "{err}");
 }
 
 #[test]

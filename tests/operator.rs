@@ -174,3 +174,70 @@ fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
     assert!(b.stop());
     assert!(a.stop());
 }
+
+#[test]
+fn a_node_on_0_0_0_0_announces_its_external_address_and_no_peer_stores_the_unspecified_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port_range(1);
+    // A listens on every interface and says where it is reached.
+    let a_config = config(
+        &dir.path().join("a"),
+        &[],
+        &format!("\n[p2p]\nexternal_addresses = [\"tcp://127.0.0.1:{port}\"]\n"),
+    );
+    let text = std::fs::read_to_string(&a_config).expect("config").replace(
+        "[transports.tcp]\nlisten = \"127.0.0.1:0\"",
+        &format!("[transports.tcp]\nlisten = \"0.0.0.0:{port}\""),
+    );
+    assert!(text.contains(&format!("0.0.0.0:{port}")), "{text}");
+    std::fs::write(&a_config, text).expect("config");
+    let a = Proc::start(&a_config);
+    let external = format!("tcp://{}@127.0.0.1:{port}", a.peer_id);
+    let status: switchyard::api::Status = a.get("/status");
+    assert_eq!(status.announced_addresses, vec![external.clone()]);
+    assert!(status.listen_addresses[0].contains("0.0.0.0"), "{status:?}");
+
+    // B learns A's announced address from its Hello.
+    let b = Proc::start(&config(&dir.path().join("b"), &[&external], ""));
+    common::wait_until("b to connect to a", || b.peers() == vec![a.peer_id.clone()]);
+    let peers: Vec<switchyard::api::PeerEntry> = b.get("/peers");
+    assert_eq!(peers[0].listen_addresses, vec![external.clone()]);
+
+    // C listens on every interface and says nothing: it announces its
+    // port on 0.0.0.0, A stores the IP it observed instead (peer
+    // exchange), and `id` warns.
+    let c_config = config(&dir.path().join("c"), &[&external], "");
+    let text = std::fs::read_to_string(&c_config).expect("config").replace(
+        "[transports.tcp]\nlisten = \"127.0.0.1:0\"",
+        "[transports.tcp]\nlisten = \"0.0.0.0:0\"",
+    );
+    assert!(text.contains("0.0.0.0:0"), "{text}");
+    std::fs::write(&c_config, text).expect("config");
+    let c = Proc::start(&c_config);
+    let status: switchyard::api::Status = c.get("/status");
+    assert_eq!(status.announced_addresses, status.listen_addresses);
+    common::wait_until("a to see c", || a.peers().contains(&c.peer_id));
+    common::wait_until("b to learn an address by peer exchange", || {
+        b.get_text("/metrics")
+            .lines()
+            .any(|l| l.starts_with("switchyard_pex_addresses_learned_total") && !l.ends_with(" 0"))
+    });
+    let refused = b.get_text("/metrics");
+    assert_eq!(
+        sample(
+            &refused,
+            "switchyard_p2p_addresses_refused_total{reason=\"unspecified\"}"
+        ),
+        0,
+        "an unspecified address reached the address book's screen: {refused}"
+    );
+    let (ok, stdout, stderr) = cli(&["--config", c_config.to_str().expect("utf-8"), "id"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("0.0.0.0") && stderr.contains("external_addresses"),
+        "{stderr}"
+    );
+    for node in [c, b, a] {
+        assert!(node.stop());
+    }
+}

@@ -44,18 +44,75 @@
 //! transport has no handshake: its connections meet only the router's
 //! limits and checks.
 //!
+//! Every family is declared from the start (its `# HELP` and `# TYPE`
+//! lines, through [`Declared`]), so a dashboard or an alert finds it before
+//! its first sample: `messages_dropped_total` before the first drop. The
+//! series of fixed label sets start at zero: `peers` by direction,
+//! `handshakes_refused_total` for every reason of [`REFUSAL_REASONS`],
+//! `transport_violations_total` for each of its reasons.
+//!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
 //! are counted under the channel label `unknown`, so a peer cannot create
 //! series at will.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::identity::PeerId;
+
+/// Every reason of `handshakes_refused_total`, as the table above lists
+/// them; each starts at zero.
+pub const REFUSAL_REASONS: &[&str] = &[
+    "too_many_handshakes",
+    "too_many_handshakes_from_prefix",
+    "handshake_timeout",
+    "bad_handshake",
+    "network_mismatch",
+    "io",
+    "accept_backlog",
+    "accept_error",
+    "remote_goodbye",
+    "protocol",
+    "hello_too_large",
+    "oversized_hello",
+    "bad_channel",
+    "peer_id_mismatch",
+    "version_mismatch",
+    "duplicate",
+    "banned",
+    "low_score",
+    "prefix_banned",
+    "prefix_limit",
+    "inbound_full",
+    "outbound_full",
+    "self_connection",
+    "already_connected",
+];
+
+/// The reasons of `transport_violations_total`.
+pub const VIOLATION_REASONS: &[&str] = &["frame_too_large", "reassembly_budget", "protocol"];
+
+/// A metric registered so that it is always shown: its `# HELP` and
+/// `# TYPE` lines even before its first series (`prometheus-client` leaves
+/// out a family without series).
+#[derive(Debug, Clone)]
+pub struct Declared<M>(pub M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        self.0.metric_type()
+    }
+}
 
 /// Why a message was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,74 +233,90 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every family in `registry` under `switchyard_p2p`.
+    /// Registers every family in `registry` under `switchyard_p2p`, each
+    /// declared from the start, the fixed label sets at zero.
     pub fn register(&self, registry: &mut Registry) {
+        for direction in ["inbound", "outbound"] {
+            let _ = self.peers.get_or_create(&DirectionLabels {
+                direction: direction.to_string(),
+            });
+        }
+        for reason in REFUSAL_REASONS {
+            let _ = self.handshakes_refused.get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            });
+        }
+        for reason in VIOLATION_REASONS {
+            let _ = self.transport_violations.get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            });
+        }
         let r = registry.sub_registry_with_prefix("switchyard_p2p");
         r.register(
             "messages_sent",
             "Messages handed to the transport",
-            self.messages_sent.clone(),
+            Declared(self.messages_sent.clone()),
         );
         r.register(
             "bytes_sent",
             "Payload bytes handed to the transport",
-            self.bytes_sent.clone(),
+            Declared(self.bytes_sent.clone()),
         );
         r.register(
             "messages_received",
             "Messages accepted from the transport",
-            self.messages_received.clone(),
+            Declared(self.messages_received.clone()),
         );
         r.register(
             "bytes_received",
             "Payload bytes accepted from the transport",
-            self.bytes_received.clone(),
+            Declared(self.bytes_received.clone()),
         );
         r.register(
             "send_queue_depth",
             "Messages waiting in a peer's send queue",
-            self.send_queue_depth.clone(),
+            Declared(self.send_queue_depth.clone()),
         );
         r.register(
             "messages_dropped",
             "Dropped messages by channel and reason",
-            self.messages_dropped.clone(),
+            Declared(self.messages_dropped.clone()),
         );
         r.register(
             "dial_attempts",
             "Outbound dials started",
-            self.dial_attempts.clone(),
+            Declared(self.dial_attempts.clone()),
         );
         r.register(
             "dial_failures",
             "Outbound dials that failed",
-            self.dial_failures.clone(),
+            Declared(self.dial_failures.clone()),
         );
-        r.register("peers", "Connected peers", self.peers.clone());
+        r.register("peers", "Connected peers", Declared(self.peers.clone()));
         r.register(
             "peer_reports",
             "Misbehaviour reports the supervisor received",
-            self.peer_reports.clone(),
+            Declared(self.peer_reports.clone()),
         );
         r.register(
             "peer_reports_dropped",
             "Misbehaviour reports dropped because the report queue was full",
-            self.peer_reports_dropped.clone(),
+            Declared(self.peer_reports_dropped.clone()),
         );
         r.register(
             "handshakes_refused",
             "Connections ended before they became peers",
-            self.handshakes_refused.clone(),
+            Declared(self.handshakes_refused.clone()),
         );
         r.register(
             "transport_violations",
             "Admitted connections ended because the peer broke a transport limit or the framing",
-            self.transport_violations.clone(),
+            Declared(self.transport_violations.clone()),
         );
         r.register(
             "addresses_refused",
             "Addresses the address book refused, by reason",
-            self.addresses_refused.clone(),
+            Declared(self.addresses_refused.clone()),
         );
     }
 
@@ -377,4 +450,74 @@ pub(crate) struct LinkChannelMetrics {
     pub messages_received: Counter,
     pub bytes_received: Counter,
     pub queue_depth: Gauge,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer_manager::RejectReason;
+    use crate::transport::Refusal;
+
+    /// Every family shows its HELP and TYPE before its first sample, and
+    /// the fixed label sets start at zero.
+    #[test]
+    fn every_family_is_declared_from_the_start() {
+        let mut registry = Registry::default();
+        Metrics::default().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for family in [
+            "messages_sent",
+            "bytes_sent",
+            "messages_received",
+            "bytes_received",
+            "send_queue_depth",
+            "messages_dropped",
+            "dial_attempts",
+            "dial_failures",
+            "peers",
+            "peer_reports",
+            "peer_reports_dropped",
+            "handshakes_refused",
+            "transport_violations",
+            "addresses_refused",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE switchyard_p2p_{family} ")),
+                "{family} is not declared: {text}"
+            );
+        }
+        for reason in REFUSAL_REASONS {
+            assert!(
+                text.contains(&format!(
+                    "switchyard_p2p_handshakes_refused_total{{reason=\"{reason}\"}} 0"
+                )),
+                "{reason}: {text}"
+            );
+        }
+        assert!(text.contains("switchyard_p2p_peers{direction=\"inbound\"} 0"));
+    }
+
+    /// The reasons list holds every label the transports and the peer
+    /// manager give.
+    #[test]
+    fn the_reasons_list_holds_every_label() {
+        let rejects = [
+            RejectReason::Banned,
+            RejectReason::SelfConnection,
+            RejectReason::AlreadyConnected,
+            RejectReason::InboundFull,
+            RejectReason::OutboundFull,
+            RejectReason::PrefixLimit,
+            RejectReason::PrefixBanned,
+            RejectReason::LowScore,
+        ];
+        let labels = Refusal::ALL
+            .iter()
+            .map(|r| r.label())
+            .chain(rejects.iter().map(RejectReason::label));
+        for label in labels {
+            assert!(REFUSAL_REASONS.contains(&label), "{label} is not listed");
+        }
+    }
 }

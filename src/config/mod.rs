@@ -89,8 +89,8 @@ use error::invalid;
 pub use error::{ConfigError, Position, name_problem};
 pub use reactors::{GossipSection, PexSection, ReactorsSection, RingSection, RoomSection};
 pub use sections::{
-    ApiSection, LimitsSection, LogFormat, LogSection, MetricsSection, PeersSection, QuicSection,
-    TcpSection, TcpSuite, TransportsSection,
+    ApiSection, LimitsSection, LogFormat, LogSection, MetricsSection, P2pSection, PeersSection,
+    QuicSection, TcpSection, TcpSuite, TransportsSection,
 };
 pub use template::default_config_toml;
 
@@ -126,6 +126,8 @@ pub struct Config {
     /// The node's secret key, hex-encoded (default `node_key.hex`);
     /// relative to the data directory unless absolute.
     pub key_file: PathBuf,
+    /// `[p2p]`: the addresses this node announces.
+    pub p2p: P2pSection,
     /// `[transports.tcp]` and `[transports.quic]`.
     pub transports: TransportsSection,
     /// `[peers]`: who to dial at start and the connection limits.
@@ -148,6 +150,7 @@ impl Default for Config {
             data_dir: None,
             network_id: TcpConfig::default().network_id,
             key_file: PathBuf::from("node_key.hex"),
+            p2p: P2pSection::default(),
             transports: TransportsSection::default(),
             peers: PeersSection::default(),
             limits: LimitsSection::default(),
@@ -201,6 +204,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_top_level()?;
         self.transports.validate()?;
+        self.p2p
+            .validate(self.transports.tcp.enabled, self.transports.quic.enabled)?;
         for (name, list) in [
             ("peers.bootstrap", &self.peers.bootstrap),
             ("peers.persistent", &self.peers.persistent),

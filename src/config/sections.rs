@@ -501,3 +501,97 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// `[p2p]`: how this node presents itself to its peers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pSection {
+    /// The addresses announced to peers in `Hello`, which they store and
+    /// dial: `"tcp://host:port"` or `"quic://host:port"` (this node's
+    /// PeerId is added; a full `tcp://<peer-id>@host:port` must name this
+    /// node), for a node behind NAT or listening on `0.0.0.0`. Empty (the
+    /// default): the transports' listen addresses, without those on an
+    /// unspecified IP (`0.0.0.0`, `::`), which nobody can dial.
+    pub external_addresses: Vec<String>,
+}
+
+impl P2pSection {
+    /// Each address must parse, use a transport `transports` enables,
+    /// and be dialable (not an unspecified IP, not port 0).
+    pub(super) fn validate(&self, tcp: bool, quic: bool) -> Result<(), ConfigError> {
+        // Any PeerId does to check the rest of the address.
+        let placeholder = p2p::Keypair::from_seed(0).peer_id();
+        for (i, text) in self.external_addresses.iter().enumerate() {
+            let field = format!("p2p.external_addresses[{i}]");
+            let address = external_address(text, None, placeholder)
+                .map_err(|reason| invalid(&field, reason))?;
+            let (scheme, enabled) = match address.scheme() {
+                "tcp" => ("tcp", tcp),
+                _ => ("quic", quic),
+            };
+            if !enabled {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "{text:?}: transports.{scheme}.enabled is false, so nobody could dial it"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The announced addresses of node `peer`.
+    pub fn addresses(&self, peer: p2p::PeerId) -> Result<Vec<PeerAddress>, ConfigError> {
+        self.external_addresses
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                external_address(text, Some(peer), peer)
+                    .map_err(|reason| invalid(format!("p2p.external_addresses[{i}]"), reason))
+            })
+            .collect()
+    }
+}
+
+/// `text` (`scheme://host:port`, or a full address) as an address of
+/// `peer`; a full address must name `must_name` if given.
+fn external_address(
+    text: &str,
+    must_name: Option<p2p::PeerId>,
+    peer: p2p::PeerId,
+) -> Result<PeerAddress, String> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!(
+            "{text:?} is not \"tcp://host:port\" or \"quic://host:port\""
+        ));
+    };
+    if scheme != "tcp" && scheme != "quic" {
+        return Err(format!(
+            "{text:?}: a node is dialed over tcp:// or quic://, not {scheme}://"
+        ));
+    }
+    let address: PeerAddress = if rest.contains('@') {
+        text.parse().map_err(|e| format!("{text:?}: {e}"))?
+    } else {
+        format!("{scheme}://{peer}@{rest}")
+            .parse()
+            .map_err(|e| format!("{text:?}: {e}"))?
+    };
+    if let Some(own) = must_name
+        && address.peer != own
+    {
+        return Err(format!(
+            "{text:?} names another PeerId than this node's ({own})"
+        ));
+    }
+    if address.ip().is_some_and(|ip| ip.is_unspecified()) {
+        return Err(format!(
+            "{text:?}: an unspecified IP cannot be dialed; give the address peers reach this node at"
+        ));
+    }
+    if matches!(address.host_port(), Some((_, Some(0))) | Some((_, None))) {
+        return Err(format!("{text:?}: give the port peers reach this node on"));
+    }
+    Ok(address)
+}

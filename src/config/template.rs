@@ -170,6 +170,15 @@ pub(super) const ENTRIES: &[Entry] = &[
         "The node's secret key (hex); relative to data_dir unless absolute.",
         ANY,
     ),
+    table("p2p", "How this node presents itself to its peers."),
+    field(
+        "p2p.external_addresses",
+        "The addresses announced to peers, which they store and dial, for a node\n\
+         behind NAT or listening on 0.0.0.0: e.g. [\"tcp://203.0.113.7:26656\"]\n\
+         (this node's PeerId is added). Empty: the listen addresses, without\n\
+         0.0.0.0 or ::, which nobody can dial.",
+        ANY,
+    ),
     table(
         "transports.tcp",
         "TCP with a Noise handshake: the default transport.",

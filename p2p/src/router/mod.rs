@@ -136,6 +136,14 @@ pub struct RouterConfig {
     pub peer_update_buffer: usize,
     /// Seed of the peer manager's jitter.
     pub seed: u64,
+    /// The addresses announced to peers in `Hello` (what they store and
+    /// dial), each naming this node's PeerId: for a node behind NAT or
+    /// listening on `0.0.0.0`. Empty (the default): the transports' listen
+    /// addresses; one on an unspecified IP (`0.0.0.0`, `::`) then tells
+    /// only the port, and a peer that learns it takes the IP it observed
+    /// for us instead (peer exchange does; the address book refuses an
+    /// unspecified IP from anyone). See [`Router::announced_addresses`].
+    pub external_addresses: Vec<PeerAddress>,
 }
 
 impl Default for RouterConfig {
@@ -157,6 +165,7 @@ impl Default for RouterConfig {
             recv_bytes_per_peer: 16 * 1024 * 1024,
             peer_update_buffer: 1024,
             seed: rand::random(),
+            external_addresses: Vec::new(),
         }
     }
 }
@@ -446,6 +455,8 @@ impl RouterBuilder {
             .iter()
             .flat_map(|t| t.listen_addresses())
             .collect();
+        let announced =
+            announced_addresses(local, &self.config.external_addresses, &listen_addresses);
         let local_info = proto::NodeInfo {
             protocol_version: PROTOCOL_VERSION,
             network_id: self.config.network_id.clone(),
@@ -459,7 +470,7 @@ impl RouterBuilder {
                     max_message_size: s.descriptor.max_message_size as u32,
                 })
                 .collect(),
-            listen_addresses: listen_addresses.iter().map(ToString::to_string).collect(),
+            listen_addresses: announced.iter().map(ToString::to_string).collect(),
             software_version: self.config.software_version.clone(),
         };
         let _ = self.shared.channels.set(table.clone());
@@ -482,6 +493,7 @@ impl RouterBuilder {
             inner: Arc::new(RouterInner {
                 shared: self.shared,
                 listen_addresses,
+                announced,
                 tracker,
                 supervisor: Mutex::new(Some(handle)),
             }),
@@ -489,10 +501,32 @@ impl RouterBuilder {
     }
 }
 
+/// What a router announces: the `external` addresses that name `local`
+/// and can be dialed (not an unspecified IP, not port 0), else the
+/// `listen` addresses (an unspecified IP among them tells peers the port:
+/// they take the IP they observe).
+fn announced_addresses(
+    local: PeerId,
+    external: &[PeerAddress],
+    listen: &[PeerAddress],
+) -> Vec<PeerAddress> {
+    let dialable = |a: &&PeerAddress| {
+        a.peer == local
+            && !a.ip().is_some_and(|ip| ip.is_unspecified())
+            && !matches!(a.host_port(), Some((_, Some(0))))
+    };
+    let external: Vec<PeerAddress> = external.iter().filter(dialable).cloned().collect();
+    if !external.is_empty() {
+        return external;
+    }
+    listen.to_vec()
+}
+
 #[derive(Debug)]
 struct RouterInner {
     shared: Arc<Shared>,
     listen_addresses: Vec<PeerAddress>,
+    announced: Vec<PeerAddress>,
     tracker: TaskTracker,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
@@ -512,6 +546,13 @@ impl Router {
     /// The addresses the transports listen on.
     pub fn listen_addresses(&self) -> &[PeerAddress] {
         &self.inner.listen_addresses
+    }
+
+    /// The addresses announced to peers in `Hello`: the configured
+    /// [`external_addresses`](RouterConfig::external_addresses) that name
+    /// this node and can be dialed, else the listen addresses.
+    pub fn announced_addresses(&self) -> &[PeerAddress] {
+        &self.inner.announced
     }
 
     /// The router's metrics.
@@ -739,5 +780,37 @@ mod network_id_tests {
             "{:?}",
             result.err()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A router announces its external addresses if it has any (never an
+    /// unspecified IP, port 0, or another node's), else its listen
+    /// addresses.
+    #[test]
+    fn announced_addresses_are_the_external_ones_else_the_listen_ones() {
+        let local = Keypair::from_seed(1).peer_id();
+        let other = Keypair::from_seed(2).peer_id();
+        let tcp = |peer, addr: &str| PeerAddress::tcp(peer, addr.parse().expect("addr"));
+        let listen = vec![
+            tcp(local, "0.0.0.0:26656"),
+            tcp(local, "[::]:26656"),
+            tcp(local, "10.0.0.5:26656"),
+        ];
+        assert_eq!(announced_addresses(local, &[], &listen), listen);
+        let external = vec![
+            tcp(local, "203.0.113.7:26656"),
+            tcp(other, "203.0.113.8:26656"),
+            tcp(local, "203.0.113.9:0"),
+        ];
+        assert_eq!(
+            announced_addresses(local, &external, &listen),
+            vec![tcp(local, "203.0.113.7:26656")]
+        );
+        let unusable = [tcp(local, "0.0.0.0:1"), tcp(other, "203.0.113.8:1")];
+        assert_eq!(announced_addresses(local, &unusable, &listen), listen);
     }
 }
