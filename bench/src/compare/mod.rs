@@ -79,7 +79,7 @@ impl Pacer {
     /// The next sequence number. The clock is read every 16 messages.
     pub fn next_seq(&mut self) -> u64 {
         self.next += 1;
-        if self.next % 16 == 0 && self.start.elapsed() >= self.duration {
+        if self.next.is_multiple_of(16) && self.start.elapsed() >= self.duration {
             LAST
         } else {
             self.next

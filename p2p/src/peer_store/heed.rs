@@ -255,7 +255,7 @@ mod tests {
                 PeerAddress::memory(peer),
                 PeerAddress::tcp(peer, ([127, 0, 0, 1], 7400 + seed as u16).into()),
             ],
-            persistent: seed % 2 == 0,
+            persistent: seed.is_multiple_of(2),
             score,
         }
     }

@@ -86,7 +86,7 @@ mod tests {
         PeerRecord {
             peer,
             addresses: vec![PeerAddress::memory(peer)],
-            persistent: seed % 2 == 0,
+            persistent: seed.is_multiple_of(2),
             score,
         }
     }

@@ -470,10 +470,10 @@ impl Supervisor {
             }
             Admission::Admit { evict } => evict,
         };
-        if let Some(victim) = evict {
-            if !self.disconnect(victim, GoodbyeReason::Evicted, "evicted for a better peer") {
-                self.peer_manager.disconnected(victim, now);
-            }
+        if let Some(victim) = evict
+            && !self.disconnect(victim, GoodbyeReason::Evicted, "evicted for a better peer")
+        {
+            self.peer_manager.disconnected(victim, now);
         }
         self.admit_link(conn, info, leftovers);
     }

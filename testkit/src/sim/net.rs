@@ -715,11 +715,11 @@ impl<C: Core, H: Host<C>> SimNode for NetNode<C, H> {
             } else {
                 self.arm_timer(now, io);
             }
-        } else if let Ok(peer) = NodeIdx::try_from(timer - KEEPALIVE) {
-            if self.links.contains_key(&peer) {
-                self.net.stats.borrow_mut().failed += 1;
-                self.down(now, peer, io);
-            }
+        } else if let Ok(peer) = NodeIdx::try_from(timer - KEEPALIVE)
+            && self.links.contains_key(&peer)
+        {
+            self.net.stats.borrow_mut().failed += 1;
+            self.down(now, peer, io);
         }
     }
 

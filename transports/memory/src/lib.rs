@@ -490,13 +490,13 @@ impl MemoryStream {
                 }
                 out.extend(next.frames);
             }
-            if let Some(max) = self.frame_limit {
-                if let Some(size) = out.iter().map(Frame::encoded_len).find(|s| *s > max) {
-                    return Err(ConnectionError::FrameTooLarge {
-                        size: size as u64,
-                        max,
-                    });
-                }
+            if let Some(max) = self.frame_limit
+                && let Some(size) = out.iter().map(Frame::encoded_len).find(|s| *s > max)
+            {
+                return Err(ConnectionError::FrameTooLarge {
+                    size: size as u64,
+                    max,
+                });
             }
             if !out.is_empty() {
                 return Ok(());

@@ -427,10 +427,10 @@ impl QuicSink {
         // its own streams (everything staged was written by `send`).
         let mut acknowledged = Vec::new();
         for (_, out) in self.channels.drain() {
-            if let ChannelOut::Direct { mut stream, .. } = out {
-                if stream.finish().is_ok() {
-                    acknowledged.push(stream.stopped());
-                }
+            if let ChannelOut::Direct { mut stream, .. } = out
+                && stream.finish().is_ok()
+            {
+                acknowledged.push(stream.stopped());
             }
         }
         let writers = std::mem::take(&mut self.writers);
@@ -716,12 +716,12 @@ impl QuicStream {
         let Some(reason) = self.conn.close_reason() else {
             return Err(ConnectionError::Closed);
         };
-        if !self.goodbye_seen {
-            if let Some(goodbye) = goodbye_of(&reason) {
-                self.goodbye_seen = true;
-                out.push(goodbye);
-                return Ok(());
-            }
+        if !self.goodbye_seen
+            && let Some(goodbye) = goodbye_of(&reason)
+        {
+            self.goodbye_seen = true;
+            out.push(goodbye);
+            return Ok(());
         }
         Err(match reason {
             quinn::ConnectionError::ApplicationClosed(ref c)

@@ -290,10 +290,10 @@ impl QuicTransport {
         answered: Option<PeerId>,
         e: &quinn::ConnectionError,
     ) -> TransportError {
-        if let (Some(expected), Some(actual)) = (expected, answered) {
-            if expected != actual {
-                return TransportError::WrongPeer { expected, actual };
-            }
+        if let (Some(expected), Some(actual)) = (expected, answered)
+            && expected != actual
+        {
+            return TransportError::WrongPeer { expected, actual };
         }
         let no_alpn = quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL);
         let reason = match e {

@@ -499,10 +499,10 @@ mod tests {
             let this = &mut *self;
             if this.writes == 0 {
                 let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
-                if let std::task::Poll::Ready(Ok(n)) = &result {
-                    if *n == buf.len() {
-                        this.writes += 1;
-                    }
+                if let std::task::Poll::Ready(Ok(n)) = &result
+                    && *n == buf.len()
+                {
+                    this.writes += 1;
                 }
                 return result;
             }

@@ -678,11 +678,12 @@ pub fn overlay_shape(network: &GossipNet) -> OverlayShape {
         while let Some(i) = stack.pop() {
             reachable += 1;
             for peer in sim.node(i).core().active_view(&topic) {
-                if let Some(j) = network.index(&peer) {
-                    if sim.is_alive(j) && !seen[j as usize] {
-                        seen[j as usize] = true;
-                        stack.push(j);
-                    }
+                if let Some(j) = network.index(&peer)
+                    && sim.is_alive(j)
+                    && !seen[j as usize]
+                {
+                    seen[j as usize] = true;
+                    stack.push(j);
                 }
             }
         }

@@ -81,15 +81,15 @@ impl PeerBuckets {
 
     /// Takes a token from `peer`'s bucket; false if it is empty.
     pub(crate) fn take(&mut self, peer: PeerId, now: Instant) -> bool {
-        if !self.buckets.contains_key(&peer) && self.buckets.len() >= self.capacity {
-            if let Some(oldest) = self
+        if !self.buckets.contains_key(&peer)
+            && self.buckets.len() >= self.capacity
+            && let Some(oldest) = self
                 .buckets
                 .iter()
                 .min_by_key(|(peer, b)| (b.at, **peer))
                 .map(|(peer, _)| *peer)
-            {
-                self.buckets.remove(&oldest);
-            }
+        {
+            self.buckets.remove(&oldest);
         }
         let rate = self.rate;
         self.buckets

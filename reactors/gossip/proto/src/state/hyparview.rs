@@ -776,16 +776,16 @@ impl HyParView {
 
     fn on_disconnect(&mut self, from: PeerId, alive: bool, ctx: &mut Ctx<'_>) {
         self.pending.retain(|p| p.contact.peer != from);
-        if let Some(contact) = self.remove_active(&from, ctx) {
-            if alive {
-                // It evicted or refused us: not asked again before the
-                // next shuffle (a lonely node would otherwise ask it again
-                // at once, and be refused again).
-                if !self.refused.contains(&from) {
-                    self.refused.push(from);
-                }
-                self.add_passive(contact, ctx);
+        if let Some(contact) = self.remove_active(&from, ctx)
+            && alive
+        {
+            // It evicted or refused us: not asked again before the
+            // next shuffle (a lonely node would otherwise ask it again
+            // at once, and be refused again).
+            if !self.refused.contains(&from) {
+                self.refused.push(from);
             }
+            self.add_passive(contact, ctx);
         }
         if !alive {
             // Gone from the topic (or never in it: the answer to a Join).

@@ -488,13 +488,12 @@ impl TopicMessage {
         if let Some(Kind::Gossip(proto::Gossip {
             message: Some(m), ..
         })) = &wire.kind
+            && m.payload.len() > max_payload_size
         {
-            if m.payload.len() > max_payload_size {
-                return Err(WireError::TooLarge {
-                    size: m.payload.len(),
-                    max: max_payload_size,
-                });
-            }
+            return Err(WireError::TooLarge {
+                size: m.payload.len(),
+                max: max_payload_size,
+            });
         }
         let topic = TopicId(array(&wire.topic, "topic")?);
         let Some(kind) = wire.kind else {

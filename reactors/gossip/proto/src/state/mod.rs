@@ -484,19 +484,19 @@ impl GossipState {
             return actions;
         }
         // The size limit comes first (the wire decoder checks it too).
-        if let Message::Gossip { message: m, .. } = &message.message {
-            if m.payload.len() > self.config.max_payload_size {
-                self.stats.oversized_refused += 1;
-                actions.push(Output::Report {
-                    peer: from,
-                    error: PeerError::MessageTooLarge {
-                        channel: crate::CHANNEL_NAME,
-                        size: m.payload.len(),
-                        max: self.config.max_payload_size,
-                    },
-                });
-                return actions;
-            }
+        if let Message::Gossip { message: m, .. } = &message.message
+            && m.payload.len() > self.config.max_payload_size
+        {
+            self.stats.oversized_refused += 1;
+            actions.push(Output::Report {
+                peer: from,
+                error: PeerError::MessageTooLarge {
+                    channel: crate::CHANNEL_NAME,
+                    size: m.payload.len(),
+                    max: self.config.max_payload_size,
+                },
+            });
+            return actions;
         }
         self.connections
             .on_message_from(from, now, &mut self.stats, &mut actions);

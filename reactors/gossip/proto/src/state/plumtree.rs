@@ -214,18 +214,17 @@ impl Plumtree {
     /// introductions (`neighbor_new_origins`) — so fresh origin keys, which
     /// cost nothing to make, do not multiply what one neighbour may push.
     fn admit(&mut self, from: PeerId, origin: PeerId, now: Instant) -> Admit {
-        if let Some(senders) = &mut self.senders {
-            if !senders.take(from, now) {
-                return Admit::Neighbor;
-            }
+        if let Some(senders) = &mut self.senders
+            && !senders.take(from, now)
+        {
+            return Admit::Neighbor;
         }
         if let Some(origins) = &mut self.origins {
-            if !origins.knows(&origin) {
-                if let Some(introductions) = &mut self.introductions {
-                    if !introductions.take(from, now) {
-                        return Admit::Neighbor;
-                    }
-                }
+            if !origins.knows(&origin)
+                && let Some(introductions) = &mut self.introductions
+                && !introductions.take(from, now)
+            {
+                return Admit::Neighbor;
             }
             if !origins.take(origin, now) {
                 return Admit::Origin;
@@ -702,10 +701,10 @@ impl Plumtree {
     }
 
     fn evict_oldest_payload(&mut self) {
-        if let Some((_, id)) = self.payload_order.pop_front() {
-            if let Some(m) = self.payloads.remove(&id) {
-                self.payload_bytes -= cached_size(&m);
-            }
+        if let Some((_, id)) = self.payload_order.pop_front()
+            && let Some(m) = self.payloads.remove(&id)
+        {
+            self.payload_bytes -= cached_size(&m);
         }
     }
 

@@ -101,10 +101,10 @@ impl Topic {
             }
             Message::Graft { .. } | Message::Prune => self.tree.on_message(from, message, ctx),
             Message::SizeSketch { epoch, values } => {
-                if let Some(size) = &mut self.size {
-                    if self.membership.is_active(&from) {
-                        size.on_sketch(epoch, values, ctx);
-                    }
+                if let Some(size) = &mut self.size
+                    && self.membership.is_active(&from)
+                {
+                    size.on_sketch(epoch, values, ctx);
                 }
             }
             _ => self.membership_step(ctx, |m, ctx| m.on_message(from, message, ctx)),

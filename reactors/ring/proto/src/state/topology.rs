@@ -155,13 +155,13 @@ impl RingState {
     /// [`REPLACE_EVERY`] rounds drop the worst-placed link (if above the
     /// target) and ask for a fresh Kleinberg link in its place.
     pub(super) fn maintain(&mut self, now: Instant, actions: &mut Out) {
-        if self.rounds % ADJACENCY_EVERY == 0 || self.adjacent_peers().len() < 2 {
+        if self.rounds.is_multiple_of(ADJACENCY_EVERY) || self.adjacent_peers().len() < 2 {
             self.check_adjacency(now, actions);
         }
         self.trim_prefixes(now, actions);
         self.prune(self.config.max_degree, now, actions);
         self.fill_degree(now, actions);
-        if self.rounds % REPLACE_EVERY == 0 {
+        if self.rounds.is_multiple_of(REPLACE_EVERY) {
             let degree = self.counted_degree();
             if degree > self.config.target_degree {
                 self.prune(degree - 1, now, actions);
