@@ -74,6 +74,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "handshake_timeout",
     "bad_handshake",
     "network_mismatch",
+    "no_common_suite",
     "io",
     "accept_backlog",
     "accept_error",
