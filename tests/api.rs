@@ -38,6 +38,17 @@ fn url(api: SocketAddr, path: &str) -> String {
     format!("http://{api}{path}")
 }
 
+/// Sends `request` and reads its JSON answer.
+async fn answer<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 async fn error(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let body: ErrorBody = response.json().await.expect("a JSON error body");
@@ -53,14 +64,7 @@ async fn every_route_answers_and_every_error_is_json() {
     let hello = http.get(url(api, "/hello")).send().await.expect("GET");
     assert_eq!(hello.text().await.expect("body"), "hi");
 
-    let status: Status = http
-        .get(url(api, "/status"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let status: Status = answer(http.get(url(api, "/status"))).await;
     assert_eq!(status.peer_id, a.peer_id().to_string());
     assert_eq!(status.inbound_peers + status.outbound_peers, 0);
 
@@ -77,14 +81,7 @@ async fn every_route_answers_and_every_error_is_json() {
     assert!(added.new);
     let mut peers: Vec<PeerEntry> = Vec::new();
     for _ in 0..200 {
-        peers = http
-            .get(url(api, "/peers"))
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        peers = answer(http.get(url(api, "/peers"))).await;
         if !peers.is_empty() {
             break;
         }
@@ -154,14 +151,7 @@ async fn every_route_answers_and_every_error_is_json() {
 
     // The ban is listed; an absurd one is refused naming the limit; it
     // can be lifted once, and then it is gone.
-    let bans: Vec<BanEntry> = http
-        .get(url(api, "/bans"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let bans: Vec<BanEntry> = answer(http.get(url(api, "/bans"))).await;
     assert_eq!(bans.len(), 1);
     assert_eq!(bans[0].peer_id, b.peer_id().to_string());
     assert!((599..=600).contains(&bans[0].remaining_seconds), "{bans:?}");
@@ -194,14 +184,7 @@ async fn every_route_answers_and_every_error_is_json() {
         .await
         .expect("DELETE");
     assert_eq!(error(again).await.0, StatusCode::NOT_FOUND);
-    let bans: Vec<BanEntry> = http
-        .get(url(api, "/bans"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let bans: Vec<BanEntry> = answer(http.get(url(api, "/bans"))).await;
     assert!(bans.is_empty(), "{bans:?}");
 
     // Metrics in the Prometheus text format, the router's among them.
