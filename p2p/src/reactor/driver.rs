@@ -24,7 +24,7 @@
 //! The shell may wait (an effect may ask the router's supervisor, which
 //! never waits on reactors); the core never does.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::time::Instant;
 
@@ -130,7 +130,7 @@ pub async fn run<C, S>(
         channel_id,
         core,
         shell,
-        up: BTreeSet::new(),
+        up: BTreeMap::new(),
     };
     let mut updates = driver.router.subscribe();
     let mut requests = requests;
@@ -193,8 +193,9 @@ struct Driver<C: Core, S> {
     channel_id: ChannelId,
     core: C,
     shell: S,
-    /// Peers announced to the core as up.
-    up: BTreeSet<PeerId>,
+    /// Peers announced to the core as up, as they were announced (a
+    /// connection's announcement does not change while it lasts).
+    up: BTreeMap<PeerId, PeerUp>,
 }
 
 impl<C, S> Driver<C, S>
@@ -246,11 +247,11 @@ where
                     channels.contains(&self.channel_id),
                     direction == crate::Direction::Inbound,
                 );
-                self.up.insert(update.peer);
+                self.up.insert(update.peer, up.clone());
                 self.feed(Input::PeerUp(up)).await;
             }
             PeerStatus::Down { .. } => {
-                if self.up.remove(&update.peer) {
+                if self.up.remove(&update.peer).is_some() {
                     self.feed(Input::PeerDown(update.peer)).await;
                 }
             }
@@ -276,23 +277,30 @@ where
     async fn resync(&mut self) {
         let peers = self.router.peers();
         let connected: BTreeSet<PeerId> = peers.iter().map(|p| p.peer).collect();
-        let gone: Vec<PeerId> = self.up.difference(&connected).copied().collect();
+        let gone: Vec<PeerId> = self
+            .up
+            .keys()
+            .filter(|p| !connected.contains(p))
+            .copied()
+            .collect();
         for peer in gone {
             self.up.remove(&peer);
             self.feed(Input::PeerDown(peer)).await;
         }
         let id = u32::from(self.channel_id.0);
         for peer in peers {
-            if self.up.insert(peer.peer) {
-                let up = PeerUp {
-                    peer: peer.peer,
-                    serves: peer.info.channels.iter().any(|c| c.id == id),
-                    inbound: peer.direction == crate::Direction::Inbound,
-                    addresses: peer.info.listen_addresses,
-                    ip: peer.remote_ip,
-                };
-                self.feed(Input::PeerUp(up)).await;
+            if self.up.contains_key(&peer.peer) {
+                continue;
             }
+            let up = PeerUp {
+                peer: peer.peer,
+                serves: peer.info.channels.iter().any(|c| c.id == id),
+                inbound: peer.direction == crate::Direction::Inbound,
+                addresses: peer.info.listen_addresses,
+                ip: peer.remote_ip,
+            };
+            self.up.insert(peer.peer, up.clone());
+            self.feed(Input::PeerUp(up)).await;
         }
     }
 
@@ -333,18 +341,12 @@ where
                     }
                 }
                 Output::Connect { peer, addresses } => {
-                    if self.up.contains(&peer) && self.router.is_connected(peer) {
-                        let serves = self.router.peer_info(peer).is_some_and(|info| {
-                            info.channels
-                                .iter()
-                                .any(|c| c.id == u32::from(self.channel_id.0))
-                        });
-                        let inbound =
-                            self.router.peers().iter().any(|p| {
-                                p.peer == peer && p.direction == crate::Direction::Inbound
-                            });
-                        let up = self.peer_up(peer, serves, inbound);
-                        self.core.handle(now, Input::PeerUp(up), &mut out);
+                    if let Some(up) = self
+                        .up
+                        .get(&peer)
+                        .filter(|_| self.router.is_connected(peer))
+                    {
+                        self.core.handle(now, Input::PeerUp(up.clone()), &mut out);
                     } else if addresses.is_empty()
                         || self
                             .router
