@@ -112,6 +112,7 @@ fn into_connection(
         remote_address: Some(PeerAddress::quic(remote, peer_addr)),
         remote_ip: Some(peer_addr.ip()),
         direction,
+        hello_sent: false,
         sink: Box::new(QuicSink::new(conn.clone(), send, config.close_timeout)),
         stream: Box::new(QuicStream::new(
             conn,

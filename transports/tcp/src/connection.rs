@@ -292,13 +292,16 @@ impl NoiseStream {
         cipher: impl Into<Cipher>,
         max_frame: usize,
         leftover: &[u8],
+        first: &[u8],
     ) -> Self {
         Self {
             read,
             cipher: cipher.into(),
             nonce: 0,
             wire: BytesMut::from(leftover),
-            plain: BytesMut::new(),
+            // Frames the remote sent inside the handshake (its `Hello`),
+            // decoded first, under the frame limit of the first `recv`.
+            plain: BytesMut::from(first),
             max_frame,
             frame_limit: max_frame,
         }
@@ -518,26 +521,26 @@ mod tests {
         let ((_, i_write), (r_read, _)) = pair().await;
         carry(
             NoiseSink::new(i_write, Cipher::Ring(i_send)),
-            NoiseStream::new(r_read, r_snow.clone(), max, &[]),
+            NoiseStream::new(r_read, r_snow.clone(), max, &[], &[]),
         )
         .await;
         let ((_, i_write), (r_read, _)) = pair().await;
         carry(
             NoiseSink::new(i_write, i_snow.clone()),
-            NoiseStream::new(r_read, Cipher::Ring(r_recv), max, &[]),
+            NoiseStream::new(r_read, Cipher::Ring(r_recv), max, &[], &[]),
         )
         .await;
         // Responder → initiator, both pairings.
         let ((i_read, _), (_, r_write)) = pair().await;
         carry(
             NoiseSink::new(r_write, Cipher::Ring(r_send)),
-            NoiseStream::new(i_read, i_snow.clone(), max, &[]),
+            NoiseStream::new(i_read, i_snow.clone(), max, &[], &[]),
         )
         .await;
         let ((i_read, _), (_, r_write)) = pair().await;
         carry(
             NoiseSink::new(r_write, r_snow),
-            NoiseStream::new(i_read, Cipher::Ring(i_recv), max, &[]),
+            NoiseStream::new(i_read, Cipher::Ring(i_recv), max, &[], &[]),
         )
         .await;
     }
