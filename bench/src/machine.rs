@@ -1,6 +1,8 @@
-//! What every benchmark prints first: the machine it ran on. Figures from
-//! different CPUs differ by more than the effects measured, so each output
-//! names its CPU (model, cores, and the instructions the ciphers use).
+//! What every benchmark prints first: the machine it ran on and how busy it
+//! was. Figures from different CPUs differ by more than the effects
+//! measured, and on a shared machine so do figures taken under load, so
+//! each output names its CPU (model, `nproc`, the instructions the ciphers
+//! use) and the load average when it started.
 
 /// The CPU model as `/proc/cpuinfo` names it (`model name`, or on ARM
 /// `Hardware` / `CPU part`), or `"unknown"`.
@@ -43,17 +45,54 @@ pub fn cipher_features() -> Vec<&'static str> {
     out
 }
 
-/// One line naming the machine: CPU model, available parallelism, cipher
-/// instructions. Every benchmark binary prints it first.
+/// What the `nproc` command prints (the CPUs this process may run on), or
+/// `None` if it cannot be run.
+pub fn nproc() -> Option<usize> {
+    let out = std::process::Command::new("nproc").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// The load averages over 1, 5 and 15 minutes (`/proc/loadavg`), if this
+/// system has them.
+pub fn load_average() -> Option<[f64; 3]> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+/// The first three fields of a `/proc/loadavg` line.
+fn parse_loadavg(line: &str) -> Option<[f64; 3]> {
+    let mut fields = line.split_whitespace().map(str::parse::<f64>);
+    let mut next = || fields.next()?.ok();
+    Some([next()?, next()?, next()?])
+}
+
+/// `load average (1 min) 0.42 (5 min 0.30, 15 min 0.25)`, or that it is
+/// unknown.
+pub fn load() -> String {
+    match load_average() {
+        Some([one, five, fifteen]) => {
+            format!("load average (1 min) {one:.2} (5 min {five:.2}, 15 min {fifteen:.2})")
+        }
+        None => "load average unknown (no /proc/loadavg)".to_string(),
+    }
+}
+
+/// One line naming the machine: CPU model, `nproc` and the CPUs available
+/// to this process, the cipher instructions, and the load average now.
+/// Every benchmark binary prints it first.
 pub fn describe() -> String {
     format!(
-        "machine: CPU {}; {} CPUs available; cipher instructions: {}",
+        "machine: CPU {}; nproc {}; {} CPUs available to this process; cipher instructions: {}; {}",
         cpu_model(),
+        nproc().map_or_else(|| "unknown".to_string(), |n| n.to_string()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         match cipher_features() {
             f if f.is_empty() => "none detected".to_string(),
             f => f.join(", "),
-        }
+        },
+        load()
     )
 }
 
@@ -67,5 +106,18 @@ mod tests {
         assert!(line.starts_with("machine: CPU "), "{line}");
         assert!(!cpu_model().is_empty());
         assert!(line.contains("CPUs available"), "{line}");
+        assert!(line.contains("nproc "), "{line}");
+        assert!(line.contains("load average"), "{line}");
+    }
+
+    #[test]
+    fn loadavg_lines_parse_and_garbage_does_not() {
+        assert_eq!(
+            parse_loadavg("2.15 1.47 0.97 3/135 30757\n"),
+            Some([2.15, 1.47, 0.97])
+        );
+        assert_eq!(parse_loadavg("2.15 1.47"), None);
+        assert_eq!(parse_loadavg("high 1.47 0.97 3/135 1"), None);
+        assert_eq!(parse_loadavg(""), None);
     }
 }

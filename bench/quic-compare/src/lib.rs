@@ -11,6 +11,10 @@
 //! * [`rust_libp2p`]: rust-libp2p 0.57 QUIC with one `libp2p-stream`
 //!   stream carrying length-prefixed messages.
 //!
+//! [`buffers`] says which UDP socket buffers each stack gets (by default
+//! the same for all three: the kernel's defaults, the only ones libp2p's
+//! QUIC can have).
+//!
 //! The message, the pacing of the runs, the Switchyard and libp2p runs and
 //! the report are `switchyard_bench::compare`, shared with `tcp_compare`.
 //!
@@ -18,6 +22,7 @@
 //! builds quinn and libp2p-tls on aws-lc-rs, which Cargo's feature
 //! unification would otherwise bring into the main workspace.
 
+pub mod buffers;
 pub mod raw;
 pub mod rust_libp2p;
 pub mod switchyard;

@@ -5,7 +5,10 @@
 //! 1. bulk throughput of 64 KiB messages on one channel / stream;
 //! 2. one-way rate of 128-byte messages through each stack's message API;
 //! 3. round-trip latency of 128-byte ping-pong, p50 and p99;
-//! 4. connection setup, dial to first message delivered, median.
+//! 4. connection setup, dial to first message delivered, median; beside
+//!    raw TCP and rust-libp2p, a bare snow XX handshake of each suite over
+//!    raw TCP carrying the first message in Noise message 3
+//!    ([`switchyard_bench::tcp::snow_xx`]).
 //!
 //! Switchyard runs (1) and (2) with every selected cipher suite on every
 //! selected crypto backend (by default both suites, `aesgcm` and
@@ -14,8 +17,9 @@
 //! of the run. rust-libp2p runs (2) twice: one unbuffered `write_all` per
 //! message, and through a queue and a `BufWriter` flushed when the queue is
 //! empty (the batching Switchyard does); the table quotes the better.
-//! Every output starts with the machine (CPU model, cores, cipher
-//! instructions) and each stack's cipher. After (1), the ceiling each
+//! Every output starts with the machine (CPU model, `nproc`, cipher
+//! instructions, load average) and each stack's cipher; every row of the
+//! final table names each stack's suite, cipher and window. After (1), the ceiling each
 //! cipher sets on this machine ([`switchyard_bench::ceiling`], from the raw
 //! TCP median) is printed with Switchyard's share of it.
 //!
@@ -28,7 +32,7 @@
 //! 50), `--rounds N` (default 3),
 //! `--only LIST` (comma-separated of `bulk`, `rate`, `ping`, `setup`;
 //! default all), `--stacks LIST` (comma-separated of `switchyard`, `raw`,
-//! `libp2p`; default all; for profiling one stack at a time), `--suites
+//! `libp2p`, `snow`; default all; for profiling one stack at a time), `--suites
 //! LIST` (comma-separated of `aesgcm`, `chachapoly`; default both),
 //! `--crypto LIST` (Switchyard backends for (1) and (2), comma-separated of
 //! `ring`, `rustcrypto`; default both).
@@ -37,10 +41,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use switchyard_bench::ceiling;
-use switchyard_bench::compare::report::{Percentiles, Report, Row, Series, group, show};
+use switchyard_bench::compare::report::{Check, Percentiles, Report, Row, Series, group, show};
+use switchyard_bench::compare::switchyard::LATENCY_WINDOW;
 use switchyard_bench::compare::{BULK_LEN, PingPlan, SMALL_ENCODED, SMALL_LEN, Throughput};
 use switchyard_bench::tcp::switchyard::Variant;
-use switchyard_bench::tcp::{raw, rust_libp2p, switchyard};
+use switchyard_bench::tcp::{raw, rust_libp2p, snow_xx, switchyard};
 use transport_tcp::{CipherSuite, CryptoBackend};
 
 struct Options {
@@ -60,6 +65,8 @@ struct Stacks {
     switchyard: bool,
     raw: bool,
     libp2p: bool,
+    /// The bare snow handshake of (4).
+    snow: bool,
     suites: Vec<CipherSuite>,
     backends: Vec<CryptoBackend>,
 }
@@ -111,6 +118,7 @@ fn parse_args() -> anyhow::Result<Options> {
             switchyard: true,
             raw: true,
             libp2p: true,
+            snow: true,
             suites: vec![CipherSuite::AesGcm, CipherSuite::ChaChaPoly],
             backends: vec![CryptoBackend::Ring, CryptoBackend::RustCrypto],
         },
@@ -135,8 +143,12 @@ fn parse_args() -> anyhow::Result<Options> {
             "--stacks" => {
                 let list = value()?;
                 let has = |name: &str| list.split(',').any(|s| s == name);
-                (o.stacks.switchyard, o.stacks.raw, o.stacks.libp2p) =
-                    (has("switchyard"), has("raw"), has("libp2p"));
+                (
+                    o.stacks.switchyard,
+                    o.stacks.raw,
+                    o.stacks.libp2p,
+                    o.stacks.snow,
+                ) = (has("switchyard"), has("raw"), has("libp2p"), has("snow"));
             }
             "--suites" => {
                 // `replace('_', "")` above is for numbers; names have none.
@@ -162,7 +174,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "-h" | "--help" => {
                 println!(
                     "tcp_compare [--secs S] [--setups N] [--rounds N] [--only bulk,rate,ping,setup] \
-                     [--stacks switchyard,raw,libp2p] [--suites aesgcm,chachapoly] [--crypto ring,rustcrypto]"
+                     [--stacks switchyard,raw,libp2p,snow] [--suites aesgcm,chachapoly] [--crypto ring,rustcrypto]"
                 );
                 std::process::exit(0);
             }
@@ -188,6 +200,11 @@ const RAW_BULK_BATCH: usize = 256 * 1024;
 const RAW_SMALL_BATCH: usize = 64 * 1024;
 /// The worker threads of the runtime: the cores the ceiling is computed on.
 const WORKERS: usize = 2;
+/// rust-libp2p's Noise protocol and cipher (fixed by libp2p's noise spec;
+/// it cannot run AES-GCM), and yamux's window (its default config).
+const LIBP2P_SUITE: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+const LIBP2P_CIPHER: &str = "ChaCha20-Poly1305 (ring, via snow)";
+const YAMUX_WINDOW: &str = "yamux stream window 256 KiB, auto-tuned (default config)";
 
 struct Plan {
     secs: Duration,
@@ -212,10 +229,10 @@ fn main() -> anyhow::Result<()> {
         options.secs, options.setups, options.rounds
     );
     println!(
-        "ciphers: raw TCP none; rust-libp2p Noise_XX_25519_ChaChaPoly_SHA256 (ChaCha20-Poly1305 from ring, via snow); Switchyard as each row names it (both nodes offer only that suite)"
+        "ciphers: raw TCP none; rust-libp2p {LIBP2P_SUITE}, {LIBP2P_CIPHER} (cannot run AES-GCM); bare snow (setup only) and Switchyard the suite each row names (both nodes offer only that suite)"
     );
     println!(
-        "windows: Switchyard credit window = send queue = {BULK_WINDOW} messages for bulk (16 MiB), {SMALL_WINDOW} for 128 B messages; yamux stream window 256 KiB, auto-tuned (default config)"
+        "windows: Switchyard credit window = send queue = {BULK_WINDOW} messages for bulk (16 MiB), {SMALL_WINDOW} for 128 B messages, {LATENCY_WINDOW} for ping-pong and setup; {YAMUX_WINDOW}"
     );
     let plan = Plan {
         secs: Duration::from_secs_f64(options.secs),
@@ -247,9 +264,6 @@ fn main() -> anyhow::Result<()> {
     report.print("raw TCP");
     Ok(())
 }
-
-/// Whether a target is met, given (switchyard, raw, libp2p).
-type Check = fn(f64, f64, f64) -> bool;
 
 /// What one one-way measurement runs and how it is judged.
 struct OneWay {
@@ -349,6 +363,8 @@ async fn one_way(plan: &Plan, report: &mut Report, m: OneWay) -> anyhow::Result<
             switchyard: series.median(),
             raw: raw.median(),
             libp2p: best_libp2p,
+            second: None,
+            stacks: stacks_note(variant, Some(m.window), m.len),
             target,
             check,
         });
@@ -375,7 +391,7 @@ async fn bulk(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         target: |suite| match suite {
             CipherSuite::AesGcm => (
                 "≥ 0.5× raw, ≥ 1.5× libp2p",
-                Some(|sy, raw, libp2p| sy >= 0.5 * raw && sy >= 1.5 * libp2p),
+                Some(|f| Some(f.switchyard? >= 0.5 * f.raw? && f.switchyard? >= 1.5 * f.libp2p?)),
             ),
             CipherSuite::ChaChaPoly => ("≥ 85 % of the ChaCha ceiling (see (1'))", None),
         },
@@ -452,7 +468,7 @@ async fn rate(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         target: |_| {
             (
                 "≥ 0.5× raw, ≥ 2× the better libp2p",
-                Some(|sy, raw, libp2p| sy >= 0.5 * raw && sy >= 2.0 * libp2p),
+                Some(|f| Some(f.switchyard? >= 0.5 * f.raw? && f.switchyard? >= 2.0 * f.libp2p?)),
             )
         },
     };
@@ -508,8 +524,10 @@ async fn ping(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
             switchyard: p.lo.median(),
             raw: raw.lo.median(),
             libp2p: libp2p.lo.median(),
+            second: None,
+            stacks: stacks_note(*variant, Some(LATENCY_WINDOW), SMALL_LEN),
             target: "≤ 1.3× raw",
-            check: Some(|sy, raw, _| sy <= 1.3 * raw),
+            check: Some(|f| Some(f.switchyard? <= 1.3 * f.raw?)),
         });
         report.rows.push(Row {
             figure: format!("(3) ping-pong p99 [{}]", variant.cipher()),
@@ -517,6 +535,8 @@ async fn ping(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
             switchyard: p.hi.median(),
             raw: raw.hi.median(),
             libp2p: libp2p.hi.median(),
+            second: None,
+            stacks: stacks_note(*variant, Some(LATENCY_WINDOW), SMALL_LEN),
             target: "",
             check: None,
         });
@@ -537,6 +557,16 @@ async fn setup(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         .iter()
         .map(|v| Percentiles::new(&format!("switchyard_{}", v.suite)))
         .collect();
+    // The bare handshake of each selected suite.
+    let bare_suites = if plan.stacks.snow {
+        plan.stacks.suites.clone()
+    } else {
+        Vec::new()
+    };
+    let mut bare: Vec<Percentiles> = bare_suites
+        .iter()
+        .map(|suite| Percentiles::new(&format!("snow_xx_{suite}")))
+        .collect();
     for round in 1..=plan.rounds {
         if plan.stacks.raw {
             raw.add(round, raw::setup(SMALL_LEN, n).await?, q);
@@ -544,26 +574,60 @@ async fn setup(plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
         if plan.stacks.libp2p {
             libp2p.add(round, rust_libp2p::setup(SMALL_LEN, n).await?, q);
         }
+        for (p, &suite) in bare.iter_mut().zip(&bare_suites) {
+            p.add(round, snow_xx::setup(suite, SMALL_LEN, n).await?, q);
+        }
         for (p, &variant) in ours.iter_mut().zip(&variants) {
             let samples = switchyard::setup(variant, SMALL_LEN, n).await?;
             p.add(round, samples, q);
         }
     }
     println!("  per-round medians, median over {} rounds:", plan.rounds);
-    for p in [&raw, &libp2p].into_iter().chain(&ours) {
+    for p in [&raw, &libp2p].into_iter().chain(&bare).chain(&ours) {
         p.lo.summary("µs");
         report.result(&format!("setup_median_{}", p.lo.name), p.lo.median(), "us");
     }
     for (p, variant) in ours.iter().zip(&variants) {
+        let bare_median = bare_suites
+            .iter()
+            .position(|&suite| suite == variant.suite)
+            .and_then(|i| bare[i].lo.median());
         report.rows.push(Row {
             figure: format!("(4) setup, median [{}]", variant.cipher()),
             unit: "µs",
             switchyard: p.lo.median(),
             raw: raw.lo.median(),
             libp2p: libp2p.lo.median(),
-            target: "≤ 0.35× libp2p",
-            check: Some(|sy, _, libp2p| sy <= 0.35 * libp2p),
+            second: Some((
+                format!("bare snow {}", variant.suite.noise_name()),
+                bare_median,
+            )),
+            stacks: format!(
+                "{}; bare snow: the same suite and resolvers, no preamble, no identity payloads",
+                stacks_note(*variant, Some(LATENCY_WINDOW), SMALL_LEN)
+            ),
+            target: "≤ 0.35× libp2p, ≤ 1.25× bare snow XX",
+            check: Some(|f| {
+                Some(f.switchyard? <= 0.35 * f.libp2p? && f.switchyard? <= 1.25 * f.second?)
+            }),
         });
     }
     Ok(())
+}
+
+/// What each stack of a row ran: Switchyard's suite, cipher and credit
+/// window (`window` messages of `len` payload bytes), raw TCP's nothing,
+/// rust-libp2p's suite, cipher and yamux window.
+fn stacks_note(variant: Variant, window: Option<usize>, len: usize) -> String {
+    let window = window.map_or_else(String::new, |w| {
+        format!(
+            ", credit window = send queue = {w} messages ({} KiB of payload)",
+            w * len / 1024
+        )
+    });
+    format!(
+        "switchyard: {}, {}{window}; raw TCP: no encryption; libp2p: {LIBP2P_SUITE}, {LIBP2P_CIPHER}, {YAMUX_WINDOW}",
+        variant.suite.noise_name(),
+        variant.cipher(),
+    )
 }

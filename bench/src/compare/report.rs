@@ -1,17 +1,38 @@
 //! The report of a transport comparison: each figure measured in rounds
 //! (the stacks taking turns within a round), its median over the rounds,
 //! and a final Markdown table with the ratios of Switchyard to the raw
-//! baseline and to rust-libp2p against the targets, then one
-//! `RESULT name=value unit` line per figure for `grep '^RESULT'`.
+//! baseline, to rust-libp2p and to a row's second baseline (if it has one)
+//! against the targets, and what each stack ran (ciphers, windows, socket
+//! buffers) beside the figures; then one `RESULT name=value unit` line per
+//! figure for `grep '^RESULT'`.
 
 use super::{Throughput, percentile};
+
+/// The figures of one row, for its check; `None` where a stack did not
+/// run.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    /// Switchyard's figure.
+    pub switchyard: Option<f64>,
+    /// The raw baseline's figure.
+    pub raw: Option<f64>,
+    /// rust-libp2p's figure.
+    pub libp2p: Option<f64>,
+    /// The second baseline's figure (e.g. a bare handshake), if the row has
+    /// one.
+    pub second: Option<f64>,
+}
+
+/// Whether a row's target is met; `None` when a figure it needs is
+/// missing (write it with `?`: `|f| Some(f.switchyard? <= 0.5 * f.libp2p?)`).
+pub type Check = fn(&Figures) -> Option<bool>;
 
 /// One row of the final table; a figure is `None` when its stack did not
 /// run.
 pub struct Row {
     /// What the row measures, e.g. `(1) bulk 64 KiB`.
     pub figure: String,
-    /// The unit of the three figures.
+    /// The unit of the figures.
     pub unit: &'static str,
     /// Switchyard's figure.
     pub switchyard: Option<f64>,
@@ -19,10 +40,27 @@ pub struct Row {
     pub raw: Option<f64>,
     /// rust-libp2p's figure.
     pub libp2p: Option<f64>,
+    /// A second baseline of this row only, by name (e.g. `bare snow XX`),
+    /// and its figure.
+    pub second: Option<(String, Option<f64>)>,
+    /// What each stack ran: ciphers, windows, buffers (the last column).
+    pub stacks: String,
     /// The target, in words (empty when there is none).
     pub target: &'static str,
-    /// Whether the target is met, given (switchyard, raw, libp2p).
-    pub check: Option<fn(f64, f64, f64) -> bool>,
+    /// Whether the target is met.
+    pub check: Option<Check>,
+}
+
+impl Row {
+    /// The row's figures, for its check.
+    pub fn figures(&self) -> Figures {
+        Figures {
+            switchyard: self.switchyard,
+            raw: self.raw,
+            libp2p: self.libp2p,
+            second: self.second.as_ref().and_then(|(_, v)| *v),
+        }
+    }
 }
 
 /// The rows of the final table and the `RESULT` lines, collected as the
@@ -45,46 +83,51 @@ impl Report {
     }
 
     /// Prints the table, its baseline column headed `raw_name` (e.g.
-    /// `raw TCP`), then the `RESULT` lines.
+    /// `raw TCP`), then the `RESULT` lines and the load average at the
+    /// end of the run.
     pub fn print(&self, raw_name: &str) {
         println!();
         println!(
-            "| figure | unit | switchyard | {raw_name} | libp2p | switchyard/raw | switchyard/libp2p | target | met |"
+            "| figure | unit | switchyard | {raw_name} | libp2p | second baseline | switchyard/raw | switchyard/libp2p | switchyard/second | target | met | ciphers, windows, buffers |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         let value = |v: Option<f64>| v.map_or_else(|| "–".to_string(), group);
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => format!("{:.2}×", a / b),
             _ => "–".to_string(),
         };
         for row in &self.rows {
-            let met = match (row.check, row.switchyard, row.raw, row.libp2p) {
-                (Some(check), Some(sy), Some(raw), Some(libp2p)) => {
-                    if check(sy, raw, libp2p) {
-                        "yes"
-                    } else {
-                        "**no**"
-                    }
-                }
-                _ => "",
+            let figures = row.figures();
+            let met = match row.check.and_then(|check| check(&figures)) {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "",
+            };
+            let second = match &row.second {
+                Some((name, v)) => format!("{name}: {}", value(*v)),
+                None => "–".to_string(),
             };
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.figure,
                 row.unit,
                 value(row.switchyard),
                 value(row.raw),
                 value(row.libp2p),
+                second,
                 ratio(row.switchyard, row.raw),
                 ratio(row.switchyard, row.libp2p),
+                ratio(row.switchyard, figures.second),
                 row.target,
-                met
+                met,
+                row.stacks
             );
         }
         println!();
         for line in &self.results {
             println!("{line}");
         }
+        println!("at the end: {}", crate::machine::load());
     }
 }
 

@@ -23,6 +23,10 @@ use super::{MAX_MESSAGE, Msg, Pacer, PingPlan, Tally, Throughput, nanos, payload
 pub type MakeTransport =
     dyn Fn(&Keypair) -> BoxFuture<'static, anyhow::Result<Arc<dyn Transport>>> + Send + Sync;
 
+/// Send queue and credit window of the channel of the ping-pong and setup
+/// runs, in messages.
+pub const LATENCY_WINDOW: usize = 64;
+
 /// The benchmark channel with a send queue and a credit window of
 /// `window` messages.
 pub fn descriptor(window: usize) -> ChannelDescriptor {
@@ -151,7 +155,7 @@ pub async fn ping_pong(
     len: usize,
     plan: PingPlan,
 ) -> anyhow::Result<Vec<u64>> {
-    let (mut a, mut b) = connected(200, transport, descriptor(64)).await?;
+    let (mut a, mut b) = connected(200, transport, descriptor(LATENCY_WINDOW)).await?;
     let (mut b_rx, b_tx) = (b.rx, b.tx.clone());
     let echo = tokio::spawn(async move {
         while let Some(envelope) = b_rx.recv().await {
@@ -210,8 +214,8 @@ pub async fn setup(
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations {
         let seed = 1_000 + 2 * i as u64;
-        let a = node(seed, transport, descriptor(64)).await?;
-        let mut b = node(seed + 1, transport, descriptor(64)).await?;
+        let a = node(seed, transport, descriptor(LATENCY_WINDOW)).await?;
+        let mut b = node(seed + 1, transport, descriptor(LATENCY_WINDOW)).await?;
         let address = b
             .router
             .listen_addresses()

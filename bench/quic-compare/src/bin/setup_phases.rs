@@ -6,8 +6,10 @@
 //!
 //! The filter is `SETUP_PHASES` (an `EnvFilter`, default
 //! `transport_quic=trace,p2p=debug`); add e.g. `quinn_proto=trace` to see
-//! the packets. `--stack raw` runs the raw-quinn setup instead (only
-//! quinn's own events then).
+//! the packets. `--stack raw` runs the raw-quinn setup instead, with mutual
+//! TLS as Switchyard (only quinn's own events then); `--stack raw-server`
+//! the raw-quinn setup with server authentication only. Every stack's
+//! sockets ask for `QuicConfig`'s default buffers.
 //!
 //! Events are recorded, not printed, so the layer costs a clock read and a
 //! push per event.
@@ -23,6 +25,7 @@ use p2p::{
 };
 use switchyard_bench::compare::switchyard::descriptor;
 use switchyard_bench::compare::{Msg, SMALL_LEN, payload};
+use switchyard_quic_compare::raw::Auth;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -135,8 +138,9 @@ async fn switchyard_setup(i: u64) -> anyhow::Result<(Vec<(Duration, String)>, Du
     Ok((events, total))
 }
 
-async fn raw_setup() -> anyhow::Result<(Vec<(Duration, String)>, Duration)> {
-    let t = switchyard_quic_compare::raw::setup(SMALL_LEN, 1).await?;
+async fn raw_setup(auth: Auth) -> anyhow::Result<(Vec<(Duration, String)>, Duration)> {
+    let buffers = Some(QuicConfig::default().socket_buffer_size);
+    let t = switchyard_quic_compare::raw::setup(SMALL_LEN, 1, auth, buffers).await?;
     let total = Duration::from_nanos(t.first().copied().unwrap_or(0));
     let events = drain();
     let Some(first) = events.first().map(|e| e.0) else {
@@ -158,12 +162,19 @@ fn median(values: &mut [Duration]) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     let mut setups = 100u64;
-    let mut raw = false;
+    let mut raw = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--setups" => setups = args.next().context("--setups N")?.parse()?,
-            "--stack" => raw = args.next().as_deref() == Some("raw"),
+            "--stack" => {
+                raw = match args.next().as_deref() {
+                    Some("raw") => Some(Auth::Mutual),
+                    Some("raw-server") => Some(Auth::Server),
+                    Some("switchyard") => None,
+                    other => bail!("--stack: switchyard, raw or raw-server, not {other:?}"),
+                }
+            }
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -183,8 +194,8 @@ fn main() -> anyhow::Result<()> {
             let mut offsets: HashMap<(String, usize), Vec<Duration>> = HashMap::new();
             let mut totals = Vec::new();
             for i in 0..setups + 5 {
-                let (events, total) = if raw {
-                    raw_setup().await?
+                let (events, total) = if let Some(auth) = raw {
+                    raw_setup(auth).await?
                 } else {
                     switchyard_setup(i).await?
                 };

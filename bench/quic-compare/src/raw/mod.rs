@@ -12,6 +12,11 @@
 //! * Readers take chunks of up to 64 KiB (`read_chunk`), append them to a
 //!   buffer and decode every complete message, as the transport's readers
 //!   do.
+//! * Setup runs either plain server-authenticated TLS or, as Switchyard,
+//!   mutual TLS ([`Auth`]).
+//!
+//! Every function takes the run's socket buffers, `buffers`: the bytes each
+//! socket asks the kernel for, each way (`None`: the kernel's defaults).
 
 pub mod endpoint;
 
@@ -25,6 +30,7 @@ use switchyard_bench::compare::{
     LAST, MAX_MESSAGE, Msg, Pacer, PingPlan, Tally, Throughput, nanos, payload,
 };
 
+pub use self::endpoint::Auth;
 use self::endpoint::Dialer;
 
 /// Most bytes taken from a stream in one read (as in `transport-quic`).
@@ -87,10 +93,10 @@ struct Pair {
 }
 
 impl Pair {
-    /// Fresh endpoints, connected.
-    async fn connect() -> anyhow::Result<Self> {
-        let listener = endpoint::listener()?;
-        let dialer = Dialer::new()?;
+    /// Fresh endpoints, connected (server-authenticated TLS).
+    async fn connect(buffers: Option<usize>) -> anyhow::Result<Self> {
+        let listener = endpoint::listener(Auth::Server, buffers)?;
+        let dialer = Dialer::new(Auth::Server, buffers)?;
         let to = listener.local_addr()?;
         let (client, server) = tokio::join!(dialer.connect(to), endpoint::accept(&listener));
         Ok(Self {
@@ -137,8 +143,13 @@ async fn send_for(
 
 /// One-way run of `len`-byte payloads for `duration` on one
 /// unidirectional stream, the writer handing quinn `batch` bytes at a time.
-pub async fn one_way(len: usize, duration: Duration, batch: usize) -> anyhow::Result<Throughput> {
-    let pair = Pair::connect().await?;
+pub async fn one_way(
+    len: usize,
+    duration: Duration,
+    batch: usize,
+    buffers: Option<usize>,
+) -> anyhow::Result<Throughput> {
+    let pair = Pair::connect(buffers).await?;
     let server = pair.server.clone();
     let receiver = tokio::spawn(async move {
         let mut reader = MessageReader::new(server.accept_uni().await?);
@@ -159,8 +170,12 @@ pub async fn one_way(len: usize, duration: Duration, batch: usize) -> anyhow::Re
 
 /// Ping-pong of `len`-byte payloads on one bidirectional stream: one
 /// message, one write each way.
-pub async fn ping_pong(len: usize, plan: PingPlan) -> anyhow::Result<Vec<u64>> {
-    let pair = Pair::connect().await?;
+pub async fn ping_pong(
+    len: usize,
+    plan: PingPlan,
+    buffers: Option<usize>,
+) -> anyhow::Result<Vec<u64>> {
+    let pair = Pair::connect(buffers).await?;
     let server = pair.server.clone();
     let echo = tokio::spawn(async move {
         let (mut write, read) = server.accept_bi().await?;
@@ -211,15 +226,21 @@ pub async fn ping_pong(len: usize, plan: PingPlan) -> anyhow::Result<Vec<u64>> {
 }
 
 /// Connection setup, `iterations` times with fresh endpoints (bound, and
-/// the listener's certificate made, before the clock starts). The clock
+/// the certificates made, before the clock starts), with `auth`. The clock
 /// runs from the dial through the handshake, `open_uni` and one message's
-/// write to its arrival at the listener.
-pub async fn setup(len: usize, iterations: usize) -> anyhow::Result<Vec<u64>> {
+/// write to its arrival at the listener (its stream accepted, the message
+/// read and decoded).
+pub async fn setup(
+    len: usize,
+    iterations: usize,
+    auth: Auth,
+    buffers: Option<usize>,
+) -> anyhow::Result<Vec<u64>> {
     let data = payload(len);
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations {
-        let listener = endpoint::listener()?;
-        let dialer = Dialer::new()?;
+        let listener = endpoint::listener(auth, buffers)?;
+        let dialer = Dialer::new(auth, buffers)?;
         let to = listener.local_addr()?;
         let server = tokio::spawn(async move {
             let conn = endpoint::accept(&listener).await?;
