@@ -141,7 +141,18 @@ async fn no_starvation_low_priority_keeps_its_share() {
 async fn write_through_keeps_fifo_and_drr_while_two_channels_compete() {
     const BURSTS: u64 = 12;
     const BURST: u64 = 200;
-    let mut net = Network::builder().seed(16).nodes(2).build().expect("build");
+    // Writer batches of 8 frames: the receiver sees a batch's frames at
+    // once (in any order across channels), so the share is measured to
+    // within a batch.
+    let mut net = Network::builder()
+        .seed(16)
+        .nodes(2)
+        .router_config(p2p::RouterConfig {
+            max_batch_frames: 8,
+            ..p2p::RouterConfig::default()
+        })
+        .build()
+        .expect("build");
     let wide = |id, name, priority| p2p::ChannelDescriptor {
         recv_buffer: 512,
         send_queue: 512,
@@ -204,7 +215,7 @@ async fn write_through_keeps_fifo_and_drr_while_two_channels_compete() {
     let share = bulk_while_both as f64 / (bulk_while_both + BURSTS * BURST) as f64;
     // Weighted share 1/9 = 0.111 (equal sizes).
     assert!(
-        (0.08..=0.16).contains(&share),
+        (0.08..=0.17).contains(&share),
         "bulk got {share:.3} while both had backlog, expected about 0.111"
     );
     let metrics = net.router(0).metrics();
@@ -257,6 +268,14 @@ async fn dropping_send_futures_at_random_points_loses_and_duplicates_nothing() {
     let to = net.peer_id(1);
     let tx = ch[0].0.clone();
     let mut rx = ch.remove(1).1;
+    let (arrivals, mut arrived_rx) = tokio::sync::mpsc::unbounded_channel();
+    let receiver = tokio::spawn(async move {
+        while let Some(env) = rx.recv().await {
+            if arrivals.send(env.message.seq).is_err() {
+                break;
+            }
+        }
+    });
     let sender = tokio::spawn(async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(17);
         let mut completed = Vec::new();
@@ -280,14 +299,13 @@ async fn dropping_send_futures_at_random_points_loses_and_duplicates_nothing() {
         "the deadlines should cut some sends and let others complete: {} of {SENDS} completed",
         completed.len()
     );
+    // Everything in flight lands well within this (paused) time.
+    tokio::time::sleep(30 * SECOND).await;
     let mut arrived = Vec::new();
-    while arrived.len() < completed.len() {
-        let env = recv_within(&mut rx, 30 * SECOND).await.expect("message");
-        arrived.push(env.message.seq);
+    while let Ok(seq) = arrived_rx.try_recv() {
+        arrived.push(seq);
     }
-    assert_eq!(arrived, completed, "exactly the completed sends, in order");
-    // Nothing more comes: no dropped send's message, no duplicate.
-    assert!(recv_within(&mut rx, 5 * SECOND).await.is_none());
+    assert_eq!(arrived, completed, "exactly the completed sends, in order, once each");
     let metrics = net.router(0).metrics();
     for reason in [p2p::DropReason::PeerGone, p2p::DropReason::QueueFull] {
         assert_eq!(metrics.dropped("cancel", reason), 0, "{reason:?}");
@@ -301,4 +319,5 @@ async fn dropping_send_futures_at_random_points_loses_and_duplicates_nothing() {
         .get();
     assert!(through > 0, "no send wrote through");
     net.shutdown().await;
+    receiver.abort();
 }
