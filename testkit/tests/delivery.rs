@@ -239,7 +239,11 @@ async fn write_through_keeps_fifo_and_drr_while_two_channels_compete() {
     );
     for name in ["bulk", "prio", "side"] {
         for reason in [p2p::DropReason::PeerGone, p2p::DropReason::QueueFull] {
-            assert_eq!(metrics.dropped(name, reason), 0, "{name} dropped ({reason:?})");
+            assert_eq!(
+                metrics.dropped(name, reason),
+                0,
+                "{name} dropped ({reason:?})"
+            );
         }
     }
     net.shutdown().await;
@@ -305,7 +309,10 @@ async fn dropping_send_futures_at_random_points_loses_and_duplicates_nothing() {
     while let Ok(seq) = arrived_rx.try_recv() {
         arrived.push(seq);
     }
-    assert_eq!(arrived, completed, "exactly the completed sends, in order, once each");
+    assert_eq!(
+        arrived, completed,
+        "exactly the completed sends, in order, once each"
+    );
     let metrics = net.router(0).metrics();
     for reason in [p2p::DropReason::PeerGone, p2p::DropReason::QueueFull] {
         assert_eq!(metrics.dropped("cancel", reason), 0, "{reason:?}");

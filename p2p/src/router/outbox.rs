@@ -276,8 +276,7 @@ impl Outbox {
             // as `next_batch` takes it.
             queue.credit = Some(credit - 1);
             let channel = queue.id;
-            if let SinkSlot::Parked(parked) =
-                std::mem::replace(&mut state.sink, SinkSlot::Borrowed)
+            if let SinkSlot::Parked(parked) = std::mem::replace(&mut state.sink, SinkSlot::Borrowed)
             {
                 drop(guard);
                 return Ok(self.write_through(index, channel, payload, parked));
@@ -865,7 +864,11 @@ mod tests {
             frames: &'a mut Vec<Frame>,
         ) -> BoxFuture<'a, Result<(), ConnectionError>> {
             Box::pin(async move {
-                let permit = self.gate.acquire().await.map_err(|_| ConnectionError::Closed)?;
+                let permit = self
+                    .gate
+                    .acquire()
+                    .await
+                    .map_err(|_| ConnectionError::Closed)?;
                 drop(permit);
                 self.sent.lock().append(frames);
                 Ok(())
@@ -898,7 +901,10 @@ mod tests {
     fn go_idle(ob: &Outbox, parked: Parked) {
         let mut out = Vec::new();
         let mut sent = vec![(0, 0); 8];
-        assert_eq!(ob.next_batch(&mut out, &mut sent, 16, usize::MAX), Batch::Idle);
+        assert_eq!(
+            ob.next_batch(&mut out, &mut sent, 16, usize::MAX),
+            Batch::Idle
+        );
         assert!(ob.park(parked).is_none(), "parked");
     }
 
@@ -954,7 +960,10 @@ mod tests {
         assert_eq!(ob.try_push(0, payload(1, 0, 10)), Ok(Pushed::HandedOver));
         // Meanwhile a message and a goodbye are queued behind it.
         assert_eq!(ob.try_push(0, payload(1, 1, 10)), Ok(Pushed::Queued));
-        ob.close(Some(Frame::goodbye(crate::proto::GoodbyeReason::Shutdown, "bye")));
+        ob.close(Some(Frame::goodbye(
+            crate::proto::GoodbyeReason::Shutdown,
+            "bye",
+        )));
         let Unparked::InFlight(in_flight) = ob.unpark() else {
             panic!("the write is in flight")
         };
