@@ -122,6 +122,17 @@ struct Options {
     throughput: bool,
     mixed: bool,
     small: bool,
+    /// Only the router's half of one part of (e), for counting its
+    /// instructions per message (`perf stat -e instructions`).
+    small_part: Option<SmallPart>,
+}
+
+/// One part of (e), run alone by `--only small-rate` or
+/// `--only small-pingpong`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SmallPart {
+    Rate,
+    PingPong,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -134,6 +145,7 @@ fn parse_args() -> anyhow::Result<Options> {
         throughput: true,
         mixed: true,
         small: true,
+        small_part: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -153,13 +165,23 @@ fn parse_args() -> anyhow::Result<Options> {
                 o.throughput = list.split(',').any(|s| s == "throughput");
                 o.mixed = list.split(',').any(|s| s == "mixed");
                 o.small = list.split(',').any(|s| s == "small");
+                if list == "small-rate" || list == "small-pingpong" {
+                    o.small = true;
+                    o.small_part = Some(if list == "small-rate" {
+                        SmallPart::Rate
+                    } else {
+                        SmallPart::PingPong
+                    });
+                }
             }
             // `cargo bench` passes this to every target.
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
                     "router_vs_mpsc [--messages N] [--mixed-secs S] [--small-secs S] \
-                     [--connections N] [--only memory,throughput,mixed,small]"
+                     [--connections N] [--only memory,throughput,mixed,small]\n\
+                     --only small-rate | small-pingpong: only the router's half of that \
+                     part of (e), printing its message count (for perf stat)"
                 );
                 std::process::exit(0);
             }
@@ -215,7 +237,7 @@ fn main() -> anyhow::Result<()> {
             // On a spawned task, so that it runs on the two workers (the
             // `block_on` thread would be a third), as in `tcp_compare`.
             let secs = Duration::from_secs_f64(options.small_secs);
-            let results = tokio::spawn(small(secs)).await??;
+            let results = tokio::spawn(small(secs, options.small_part)).await??;
             report.results.extend(results);
         }
         anyhow::Ok(())
@@ -685,11 +707,41 @@ async fn raw_ping_pong(plan: switchyard_bench::compare::PingPlan) -> anyhow::Res
     Ok(samples)
 }
 
-async fn small(duration: Duration) -> anyhow::Result<Vec<String>> {
+async fn small(duration: Duration, part: Option<SmallPart>) -> anyhow::Result<Vec<String>> {
     use switchyard_bench::compare::{PingPlan, SMALL_ENCODED, SMALL_LEN, percentile, switchyard};
     let mut results = Report {
         results: Vec::new(),
     };
+    let plan = PingPlan {
+        warmup: 1000,
+        duration,
+        max: 200_000,
+    };
+    match part {
+        Some(SmallPart::Rate) => {
+            let make = memory_transport(MemoryHub::new(7));
+            let ours = switchyard::one_way(&*make, SMALL_LEN, SMALL_WINDOW, duration).await?;
+            println!(
+                "router 128 B rate alone: {} messages, {:.0} msgs/s",
+                ours.tally.messages,
+                ours.messages_per_sec()
+            );
+            results.result("small_rate_messages", ours.tally.messages, "messages");
+            return Ok(results.results);
+        }
+        Some(SmallPart::PingPong) => {
+            let make = memory_transport(MemoryHub::new(7));
+            let mut rtt = switchyard::ping_pong(&*make, SMALL_LEN, plan).await?;
+            let trips = plan.warmup + rtt.len() as u64;
+            println!(
+                "router 128 B ping-pong alone: {trips} round trips, p50 {:.1} us",
+                percentile(&mut rtt, 50.0) as f64 / 1000.0
+            );
+            results.result("pingpong_round_trips", trips, "round trips");
+            return Ok(results.results);
+        }
+        None => {}
+    }
     println!();
     println!(
         "== (e) small messages over memory: {SMALL_ENCODED}-byte rate ({} s, one sender, send().await, window {SMALL_WINDOW}) and ping-pong (1,000 warm-up round trips, then {} s or 200,000 samples) ==",
@@ -703,11 +755,6 @@ async fn small(duration: Duration) -> anyhow::Result<Vec<String>> {
     let make = memory_transport(hub);
     let ours = switchyard::one_way(&*make, SMALL_LEN, SMALL_WINDOW, duration).await?;
     let raw = raw_small_rate(duration).await?;
-    let plan = PingPlan {
-        warmup: 1000,
-        duration,
-        max: 200_000,
-    };
     let mut our_rtt = switchyard::ping_pong(&*make, SMALL_LEN, plan).await?;
     let mut raw_rtt = raw_ping_pong(plan).await?;
     let us = |ns: u64| ns as f64 / 1000.0;

@@ -472,6 +472,8 @@ async fn read_loop(
         };
         match result {
             Ok(()) => {
+                // The peer answered: our next send may write through.
+                link.outbox.peer_spoke();
                 last_received = Instant::now();
                 if ping_sent.take().is_some() {
                     keepalive

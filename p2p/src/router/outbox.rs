@@ -39,12 +39,15 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::channel::ChannelId;
 use crate::transport::{ConnectionError, Frame, FrameSink};
@@ -187,11 +190,31 @@ struct State {
     closed: bool,
     writer_idle: bool,
     sink: SinkSlot,
+    /// When the last write-through borrowed the sink. With
+    /// [`Outbox::warm`] it decides whether the next send may write
+    /// through (see [`WARM_WINDOW`]).
+    last_write_through: Option<Instant>,
 }
+
+/// How long after a write-through a send to the same connection queues
+/// for the writer instead of writing through, unless the peer has been
+/// heard from since (see "Batching is kept" in the module docs).
+///
+/// Longer than the gap between two sends of a burst (well under a
+/// microsecond to a few microseconds) and than the writer's wake-up, so
+/// that a burst's sends after the first batch in the writer; short enough
+/// that sparse traffic (one message every few tens of microseconds or
+/// more) writes through.
+pub(crate) const WARM_WINDOW: Duration = Duration::from_micros(50);
 
 /// One connection's outbound queues.
 #[derive(Debug)]
 pub(crate) struct Outbox {
+    /// A write-through happened and neither [`WARM_WINDOW`] has passed nor
+    /// has the peer been heard from since ([`peer_spoke`](Self::peer_spoke)).
+    /// Outside the lock so that the reader clears it without taking it;
+    /// a hint only: it decides between two correct paths.
+    warm: AtomicBool,
     state: Mutex<State>,
     writer_wake: Notify,
     room: Vec<Notify>,
@@ -223,7 +246,9 @@ impl Outbox {
                 closed: false,
                 writer_idle: false,
                 sink: SinkSlot::Writer,
+                last_write_through: None,
             }),
+            warm: AtomicBool::new(false),
             writer_wake: Notify::new(),
             room: configs.iter().map(|_| Notify::new()).collect(),
             closing: tokio_util::sync::CancellationToken::new(),
@@ -240,15 +265,13 @@ impl Outbox {
     }
 
     /// Queues `payload` on channel `index` if there is room, or writes it
-    /// through when the writer is idle, the channel's queue empty and its
-    /// credit not; gives the payload back if neither can be done.
+    /// through when the writer is idle, the channel's queue empty, its
+    /// credit not, and no other write-through just happened; gives the
+    /// payload back if neither can be done.
     ///
     /// Never waits: a write-through polls the transport once and hands
     /// what is left to the writer.
     pub fn try_push(&self, index: usize, payload: Bytes) -> Result<Pushed, (PushError, Bytes)> {
-        // Polling a transport needs a runtime (its timers and I/O); a
-        // caller outside one only queues.
-        let may_write = tokio::runtime::Handle::try_current().is_ok();
         let mut guard = self.state.lock();
         let state = &mut *guard;
         if state.closed {
@@ -264,11 +287,14 @@ impl Outbox {
             queue.waiters = true;
             return Err((PushError::Full, payload));
         }
-        if may_write
-            && state.writer_idle
+        if state.writer_idle
             && queue.messages.is_empty()
             && credit > 0
             && matches!(state.sink, SinkSlot::Parked(_))
+            // Polling a transport needs a runtime (its timers and I/O); a
+            // caller outside one only queues.
+            && tokio::runtime::Handle::try_current().is_ok()
+            && self.cold(state.last_write_through)
         {
             // The writer is idle, so nothing else is sendable (no control
             // frame, no other channel with a message and credit): this
@@ -278,6 +304,10 @@ impl Outbox {
             let channel = queue.id;
             if let SinkSlot::Parked(parked) = std::mem::replace(&mut state.sink, SinkSlot::Borrowed)
             {
+                // Warm before the write, so that a reply the reader sees
+                // after it makes the next send cold again.
+                state.last_write_through = Some(Instant::now());
+                self.warm.store(true, Ordering::Relaxed);
                 drop(guard);
                 return Ok(self.write_through(index, channel, payload, parked));
             }
@@ -289,6 +319,25 @@ impl Outbox {
             self.writer_wake.notify_one();
         }
         Ok(Pushed::Queued)
+    }
+
+    /// Whether a send may write through as far as batching goes: no
+    /// write-through since the peer was last heard from, or the last one
+    /// [`WARM_WINDOW`] ago or more. Otherwise the send queues and wakes the
+    /// writer, which takes what the burst queues behind it as one batch.
+    fn cold(&self, last_write_through: Option<Instant>) -> bool {
+        !self.warm.load(Ordering::Relaxed)
+            || last_write_through.is_none_or(|at| at.elapsed() >= WARM_WINDOW)
+    }
+
+    /// The connection's reader received frames from the peer: the next
+    /// send may write through again. In a request/response exchange the
+    /// answer comes before the next request, so every request writes
+    /// through; a burst does not wait for answers, so it batches.
+    pub fn peer_spoke(&self) {
+        if self.warm.load(Ordering::Relaxed) {
+            self.warm.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Writes one data frame through the borrowed sink: one poll, then the
@@ -928,9 +977,12 @@ mod tests {
         go_idle(&ob, parked);
         assert_eq!(ob.try_push(0, payload(1, 0, 10)), Ok(Pushed::Written));
         assert_eq!(seqs(&sent.lock()), vec![(1, 0)]);
-        // The sink is parked again: the next one writes through too, and
-        // the credit (2) is spent as the writer would spend it.
+        // The sink is parked again: once the peer answered, the next one
+        // writes through too, and the credit (2) is spent as the writer
+        // would spend it.
+        ob.peer_spoke();
         assert_eq!(ob.try_push(0, payload(1, 1, 10)), Ok(Pushed::Written));
+        ob.peer_spoke();
         assert_eq!(ob.try_push(0, payload(1, 2, 10)), Ok(Pushed::Queued));
         assert_eq!(ob.queued(0), 1);
         // No credit: the queued message waits for the writer, and a later
@@ -1005,6 +1057,110 @@ mod tests {
         ob.give_back(parked);
         ob.wait_for_work().await;
         assert!(matches!(ob.unpark(), Unparked::Sink(_)));
+    }
+
+    /// The writer's busy step: takes the sink back, sends one batch
+    /// through it, and returns what it sent.
+    async fn writer_batch(ob: &Outbox) -> (Parked, Vec<Frame>) {
+        let Unparked::Sink(mut parked) = ob.unpark() else {
+            panic!("the sink was parked")
+        };
+        let mut flags = vec![(0, 0); 8];
+        let _ = ob.next_batch(&mut parked.batch, &mut flags, 64, usize::MAX);
+        let frames = parked.batch.clone();
+        parked
+            .sink
+            .send(&mut parked.batch)
+            .await
+            .expect("recording sink");
+        (parked, frames)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_after_a_write_through_batches_in_the_writer() {
+        let ob = outbox(&[(1, 1, 100, Some(100)), (2, 1, 100, Some(100))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        // The first send after idleness writes through ...
+        assert_eq!(ob.try_push(0, payload(1, 0, 10)), Ok(Pushed::Written));
+        // ... the rest of the burst, on any channel, queues for the writer,
+        // though the writer is idle and the sink parked.
+        for seq in 1..20 {
+            assert_eq!(ob.try_push(0, payload(1, seq, 10)), Ok(Pushed::Queued));
+        }
+        assert_eq!(ob.try_push(1, payload(2, 0, 10)), Ok(Pushed::Queued));
+        ob.wait_for_work().await;
+        let (parked, frames) = writer_batch(&ob).await;
+        assert_eq!(frames.len(), 20, "the burst went as one batch");
+        go_idle(&ob, parked);
+        assert_eq!(seqs(&sent.lock()).len(), 21);
+        // Still warm: a send right after the batch queues too.
+        assert_eq!(ob.try_push(0, payload(1, 20, 10)), Ok(Pushed::Queued));
+        let (parked, _) = writer_batch(&ob).await;
+        go_idle(&ob, parked);
+        // After the window a lone send writes through again.
+        tokio::time::advance(WARM_WINDOW).await;
+        assert_eq!(ob.try_push(0, payload(1, 21, 10)), Ok(Pushed::Written));
+        let order: Vec<u32> = seqs(&sent.lock())
+            .into_iter()
+            .filter(|&(c, _)| c == 1)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(order, (0..22).collect::<Vec<_>>(), "FIFO on channel 1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_from_the_peer_lets_the_next_send_write_through() {
+        let ob = outbox(&[(1, 1, 100, Some(100))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        // Request/response: each request follows the peer's answer to the
+        // previous one, well within the window, and each writes through.
+        for seq in 0..10 {
+            assert_eq!(ob.try_push(0, payload(1, seq, 10)), Ok(Pushed::Written));
+            ob.peer_spoke();
+        }
+        assert_eq!(seqs(&sent.lock()).len(), 10);
+        // Without an answer the next one queues.
+        assert_eq!(ob.try_push(0, payload(1, 10, 10)), Ok(Pushed::Written));
+        assert_eq!(ob.try_push(0, payload(1, 11, 10)), Ok(Pushed::Queued));
+    }
+
+    #[tokio::test]
+    async fn a_goodbye_during_a_write_through_goes_after_its_frame() {
+        let ob = outbox(&[(1, 1, 10, Some(10))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        // A sender borrows the sink (as `try_push` does) ...
+        let mut parked = {
+            let mut state = ob.state.lock();
+            let SinkSlot::Parked(parked) = std::mem::replace(&mut state.sink, SinkSlot::Borrowed)
+            else {
+                panic!("parked")
+            };
+            parked
+        };
+        // ... the connection is closed meanwhile, with a goodbye ...
+        ob.close(Some(Frame::goodbye(
+            crate::proto::GoodbyeReason::Shutdown,
+            "bye",
+        )));
+        // ... the sender's frame is written and the sink given back ...
+        parked.batch.push(Frame::Data {
+            channel: ChannelId(1),
+            payload: payload(1, 0, 10),
+        });
+        parked.sink.send(&mut parked.batch).await.expect("sent");
+        ob.give_back(parked);
+        // ... which wakes the writer, whose last batch is the goodbye.
+        ob.wait_for_work().await;
+        let (_parked, frames) = writer_batch(&ob).await;
+        assert!(matches!(frames.as_slice(), [Frame::Goodbye(_)]));
+        let sent = sent.lock();
+        assert!(matches!(
+            sent.as_slice(),
+            [Frame::Data { .. }, Frame::Goodbye(_)]
+        ));
     }
 
     #[test]
