@@ -426,6 +426,11 @@ async fn read_loop(
     let keepalive = tokio::time::sleep(limits.ping_interval);
     tokio::pin!(keepalive);
     loop {
+        if frames.iter().any(|f| matches!(f, Frame::Data { .. })) {
+            // The peer sent data (an answer, in a request/response
+            // exchange): our next send may write through.
+            link.outbox.peer_spoke();
+        }
         for frame in frames.drain(..) {
             if let Frame::Goodbye(goodbye) = &frame {
                 return Ended {
@@ -472,8 +477,6 @@ async fn read_loop(
         };
         match result {
             Ok(()) => {
-                // The peer answered: our next send may write through.
-                link.outbox.peer_spoke();
                 last_received = Instant::now();
                 if ping_sent.take().is_some() {
                     keepalive
