@@ -186,6 +186,8 @@ impl Link {
         // first and show a negative depth.
         self.metrics[index].queue_depth.inc();
         match self.outbox.try_push(index, payload) {
+            // Queued for the writer, which counts it: the common case.
+            Ok(Pushed::Queued) => Ok(()),
             Ok(pushed) => {
                 self.pushed(index, size, pushed);
                 Ok(())
@@ -202,6 +204,8 @@ impl Link {
         let size = payload.len() as u64;
         self.metrics[index].queue_depth.inc();
         match self.outbox.push(index, payload).await {
+            // Queued for the writer, which counts it: the common case.
+            Ok(Pushed::Queued) => Ok(()),
             Ok(pushed) => {
                 self.pushed(index, size, pushed);
                 Ok(())
