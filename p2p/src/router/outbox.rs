@@ -35,6 +35,15 @@
 //! behind what was queued before it hold; the fast path is taken only when
 //! the writer is idle, so under load every frame goes through deficit round
 //! robin as before.
+//!
+//! # Batching is kept
+//!
+//! A write-through makes the connection *warm*: until the peer sends data
+//! ([`Outbox::peer_spoke`]) or [`WARM_WINDOW`] passes, further sends queue
+//! and wake the writer even though it is idle. The first send after
+//! idleness goes through; the rest of a burst batches in the writer, as
+//! before write-through. A request/response exchange gets its answer
+//! before its next request, so each request writes through.
 
 use std::collections::VecDeque;
 use std::future::Future;
