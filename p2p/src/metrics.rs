@@ -15,6 +15,7 @@
 //! | `handshakes_refused_total` | reason | connections ended before they became peers |
 //! | `transport_violations_total` | reason | admitted connections the transport ended over the peer's bytes: `frame_too_large`, `reassembly_budget` (QUIC partial frames), `protocol` |
 //! | `addresses_refused_total` | reason | addresses the address book refused ([`AddAddressError::reason`](crate::AddAddressError::reason)), from any source |
+//! | `early_data_bytes`, `early_data_bytes_max` | – | payload bytes of early data held for connections in their handshake (now, and the most at once): at most `max_pending_handshakes × MAX_EARLY_BYTES` for inbound ones (ADR 0002, "Early data") |
 //!
 //! The reasons of `handshakes_refused_total`, every label the router uses,
 //! and the failure each counts (ADR 0004 §6 and §10):
@@ -140,6 +141,16 @@ pub enum DropReason {
     /// The channel's receive queue was full (a flow-control accounting
     /// fault; should stay at zero).
     ReceiverFull,
+    /// Early data (sent on the protocol's early credit, before the
+    /// receiver's first `Credit`) for which the receiver had no room: the
+    /// peer's share of the receive queue was taken (by its earlier
+    /// connections' messages, or the queue by other peers'), or it came
+    /// beyond [`MAX_EARLY_BYTES`](crate::router::MAX_EARLY_BYTES) before
+    /// admission.
+    EarlyNoRoom,
+    /// Early data of a connection that was refused (banned, over the
+    /// limits, a wrong network, a duplicate) or failed before admission.
+    EarlyRefused,
 }
 
 impl DropReason {
@@ -156,6 +167,8 @@ impl DropReason {
             DropReason::FlowControl => "flow_control",
             DropReason::ReceiverClosed => "receiver_closed",
             DropReason::ReceiverFull => "receiver_full",
+            DropReason::EarlyNoRoom => "early_no_room",
+            DropReason::EarlyRefused => "early_refused",
         }
     }
 }
@@ -235,6 +248,10 @@ pub struct Metrics {
     /// Addresses the address book refused, by reason (the screen every
     /// source passes: peer exchange, gossip and ring contacts, the API).
     pub addresses_refused: Family<ReasonLabels, Counter>,
+    /// Payload bytes of early data held for connections not admitted yet.
+    pub early_data_bytes: Gauge,
+    /// The most `early_data_bytes` has been since the router started.
+    pub early_data_bytes_max: Gauge,
 }
 
 impl Metrics {
@@ -328,6 +345,24 @@ impl Metrics {
             "Addresses the address book refused, by reason",
             Declared(self.addresses_refused.clone()),
         );
+        r.register(
+            "early_data_bytes",
+            "Payload bytes of early data held for connections not admitted yet",
+            self.early_data_bytes.clone(),
+        );
+        r.register(
+            "early_data_bytes_max",
+            "The most early data held at once since the router started, in payload bytes",
+            self.early_data_bytes_max.clone(),
+        );
+    }
+
+    /// `bytes` of early data are now held before admission.
+    pub(crate) fn early_held(&self, bytes: usize) {
+        let now = self.early_data_bytes.inc_by(bytes as i64) + bytes as i64;
+        self.early_data_bytes_max
+            .inner()
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts one dropped message.
@@ -494,6 +529,8 @@ mod tests {
             "handshakes_refused",
             "transport_violations",
             "addresses_refused",
+            "early_data_bytes",
+            "early_data_bytes_max",
         ] {
             assert!(
                 text.contains(&format!("# TYPE switchyard_p2p_{family} ")),

@@ -304,6 +304,11 @@ pub struct Connection {
     pub remote_ip: Option<IpAddr>,
     /// Who dialed.
     pub direction: Direction,
+    /// Whether the transport already sent our `Hello` inside its own
+    /// handshake (see [`Transport::carry_hello`]); the router then does not
+    /// send it again. The remote's `Hello`, when it came that way, is the
+    /// first frame `stream` yields.
+    pub hello_sent: bool,
     /// Frames to the remote.
     pub sink: Box<dyn FrameSink>,
     /// Frames from the remote.
@@ -316,6 +321,7 @@ impl fmt::Debug for Connection {
             .field("remote", &self.remote)
             .field("remote_address", &self.remote_address)
             .field("direction", &self.direction)
+            .field("hello_sent", &self.hello_sent)
             .finish_non_exhaustive()
     }
 }
@@ -338,6 +344,14 @@ pub trait Transport: Send + Sync + 'static {
         &'a self,
         address: &'a PeerAddress,
     ) -> BoxFuture<'a, Result<Connection, TransportError>>;
+
+    /// Our `Hello`, for a transport that can carry it inside its own
+    /// handshake and so save the round trip of a separate exchange (TCP
+    /// sends it in Noise message 2 or 3). The router calls this before it
+    /// accepts or dials, and again whenever its `Hello` changes. A
+    /// transport that carries it sets [`Connection::hello_sent`]; one that
+    /// cannot (the default does nothing) leaves it to the router.
+    fn carry_hello(&self, _hello: &Frame) {}
 
     /// The connections this transport refused or closed on its own, before
     /// [`accept`](Self::accept) (its own handshake limits), by reason; the

@@ -157,8 +157,9 @@ impl RawPeer {
     }
 
     /// The next message the node sends on `channel`, decoded. The first
-    /// call grants the node its window on `channel` (the router sends
-    /// nothing before the receiver's credit) and every message taken
+    /// call grants the node its window on `channel` (the rest of it: the
+    /// node holds the protocol's early credit from the start, and may
+    /// have spent it already) and every message taken
     /// grants one more; pings are answered, frames on other channels are
     /// dropped (their credit returned). Fails when the connection ends or
     /// the message does not decode.
@@ -167,7 +168,10 @@ impl RawPeer {
         channel: u16,
     ) -> Result<M, ConnectionError> {
         if self.credited.insert(channel) {
-            self.grant(channel, RAW_PEER_WINDOW).await?;
+            // The node holds the protocol's early credit from the start:
+            // the rest of the window.
+            let early = p2p::router::EARLY_CREDIT.min(RAW_PEER_WINDOW);
+            self.grant(channel, RAW_PEER_WINDOW - early).await?;
         }
         let early = std::mem::take(&mut self.early);
         self.inbox.extend(early);

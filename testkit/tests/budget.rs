@@ -52,7 +52,12 @@ async fn a_peer_cannot_make_a_stalled_node_hold_more_than_its_byte_budget() {
         .await
         .expect("admitted");
     let payload = Bytes::from(vec![0x41; MIB]);
-    let mut credit: HashMap<ChannelId, u32> = HashMap::new();
+    // The early credit of protocol version 3 is the peer's from the
+    // start; the rest comes in `Credit` frames.
+    let mut credit: HashMap<ChannelId, u32> = [ChannelId(0x10), ChannelId(0x11)]
+        .into_iter()
+        .map(|c| (c, p2p::router::EARLY_CREDIT))
+        .collect();
     let mut sent = 0usize;
     loop {
         let frames = attacker.recv_frames(SECOND).await.expect("connected");

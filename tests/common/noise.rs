@@ -73,9 +73,13 @@ impl NoiseClient {
         }
         let incoming = read_message(&mut stream).await?;
         let mut payload = vec![0u8; 1024];
-        state
+        let n = state
             .read_message(&incoming, &mut payload)
             .map_err(std::io::Error::other)?;
+        // Protocol version 3: behind the listener's 97-byte identity comes
+        // its `Hello`, the first frame of the connection (ADR 0004 §3.2).
+        let first = payload.get(97..n).unwrap_or_default();
+        let plain = BytesMut::from(first);
         let identity = identity_payload(&keypair, &static_key.public);
         let n = state
             .write_message(&identity, &mut buf)
@@ -85,7 +89,7 @@ impl NoiseClient {
         Ok(Self {
             stream,
             session,
-            plain: BytesMut::new(),
+            plain,
         })
     }
 

@@ -12,14 +12,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::ChannelId;
 use crate::identity::PeerId;
 use crate::metrics::DropReason;
 use crate::peer_manager::{PeerError, RemoteRefusal};
 use crate::proto::{self, GoodbyeReason};
-use crate::router::MAX_HELLO_SIZE;
-use crate::router::link::{Inbound, Link};
+use crate::router::link::{Credit, Inbound, Link};
 use crate::router::outbox::{Batch, Parked, Unparked};
 use crate::router::shared::{ChannelTable, Shared};
+use crate::router::{MAX_EARLY_BYTES, MAX_HELLO_SIZE};
 use crate::transport::{Connection, ConnectionError, Frame, FrameSink, FrameStream};
 
 /// Largest number of channels a peer may announce.
@@ -68,19 +69,28 @@ impl std::fmt::Display for HandshakeError {
 /// Exchanges `Hello` frames and checks the remote's: same network, same
 /// protocol version, the authenticated PeerId, sane announcements. On a
 /// mismatch the remote gets a goodbye saying why. Returns the remote's
-/// `NodeInfo` and any frames that arrived right behind its `Hello`.
+/// `NodeInfo` and what arrived right behind its `Hello` ([`Early`]).
+///
+/// Our `Hello` is sent first, unless the transport already carried it in
+/// its handshake ([`Connection::hello_sent`]). Frames that came in the same
+/// read as the remote's `Hello` are the peer's early data: kept up to
+/// [`MAX_EARLY_BYTES`] of payload, the rest dropped at admission. On a
+/// failure, early data is dropped and counted (`early_refused`).
 pub(crate) async fn handshake(
     conn: &mut Connection,
     ours: &proto::NodeInfo,
-) -> Result<(proto::NodeInfo, Vec<Frame>), HandshakeError> {
-    let mut out = vec![Frame::Hello(Box::new(ours.clone()))];
-    conn.sink.send(&mut out).await.map_err(|e| {
-        HandshakeError::new(
-            GoodbyeReason::Unspecified,
-            "io",
-            format!("sending hello: {e}"),
-        )
-    })?;
+    shared: &Shared,
+) -> Result<(proto::NodeInfo, Early), HandshakeError> {
+    if !conn.hello_sent {
+        let mut out = vec![Frame::Hello(Box::new(ours.clone()))];
+        conn.sink.send(&mut out).await.map_err(|e| {
+            HandshakeError::new(
+                GoodbyeReason::Unspecified,
+                "io",
+                format!("sending hello: {e}"),
+            )
+        })?;
+    }
     let mut frames = Vec::new();
     conn.stream.set_frame_limit(Some(MAX_HELLO_SIZE));
     let received = conn.stream.recv(&mut frames).await;
@@ -98,9 +108,12 @@ pub(crate) async fn handshake(
         ),
     })?;
     let mut frames = frames.into_iter();
-    let mut theirs = match frames.next() {
+    let first = frames.next();
+    let early = Early::new(frames.collect(), &shared.metrics);
+    let mut theirs = match first {
         Some(Frame::Hello(info)) => *info,
         Some(Frame::Goodbye(g)) => {
+            early.refused(shared);
             return Err(HandshakeError::new(
                 GoodbyeReason::Unspecified,
                 "remote_goodbye",
@@ -113,18 +126,99 @@ pub(crate) async fn handshake(
                 "protocol",
                 format!("expected hello, got {other:?}"),
             );
+            early.refused(shared);
             refuse(conn.sink.as_mut(), &err).await;
             return Err(err);
         }
     };
     if let Err(err) = check_hello(conn.remote, ours, &theirs) {
+        early.refused(shared);
         refuse(conn.sink.as_mut(), &err).await;
         return Err(err);
     }
     // Kept for the connection's life: a view into the frame would keep the
     // whole `Hello` (up to 64 KiB) and whatever shared its buffer.
     theirs.peer_id = bytes::Bytes::copy_from_slice(&theirs.peer_id);
-    Ok((theirs, frames.collect()))
+    Ok((theirs, early))
+}
+
+/// What a peer sent behind its `Hello` before we admitted it: frames that
+/// came in the same read (the transport holds the rest until the
+/// connection's reader starts). Data among them was sent on the protocol's
+/// early credit ([`EARLY_CREDIT`](crate::router::EARLY_CREDIT)).
+#[derive(Debug, Default)]
+pub(crate) struct Early {
+    /// The frames kept, in order: data up to [`MAX_EARLY_BYTES`] of
+    /// payload, and every control frame.
+    pub frames: Vec<Frame>,
+    /// The channels of data frames that came beyond [`MAX_EARLY_BYTES`],
+    /// already dropped: each still spent a credit, charged at admission.
+    pub over: Vec<ChannelId>,
+    /// The kept payload bytes, counted in `early_data_bytes` while held.
+    held: Held,
+}
+
+/// Early data bytes counted in a gauge until dropped.
+#[derive(Debug, Default)]
+struct Held {
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes as i64);
+    }
+}
+
+impl Early {
+    /// Keeps data frames while their payloads add up to at most
+    /// [`MAX_EARLY_BYTES`]; of later ones only the channel is kept.
+    pub fn new(frames: Vec<Frame>, metrics: &crate::metrics::Metrics) -> Self {
+        let mut early = Self::default();
+        let mut bytes = 0usize;
+        for frame in frames {
+            match frame {
+                Frame::Data { channel, payload } => {
+                    // Once over, every later message is too, so what is
+                    // kept is a prefix of what came.
+                    if !early.over.is_empty() || bytes + payload.len() > MAX_EARLY_BYTES {
+                        early.over.push(channel);
+                    } else {
+                        bytes += payload.len();
+                        early.frames.push(Frame::Data { channel, payload });
+                    }
+                }
+                other => early.frames.push(other),
+            }
+        }
+        metrics.early_held(bytes);
+        early.held = Held {
+            gauge: metrics.early_data_bytes.clone(),
+            bytes,
+        };
+        early
+    }
+
+    /// The connection will not be admitted: counts each data frame as
+    /// dropped (`early_refused`) under its channel.
+    pub fn refused(self, shared: &Shared) {
+        let channels = self
+            .frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Data { channel, .. } => Some(*channel),
+                _ => None,
+            })
+            .chain(self.over.iter().copied());
+        let table = shared.channels.get();
+        for channel in channels {
+            let name = table
+                .and_then(|t| t.index_of(channel.0).map(|i| t.slots[i].descriptor.name))
+                .unwrap_or("unknown");
+            shared.metrics.drop(name, DropReason::EarlyRefused);
+        }
+    }
 }
 
 fn check_hello(
@@ -271,11 +365,11 @@ pub(crate) async fn run(
     link: Arc<Link>,
     sink: Box<dyn FrameSink>,
     stream: Box<dyn FrameStream>,
-    leftovers: Vec<Frame>,
+    early: Early,
     limits: ConnectionLimits,
 ) -> Ended {
     let mut writer = tokio::spawn(write_loop(shared.clone(), link.clone(), sink, limits));
-    let reason = read_loop(&shared, &table, &link, stream, leftovers, limits).await;
+    let reason = read_loop(&shared, &table, &link, stream, early, limits).await;
     // Whatever ended the reader, nothing more will be sent but the goodbye
     // the reader may have queued.
     link.close_with(None, &shared.metrics);
@@ -411,10 +505,17 @@ async fn read_loop(
     table: &ChannelTable,
     link: &Arc<Link>,
     mut stream: Box<dyn FrameStream>,
-    leftovers: Vec<Frame>,
+    early: Early,
     limits: ConnectionLimits,
 ) -> Ended {
-    let mut frames = leftovers;
+    let Early {
+        mut frames,
+        mut over,
+        held,
+    } = early;
+    // Admitted: what it holds goes into the receive queues (or is dropped)
+    // in the first pass below, under the ledger's accounting.
+    drop(held);
     // Frames received so far: a goodbye as the first one is a refusal.
     let mut received = 0u64;
     // Keepalive: one timer, moved only when it fires, so the data path pays
@@ -445,6 +546,13 @@ async fn read_loop(
             }
             received += 1;
             if let Step::End(reason) = on_frame(shared, table, link, frame) {
+                return Ended::plain(reason);
+            }
+        }
+        // Early data beyond what we hold before admission: it came behind
+        // the frames above, and spent its credit like any data.
+        for channel in over.drain(..) {
+            if let Step::End(reason) = on_dropped_early(shared, table, link, channel) {
                 return Ended::plain(reason);
             }
         }
@@ -511,6 +619,33 @@ async fn read_loop(
     }
 }
 
+/// A data frame of `channel` that came before admission beyond
+/// [`MAX_EARLY_BYTES`] and was dropped: it spends a credit all the same
+/// (returned at once if it was backed), and is counted `early_no_room`.
+fn on_dropped_early(
+    shared: &Shared,
+    table: &ChannelTable,
+    link: &Arc<Link>,
+    channel: ChannelId,
+) -> Step {
+    let Some(index) = table.index_of(channel.0) else {
+        shared.metrics.drop("unknown", DropReason::UnknownChannel);
+        shared.report(link.peer, PeerError::UnknownChannel(channel));
+        return Step::Continue;
+    };
+    let name = table.slots[index].descriptor.name;
+    match link.take_credit(index, 0) {
+        Credit::Backed => link.consumed(index, 0),
+        Credit::Unbacked => {}
+        Credit::Exceeded => {
+            shared.metrics.drop(name, DropReason::FlowControl);
+            return violation(shared, link, PeerError::FlowControlViolation(channel));
+        }
+    }
+    shared.metrics.drop(name, DropReason::EarlyNoRoom);
+    Step::Continue
+}
+
 fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Frame) -> Step {
     match frame {
         Frame::Data { channel, payload } => {
@@ -522,9 +657,18 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
             let slot = &table.slots[index];
             let name = slot.descriptor.name;
             let size = payload.len();
-            if !link.take_credit(index, size) {
-                shared.metrics.drop(name, DropReason::FlowControl);
-                return violation(shared, link, PeerError::FlowControlViolation(channel));
+            match link.take_credit(index, size) {
+                Credit::Backed => {}
+                Credit::Unbacked => {
+                    // Sent on the early credit, with no room reserved for
+                    // it: the peer's share of the queue is taken.
+                    shared.metrics.drop(name, DropReason::EarlyNoRoom);
+                    return Step::Continue;
+                }
+                Credit::Exceeded => {
+                    shared.metrics.drop(name, DropReason::FlowControl);
+                    return violation(shared, link, PeerError::FlowControlViolation(channel));
+                }
             }
             if size > slot.descriptor.max_message_size {
                 shared.metrics.drop(name, DropReason::TooLarge);

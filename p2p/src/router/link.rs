@@ -32,6 +32,29 @@ use crate::transport::Frame;
 
 pub(crate) use crate::router::outbox::PushError;
 
+/// What one received message spent of the credit we granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credit {
+    /// Credit with room reserved behind it: the message goes into the
+    /// receive queue.
+    Backed,
+    /// Early credit that no reservation covers yet: the message is dropped
+    /// (`early_no_room`), as the protocol allows.
+    Unbacked,
+    /// No credit at all: the remote sent more than it was allowed.
+    Exceeded,
+}
+
+/// Packs backed and unbacked credit into one word.
+const fn pack(backed: u32, unbacked: u32) -> u64 {
+    ((unbacked as u64) << 32) | backed as u64
+}
+
+/// Backed and unbacked credit from one word.
+const fn unpack(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
 /// A received message on its way to a channel's receiver. Holding the link
 /// lets the receiver return credit to the right connection.
 #[derive(Debug)]
@@ -42,14 +65,19 @@ pub(crate) struct Inbound {
 
 /// Receive-side credit of one channel on one connection.
 ///
-/// `remaining + pending + (messages of this connection in the receive
+/// `backed + pending + (messages of this connection in the receive
 /// queue) ≤ reserved`, and the ledger never lets reservations exceed the
 /// queue's capacity. In bytes, `committed ≤ reserved_bytes`.
 #[derive(Debug, Default)]
 struct Granted {
-    /// Messages the remote may still send before we return credit
-    /// (including what it sent that has not arrived yet).
-    remaining: AtomicU32,
+    /// Credit in the remote's hands (including what it sent that has not
+    /// arrived yet), as one word so that both halves move together:
+    /// the low 32 bits are *backed* credit, messages the remote may still
+    /// send for which room is reserved; the high 32 bits are *unbacked*
+    /// credit, the early credit of protocol version 3 that no reservation
+    /// covers yet. New room backs unbacked credit first, and only what is
+    /// left over goes out in `Credit` frames.
+    credit: AtomicU64,
     /// Messages the reactor consumed, or credit the ledger granted, that we
     /// have not yet returned (or cannot yet: the bytes do not cover it).
     pending: AtomicU32,
@@ -124,12 +152,24 @@ impl Link {
                 priority: d.priority,
                 max_messages: d.send_queue,
                 remote_window: announced(d).map(|c| c.recv_window.min(crate::router::MAX_WINDOW)),
-                // Protocol 2: the remote grants every credit in `Credit`
-                // frames, the first ones once it admitted us.
-                initial_credit: 0,
+                // Protocol 3: the early credit, on channels both serve; the
+                // remote grants the rest in `Credit` frames once it has
+                // admitted us.
+                initial_credit: announced(d).map_or(0, |c| early_credit(c.recv_window)),
             })
             .collect();
-        let granted = descriptors.iter().map(|_| Granted::default()).collect();
+        // The remote starts with the same early credit on each channel we
+        // both serve: unbacked until the ledger reserves room for it.
+        let granted = descriptors
+            .iter()
+            .map(|d| Granted {
+                credit: AtomicU64::new(pack(
+                    0,
+                    announced(d).map_or(0, |_| early_credit(d.recv_buffer as u32)),
+                )),
+                ..Granted::default()
+            })
+            .collect();
         Self {
             peer,
             conn_id,
@@ -252,20 +292,37 @@ impl Link {
     }
 
     /// Takes one unit of the credit we granted on channel `index` for a
-    /// message of `size` bytes; `false` means the remote sent more than we
-    /// allowed. The credit was charged at `max_message_size`; from now on
-    /// the message counts at its size.
-    pub fn take_credit(&self, index: usize, size: usize) -> bool {
-        // Only the connection's reader decrements, so load-then-subtract
-        // cannot go below zero.
+    /// message of `size` bytes. A backed credit was charged at
+    /// `max_message_size`; from now on the message counts at its size.
+    ///
+    /// Backed credit is spent first: the remote cannot tell its credits
+    /// apart, and what it may send in all is the same either way.
+    pub fn take_credit(&self, index: usize, size: usize) -> Credit {
         let granted = &self.granted[index];
-        if granted.remaining.load(Ordering::Acquire) == 0 {
-            return false;
+        let spent = granted
+            .credit
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                match unpack(word) {
+                    (0, 0) => None,
+                    (0, unbacked) => Some(pack(0, unbacked - 1)),
+                    (backed, unbacked) => Some(pack(backed - 1, unbacked)),
+                }
+            });
+        match spent.map(unpack) {
+            Err(_) => Credit::Exceeded,
+            Ok((0, _)) => Credit::Unbacked,
+            Ok(_) => {
+                let refund = self.max_sizes[index] - self.counted(index, size);
+                sub(&granted.committed, refund);
+                Credit::Backed
+            }
         }
-        granted.remaining.fetch_sub(1, Ordering::AcqRel);
-        let refund = self.max_sizes[index] - self.counted(index, size);
-        sub(&granted.committed, refund);
-        true
+    }
+
+    /// Backed and unbacked credit the remote holds on channel `index`.
+    #[cfg(test)]
+    fn credit(&self, index: usize) -> (u32, u32) {
+        unpack(self.granted[index].credit.load(Ordering::Acquire))
     }
 
     /// The reactor consumed (or we discarded) one message of `size` bytes
@@ -357,12 +414,23 @@ impl Link {
                 continue;
             }
             // Grant before telling the remote, so its next message finds the
-            // credit in place.
-            granted.remaining.fetch_add(messages, Ordering::AcqRel);
-            self.outbox.push_control(Frame::Credit {
-                channel: self.channels[index].0,
-                messages,
-            });
+            // credit in place. Room backs the remote's unbacked early credit
+            // first: it holds that credit already, so only the rest is news.
+            let before = granted
+                .credit
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                    let (backed, unbacked) = unpack(word);
+                    let absorbed = unbacked.min(messages);
+                    Some(pack(backed.saturating_add(messages), unbacked - absorbed))
+                })
+                .unwrap_or_else(|word| word);
+            let absorbed = unpack(before).1.min(messages);
+            if messages > absorbed {
+                self.outbox.push_control(Frame::Credit {
+                    channel: self.channels[index].0,
+                    messages: messages - absorbed,
+                });
+            }
             return;
         }
     }
@@ -406,6 +474,11 @@ impl Link {
     }
 }
 
+/// The early credit on a channel whose receiver announced `recv_window`.
+fn early_credit(recv_window: u32) -> u32 {
+    crate::router::EARLY_CREDIT.min(recv_window)
+}
+
 /// Subtracts `n` from `counter`, never below zero.
 fn sub(counter: &AtomicU64, n: u64) {
     if n > 0 {
@@ -439,6 +512,11 @@ mod tests {
     /// A connection on one channel of `WINDOW` messages of at most `MAX`
     /// bytes, with a per-peer budget of `BUDGET`, admitted.
     fn admitted() -> Arc<Link> {
+        admitted_with(BUDGET)
+    }
+
+    /// The same with a per-peer budget of `budget` bytes.
+    fn admitted_with(budget: u64) -> Arc<Link> {
         let descriptor = ChannelDescriptor {
             recv_buffer: WINDOW,
             max_message_size: MAX,
@@ -452,7 +530,7 @@ mod tests {
                 inbound,
                 capacity,
             }],
-            BUDGET,
+            budget,
         );
         let info = proto::NodeInfo {
             channels: vec![proto::ChannelInfo {
@@ -475,6 +553,9 @@ mod tests {
         link
     }
 
+    /// The early credit the remote starts with (protocol version 3).
+    const EARLY: u64 = crate::router::EARLY_CREDIT as u64;
+
     /// Credit the link sent since the last call.
     fn credit_sent(link: &Link) -> u64 {
         let (mut frames, mut sent) = (Vec::new(), vec![(0, 0)]);
@@ -493,20 +574,65 @@ mod tests {
     #[test]
     fn credit_covers_the_largest_messages_within_the_byte_window() {
         let link = admitted();
-        // 64 slots, but bytes for 10 messages of MAX: 10 credits.
-        assert_eq!(credit_sent(&link), 10);
+        // 64 slots, but bytes for 10 messages of MAX: 10 credits, of which
+        // the remote holds the early ones from the start.
+        assert_eq!(EARLY + credit_sent(&link), 10);
+        assert_eq!(link.credit(0), (10, 0), "the early credit is backed");
         // The remote spends them on the largest messages; nothing more
         // comes while they wait in the queue.
         for _ in 0..10 {
-            assert!(link.take_credit(0, MAX));
+            assert_eq!(link.take_credit(0, MAX), Credit::Backed);
         }
-        assert!(!link.take_credit(0, 1), "no credit left");
+        assert_eq!(link.take_credit(0, 1), Credit::Exceeded, "no credit left");
         assert_eq!(credit_sent(&link), 0);
         // The reactor takes five: their credit goes back.
         for _ in 0..5 {
             link.consumed(0, MAX);
         }
         assert_eq!(credit_sent(&link), 5);
+    }
+
+    /// With room for fewer messages than the early credit, the early
+    /// messages beyond the room are dropped, not a violation; room that
+    /// frees up backs the remote's early credit before any `Credit` frame
+    /// goes out; and the remote can never send more than its early credit
+    /// plus the credit it was sent.
+    #[test]
+    fn early_credit_beyond_the_room_is_unbacked_until_room_frees_up() {
+        // Bytes for two of the largest messages: two of the four early
+        // credits are backed.
+        let link = admitted_with(2 * MAX as u64);
+        assert_eq!(link.credit(0), (2, EARLY as u32 - 2));
+        assert_eq!(credit_sent(&link), 0, "the remote holds all it may");
+        assert_eq!(link.take_credit(0, MAX), Credit::Backed);
+        assert_eq!(link.take_credit(0, MAX), Credit::Backed);
+        // The reactor takes both: their room backs the two early credits
+        // the remote still holds, so no credit is sent.
+        link.consumed(0, MAX);
+        link.consumed(0, MAX);
+        assert_eq!(credit_sent(&link), 0);
+        assert_eq!(link.credit(0), (2, 0));
+        assert_eq!(link.take_credit(0, MAX), Credit::Backed);
+        assert_eq!(link.take_credit(0, MAX), Credit::Backed);
+        assert_eq!(link.take_credit(0, 1), Credit::Exceeded);
+
+        // The same, but the remote sends all four at once: two go into the
+        // queue, two are dropped.
+        let link = admitted_with(2 * MAX as u64);
+        let spent: Vec<Credit> = (0..EARLY).map(|_| link.take_credit(0, MAX)).collect();
+        assert_eq!(
+            spent,
+            [
+                Credit::Backed,
+                Credit::Backed,
+                Credit::Unbacked,
+                Credit::Unbacked
+            ]
+        );
+        assert_eq!(link.take_credit(0, 1), Credit::Exceeded);
+        link.consumed(0, MAX);
+        link.consumed(0, MAX);
+        assert_eq!(credit_sent(&link), 2, "the room comes back as credit");
     }
 
     #[derive(Debug, Clone)]
@@ -518,29 +644,38 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the remote sends and whenever the reactor reads, what
-        /// it can make us hold (queued messages at their size, credit in
-        /// its hands at `MAX`) stays within the byte window, and once the
-        /// reactor has taken everything it holds the credit for `BUDGET /
-        /// MAX` messages again.
+        /// Whatever the remote sends and whenever the reactor reads, with
+        /// room for more or fewer messages than the early credit: what it
+        /// can make us hold (queued messages at their size, backed credit
+        /// in its hands at `MAX`) stays within the byte window; it holds
+        /// exactly the credit we count (backed and unbacked), never more
+        /// than the window; a message on its credit is never a violation;
+        /// and once the reactor has taken everything it holds the credit
+        /// for the messages the bytes cover again, all of it backed when
+        /// that is at least the early credit.
         #[test]
         fn the_remote_never_holds_more_than_the_byte_window(
+            room in 1u64..12,
             steps in proptest::collection::vec(
                 prop_oneof![(0usize..=MAX).prop_map(Step::Send), Just(Step::Take)],
                 1..300,
             )
         ) {
-            let link = admitted();
-            let mut credit = credit_sent(&link);
+            let budget = room * MAX as u64;
+            let link = admitted_with(budget);
+            let mut credit = EARLY + credit_sent(&link);
             let mut queued = std::collections::VecDeque::new();
             for step in steps {
                 match step {
                     Step::Send(size) if credit > 0 => {
-                        prop_assert!(link.take_credit(0, size));
                         credit -= 1;
-                        queued.push_back(size);
+                        match link.take_credit(0, size) {
+                            Credit::Backed => queued.push_back(size),
+                            Credit::Unbacked => {}
+                            Credit::Exceeded => prop_assert!(false, "a message on its credit refused"),
+                        }
                     }
-                    Step::Send(size) => prop_assert!(!link.take_credit(0, size)),
+                    Step::Send(size) => prop_assert_eq!(link.take_credit(0, size), Credit::Exceeded),
                     Step::Take => {
                         if let Some(size) = queued.pop_front() {
                             link.consumed(0, size);
@@ -548,15 +683,22 @@ mod tests {
                     }
                 }
                 credit += credit_sent(&link);
-                let held = queued.iter().sum::<usize>() as u64 + credit * MAX as u64;
-                prop_assert!(held <= BUDGET, "the remote can make us hold {held} bytes");
+                let (backed, unbacked) = link.credit(0);
+                prop_assert_eq!(credit, u64::from(backed) + u64::from(unbacked));
+                let held = queued.iter().sum::<usize>() as u64 + u64::from(backed) * MAX as u64;
+                prop_assert!(held <= budget, "the remote can make us hold {held} bytes");
                 prop_assert!(queued.len() as u64 + credit <= WINDOW as u64);
             }
             while let Some(size) = queued.pop_front() {
                 link.consumed(0, size);
             }
             credit += credit_sent(&link);
-            prop_assert_eq!(credit, BUDGET / MAX as u64);
+            let (backed, unbacked) = link.credit(0);
+            prop_assert_eq!(u64::from(backed), room);
+            prop_assert_eq!(credit, room + u64::from(unbacked));
+            if room >= EARLY {
+                prop_assert_eq!(unbacked, 0);
+            }
         }
     }
 }

@@ -71,11 +71,29 @@ use self::supervisor::{
 
 /// The protocol version spoken in `Hello`; peers must match it.
 ///
-/// Version 2: a sender starts with no credit on any channel, whatever
-/// `recv_window` says; the receiver grants all of it, the initial credit
-/// included, in `Credit` frames once it has admitted the connection
-/// (ADR 0002). Version 1 started with a full `recv_window`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 3: a sender starts with [`EARLY_CREDIT`] messages of credit on
+/// each channel both sides serve (at most the receiver's `recv_window`), so
+/// its first messages go without waiting for a `Credit` frame; the
+/// receiver grants the rest of the window in `Credit` frames once it has
+/// admitted the connection, and holds early messages it has no room for
+/// neither, counting them (`early_no_room`). Transports that can carry the
+/// `Hello` inside their handshake do (TCP: Noise messages 2 and 3).
+/// See ADR 0002, "Early data". Version 2 started with no credit at all,
+/// version 1 with a full `recv_window`.
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// Messages a sender may send on a channel before the receiver's first
+/// `Credit` frame (protocol version 3): its *early credit*, the same on
+/// both sides, capped by the receiver's `recv_window`.
+pub const EARLY_CREDIT: u32 = 4;
+
+/// The most payload bytes of early data a node holds for a connection it
+/// has not admitted yet: what came in the same read as the peer's `Hello`.
+/// Beyond it, early messages are dropped and counted (`early_no_room`).
+/// With `max_pending_handshakes` connections in their handshake, early data
+/// held before admission is at most `max_pending_handshakes ×
+/// MAX_EARLY_BYTES` (4 MiB with the defaults).
+pub const MAX_EARLY_BYTES: usize = 64 * 1024;
 
 pub use crate::channel::MAX_MESSAGE_SIZE;
 
@@ -473,6 +491,12 @@ impl RouterBuilder {
             listen_addresses: announced.iter().map(ToString::to_string).collect(),
             software_version: self.config.software_version.clone(),
         };
+        // Transports that can carry our `Hello` in their own handshake
+        // save the round trip of a separate exchange.
+        let hello = crate::transport::Frame::Hello(Box::new(local_info.clone()));
+        for transport in &self.transports {
+            transport.carry_hello(&hello);
+        }
         let _ = self.shared.channels.set(table.clone());
         let tracker = TaskTracker::new();
         let supervisor = Supervisor {

@@ -26,7 +26,7 @@ use crate::peer_manager::{
 };
 use crate::peer_store::BanRecord;
 use crate::proto::{self, GoodbyeReason};
-use crate::router::connection::{self, ConnectionLimits, HandshakeError};
+use crate::router::connection::{self, ConnectionLimits, Early, HandshakeError};
 use crate::router::link::Link;
 use crate::router::shared::{ChannelTable, Shared};
 use crate::router::store_writer::StoreWriter;
@@ -129,7 +129,11 @@ impl DialFailure {
 pub(crate) struct ReadyConnection {
     conn: Connection,
     info: proto::NodeInfo,
-    leftovers: Vec<Frame>,
+    early: Early,
+    /// An inbound connection keeps its handshake slots until the
+    /// supervisor has admitted or refused it, so early data held meanwhile
+    /// stays within `max_pending_handshakes × MAX_EARLY_BYTES`.
+    _slots: Option<HandshakeSlots>,
 }
 
 /// Requests from the [`Router`](crate::router::Router) handle.
@@ -262,11 +266,9 @@ impl Supervisor {
         match event {
             Event::Ready(ready) => {
                 let ReadyConnection {
-                    conn,
-                    info,
-                    leftovers,
+                    conn, info, early, ..
                 } = *ready;
-                self.on_ready(conn, info, leftovers);
+                self.on_ready(conn, info, early);
             }
             Event::DialFailed {
                 peer,
@@ -414,7 +416,7 @@ impl Supervisor {
         }
     }
 
-    fn on_ready(&mut self, conn: Connection, info: proto::NodeInfo, leftovers: Vec<Frame>) {
+    fn on_ready(&mut self, conn: Connection, info: proto::NodeInfo, early: Early) {
         let peer = conn.remote;
         let now = self.now();
         if let Some(existing) = self.shared.link(peer) {
@@ -429,7 +431,7 @@ impl Supervisor {
                     // Ends the dial in the peer manager's books.
                     let _ = self.peer_manager.dialed(peer, conn.remote_ip, now);
                 }
-                self.refuse(conn, GoodbyeReason::Duplicate, "duplicate");
+                self.refuse(conn, early, GoodbyeReason::Duplicate, "duplicate");
                 return;
             }
             // The peer keeps its slot in the peer manager: the new
@@ -448,7 +450,7 @@ impl Supervisor {
                 // being evicted): admit the new connection afresh below.
                 self.peer_manager.disconnected(peer, now);
             } else {
-                self.admit_link(conn, info, leftovers);
+                self.admit_link(conn, info, early);
                 return;
             }
         }
@@ -465,7 +467,14 @@ impl Supervisor {
                 };
                 let label = reason.label();
                 let ban_remaining = self.peer_manager.ban_remaining(peer, now);
-                self.refuse_with(conn, goodbye, label, reason.to_string(), ban_remaining);
+                self.refuse_with(
+                    conn,
+                    early,
+                    goodbye,
+                    label,
+                    reason.to_string(),
+                    ban_remaining,
+                );
                 return;
             }
             Admission::Admit { evict } => evict,
@@ -475,12 +484,12 @@ impl Supervisor {
         {
             self.peer_manager.disconnected(victim, now);
         }
-        self.admit_link(conn, info, leftovers);
+        self.admit_link(conn, info, early);
     }
 
     /// Makes `conn`, admitted by the peer manager, a live link and starts
     /// its tasks.
-    fn admit_link(&mut self, conn: Connection, info: proto::NodeInfo, leftovers: Vec<Frame>) {
+    fn admit_link(&mut self, conn: Connection, info: proto::NodeInfo, early: Early) {
         let peer = conn.remote;
         self.next_conn_id += 1;
         let mut link = Link::new(
@@ -526,7 +535,7 @@ impl Supervisor {
                 link,
                 conn.sink,
                 conn.stream,
-                leftovers,
+                early,
                 limits,
             )
             .await;
@@ -626,19 +635,23 @@ impl Supervisor {
             .clone()
     }
 
-    fn refuse(&self, conn: Connection, reason: GoodbyeReason, label: &'static str) {
-        self.refuse_with(conn, reason, label, label.to_string(), None);
+    fn refuse(&self, conn: Connection, early: Early, reason: GoodbyeReason, label: &'static str) {
+        self.refuse_with(conn, early, reason, label, label.to_string(), None);
     }
 
+    /// Refuses a connection that passed the `Hello` exchange: counts it
+    /// and its early data, and tells the remote why.
     fn refuse_with(
         &self,
         conn: Connection,
+        early: Early,
         reason: GoodbyeReason,
         label: &'static str,
         detail: String,
         ban_remaining: Option<Duration>,
     ) {
         self.shared.metrics.refused(label);
+        early.refused(&self.shared);
         let err = HandshakeError {
             reason,
             detail,
@@ -740,6 +753,7 @@ struct HandshakeLimits {
 }
 
 /// The slots one inbound handshake holds until it ends.
+#[derive(Debug)]
 struct HandshakeSlots {
     _all: OwnedSemaphorePermit,
     _prefix: Option<PrefixSlot>,
@@ -882,20 +896,21 @@ async fn inbound_handshake(
     mut conn: Connection,
     local_info: proto::NodeInfo,
     timeout: Duration,
-    _slots: HandshakeSlots,
+    slots: HandshakeSlots,
 ) {
     let peer = conn.remote;
     let result = tokio::select! {
         biased;
         _ = shared.shutdown.cancelled() => return,
-        result = tokio::time::timeout(timeout, connection::handshake(&mut conn, &local_info)) => result,
+        result = tokio::time::timeout(timeout, connection::handshake(&mut conn, &local_info, &shared)) => result,
     };
     match result {
-        Ok(Ok((info, leftovers))) => {
+        Ok(Ok((info, early))) => {
             let event = Event::Ready(Box::new(ReadyConnection {
                 conn,
                 info,
-                leftovers,
+                early,
+                _slots: Some(slots),
             }));
             tokio::select! {
                 biased;
@@ -948,9 +963,9 @@ async fn dial(
                 DialFailure::WrongPeer,
             ));
         }
-        let (info, leftovers) = tokio::time::timeout(
+        let (info, early) = tokio::time::timeout(
             handshake_timeout,
-            connection::handshake(&mut conn, &local_info),
+            connection::handshake(&mut conn, &local_info, &shared),
         )
         .await
         .map_err(|_| ("handshake timed out".to_string(), DialFailure::Timeout))?
@@ -958,7 +973,8 @@ async fn dial(
         Ok::<_, (String, DialFailure)>(Event::Ready(Box::new(ReadyConnection {
             conn,
             info,
-            leftovers,
+            early,
+            _slots: None,
         })))
     };
     let event = tokio::select! {

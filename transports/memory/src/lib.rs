@@ -290,6 +290,7 @@ impl MemoryHub {
             remote_address: Some(PeerAddress::memory(to)),
             remote_ip: to_ip,
             direction: Direction::Outbound,
+            hello_sent: false,
             sink: Box::new(MemorySink::new(
                 ab_tx.clone(),
                 ba_tx.downgrade(),
@@ -304,6 +305,7 @@ impl MemoryHub {
             remote_address: Some(PeerAddress::memory(from)),
             remote_ip: from_ip,
             direction: Direction::Inbound,
+            hello_sent: false,
             sink: Box::new(MemorySink::new(
                 ba_tx,
                 ab_tx.downgrade(),

@@ -101,8 +101,9 @@ impl QuicConfig {
     /// connection, exactly as [`QuicTransport`](crate::QuicTransport)
     /// uses them: stream and connection receive windows, at most
     /// `max_channels` + 8 unidirectional streams, the idle timeout and
-    /// keep-alive, no datagrams. The dialer opens the one bidirectional
-    /// (control) stream, so only a listener (`listener: true`) allows one.
+    /// keep-alive, no datagrams. The listener opens the one bidirectional
+    /// (control) stream (protocol version 3), so only a dialer
+    /// (`listener: false`) allows one.
     ///
     /// Public so that a baseline over raw quinn (`bench/quic-compare`)
     /// runs with the same settings rather than a copy of them.
@@ -114,7 +115,7 @@ impl QuicConfig {
         })?;
         let mut transport = TransportConfig::default();
         transport
-            .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(listener)))
+            .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(!listener)))
             .max_concurrent_uni_streams(VarInt::from_u32(
                 self.max_channels.saturating_add(STREAM_SLACK),
             ))
@@ -153,18 +154,19 @@ mod tests {
             "{listener}"
         );
         assert!(listener.contains("receive_window: 67890"), "{listener}");
+        // The listener opens the control stream (protocol version 3).
         assert!(
-            listener.contains("max_concurrent_bidi_streams: 1"),
+            listener.contains("max_concurrent_bidi_streams: 0"),
             "{listener}"
         );
         assert!(
-            dialer.contains("max_concurrent_bidi_streams: 0"),
+            dialer.contains("max_concurrent_bidi_streams: 1"),
             "{dialer}"
         );
         assert_eq!(
             listener.replace(
-                "max_concurrent_bidi_streams: 1",
-                "max_concurrent_bidi_streams: 0"
+                "max_concurrent_bidi_streams: 0",
+                "max_concurrent_bidi_streams: 1"
             ),
             dialer
         );

@@ -2,8 +2,9 @@
 //!
 //! Streams (ADR 0006):
 //!
-//! * **Control.** One bidirectional stream, opened by the dialer, which
-//!   first writes [`CONTROL_STREAM_VERSION`]. It carries `Hello`, `Credit`,
+//! * **Control.** One bidirectional stream, opened by the listener in
+//!   0.5-RTT data, which first writes [`CONTROL_STREAM_VERSION`] and then
+//!   its `Hello` (protocol version 3). It carries `Hello`, `Credit`,
 //!   `Ping`, `Pong` and `Goodbye` frames, in order, encoded with
 //!   [`encode_frame`]. A `Data` frame on it is a violation.
 //! * **Channels.** Each channel gets its own unidirectional stream per

@@ -37,6 +37,8 @@ pub struct QuicTransport {
     listen: SocketAddr,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Result<Connection, TransportError>>>,
     refusals: RefusalCounts,
+    /// Our `Hello`, sent by the listener in 0.5-RTT data.
+    hello: Hello,
     _stop: DropGuard,
 }
 
@@ -112,6 +114,7 @@ fn into_connection(
         remote_address: Some(PeerAddress::quic(remote, peer_addr)),
         remote_ip: Some(peer_addr.ip()),
         direction,
+        hello_sent: false,
         sink: Box::new(QuicSink::new(conn.clone(), send, config.close_timeout)),
         stream: Box::new(QuicStream::new(
             conn,
@@ -177,9 +180,10 @@ impl QuicTransport {
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let stop = CancellationToken::new();
         let refusals = RefusalCounts::default();
+        let hello = Hello::default();
         tokio::spawn(accept_loop(
             endpoint.clone(),
-            tls.clone(),
+            (tls.clone(), hello.clone()),
             config.clone(),
             tx,
             refusals.clone(),
@@ -194,6 +198,7 @@ impl QuicTransport {
             listen,
             accepted: tokio::sync::Mutex::new(rx),
             refusals,
+            hello,
             _stop: stop.drop_guard(),
         })
     }
@@ -258,13 +263,22 @@ impl QuicTransport {
                     actual: remote,
                 });
             }
-            let (mut send, recv) = conn
-                .open_bi()
+            // The listener opened the control stream in 0.5-RTT data, with
+            // its `Hello` behind the version byte: both came with its
+            // handshake flight.
+            let (send, mut recv) = conn
+                .accept_bi()
                 .await
                 .map_err(|e| handshake(format!("control stream: {e}")))?;
-            send.write_all(&[CONTROL_STREAM_VERSION])
+            let mut version = [0u8; 1];
+            recv.read_exact(&mut version)
                 .await
                 .map_err(|e| handshake(format!("control stream: {e}")))?;
+            if version[0] != CONTROL_STREAM_VERSION {
+                let reason = format!("control stream version {} is not ours", version[0]);
+                conn.close(VarInt::from_u32(CLOSE_FRAMING), reason.as_bytes());
+                return Err(handshake(reason));
+            }
             Ok(into_connection(
                 conn,
                 (send, recv),
@@ -329,9 +343,13 @@ impl Drop for QuicTransport {
     }
 }
 
+/// Our router `Hello` as an encoded frame, which a listener sends on the
+/// control stream in 0.5-RTT data; empty until the router sets it.
+type Hello = Arc<parking_lot::RwLock<Vec<u8>>>;
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
-    tls: Arc<Tls>,
+    (tls, hello): (Arc<Tls>, Hello),
     config: Arc<QuicConfig>,
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
     refusals: RefusalCounts,
@@ -366,6 +384,7 @@ async fn accept_loop(
         // Accepting here, not in the task, lets quinn answer the client's
         // first flight without waiting for the task to be scheduled.
         let connecting = incoming.accept();
+        let first = hello.read().clone();
         let (tls, config, accepted, refusals, stop) = (
             tls.clone(),
             config.clone(),
@@ -377,7 +396,7 @@ async fn accept_loop(
             let _slots = (prefix_slot, permit);
             let handshake = tokio::time::timeout(
                 config.handshake_timeout,
-                accept_one(addr, connecting, &tls, &config),
+                accept_one(addr, connecting, &tls, &config, first),
             );
             let result = tokio::select! {
                 biased;
@@ -426,12 +445,15 @@ fn inbound_refusal(e: &quinn::ConnectionError) -> Refusal {
 }
 
 /// One inbound connection: the QUIC + TLS handshake (the verifier checks
-/// the dialer's certificate), then the dialer's control stream.
+/// the dialer's certificate), during which we open the control stream and
+/// send its version byte and our `Hello` (`hello`, when the router set it)
+/// as 0.5-RTT data, so the dialer has them when its handshake ends.
 async fn accept_one(
     addr: SocketAddr,
     connecting: Result<quinn::Connecting, quinn::ConnectionError>,
     tls: &Tls,
     config: &QuicConfig,
+    hello: Vec<u8>,
 ) -> Result<Connection, TransportError> {
     let handshake = |reason: String| TransportError::Refused {
         remote: addr.to_string(),
@@ -448,28 +470,35 @@ async fn accept_one(
             _ => e.to_string(),
         },
     };
-    let conn = connecting.map_err(refused)?.await.map_err(refused)?;
-    let remote = authenticated(&conn, tls).map_err(&handshake)?;
-    let (send, mut recv) = conn
-        .accept_bi()
+    let connecting = connecting.map_err(refused)?;
+    // A server's `into_0rtt` always succeeds: 0.5-RTT data, sent before
+    // the client's certificate is checked. Our `Hello` holds nothing a
+    // dialer with a fresh key would not get by finishing the handshake.
+    let (conn, established) = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => (connecting.await.map_err(refused)?, None),
+    };
+    let hello_sent = !hello.is_empty();
+    let mut first = Vec::with_capacity(1 + hello.len());
+    first.push(CONTROL_STREAM_VERSION);
+    first.extend_from_slice(&hello);
+    let (mut send, recv) = conn.open_bi().await.map_err(refused)?;
+    send.write_all(&first)
         .await
         .map_err(|e| handshake(format!("control stream: {e}")))?;
-    let mut version = [0u8; 1];
-    recv.read_exact(&mut version)
-        .await
-        .map_err(|e| handshake(format!("control stream: {e}")))?;
-    if version[0] != CONTROL_STREAM_VERSION {
-        let reason = format!("control stream version {} is not ours", version[0]);
-        conn.close(VarInt::from_u32(CLOSE_FRAMING), reason.as_bytes());
-        return Err(handshake(reason));
+    // It resolves when the handshake completes or fails (its value says
+    // whether the client's 0-RTT was accepted, which tells a server
+    // nothing); a failed handshake left a close reason.
+    if let Some(established) = established {
+        established.await;
     }
-    Ok(into_connection(
-        conn,
-        (send, recv),
-        remote,
-        Direction::Inbound,
-        config,
-    ))
+    if let Some(reason) = conn.close_reason() {
+        return Err(refused(reason));
+    }
+    let remote = authenticated(&conn, tls).map_err(&handshake)?;
+    let mut conn = into_connection(conn, (send, recv), remote, Direction::Inbound, config);
+    conn.hello_sent = hello_sent;
+    Ok(conn)
 }
 
 impl Transport for QuicTransport {
@@ -483,6 +512,14 @@ impl Transport for QuicTransport {
 
     fn refusal_counts(&self) -> Option<RefusalCounts> {
         Some(self.refusals.clone())
+    }
+
+    /// Sent by a listener on the control stream it opens in 0.5-RTT data,
+    /// so the dialer has it when its handshake ends (ADR 0006).
+    fn carry_hello(&self, hello: &p2p::transport::Frame) {
+        let mut encoded = bytes::BytesMut::new();
+        p2p::transport::encode_frame(hello, &mut encoded);
+        *self.hello.write() = encoded.to_vec();
     }
 
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {

@@ -211,6 +211,32 @@ async fn a_channel_over_its_stream_window_keeps_its_order_and_holds_back_no_othe
     assert_eq!((ones, twos), (120, 3));
 }
 
+/// Protocol version 3: the listener opens the control stream in 0.5-RTT
+/// data with its `Hello` (set with `carry_hello`) behind the version byte,
+/// so the dialer's stream yields that `Hello` first, before the dialer has
+/// sent anything; the listener's connection says it was sent, the
+/// dialer's that its own was not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_sends_its_hello_with_its_handshake() {
+    let (_, a) = bind(1, config("net"));
+    let (kb, b) = bind(2, config("net"));
+    let hello = Frame::Hello(Box::new(p2p::proto::NodeInfo {
+        protocol_version: p2p::router::PROTOCOL_VERSION,
+        network_id: "net".into(),
+        peer_id: kb.peer_id().as_bytes().to_vec().into(),
+        software_version: "listener".into(),
+        ..Default::default()
+    }));
+    b.carry_hello(&hello);
+    let mut out = a
+        .dial(&PeerAddress::quic(kb.peer_id(), b.local_addr()))
+        .await
+        .expect("dial");
+    assert_eq!(recv_n(&mut out, 1).await, vec![hello]);
+    let inc = accept(&b).await.expect("accept");
+    assert!(inc.hello_sent && !out.hello_sent);
+}
+
 /// Both sides learn the other's proven PeerId, and control and channel
 /// frames flow both ways, each channel in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,6 +668,16 @@ async fn an_oversized_frame_ends_the_connection() {
     }
 }
 
+/// The control stream a listener opens (in 0.5-RTT data), its version
+/// byte read.
+async fn control_stream(conn: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
+    let (send, mut recv) = conn.accept_bi().await.expect("control");
+    let mut version = [0u8; 1];
+    recv.read_exact(&mut version).await.expect("version");
+    assert_eq!(version[0], transport_quic::CONTROL_STREAM_VERSION);
+    (send, recv)
+}
+
 /// A raw peer with a valid identity that opens a second stream for the
 /// same channel breaks the framing: the listener's router sees a protocol
 /// error and the peer gets `CLOSE_FRAMING` with the reason.
@@ -654,8 +690,8 @@ async fn a_second_stream_for_a_channel_is_a_violation() {
         .expect("connect")
         .await
         .expect("handshake");
-    let (mut control, _control_recv) = conn.open_bi().await.expect("control");
-    let mut first = vec![transport_quic::CONTROL_STREAM_VERSION];
+    let (mut control, _control_recv) = control_stream(&conn).await;
+    let mut first = vec![];
     let mut ping = bytes::BytesMut::new();
     p2p::transport::encode_frame(&Frame::Ping(1), &mut ping);
     first.extend_from_slice(&ping);
@@ -705,8 +741,8 @@ async fn partial_frames_over_the_reassembly_budget_end_the_connection() {
         .expect("connect")
         .await
         .expect("handshake");
-    let (mut control, _control_recv) = conn.open_bi().await.expect("control");
-    let mut first = vec![transport_quic::CONTROL_STREAM_VERSION];
+    let (mut control, _control_recv) = control_stream(&conn).await;
+    let mut first = vec![];
     let mut ping = bytes::BytesMut::new();
     p2p::transport::encode_frame(&Frame::Ping(1), &mut ping);
     first.extend_from_slice(&ping);
@@ -784,14 +820,14 @@ async fn the_router_counts_and_penalises_a_reassembly_violation() {
         .expect("connect")
         .await
         .expect("handshake");
-    let (mut control, _control_recv) = conn.open_bi().await.expect("control");
+    let (mut control, _control_recv) = control_stream(&conn).await;
     let hello = p2p::proto::NodeInfo {
         protocol_version: p2p::router::PROTOCOL_VERSION,
         network_id: "net".into(),
         peer_id: attacker.peer_id().as_bytes().to_vec().into(),
         ..Default::default()
     };
-    let mut first = bytes::BytesMut::from(&[transport_quic::CONTROL_STREAM_VERSION][..]);
+    let mut first = bytes::BytesMut::new();
     p2p::transport::encode_frame(&Frame::Hello(Box::new(hello)), &mut first);
     control.write_all(&first).await.expect("hello");
     let admitted = next_update(&mut updates).await;

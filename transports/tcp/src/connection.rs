@@ -185,12 +185,25 @@ fn next_nonce(counter: &mut u64) -> Result<u64, ConnectionError> {
 }
 
 /// The sending half.
+///
+/// Frames are encoded straight into the wire buffer, between the length
+/// header and the tag of the Noise message they land in, and sealed there
+/// in place: a payload is copied once, from the router's `Bytes` into the
+/// buffer the socket writes (the snow backend, which cannot seal in place,
+/// copies once more).
 pub(crate) struct NoiseSink {
     write: OwnedWriteHalf,
     cipher: Cipher,
     nonce: u64,
-    plain: BytesMut,
+    /// Sealed Noise messages, then the plaintext of the one being filled.
     wire: Vec<u8>,
+    /// Where the plaintext of the Noise message being filled starts in
+    /// `wire`, if one is open.
+    open: Option<usize>,
+    /// A frame's encoding (a `Data` frame's head only).
+    head: BytesMut,
+    /// The snow backend's plaintext, sealed out of place.
+    scratch: Vec<u8>,
 }
 
 impl NoiseSink {
@@ -199,60 +212,115 @@ impl NoiseSink {
             write,
             cipher: cipher.into(),
             nonce: 0,
-            plain: BytesMut::new(),
             wire: Vec::new(),
+            open: None,
+            head: BytesMut::new(),
+            scratch: Vec::new(),
         }
     }
 
-    /// Encrypts `plain` into Noise messages appended to `wire`.
-    fn seal(&mut self) -> Result<(), ConnectionError> {
-        // One allocation at most per batch, of the exact size.
-        self.wire.reserve(sealed_len(self.plain.len()));
-        for chunk in self.plain.chunks(MAX_PLAINTEXT) {
-            let nonce = next_nonce(&mut self.nonce)?;
-            let len = chunk.len() + TAG_LEN;
-            // `len` is at most MAX_NOISE_MESSAGE, so it fits in u16.
-            self.wire.extend_from_slice(&(len as u16).to_be_bytes());
-            let start = self.wire.len();
-            match &self.cipher {
-                Cipher::Ring(key) => {
-                    self.wire.extend_from_slice(chunk);
-                    let tag = key
-                        .key
-                        .seal_in_place_separate_tag(
-                            key.nonce(nonce),
-                            Aad::empty(),
-                            &mut self.wire[start..],
-                        )
-                        .map_err(|_| ConnectionError::Protocol("noise encrypt failed".into()))?;
-                    self.wire.extend_from_slice(tag.as_ref());
+    /// Appends `bytes` to the plaintext, opening Noise messages as it goes
+    /// and sealing each one that is full.
+    fn push(&mut self, mut bytes: &[u8]) -> Result<(), ConnectionError> {
+        while !bytes.is_empty() {
+            let start = match self.open {
+                Some(start) => start,
+                None => {
+                    // The length, written when the message is sealed.
+                    self.wire.extend_from_slice(&[0, 0]);
+                    *self.open.insert(self.wire.len())
                 }
-                Cipher::Snow(state) => {
-                    self.wire.resize(start + len, 0);
-                    let written = state
-                        .write_message(nonce, chunk, &mut self.wire[start..])
-                        .map_err(|e| ConnectionError::Protocol(format!("noise encrypt: {e}")))?;
-                    debug_assert_eq!(written, len);
-                }
+            };
+            let room = MAX_PLAINTEXT - (self.wire.len() - start);
+            let n = room.min(bytes.len());
+            self.wire.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.wire.len() - start == MAX_PLAINTEXT {
+                self.seal_open()?;
             }
         }
-        self.plain.clear();
         Ok(())
     }
 
-    async fn send_frames(&mut self, frames: &mut Vec<Frame>) -> Result<(), ConnectionError> {
-        for frame in frames.drain(..) {
-            encode_frame(&frame, &mut self.plain);
+    /// Seals the open Noise message in place, appends its tag and writes
+    /// its length in front of it.
+    fn seal_open(&mut self) -> Result<(), ConnectionError> {
+        let Some(start) = self.open.take() else {
+            return Ok(());
+        };
+        let nonce = next_nonce(&mut self.nonce)?;
+        let plain = self.wire.len() - start;
+        match &self.cipher {
+            Cipher::Ring(key) => {
+                let tag = key
+                    .key
+                    .seal_in_place_separate_tag(
+                        key.nonce(nonce),
+                        Aad::empty(),
+                        &mut self.wire[start..],
+                    )
+                    .map_err(|_| ConnectionError::Protocol("noise encrypt failed".into()))?;
+                self.wire.extend_from_slice(tag.as_ref());
+            }
+            Cipher::Snow(state) => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&self.wire[start..]);
+                self.wire.resize(start + plain + TAG_LEN, 0);
+                let written = state
+                    .write_message(nonce, &self.scratch, &mut self.wire[start..])
+                    .map_err(|e| ConnectionError::Protocol(format!("noise encrypt: {e}")))?;
+                debug_assert_eq!(written, plain + TAG_LEN);
+            }
         }
-        self.seal()?;
-        let result = self.write.write_all(&self.wire).await.map_err(io);
+        // At most MAX_NOISE_MESSAGE, so it fits in u16.
+        let len = (plain + TAG_LEN) as u16;
+        self.wire[start - 2..start].copy_from_slice(&len.to_be_bytes());
+        Ok(())
+    }
+
+    /// Encodes and seals `frames` into `wire`, as few Noise messages as
+    /// they fit in.
+    fn seal(&mut self, frames: &mut Vec<Frame>) -> Result<(), ConnectionError> {
+        // One allocation at most per batch: at least the size (a frame's
+        // head or a control frame is under 24 bytes).
+        let plain: usize = frames.iter().map(|f| f.weight() + 16).sum();
+        self.wire.reserve(sealed_len(plain));
+        for frame in frames.drain(..) {
+            self.head.clear();
+            match &frame {
+                Frame::Data { channel, payload } => {
+                    p2p::transport::encode_data_head(*channel, payload.len(), &mut self.head);
+                    let head = std::mem::take(&mut self.head);
+                    let pushed = self.push(&head).and_then(|()| self.push(payload));
+                    self.head = head;
+                    pushed?;
+                }
+                other => {
+                    encode_frame(other, &mut self.head);
+                    let head = std::mem::take(&mut self.head);
+                    let pushed = self.push(&head);
+                    self.head = head;
+                    pushed?;
+                }
+            }
+        }
+        self.seal_open()
+    }
+
+    async fn send_frames(&mut self, frames: &mut Vec<Frame>) -> Result<(), ConnectionError> {
+        let sealed = self.seal(frames);
+        let result = match sealed {
+            Ok(()) => self.write.write_all(&self.wire).await.map_err(io),
+            Err(e) => Err(e),
+        };
         self.wire.clear();
+        self.open = None;
         // Keep buffers from one huge batch from pinning memory forever.
         if self.wire.capacity() > KEEP_CAPACITY {
             self.wire = Vec::new();
         }
-        if self.plain.capacity() > KEEP_CAPACITY {
-            self.plain = BytesMut::new();
+        if self.scratch.capacity() > MAX_PLAINTEXT {
+            self.scratch = Vec::new();
         }
         result
     }
@@ -292,13 +360,16 @@ impl NoiseStream {
         cipher: impl Into<Cipher>,
         max_frame: usize,
         leftover: &[u8],
+        first: &[u8],
     ) -> Self {
         Self {
             read,
             cipher: cipher.into(),
             nonce: 0,
             wire: BytesMut::from(leftover),
-            plain: BytesMut::new(),
+            // Frames the remote sent inside the handshake (its `Hello`),
+            // decoded first, under the frame limit of the first `recv`.
+            plain: BytesMut::from(first),
             max_frame,
             frame_limit: max_frame,
         }
@@ -518,26 +589,26 @@ mod tests {
         let ((_, i_write), (r_read, _)) = pair().await;
         carry(
             NoiseSink::new(i_write, Cipher::Ring(i_send)),
-            NoiseStream::new(r_read, r_snow.clone(), max, &[]),
+            NoiseStream::new(r_read, r_snow.clone(), max, &[], &[]),
         )
         .await;
         let ((_, i_write), (r_read, _)) = pair().await;
         carry(
             NoiseSink::new(i_write, i_snow.clone()),
-            NoiseStream::new(r_read, Cipher::Ring(r_recv), max, &[]),
+            NoiseStream::new(r_read, Cipher::Ring(r_recv), max, &[], &[]),
         )
         .await;
         // Responder → initiator, both pairings.
         let ((i_read, _), (_, r_write)) = pair().await;
         carry(
             NoiseSink::new(r_write, Cipher::Ring(r_send)),
-            NoiseStream::new(i_read, i_snow.clone(), max, &[]),
+            NoiseStream::new(i_read, i_snow.clone(), max, &[], &[]),
         )
         .await;
         let ((i_read, _), (_, r_write)) = pair().await;
         carry(
             NoiseSink::new(r_write, r_snow),
-            NoiseStream::new(i_read, Cipher::Ring(i_recv), max, &[]),
+            NoiseStream::new(i_read, Cipher::Ring(i_recv), max, &[], &[]),
         )
         .await;
     }

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! -> offer ‖ u16be(len) ‖ e                 (offer: crate::preamble)
-//! <- answer ‖ u16be(len) ‖ e, ee, s, es, payload(responder identity)
-//! -> u16be(len) ‖ s, se, payload(initiator identity)
+//! <- answer ‖ u16be(len) ‖ e, ee, s, es, payload(responder identity ‖ hello)
+//! -> u16be(len) ‖ s, se, payload(initiator identity ‖ hello)
 //! prologue = "switchyard-noise-v2" ‖ u16be(len(network_id)) ‖ network_id ‖ offer ‖ answer
 //! identity payload (97 bytes) = 0x01 ‖ ed25519 public key (32) ‖ signature (64)
 //! signature = ed25519 over u64be(len(domain)) ‖ domain ‖ noise static key,
@@ -19,6 +19,18 @@
 //! accept the dialer's first choice. A listener that refuses (another
 //! network, no common suite, a malformed offer) says why in its answer and
 //! closes.
+//!
+//! Since protocol version 3 each side may put its router `Hello` behind its
+//! identity in the payload of its last handshake message (the listener in
+//! message 2, the dialer in message 3), encoded as a transport frame
+//! (`u32be(length) ‖ WireFrame`), when it fits in a handshake message; the
+//! receiving side yields it as the first frame of the connection. So the
+//! dialer knows the listener's `Hello` — its channels and windows — when it
+//! finishes the handshake, and its first messages leave with message 3,
+//! on the early credit, without waiting for anything (ADR 0002, "Early
+//! data"). The listener's `Hello` goes to a dialer not yet authenticated:
+//! it holds nothing that any dialer would not learn by completing a
+//! handshake under a fresh key.
 //!
 //! Each handshake message travels as `u16be(length) ‖ message`; a length
 //! above [`MAX_HANDSHAKE_MESSAGE`] is refused before anything is read, and
@@ -212,6 +224,9 @@ pub(crate) struct Local {
     /// Checked by [`check_suites`](crate::suite::check_suites): not empty.
     pub suites: Vec<CipherSuite>,
     pub crypto: CryptoBackend,
+    /// Our router `Hello` as an encoded transport frame, sent in our last
+    /// handshake message when it fits; empty until the router sets it.
+    pub hello: parking_lot::RwLock<Vec<u8>>,
 }
 
 impl Local {
@@ -227,6 +242,7 @@ impl Local {
             network_tag: crate::preamble::network_tag(network_id),
             suites,
             crypto,
+            hello: parking_lot::RwLock::new(Vec::new()),
         }
     }
 }
@@ -239,6 +255,11 @@ pub(crate) struct Established {
     pub remote: PeerId,
     /// The suite the connection runs.
     pub suite: CipherSuite,
+    /// What the remote sent behind its identity: its `Hello` as a
+    /// transport frame, or nothing.
+    pub remote_hello: Vec<u8>,
+    /// Whether our `Hello` went in our last handshake message.
+    pub hello_sent: bool,
     /// The Noise handshake hash (for the test vector).
     #[cfg(test)]
     pub handshake_hash: Vec<u8>,
@@ -288,7 +309,9 @@ pub fn identity_payload(keypair: &Keypair, noise_static: &[u8]) -> [u8; IDENTITY
 }
 
 /// Checks an identity payload against the remote's Noise static key and
-/// returns the PeerId it proves. Never panics, whatever the bytes.
+/// returns the PeerId it proves. Never panics, whatever the bytes. (The
+/// bytes after the identity in a handshake payload are the sender's
+/// `Hello`: see [`split_payload`].)
 pub fn decode_identity(payload: &[u8], noise_static: &[u8]) -> Result<PeerId, HandshakeError> {
     if payload.len() != IDENTITY_PAYLOAD_LEN {
         return Err(HandshakeError::Identity(format!(
@@ -372,12 +395,50 @@ fn build(
     }
 }
 
-fn remote_identity(state: &HandshakeState, payload: &[u8]) -> Result<PeerId, HandshakeError> {
+/// A handshake payload's identity proof and what follows it: the sender's
+/// `Hello` as a transport frame, or nothing.
+pub fn split_payload(payload: &[u8]) -> Result<(&[u8], &[u8]), HandshakeError> {
+    if payload.len() < IDENTITY_PAYLOAD_LEN {
+        return Err(HandshakeError::Identity(format!(
+            "expected at least {IDENTITY_PAYLOAD_LEN} bytes, got {}",
+            payload.len()
+        )));
+    }
+    Ok(payload.split_at(IDENTITY_PAYLOAD_LEN))
+}
+
+/// The remote's PeerId, proven by the identity at the start of `payload`,
+/// and the bytes behind it (its `Hello`, if it sent one).
+fn remote_identity(
+    state: &HandshakeState,
+    payload: &[u8],
+) -> Result<(PeerId, Vec<u8>), HandshakeError> {
     let remote_static = state
         .get_remote_static()
         .ok_or_else(|| HandshakeError::Noise("no remote static key".into()))?;
-    decode_identity(payload, remote_static)
+    let (identity, hello) = split_payload(payload)?;
+    Ok((decode_identity(identity, remote_static)?, hello.to_vec()))
 }
+
+/// The payload of our last handshake message: our identity, then our
+/// `Hello` if one is set and the message stays within
+/// [`MAX_HANDSHAKE_MESSAGE`] with `overhead` bytes of keys and tags.
+/// Returns whether the `Hello` went in.
+fn our_payload(local: &Local, overhead: usize, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.extend_from_slice(&local.identity.payload);
+    let hello = local.hello.read();
+    let fits = !hello.is_empty() && out.len() + hello.len() + overhead <= MAX_HANDSHAKE_MESSAGE;
+    if fits {
+        out.extend_from_slice(&hello);
+    }
+    fits
+}
+
+/// Message 2's keys and tags: e (32), s (32 + 16), the payload's tag (16).
+const MESSAGE_2_OVERHEAD: usize = 32 + 48 + 16;
+/// Message 3's: s (32 + 16), the payload's tag (16).
+const MESSAGE_3_OVERHEAD: usize = 48 + 16;
 
 /// The transport keys of a finished handshake: ring's AEAD directly for
 /// [`CryptoBackend::Ring`], snow's transport state for
@@ -387,6 +448,7 @@ fn into_established(
     crypto: CryptoBackend,
     suite: CipherSuite,
     remote: PeerId,
+    (remote_hello, hello_sent): (Vec<u8>, bool),
 ) -> Result<Established, HandshakeError> {
     if !state.is_handshake_finished() {
         return Err(HandshakeError::Noise("handshake not finished".into()));
@@ -407,6 +469,8 @@ fn into_established(
         session,
         remote,
         suite,
+        remote_hello,
+        hello_sent,
         #[cfg(test)]
         handshake_hash,
     })
@@ -474,18 +538,24 @@ where
     let n = state
         .read_message(&incoming, &mut payload)
         .map_err(|e| HandshakeError::OtherNetwork(e.to_string()))?;
-    let remote = remote_identity(&state, &payload[..n])?;
+    let (remote, remote_hello) = remote_identity(&state, &payload[..n])?;
     if let Some(expected) = expected.filter(|e| *e != remote) {
         return Err(HandshakeError::WrongPeer {
             expected,
             actual: remote,
         });
     }
-    let n = state
-        .write_message(&local.identity.payload, &mut message)
-        .map_err(noise)?;
+    let mut ours = Vec::new();
+    let hello_sent = our_payload(local, MESSAGE_3_OVERHEAD, &mut ours);
+    let n = state.write_message(&ours, &mut message).map_err(noise)?;
     write_message(stream, &message[..n]).await?;
-    into_established(state, local.crypto, suite, remote)
+    into_established(
+        state,
+        local.crypto,
+        suite,
+        remote,
+        (remote_hello, hello_sent),
+    )
 }
 
 /// Sends `refusal` as our answer and returns the error that says what we
@@ -571,9 +641,9 @@ where
     let mut payload = vec![0u8; MAX_HANDSHAKE_MESSAGE];
     read_message(stream, &mut incoming).await?;
     state.read_message(&incoming, &mut payload).map_err(noise)?;
-    let n = state
-        .write_message(&local.identity.payload, &mut message)
-        .map_err(noise)?;
+    let mut ours = Vec::new();
+    let hello_sent = our_payload(local, MESSAGE_2_OVERHEAD, &mut ours);
+    let n = state.write_message(&ours, &mut message).map_err(noise)?;
     let mut out = Vec::with_capacity(ANSWER_LEN + 2 + n);
     if as_hoped {
         out.extend_from_slice(&answer);
@@ -589,8 +659,14 @@ where
             other => other,
         })?;
     let n = state.read_message(&incoming, &mut payload).map_err(noise)?;
-    let remote = remote_identity(&state, &payload[..n])?;
-    into_established(state, local.crypto, suite, remote)
+    let (remote, remote_hello) = remote_identity(&state, &payload[..n])?;
+    into_established(
+        state,
+        local.crypto,
+        suite,
+        remote,
+        (remote_hello, hello_sent),
+    )
 }
 
 #[cfg(test)]
@@ -813,13 +889,13 @@ mod tests {
         "01",
     );
     const DATA_PLAINTEXT: &str = "0b12090820120568656c6c6f";
-    const INITIAL_CREDIT_PLAINTEXT: &str = "061a0408201040";
+    const INITIAL_CREDIT_PLAINTEXT: &str = "061a040820103c";
     const CREDIT_PLAINTEXT: &str = "061a0408201020";
     const PING_PLAINTEXT: &str = "0b2a09090100000000000000";
     const PONG_PLAINTEXT: &str = "0b3209090100000000000000";
     const GOODBYE_PLAINTEXT: &str = "182216080112126e6f6465207368757474696e6720646f776e";
     const HELLO_PLAINTEXT: &str = concat!(
-        "530a510802120f737769746368796172642d746573741a20191fc38f134aaf1b",
+        "530a510803120f737769746368796172642d746573741a20191fc38f134aaf1b",
         "7fdb1f86330b9d03e94bd4ba884f490389de964448e89b3f2208082010401880",
         "80043210737769746368796172642f302e312e30",
     );
@@ -901,10 +977,10 @@ mod tests {
         (
             "HELLO_WIRE",
             concat!(
-                "006422fe1c6cf7dfbdf68c2cecba39e606dfda83d4a80baea7a878eddffd04b9",
+                "006422fe1c6cf6dfbdf68c2cecba39e606dfda83d4a80baea7a878eddffd04b9",
                 "6ac166e9e5f216190a58397d9a1d4e1e6a93632c8e9d3089298bfd21dfe0a195",
-                "5590e652c025e4eda63f171a7315d378c4c1cc4d2062b928611da0351f0c2b20",
-                "dbe99b5112c4",
+                "5590e652c025e4eda63f171a7315d378c4c1cc4d2062bc15e8123c90eaa82060",
+                "622b60ce34f4",
             ),
         ),
     ];
@@ -962,10 +1038,10 @@ mod tests {
         (
             "HELLO_WIRE",
             concat!(
-                "0064e17c71eb2c8c216d28ff7db27158dd74069a7b463d6c3e5299d6f9fa5255",
+                "0064e17c71eb2d8c216d28ff7db27158dd74069a7b463d6c3e5299d6f9fa5255",
                 "141dc61972c567aa117c01ea4fe0255c674bb30e53105e68c9ab5d4d18f65061",
-                "6b3b03da6a2e524f621723bff8365473315651784a84d8a47dc3c831f417a22d",
-                "8eacf909868a",
+                "6b3b03da6a2e524f621723bff8365473315651784a84659babe7ef4ac6c858c8",
+                "fd3fa7acb0a6",
             ),
         ),
     ];
@@ -1061,7 +1137,7 @@ mod tests {
             (
                 Frame::Credit {
                     channel: ChannelId(0x20),
-                    messages: 64,
+                    messages: 64 - p2p::router::EARLY_CREDIT,
                 },
                 INITIAL_CREDIT_PLAINTEXT,
             ),
@@ -1103,11 +1179,13 @@ mod tests {
         r_read.read_exact(&mut data_wire).await.expect("read data");
 
         // Listener -> dialer, nonce 0: its Hello, in the protocol version
-        // the router speaks. The ADR prints version 2: a new version
+        // the router speaks. The ADR prints version 3: a new version
         // changes the Hello's bytes, and the ADR must say what changed.
+        // (Version 3 lets the Hello ride in message 2 or 3 instead, as the
+        // payload's bytes after the identity: these same plaintext bytes.)
         assert_eq!(
             p2p::router::PROTOCOL_VERSION,
-            2,
+            3,
             "update adr/0004-tcp-noise-wire-format.md for the new protocol version"
         );
         let hello = Frame::Hello(Box::new(p2p::proto::NodeInfo {
@@ -1137,11 +1215,11 @@ mod tests {
 
         // Each side's stream opens what the other's sink sealed.
         let mut frames = Vec::new();
-        let mut stream = NoiseStream::new(r_read, r_recv, 1024, &data_wire);
+        let mut stream = NoiseStream::new(r_read, r_recv, 1024, &data_wire, &[]);
         stream.recv(&mut frames).await.expect("open data");
         assert_eq!(frames, vec![data]);
         let mut frames = Vec::new();
-        let mut stream = NoiseStream::new(i_read, i_recv, 1024, &hello_wire);
+        let mut stream = NoiseStream::new(i_read, i_recv, 1024, &hello_wire, &[]);
         stream.recv(&mut frames).await.expect("open hello");
         assert_eq!(frames, vec![hello]);
 

@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::TcpConfig;
-use crate::connection::{NoiseSink, NoiseStream, Session};
+use crate::connection::{NoiseSink, NoiseStream};
 use crate::handshake::{self, Established, HandshakeError, Local, NoiseIdentity};
 use crate::suite::{CipherSuite, check_suites};
 
@@ -210,13 +210,7 @@ impl TcpTransport {
             ?direction,
             "tcp handshake done"
         );
-        into_connection(
-            stream,
-            established.session,
-            established.remote,
-            direction,
-            self.config.max_frame_size,
-        )
+        into_connection(stream, established, direction, self.config.max_frame_size)
     }
 }
 
@@ -257,24 +251,34 @@ async fn linger(mut stream: TcpStream) {
     .await;
 }
 
+/// A connection over `stream` with the keys of `established`; the remote's
+/// `Hello`, if it came in the handshake, is the first frame its stream
+/// yields.
 fn into_connection(
     stream: BufReader<TcpStream>,
-    session: Session,
-    remote: PeerId,
+    established: Established,
     direction: Direction,
     max_frame: usize,
 ) -> Connection {
     let (stream, leftover) = unbuffered(stream);
     let peer_addr = stream.peer_addr().ok();
     let (read, write) = stream.into_split();
-    let (send, recv) = session.split();
+    let (send, recv) = established.session.split();
+    let remote = established.remote;
     Connection {
         remote,
         remote_address: peer_addr.map(|a| PeerAddress::tcp(remote, a)),
         remote_ip: peer_addr.map(|a| a.ip()),
         direction,
+        hello_sent: established.hello_sent,
         sink: Box::new(NoiseSink::new(write, send)),
-        stream: Box::new(NoiseStream::new(read, recv, max_frame, &leftover)),
+        stream: Box::new(NoiseStream::new(
+            read,
+            recv,
+            max_frame,
+            &leftover,
+            &established.remote_hello,
+        )),
     }
 }
 
@@ -360,8 +364,7 @@ async fn listen_loop(listener: TcpListener, listening: Listening) {
                     );
                     Ok(into_connection(
                         stream,
-                        done.session,
-                        done.remote,
+                        done,
                         Direction::Inbound,
                         config.max_frame_size,
                     ))
@@ -422,6 +425,14 @@ impl Transport for TcpTransport {
 
     fn refusal_counts(&self) -> Option<RefusalCounts> {
         Some(self.refusals.clone())
+    }
+
+    /// Carried in Noise message 2 (as a listener) or 3 (as a dialer) when
+    /// it fits in a handshake message ([`handshake::MAX_HANDSHAKE_MESSAGE`]).
+    fn carry_hello(&self, hello: &p2p::transport::Frame) {
+        let mut encoded = bytes::BytesMut::new();
+        p2p::transport::encode_frame(hello, &mut encoded);
+        *self.handshake.hello.write() = encoded.to_vec();
     }
 
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
@@ -556,13 +567,7 @@ mod tests {
             let done = handshake::respond(&mut stream, &listener_local)
                 .await
                 .expect("handshake");
-            let mut conn = into_connection(
-                stream,
-                done.session,
-                done.remote,
-                Direction::Inbound,
-                1 << 20,
-            );
+            let mut conn = into_connection(stream, done, Direction::Inbound, 1 << 20);
             let mut frames = Vec::new();
             tokio::time::timeout(
                 std::time::Duration::from_secs(10),

@@ -102,6 +102,54 @@ async fn handshake_proves_both_identities_and_frames_flow() {
     assert!(matches!(got[0], Frame::Pong(9)));
 }
 
+/// Protocol version 3: each side's `Hello`, set with `carry_hello`, rides
+/// in its last handshake message (listener: message 2, dialer: message 3)
+/// and is the first frame the other side's stream yields, before anything
+/// is sent on the connection; both connections say so (`hello_sent`). A
+/// `Hello` too large for a handshake message is not carried, and the
+/// router sends it as a frame instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_side_carries_its_hello_in_the_handshake() {
+    let hello = |key: &Keypair, software: &str| {
+        Frame::Hello(Box::new(p2p::proto::NodeInfo {
+            protocol_version: p2p::router::PROTOCOL_VERSION,
+            network_id: "net".into(),
+            peer_id: key.peer_id().as_bytes().to_vec().into(),
+            software_version: software.into(),
+            ..Default::default()
+        }))
+    };
+    let (ka, a) = bind(1, config("net"));
+    let (kb, b) = bind(2, config("net"));
+    a.carry_hello(&hello(&ka, "dialer"));
+    b.carry_hello(&hello(&kb, "listener"));
+    let mut out = a
+        .dial(&PeerAddress::tcp(kb.peer_id(), b.local_addr()))
+        .await
+        .expect("dial");
+    let mut inc = accept(&b).await.expect("accept");
+    assert!(out.hello_sent && inc.hello_sent);
+    assert_eq!(
+        recv(&mut out).await.expect("hello"),
+        vec![hello(&kb, "listener")]
+    );
+    assert_eq!(
+        recv(&mut inc).await.expect("hello"),
+        vec![hello(&ka, "dialer")]
+    );
+
+    // Too large for a 1 KiB handshake message: left to the router.
+    let (kc, c) = bind(3, config("net"));
+    c.carry_hello(&hello(&kc, &"x".repeat(2000)));
+    let out = c
+        .dial(&PeerAddress::tcp(kb.peer_id(), b.local_addr()))
+        .await
+        .expect("dial");
+    let inc = accept(&b).await.expect("accept");
+    assert!(!out.hello_sent, "too large to carry");
+    assert!(inc.hello_sent, "the listener's still fits");
+}
+
 /// Dialing an address whose PeerId is not the key that answers fails with
 /// `WrongPeer`, naming both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,12 +36,16 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// `transport-quic`'s own quinn transport settings for one side
-/// (`QuicConfig::transport_config`, from `QuicConfig::default()`): the
-/// dialer allows no bidirectional stream, the listener one.
+/// (`QuicConfig::transport_config`, from `QuicConfig::default()`), except
+/// that the raw client opens its one bidirectional stream itself (in
+/// Switchyard the listener opens it, in 0.5-RTT data): the listener allows
+/// one, the dialer none.
 fn transport_config(listener: bool) -> anyhow::Result<TransportConfig> {
-    QuicConfig::default()
+    let mut config = QuicConfig::default()
         .transport_config(listener)
-        .context("transport-quic's transport config")
+        .context("transport-quic's transport config")?;
+    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(u32::from(listener)));
+    Ok(config)
 }
 
 /// A UDP socket on a free loopback port with `transport-quic`'s buffer
