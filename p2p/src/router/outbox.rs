@@ -465,8 +465,8 @@ impl Outbox {
             return Err(PushError::Unsupported);
         };
         // Most pushes find room: try before registering for a wake-up,
-        // which costs more than the push itself (about an eighth of a
-        // 128-byte message's instructions over the memory transport).
+        // which costs more than the push itself (about 8 % of a 128-byte
+        // message's instructions over the memory transport).
         match self.try_push(index, payload) {
             Ok(pushed) => return Ok(pushed),
             Err((PushError::Full, back)) => payload = back,
