@@ -6,6 +6,7 @@
 //! | `messages_sent_total`, `bytes_sent_total` | channel, peer | handed to the transport |
 //! | `messages_received_total`, `bytes_received_total` | channel, peer | accepted from the transport |
 //! | `send_queue_depth` | channel, peer | messages waiting in the peer's send queue |
+//! | `messages_written_through_total` | channel, peer | of the messages sent, those the sending task wrote to the transport itself, the writer task being idle (ADR 0002 "Write-through") |
 //! | `messages_dropped_total` | channel, reason | every message dropped, by [`DropReason`] |
 //! | `dial_attempts_total`, `dial_failures_total` | – | outbound dials |
 //! | `peers` | direction | connected peers |
@@ -224,6 +225,9 @@ pub struct Metrics {
     pub bytes_received: Family<ChannelPeerLabels, Counter>,
     /// Messages waiting in a peer's send queue.
     pub send_queue_depth: Family<ChannelPeerLabels, Gauge>,
+    /// Of the messages sent, those the sending task wrote through to the
+    /// transport itself (the connection's writer task being idle).
+    pub messages_written_through: Family<ChannelPeerLabels, Counter>,
     /// Dropped messages by channel and reason.
     pub messages_dropped: Family<DropLabels, Counter>,
     /// Outbound dials started.
@@ -294,6 +298,11 @@ impl Metrics {
             "send_queue_depth",
             "Messages waiting in a peer's send queue",
             Declared(self.send_queue_depth.clone()),
+        );
+        r.register(
+            "messages_written_through",
+            "Messages the sending task wrote to the transport itself, the writer task being idle",
+            self.messages_written_through.clone(),
         );
         r.register(
             "messages_dropped",
@@ -401,6 +410,7 @@ impl Metrics {
             messages_received: self.messages_received.get_or_create(&labels).clone(),
             bytes_received: self.bytes_received.get_or_create(&labels).clone(),
             queue_depth: self.send_queue_depth.get_or_create(&labels).clone(),
+            written_through: self.messages_written_through.get_or_create(&labels).clone(),
             labels,
         }
     }
@@ -412,6 +422,7 @@ impl Metrics {
         self.messages_received.remove(&metrics.labels);
         self.bytes_received.remove(&metrics.labels);
         self.send_queue_depth.remove(&metrics.labels);
+        self.messages_written_through.remove(&metrics.labels);
     }
 
     /// Counts a connection the transport ended over the peer's bytes.
@@ -486,6 +497,7 @@ pub(crate) struct LinkChannelMetrics {
     pub messages_received: Counter,
     pub bytes_received: Counter,
     pub queue_depth: Gauge,
+    pub written_through: Counter,
 }
 
 #[cfg(test)]

@@ -11,11 +11,17 @@
 //! * (c) 8 saturated channels of priorities 1,1,2,2,4,4,8,8: total rate and
 //!   each channel's share of bytes against its weighted share; then (c')
 //!   the same with the memory link limited to 16 MiB/s, so that the link
-//!   rather than the CPU is the bottleneck and the scheduler decides.
+//!   rather than the CPU is the bottleneck and the scheduler decides;
+//! * (e) small messages: the rate of 128-byte messages (one sender task
+//!   with `send().await`, credit window 1,024) and the round trip of a
+//!   128-byte ping-pong, router vs. raw mpsc, both through the same
+//!   Switchyard runs as `tcp_compare` (`compare::switchyard`) with the
+//!   memory transport underneath.
 //!
 //! Options: `--messages N` (default 2000000), `--mixed-secs S` (default 3),
-//! `--connections N` (default 1000), `--only LIST` (comma-separated of
-//! `memory`, `throughput`, `mixed`; default all).
+//! `--small-secs S` (default 2), `--connections N` (default 1000), `--only
+//! LIST` (comma-separated of `memory`, `throughput`, `mixed`, `small`;
+//! default all).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -110,20 +116,36 @@ fn rss() -> anyhow::Result<i64> {
 struct Options {
     messages: u64,
     mixed_secs: f64,
+    small_secs: f64,
     connections: usize,
     memory: bool,
     throughput: bool,
     mixed: bool,
+    small: bool,
+    /// Only the router's half of one part of (e), for counting its
+    /// instructions per message (`perf stat -e instructions`).
+    small_part: Option<SmallPart>,
+}
+
+/// One part of (e), run alone by `--only small-rate` or
+/// `--only small-pingpong`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SmallPart {
+    Rate,
+    PingPong,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
     let mut o = Options {
         messages: 2_000_000,
         mixed_secs: 3.0,
+        small_secs: 2.0,
         connections: 1000,
         memory: true,
         throughput: true,
         mixed: true,
+        small: true,
+        small_part: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -135,27 +157,39 @@ fn parse_args() -> anyhow::Result<Options> {
         match arg.as_str() {
             "--messages" => o.messages = value()?.parse().context("--messages")?,
             "--mixed-secs" => o.mixed_secs = value()?.parse().context("--mixed-secs")?,
+            "--small-secs" => o.small_secs = value()?.parse().context("--small-secs")?,
             "--connections" => o.connections = value()?.parse().context("--connections")?,
             "--only" => {
                 let list = value()?;
                 o.memory = list.split(',').any(|s| s == "memory");
                 o.throughput = list.split(',').any(|s| s == "throughput");
                 o.mixed = list.split(',').any(|s| s == "mixed");
+                o.small = list.split(',').any(|s| s == "small");
+                if list == "small-rate" || list == "small-pingpong" {
+                    o.small = true;
+                    o.small_part = Some(if list == "small-rate" {
+                        SmallPart::Rate
+                    } else {
+                        SmallPart::PingPong
+                    });
+                }
             }
             // `cargo bench` passes this to every target.
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
-                    "router_vs_mpsc [--messages N] [--mixed-secs S] [--connections N] \
-                     [--only memory,throughput,mixed]"
+                    "router_vs_mpsc [--messages N] [--mixed-secs S] [--small-secs S] \
+                     [--connections N] [--only memory,throughput,mixed,small]\n\
+                     --only small-rate | small-pingpong: only the router's half of that \
+                     part of (e), printing its message count (for perf stat)"
                 );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
         }
     }
-    if o.messages == 0 || o.connections == 0 || o.mixed_secs <= 0.0 {
-        bail!("--messages, --connections and --mixed-secs must be positive");
+    if o.messages == 0 || o.connections == 0 || o.mixed_secs <= 0.0 || o.small_secs <= 0.0 {
+        bail!("--messages, --connections, --mixed-secs and --small-secs must be positive");
     }
     Ok(o)
 }
@@ -198,6 +232,13 @@ fn main() -> anyhow::Result<()> {
         if options.mixed {
             mixed(options.mixed_secs, None, &mut report).await?;
             mixed(options.mixed_secs, Some(LIMITED_BANDWIDTH), &mut report).await?;
+        }
+        if options.small {
+            // On a spawned task, so that it runs on the two workers (the
+            // `block_on` thread would be a third), as in `tcp_compare`.
+            let secs = Duration::from_secs_f64(options.small_secs);
+            let results = tokio::spawn(small(secs, options.small_part)).await??;
+            report.results.extend(results);
         }
         anyhow::Ok(())
     })?;
@@ -557,4 +598,208 @@ async fn mixed(secs: f64, bandwidth: Option<u64>, report: &mut Report) -> anyhow
     );
     pair.shutdown().await;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// (e) small messages: 128-byte rate and ping-pong
+
+/// The credit window (and send queue) of the 128-byte rate run.
+const SMALL_WINDOW: usize = 1024;
+
+/// A memory transport on a hub shared by every node this maker makes.
+fn memory_transport(hub: MemoryHub) -> Box<switchyard_bench::compare::switchyard::MakeTransport> {
+    Box::new(move |key: &Keypair| {
+        let made = hub
+            .transport(key.peer_id())
+            .map(|t| Arc::new(t) as Arc<dyn p2p::transport::Transport>)
+            .map_err(anyhow::Error::from);
+        Box::pin(async move { made })
+    })
+}
+
+/// Raw baseline of the rate run: one bounded mpsc pipe of the same
+/// capacity carrying the encoded 128-byte message, for `duration`.
+async fn raw_small_rate(duration: Duration) -> anyhow::Result<f64> {
+    use prost::Message;
+    use switchyard_bench::compare::{LAST, Msg, Pacer, SMALL_LEN, payload};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(SMALL_WINDOW);
+    let receiver = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Some(bytes) = rx.recv().await {
+            let msg = Msg::decode(bytes)?;
+            n += 1;
+            if msg.seq == LAST {
+                return anyhow::Ok((n, Instant::now()));
+            }
+        }
+        bail!("raw pipe closed early")
+    });
+    let mut pacer = Pacer::new(duration);
+    let start = pacer.start();
+    let data = payload(SMALL_LEN);
+    loop {
+        let seq = pacer.next_seq();
+        let msg = Msg {
+            seq,
+            data: data.clone(),
+        };
+        tx.send(bytes::Bytes::from(msg.encode_to_vec()))
+            .await
+            .map_err(|_| anyhow::anyhow!("raw receiver gone"))?;
+        if seq == LAST {
+            break;
+        }
+    }
+    let (n, end) = receiver.await??;
+    Ok(n as f64 / end.duration_since(start).as_secs_f64())
+}
+
+/// Raw baseline of the ping-pong: two bounded mpsc pipes and an echo task.
+async fn raw_ping_pong(plan: switchyard_bench::compare::PingPlan) -> anyhow::Result<Vec<u64>> {
+    use prost::Message;
+    use switchyard_bench::compare::{Msg, SMALL_LEN, nanos, payload};
+    let (to_echo, mut echo_rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let (echo_tx, mut back) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let echo = tokio::spawn(async move {
+        while let Some(bytes) = echo_rx.recv().await {
+            let msg = Msg::decode(bytes)?;
+            if echo_tx
+                .send(bytes::Bytes::from(msg.encode_to_vec()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    });
+    let data = payload(SMALL_LEN);
+    let mut samples = Vec::with_capacity(plan.max);
+    let mut sampling_since = None;
+    let mut seq = 0;
+    loop {
+        seq += 1;
+        let t0 = Instant::now();
+        let msg = Msg {
+            seq,
+            data: data.clone(),
+        };
+        to_echo
+            .send(bytes::Bytes::from(msg.encode_to_vec()))
+            .await
+            .map_err(|_| anyhow::anyhow!("echo gone"))?;
+        let answer = Msg::decode(back.recv().await.context("echo closed")?)?;
+        let rtt = t0.elapsed();
+        if answer.seq != seq {
+            bail!("sent ping {seq}, got {}", answer.seq);
+        }
+        if seq <= plan.warmup {
+            continue;
+        }
+        let since = *sampling_since.get_or_insert(t0);
+        samples.push(nanos(rtt));
+        if samples.len() >= plan.max || since.elapsed() >= plan.duration {
+            break;
+        }
+    }
+    drop(to_echo);
+    echo.await??;
+    Ok(samples)
+}
+
+async fn small(duration: Duration, part: Option<SmallPart>) -> anyhow::Result<Vec<String>> {
+    use switchyard_bench::compare::{PingPlan, SMALL_ENCODED, SMALL_LEN, percentile, switchyard};
+    let mut results = Report {
+        results: Vec::new(),
+    };
+    let plan = PingPlan {
+        warmup: 1000,
+        duration,
+        max: 200_000,
+    };
+    match part {
+        Some(SmallPart::Rate) => {
+            let make = memory_transport(MemoryHub::new(7));
+            let ours = switchyard::one_way(&*make, SMALL_LEN, SMALL_WINDOW, duration).await?;
+            println!(
+                "router 128 B rate alone: {} messages, {:.0} msgs/s",
+                ours.tally.messages,
+                ours.messages_per_sec()
+            );
+            results.result("small_rate_messages", ours.tally.messages, "messages");
+            return Ok(results.results);
+        }
+        Some(SmallPart::PingPong) => {
+            let make = memory_transport(MemoryHub::new(7));
+            let mut rtt = switchyard::ping_pong(&*make, SMALL_LEN, plan).await?;
+            let trips = plan.warmup + rtt.len() as u64;
+            println!(
+                "router 128 B ping-pong alone: {trips} round trips, p50 {:.1} us",
+                percentile(&mut rtt, 50.0) as f64 / 1000.0
+            );
+            results.result("pingpong_round_trips", trips, "round trips");
+            return Ok(results.results);
+        }
+        None => {}
+    }
+    println!();
+    println!(
+        "== (e) small messages over memory: {SMALL_ENCODED}-byte rate ({} s, one sender, send().await, window {SMALL_WINDOW}) and ping-pong (1,000 warm-up round trips, then {} s or 200,000 samples) ==",
+        duration.as_secs_f64(),
+        duration.as_secs_f64()
+    );
+    println!(
+        "router: two routers on one memory hub, compare::switchyard runs (as tcp_compare); raw: tokio mpsc pipes of the same capacity carrying the prost-encoded message"
+    );
+    let hub = MemoryHub::new(7);
+    let make = memory_transport(hub);
+    let ours = switchyard::one_way(&*make, SMALL_LEN, SMALL_WINDOW, duration).await?;
+    let raw = raw_small_rate(duration).await?;
+    let mut our_rtt = switchyard::ping_pong(&*make, SMALL_LEN, plan).await?;
+    let mut raw_rtt = raw_ping_pong(plan).await?;
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let (o50, o99) = (
+        percentile(&mut our_rtt, 50.0),
+        percentile(&mut our_rtt, 99.0),
+    );
+    let (r50, r99) = (
+        percentile(&mut raw_rtt, 50.0),
+        percentile(&mut raw_rtt, 99.0),
+    );
+    println!(
+        "{:<12} {:>14} {:>12} {:>12}",
+        "pipe", "128 B msgs/s", "rtt p50 us", "rtt p99 us"
+    );
+    println!(
+        "{:<12} {:>14.0} {:>12.1} {:>12.1}",
+        "raw mpsc",
+        raw,
+        us(r50),
+        us(r99)
+    );
+    println!(
+        "{:<12} {:>14.0} {:>12.1} {:>12.1}",
+        "router",
+        ours.messages_per_sec(),
+        us(o50),
+        us(o99)
+    );
+    println!(
+        "{:<12} {:>14.3} {:>12.2} {:>12.2}",
+        "router/raw",
+        ours.messages_per_sec() / raw,
+        o50 as f64 / r50.max(1) as f64,
+        o99 as f64 / r99.max(1) as f64
+    );
+    results.result(
+        "small_rate_router",
+        format!("{:.0}", ours.messages_per_sec()),
+        "msgs/s",
+    );
+    results.result("small_rate_raw_mpsc", format!("{raw:.0}"), "msgs/s");
+    results.result("pingpong_p50_router", format!("{:.1}", us(o50)), "us");
+    results.result("pingpong_p99_router", format!("{:.1}", us(o99)), "us");
+    results.result("pingpong_p50_raw_mpsc", format!("{:.1}", us(r50)), "us");
+    results.result("pingpong_p99_raw_mpsc", format!("{:.1}", us(r99)), "us");
+    Ok(results.results)
 }

@@ -98,6 +98,26 @@ async fn connected(
     Ok((a, b))
 }
 
+/// Prints how many of the messages `from` sent to `to` on the benchmark
+/// channel its sending tasks wrote through (ADR 0002 "Write-through")
+/// rather than queueing for the connection's writer task.
+fn print_written_through(what: &str, from: &Router, to: PeerId) {
+    let metrics = from.metrics();
+    let labels = p2p::metrics::ChannelPeerLabels {
+        channel: descriptor(0).name.to_string(),
+        peer: to.to_string(),
+    };
+    let sent = metrics.messages_sent.get_or_create(&labels).get();
+    let through = metrics
+        .messages_written_through
+        .get_or_create(&labels)
+        .get();
+    println!(
+        "  {what}: {through} of {sent} messages written through ({:.1} %)",
+        100.0 * through as f64 / sent.max(1) as f64
+    );
+}
+
 async fn shutdown(a: Node, b: Node) {
     futures::join!(a.router.shutdown(), b.router.shutdown());
 }
@@ -144,6 +164,7 @@ pub async fn one_way(
     sender.await??;
     let (tally, end, rx) = receiver.await??;
     b.rx = rx;
+    print_written_through("one-way sender", &a.router, b.id);
     shutdown(a, b).await;
     Ok(Throughput::new(tally, start, end))
 }
@@ -194,6 +215,8 @@ pub async fn ping_pong(
             break;
         }
     }
+    print_written_through("ping-pong pinger", &a.router, b.id);
+    print_written_through("ping-pong echo", &b.router, a.id);
     futures::join!(a.router.shutdown(), b.router.shutdown());
     b.rx = echo.await?;
     drop((a, b));

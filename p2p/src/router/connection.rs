@@ -18,7 +18,7 @@ use crate::metrics::DropReason;
 use crate::peer_manager::{PeerError, RemoteRefusal};
 use crate::proto::{self, GoodbyeReason};
 use crate::router::link::{Credit, Inbound, Link};
-use crate::router::outbox::Batch;
+use crate::router::outbox::{Batch, Parked, Unparked};
 use crate::router::shared::{ChannelTable, Shared};
 use crate::router::{MAX_EARLY_BYTES, MAX_HELLO_SIZE};
 use crate::transport::{Connection, ConnectionError, Frame, FrameSink, FrameStream};
@@ -389,11 +389,17 @@ pub(crate) async fn run(
 async fn write_loop(
     shared: Arc<Shared>,
     link: Arc<Link>,
-    mut sink: Box<dyn FrameSink>,
+    sink: Box<dyn FrameSink>,
     limits: ConnectionLimits,
 ) {
-    // Grows with the first batch; an idle connection allocates nothing here.
-    let mut batch = Vec::new();
+    // The sink and the batch buffer (which grows with the first batch; an
+    // idle connection allocates nothing here) travel together: with the
+    // writer while it works, parked in the outbox while it sleeps, where a
+    // sender may borrow them to write one frame through (see `outbox`).
+    let mut held = Some(Parked {
+        sink,
+        batch: Vec::new(),
+    });
     let mut sent = vec![(0u64, 0u64); link.metrics.len()];
     // Once the outbox is closed the goodbye gets `close_grace` to leave: a
     // peer that stopped reading cannot hold a disconnect (or a ban) open.
@@ -403,8 +409,43 @@ async fn write_loop(
     };
     tokio::pin!(grace_over);
     loop {
+        let Some(parked) = held.as_mut() else {
+            // The sink is parked in the outbox: wait for work, then take it
+            // back (finishing a write-through first if one was handed over).
+            tokio::select! {
+                biased;
+                _ = link.close.cancelled() => break,
+                _ = link.outbox.wait_for_work() => {}
+            }
+            match link.outbox.unpark() {
+                Unparked::Sink(parked) => held = Some(parked),
+                Unparked::Borrowed => {}
+                Unparked::InFlight(in_flight) => {
+                    // Counted as taken: lost if the connection ends first.
+                    if let Some(s) = sent.get_mut(in_flight.index) {
+                        s.0 += 1;
+                        s.1 += in_flight.bytes;
+                    }
+                    let (parked, result) = tokio::select! {
+                        biased;
+                        _ = link.close.cancelled() => break,
+                        _ = &mut grace_over => break,
+                        done = in_flight.future => done,
+                    };
+                    held = Some(parked);
+                    match result {
+                        Ok(()) => link.record_sent(&mut sent),
+                        Err(e) => {
+                            tracing::debug!(peer = %link.peer, error = %e, "writer stopped");
+                            break;
+                        }
+                    }
+                }
+            }
+            continue;
+        };
         match link.outbox.next_batch(
-            &mut batch,
+            &mut parked.batch,
             &mut sent,
             limits.max_batch_frames,
             limits.max_batch_bytes,
@@ -414,9 +455,9 @@ async fn write_loop(
                     biased;
                     _ = link.close.cancelled() => break,
                     _ = &mut grace_over => break,
-                    result = sink.send(&mut batch) => result,
+                    result = parked.sink.send(&mut parked.batch) => result,
                 };
-                batch.clear();
+                parked.batch.clear();
                 match result {
                     Ok(()) => link.record_sent(&mut sent),
                     Err(e) => {
@@ -426,23 +467,30 @@ async fn write_loop(
                 }
             }
             Batch::Idle => {
-                tokio::select! {
-                    biased;
-                    _ = link.close.cancelled() => break,
-                    _ = link.outbox.wait_for_work() => {}
+                if let Some(parked) = held.take() {
+                    // Work that came in since `next_batch` keeps the sink
+                    // here; otherwise it waits in the outbox.
+                    held = link.outbox.park(parked);
                 }
             }
             Batch::Closed => {
                 tokio::select! {
                     _ = &mut grace_over => {}
-                    _ = sink.close() => {}
+                    _ = parked.sink.close() => {}
                 }
                 break;
             }
         }
     }
-    // Messages taken into a batch that never left are lost with the
-    // connection; count them.
+    // From here no sender can take the sink; one still writing through
+    // drops it when done. A write-through left unfinished is lost.
+    if let Some(index) = link.outbox.writer_gone()
+        && let Some(s) = sent.get_mut(index)
+    {
+        s.0 += 1;
+    }
+    // Messages taken into a batch (or a write-through) that never left are
+    // lost with the connection; count them.
     link.record_unsent(&mut sent, &shared.metrics);
     link.close.cancel();
 }
@@ -479,6 +527,11 @@ async fn read_loop(
     let keepalive = tokio::time::sleep(limits.ping_interval);
     tokio::pin!(keepalive);
     loop {
+        if frames.iter().any(|f| matches!(f, Frame::Data { .. })) {
+            // The peer sent data (an answer, in a request/response
+            // exchange): our next send may write through.
+            link.outbox.peer_spoke();
+        }
         for frame in frames.drain(..) {
             if let Frame::Goodbye(goodbye) = &frame {
                 return Ended {

@@ -26,7 +26,7 @@ use crate::metrics::{DropReason, LinkChannelMetrics, Metrics};
 use crate::peer_manager::Direction;
 use crate::proto;
 use crate::router::ledger::CreditLedger;
-use crate::router::outbox::{Outbox, QueueConfig};
+use crate::router::outbox::{Outbox, Pushed, QueueConfig};
 use crate::router::shared::ChannelTable;
 use crate::transport::Frame;
 
@@ -105,6 +105,9 @@ pub(crate) struct Link {
     pub metrics: Vec<LinkChannelMetrics>,
     /// Cancelled when the connection must end now (no goodbye).
     pub close: CancellationToken,
+    /// The router's metrics, for a write-through's frame lost on a failed
+    /// write (the writer counts its own losses through its caller's).
+    drops: Metrics,
     granted: Vec<Granted>,
     channels: Vec<(ChannelId, &'static str)>,
     /// Per channel, our `max_message_size`: what one credit can bring.
@@ -179,6 +182,7 @@ impl Link {
                 .map(|d| metrics.link_channel(d.name, peer))
                 .collect(),
             close,
+            drops: metrics.clone(),
             granted,
             channels: descriptors.iter().map(|d| (d.id, d.name)).collect(),
             max_sizes: descriptors
@@ -217,21 +221,67 @@ impl Link {
 
     pub fn try_push(&self, index: usize, payload: Bytes) -> Result<(), PushError> {
         self.check_size(index, &payload)?;
+        let size = payload.len() as u64;
         // Count before the push, so the writer's decrement can never run
         // first and show a negative depth.
         self.metrics[index].queue_depth.inc();
-        self.outbox.try_push(index, payload).map_err(|(e, _)| {
-            self.metrics[index].queue_depth.dec();
-            e
-        })
+        match self.outbox.try_push(index, payload) {
+            // Queued for the writer, which counts it: the common case.
+            Ok(Pushed::Queued) => Ok(()),
+            Ok(pushed) => {
+                self.pushed(index, size, pushed);
+                Ok(())
+            }
+            Err((e, _)) => {
+                self.metrics[index].queue_depth.dec();
+                Err(e)
+            }
+        }
     }
 
     pub async fn push(&self, index: usize, payload: Bytes) -> Result<(), PushError> {
         self.check_size(index, &payload)?;
+        let size = payload.len() as u64;
         self.metrics[index].queue_depth.inc();
-        self.outbox.push(index, payload).await.inspect_err(|_| {
-            self.metrics[index].queue_depth.dec();
-        })
+        match self.outbox.push(index, payload).await {
+            // Queued for the writer, which counts it: the common case.
+            Ok(Pushed::Queued) => Ok(()),
+            Ok(pushed) => {
+                self.pushed(index, size, pushed);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics[index].queue_depth.dec();
+                Err(e)
+            }
+        }
+    }
+
+    /// Accounts for a message of `size` bytes the outbox took: a queued or
+    /// handed-over one is the writer's to count; a written-through one is
+    /// sent (and counted as such); a failed write-through is dropped with
+    /// the connection, which ends now, as when the writer's write fails.
+    fn pushed(&self, index: usize, size: u64, pushed: Pushed) {
+        let m = &self.metrics[index];
+        match pushed {
+            Pushed::Queued => {}
+            Pushed::HandedOver => {
+                m.written_through.inc();
+            }
+            Pushed::Written => {
+                m.written_through.inc();
+                m.messages_sent.inc();
+                m.bytes_sent.inc_by(size);
+                m.queue_depth.dec();
+            }
+            Pushed::Failed(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "write-through failed");
+                m.queue_depth.dec();
+                self.drops
+                    .drop(self.channels[index].1, DropReason::PeerGone);
+                self.close.cancel();
+            }
+        }
     }
 
     /// What a message of `size` bytes counts for on channel `index`: its

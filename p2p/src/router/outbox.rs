@@ -7,15 +7,59 @@
 //! The scheduler never reorders messages of one channel (each queue is a
 //! FIFO) and never starves a channel: every channel with a message and
 //! credit gets `priority × QUANTUM` bytes per round.
+//!
+//! # Write-through
+//!
+//! The outbox also holds the connection's [`FrameSink`] while the writer is
+//! idle (ADR 0002, "Write-through"). The sink is in exactly one of these
+//! hands at a time, and only the holder touches it:
+//!
+//! * the **writer task**, while it has work (the default);
+//! * **parked** in the outbox, once the writer found nothing to send and
+//!   went to sleep;
+//! * **borrowed** by one sending task, for one frame: a sender whose
+//!   channel's queue is empty and that holds credit, finding the sink
+//!   parked, takes it under the lock (taking the credit too), and outside
+//!   the lock encodes and writes its frame by polling the transport's
+//!   `send` **once**. If that poll completes, the sender parks the sink
+//!   again (waking the writer if anyone asked for it meanwhile); if it
+//!   would wait (transport backpressure), the half-done write, an owned
+//!   future holding the sink, goes **in flight**: into the outbox, for the
+//!   writer to finish before anything else.
+//!
+//! So a sender never awaits while holding the sink: a `send` future dropped
+//! at any point has either not taken the sink or already given it back, and
+//! a frame is written once, whole, or counted as dropped with the
+//! connection. What arrives while the sink is borrowed or in flight is
+//! queued and goes after it, so FIFO per channel and the goodbye's place
+//! behind what was queued before it hold; the fast path is taken only when
+//! the writer is idle, so under load every frame goes through deficit round
+//! robin as before.
+//!
+//! # Batching is kept
+//!
+//! A write-through makes the connection *warm*: until the peer sends data
+//! ([`Outbox::peer_spoke`]) or [`WARM_WINDOW`] passes, further sends queue
+//! and wake the writer even though it is idle. The first send after
+//! idleness goes through; the rest of a burst batches in the writer, as
+//! before write-through. A request/response exchange gets its answer
+//! before its next request, so each request writes through.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::channel::ChannelId;
-use crate::transport::Frame;
+use crate::transport::{ConnectionError, Frame, FrameSink};
 
 /// Bytes a channel of priority 1 may send per round.
 pub(crate) const QUANTUM: i64 = 1024;
@@ -67,6 +111,74 @@ pub(crate) struct QueueConfig {
     pub initial_credit: u32,
 }
 
+/// What [`Outbox::try_push`] did with a message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued for the writer.
+    Queued,
+    /// Written through: the transport took the frame.
+    Written,
+    /// Written through, but the transport must wait before it takes the
+    /// whole frame: the writer finishes the write (and counts it).
+    HandedOver,
+    /// Written through, and the transport failed: the frame is lost with
+    /// the connection.
+    Failed(ConnectionError),
+}
+
+/// The sink and the writer's batch buffer, as they move between the writer
+/// and a writing-through sender.
+pub(crate) struct Parked {
+    pub sink: Box<dyn FrameSink>,
+    pub batch: Vec<Frame>,
+}
+
+/// A write-through that could not complete at once.
+pub(crate) struct InFlight {
+    /// The channel index of the frame being written.
+    pub index: usize,
+    /// Its payload bytes.
+    pub bytes: u64,
+    /// Finishes the write and gives the sink back.
+    pub future: BoxFuture<'static, (Parked, Result<(), ConnectionError>)>,
+}
+
+/// Where the connection's sink is.
+enum SinkSlot {
+    /// With the writer task (or not yet given to the outbox).
+    Writer,
+    /// Parked by the idle writer.
+    Parked(Parked),
+    /// Taken by a sender for one write-through.
+    Borrowed,
+    /// A write-through the writer must finish.
+    InFlight(InFlight),
+    /// The writer ended; a borrower drops the sink when it is done.
+    Gone,
+}
+
+impl std::fmt::Debug for SinkSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SinkSlot::Writer => "Writer",
+            SinkSlot::Parked(_) => "Parked",
+            SinkSlot::Borrowed => "Borrowed",
+            SinkSlot::InFlight(_) => "InFlight",
+            SinkSlot::Gone => "Gone",
+        })
+    }
+}
+
+/// What the writer found when it came to take the sink back.
+pub(crate) enum Unparked {
+    /// The sink, idle.
+    Sink(Parked),
+    /// A write-through to finish first.
+    InFlight(InFlight),
+    /// A sender is writing through; it wakes the writer when done.
+    Borrowed,
+}
+
 /// What [`Outbox::next_batch`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Batch {
@@ -86,11 +198,32 @@ struct State {
     in_service: bool,
     closed: bool,
     writer_idle: bool,
+    sink: SinkSlot,
+    /// When the last write-through borrowed the sink. With
+    /// [`Outbox::warm`] it decides whether the next send may write
+    /// through (see [`WARM_WINDOW`]).
+    last_write_through: Option<Instant>,
 }
+
+/// How long after a write-through a send to the same connection queues
+/// for the writer instead of writing through, unless the peer has been
+/// heard from since (see "Batching is kept" in the module docs).
+///
+/// Longer than the gap between two sends of a burst (well under a
+/// microsecond to a few microseconds) and than the writer's wake-up, so
+/// that a burst's sends after the first batch in the writer; short enough
+/// that sparse traffic (one message every few tens of microseconds or
+/// more) writes through.
+pub(crate) const WARM_WINDOW: Duration = Duration::from_micros(50);
 
 /// One connection's outbound queues.
 #[derive(Debug)]
 pub(crate) struct Outbox {
+    /// A write-through happened and neither [`WARM_WINDOW`] has passed nor
+    /// has the peer been heard from since ([`peer_spoke`](Self::peer_spoke)).
+    /// Outside the lock so that the reader clears it without taking it;
+    /// a hint only: it decides between two correct paths.
+    warm: AtomicBool,
     state: Mutex<State>,
     writer_wake: Notify,
     room: Vec<Notify>,
@@ -121,7 +254,10 @@ impl Outbox {
                 in_service: false,
                 closed: false,
                 writer_idle: false,
+                sink: SinkSlot::Writer,
+                last_write_through: None,
             }),
+            warm: AtomicBool::new(false),
             writer_wake: Notify::new(),
             room: configs.iter().map(|_| Notify::new()).collect(),
             closing: tokio_util::sync::CancellationToken::new(),
@@ -137,38 +273,205 @@ impl Outbox {
             .is_some_and(|q| q.credit.is_some())
     }
 
-    /// Queues `payload` on channel `index` if there is room; gives the
-    /// payload back otherwise.
-    pub fn try_push(&self, index: usize, payload: Bytes) -> Result<(), (PushError, Bytes)> {
-        let wake = {
-            let mut state = self.state.lock();
-            if state.closed {
-                return Err((PushError::Closed, payload));
-            }
-            let Some(queue) = state.queues.get_mut(index) else {
-                return Err((PushError::Unsupported, payload));
-            };
-            if queue.credit.is_none() {
-                return Err((PushError::Unsupported, payload));
-            }
-            if queue.messages.len() >= queue.max_messages {
-                queue.waiters = true;
-                return Err((PushError::Full, payload));
-            }
-            queue.messages.push_back(payload);
-            std::mem::replace(&mut state.writer_idle, false)
+    /// Queues `payload` on channel `index` if there is room, or writes it
+    /// through when the writer is idle, the channel's queue empty, its
+    /// credit not, and no other write-through just happened; gives the
+    /// payload back if neither can be done.
+    ///
+    /// Never waits: a write-through polls the transport once and hands
+    /// what is left to the writer.
+    pub fn try_push(&self, index: usize, payload: Bytes) -> Result<Pushed, (PushError, Bytes)> {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        if state.closed {
+            return Err((PushError::Closed, payload));
+        }
+        let Some(queue) = state.queues.get_mut(index) else {
+            return Err((PushError::Unsupported, payload));
         };
+        let Some(credit) = queue.credit else {
+            return Err((PushError::Unsupported, payload));
+        };
+        if queue.messages.len() >= queue.max_messages {
+            queue.waiters = true;
+            return Err((PushError::Full, payload));
+        }
+        if state.writer_idle
+            && queue.messages.is_empty()
+            && credit > 0
+            && matches!(state.sink, SinkSlot::Parked(_))
+            // Polling a transport needs a runtime (its timers and I/O); a
+            // caller outside one only queues.
+            && tokio::runtime::Handle::try_current().is_ok()
+            && self.cold(state.last_write_through)
+        {
+            // The writer is idle, so nothing else is sendable (no control
+            // frame, no other channel with a message and credit): this
+            // frame is what DRR would send next. Its credit is taken here,
+            // as `next_batch` takes it.
+            queue.credit = Some(credit - 1);
+            let channel = queue.id;
+            if let SinkSlot::Parked(parked) = std::mem::replace(&mut state.sink, SinkSlot::Borrowed)
+            {
+                // Warm before the write, so that a reply the reader sees
+                // after it makes the next send cold again.
+                state.last_write_through = Some(Instant::now());
+                self.warm.store(true, Ordering::Relaxed);
+                drop(guard);
+                return Ok(self.write_through(index, channel, payload, parked));
+            }
+        }
+        queue.messages.push_back(payload);
+        let wake = std::mem::replace(&mut state.writer_idle, false);
+        drop(guard);
         if wake {
             self.writer_wake.notify_one();
         }
-        Ok(())
+        Ok(Pushed::Queued)
+    }
+
+    /// Whether a send may write through as far as batching goes: no
+    /// write-through since the peer was last heard from, or the last one
+    /// [`WARM_WINDOW`] ago or more. Otherwise the send queues and wakes the
+    /// writer, which takes what the burst queues behind it as one batch.
+    fn cold(&self, last_write_through: Option<Instant>) -> bool {
+        !self.warm.load(Ordering::Relaxed)
+            || last_write_through.is_none_or(|at| at.elapsed() >= WARM_WINDOW)
+    }
+
+    /// The connection's reader received data from the peer: the next send
+    /// may write through again. (Control frames do not count: a stream's
+    /// `Credit` answers the stream itself.) In a request/response exchange the
+    /// answer comes before the next request, so every request writes
+    /// through; a burst does not wait for answers, so it batches.
+    pub fn peer_spoke(&self) {
+        if self.warm.load(Ordering::Relaxed) {
+            self.warm.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes one data frame through the borrowed sink: one poll, then the
+    /// sink goes back to the outbox, parked or (if the transport must wait)
+    /// in flight for the writer.
+    fn write_through(
+        &self,
+        index: usize,
+        channel: ChannelId,
+        payload: Bytes,
+        mut parked: Parked,
+    ) -> Pushed {
+        let bytes = payload.len() as u64;
+        parked.batch.push(Frame::Data { channel, payload });
+        let mut future: BoxFuture<'static, (Parked, Result<(), ConnectionError>)> =
+            Box::pin(async move {
+                let Parked {
+                    mut sink,
+                    mut batch,
+                } = parked;
+                let result = sink.send(&mut batch).await;
+                batch.clear();
+                (Parked { sink, batch }, result)
+            });
+        // The writer polls again with its own waker if this one is pending,
+        // so the waker of this first poll need not be kept.
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match Pin::new(&mut future).poll(&mut cx) {
+            Poll::Ready((parked, result)) => {
+                self.give_back(parked);
+                match result {
+                    Ok(()) => Pushed::Written,
+                    Err(e) => Pushed::Failed(e),
+                }
+            }
+            Poll::Pending => {
+                let mut state = self.state.lock();
+                if matches!(state.sink, SinkSlot::Gone) {
+                    // The writer ended meanwhile: nobody will finish the
+                    // write, and the connection is going.
+                    drop(state);
+                    drop(future);
+                    return Pushed::Failed(ConnectionError::Closed);
+                }
+                state.sink = SinkSlot::InFlight(InFlight {
+                    index,
+                    bytes,
+                    future,
+                });
+                state.writer_idle = false;
+                drop(state);
+                self.writer_wake.notify_one();
+                Pushed::HandedOver
+            }
+        }
+    }
+
+    /// A borrower returns the sink: parked again, and the writer woken if
+    /// something was queued (or closed) while it was borrowed.
+    fn give_back(&self, parked: Parked) {
+        let mut state = self.state.lock();
+        if matches!(state.sink, SinkSlot::Gone) {
+            drop(state);
+            // The writer ended: the sink goes with the connection.
+            drop(parked);
+            return;
+        }
+        state.sink = SinkSlot::Parked(parked);
+        let wake = !state.writer_idle;
+        drop(state);
+        if wake {
+            self.writer_wake.notify_one();
+        }
+    }
+
+    /// The idle writer parks the sink. Gives it back if work came in since
+    /// [`next_batch`](Self::next_batch) found none: the writer goes on.
+    pub fn park(&self, parked: Parked) -> Option<Parked> {
+        let mut state = self.state.lock();
+        if !state.writer_idle || !matches!(state.sink, SinkSlot::Writer) {
+            return Some(parked);
+        }
+        state.sink = SinkSlot::Parked(parked);
+        None
+    }
+
+    /// The writer, woken, takes the sink back: idle, or with a
+    /// write-through to finish first; or learns that a sender has it.
+    pub fn unpark(&self) -> Unparked {
+        let mut state = self.state.lock();
+        match std::mem::replace(&mut state.sink, SinkSlot::Writer) {
+            SinkSlot::Parked(parked) => Unparked::Sink(parked),
+            SinkSlot::InFlight(in_flight) => Unparked::InFlight(in_flight),
+            other @ (SinkSlot::Borrowed | SinkSlot::Gone | SinkSlot::Writer) => {
+                state.sink = other;
+                Unparked::Borrowed
+            }
+        }
+    }
+
+    /// The writer ended. Whatever the outbox holds of the sink is dropped
+    /// (a borrowed one when its borrower is done); returns the channel
+    /// index of a write-through left unfinished, whose frame is lost.
+    pub fn writer_gone(&self) -> Option<usize> {
+        let slot = std::mem::replace(&mut self.state.lock().sink, SinkSlot::Gone);
+        match slot {
+            SinkSlot::InFlight(in_flight) => Some(in_flight.index),
+            _ => None,
+        }
     }
 
     /// Queues `payload` on channel `index`, waiting for room.
-    pub async fn push(&self, index: usize, mut payload: Bytes) -> Result<(), PushError> {
+    pub async fn push(&self, index: usize, mut payload: Bytes) -> Result<Pushed, PushError> {
         let Some(room) = self.room.get(index) else {
             return Err(PushError::Unsupported);
         };
+        // Most pushes find room: try before registering for a wake-up,
+        // which costs more than the push itself (about 8 % of a 128-byte
+        // message's instructions over the memory transport).
+        match self.try_push(index, payload) {
+            Ok(pushed) => return Ok(pushed),
+            Err((PushError::Full, back)) => payload = back,
+            Err((other, _)) => return Err(other),
+        }
         loop {
             let notified = room.notified();
             tokio::pin!(notified);
@@ -176,7 +479,7 @@ impl Outbox {
             // wait is not lost.
             notified.as_mut().enable();
             match self.try_push(index, payload) {
-                Ok(()) => return Ok(()),
+                Ok(pushed) => return Ok(pushed),
                 Err((PushError::Full, back)) => payload = back,
                 Err((other, _)) => return Err(other),
             }
@@ -261,6 +564,9 @@ impl Outbox {
                 return Vec::new();
             }
             state.closed = true;
+            // A sender borrowing the sink wakes the writer when it gives it
+            // back, so the goodbye goes out after its frame.
+            state.writer_idle = false;
             if let Some(frame) = goodbye {
                 state.control.push_back(frame);
             }
@@ -608,7 +914,279 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         assert_eq!(drain(&ob, 1).len(), 1);
-        assert_eq!(waiter.await.ok(), Some(Ok(())));
+        assert_eq!(waiter.await.ok(), Some(Ok(Pushed::Queued)));
         assert_eq!(ob.queued(0), 1);
+    }
+
+    /// A sink that records what it sends; while `stalled` it takes nothing
+    /// and waits (transport backpressure) until released.
+    struct RecordingSink {
+        sent: std::sync::Arc<Mutex<Vec<Frame>>>,
+        gate: std::sync::Arc<tokio::sync::Semaphore>,
+    }
+
+    impl FrameSink for RecordingSink {
+        fn send<'a>(
+            &'a mut self,
+            frames: &'a mut Vec<Frame>,
+        ) -> BoxFuture<'a, Result<(), ConnectionError>> {
+            Box::pin(async move {
+                let permit = self
+                    .gate
+                    .acquire()
+                    .await
+                    .map_err(|_| ConnectionError::Closed)?;
+                drop(permit);
+                self.sent.lock().append(frames);
+                Ok(())
+            })
+        }
+
+        fn close(&mut self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn recording() -> (
+        Parked,
+        std::sync::Arc<Mutex<Vec<Frame>>>,
+        std::sync::Arc<tokio::sync::Semaphore>,
+    ) {
+        let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let parked = Parked {
+            sink: Box::new(RecordingSink {
+                sent: sent.clone(),
+                gate: gate.clone(),
+            }),
+            batch: Vec::new(),
+        };
+        (parked, sent, gate)
+    }
+
+    /// The writer's idle step: nothing to send, so the sink is parked.
+    fn go_idle(ob: &Outbox, parked: Parked) {
+        let mut out = Vec::new();
+        let mut sent = vec![(0, 0); 8];
+        assert_eq!(
+            ob.next_batch(&mut out, &mut sent, 16, usize::MAX),
+            Batch::Idle
+        );
+        assert!(ob.park(parked).is_none(), "parked");
+    }
+
+    fn seqs(frames: &[Frame]) -> Vec<(u16, u32)> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Data { channel, payload } => Some((
+                    channel.0,
+                    u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_idle_writer_lets_a_sender_write_through_taking_credit() {
+        let ob = outbox(&[(1, 1, 10, Some(2)), (2, 1, 10, Some(10))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        assert_eq!(ob.try_push(0, payload(1, 0, 10)), Ok(Pushed::Written));
+        assert_eq!(seqs(&sent.lock()), vec![(1, 0)]);
+        // The sink is parked again: once the peer answered, the next one
+        // writes through too, and the credit (2) is spent as the writer
+        // would spend it.
+        ob.peer_spoke();
+        assert_eq!(ob.try_push(0, payload(1, 1, 10)), Ok(Pushed::Written));
+        ob.peer_spoke();
+        assert_eq!(ob.try_push(0, payload(1, 2, 10)), Ok(Pushed::Queued));
+        assert_eq!(ob.queued(0), 1);
+        // No credit: the queued message waits for the writer, and a later
+        // one queues behind it (FIFO), even with credit back.
+        ob.add_credit(0, 1).expect("within window");
+        assert_eq!(ob.try_push(0, payload(1, 3, 10)), Ok(Pushed::Queued));
+        let Unparked::Sink(mut parked) = ob.unpark() else {
+            panic!("the sink was parked")
+        };
+        let mut flags = vec![(0, 0); 2];
+        assert_eq!(
+            ob.next_batch(&mut parked.batch, &mut flags, 16, usize::MAX),
+            Batch::Ready
+        );
+        assert_eq!(seqs(&parked.batch), vec![(1, 2)], "one credit, one message");
+        // While the writer holds the sink nobody writes through.
+        assert_eq!(ob.try_push(1, payload(2, 0, 10)), Ok(Pushed::Queued));
+    }
+
+    #[tokio::test]
+    async fn a_write_through_that_must_wait_is_handed_to_the_writer_before_anything_else() {
+        let ob = outbox(&[(1, 1, 10, Some(10))]);
+        let (parked, sent, gate) = recording();
+        go_idle(&ob, parked);
+        // The transport has no room: the write cannot finish in one poll.
+        let held = gate.acquire().await.expect("gate");
+        assert_eq!(ob.try_push(0, payload(1, 0, 10)), Ok(Pushed::HandedOver));
+        // Meanwhile a message and a goodbye are queued behind it.
+        assert_eq!(ob.try_push(0, payload(1, 1, 10)), Ok(Pushed::Queued));
+        ob.close(Some(Frame::goodbye(
+            crate::proto::GoodbyeReason::Shutdown,
+            "bye",
+        )));
+        let Unparked::InFlight(in_flight) = ob.unpark() else {
+            panic!("the write is in flight")
+        };
+        assert_eq!((in_flight.index, in_flight.bytes), (0, 10));
+        drop(held);
+        let (mut parked, result) = in_flight.future.await;
+        assert!(result.is_ok());
+        assert_eq!(seqs(&sent.lock()), vec![(1, 0)], "written once, whole");
+        let mut flags = vec![(0, 0); 1];
+        assert_eq!(
+            ob.next_batch(&mut parked.batch, &mut flags, 16, usize::MAX),
+            Batch::Ready
+        );
+        // Close dropped the queued message (counted by the caller); the
+        // goodbye goes after the written-through frame.
+        assert!(matches!(parked.batch.as_slice(), [Frame::Goodbye(_)]));
+    }
+
+    #[tokio::test]
+    async fn a_push_while_the_sink_is_borrowed_wakes_the_writer_when_it_is_returned() {
+        let ob = std::sync::Arc::new(outbox(&[(1, 1, 10, Some(10)), (2, 1, 10, Some(10))]));
+        let (parked, _sent, _gate) = recording();
+        go_idle(&ob, parked);
+        // A sender borrows the sink (as `try_push` does) ...
+        let parked = {
+            let mut state = ob.state.lock();
+            let SinkSlot::Parked(parked) = std::mem::replace(&mut state.sink, SinkSlot::Borrowed)
+            else {
+                panic!("parked")
+            };
+            parked
+        };
+        // ... another queues meanwhile and asks for the writer, who finds
+        // the sink borrowed ...
+        assert_eq!(ob.try_push(1, payload(2, 0, 10)), Ok(Pushed::Queued));
+        ob.wait_for_work().await;
+        assert!(matches!(ob.unpark(), Unparked::Borrowed));
+        // ... and is woken again when the borrower gives it back.
+        ob.give_back(parked);
+        ob.wait_for_work().await;
+        assert!(matches!(ob.unpark(), Unparked::Sink(_)));
+    }
+
+    /// The writer's busy step: takes the sink back, sends one batch
+    /// through it, and returns what it sent.
+    async fn writer_batch(ob: &Outbox) -> (Parked, Vec<Frame>) {
+        let Unparked::Sink(mut parked) = ob.unpark() else {
+            panic!("the sink was parked")
+        };
+        let mut flags = vec![(0, 0); 8];
+        let _ = ob.next_batch(&mut parked.batch, &mut flags, 64, usize::MAX);
+        let frames = parked.batch.clone();
+        parked
+            .sink
+            .send(&mut parked.batch)
+            .await
+            .expect("recording sink");
+        (parked, frames)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_after_a_write_through_batches_in_the_writer() {
+        let ob = outbox(&[(1, 1, 100, Some(100)), (2, 1, 100, Some(100))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        // The first send after idleness writes through ...
+        assert_eq!(ob.try_push(0, payload(1, 0, 10)), Ok(Pushed::Written));
+        // ... the rest of the burst, on any channel, queues for the writer,
+        // though the writer is idle and the sink parked.
+        for seq in 1..20 {
+            assert_eq!(ob.try_push(0, payload(1, seq, 10)), Ok(Pushed::Queued));
+        }
+        assert_eq!(ob.try_push(1, payload(2, 0, 10)), Ok(Pushed::Queued));
+        ob.wait_for_work().await;
+        let (parked, frames) = writer_batch(&ob).await;
+        assert_eq!(frames.len(), 20, "the burst went as one batch");
+        go_idle(&ob, parked);
+        assert_eq!(seqs(&sent.lock()).len(), 21);
+        // Still warm: a send right after the batch queues too.
+        assert_eq!(ob.try_push(0, payload(1, 20, 10)), Ok(Pushed::Queued));
+        let (parked, _) = writer_batch(&ob).await;
+        go_idle(&ob, parked);
+        // After the window a lone send writes through again.
+        tokio::time::advance(WARM_WINDOW).await;
+        assert_eq!(ob.try_push(0, payload(1, 21, 10)), Ok(Pushed::Written));
+        let order: Vec<u32> = seqs(&sent.lock())
+            .into_iter()
+            .filter(|&(c, _)| c == 1)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(order, (0..22).collect::<Vec<_>>(), "FIFO on channel 1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_from_the_peer_lets_the_next_send_write_through() {
+        let ob = outbox(&[(1, 1, 100, Some(100))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        // Request/response: each request follows the peer's answer to the
+        // previous one, well within the window, and each writes through.
+        for seq in 0..10 {
+            assert_eq!(ob.try_push(0, payload(1, seq, 10)), Ok(Pushed::Written));
+            ob.peer_spoke();
+        }
+        assert_eq!(seqs(&sent.lock()).len(), 10);
+        // Without an answer the next one queues.
+        assert_eq!(ob.try_push(0, payload(1, 10, 10)), Ok(Pushed::Written));
+        assert_eq!(ob.try_push(0, payload(1, 11, 10)), Ok(Pushed::Queued));
+    }
+
+    #[tokio::test]
+    async fn a_goodbye_during_a_write_through_goes_after_its_frame() {
+        let ob = outbox(&[(1, 1, 10, Some(10))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        // A sender borrows the sink (as `try_push` does) ...
+        let mut parked = {
+            let mut state = ob.state.lock();
+            let SinkSlot::Parked(parked) = std::mem::replace(&mut state.sink, SinkSlot::Borrowed)
+            else {
+                panic!("parked")
+            };
+            parked
+        };
+        // ... the connection is closed meanwhile, with a goodbye ...
+        ob.close(Some(Frame::goodbye(
+            crate::proto::GoodbyeReason::Shutdown,
+            "bye",
+        )));
+        // ... the sender's frame is written and the sink given back ...
+        parked.batch.push(Frame::Data {
+            channel: ChannelId(1),
+            payload: payload(1, 0, 10),
+        });
+        parked.sink.send(&mut parked.batch).await.expect("sent");
+        ob.give_back(parked);
+        // ... which wakes the writer, whose last batch is the goodbye.
+        ob.wait_for_work().await;
+        let (_parked, frames) = writer_batch(&ob).await;
+        assert!(matches!(frames.as_slice(), [Frame::Goodbye(_)]));
+        let sent = sent.lock();
+        assert!(matches!(
+            sent.as_slice(),
+            [Frame::Data { .. }, Frame::Goodbye(_)]
+        ));
+    }
+
+    #[test]
+    fn outside_a_runtime_a_push_only_queues() {
+        let ob = outbox(&[(1, 1, 10, Some(10))]);
+        let (parked, sent, _gate) = recording();
+        go_idle(&ob, parked);
+        assert_eq!(ob.try_push(0, payload(1, 0, 10)), Ok(Pushed::Queued));
+        assert!(sent.lock().is_empty());
     }
 }
