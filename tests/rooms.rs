@@ -1,0 +1,89 @@
+//! Rooms on whole `switchyard` processes: a room's state survives a
+//! restart on the same home, and the restarted node fetches only what it
+//! missed.
+
+mod common;
+
+use common::{Proc, config, wait_until};
+use switchyard::gossip::RoomEntry;
+
+fn room_config(admin: Option<&str>) -> String {
+    let admin = admin
+        .map(|a| format!("admin = {a:?}\n"))
+        .unwrap_or_default();
+    format!("[[reactors.gossip.rooms]]\nname = \"lobby\"\n{admin}")
+}
+
+fn post(node: &Proc, line: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{}/rooms/lobby", node.api))
+            .body(line.to_string())
+            .send()
+            .await
+            .expect("POST")
+            .status()
+    });
+    assert!(status.is_success(), "POST /rooms/lobby: {status}");
+}
+
+/// The room on `node`, once it is open.
+fn lobby(node: &Proc) -> Option<RoomEntry> {
+    serde_json::from_str(&node.get_text("/rooms/lobby")).ok()
+}
+
+#[test]
+fn a_room_keeps_its_height_across_a_restart_and_fetches_only_what_it_missed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a_home, b_home) = (dir.path().join("a"), dir.path().join("b"));
+    // a is the room's admin and its writer (the write key is the admin's).
+    let a = Proc::start(&config(&a_home, &[], &room_config(None)));
+    let b_config = config(&b_home, &[&a.tcp], &room_config(Some(&a.peer_id)));
+    let b = Proc::start(&b_config);
+    for line in ["one", "two", "three"] {
+        post(&a, line);
+    }
+    wait_until("b to hold the three lines, saved", || {
+        lobby(&b).is_some_and(|r| r.height == 3 && r.saved_height == Some(3))
+    });
+    let before = lobby(&b).expect("open");
+    assert!(b.stop());
+
+    // Restarted on the same home: the room opens at its saved head, with
+    // nothing fetched.
+    let b = Proc::start(&b_config);
+    wait_until("b's room to open", || lobby(&b).is_some());
+    let after = lobby(&b).expect("open");
+    assert_eq!(
+        (after.height, &after.hash, after.saved_height),
+        (3, &before.hash, Some(3))
+    );
+    assert_eq!(
+        after.lines.as_deref(),
+        Some(&["one", "two", "three"].map(String::from)[..])
+    );
+    // a writes again: b applies that one update on its restored head, and
+    // neither adopts a snapshot nor accepts the three it had.
+    post(&a, "four");
+    wait_until("b to get the fourth line", || {
+        lobby(&b).is_some_and(|r| r.height == 4)
+    });
+    let after = lobby(&b).expect("open");
+    assert_eq!(
+        after.counters["updates_accepted"], 1,
+        "{:?}",
+        after.counters
+    );
+    assert_eq!(
+        after.counters["snapshots_adopted"], 0,
+        "{:?}",
+        after.counters
+    );
+    assert_eq!(lobby(&a).expect("open").hash, after.hash);
+    assert!(b.stop());
+    assert!(a.stop());
+}
