@@ -1,6 +1,6 @@
 //! Rooms on whole `switchyard` processes: a room's state survives a
 //! restart on the same home, and the restarted node fetches only what it
-//! missed.
+//! missed; `switchyard room new` prints a block a node accepts.
 
 mod common;
 
@@ -86,4 +86,49 @@ fn a_room_keeps_its_height_across_a_restart_and_fetches_only_what_it_missed() {
     assert_eq!(lobby(&a).expect("open").hash, after.hash);
     assert!(b.stop());
     assert!(a.stop());
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(common::EXE)
+        .args(args)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn room_new_prints_a_block_a_node_opens_and_writes_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("n");
+    let home_arg = home.to_str().expect("utf-8 path");
+    // No home yet: said, nothing made.
+    let (ok, _, stderr) = cli(&["--home", home_arg, "room", "new", "lobby"]);
+    assert!(!ok && stderr.contains("switchyard init"), "{stderr}");
+    let (ok, _, stderr) = cli(&["--home", home_arg, "init"]);
+    assert!(ok, "{stderr}");
+    let (ok, block, stderr) = cli(&["--home", home_arg, "room", "new", "lobby"]);
+    assert!(ok, "{stderr}");
+    assert!(home.join("room-keys/lobby.key").exists());
+    let parsed: toml::Table = toml::from_str(&block).expect("the block is TOML");
+    let room = &parsed["reactors"]["gossip"]["rooms"][0];
+    let write_key = room["write_key"].as_str().expect("write_key").to_string();
+    // A second `room new` of the same name does not overwrite the key.
+    let (ok, _, stderr) = cli(&["--home", home_arg, "room", "new", "lobby"]);
+    assert!(!ok && stderr.contains("never overwritten"), "{stderr}");
+
+    let node = Proc::start(&config(&home, &[], &block));
+    assert_eq!(room["admin"].as_str(), Some(node.peer_id.as_str()));
+    wait_until("the room to open", || lobby(&node).is_some());
+    let entry = lobby(&node).expect("open");
+    assert_eq!(entry.write_key, write_key);
+    assert!(entry.can_write);
+    post(&node, "hello");
+    let entry = lobby(&node).expect("open");
+    assert_eq!(entry.height, 1);
+    assert_eq!(entry.lines, Some(vec!["hello".to_string()]));
+    assert!(node.stop());
 }
