@@ -403,6 +403,13 @@ pub(super) const ENTRIES: &[Entry] = &[
          request is answered, so any number of nodes can join through this one.",
         ANY,
     ),
+    field(
+        "reactors.pex.observed_quorum",
+        "Peers tell us the IP they see us at; once this many distinct networks\n\
+         (/24, /48) agree, announce it with our listen ports (0: never).\n\
+         [p2p] external_addresses win.",
+        between(0, reactor_pex::MAX_OBSERVED_QUORUM),
+    ),
     table(
         "reactors.gossip",
         "Topic gossip (HyParView + Plumtree) and replicated chat rooms on it.\n\

@@ -884,6 +884,7 @@ async fn inbound_handshake(
     timeout: Duration,
     _slots: HandshakeSlots,
 ) {
+    let local_info = shared.hello(&local_info);
     let peer = conn.remote;
     let result = tokio::select! {
         biased;
@@ -936,6 +937,7 @@ async fn dial(
     dial_timeout: Duration,
     handshake_timeout: Duration,
 ) {
+    let local_info = shared.hello(&local_info);
     let peer = address.peer;
     let attempt = async {
         let mut conn = tokio::time::timeout(dial_timeout, transport.dial(&address))
