@@ -132,3 +132,50 @@ fn room_new_prints_a_block_a_node_opens_and_writes_with() {
     assert_eq!(entry.lines, Some(vec!["hello".to_string()]));
     assert!(node.stop());
 }
+
+#[test]
+fn a_damaged_room_record_is_logged_with_its_reason_and_the_room_starts_from_genesis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("a");
+    let node_config = config(&home, &[], &room_config(None));
+    let a = Proc::start(&node_config);
+    post(&a, "one");
+    wait_until("the line to be saved", || {
+        lobby(&a).is_some_and(|r| r.saved_height == Some(1))
+    });
+    assert!(a.stop());
+
+    // Damage every record of the store, as a bad disk would.
+    {
+        let (env, [db]) =
+            switchyard::p2p::lmdb::open(&home.join("rooms"), 1 << 30, ["rooms"]).expect("open");
+        let mut wtxn = env.write_txn().expect("txn");
+        let keys: Vec<Vec<u8>> = db
+            .iter(&wtxn)
+            .expect("iter")
+            .map(|entry| entry.expect("entry").0.to_vec())
+            .collect();
+        assert_eq!(keys.len(), 1);
+        for key in keys {
+            db.put(&mut wtxn, &key, &[1, 0xff, 0xff, 0x07])
+                .expect("put");
+        }
+        wtxn.commit().expect("commit");
+    }
+    let log = dir.path().join("a.log");
+    let a = Proc::start_logged(&node_config, "warn", &log);
+    wait_until("the room to open", || lobby(&a).is_some());
+    let room = lobby(&a).expect("open");
+    assert_eq!((room.height, room.saved_height), (0, None));
+    let text = common::wait_for_log(&log, "does not decode");
+    assert!(
+        text.contains("room store: a checkpoint does not read"),
+        "{text}"
+    );
+    // It writes on from genesis, and saves again.
+    post(&a, "two");
+    wait_until("the new line to be saved", || {
+        lobby(&a).is_some_and(|r| r.saved_height == Some(1))
+    });
+    assert!(a.stop());
+}
