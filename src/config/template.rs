@@ -156,7 +156,7 @@ const HEADER: &str = "\
 pub(super) const ENTRIES: &[Entry] = &[
     optional(
         "data_dir",
-        "Where the key and the peer store live. Unset: $SWITCHYARD_HOME, else\n\
+        "Where the key, the peer store and the rooms live. Unset: $SWITCHYARD_HOME, else\n\
          $HOME/.switchyard, else ./.switchyard. Relative to the working directory.",
         "\"/var/lib/switchyard\"",
     ),

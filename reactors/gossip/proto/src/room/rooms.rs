@@ -54,6 +54,10 @@ pub const ROOM_CHANNEL_ID: u16 = 0x0021;
 /// The room channel's name.
 pub const ROOM_CHANNEL_NAME: &str = "gossip-room";
 
+/// A checkpoint that could not be made or kept is asked again after
+/// `persist_interval`, and never sooner than this.
+const SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A room message and the room it is about: what the room channel
 /// carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,7 +345,11 @@ impl RoomsCore {
             if !open.dirty() || now < open.save_after {
                 continue;
             }
+            open.save_after = now + self.config.persist_interval;
             let Some((head, rotation, state)) = open.state.checkpoint() else {
+                // A head without its proof: tried again later, never in a
+                // tight loop.
+                open.save_after = now + self.config.persist_interval.max(SAVE_RETRY);
                 continue;
             };
             let checkpoint = RoomCheckpoint {
@@ -352,7 +360,6 @@ impl RoomsCore {
             };
             let (hash, height) = (open.state.hash(), open.state.height());
             open.saving = Some(hash);
-            open.save_after = now + self.config.persist_interval;
             let record = checkpoint.encode();
             // A head update too large to read back is not kept.
             if record.len() > max {
@@ -588,8 +595,10 @@ impl Core for RoomsCore {
                     if ok {
                         open.saved_height = Some(height);
                     } else if open.saving == Some(hash) {
-                        // Asked again once the interval is over.
+                        // Asked again once the interval (at least
+                        // SAVE_RETRY) is over.
                         open.saving = None;
+                        open.save_after = now + self.config.persist_interval.max(SAVE_RETRY);
                     }
                 }
             }
