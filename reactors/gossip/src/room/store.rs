@@ -171,7 +171,7 @@ mod heed_store {
     /// with what is stored. 4 GiB holds hundreds of rooms at the largest
     /// state (`max_room_state`, at most 16 MiB); a save over it fails, is
     /// logged and retried, and the room goes on in memory.
-    const MAP_SIZE: usize = 4 * 1024 * 1024 * 1024;
+    const MAP_SIZE: u64 = 4 * 1024 * 1024 * 1024;
     const DB_NAME: &str = "rooms";
 
     /// Checkpoints in an LMDB environment in one directory (see the module
@@ -197,7 +197,9 @@ mod heed_store {
     impl HeedRoomStore {
         /// Opens (creating if needed) the store in directory `dir`.
         pub fn open(dir: &Path) -> Result<Self, RoomStoreError> {
-            let (env, [db]) = p2p::lmdb::open(dir, MAP_SIZE.min(isize::MAX as usize), [DB_NAME])?;
+            // A 32-bit address space takes 1 GiB.
+            let map_size = usize::try_from(MAP_SIZE).unwrap_or(1 << 30);
+            let (env, [db]) = p2p::lmdb::open(dir, map_size, [DB_NAME])?;
             Ok(Self {
                 path: dir.to_path_buf(),
                 env,
