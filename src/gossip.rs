@@ -9,7 +9,7 @@
 //! | `POST /gossip/topics/{name}/messages` | publish the request body (the topic must be joined) |
 //! | `GET /gossip/topics/{name}/messages` | a joined topic's messages as server-sent events (a topic not joined: 404, as `POST` says) |
 //! | `GET /rooms` | the open rooms |
-//! | `GET /rooms/{name}` | a room's head: state hash, height, write key, the chat lines |
+//! | `GET /rooms/{name}` | a room's head: state hash, height, write key, the height saved on disk, counters, the chat lines |
 //! | `POST /rooms/{name}` | append the body (one UTF-8 line) to a room this node may write |
 //!
 //! A topic is named by a string; its id is the hash of the name
@@ -460,9 +460,35 @@ pub struct RoomEntry {
     pub can_write: bool,
     /// The state's size in bytes.
     pub state_bytes: usize,
+    /// The height of the room's last checkpoint on disk (none: nothing
+    /// saved since it opened); the room resumes there after a restart.
+    #[serde(default)]
+    pub saved_height: Option<u64>,
+    /// The room's counters since it opened (`updates_accepted`,
+    /// `catch_ups_sent`, `snapshots_adopted`, `reposts`, …).
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
     /// The chat lines (`GET /rooms/{name}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<String>>,
+}
+
+fn room_counters(stats: &reactor_gossip::room::RoomStats) -> BTreeMap<String, u64> {
+    [
+        ("updates_accepted", stats.updates_accepted),
+        ("updates_refused", stats.updates_refused),
+        ("duplicates", stats.duplicates),
+        ("reorgs", stats.reorgs),
+        ("reposts", stats.reposts),
+        ("catch_ups_sent", stats.catch_ups_sent),
+        ("catch_ups_served", stats.catch_ups_served),
+        ("snapshots_served", stats.snapshots_served),
+        ("snapshots_adopted", stats.snapshots_adopted),
+        ("snapshots_refused", stats.snapshots_refused),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect()
 }
 
 fn room_entry(name: &str, room: &OpenRoom, lines: bool) -> RoomEntry {
@@ -476,6 +502,8 @@ fn room_entry(name: &str, room: &OpenRoom, lines: bool) -> RoomEntry {
         write_key: view.write_key.to_string(),
         can_write: room.writer == Some(view.write_key),
         state_bytes: view.state.len(),
+        saved_height: view.saved_height,
+        counters: room_counters(&view.stats),
         lines: lines.then(|| ChatLog::lines(&view.state)),
     }
 }

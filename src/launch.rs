@@ -2,7 +2,8 @@
 //!
 //! The key is loaded from `key_file` (generated on first start), the peer
 //! store lives in `<data_dir>/peers` (heed), the ring's (its location, a
-//! gateway's grants) in `<data_dir>/ring` (heed), each enabled transport binds
+//! gateway's grants) in `<data_dir>/ring` (heed), the rooms' checkpoints in
+//! `<data_dir>/rooms` (heed), each enabled transport binds
 //! its listen address, the enabled reactors run (peer exchange, gossip
 //! with rooms, the ring), and the HTTP API serves on `api.listen` with the
 //! reactors' routes ([`crate::gossip`], [`crate::ring`]). Once the node
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use p2p::{HeedPeerStore, Keypair, PeerId};
 use reactor_gossip::Gossip;
-use reactor_gossip::room::Rooms;
+use reactor_gossip::room::{HeedRoomStore, Rooms};
 use reactor_ring::{HeedRingStore, Ring};
 use transport_quic::QuicTransport;
 use transport_tcp::TcpTransport;
@@ -139,9 +140,13 @@ pub async fn node_builder(config: &Config) -> anyhow::Result<Launch> {
         let gossip = Gossip::new(keypair.clone(), gossip_config.clone())
             .map_err(|e| anyhow::anyhow!("reactors.gossip: {e}"))?;
         let gossip = launch.builder.reactor(gossip)?;
-        let rooms = launch
-            .builder
-            .reactor(Rooms::new(gossip.clone(), section.room_config()))?;
+        // Rooms resume at their saved head after a restart.
+        let rooms_dir = data_dir.join("rooms");
+        let room_store = HeedRoomStore::open(&rooms_dir)
+            .with_context(|| format!("room store {}", rooms_dir.display()))?;
+        let rooms = launch.builder.reactor(
+            Rooms::new(gossip.clone(), section.room_config()).with_store(Box::new(room_store)),
+        )?;
         let service = GossipService::new(gossip, Some(rooms), gossip_config.max_payload_size);
         launch.builder.routes(service.routes());
         launch.gossip = Some(service);

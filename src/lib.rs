@@ -16,6 +16,7 @@ pub mod api;
 pub mod gossip;
 pub mod node;
 pub mod ring;
+pub mod room;
 
 pub mod config;
 pub mod launch;

@@ -120,6 +120,27 @@ enum Command {
         #[arg(long)]
         api: Option<SocketAddr>,
     },
+    /// Rooms: replicated chat rooms over gossip.
+    #[command(subcommand)]
+    Room(RoomCommand),
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// Make a room's write key and print the [[reactors.gossip.rooms]]
+    /// block that opens it (this node is the admin unless --admin).
+    New {
+        /// The room's name.
+        name: String,
+        /// Where to save the write key (default:
+        /// <home>/room-keys/<name>.key). An existing file is never
+        /// overwritten.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// The admin's PeerId (default: this node's).
+        #[arg(long, value_name = "PEER_ID")]
+        admin: Option<switchyard::p2p::PeerId>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -239,6 +260,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Bans { api } => {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
             runtime.block_on(client::bans(api))
+        }
+        Command::Room(RoomCommand::New {
+            name,
+            key_file,
+            admin,
+        }) => {
+            let config = load_config(cli.home, cli.config.as_deref())?;
+            let made = switchyard::room::new_room(&config, &name, admin, key_file.as_deref())?;
+            outln!("{}", made.block.trim_end())?;
+            Ok(())
         }
     }
 }

@@ -115,6 +115,7 @@ request_interval = "45s"
 max_addresses_per_response = 50
 min_request_gap = "20s"
 seed_mode = true
+observed_quorum = 5
 
 [reactors.gossip]
 enabled = true
@@ -958,6 +959,7 @@ fn conversions_carry_the_values() {
         Duration::from_secs(20)
     );
     assert!(config.reactors.pex.config.seed_mode);
+    assert_eq!(config.reactors.pex.config.observed_quorum, 5);
     let gossip = &config.reactors.gossip.config;
     assert_eq!(gossip.max_payload_size, 1000);
     assert_eq!(gossip.hyparview.active_view_capacity, 4);

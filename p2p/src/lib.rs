@@ -8,6 +8,8 @@
 //! the design and its alternatives in `adr/0002-delivery-semantics-and-flow-control.md`.
 
 pub use p2p_core::{MAX_NETWORK_ID_LEN, address, channel, identity, ip_prefix};
+#[cfg(feature = "heed")]
+pub mod lmdb;
 pub mod metrics;
 pub mod peer_manager;
 pub mod peer_store;

@@ -156,7 +156,7 @@ const HEADER: &str = "\
 pub(super) const ENTRIES: &[Entry] = &[
     optional(
         "data_dir",
-        "Where the key and the peer store live. Unset: $SWITCHYARD_HOME, else\n\
+        "Where the key, the peer store and the rooms live. Unset: $SWITCHYARD_HOME, else\n\
          $HOME/.switchyard, else ./.switchyard. Relative to the working directory.",
         "\"/var/lib/switchyard\"",
     ),
@@ -402,6 +402,13 @@ pub(super) const ENTRIES: &[Entry] = &[
         "Seed mode, for bootstrap nodes: disconnect an inbound peer once its\n\
          request is answered, so any number of nodes can join through this one.",
         ANY,
+    ),
+    field(
+        "reactors.pex.observed_quorum",
+        "Peers tell us the IP they see us at; once this many distinct networks\n\
+         (/24, /48) agree, announce it with our listen ports (0: never).\n\
+         [p2p] external_addresses win.",
+        between(0, reactor_pex::MAX_OBSERVED_QUORUM),
     ),
     table(
         "reactors.gossip",

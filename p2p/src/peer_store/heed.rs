@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ::heed::types::Bytes;
-use ::heed::{Database, Env, EnvOpenOptions};
+use ::heed::{Database, Env};
 use prost::Message;
 
 use super::{BanRecord, PeerRecord, PeerStore, PeerStoreError, from_unix_seconds, unix_seconds};
@@ -48,31 +48,15 @@ impl HeedPeerStore {
     /// Opens (creating if needed) the store in directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, PeerStoreError> {
         let path = dir.to_path_buf();
-        std::fs::create_dir_all(dir).map_err(|source| PeerStoreError::CreateDir {
-            path: path.clone(),
-            source,
-        })?;
-        let open_error = |source| PeerStoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        let mut options = EnvOpenOptions::new();
-        options.map_size(MAP_SIZE).max_dbs(2);
-        // SAFETY: LMDB memory-maps the data file; modifying that file outside
-        // LMDB while it is mapped is undefined behaviour. The directory is
-        // the node's own and is only written through LMDB (whose lock file
-        // coordinates processes), and heed refuses a second open of the same
-        // path in this process.
-        #[allow(unsafe_code)]
-        let env = unsafe { options.open(dir) }.map_err(open_error)?;
-        let mut wtxn = env.write_txn().map_err(open_error)?;
-        let db: Database<Bytes, Bytes> = env
-            .create_database(&mut wtxn, Some(DB_NAME))
-            .map_err(open_error)?;
-        let bans: Database<Bytes, Bytes> = env
-            .create_database(&mut wtxn, Some(BANS_DB_NAME))
-            .map_err(open_error)?;
-        wtxn.commit().map_err(open_error)?;
+        let (env, [db, bans]) =
+            crate::lmdb::open(dir, MAP_SIZE, [DB_NAME, BANS_DB_NAME]).map_err(|e| match e {
+                crate::lmdb::LmdbOpenError::CreateDir { path, source } => {
+                    PeerStoreError::CreateDir { path, source }
+                }
+                crate::lmdb::LmdbOpenError::Open { path, source } => {
+                    PeerStoreError::Open { path, source }
+                }
+            })?;
         Ok(Self {
             path,
             env,
@@ -327,7 +311,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = record(5, -3);
         {
-            let mut options = EnvOpenOptions::new();
+            let mut options = ::heed::EnvOpenOptions::new();
             options.map_size(MAP_SIZE).max_dbs(1);
             #[allow(unsafe_code)]
             // SAFETY: a fresh directory only this test touches.

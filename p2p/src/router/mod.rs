@@ -40,6 +40,7 @@ mod store_writer;
 pub(crate) mod supervisor;
 
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -336,6 +337,7 @@ impl RouterBuilder {
             shutdown: CancellationToken::new(),
             abrupt: Default::default(),
             log_gate: Default::default(),
+            announced: Default::default(),
         });
         Self {
             keypair,
@@ -473,8 +475,9 @@ impl RouterBuilder {
             .iter()
             .flat_map(|t| t.listen_addresses())
             .collect();
-        let announced =
-            announced_addresses(local, &self.config.external_addresses, &listen_addresses);
+        let external = dialable_external(local, &self.config.external_addresses);
+        let announced = announced_addresses(local, &external, &listen_addresses, None);
+        *self.shared.announced.write() = announced.clone();
         let local_info = proto::NodeInfo {
             protocol_version: PROTOCOL_VERSION,
             network_id: self.config.network_id.clone(),
@@ -517,7 +520,8 @@ impl RouterBuilder {
             inner: Arc::new(RouterInner {
                 shared: self.shared,
                 listen_addresses,
-                announced,
+                external,
+                observed: parking_lot::Mutex::new(None),
                 tracker,
                 supervisor: Mutex::new(Some(handle)),
             }),
@@ -525,32 +529,73 @@ impl RouterBuilder {
     }
 }
 
-/// What a router announces: the `external` addresses that name `local`
-/// and can be dialed (not an unspecified IP, not port 0), else the
-/// `listen` addresses (an unspecified IP among them tells peers the port:
-/// they take the IP they observe).
+/// The configured external addresses that name `local` and can be dialed
+/// (not an unspecified IP, not port 0).
+fn dialable_external(local: PeerId, external: &[PeerAddress]) -> Vec<PeerAddress> {
+    external
+        .iter()
+        .filter(|a| {
+            a.peer == local
+                && !a.ip().is_some_and(|ip| ip.is_unspecified())
+                && !matches!(a.host_port(), Some((_, Some(0))))
+        })
+        .cloned()
+        .collect()
+}
+
+/// What a router announces: the dialable `external` addresses if there
+/// are any; else, when peers agree on the IP they see us at (`observed`),
+/// that IP with the port of each listener that can take it (one bound to
+/// an unspecified IP, or to an IP of the same family), then the `listen`
+/// addresses (an unspecified IP among them tells peers the port: they
+/// take the IP they observe). An unspecified observed IP is never used.
 fn announced_addresses(
     local: PeerId,
     external: &[PeerAddress],
     listen: &[PeerAddress],
+    observed: Option<IpAddr>,
 ) -> Vec<PeerAddress> {
-    let dialable = |a: &&PeerAddress| {
-        a.peer == local
-            && !a.ip().is_some_and(|ip| ip.is_unspecified())
-            && !matches!(a.host_port(), Some((_, Some(0))))
-    };
-    let external: Vec<PeerAddress> = external.iter().filter(dialable).cloned().collect();
     if !external.is_empty() {
-        return external;
+        return external.to_vec();
     }
-    listen.to_vec()
+    let mut announced = Vec::new();
+    if let Some(ip) = observed.filter(|ip| !ip.is_unspecified()) {
+        for address in listen {
+            let (Some(listener), Some((_, Some(port)))) = (address.ip(), address.host_port())
+            else {
+                continue;
+            };
+            let takes = match listener {
+                IpAddr::V4(v4) if v4.is_unspecified() => ip.is_ipv4(),
+                IpAddr::V6(v6) if v6.is_unspecified() => true,
+                _ => listener.is_ipv4() == ip.is_ipv4(),
+            };
+            if !takes || port == 0 {
+                continue;
+            }
+            let at = std::net::SocketAddr::new(ip, port);
+            let derived = match address.scheme() {
+                "quic" => PeerAddress::quic(local, at),
+                "tcp" => PeerAddress::tcp(local, at),
+                _ => continue,
+            };
+            if !announced.contains(&derived) && !listen.contains(&derived) {
+                announced.push(derived);
+            }
+        }
+    }
+    announced.extend(listen.iter().cloned());
+    announced
 }
 
 #[derive(Debug)]
 struct RouterInner {
     shared: Arc<Shared>,
     listen_addresses: Vec<PeerAddress>,
-    announced: Vec<PeerAddress>,
+    /// The configured external addresses that can be dialed.
+    external: Vec<PeerAddress>,
+    /// The IP peers agree they see us at, if any.
+    observed: parking_lot::Mutex<Option<IpAddr>>,
     tracker: TaskTracker,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
@@ -572,11 +617,37 @@ impl Router {
         &self.inner.listen_addresses
     }
 
-    /// The addresses announced to peers in `Hello`: the configured
+    /// The addresses announced to peers in `Hello` now: the configured
     /// [`external_addresses`](RouterConfig::external_addresses) that name
-    /// this node and can be dialed, else the listen addresses.
-    pub fn announced_addresses(&self) -> &[PeerAddress] {
-        &self.inner.announced
+    /// this node and can be dialed; else the IP peers agree they observe
+    /// for us ([`set_observed_ip`](Self::set_observed_ip)) with our
+    /// listeners' ports, then the listen addresses.
+    pub fn announced_addresses(&self) -> Vec<PeerAddress> {
+        self.inner.shared.announced.read().clone()
+    }
+
+    /// The IP peers agree they see us at, as last set.
+    pub fn observed_ip(&self) -> Option<IpAddr> {
+        *self.inner.observed.lock()
+    }
+
+    /// Sets the IP peers agree they see us at (peer exchange decides when
+    /// enough agree; `None` when they no longer do): the `Hello` of every
+    /// connection made from now on announces it with our listeners' ports,
+    /// unless `external_addresses` are configured (they win). An
+    /// unspecified IP is ignored. Returns the addresses announced now.
+    pub fn set_observed_ip(&self, ip: Option<IpAddr>) -> Vec<PeerAddress> {
+        let ip = ip.filter(|ip| !ip.is_unspecified());
+        let mut observed = self.inner.observed.lock();
+        *observed = ip;
+        let announced = announced_addresses(
+            self.local_peer_id(),
+            &self.inner.external,
+            &self.inner.listen_addresses,
+            ip,
+        );
+        *self.inner.shared.announced.write() = announced.clone();
+        announced
     }
 
     /// The router's metrics.
@@ -824,17 +895,43 @@ mod tests {
             tcp(local, "[::]:26656"),
             tcp(local, "10.0.0.5:26656"),
         ];
-        assert_eq!(announced_addresses(local, &[], &listen), listen);
+        let announce = |external: &[PeerAddress], observed: Option<&str>| {
+            let external = dialable_external(local, external);
+            let observed = observed.map(|ip| ip.parse().expect("ip"));
+            announced_addresses(local, &external, &listen, observed)
+        };
+        assert_eq!(announce(&[], None), listen);
         let external = vec![
             tcp(local, "203.0.113.7:26656"),
             tcp(other, "203.0.113.8:26656"),
             tcp(local, "203.0.113.9:0"),
         ];
-        assert_eq!(
-            announced_addresses(local, &external, &listen),
-            vec![tcp(local, "203.0.113.7:26656")]
-        );
+        let chosen = vec![tcp(local, "203.0.113.7:26656")];
+        assert_eq!(announce(&external, None), chosen);
+        // External addresses win over an observed IP.
+        assert_eq!(announce(&external, Some("198.51.100.4")), chosen);
         let unusable = [tcp(local, "0.0.0.0:1"), tcp(other, "203.0.113.8:1")];
-        assert_eq!(announced_addresses(local, &unusable, &listen), listen);
+        assert_eq!(announce(&unusable, None), listen);
+        // An observed IPv4 goes with the listeners that can take it (the
+        // IPv4 wildcard, the dual-stack one, the IPv4 address), once.
+        let mut expected = vec![tcp(local, "198.51.100.4:26656")];
+        expected.extend(listen.clone());
+        assert_eq!(announce(&[], Some("198.51.100.4")), expected);
+        // An observed IPv6 only with the dual-stack listener.
+        let mut expected = vec![tcp(local, "[2001:db8::4]:26656")];
+        expected.extend(listen.clone());
+        assert_eq!(announce(&[], Some("2001:db8::4")), expected);
+        // Never an unspecified one.
+        assert_eq!(announce(&[], Some("0.0.0.0")), listen);
+        let quic = vec![PeerAddress::quic(
+            local,
+            "0.0.0.0:7401".parse().expect("addr"),
+        )];
+        let derived =
+            announced_addresses(local, &[], &quic, Some("198.51.100.4".parse().expect("ip")));
+        assert_eq!(
+            derived[0].to_string(),
+            format!("quic://{local}@198.51.100.4:7401")
+        );
     }
 }

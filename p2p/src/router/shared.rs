@@ -108,6 +108,24 @@ pub(crate) struct Shared {
     /// Bounds the WARN lines a remote can cause (wrong network ids
     /// arriving by the thousand must not flood the log).
     pub log_gate: LogGate,
+    /// The addresses our `Hello` announces now (set at start, then when
+    /// peers agree on the IP they observe for us:
+    /// [`Router::set_observed_ip`](crate::Router::set_observed_ip)).
+    pub announced: RwLock<Vec<crate::PeerAddress>>,
+}
+
+impl Shared {
+    /// The `Hello` to send: `base` with the addresses announced now.
+    pub fn hello(&self, base: &crate::proto::NodeInfo) -> crate::proto::NodeInfo {
+        let mut info = base.clone();
+        info.listen_addresses = self
+            .announced
+            .read()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        info
+    }
 }
 
 /// At most one log line per kind per period; the next line says how many

@@ -898,6 +898,7 @@ async fn inbound_handshake(
     timeout: Duration,
     slots: HandshakeSlots,
 ) {
+    let local_info = shared.hello(&local_info);
     let peer = conn.remote;
     let result = tokio::select! {
         biased;
@@ -951,6 +952,7 @@ async fn dial(
     dial_timeout: Duration,
     handshake_timeout: Duration,
 ) {
+    let local_info = shared.hello(&local_info);
     let peer = address.peer;
     let attempt = async {
         let mut conn = tokio::time::timeout(dial_timeout, transport.dial(&address))

@@ -16,7 +16,7 @@
 //!
 //! One channel, id `0x0010` (`"pex"`), one Protobuf message
 //! (`proto/pex.proto`, package `switchyard.pex.v1`): a `PexMessage` that is
-//! either a `Request { id }` or a `Response { id, addresses }`.
+//! either a `Request { id }` or a `Response { id, addresses, observed_ip }`.
 //!
 //! # What is sent
 //!
@@ -38,6 +38,20 @@
 //!   ones and added; an unspecified IP (`0.0.0.0`, `::`) is replaced by the
 //!   IP the transport observed for the connection. So the bootstrap node
 //!   learns dialable addresses of the nodes that dial it.
+//! - **The IP we see you at.** Every response also carries the IP the
+//!   responder sees the requester's connection come from
+//!   (`observed_ip`). A node counts these observations from the peers it
+//!   asked ([`observed`]): once `observed_quorum` (3) distinct networks
+//!   (the /24 or /48 of the IP *we* see each observer at, so many
+//!   identities in one network are one vote) report the same IP, of the
+//!   same scope as theirs (public, private or loopback), the node
+//!   announces that IP with its listen ports in every later `Hello`
+//!   ([`Router::set_observed_ip`](p2p::Router::set_observed_ip)), ahead of
+//!   its listen addresses — unless `external_addresses` are configured,
+//!   which win. The IP reported by the most networks wins; a vote lasts 30
+//!   minutes. Logged at INFO when it changes;
+//!   `switchyard_pex_observed_address{ip}` shows it. An unspecified,
+//!   multicast or broadcast IP never counts.
 //! - Sends never wait ([`ChannelSender::try_send`](p2p::ChannelSender::try_send)):
 //!   a full send queue drops the message (counted by the router); a
 //!   dropped request simply times out.
@@ -103,6 +117,12 @@
 //!   limited.
 //! - **Point us at a local network**: loopback, private and link-local
 //!   addresses from peers are refused unless the node allows them.
+//! - **Choose the address we announce**: it needs `observed_quorum`
+//!   networks, and more networks than the honest observers, all answering
+//!   our own requests; a public observer naming a private or unusable IP
+//!   is not counted. What it wins is an address where we may not be
+//!   reachable (fewer inbound peers); our own dials are unaffected, and a
+//!   configured `external_addresses` is never overridden.
 //! - **Limits**: the per-host limit keys on the exact IP or name, so an
 //!   attacker with many IPs (an IPv6 /64, many DNS names) gets more places
 //!   in the book — but not more weight in dials, which count networks. A
@@ -116,9 +136,10 @@ pub mod reactor;
 pub mod stats;
 
 pub use reactor::{Pex, PexHandle};
+pub use reactor_pex_proto::config::MAX_OBSERVED_QUORUM;
 pub use reactor_pex_proto::state::PeerUp;
 pub use reactor_pex_proto::{
     Action, AddressRefusal, CHANNEL_ID, Effect, MAX_ADDRESS_LEN, MAX_ADDRESSES_PER_RESPONSE,
-    Message, Outcome, PexConfig, PexConfigError, PexState, PexStats, RefusedAddresses,
-    address_check, config, proto, state,
+    Message, ObservedIp, Outcome, PexConfig, PexConfigError, PexState, PexStats, RefusedAddresses,
+    address_check, config, observed, proto, state,
 };

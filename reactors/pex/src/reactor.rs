@@ -155,6 +155,22 @@ impl Shell<PexState> for PexShell {
                     .ok()?;
                 Some(Outcome::Added(results))
             }
+            Effect::Announce { ip } => {
+                let announced = router.set_observed_ip(ip);
+                let announced: Vec<String> = announced.iter().map(ToString::to_string).collect();
+                match ip {
+                    Some(ip) => tracing::info!(
+                        %ip,
+                        announced = %announced.join(" "),
+                        "peers agree on the IP they see us at; announcing it"
+                    ),
+                    None => tracing::info!(
+                        announced = %announced.join(" "),
+                        "peers no longer agree on the IP they see us at"
+                    ),
+                }
+                None
+            }
         }
     }
 

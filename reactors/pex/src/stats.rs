@@ -7,6 +7,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 pub use reactor_pex_proto::stats::{PexStats, RefusedAddresses};
 
@@ -76,6 +77,16 @@ impl Collector for PexCollector {
                 "Pex messages dropped before they left (full send queue)",
                 stats.sends_dropped,
             ),
+            (
+                "observations_taken",
+                "Observations of our IP in responses counted toward agreement",
+                stats.observations_taken,
+            ),
+            (
+                "observations_refused",
+                "Observations of our IP not counted (unsolicited, no observer IP, another scope)",
+                stats.observations_refused,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -93,6 +104,20 @@ impl Collector for PexCollector {
             let labels = [("reason", reason.as_str())];
             ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
         }
+        // An info gauge: 1 with the agreed IP as its label, or 0 with an
+        // empty one while peers do not agree (declared from the start).
+        let mut family = encoder.encode_descriptor(
+            "switchyard_pex_observed_address",
+            "The IP peers agree they see us at (label ip; 0 and ip=\"\" while they do not)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let (ip, value) = match stats.observed_ip {
+            Some(ip) => (ip.to_string(), 1),
+            None => (String::new(), 0),
+        };
+        let labels = [("ip", ip.as_str())];
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
         Ok(())
     }
 }

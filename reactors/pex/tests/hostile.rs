@@ -81,7 +81,15 @@ impl Setup {
 
     async fn respond(&self, id: u64, addresses: Vec<String>) {
         self.tx
-            .send(self.n0, Message::Response { id, addresses }.into())
+            .send(
+                self.n0,
+                Message::Response {
+                    id,
+                    addresses,
+                    observed: None,
+                }
+                .into(),
+            )
             .await
             .expect("sent");
     }

@@ -125,7 +125,7 @@ mod heed_store {
     use std::path::{Path, PathBuf};
 
     use ::heed::types::Bytes;
-    use ::heed::{Database, Env, EnvOpenOptions};
+    use ::heed::{Database, Env};
 
     use super::{RecordKey, RingStore, RingStoreError, StoredRecord};
 
@@ -158,28 +158,14 @@ mod heed_store {
         /// Opens (creating if needed) the store in directory `dir`.
         pub fn open(dir: &Path) -> Result<Self, RingStoreError> {
             let path = dir.to_path_buf();
-            std::fs::create_dir_all(dir).map_err(|source| RingStoreError::CreateDir {
-                path: path.clone(),
-                source,
+            let (env, [db]) = p2p::lmdb::open(dir, MAP_SIZE, [DB_NAME]).map_err(|e| match e {
+                p2p::lmdb::LmdbOpenError::CreateDir { path, source } => {
+                    RingStoreError::CreateDir { path, source }
+                }
+                p2p::lmdb::LmdbOpenError::Open { path, source } => {
+                    RingStoreError::Open { path, source }
+                }
             })?;
-            let open_error = |source| RingStoreError::Open {
-                path: path.clone(),
-                source,
-            };
-            let mut options = EnvOpenOptions::new();
-            options.map_size(MAP_SIZE).max_dbs(1);
-            // SAFETY: LMDB memory-maps the data file; modifying that file outside
-            // LMDB while it is mapped is undefined behaviour. The directory is
-            // the node's own and only written through LMDB (whose lock file
-            // coordinates processes), and heed refuses a second open of the same
-            // path in this process.
-            #[allow(unsafe_code)]
-            let env = unsafe { options.open(dir) }.map_err(open_error)?;
-            let mut wtxn = env.write_txn().map_err(open_error)?;
-            let db: Database<Bytes, Bytes> = env
-                .create_database(&mut wtxn, Some(DB_NAME))
-                .map_err(open_error)?;
-            wtxn.commit().map_err(open_error)?;
             Ok(Self { path, env, db })
         }
 

@@ -47,14 +47,26 @@
 //! - Topic events wait in the reactor's request queue (bounded); a
 //!   subscription that lags loses events, which the next head exchange
 //!   repairs.
+//! - Each room's checkpoint is saved in the reactor's [`RoomStore`]
+//!   ([`Rooms::with_store`]; in memory by default, LMDB on the node,
+//!   [`store`]) when its head moves, at most once per `persist_interval`
+//!   (1 s), and read back when the reactor starts: a room opened again
+//!   after a restart starts at its saved head
+//!   ([`RoomView::saved_height`] says what is on disk) and fetches only
+//!   what it missed. A record that does not read, or whose proof does not
+//!   hold, is logged with its reason and the room starts from genesis.
 
 mod reactor;
+pub mod store;
 
 pub use reactor::{RoomHandle, RoomView, Rooms, RoomsError, RoomsHandle};
 pub use reactor_gossip_proto::room::{
-    ChatLog, MAX_LINE, ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, Reducer, RoomAction, RoomConfig,
-    RoomEnvelope, RoomError, RoomId, RoomKeys, RoomMessage, RoomOpening, RoomState, RoomStats,
-    RoomsCommand, RoomsCommandError, RoomsCore, RoomsEffect, RoomsEvent, RoomsOutcome, RoomsOutput,
-    RoomsReply, Stamp, StateHash, TopicInput, Update, UpdateId, UpdateKind, chain, state_digest,
-    update, wire,
+    ChatLog, CheckpointError, MAX_LINE, ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, Reducer, RoomAction,
+    RoomCheckpoint, RoomConfig, RoomEnvelope, RoomError, RoomId, RoomKeys, RoomMessage,
+    RoomOpening, RoomState, RoomStats, RoomsCommand, RoomsCommandError, RoomsCore, RoomsEffect,
+    RoomsEvent, RoomsOutcome, RoomsOutput, RoomsReply, Stamp, StateHash, TopicInput, Update,
+    UpdateId, UpdateKind, chain, state_digest, update, wire,
 };
+#[cfg(feature = "heed")]
+pub use store::HeedRoomStore;
+pub use store::{MemoryRoomStore, RoomStore, RoomStoreError};

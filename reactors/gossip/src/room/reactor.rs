@@ -16,6 +16,7 @@ use p2p::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::reactor::{GossipError, GossipHandle, TopicEvent};
+use crate::room::store::{MemoryRoomStore, RoomStore};
 use reactor_gossip_proto::room::{
     ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, Reducer, RoomConfig, RoomError, RoomId, RoomKeys,
     RoomOpening, RoomState, RoomStats, RoomsCommandError, RoomsCore, RoomsEffect, RoomsEvent,
@@ -41,16 +42,20 @@ pub struct RoomView {
     pub write_key: PeerId,
     /// Counters.
     pub stats: RoomStats,
+    /// The height of the room's last checkpoint kept in the store (none
+    /// yet: nothing saved since the room opened, or restored).
+    pub saved_height: Option<u64>,
 }
 
 impl RoomView {
-    fn of(room: &RoomState) -> Self {
+    fn of(core: &RoomsCore, room: &RoomId, state: &RoomState) -> Self {
         Self {
-            hash: room.hash(),
-            height: room.height(),
-            state: Bytes::copy_from_slice(room.state()),
-            write_key: room.write_key(),
-            stats: room.stats().clone(),
+            hash: state.hash(),
+            height: state.height(),
+            state: Bytes::copy_from_slice(state.state()),
+            write_key: state.write_key(),
+            stats: state.stats().clone(),
+            saved_height: core.saved_height(room),
         }
     }
 }
@@ -123,6 +128,7 @@ pub struct Rooms {
     )>,
     requests: Option<mpsc::Receiver<Request>>,
     request_tx: mpsc::Sender<Request>,
+    store: Option<Box<dyn RoomStore>>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -252,7 +258,17 @@ impl Rooms {
             channel: None,
             requests: Some(requests),
             request_tx,
+            store: None,
         }
+    }
+
+    /// Keeps the rooms' checkpoints in `store` ([`crate::room::store`]),
+    /// read when the reactor starts, so a room opened again after a
+    /// restart resumes at its saved head. Without it they are kept in
+    /// memory only (gone with the reactor).
+    pub fn with_store(mut self, store: Box<dyn RoomStore>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// The room channel: id `0x0021`, priority 1, 8 messages queued per
@@ -291,8 +307,13 @@ impl Reactor for Rooms {
             tracing::warn!("rooms reactor run without being opened; it does nothing");
             return;
         };
+        let max_state_size = self.config.max_state_size;
         let core = RoomsCore::new(self.config, ctx.seed);
         let shell = RoomsShell {
+            store: self
+                .store
+                .unwrap_or_else(|| Box::new(MemoryRoomStore::new())),
+            max_state_size,
             gossip: self.gossip,
             requests: self.request_tx,
             views: BTreeMap::new(),
@@ -312,6 +333,8 @@ struct View {
 /// The rooms reactor's thin part: answers the handles, does the gossip
 /// side of each room, publishes the rooms' views after each step.
 struct RoomsShell {
+    store: Box<dyn RoomStore>,
+    max_state_size: usize,
     gossip: GossipHandle,
     /// For the topic forwarders and new rooms' handles.
     requests: mpsc::Sender<Request>,
@@ -325,7 +348,7 @@ impl RoomsShell {
     /// Publishes `room`'s view now.
     fn publish_view(&mut self, core: &RoomsCore, room: RoomId) {
         if let (Some(view), Some(state)) = (self.views.get_mut(&room), core.room(&room)) {
-            view.view.send_replace(RoomView::of(state));
+            view.view.send_replace(RoomView::of(core, &room, state));
             view.moved = false;
         }
     }
@@ -333,6 +356,21 @@ impl RoomsShell {
 
 impl Shell<RoomsCore> for RoomsShell {
     type Request = Request;
+
+    /// Hands the core the checkpoints kept before the restart.
+    fn on_start(&mut self, core: &mut RoomsCore, _now: Instant, _out: &mut Outputs<RoomsCore>) {
+        match self.store.load(self.max_state_size) {
+            Ok(loaded) => {
+                for corrupt in &loaded.corrupt {
+                    tracing::warn!(key = %corrupt.key, error = %corrupt.error, "room store: a checkpoint does not read; its room starts from genesis");
+                }
+                core.restore(loaded.checkpoints);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "room store unreadable; rooms start from genesis");
+            }
+        }
+    }
 
     fn on_request(
         &mut self,
@@ -350,7 +388,7 @@ impl Shell<RoomsCore> for RoomsShell {
                         let Some(state) = core.room(&room) else {
                             return;
                         };
-                        let (view, view_rx) = watch::channel(RoomView::of(state));
+                        let (view, view_rx) = watch::channel(RoomView::of(core, &room, state));
                         self.views.insert(room, View { view, moved: false });
                         self.opening.insert(room, (reply, view_rx));
                     }
@@ -408,6 +446,12 @@ impl Shell<RoomsCore> for RoomsShell {
             RoomsEvent::Closed(room) => {
                 self.views.remove(&room);
             }
+            RoomsEvent::Restored { room, height, .. } => {
+                tracing::info!(%room, height, "room restored from its checkpoint");
+            }
+            RoomsEvent::RestoreRefused { room, reason } => {
+                tracing::warn!(%room, %reason, "room checkpoint refused; the room starts from genesis");
+            }
         }
     }
 
@@ -453,6 +497,28 @@ impl Shell<RoomsCore> for RoomsShell {
                 }
                 None
             }
+            // Synchronous, before any output that follows: one record per
+            // room and `persist_interval` at most.
+            RoomsEffect::Save {
+                room,
+                hash,
+                height,
+                record,
+            } => {
+                let ok = match self.store.save(&room, &record) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(%room, height, %error, "room checkpoint not saved; retried later");
+                        false
+                    }
+                };
+                Some(RoomsOutcome::Saved {
+                    room,
+                    hash,
+                    height,
+                    ok,
+                })
+            }
         }
     }
 
@@ -462,12 +528,15 @@ impl Shell<RoomsCore> for RoomsShell {
                 continue;
             };
             if std::mem::take(&mut view.moved) {
-                view.view.send_replace(RoomView::of(state));
+                view.view.send_replace(RoomView::of(core, room, state));
             } else {
+                let saved_height = core.saved_height(room);
                 view.view.send_if_modified(|published| {
-                    let stale = published.stats != *state.stats();
+                    let stale =
+                        published.stats != *state.stats() || published.saved_height != saved_height;
                     if stale {
                         published.stats = state.stats().clone();
+                        published.saved_height = saved_height;
                     }
                     stale
                 });

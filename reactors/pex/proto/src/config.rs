@@ -55,7 +55,15 @@ pub struct PexConfig {
     /// keep turning over and any number of nodes can join through it.
     /// Default off.
     pub seed_mode: bool,
+    /// Distinct networks (/24, /48 of the IP we see them at) that must
+    /// report the same IP for us before the node announces it with its
+    /// listen ports ([`crate::observed`]); 0 turns it off. Default 3, at
+    /// most [`MAX_OBSERVED_QUORUM`]. Configured `external_addresses` win.
+    pub observed_quorum: usize,
 }
+
+/// The largest `observed_quorum`.
+pub const MAX_OBSERVED_QUORUM: usize = 32;
 
 impl Default for PexConfig {
     fn default() -> Self {
@@ -65,6 +73,7 @@ impl Default for PexConfig {
             max_addresses_per_response: MAX_ADDRESSES_PER_RESPONSE,
             min_request_gap: Duration::from_secs(15),
             seed_mode: false,
+            observed_quorum: 3,
         }
     }
 }
@@ -80,6 +89,9 @@ pub enum PexConfigError {
     /// `request_interval` is zero.
     #[error("pex request_interval must be more than zero")]
     ZeroRequestInterval,
+    /// `observed_quorum` out of range.
+    #[error("pex observed_quorum is {0}; it must be in 0..={MAX_OBSERVED_QUORUM}")]
+    ObservedQuorum(usize),
     /// `min_request_gap` is longer than `request_interval`.
     #[error(
         "pex min_request_gap ({gap:?}) exceeds request_interval ({interval:?}): nodes with this config would ask each other more often than they allow"
@@ -106,6 +118,9 @@ impl PexConfig {
         if self.request_interval.is_zero() {
             return Err(PexConfigError::ZeroRequestInterval);
         }
+        if self.observed_quorum > MAX_OBSERVED_QUORUM {
+            return Err(PexConfigError::ObservedQuorum(self.observed_quorum));
+        }
         if self.min_request_gap > self.request_interval {
             return Err(PexConfigError::GapExceedsInterval {
                 gap: self.min_request_gap,
@@ -126,6 +141,7 @@ impl PexConfigError {
             PexConfigError::MaxAddressesPerResponse(_) => "max_addresses_per_response",
             PexConfigError::ZeroRequestInterval => "request_interval",
             PexConfigError::GapExceedsInterval { .. } => "min_request_gap",
+            PexConfigError::ObservedQuorum(_) => "observed_quorum",
         }
     }
 }
@@ -142,7 +158,7 @@ mod serde_tests {
     fn every_field_parses_under_its_name() {
         let config = parse(
             "min_peers = 3\nrequest_interval = \"45s\"\nmax_addresses_per_response = 50\n\
-             min_request_gap = \"1m 30s\"\nseed_mode = true\n",
+             min_request_gap = \"1m 30s\"\nseed_mode = true\nobserved_quorum = 5\n",
         )
         .expect("valid");
         assert_eq!(
@@ -153,6 +169,7 @@ mod serde_tests {
                 max_addresses_per_response: 50,
                 min_request_gap: Duration::from_secs(90),
                 seed_mode: true,
+                observed_quorum: 5,
             }
         );
     }
@@ -191,6 +208,7 @@ mod serde_tests {
                 gap: Duration::ZERO,
                 interval: Duration::ZERO,
             },
+            PexConfigError::ObservedQuorum(33),
         ];
         for error in errors {
             assert!(keys.contains_key(error.field()), "{error:?}");
@@ -224,6 +242,13 @@ mod tests {
                     ..PexConfig::default()
                 },
                 "max_addresses_per_response",
+            ),
+            (
+                PexConfig {
+                    observed_quorum: MAX_OBSERVED_QUORUM + 1,
+                    ..PexConfig::default()
+                },
+                "observed_quorum",
             ),
             (
                 PexConfig {

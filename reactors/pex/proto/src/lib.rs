@@ -6,6 +6,7 @@
 
 pub mod address_check;
 pub mod config;
+pub mod observed;
 pub mod state;
 pub mod stats;
 
@@ -17,6 +18,7 @@ pub mod proto {
 
 pub use address_check::AddressRefusal;
 pub use config::{PexConfig, PexConfigError};
+pub use observed::ObservedIp;
 pub use state::{Action, Effect, Message, Outcome, PexState};
 pub use stats::{PexStats, RefusedAddresses};
 

@@ -23,6 +23,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use p2p_core::reactor::{Core, CoreInput, Input, Output, Outputs, SendFailure};
@@ -33,6 +34,7 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::address_check::{self, AddressRefusal};
 use crate::config::PexConfig;
+use crate::observed::ObservedIp;
 use crate::proto;
 use crate::stats::PexStats;
 use crate::{MAX_ADDRESS_LEN, MAX_ADDRESSES_PER_RESPONSE};
@@ -75,6 +77,9 @@ pub enum Message {
         id: u64,
         /// Peer addresses in text form.
         addresses: Vec<String>,
+        /// The IP the responder sees the requester's connection come from,
+        /// if it has one ([`crate::observed`]).
+        observed: Option<IpAddr>,
     },
 }
 
@@ -82,9 +87,15 @@ impl From<Message> for proto::PexMessage {
     fn from(message: Message) -> Self {
         let kind = match message {
             Message::Request { id } => proto::pex_message::Kind::Request(proto::Request { id }),
-            Message::Response { id, addresses } => {
-                proto::pex_message::Kind::Response(proto::Response { id, addresses })
-            }
+            Message::Response {
+                id,
+                addresses,
+                observed,
+            } => proto::pex_message::Kind::Response(proto::Response {
+                id,
+                addresses,
+                observed_ip: observed.map(ip_bytes).unwrap_or_default(),
+            }),
         };
         proto::PexMessage { kind: Some(kind) }
     }
@@ -99,8 +110,28 @@ impl Message {
             proto::pex_message::Kind::Response(r) => Some(Message::Response {
                 id: r.id,
                 addresses: r.addresses,
+                // Anything but 4 or 16 bytes says nothing (an empty field:
+                // the responder has no IP for us, or is older).
+                observed: ip_from_bytes(&r.observed_ip),
             }),
         }
+    }
+}
+
+/// An IP's wire form: 4 bytes (IPv4) or 16 (IPv6).
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// An IP from its wire form; `None` unless 4 or 16 bytes.
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
     }
 }
 
@@ -131,6 +162,13 @@ pub enum Effect {
         from: PeerId,
         /// The addresses.
         addresses: Vec<PeerAddress>,
+    },
+    /// Peers now agree we are at `ip` (`None`: they no longer do):
+    /// announce it with our listen ports (`Router::set_observed_ip`),
+    /// unless external addresses are configured. No outcome.
+    Announce {
+        /// The IP agreed on.
+        ip: Option<IpAddr>,
     },
 }
 
@@ -177,6 +215,8 @@ enum Answer {
 #[derive(Debug, Default)]
 struct Peer {
     serves_pex: bool,
+    /// The IP its connection comes from, told back in our answers.
+    ip: Option<IpAddr>,
 }
 
 /// The peer exchange state machine of one node.
@@ -215,6 +255,8 @@ pub struct PexState {
     /// Seed mode: when each inbound peer is to be disconnected.
     seed_evictions: BTreeMap<PeerId, Instant>,
     next_id: u64,
+    /// What peers tell us about our IP.
+    observed: ObservedIp,
     stats: PexStats,
 }
 
@@ -227,6 +269,7 @@ impl PexState {
             .max_addresses_per_response
             .clamp(1, MAX_ADDRESSES_PER_RESPONSE);
         config.min_request_gap = config.min_request_gap.min(config.request_interval);
+        let quorum = config.observed_quorum;
         Self {
             config,
             rng: ChaCha12Rng::seed_from_u64(seed),
@@ -239,6 +282,7 @@ impl PexState {
             retry_at: None,
             seed_evictions: BTreeMap::new(),
             next_id: 1,
+            observed: ObservedIp::new(quorum),
             stats: PexStats::default(),
         }
     }
@@ -267,6 +311,7 @@ impl PexState {
             .filter(|a| a.answer == Answer::Outstanding)
             .map(|a| after(a.at, timeout))
             .chain(self.seed_evictions.values().copied())
+            .chain(self.observed.next_expiry())
             .chain(std::iter::once(self.next_request_at()))
             .min()
             .unwrap_or(self.started)
@@ -305,6 +350,7 @@ impl PexState {
             up.peer,
             Peer {
                 serves_pex: up.serves,
+                ip: up.ip,
             },
         );
         if self.config.seed_mode && up.inbound {
@@ -349,7 +395,17 @@ impl PexState {
     pub fn on_decoded(&mut self, from: PeerId, message: Message, now: Instant) -> Vec<Action> {
         match message {
             Message::Request { id } => self.on_request(from, id, now),
-            Message::Response { id, addresses } => self.on_response(from, id, addresses, now),
+            Message::Response {
+                id,
+                addresses,
+                observed,
+            } => {
+                let mut actions = self.on_response(from, id, addresses, now);
+                if let Some(ip) = observed {
+                    self.on_observed(from, ip, now, &mut actions);
+                }
+                actions
+            }
         }
     }
 
@@ -392,7 +448,9 @@ impl PexState {
 
     /// The driver sampled `addresses` for `to`'s request `id`: the answer,
     /// never more than `max_addresses_per_response` addresses.
+    /// The answer also tells `to` the IP we see it at.
     pub fn on_sample(&mut self, to: PeerId, id: u64, addresses: Vec<PeerAddress>) -> Vec<Action> {
+        let observed = self.peers.get(&to).and_then(|p| p.ip);
         let addresses = addresses
             .into_iter()
             .filter(|a| a.peer != to)
@@ -402,7 +460,11 @@ impl PexState {
             .collect();
         vec![Action::Send {
             to,
-            message: Message::Response { id, addresses },
+            message: Message::Response {
+                id,
+                addresses,
+                observed,
+            },
         }]
     }
 
@@ -509,6 +571,41 @@ impl PexState {
         }
     }
 
+    /// `from` told us the IP it sees us at, in a response. Counted only if
+    /// that response was taken (the last one from `from` answered our
+    /// request and broke no rule) and we see `from` at an IP; see
+    /// [`crate::observed`].
+    fn on_observed(&mut self, from: PeerId, ip: IpAddr, now: Instant, actions: &mut Vec<Action>) {
+        let answered = self.asked.get(&from).is_some_and(|a| {
+            a.answer == Answer::Received
+                && !actions.iter().any(|a| matches!(a, Action::Report { .. }))
+        });
+        let Some(from_ip) = self
+            .peers
+            .get(&from)
+            .and_then(|p| p.ip)
+            .filter(|_| answered)
+        else {
+            self.stats.observations_refused += 1;
+            return;
+        };
+        let (taken, changed) = self.observed.observe(from, from_ip, ip, now);
+        if taken {
+            self.stats.observations_taken += 1;
+        } else {
+            self.stats.observations_refused += 1;
+        }
+        if let Some(ip) = changed {
+            self.stats.observed_ip = ip;
+            actions.push(Action::Effect(Effect::Announce { ip }));
+        }
+    }
+
+    /// The IP peers agree they see us at, if any.
+    pub fn observed_ip(&self) -> Option<IpAddr> {
+        self.observed.current()
+    }
+
     /// The peer manager's verdict on the addresses of an
     /// [`Action::AddAddresses`], in order: counted (the router counts its
     /// refusals by reason as well).
@@ -555,6 +652,10 @@ impl PexState {
         let gap = self.config.min_request_gap;
         self.served
             .retain(|_, at| now.saturating_duration_since(*at) < gap);
+        if let Some(ip) = self.observed.expire(now) {
+            self.stats.observed_ip = ip;
+            actions.push(Action::Effect(Effect::Announce { ip }));
+        }
         // Connected peers keep their entry (it orders the round robin);
         // others' go once no answer is awaited and the gap has passed.
         let peers = &self.peers;

@@ -36,6 +36,14 @@ pub struct PexStats {
     /// Our messages dropped before they left (the peer's send queue was
     /// full, or the message too large); the router counts them too.
     pub sends_dropped: u64,
+    /// Observations of our IP (in responses) counted toward agreement.
+    pub observations_taken: u64,
+    /// Observations of our IP not counted: in a response not taken, from a
+    /// peer we see at no IP, or of another scope than the observer's
+    /// (a public peer naming a private IP) or an unusable IP.
+    pub observations_refused: u64,
+    /// The IP peers agree they see us at ([`crate::observed`]), if any.
+    pub observed_ip: Option<std::net::IpAddr>,
 }
 
 /// Refused addresses by [`AddressRefusal`].

@@ -94,6 +94,8 @@ impl Host<PexState> for BookHost {
                     .collect();
                 Some(Outcome::Added(results))
             }
+            // The simulated nodes have no IPs: nobody observes one.
+            Effect::Announce { .. } => None,
         }
     }
 }

@@ -92,6 +92,12 @@ pub struct RoomConfig {
     /// The budget's size: bytes of reorg work in a burst. A single switch
     /// costing more waits until the budget is full.
     pub max_reorg_bytes: u64,
+    /// A room's checkpoint (its head, state and proof) is saved at most
+    /// this often: the first change after a quiet spell at once, later
+    /// ones at most once per interval (a room's state is up to
+    /// `max_state_size`, rewritten whole). What a crash loses of the last
+    /// interval is caught up from the neighbours after the restart.
+    pub persist_interval: Duration,
 }
 
 impl Default for RoomConfig {
@@ -109,6 +115,7 @@ impl Default for RoomConfig {
             max_nodes: 4096,
             reorg_bytes_per_second: 64 * 1024 * 1024,
             max_reorg_bytes: 256 * 1024 * 1024,
+            persist_interval: Duration::from_secs(1),
         }
     }
 }
@@ -535,10 +542,10 @@ impl RoomState {
             known.push(path[i - 1].hash);
             step *= 2;
         }
+        // Not genesis when the base is past it (a snapshot adopted or a
+        // checkpoint restored): updates from genesis would not attach
+        // here, a snapshot would.
         known.push(self.base.hash);
-        if self.base.hash != self.keys.genesis() {
-            known.push(self.keys.genesis());
-        }
         known.dedup();
         known
     }
@@ -1026,27 +1033,7 @@ impl RoomState {
             return;
         }
         self.stats.snapshots_adopted += 1;
-        if let Some(r) = rotation {
-            self.rotations.insert(r.stamp.epoch, r.clone());
-        }
-        if let UpdateKind::Rotate(_) = head.kind {
-            self.rotations.insert(epoch, head.clone());
-        }
-        while self.rotations.len() > MAX_ROTATIONS {
-            self.rotations.pop_first();
-        }
-        self.base = Base {
-            hash,
-            height,
-            epoch,
-            state: state.to_vec(),
-            write_key,
-        };
-        self.base_update = Some(head);
-        self.head = self.base.clone();
-        self.nodes.clear();
-        // Own writes from before cannot be placed any more.
-        self.own.clear();
+        self.install(head, rotation, state, write_key);
         actions.push(RoomAction::Changed { hash, height });
         let orphans = std::mem::take(&mut self.orphans);
         for update in orphans {
@@ -1079,23 +1066,10 @@ impl RoomState {
                 return;
             }
         }
-        let head = match self.nodes.get(&self.head.hash) {
-            Some(node) => Some(node.update.clone()),
-            None => self.base_update.clone(),
-        };
-        // At genesis there is nothing to send.
-        let Some(head) = head else {
+        // At genesis, or without a rotation's proof, there is nothing the
+        // asker would take.
+        let Some((head, rotation, state)) = self.checkpoint() else {
             return;
-        };
-        let rotation = match head.kind {
-            UpdateKind::Write(_) if head.stamp.epoch > 0 => {
-                match self.rotations.get(&head.stamp.epoch) {
-                    Some(r) => Some(r.clone()),
-                    // Without the proof the asker would refuse it.
-                    None => return,
-                }
-            }
-            _ => None,
         };
         self.stats.snapshots_served += 1;
         actions.push(RoomAction::Send {
@@ -1103,9 +1077,78 @@ impl RoomState {
             message: RoomMessage::Snapshot {
                 head: Box::new(head),
                 rotation: rotation.map(Box::new),
-                state: Bytes::from(self.head.state.clone()),
+                state,
             },
         });
+    }
+
+    /// The head with its proof, as a snapshot carries it: the update that
+    /// produced it, the rotation that put its signer in force (for a write
+    /// of epoch > 0) and the state. None at genesis, or when the
+    /// rotation's proof is no longer kept.
+    pub fn checkpoint(&self) -> Option<(Update, Option<Update>, Bytes)> {
+        let head = match self.nodes.get(&self.head.hash) {
+            Some(node) => node.update.clone(),
+            None => self.base_update.clone()?,
+        };
+        let rotation = match head.kind {
+            UpdateKind::Write(_) if head.stamp.epoch > 0 => {
+                Some(self.rotations.get(&head.stamp.epoch)?.clone())
+            }
+            _ => None,
+        };
+        Some((head, rotation, Bytes::from(self.head.state.clone())))
+    }
+
+    /// Restores a room opened at genesis to a checkpoint saved before a
+    /// restart, checking its proof as a snapshot's ([`RoomMessage::Snapshot`]):
+    /// the head's signature by the key in force, the rotation, the state
+    /// against the signed digest. A room past genesis, or a proof that
+    /// does not hold, is refused with the reason; the room stays as it was.
+    pub fn restore(
+        &mut self,
+        head: Update,
+        rotation: Option<Update>,
+        state: Bytes,
+    ) -> Result<(), String> {
+        if self.head.height != 0 || !self.nodes.is_empty() {
+            return Err("the room is past genesis already".into());
+        }
+        let write_key = self.check_snapshot(&head, rotation.as_ref(), &state)?;
+        self.install(head, rotation.as_ref(), state, write_key);
+        Ok(())
+    }
+
+    /// Makes a checked snapshot the base and the head.
+    fn install(
+        &mut self,
+        head: Update,
+        rotation: Option<&Update>,
+        state: Bytes,
+        write_key: PeerId,
+    ) {
+        let (hash, height, epoch) = (head.child(), head.stamp.height, head.stamp.epoch);
+        if let Some(r) = rotation {
+            self.rotations.insert(r.stamp.epoch, r.clone());
+        }
+        if let UpdateKind::Rotate(_) = head.kind {
+            self.rotations.insert(epoch, head.clone());
+        }
+        while self.rotations.len() > MAX_ROTATIONS {
+            self.rotations.pop_first();
+        }
+        self.base = Base {
+            hash,
+            height,
+            epoch,
+            state: state.to_vec(),
+            write_key,
+        };
+        self.base_update = Some(head);
+        self.head = self.base.clone();
+        self.nodes.clear();
+        // Own writes from before cannot be placed any more.
+        self.own.clear();
     }
 
     /// A member became a neighbour: tell it our head (it asks if behind).

@@ -57,7 +57,11 @@
 //!   heads, so partitions heal once connectivity returns.
 //! - A write on a branch that lost is re-posted on the winning head by its
 //!   author (if it still holds the write key), so it is lost only if its
-//!   author is gone. A write the reducer refuses, or that would grow the
+//!   author is gone (or restarts before re-posting it).
+//! - A room's head survives a restart: the core asks its driver to save a
+//!   checkpoint (head, state, proof; [`checkpoint`]) at most once per
+//!   `persist_interval` (1 s) while the head moves, and a node restarted
+//!   resumes from it, fetching only what it missed. A write the reducer refuses, or that would grow the
 //!   state past the cap, is a no-op (refused at once on the writer).
 //!
 //! # What an attacker can do
@@ -81,9 +85,13 @@
 //!   other writer beats within the epoch; the admin's rotation ends it.
 //! - Updates are never forgotten within `retain` (1,024) of the head; a
 //!   fork older than that is not followed.
+//! - A node's stored checkpoint is taken only with the same proof as a
+//!   snapshot ([`checkpoint`]): a record altered on disk is refused and
+//!   the room starts from genesis.
 
 pub mod chain;
 mod chat;
+pub mod checkpoint;
 mod rooms;
 pub mod update;
 pub mod wire;
@@ -93,6 +101,7 @@ mod tests;
 
 pub use chain::{Reducer, RoomAction, RoomConfig, RoomError, RoomMessage, RoomState, RoomStats};
 pub use chat::{ChatLog, MAX_LINE};
+pub use checkpoint::{CheckpointError, RoomCheckpoint, max_checkpoint_size};
 pub use rooms::{
     ROOM_CHANNEL_ID, ROOM_CHANNEL_NAME, RoomEnvelope, RoomOpening, RoomsCommand, RoomsCommandError,
     RoomsCore, RoomsEffect, RoomsEvent, RoomsOutcome, RoomsOutput, RoomsReply, TopicInput,

@@ -18,7 +18,20 @@
 //!   peers whose answers are taken), or of the update's origin when the
 //!   room has no neighbour yet;
 //! - a room whose topic could not be joined
-//!   ([`RoomsOutcome::Subscribed`] with `joined: false`) is closed again.
+//!   ([`RoomsOutcome::Subscribed`] with `joined: false`) is closed again;
+//! - **persistence**: whenever a room's head moved, the core asks the
+//!   driver to save the room's checkpoint ([`RoomsEffect::Save`]: the
+//!   head, its state and its proof, [`RoomCheckpoint`]) — the first change
+//!   after a quiet spell at once, then at most once per `persist_interval`
+//!   (1 s) — and the driver answers with [`RoomsOutcome::Saved`] (a failed
+//!   save is asked again after the interval). The checkpoints read back at
+//!   start are handed to [`RoomsCore::restore`]; a room opened later starts
+//!   from its checkpoint if the proof holds ([`RoomsEvent::Restored`]),
+//!   from genesis otherwise ([`RoomsEvent::RestoreRefused`], with the
+//!   reason). A restored member asks its neighbours only for what it
+//!   missed while it was down (one stream, or a snapshot if the gap is
+//!   long), not the room's whole history. Own writes that had lost a race
+//!   and were not re-posted yet when the node stopped are not kept.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +43,7 @@ use p2p_core::{Keypair, PeerError, PeerId};
 use prost::Message as _;
 
 use crate::room::chain::{Reducer, RoomAction, RoomConfig, RoomError, RoomMessage, RoomState};
+use crate::room::checkpoint::{RoomCheckpoint, max_checkpoint_size};
 use crate::room::update::{RoomId, RoomKeys, StateHash, UpdateId};
 use crate::room::wire;
 use crate::room_proto as proto;
@@ -39,6 +53,10 @@ use crate::state::message::{Contact, WireError};
 pub const ROOM_CHANNEL_ID: u16 = 0x0021;
 /// The room channel's name.
 pub const ROOM_CHANNEL_NAME: &str = "gossip-room";
+
+/// A checkpoint that could not be made or kept is asked again after
+/// `persist_interval`, and never sooner than this.
+const SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A room message and the room it is about: what the room channel
 /// carries.
@@ -184,6 +202,18 @@ pub enum RoomsEffect {
         /// The encoded update.
         payload: Bytes,
     },
+    /// Keep `room`'s checkpoint (replacing the one kept before), durable
+    /// before answering [`RoomsOutcome::Saved`].
+    Save {
+        /// The room.
+        room: RoomId,
+        /// The checkpoint's head (what the outcome names).
+        hash: StateHash,
+        /// Its height.
+        height: u64,
+        /// The record ([`RoomCheckpoint::encode`]).
+        record: Bytes,
+    },
 }
 
 /// The result of a [`RoomsEffect`].
@@ -195,6 +225,17 @@ pub enum RoomsOutcome {
         room: RoomId,
         /// Joined.
         joined: bool,
+    },
+    /// Whether a [`RoomsEffect::Save`] was kept.
+    Saved {
+        /// The room.
+        room: RoomId,
+        /// The checkpoint's head.
+        hash: StateHash,
+        /// Its height.
+        height: u64,
+        /// Kept (false: asked again after `persist_interval`).
+        ok: bool,
     },
 }
 
@@ -212,6 +253,23 @@ pub enum RoomsEvent {
     },
     /// A room was closed because its topic could not be joined.
     Closed(RoomId),
+    /// A room opened from the checkpoint saved before the restart.
+    Restored {
+        /// The room.
+        room: RoomId,
+        /// The checkpoint's head.
+        hash: StateHash,
+        /// Its height.
+        height: u64,
+    },
+    /// A room's checkpoint was refused (its proof did not hold): the room
+    /// starts from genesis and catches up.
+    RestoreRefused {
+        /// The room.
+        room: RoomId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The outputs of a [`RoomsCore`].
@@ -222,6 +280,20 @@ struct OpenRoom {
     state: RoomState,
     /// The room's topic neighbours, in the order they came.
     neighbours: Vec<PeerId>,
+    /// The head of the last checkpoint asked for (none: nothing asked yet,
+    /// or the last save failed).
+    saving: Option<StateHash>,
+    /// The height of the last checkpoint kept.
+    saved_height: Option<u64>,
+    /// No checkpoint is asked for before this.
+    save_after: Instant,
+}
+
+impl OpenRoom {
+    /// Whether the head moved since the last checkpoint asked for.
+    fn dirty(&self) -> bool {
+        self.state.height() > 0 && self.saving != Some(self.state.hash())
+    }
 }
 
 /// Every room open on a node (see the module docs).
@@ -230,6 +302,8 @@ pub struct RoomsCore {
     config: RoomConfig,
     seed: u64,
     rooms: BTreeMap<RoomId, OpenRoom>,
+    /// Checkpoints read back at start, for rooms not opened yet.
+    restored: BTreeMap<RoomId, RoomCheckpoint>,
     /// Whose turn it is to be asked for a missing parent.
     turn: usize,
 }
@@ -242,7 +316,61 @@ impl RoomsCore {
             config,
             seed,
             rooms: BTreeMap::new(),
+            restored: BTreeMap::new(),
             turn: 0,
+        }
+    }
+
+    /// Hands the core the checkpoints saved before a restart (read by the
+    /// driver at start). Each is used when its room opens; a room already
+    /// open keeps its state.
+    pub fn restore(&mut self, checkpoints: impl IntoIterator<Item = RoomCheckpoint>) {
+        for checkpoint in checkpoints {
+            if !self.rooms.contains_key(&checkpoint.room) {
+                self.restored.insert(checkpoint.room, checkpoint);
+            }
+        }
+    }
+
+    /// The height of `room`'s last checkpoint kept by the driver, if any.
+    pub fn saved_height(&self, room: &RoomId) -> Option<u64> {
+        self.rooms.get(room).and_then(|r| r.saved_height)
+    }
+
+    /// Asks for the checkpoint of every room whose head moved, unless its
+    /// last one was asked for less than `persist_interval` ago.
+    fn persist(&mut self, now: Instant, out: &mut Outputs<Self>) {
+        let max = max_checkpoint_size(self.config.max_state_size);
+        for (room, open) in &mut self.rooms {
+            if !open.dirty() || now < open.save_after {
+                continue;
+            }
+            open.save_after = now + self.config.persist_interval;
+            let Some((head, rotation, state)) = open.state.checkpoint() else {
+                // A head without its proof: tried again later, never in a
+                // tight loop.
+                open.save_after = now + self.config.persist_interval.max(SAVE_RETRY);
+                continue;
+            };
+            let checkpoint = RoomCheckpoint {
+                room: *room,
+                head,
+                rotation,
+                state,
+            };
+            let (hash, height) = (open.state.hash(), open.state.height());
+            open.saving = Some(hash);
+            let record = checkpoint.encode();
+            // A head update too large to read back is not kept.
+            if record.len() > max {
+                continue;
+            }
+            out.push(Output::Effect(RoomsEffect::Save {
+                room: *room,
+                hash,
+                height,
+                record: Bytes::from(record),
+            }));
         }
     }
 
@@ -283,12 +411,27 @@ impl RoomsCore {
         let mut prefix = [0u8; 8];
         prefix.copy_from_slice(&room.as_bytes()[..8]);
         let seed = self.seed ^ u64::from_be_bytes(prefix);
-        let state = RoomState::new(keys, writer, admin, reducer, self.config.clone(), seed, now);
+        let mut state =
+            RoomState::new(keys, writer, admin, reducer, self.config.clone(), seed, now);
+        let mut saved = None;
+        if let Some(checkpoint) = self.restored.remove(&room) {
+            let (hash, height) = (checkpoint.head.child(), checkpoint.height());
+            match state.restore(checkpoint.head, checkpoint.rotation, checkpoint.state) {
+                Ok(()) => {
+                    saved = Some((hash, height));
+                    out.push(Output::Event(RoomsEvent::Restored { room, hash, height }));
+                }
+                Err(reason) => out.push(Output::Event(RoomsEvent::RestoreRefused { room, reason })),
+            }
+        }
         self.rooms.insert(
             room,
             OpenRoom {
                 state,
                 neighbours: Vec::new(),
+                saving: saved.map(|(hash, _)| hash),
+                saved_height: saved.map(|(_, height)| height),
+                save_after: now,
             },
         );
         out.push(Output::Effect(RoomsEffect::Subscribe { room, bootstrap }));
@@ -311,6 +454,7 @@ impl RoomsCore {
     ) -> Result<UpdateId, RoomsCommandError> {
         let (id, actions) = self.open_room(room)?.state.write(body, now)?;
         emit(room, actions, out);
+        self.persist(now, out);
         Ok(id)
     }
 
@@ -324,6 +468,7 @@ impl RoomsCore {
     ) -> Result<(), RoomsCommandError> {
         let actions = self.open_room(room)?.state.rotate(key, now)?;
         emit(room, actions, out);
+        self.persist(now, out);
         Ok(())
     }
 
@@ -380,6 +525,7 @@ impl RoomsCore {
             }
         };
         emit(room, actions, out);
+        self.persist(now, out);
         Ok(())
     }
 
@@ -390,6 +536,7 @@ impl RoomsCore {
                 emit(*room, actions, out);
             }
         }
+        self.persist(now, out);
     }
 }
 
@@ -428,6 +575,7 @@ impl Core for RoomsCore {
                 if let Some(open) = self.rooms.get_mut(&room) {
                     let actions = open.state.on_message(from, message, now);
                     emit(room, actions, out);
+                    self.persist(now, out);
                 }
             }
             Input::Malformed { from, error } => out.push(Output::Report { peer: from, error }),
@@ -435,6 +583,23 @@ impl Core for RoomsCore {
             Input::Outcome(RoomsOutcome::Subscribed { room, joined }) => {
                 if !joined && self.rooms.remove(&room).is_some() {
                     out.push(Output::Event(RoomsEvent::Closed(room)));
+                }
+            }
+            Input::Outcome(RoomsOutcome::Saved {
+                room,
+                hash,
+                height,
+                ok,
+            }) => {
+                if let Some(open) = self.rooms.get_mut(&room) {
+                    if ok {
+                        open.saved_height = Some(height);
+                    } else if open.saving == Some(hash) {
+                        // Asked again once the interval (at least
+                        // SAVE_RETRY) is over.
+                        open.saving = None;
+                        open.save_after = now + self.config.persist_interval.max(SAVE_RETRY);
+                    }
                 }
             }
             // Rooms' neighbours are their topics' (fed as commands); a
@@ -466,7 +631,17 @@ impl Core for RoomsCore {
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
-        self.rooms.values().map(|r| r.state.next_wakeup()).min()
+        self.rooms
+            .values()
+            .map(|r| {
+                let next = r.state.next_wakeup();
+                if r.dirty() {
+                    next.min(r.save_after)
+                } else {
+                    next
+                }
+            })
+            .min()
     }
 
     fn decode(&self, wire: proto::RoomMessage) -> Result<Option<RoomEnvelope>, PeerError> {
@@ -712,5 +887,230 @@ mod tests {
                 error
             }]
         );
+    }
+
+    /// The checkpoint records the core asked to save, in order.
+    fn saves(out: &[RoomsOutput]) -> Vec<(u64, Bytes)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Effect(RoomsEffect::Save { height, record, .. }) => {
+                    Some((*height, record.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn write(core: &mut RoomsCore, now: Instant, line: &'static str) -> Vec<RoomsOutput> {
+        let write = RoomsCommand::Write {
+            room: keys().room,
+            body: Bytes::from_static(line.as_bytes()),
+        };
+        let (reply, out) = command(core, now, write);
+        assert!(matches!(reply, RoomsReply::Written(Ok(_))), "{reply:?}");
+        out
+    }
+
+    #[test]
+    fn checkpoints_are_asked_at_once_then_at_most_once_per_interval() {
+        let now = Instant::now();
+        let room = keys().room;
+        let interval = RoomConfig::default().persist_interval;
+        let mut core = RoomsCore::new(RoomConfig::default(), 1);
+        command(&mut core, now, RoomsCommand::Open(Box::new(opening(true))));
+        assert_eq!(saves(&write(&mut core, now, "one"))[0].0, 1);
+        // Within the interval: nothing more, but a wakeup at its end.
+        assert!(saves(&write(&mut core, now, "two")).is_empty());
+        assert!(core.next_wakeup().is_some_and(|at| at <= now + interval));
+        let mut out = Vec::new();
+        core.handle(now + interval, Input::Timer, &mut out);
+        let saved = saves(&out);
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].0, 2);
+        assert_eq!(core.saved_height(&room), None);
+        // A failed save is asked again after the interval; a kept one is
+        // the room's saved height and not asked again.
+        let hash = core.room(&room).expect("open").hash();
+        let outcome = |ok| {
+            Input::Outcome(RoomsOutcome::Saved {
+                room,
+                hash,
+                height: 2,
+                ok,
+            })
+        };
+        let mut out = Vec::new();
+        core.handle(now + interval, outcome(false), &mut out);
+        assert!(saves(&out).is_empty());
+        core.handle(now + interval * 2, Input::Timer, &mut out);
+        assert_eq!(saves(&out).len(), 1);
+        core.handle(now + interval * 2, outcome(true), &mut out);
+        assert_eq!(core.saved_height(&room), Some(2));
+        let mut out = Vec::new();
+        core.handle(now + interval * 5, Input::Timer, &mut out);
+        assert!(saves(&out).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_member_resumes_from_its_checkpoint_and_fetches_only_what_it_missed() {
+        let now = Instant::now();
+        let room = keys().room;
+        let config = RoomConfig {
+            persist_interval: std::time::Duration::ZERO,
+            ..RoomConfig::default()
+        };
+        let mut author = RoomsCore::new(config.clone(), 1);
+        command(
+            &mut author,
+            now,
+            RoomsCommand::Open(Box::new(opening(true))),
+        );
+        let mut last = None;
+        for line in ["one", "two", "three"] {
+            last = saves(&write(&mut author, now, line)).pop().or(last);
+        }
+        let (height, record) = last.expect("a checkpoint");
+        assert_eq!(height, 3);
+        let checkpoint =
+            RoomCheckpoint::decode(room.as_bytes(), &record, config.max_state_size).expect("reads");
+        // The restarted member: a fresh core, handed what was saved.
+        let mut member = RoomsCore::new(config.clone(), 2);
+        member.restore([checkpoint]);
+        let (_, out) = command(
+            &mut member,
+            now,
+            RoomsCommand::Open(Box::new(opening(false))),
+        );
+        let head = author.room(&room).expect("open").hash();
+        assert!(out.contains(&Output::Event(RoomsEvent::Restored {
+            room,
+            hash: head,
+            height: 3
+        })));
+        assert!(
+            saves(&out).is_empty(),
+            "what was just read is not saved again"
+        );
+        let state = member.room(&room).expect("open");
+        assert_eq!(
+            (state.height(), state.hash(), state.write_key()),
+            (3, head, writer().peer_id())
+        );
+        assert_eq!(ChatLog::lines(state.state()), vec!["one", "two", "three"]);
+        // The author as a neighbour at the same head: nothing is asked.
+        let up = TopicInput::NeighborUp(peer(0));
+        command(&mut member, now, RoomsCommand::Topic { room, input: up });
+        let mut out = Vec::new();
+        let message = RoomEnvelope {
+            room,
+            message: RoomMessage::Head {
+                hash: head,
+                height: 3,
+                epoch: 0,
+            },
+        };
+        member.handle(
+            now,
+            Input::Message {
+                from: peer(0),
+                message,
+                size: 0,
+            },
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        // A write made meanwhile applies on the restored head directly.
+        let published = write(&mut author, now, "four");
+        let payload = published
+            .iter()
+            .find_map(|o| match o {
+                Output::Effect(RoomsEffect::Publish { payload, .. }) => Some(payload.clone()),
+                _ => None,
+            })
+            .expect("published");
+        let update = TopicInput::Update {
+            origin: peer(0),
+            payload,
+        };
+        let (_, out) = command(
+            &mut member,
+            now,
+            RoomsCommand::Topic {
+                room,
+                input: update,
+            },
+        );
+        assert_eq!(saves(&out).first().map(|s| s.0), Some(4));
+        let state = member.room(&room).expect("open");
+        assert_eq!(state.height(), 4);
+        assert_eq!(state.stats().updates_accepted, 1);
+        assert_eq!(state.stats().catch_ups_sent, 0);
+        assert_eq!(state.stats().snapshots_adopted, 0);
+    }
+
+    #[test]
+    fn a_checkpoint_altered_on_disk_is_refused_with_its_reason() {
+        let now = Instant::now();
+        let room = keys().room;
+        let config = RoomConfig::default();
+        let mut author = RoomsCore::new(config.clone(), 1);
+        command(
+            &mut author,
+            now,
+            RoomsCommand::Open(Box::new(opening(true))),
+        );
+        let (_, record) = saves(&write(&mut author, now, "hello")).remove(0);
+        let mut checkpoint =
+            RoomCheckpoint::decode(room.as_bytes(), &record, config.max_state_size).expect("reads");
+        // Another state under the same signed head.
+        checkpoint.state = Bytes::from_static(b"forged");
+        let mut member = RoomsCore::new(config.clone(), 2);
+        member.restore([checkpoint]);
+        let (_, out) = command(
+            &mut member,
+            now,
+            RoomsCommand::Open(Box::new(opening(false))),
+        );
+        let reason = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Event(RoomsEvent::RestoreRefused { room: r, reason }) if *r == room => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+            .expect("refused");
+        assert!(reason.contains("digest"), "{reason}");
+        let state = member.room(&room).expect("opened anyway");
+        assert_eq!((state.height(), state.hash()), (0, keys().genesis()));
+
+        // Records that do not read give their reason, never a panic.
+        use crate::room::checkpoint::{CHECKPOINT_VERSION, CheckpointError, max_checkpoint_size};
+        let max = config.max_state_size;
+        let decode = |key: &[u8], record: &[u8]| RoomCheckpoint::decode(key, record, max);
+        assert_eq!(decode(room.as_bytes(), &[]), Err(CheckpointError::Empty));
+        assert_eq!(
+            decode(room.as_bytes(), &[9, 1, 2]),
+            Err(CheckpointError::Version(9))
+        );
+        assert!(matches!(
+            decode(room.as_bytes(), &[CHECKPOINT_VERSION, 0xff, 0xff, 0x07]),
+            Err(CheckpointError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(room.as_bytes(), &record[..record.len() - 3]),
+            Err(CheckpointError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(&[7; 32], &record),
+            Err(CheckpointError::WrongRoom { .. })
+        ));
+        let huge = vec![CHECKPOINT_VERSION; max_checkpoint_size(max) + 1];
+        assert!(matches!(
+            decode(room.as_bytes(), &huge),
+            Err(CheckpointError::TooLarge { .. })
+        ));
+        let text = decode(room.as_bytes(), &[9]).expect_err("v9").to_string();
+        assert!(text.contains("version 9"), "{text}");
     }
 }

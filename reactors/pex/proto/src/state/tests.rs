@@ -196,7 +196,12 @@ fn a_response_never_carries_more_than_the_cap_nor_the_requesters_own_address() {
         let [
             Action::Send {
                 to,
-                message: Message::Response { id: 5, addresses },
+                message:
+                    Message::Response {
+                        id: 5,
+                        addresses,
+                        observed: None,
+                    },
             },
         ] = actions.as_slice()
         else {
@@ -407,6 +412,7 @@ fn wire_messages_convert_both_ways_and_an_empty_one_is_ignored() {
         Message::Response {
             id: 4,
             addresses: vec!["memory://x".into()],
+            observed: None,
         },
     ] {
         let wire: proto::PexMessage = message.clone().into();
@@ -622,4 +628,120 @@ fn without_seed_mode_inbound_peers_stay() {
     );
     state.on_request(peer(1), 1, t0);
     assert!(disconnects(&state.on_tick(t0 + SEED_MAX_STAY * 2, 1)).is_empty());
+}
+
+/// Brings `p` up at `ip` (serving pex), asks it, and returns the request id.
+fn up_at(state: &mut PexState, p: PeerId, ip: &str, now: Instant) -> u64 {
+    let mut up = PeerUp::new(p);
+    up.ip = Some(ip.parse().unwrap());
+    let connected = state.peers().count() + 1;
+    state.on_peer_up(up, connected, now);
+    state.asked.remove(&p);
+    match state.request(p, now) {
+        Action::Send {
+            message: Message::Request { id },
+            ..
+        } => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn respond(state: &mut PexState, p: PeerId, id: u64, observed: &str, now: Instant) -> Vec<Action> {
+    let message = Message::Response {
+        id,
+        addresses: vec![],
+        observed: Some(observed.parse().unwrap()),
+    };
+    state.on_decoded(p, message, now)
+}
+
+fn announced(actions: &[Action]) -> Option<Option<IpAddr>> {
+    actions.iter().find_map(|a| match a {
+        Action::Effect(Effect::Announce { ip }) => Some(*ip),
+        _ => None,
+    })
+}
+
+#[test]
+fn answers_tell_the_requester_the_ip_we_see_it_at() {
+    let (mut state, t0) = new_state(PexConfig::default());
+    let mut up = PeerUp::new(peer(1));
+    up.ip = Some("198.51.100.7".parse().unwrap());
+    state.on_peer_up(up, 1, t0);
+    let actions = state.on_sample(peer(1), 9, vec![]);
+    let [Action::Send { message, .. }] = actions.as_slice() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(
+        *message,
+        Message::Response {
+            id: 9,
+            addresses: vec![],
+            observed: Some("198.51.100.7".parse().unwrap()),
+        }
+    );
+    // The field survives the wire; a length other than 4 or 16 says
+    // nothing.
+    let wire = proto::PexMessage::from(message.clone());
+    assert_eq!(Message::from_wire(wire.clone()), Some(message.clone()));
+    let mut odd = wire;
+    if let Some(proto::pex_message::Kind::Response(r)) = &mut odd.kind {
+        r.observed_ip = vec![1, 2, 3];
+    }
+    assert!(matches!(
+        Message::from_wire(odd),
+        Some(Message::Response { observed: None, .. })
+    ));
+}
+
+#[test]
+fn our_ip_is_announced_once_three_networks_agree_and_liars_do_not_move_it() {
+    let (mut state, t0) = new_state(PexConfig::default());
+    let us = "203.0.113.7";
+    // A lying majority from one network: many identities, one vote.
+    for n in 0..6 {
+        let id = up_at(&mut state, peer(10 + n), &format!("9.9.9.{n}"), t0);
+        assert_eq!(
+            announced(&respond(&mut state, peer(10 + n), id, "192.0.2.66", t0)),
+            None
+        );
+    }
+    // Honest peers in three networks.
+    for (n, ip) in ["1.0.0.1", "2.0.0.1"].iter().enumerate() {
+        let id = up_at(&mut state, peer(n as u64), ip, t0);
+        assert_eq!(
+            announced(&respond(&mut state, peer(n as u64), id, us, t0)),
+            None
+        );
+    }
+    let id = up_at(&mut state, peer(2), "3.0.0.1", t0);
+    assert_eq!(
+        announced(&respond(&mut state, peer(2), id, us, t0)),
+        Some(Some(us.parse().unwrap()))
+    );
+    assert_eq!(state.observed_ip(), Some(us.parse().unwrap()));
+    assert_eq!(state.stats().observed_ip, Some(us.parse().unwrap()));
+    // A lying minority in two more networks changes nothing.
+    for (n, ip) in ["4.0.0.1", "5.0.0.1"].iter().enumerate() {
+        let p = peer(20 + n as u64);
+        let id = up_at(&mut state, p, ip, t0);
+        assert_eq!(
+            announced(&respond(&mut state, p, id, "192.0.2.66", t0)),
+            None
+        );
+    }
+    assert_eq!(state.observed_ip(), Some(us.parse().unwrap()));
+    // An answer nobody asked for, and a peer that "sees" us at a private
+    // IP, do not count.
+    let before = state.stats().observations_refused;
+    respond(&mut state, peer(0), 999, "192.0.2.66", t0);
+    let id = up_at(&mut state, peer(30), "6.0.0.1", t0);
+    respond(&mut state, peer(30), id, "10.0.0.1", t0);
+    assert_eq!(state.stats().observations_refused, before + 2);
+    // Votes expire: the agreed IP is withdrawn on the tick after.
+    let later = t0 + crate::observed::VOTE_TTL;
+    assert!(state.next_wakeup() <= later);
+    let actions = state.on_tick(later, state.peers().count());
+    assert_eq!(announced(&actions), Some(None));
+    assert_eq!(state.observed_ip(), None);
 }
