@@ -500,6 +500,10 @@ impl RouterBuilder {
         for transport in &self.transports {
             transport.carry_hello(&hello);
         }
+        let carriers = Carriers {
+            base: local_info.clone(),
+            transports: self.transports.clone(),
+        };
         let _ = self.shared.channels.set(table.clone());
         let tracker = TaskTracker::new();
         let supervisor = Supervisor {
@@ -522,6 +526,7 @@ impl RouterBuilder {
                 listen_addresses,
                 external,
                 observed: parking_lot::Mutex::new(None),
+                carriers,
                 tracker,
                 supervisor: Mutex::new(Some(handle)),
             }),
@@ -596,8 +601,25 @@ struct RouterInner {
     external: Vec<PeerAddress>,
     /// The IP peers agree they see us at, if any.
     observed: parking_lot::Mutex<Option<IpAddr>>,
+    /// Our `Hello` as built at start, and the transports that carry it in
+    /// their handshakes: told again when the announced addresses change.
+    carriers: Carriers,
     tracker: TaskTracker,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Our `Hello` as built at start, and the transports that may carry it.
+struct Carriers {
+    base: proto::NodeInfo,
+    transports: Vec<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for Carriers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carriers")
+            .field("transports", &self.transports.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running router. Cheap to clone; every clone controls the same router.
@@ -647,6 +669,13 @@ impl Router {
             ip,
         );
         *self.inner.shared.announced.write() = announced.clone();
+        // The `Hello` the transports carry in their handshakes names them.
+        let carriers = &self.inner.carriers;
+        let hello =
+            crate::transport::Frame::Hello(Box::new(self.inner.shared.hello(&carriers.base)));
+        for transport in &carriers.transports {
+            transport.carry_hello(&hello);
+        }
         announced
     }
 
