@@ -73,6 +73,8 @@ pub(crate) struct Link {
     pub remote_info: proto::NodeInfo,
     /// The remote IP the transport observed, if it knows one.
     pub remote_ip: Option<std::net::IpAddr>,
+    /// The scheme of the transport that carries it (the `transport` label).
+    pub transport: &'static str,
     pub outbox: Outbox,
     pub metrics: Vec<LinkChannelMetrics>,
     /// Cancelled when the connection must end now (no goodbye).
@@ -93,6 +95,7 @@ impl Link {
         peer: PeerId,
         conn_id: u64,
         direction: Direction,
+        transport: &'static str,
         remote_info: proto::NodeInfo,
         table: &ChannelTable,
         metrics: &Metrics,
@@ -133,10 +136,11 @@ impl Link {
             direction,
             remote_info,
             remote_ip: None,
+            transport,
             outbox: Outbox::new(&queues),
             metrics: descriptors
                 .iter()
-                .map(|d| metrics.link_channel(d.name, peer))
+                .map(|d| metrics.link_channel(d.name, peer, transport))
                 .collect(),
             close,
             granted,
@@ -348,6 +352,7 @@ impl Link {
                 let m = &self.metrics[index];
                 m.messages_sent.inc_by(*messages);
                 m.bytes_sent.inc_by(*bytes);
+                m.transport_bytes_sent.inc_by(*bytes);
                 m.queue_depth.dec_by(*messages as i64);
                 *messages = 0;
                 *bytes = 0;
@@ -416,6 +421,7 @@ mod tests {
             Keypair::from_seed(1).peer_id(),
             1,
             Direction::Inbound,
+            "memory",
             info,
             &table,
             &Metrics::default(),

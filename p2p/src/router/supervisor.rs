@@ -130,6 +130,8 @@ pub(crate) struct ReadyConnection {
     conn: Connection,
     info: proto::NodeInfo,
     leftovers: Vec<Frame>,
+    /// The scheme of the transport that made it.
+    transport: &'static str,
 }
 
 /// Requests from the [`Router`](crate::router::Router) handle.
@@ -265,8 +267,9 @@ impl Supervisor {
                     conn,
                     info,
                     leftovers,
+                    transport,
                 } = *ready;
-                self.on_ready(conn, info, leftovers);
+                self.on_ready(conn, info, leftovers, transport);
             }
             Event::DialFailed {
                 peer,
@@ -414,7 +417,13 @@ impl Supervisor {
         }
     }
 
-    fn on_ready(&mut self, conn: Connection, info: proto::NodeInfo, leftovers: Vec<Frame>) {
+    fn on_ready(
+        &mut self,
+        conn: Connection,
+        info: proto::NodeInfo,
+        leftovers: Vec<Frame>,
+        transport: &'static str,
+    ) {
         let peer = conn.remote;
         let now = self.now();
         if let Some(existing) = self.shared.link(peer) {
@@ -429,7 +438,7 @@ impl Supervisor {
                     // Ends the dial in the peer manager's books.
                     let _ = self.peer_manager.dialed(peer, conn.remote_ip, now);
                 }
-                self.refuse(conn, GoodbyeReason::Duplicate, "duplicate");
+                self.refuse(conn, transport, GoodbyeReason::Duplicate, "duplicate");
                 return;
             }
             // The peer keeps its slot in the peer manager: the new
@@ -448,7 +457,7 @@ impl Supervisor {
                 // being evicted): admit the new connection afresh below.
                 self.peer_manager.disconnected(peer, now);
             } else {
-                self.admit_link(conn, info, leftovers);
+                self.admit_link(conn, info, leftovers, transport);
                 return;
             }
         }
@@ -465,7 +474,14 @@ impl Supervisor {
                 };
                 let label = reason.label();
                 let ban_remaining = self.peer_manager.ban_remaining(peer, now);
-                self.refuse_with(conn, goodbye, label, reason.to_string(), ban_remaining);
+                self.refuse_with(
+                    conn,
+                    transport,
+                    goodbye,
+                    label,
+                    reason.to_string(),
+                    ban_remaining,
+                );
                 return;
             }
             Admission::Admit { evict } => evict,
@@ -475,18 +491,25 @@ impl Supervisor {
         {
             self.peer_manager.disconnected(victim, now);
         }
-        self.admit_link(conn, info, leftovers);
+        self.admit_link(conn, info, leftovers, transport);
     }
 
     /// Makes `conn`, admitted by the peer manager, a live link and starts
     /// its tasks.
-    fn admit_link(&mut self, conn: Connection, info: proto::NodeInfo, leftovers: Vec<Frame>) {
+    fn admit_link(
+        &mut self,
+        conn: Connection,
+        info: proto::NodeInfo,
+        leftovers: Vec<Frame>,
+        transport: &'static str,
+    ) {
         let peer = conn.remote;
         self.next_conn_id += 1;
         let mut link = Link::new(
             peer,
             self.next_conn_id,
             conn.direction,
+            transport,
             info,
             &self.table,
             &self.shared.metrics,
@@ -500,6 +523,8 @@ impl Supervisor {
         // initial credit is queued before the writer starts.
         self.table.ledger.register(&link);
         self.direction_gauge(conn.direction).inc();
+        self.shared.metrics.handshake_ok(transport);
+        self.shared.metrics.connection_gauge(transport).inc();
         let channels = link.common_channels();
         tracing::info!(
             peer = %peer,
@@ -604,6 +629,7 @@ impl Supervisor {
     fn unlink(&mut self, link: &Link, reason: &str) {
         self.shared.peers.write().remove(&link.peer);
         self.direction_gauge(link.direction).dec();
+        self.shared.metrics.connection_gauge(link.transport).dec();
         for m in &link.metrics {
             self.shared.metrics.remove_link_channel(m);
         }
@@ -626,19 +652,26 @@ impl Supervisor {
             .clone()
     }
 
-    fn refuse(&self, conn: Connection, reason: GoodbyeReason, label: &'static str) {
-        self.refuse_with(conn, reason, label, label.to_string(), None);
+    fn refuse(
+        &self,
+        conn: Connection,
+        transport: &'static str,
+        reason: GoodbyeReason,
+        label: &'static str,
+    ) {
+        self.refuse_with(conn, transport, reason, label, label.to_string(), None);
     }
 
     fn refuse_with(
         &self,
         conn: Connection,
+        transport: &'static str,
         reason: GoodbyeReason,
         label: &'static str,
         detail: String,
         ban_remaining: Option<Duration>,
     ) {
-        self.shared.metrics.refused(label);
+        self.shared.metrics.refused(transport, label);
         let err = HandshakeError {
             reason,
             detail,
@@ -772,6 +805,7 @@ impl HandshakeLimits {
 /// Adds what a transport refused on its own since the last call to
 /// `handshakes_refused_total`.
 struct TransportRefusals {
+    scheme: &'static str,
     counts: Option<RefusalCounts>,
     seen: [u64; Refusal::ALL.len()],
 }
@@ -779,6 +813,7 @@ struct TransportRefusals {
 impl TransportRefusals {
     fn new(transport: &dyn Transport) -> Self {
         Self {
+            scheme: transport.scheme(),
             counts: transport.refusal_counts(),
             seen: [0; Refusal::ALL.len()],
         }
@@ -791,7 +826,9 @@ impl TransportRefusals {
         for (reason, seen) in Refusal::ALL.iter().zip(self.seen.iter_mut()) {
             let now = counts.get(*reason);
             if now > *seen {
-                shared.metrics.refused_many(reason.label(), now - *seen);
+                shared
+                    .metrics
+                    .refused_many(self.scheme, reason.label(), now - *seen);
                 *seen = now;
             }
         }
@@ -835,10 +872,11 @@ async fn accept_loop(
                         local_info.clone(),
                         limits.timeout,
                         slots,
+                        transport.scheme(),
                     ));
                 }
                 Err(label) => {
-                    shared.metrics.refused(label);
+                    shared.metrics.refused(transport.scheme(), label);
                     tracing::debug!(
                         peer = %conn.remote.short(),
                         ip = ?conn.remote_ip,
@@ -856,7 +894,7 @@ async fn accept_loop(
             }
             Err(e) => {
                 let label = e.refusal_label();
-                shared.metrics.refused(label);
+                shared.metrics.refused(transport.scheme(), label);
                 if e.refusal() == Some(Refusal::NetworkMismatch) {
                     if let Some(held) = shared.log_gate.allow("inbound_network_mismatch") {
                         tracing::warn!(
@@ -883,6 +921,7 @@ async fn inbound_handshake(
     local_info: proto::NodeInfo,
     timeout: Duration,
     _slots: HandshakeSlots,
+    transport: &'static str,
 ) {
     let peer = conn.remote;
     let result = tokio::select! {
@@ -896,6 +935,7 @@ async fn inbound_handshake(
                 conn,
                 info,
                 leftovers,
+                transport,
             }));
             tokio::select! {
                 biased;
@@ -904,7 +944,7 @@ async fn inbound_handshake(
             }
         }
         Ok(Err(e)) => {
-            shared.metrics.refused(e.label);
+            shared.metrics.refused(transport, e.label);
             match e.label {
                 "network_mismatch" | "version_mismatch" | "peer_id_mismatch" => {
                     if let Some(held) = shared.log_gate.allow(e.label) {
@@ -922,7 +962,7 @@ async fn inbound_handshake(
             }
         }
         Err(_) => {
-            shared.metrics.refused("handshake_timeout");
+            shared.metrics.refused(transport, "handshake_timeout");
             tracing::debug!(peer = %peer.short(), "inbound handshake timed out");
         }
     }
@@ -959,6 +999,7 @@ async fn dial(
             conn,
             info,
             leftovers,
+            transport: transport.scheme(),
         })))
     };
     let event = tokio::select! {
