@@ -120,6 +120,13 @@ enum Command {
         #[arg(long)]
         api: Option<SocketAddr>,
     },
+    /// Print a completion script for a shell: `switchyard completions bash
+    /// > ~/.local/share/bash-completion/completions/switchyard`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -240,7 +247,18 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let api = api_address(api, cli.home, cli.config.as_deref())?;
             runtime.block_on(client::bans(api))
         }
+        Command::Completions { shell } => completions(shell),
     }
+}
+
+/// Writes the completion script of `shell` to standard output (through
+/// [`output`], so `| head` or a full disk end it as any other output).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "switchyard", &mut script);
+    let script = String::from_utf8(script).context("the completion script is not UTF-8")?;
+    output::text(&script)?;
+    Ok(())
 }
 
 /// The configuration: `--config`, else `<home>/config.toml` if present,
