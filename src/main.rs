@@ -4,6 +4,7 @@
 mod client;
 mod devnet;
 mod output;
+mod testnet;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -75,6 +76,35 @@ enum Command {
         /// Stop after this many seconds (0: run until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         seconds: u64,
+    },
+    /// Write N ready node homes (keys, configs naming each other as
+    /// bootstrap peers, distinct ports) for a test network on N hosts, or
+    /// on this one.
+    Testnet {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Where the homes go (`<out>/node0`, `node1`, ...); must be
+        /// missing or empty unless --force.
+        #[arg(long, default_value = "./testnet")]
+        out: PathBuf,
+        /// The host (name or IP) of each node, in order, comma-separated
+        /// (default: 127.0.0.1 for every node).
+        #[arg(long, value_delimiter = ',', conflicts_with = "starting_ip")]
+        hosts: Vec<String>,
+        /// Node i is at this IP plus i (10.0.0.1, 10.0.0.2, ...).
+        #[arg(long)]
+        starting_ip: Option<std::net::IpAddr>,
+        /// First port: node i listens on base+2i (TCP) and serves its API
+        /// on 127.0.0.1:base+2i+1.
+        #[arg(long, default_value_t = 26656)]
+        base_port: u16,
+        /// The network id every node gets.
+        #[arg(long, default_value = "switchyard-testnet")]
+        network_id: String,
+        /// Replace the node directories of a non-empty --out.
+        #[arg(long)]
+        force: bool,
     },
     /// Print a running node's status (GET /status).
     Status {
@@ -248,6 +278,23 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(client::bans(api))
         }
         Command::Completions { shell } => completions(shell),
+        Command::Testnet {
+            nodes,
+            out,
+            hosts,
+            starting_ip,
+            base_port,
+            network_id,
+            force,
+        } => testnet::run(testnet::Options {
+            nodes,
+            out,
+            hosts,
+            starting_ip,
+            base_port,
+            network_id,
+            force,
+        }),
     }
 }
 

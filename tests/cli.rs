@@ -461,6 +461,7 @@ fn completions_name_every_subcommand_and_option() {
         "run",
         "id",
         "devnet",
+        "testnet",
         "status",
         "peers",
         "ban",
