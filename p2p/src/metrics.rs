@@ -478,26 +478,16 @@ impl Metrics {
     }
 
     /// The handles of one (channel, peer) pair, resolved once per connection
-    /// so the data path only touches atomics.
-    pub(crate) fn link_channel(
-        &self,
-        channel: &str,
-        peer: PeerId,
-        transport: &str,
-    ) -> LinkChannelMetrics {
+    /// so the data path only touches atomics. Their transport's byte counters are detached until
+    /// [`attach_transport`](Self::attach_transport).
+    pub(crate) fn link_channel(&self, channel: &str, peer: PeerId) -> LinkChannelMetrics {
         let labels = ChannelPeerLabels {
             channel: channel.to_string(),
             peer: peer.to_string(),
         };
-        let transport = TransportLabels {
-            transport: transport.to_string(),
-        };
         LinkChannelMetrics {
-            transport_bytes_sent: self.transport_bytes_sent.get_or_create(&transport).clone(),
-            transport_bytes_received: self
-                .transport_bytes_received
-                .get_or_create(&transport)
-                .clone(),
+            transport_bytes_sent: Counter::default(),
+            transport_bytes_received: Counter::default(),
             messages_sent: self.messages_sent.get_or_create(&labels).clone(),
             bytes_sent: self.bytes_sent.get_or_create(&labels).clone(),
             messages_received: self.messages_received.get_or_create(&labels).clone(),
@@ -505,6 +495,16 @@ impl Metrics {
             queue_depth: self.send_queue_depth.get_or_create(&labels).clone(),
             labels,
         }
+    }
+
+    /// Points `metrics`' transport byte counters at `transport`'s series.
+    pub(crate) fn attach_transport(&self, metrics: &mut LinkChannelMetrics, transport: &str) {
+        let labels = TransportLabels {
+            transport: transport.to_string(),
+        };
+        metrics.transport_bytes_sent = self.transport_bytes_sent.get_or_create(&labels).clone();
+        metrics.transport_bytes_received =
+            self.transport_bytes_received.get_or_create(&labels).clone();
     }
 
     /// Removes a disconnected peer's series.

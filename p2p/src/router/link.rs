@@ -73,7 +73,8 @@ pub(crate) struct Link {
     pub remote_info: proto::NodeInfo,
     /// The remote IP the transport observed, if it knows one.
     pub remote_ip: Option<std::net::IpAddr>,
-    /// The scheme of the transport that carries it (the `transport` label).
+    /// The scheme of the transport that carries it (the `transport`
+    /// label), once [`set_transport`](Self::set_transport) named it.
     pub transport: &'static str,
     pub outbox: Outbox,
     pub metrics: Vec<LinkChannelMetrics>,
@@ -95,7 +96,6 @@ impl Link {
         peer: PeerId,
         conn_id: u64,
         direction: Direction,
-        transport: &'static str,
         remote_info: proto::NodeInfo,
         table: &ChannelTable,
         metrics: &Metrics,
@@ -136,11 +136,11 @@ impl Link {
             direction,
             remote_info,
             remote_ip: None,
-            transport,
+            transport: "",
             outbox: Outbox::new(&queues),
             metrics: descriptors
                 .iter()
-                .map(|d| metrics.link_channel(d.name, peer, transport))
+                .map(|d| metrics.link_channel(d.name, peer))
                 .collect(),
             close,
             granted,
@@ -151,6 +151,17 @@ impl Link {
                 .collect(),
             remote_max,
             ledger: table.ledger.clone(),
+        }
+    }
+
+    /// Names the transport that carries this connection (its scheme, the
+    /// `transport` label): its bytes count toward that transport's
+    /// `transport_bytes_*_total` from now on. Called before the link is
+    /// shared.
+    pub fn set_transport(&mut self, transport: &'static str, metrics: &Metrics) {
+        self.transport = transport;
+        for m in &mut self.metrics {
+            metrics.attach_transport(m, transport);
         }
     }
 
@@ -421,7 +432,6 @@ mod tests {
             Keypair::from_seed(1).peer_id(),
             1,
             Direction::Inbound,
-            "memory",
             info,
             &table,
             &Metrics::default(),

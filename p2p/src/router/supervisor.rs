@@ -509,13 +509,13 @@ impl Supervisor {
             peer,
             self.next_conn_id,
             conn.direction,
-            transport,
             info,
             &self.table,
             &self.shared.metrics,
             connection::connection_token(&self.hard_stop),
         );
         link.remote_ip = conn.remote_ip;
+        link.set_transport(transport, &self.shared.metrics);
         let link = Arc::new(link);
         self.shared.peers.write().insert(peer, link.clone());
         // Any previous connection of this peer is closed by now, so this one
