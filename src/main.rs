@@ -81,9 +81,9 @@ enum Command {
     /// bootstrap peers, distinct ports) for a test network on N hosts, or
     /// on this one.
     Testnet {
-        /// Number of nodes.
-        #[arg(long, default_value_t = 4)]
-        nodes: usize,
+        /// Number of nodes (default: one per --hosts entry, else 4).
+        #[arg(long)]
+        nodes: Option<usize>,
         /// Where the homes go (`<out>/node0`, `node1`, ...); must be
         /// missing or empty unless --force.
         #[arg(long, default_value = "./testnet")]
@@ -287,7 +287,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             network_id,
             force,
         } => testnet::run(testnet::Options {
-            nodes,
+            nodes: nodes.unwrap_or(if hosts.is_empty() { 4 } else { hosts.len() }),
             out,
             hosts,
             starting_ip,

@@ -351,3 +351,50 @@ fn words_split_like_a_shell() {
         Some(2)
     );
 }
+
+#[test]
+fn hosts_set_the_node_count_and_must_match_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("two");
+    let run = |args: &[&str], out: &Path| {
+        Command::new(EXE)
+            .arg("testnet")
+            .args(args)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("run switchyard testnet")
+    };
+    let two = run(&["--hosts", "a.example,b.example"], &out);
+    assert!(two.status.success(), "{two:?}");
+    assert!(out.join("node1/config.toml").exists());
+    assert!(!out.join("node2").exists(), "one home per host");
+    let config = read(&out.join("node0/config.toml"));
+    assert!(config.contains("@b.example:26658\""), "{config}");
+    assert!(
+        !config.contains("allow_private_addresses = true"),
+        "public hosts keep the default: {config}"
+    );
+    let mismatch = run(&["--nodes", "3", "--hosts", "a,b"], &dir.path().join("m"));
+    assert!(!mismatch.status.success());
+    assert!(
+        String::from_utf8_lossy(&mismatch.stderr).contains("2 hosts for 3 nodes"),
+        "{mismatch:?}"
+    );
+    let both = run(
+        &["--hosts", "a", "--starting-ip", "10.0.0.1"],
+        &dir.path().join("b"),
+    );
+    assert!(!both.status.success(), "--hosts and --starting-ip conflict");
+    let ips = run(
+        &["--nodes", "2", "--starting-ip", "10.0.0.254"],
+        &dir.path().join("ip"),
+    );
+    assert!(ips.status.success(), "{ips:?}");
+    let config = read(&dir.path().join("ip/node0/config.toml"));
+    assert!(config.contains("@10.0.0.255:26658\""), "{config}");
+    assert!(
+        config.contains("allow_private_addresses = true"),
+        "{config}"
+    );
+}
