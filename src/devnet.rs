@@ -14,12 +14,25 @@
 //! crashed exits with an error at the end and keeps its directory, even a
 //! temporary one, so the logs it points at are there.
 //!
+//! The table of nodes: on a terminal it is redrawn in place every second
+//! (ANSI cursor control: back to its first line, clear below, line wrap
+//! off while it is drawn so each row stays one line), under the node list
+//! and the `curl` hints, which stay visible; a node's crash or restart is
+//! shown under the table. When standard output is not a terminal (a file,
+//! a pipe), a plain table without escape codes is printed when its
+//! contents change (the elapsed time aside), each under a `t=<s>s` line;
+//! crashes and restarts go to standard error. Its columns are single
+//! words separated by spaces: `node peer-id state peers known
+//! ring-location ring-nbrs room-height listening`, `-` for what a node
+//! did not answer.
+//!
 //! Every node runs every reactor: peer exchange; gossip, joined to the
 //! topic `devnet` and the chat room `devnet` (admin: node 0; every node
 //! holds the room's write key, written next to each node's key); and the
 //! ring, with node 0 as its gateway.
 
-use std::fmt::Write as _;
+use std::collections::VecDeque;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -253,6 +266,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     // A failed write to standard output (`devnet | head -3`) stops the
     // devnet like Ctrl-C does: every node gets SIGTERM first.
+    let mut screen = Screen::new(std::io::stdout().is_terminal());
     let watched = async {
         show_nodes(&running, &root)?;
         let started = tokio::time::Instant::now();
@@ -264,8 +278,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 _ = &mut ctrl_c => return Ok(()),
                 _ = tick.tick() => {}
             }
-            restart_crashed(&mut running, &exe);
-            print_table(&running, started.elapsed()).await?;
+            for event in restart_crashed(&mut running, &exe) {
+                screen.event(event);
+            }
+            let rows = table_rows(&running).await;
+            screen.show(started.elapsed(), rows)?;
             if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
                 return Ok(());
             }
@@ -301,9 +318,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reports every node whose process has ended on its own and starts it
-/// again, up to [`MAX_RESTARTS`] times; then it is left down.
-fn restart_crashed(nodes: &mut [DevNode], exe: &Path) {
+/// Starts every node whose process has ended on its own again, up to
+/// [`MAX_RESTARTS`] times (then it is left down); returns what happened,
+/// a line each.
+fn restart_crashed(nodes: &mut [DevNode], exe: &Path) -> Vec<String> {
+    let mut events = Vec::new();
     for (i, node) in nodes.iter_mut().enumerate() {
         let Some(child) = node.child.as_mut() else {
             continue;
@@ -312,7 +331,7 @@ fn restart_crashed(nodes: &mut [DevNode], exe: &Path) {
             Ok(Some(status)) => status,
             Ok(None) => continue,
             Err(error) => {
-                output::error_line(format_args!("node {i}: {error}"));
+                events.push(format!("node {i}: {error}"));
                 continue;
             }
         };
@@ -320,22 +339,23 @@ fn restart_crashed(nodes: &mut [DevNode], exe: &Path) {
         node.child = None;
         let log = node.log();
         if node.crashes > MAX_RESTARTS {
-            output::error_line(format_args!(
+            events.push(format!(
                 "node {i} exited on its own ({status}) {} times; left down (log {})",
                 node.crashes,
                 log.display()
             ));
             continue;
         }
-        output::error_line(format_args!(
+        events.push(format!(
             "node {i} exited on its own ({status}); starting it again ({} of {MAX_RESTARTS}; log {})",
             node.crashes,
             log.display()
         ));
         if let Err(error) = node.spawn(exe) {
-            output::error_line(format_args!("node {i}: cannot start it again: {error:#}"));
+            events.push(format!("node {i}: cannot start it again: {error:#}"));
         }
     }
+    events
 }
 
 /// Prints where each node is and what to try.
@@ -364,21 +384,37 @@ fn show_nodes(running: &[DevNode], root: &Path) -> Result<(), OutputError> {
     Ok(())
 }
 
-async fn print_table(nodes: &[DevNode], elapsed: Duration) -> Result<(), OutputError> {
-    let mut out = format!(
-        "\n t={:>4}s  node  peer id         peers  known  ring location  ring nbrs  room height  listening\n",
-        elapsed.as_secs()
-    );
+/// The table's column names.
+const COLUMNS: [&str; 9] = [
+    "node",
+    "peer-id",
+    "state",
+    "peers",
+    "known",
+    "ring-location",
+    "ring-nbrs",
+    "room-height",
+    "listening",
+];
+
+/// One row per node, a word per column of [`COLUMNS`].
+async fn table_rows(nodes: &[DevNode]) -> Vec<[String; 9]> {
     let room_path = format!("/rooms/{DEVNET_ROOM}");
+    let mut rows = Vec::with_capacity(nodes.len());
     for (i, node) in nodes.iter().enumerate() {
+        let dash = || "-".to_string();
         if node.child.is_none() {
-            let _ = writeln!(
-                out,
-                "          {i:>4}  {:<14}  down (exited {} times; log {})",
+            rows.push([
+                i.to_string(),
                 node.peer.short(),
-                node.crashes,
-                node.log().display()
-            );
+                format!("down({})", node.crashes),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                node.tcp.to_string(),
+            ]);
             continue;
         }
         let status = crate::client::get::<Status>(node.api, "/status").await;
@@ -387,7 +423,7 @@ async fn print_table(nodes: &[DevNode], elapsed: Duration) -> Result<(), OutputE
                 (s.inbound_peers + s.outbound_peers).to_string(),
                 s.known_peers.to_string(),
             ),
-            Err(_) => ("-".into(), "-".into()),
+            Err(_) => (dash(), dash()),
         };
         let ring = crate::client::get::<RingView>(node.api, "/ring").await;
         let (location, neighbors) = match &ring {
@@ -398,20 +434,146 @@ async fn print_table(nodes: &[DevNode], elapsed: Duration) -> Result<(), OutputE
                     .map_or_else(|| "joining".to_string(), |l| l.chars().take(8).collect()),
                 r.neighbors.len().to_string(),
             ),
-            Err(_) => ("-".into(), "-".into()),
+            Err(_) => (dash(), dash()),
         };
-        let lines = match crate::client::get::<RoomEntry>(node.api, &room_path).await {
+        let height = match crate::client::get::<RoomEntry>(node.api, &room_path).await {
             Ok(room) => room.height.to_string(),
-            Err(_) => "-".into(),
+            Err(_) => dash(),
         };
-        let _ = writeln!(
-            out,
-            "          {i:>4}  {:<14}  {peers:>5}  {known:>5}  {location:<13}  {neighbors:>9}  {lines:>11}  {}",
+        let state = match (&status, node.crashes) {
+            (Err(_), _) => "starting".to_string(),
+            (Ok(_), 0) => "up".to_string(),
+            (Ok(_), n) => format!("up({n})"),
+        };
+        rows.push([
+            i.to_string(),
             node.peer.short(),
-            node.tcp
-        );
+            state,
+            peers,
+            known,
+            location,
+            neighbors,
+            height,
+            node.tcp.to_string(),
+        ]);
     }
-    output::text(&out)
+    rows
+}
+
+/// The table as aligned lines: the column names, then a line per row.
+fn render_table(rows: &[[String; 9]]) -> String {
+    let mut widths = COLUMNS.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.zip(widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            if i + 1 < COLUMNS.len() {
+                text.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
+            }
+        }
+        text.push('\n');
+        text
+    };
+    let mut out = line(&mut COLUMNS.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// ANSI: back to the start of the line `n` lines up (CPL).
+fn cursor_up(n: usize) -> String {
+    format!("\x1b[{n}F")
+}
+/// ANSI: clear from the cursor to the end of the screen (ED).
+const CLEAR_BELOW: &str = "\x1b[J";
+/// ANSI: no line wrap while the table is drawn, so a row wider than the
+/// terminal stays one line (and the redraw goes back the right number of
+/// lines); wrap on again after it (DECAWM).
+const WRAP_OFF: &str = "\x1b[?7l";
+const WRAP_ON: &str = "\x1b[?7h";
+
+/// How many crash and restart lines a terminal shows under the table.
+const EVENTS_SHOWN: usize = 5;
+
+/// Where the table goes: redrawn in place on a terminal, printed plain on
+/// change otherwise.
+struct Screen {
+    tty: bool,
+    /// Lines of the last frame drawn (terminal).
+    drawn: usize,
+    /// The last rows printed (not a terminal).
+    last: Option<Vec<[String; 9]>>,
+    /// The latest crash and restart lines (terminal).
+    events: VecDeque<String>,
+}
+
+impl Screen {
+    fn new(tty: bool) -> Self {
+        Self {
+            tty,
+            drawn: 0,
+            last: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A crash or restart: under the table on a terminal (so the redraw
+    /// stays in place), else on standard error.
+    fn event(&mut self, line: String) {
+        if self.tty {
+            if self.events.len() == EVENTS_SHOWN {
+                self.events.pop_front();
+            }
+            self.events.push_back(line);
+        } else {
+            output::error_line(format_args!("{line}"));
+        }
+    }
+
+    /// Shows the table at `elapsed`.
+    fn show(&mut self, elapsed: Duration, rows: Vec<[String; 9]>) -> Result<(), OutputError> {
+        let frame = if self.tty {
+            let frame = self.frame(elapsed, &rows);
+            self.drawn = frame.matches('\n').count();
+            frame
+        } else {
+            if self.last.as_ref() == Some(&rows) {
+                return Ok(());
+            }
+            let text = format!("\nt={}s\n{}", elapsed.as_secs(), render_table(&rows));
+            self.last = Some(rows);
+            text
+        };
+        output::text(&frame)
+    }
+
+    /// The terminal frame: back over the last one, then the table and the
+    /// latest events.
+    fn frame(&self, elapsed: Duration, rows: &[[String; 9]]) -> String {
+        let mut frame = String::new();
+        if self.drawn > 0 {
+            frame.push_str(&cursor_up(self.drawn));
+        }
+        frame.push_str(CLEAR_BELOW);
+        frame.push_str(WRAP_OFF);
+        frame.push_str(&format!("\nt={}s\n", elapsed.as_secs()));
+        frame.push_str(&render_table(rows));
+        for event in &self.events {
+            frame.push_str(event);
+            frame.push('\n');
+        }
+        frame.push_str(WRAP_ON);
+        frame
+    }
 }
 
 /// Sends SIGTERM to every node, waits for each to exit (killing it after
@@ -455,4 +617,53 @@ async fn stop_all(nodes: &mut [DevNode]) -> bool {
         }
     }
     clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize, peers: &str) -> [String; 9] {
+        [
+            i.to_string(),
+            "abcdefgh".into(),
+            "up".into(),
+            peers.into(),
+            "3".into(),
+            "0.123456".into(),
+            "2".into(),
+            "0".into(),
+            "127.0.0.1:27100".into(),
+        ]
+    }
+
+    #[test]
+    fn the_table_is_aligned_words() {
+        let text = render_table(&[row(0, "3"), row(10, "12")]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), COLUMNS);
+        for line in &lines[1..] {
+            assert_eq!(line.split_whitespace().count(), COLUMNS.len(), "{line}");
+        }
+        // Aligned: every column starts where its name does.
+        let at = lines[0].find("peers").expect("peers");
+        assert_eq!(&lines[2][at..at + 2], "12");
+    }
+
+    #[test]
+    fn a_terminal_frame_redraws_over_the_last_one() {
+        let mut screen = Screen::new(true);
+        let first = screen.frame(Duration::from_secs(1), &[row(0, "1")]);
+        assert!(!first.contains("\x1b[1F"), "nothing to go back over");
+        screen.drawn = first.matches('\n').count();
+        screen.event("node 0 exited on its own".into());
+        let second = screen.frame(Duration::from_secs(2), &[row(0, "1")]);
+        assert!(
+            second.starts_with(&format!("\x1b[{}F\x1b[J", screen.drawn)),
+            "{second:?}"
+        );
+        assert!(second.contains("node 0 exited on its own"));
+        assert!(second.contains(WRAP_OFF) && second.ends_with(WRAP_ON));
+    }
 }

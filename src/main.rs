@@ -4,6 +4,7 @@
 mod client;
 mod devnet;
 mod output;
+mod testnet;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -76,6 +77,35 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seconds: u64,
     },
+    /// Write N ready node homes (keys, configs naming each other as
+    /// bootstrap peers, distinct ports) for a test network on N hosts, or
+    /// on this one.
+    Testnet {
+        /// Number of nodes (default: one per --hosts entry, else 4).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Where the homes go (`<out>/node0`, `node1`, ...); must be
+        /// missing or empty unless --force.
+        #[arg(long, default_value = "./testnet")]
+        out: PathBuf,
+        /// The host (name or IP) of each node, in order, comma-separated
+        /// (default: 127.0.0.1 for every node).
+        #[arg(long, value_delimiter = ',', conflicts_with = "starting_ip")]
+        hosts: Vec<String>,
+        /// Node i is at this IP plus i (10.0.0.1, 10.0.0.2, ...).
+        #[arg(long)]
+        starting_ip: Option<std::net::IpAddr>,
+        /// First port: node i listens on base+2i (TCP) and serves its API
+        /// on 127.0.0.1:base+2i+1.
+        #[arg(long, default_value_t = 26656)]
+        base_port: u16,
+        /// The network id every node gets.
+        #[arg(long, default_value = "switchyard-testnet")]
+        network_id: String,
+        /// Replace the node directories of a non-empty --out.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a running node's status (GET /status).
     Status {
         /// The node's API address (default: api.listen from the config).
@@ -119,6 +149,13 @@ enum Command {
         /// The node's API address (default: api.listen from the config).
         #[arg(long)]
         api: Option<SocketAddr>,
+    },
+    /// Print a completion script for a shell: `switchyard completions bash
+    /// > ~/.local/share/bash-completion/completions/switchyard`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Rooms: replicated chat rooms over gossip.
     #[command(subcommand)]
@@ -271,7 +308,35 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             outln!("{}", made.block.trim_end())?;
             Ok(())
         }
+        Command::Completions { shell } => completions(shell),
+        Command::Testnet {
+            nodes,
+            out,
+            hosts,
+            starting_ip,
+            base_port,
+            network_id,
+            force,
+        } => testnet::run(testnet::Options {
+            nodes: nodes.unwrap_or(if hosts.is_empty() { 4 } else { hosts.len() }),
+            out,
+            hosts,
+            starting_ip,
+            base_port,
+            network_id,
+            force,
+        }),
     }
+}
+
+/// Writes the completion script of `shell` to standard output (through
+/// [`output`], so `| head` or a full disk end it as any other output).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "switchyard", &mut script);
+    let script = String::from_utf8(script).context("the completion script is not UTF-8")?;
+    output::text(&script)?;
+    Ok(())
 }
 
 /// The configuration: `--config`, else `<home>/config.toml` if present,

@@ -446,3 +446,52 @@ fn log_flags_override_the_config_and_status_and_peers_speak_json() {
         .unwrap_or_else(|| panic!("no warning about the room's admin: {events:?}"));
     assert_eq!(warning["fields"]["room"], "lobby");
 }
+
+#[test]
+fn completions_name_every_subcommand_and_option() {
+    let out = Command::new(EXE)
+        .args(["completions", "bash"])
+        .output()
+        .expect("run switchyard completions");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let script = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(script.contains("complete -F _switchyard"), "{script}");
+    for word in [
+        "init",
+        "run",
+        "id",
+        "devnet",
+        "testnet",
+        "status",
+        "peers",
+        "ban",
+        "unban",
+        "bans",
+        "completions",
+        "--home",
+        "--log-format",
+    ] {
+        assert!(
+            script
+                .split(|c: char| c.is_whitespace() || c == '"')
+                .any(|w| w == word),
+            "{word} is not completed:\n{script}"
+        );
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(EXE)
+            .args(["completions", shell])
+            .output()
+            .expect("run switchyard completions");
+        assert!(out.status.success(), "{shell}: {}", stderr_of(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("devnet"),
+            "{shell}"
+        );
+    }
+    let out = Command::new(EXE)
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run switchyard completions");
+    assert!(!out.status.success(), "an unknown shell is refused");
+}

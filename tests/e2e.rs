@@ -215,3 +215,96 @@ fn a_crashed_devnet_node_is_restarted_and_the_logs_are_kept() {
     assert!(log0.contains("stopped (SIGTERM)"), "{log0}");
     std::fs::remove_dir_all(&root).expect("remove the kept directory");
 }
+
+/// The tables a piped devnet printed: each `t=<s>s` line, then the column
+/// names, then a row per node, every line whitespace-separated words.
+fn devnet_tables(stdout: &str, nodes: usize) -> Vec<Vec<Vec<String>>> {
+    let columns = [
+        "node",
+        "peer-id",
+        "state",
+        "peers",
+        "known",
+        "ring-location",
+        "ring-nbrs",
+        "room-height",
+        "listening",
+    ];
+    let lines: Vec<&str> = stdout.lines().collect();
+    let mut tables = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let Some(t) = line.strip_prefix("t=").and_then(|t| t.strip_suffix('s')) else {
+            continue;
+        };
+        t.parse::<u64>().expect("t=<seconds>s");
+        // A table cut short by the end of the output is not complete yet.
+        let Some(block) = lines.get(at + 1..at + 2 + nodes) else {
+            continue;
+        };
+        let header: Vec<&str> = block[0].split_whitespace().collect();
+        assert_eq!(header, columns, "{stdout}");
+        let rows: Vec<Vec<String>> = block[1..]
+            .iter()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect();
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row.len(), columns.len(), "row {i}: {stdout}");
+            assert_eq!(row[0], i.to_string(), "{stdout}");
+        }
+        tables.push(rows);
+    }
+    tables
+}
+
+#[test]
+fn a_piped_devnet_prints_plain_tables_when_they_change() {
+    use std::io::Read;
+    let base = free_port_range(4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut devnet = Command::new(EXE)
+        .args(["devnet", "--nodes", "2", "--base-port"])
+        .arg(base.to_string())
+        .arg("--dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run devnet");
+    let mut stdout = devnet.stdout.take().expect("stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = || String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    wait_until("a table where both nodes have their peer", || {
+        devnet_tables(&text(), 2)
+            .last()
+            .is_some_and(|rows| rows.iter().all(|r| r[2] == "up" && r[3] == "1"))
+    });
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(devnet.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = devnet.wait().expect("devnet");
+    reader.join().expect("reader");
+    let bytes = seen.lock().expect("lock").clone();
+    let stdout = String::from_utf8(bytes).expect("UTF-8");
+    assert!(status.success(), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "an escape code: {stdout:?}");
+    assert!(stdout.contains("try: curl"), "{stdout}");
+    let tables = devnet_tables(&stdout, 2);
+    assert!(!tables.is_empty(), "{stdout}");
+    // Printed on change only: no two tables in a row are the same.
+    for pair in tables.windows(2) {
+        assert_ne!(pair[0], pair[1], "{stdout}");
+    }
+    assert!(stdout.contains("devnet stopped cleanly"), "{stdout}");
+}

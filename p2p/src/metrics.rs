@@ -16,6 +16,9 @@
 //! | `transport_violations_total` | reason | admitted connections the transport ended over the peer's bytes: `frame_too_large`, `reassembly_budget` (QUIC partial frames), `protocol` |
 //! | `addresses_refused_total` | reason | addresses the address book refused ([`AddAddressError::reason`](crate::AddAddressError::reason)), from any source |
 //! | `early_data_bytes`, `early_data_bytes_max` | – | payload bytes of early data held for connections in their handshake (now, and the most at once): at most `max_pending_handshakes × MAX_EARLY_BYTES` for inbound ones (ADR 0002, "Early data") |
+//! | `handshakes_total` | transport, outcome | connections that finished the router's handshake stage, by the transport's scheme (`memory`, `tcp`, `quic`): `outcome="ok"` for each one that became a peer (either direction), else the refusal reason, the same label and at the same point as `handshakes_refused_total` |
+//! | `transport_bytes_sent_total`, `transport_bytes_received_total` | transport | payload bytes of the messages handed to / accepted from each transport (the sums of `bytes_sent_total` / `bytes_received_total` over its connections, kept after a peer's series go) |
+//! | `connections` | transport | connected peers by transport (the sum over transports is the sum of `peers`) |
 //!
 //! The reasons of `handshakes_refused_total`, every label the router uses,
 //! and the failure each counts (ADR 0004 §6 and §10):
@@ -46,12 +49,21 @@
 //! transport has no handshake: its connections meet only the router's
 //! limits and checks.
 //!
+//! For each transport and each refusal reason, `handshakes_total{transport,
+//! outcome=reason}` moves with `handshakes_refused_total{reason}`: summed
+//! over the transports, the first equals the second. Outbound dials that
+//! fail before the router's handshake (unreachable, timed out, another key
+//! answered) are `dial_failures_total`, not handshakes.
+//!
 //! Every family is declared from the start (its `# HELP` and `# TYPE`
 //! lines, through [`Declared`]), so a dashboard or an alert finds it before
 //! its first sample: `messages_dropped_total` before the first drop. The
 //! series of fixed label sets start at zero: `peers` by direction,
 //! `handshakes_refused_total` for every reason of [`REFUSAL_REASONS`],
-//! `transport_violations_total` for each of its reasons.
+//! `transport_violations_total` for each of its reasons, and for each
+//! transport the router is given (at [`RouterBuilder::transport`](crate::router::RouterBuilder::transport)),
+//! `handshakes_total` for `ok` and every refusal reason, its bytes and its
+//! `connections` gauge.
 //!
 //! Per-peer series are removed when the peer disconnects, so their number is
 //! bounded by the connection limits. Inbound messages on unknown channels
@@ -212,6 +224,25 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+/// Labels of the per-transport series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TransportLabels {
+    /// The transport's scheme: `memory`, `tcp`, `quic`.
+    pub transport: String,
+}
+
+/// Labels of `handshakes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    /// The transport's scheme.
+    pub transport: String,
+    /// `ok`, or a reason of [`REFUSAL_REASONS`].
+    pub outcome: String,
+}
+
+/// The `outcome` of a handshake that made a peer.
+pub const HANDSHAKE_OK: &str = "ok";
+
 /// The router's metrics. Cheap to clone: every family shares its storage.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -252,6 +283,14 @@ pub struct Metrics {
     pub early_data_bytes: Gauge,
     /// The most `early_data_bytes` has been since the router started.
     pub early_data_bytes_max: Gauge,
+    /// Handshakes by transport and outcome (`ok` or the refusal reason).
+    pub handshakes: Family<HandshakeLabels, Counter>,
+    /// Payload bytes handed to each transport.
+    pub transport_bytes_sent: Family<TransportLabels, Counter>,
+    /// Payload bytes accepted from each transport.
+    pub transport_bytes_received: Family<TransportLabels, Counter>,
+    /// Connected peers by transport.
+    pub connections: Family<TransportLabels, Gauge>,
 }
 
 impl Metrics {
@@ -355,6 +394,26 @@ impl Metrics {
             "The most early data held at once since the router started, in payload bytes",
             self.early_data_bytes_max.clone(),
         );
+        r.register(
+            "handshakes",
+            "Handshakes by transport and outcome (ok, or the refusal reason)",
+            Declared(self.handshakes.clone()),
+        );
+        r.register(
+            "transport_bytes_sent",
+            "Payload bytes handed to each transport",
+            Declared(self.transport_bytes_sent.clone()),
+        );
+        r.register(
+            "transport_bytes_received",
+            "Payload bytes accepted from each transport",
+            Declared(self.transport_bytes_received.clone()),
+        );
+        r.register(
+            "connections",
+            "Connected peers by transport",
+            Declared(self.connections.clone()),
+        );
     }
 
     /// `bytes` of early data are now held before admission.
@@ -363,6 +422,71 @@ impl Metrics {
         self.early_data_bytes_max
             .inner()
             .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Starts the series of `transport` (a scheme) at zero: its handshakes
+    /// for `ok` and every refusal reason, its bytes, its connections. The
+    /// router calls it for each transport it is given; calling it again
+    /// changes nothing.
+    pub fn declare_transport(&self, transport: &str) {
+        for outcome in std::iter::once(&HANDSHAKE_OK).chain(REFUSAL_REASONS) {
+            let _ = self.handshakes.get_or_create(&HandshakeLabels {
+                transport: transport.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
+        let labels = TransportLabels {
+            transport: transport.to_string(),
+        };
+        let _ = self.transport_bytes_sent.get_or_create(&labels);
+        let _ = self.transport_bytes_received.get_or_create(&labels);
+        let _ = self.connections.get_or_create(&labels);
+    }
+
+    /// Handshakes on `transport` so far with `outcome` (`ok` or a refusal
+    /// reason).
+    pub fn handshakes(&self, transport: &str, outcome: &str) -> u64 {
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                transport: transport.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .get()
+    }
+
+    /// Connected peers on `transport` now.
+    pub fn connections(&self, transport: &str) -> i64 {
+        self.connection_gauge(transport).get()
+    }
+
+    /// Payload bytes (sent, received) over `transport` so far.
+    pub fn transport_bytes(&self, transport: &str) -> (u64, u64) {
+        let labels = TransportLabels {
+            transport: transport.to_string(),
+        };
+        (
+            self.transport_bytes_sent.get_or_create(&labels).get(),
+            self.transport_bytes_received.get_or_create(&labels).get(),
+        )
+    }
+
+    /// The connections gauge of `transport`.
+    pub(crate) fn connection_gauge(&self, transport: &str) -> Gauge {
+        self.connections
+            .get_or_create(&TransportLabels {
+                transport: transport.to_string(),
+            })
+            .clone()
+    }
+
+    /// Counts a handshake on `transport` that made a peer.
+    pub(crate) fn handshake_ok(&self, transport: &str) {
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                transport: transport.to_string(),
+                outcome: HANDSHAKE_OK.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one dropped message.
@@ -398,13 +522,16 @@ impl Metrics {
     }
 
     /// The handles of one (channel, peer) pair, resolved once per connection
-    /// so the data path only touches atomics.
+    /// so the data path only touches atomics. Their transport's byte counters are detached until
+    /// [`attach_transport`](Self::attach_transport).
     pub(crate) fn link_channel(&self, channel: &str, peer: PeerId) -> LinkChannelMetrics {
         let labels = ChannelPeerLabels {
             channel: channel.to_string(),
             peer: peer.to_string(),
         };
         LinkChannelMetrics {
+            transport_bytes_sent: Counter::default(),
+            transport_bytes_received: Counter::default(),
             messages_sent: self.messages_sent.get_or_create(&labels).clone(),
             bytes_sent: self.bytes_sent.get_or_create(&labels).clone(),
             messages_received: self.messages_received.get_or_create(&labels).clone(),
@@ -413,6 +540,16 @@ impl Metrics {
             written_through: self.messages_written_through.get_or_create(&labels).clone(),
             labels,
         }
+    }
+
+    /// Points `metrics`' transport byte counters at `transport`'s series.
+    pub(crate) fn attach_transport(&self, metrics: &mut LinkChannelMetrics, transport: &str) {
+        let labels = TransportLabels {
+            transport: transport.to_string(),
+        };
+        metrics.transport_bytes_sent = self.transport_bytes_sent.get_or_create(&labels).clone();
+        metrics.transport_bytes_received =
+            self.transport_bytes_received.get_or_create(&labels).clone();
     }
 
     /// Removes a disconnected peer's series.
@@ -463,16 +600,24 @@ impl Metrics {
             .get()
     }
 
-    /// Counts a refused connection.
-    pub(crate) fn refused(&self, reason: &str) {
-        self.refused_many(reason, 1);
+    /// Counts a connection refused on `transport` (a scheme).
+    pub(crate) fn refused(&self, transport: &str, reason: &str) {
+        self.refused_many(transport, reason, 1);
     }
 
-    /// Counts `n` refused connections.
-    pub(crate) fn refused_many(&self, reason: &str, n: u64) {
+    /// Counts `n` connections refused on `transport`: under
+    /// `handshakes_refused_total{reason}` and
+    /// `handshakes_total{transport, outcome=reason}`.
+    pub(crate) fn refused_many(&self, transport: &str, reason: &str, n: u64) {
         self.handshakes_refused
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
+            })
+            .inc_by(n);
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                transport: transport.to_string(),
+                outcome: reason.to_string(),
             })
             .inc_by(n);
     }
@@ -498,6 +643,11 @@ pub(crate) struct LinkChannelMetrics {
     pub bytes_received: Counter,
     pub queue_depth: Gauge,
     pub written_through: Counter,
+    /// The transport's `transport_bytes_sent_total`, shared by its
+    /// connections.
+    pub transport_bytes_sent: Counter,
+    /// The transport's `transport_bytes_received_total`.
+    pub transport_bytes_received: Counter,
 }
 
 #[cfg(test)]
@@ -531,6 +681,10 @@ mod tests {
             "addresses_refused",
             "early_data_bytes",
             "early_data_bytes_max",
+            "handshakes",
+            "transport_bytes_sent",
+            "transport_bytes_received",
+            "connections",
         ] {
             assert!(
                 text.contains(&format!("# TYPE switchyard_p2p_{family} ")),
@@ -546,6 +700,52 @@ mod tests {
             );
         }
         assert!(text.contains("switchyard_p2p_peers{direction=\"inbound\"} 0"));
+    }
+
+    /// A declared transport's series start at zero: every handshake
+    /// outcome, its bytes, its connections.
+    #[test]
+    fn a_declared_transport_starts_every_series_at_zero() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default();
+        metrics.register(&mut registry);
+        metrics.declare_transport("tcp");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for outcome in std::iter::once(&HANDSHAKE_OK).chain(REFUSAL_REASONS) {
+            assert!(
+                text.contains(&format!(
+                    "switchyard_p2p_handshakes_total{{transport=\"tcp\",outcome=\"{outcome}\"}} 0"
+                )),
+                "{outcome}: {text}"
+            );
+        }
+        for series in [
+            "switchyard_p2p_transport_bytes_sent_total{transport=\"tcp\"} 0",
+            "switchyard_p2p_transport_bytes_received_total{transport=\"tcp\"} 0",
+            "switchyard_p2p_connections{transport=\"tcp\"} 0",
+        ] {
+            assert!(text.contains(series), "{series}: {text}");
+        }
+        assert!(
+            !text.contains("transport=\"quic\""),
+            "only declared transports"
+        );
+    }
+
+    /// A refusal is counted under its reason and under its transport's
+    /// outcome, so the two agree.
+    #[test]
+    fn a_refusal_moves_both_families() {
+        let metrics = Metrics::default();
+        metrics.refused("quic", "banned");
+        metrics.refused_many("tcp", "banned", 2);
+        metrics.handshake_ok("tcp");
+        assert_eq!(metrics.handshakes_refused("banned"), 3);
+        assert_eq!(metrics.handshakes("quic", "banned"), 1);
+        assert_eq!(metrics.handshakes("tcp", "banned"), 2);
+        assert_eq!(metrics.handshakes("tcp", HANDSHAKE_OK), 1);
+        assert_eq!(metrics.handshakes("quic", HANDSHAKE_OK), 0);
     }
 
     /// The reasons list holds every label the transports and the peer

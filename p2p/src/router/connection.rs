@@ -693,6 +693,7 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
             let metrics = &link.metrics[index];
             metrics.messages_received.inc();
             metrics.bytes_received.inc_by(size as u64);
+            metrics.transport_bytes_received.inc_by(size as u64);
             let inbound = Inbound {
                 link: link.clone(),
                 payload,

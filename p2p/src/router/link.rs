@@ -101,6 +101,9 @@ pub(crate) struct Link {
     pub remote_info: proto::NodeInfo,
     /// The remote IP the transport observed, if it knows one.
     pub remote_ip: Option<std::net::IpAddr>,
+    /// The scheme of the transport that carries it (the `transport`
+    /// label), once [`set_transport`](Self::set_transport) named it.
+    pub transport: &'static str,
     pub outbox: Outbox,
     pub metrics: Vec<LinkChannelMetrics>,
     /// Cancelled when the connection must end now (no goodbye).
@@ -176,6 +179,7 @@ impl Link {
             direction,
             remote_info,
             remote_ip: None,
+            transport: "",
             outbox: Outbox::new(&queues),
             metrics: descriptors
                 .iter()
@@ -191,6 +195,17 @@ impl Link {
                 .collect(),
             remote_max,
             ledger: table.ledger.clone(),
+        }
+    }
+
+    /// Names the transport that carries this connection (its scheme, the
+    /// `transport` label): its bytes count toward that transport's
+    /// `transport_bytes_*_total` from now on. Called before the link is
+    /// shared.
+    pub fn set_transport(&mut self, transport: &'static str, metrics: &Metrics) {
+        self.transport = transport;
+        for m in &mut self.metrics {
+            metrics.attach_transport(m, transport);
         }
     }
 
@@ -466,6 +481,7 @@ impl Link {
                 let m = &self.metrics[index];
                 m.messages_sent.inc_by(*messages);
                 m.bytes_sent.inc_by(*bytes);
+                m.transport_bytes_sent.inc_by(*bytes);
                 m.queue_depth.dec_by(*messages as i64);
                 *messages = 0;
                 *bytes = 0;

@@ -356,7 +356,10 @@ impl RouterBuilder {
 
     /// Adds a transport. Addresses are dialed by the transport whose scheme
     /// they name.
+    /// Its metric series (`handshakes_total`, bytes, `connections`) start
+    /// at zero now.
     pub fn transport(&mut self, transport: Arc<dyn Transport>) -> &mut Self {
+        self.shared.metrics.declare_transport(transport.scheme());
         self.transports.push(transport);
         self
     }

@@ -134,6 +134,8 @@ pub(crate) struct ReadyConnection {
     /// supervisor has admitted or refused it, so early data held meanwhile
     /// stays within `max_pending_handshakes × MAX_EARLY_BYTES`.
     _slots: Option<HandshakeSlots>,
+    /// The scheme of the transport that made it.
+    transport: &'static str,
 }
 
 /// Requests from the [`Router`](crate::router::Router) handle.
@@ -266,9 +268,13 @@ impl Supervisor {
         match event {
             Event::Ready(ready) => {
                 let ReadyConnection {
-                    conn, info, early, ..
+                    conn,
+                    info,
+                    early,
+                    transport,
+                    ..
                 } = *ready;
-                self.on_ready(conn, info, early);
+                self.on_ready(conn, info, early, transport);
             }
             Event::DialFailed {
                 peer,
@@ -416,7 +422,13 @@ impl Supervisor {
         }
     }
 
-    fn on_ready(&mut self, conn: Connection, info: proto::NodeInfo, early: Early) {
+    fn on_ready(
+        &mut self,
+        conn: Connection,
+        info: proto::NodeInfo,
+        early: Early,
+        transport: &'static str,
+    ) {
         let peer = conn.remote;
         let now = self.now();
         if let Some(existing) = self.shared.link(peer) {
@@ -431,7 +443,13 @@ impl Supervisor {
                     // Ends the dial in the peer manager's books.
                     let _ = self.peer_manager.dialed(peer, conn.remote_ip, now);
                 }
-                self.refuse(conn, early, GoodbyeReason::Duplicate, "duplicate");
+                self.refuse(
+                    conn,
+                    early,
+                    transport,
+                    GoodbyeReason::Duplicate,
+                    "duplicate",
+                );
                 return;
             }
             // The peer keeps its slot in the peer manager: the new
@@ -450,7 +468,7 @@ impl Supervisor {
                 // being evicted): admit the new connection afresh below.
                 self.peer_manager.disconnected(peer, now);
             } else {
-                self.admit_link(conn, info, early);
+                self.admit_link(conn, info, early, transport);
                 return;
             }
         }
@@ -470,6 +488,7 @@ impl Supervisor {
                 self.refuse_with(
                     conn,
                     early,
+                    transport,
                     goodbye,
                     label,
                     reason.to_string(),
@@ -484,12 +503,18 @@ impl Supervisor {
         {
             self.peer_manager.disconnected(victim, now);
         }
-        self.admit_link(conn, info, early);
+        self.admit_link(conn, info, early, transport);
     }
 
     /// Makes `conn`, admitted by the peer manager, a live link and starts
     /// its tasks.
-    fn admit_link(&mut self, conn: Connection, info: proto::NodeInfo, early: Early) {
+    fn admit_link(
+        &mut self,
+        conn: Connection,
+        info: proto::NodeInfo,
+        early: Early,
+        transport: &'static str,
+    ) {
         let peer = conn.remote;
         self.next_conn_id += 1;
         let mut link = Link::new(
@@ -502,6 +527,7 @@ impl Supervisor {
             connection::connection_token(&self.hard_stop),
         );
         link.remote_ip = conn.remote_ip;
+        link.set_transport(transport, &self.shared.metrics);
         let link = Arc::new(link);
         self.shared.peers.write().insert(peer, link.clone());
         // Any previous connection of this peer is closed by now, so this one
@@ -509,6 +535,8 @@ impl Supervisor {
         // initial credit is queued before the writer starts.
         self.table.ledger.register(&link);
         self.direction_gauge(conn.direction).inc();
+        self.shared.metrics.handshake_ok(transport);
+        self.shared.metrics.connection_gauge(transport).inc();
         let channels = link.common_channels();
         tracing::info!(
             peer = %peer,
@@ -613,6 +641,7 @@ impl Supervisor {
     fn unlink(&mut self, link: &Link, reason: &str) {
         self.shared.peers.write().remove(&link.peer);
         self.direction_gauge(link.direction).dec();
+        self.shared.metrics.connection_gauge(link.transport).dec();
         for m in &link.metrics {
             self.shared.metrics.remove_link_channel(m);
         }
@@ -635,8 +664,23 @@ impl Supervisor {
             .clone()
     }
 
-    fn refuse(&self, conn: Connection, early: Early, reason: GoodbyeReason, label: &'static str) {
-        self.refuse_with(conn, early, reason, label, label.to_string(), None);
+    fn refuse(
+        &self,
+        conn: Connection,
+        early: Early,
+        transport: &'static str,
+        reason: GoodbyeReason,
+        label: &'static str,
+    ) {
+        self.refuse_with(
+            conn,
+            early,
+            transport,
+            reason,
+            label,
+            label.to_string(),
+            None,
+        );
     }
 
     /// Refuses a connection that passed the `Hello` exchange: counts it
@@ -645,12 +689,13 @@ impl Supervisor {
         &self,
         conn: Connection,
         early: Early,
+        transport: &'static str,
         reason: GoodbyeReason,
         label: &'static str,
         detail: String,
         ban_remaining: Option<Duration>,
     ) {
-        self.shared.metrics.refused(label);
+        self.shared.metrics.refused(transport, label);
         early.refused(&self.shared);
         let err = HandshakeError {
             reason,
@@ -786,6 +831,7 @@ impl HandshakeLimits {
 /// Adds what a transport refused on its own since the last call to
 /// `handshakes_refused_total`.
 struct TransportRefusals {
+    scheme: &'static str,
     counts: Option<RefusalCounts>,
     seen: [u64; Refusal::ALL.len()],
 }
@@ -793,6 +839,7 @@ struct TransportRefusals {
 impl TransportRefusals {
     fn new(transport: &dyn Transport) -> Self {
         Self {
+            scheme: transport.scheme(),
             counts: transport.refusal_counts(),
             seen: [0; Refusal::ALL.len()],
         }
@@ -805,7 +852,9 @@ impl TransportRefusals {
         for (reason, seen) in Refusal::ALL.iter().zip(self.seen.iter_mut()) {
             let now = counts.get(*reason);
             if now > *seen {
-                shared.metrics.refused_many(reason.label(), now - *seen);
+                shared
+                    .metrics
+                    .refused_many(self.scheme, reason.label(), now - *seen);
                 *seen = now;
             }
         }
@@ -849,10 +898,11 @@ async fn accept_loop(
                         local_info.clone(),
                         limits.timeout,
                         slots,
+                        transport.scheme(),
                     ));
                 }
                 Err(label) => {
-                    shared.metrics.refused(label);
+                    shared.metrics.refused(transport.scheme(), label);
                     tracing::debug!(
                         peer = %conn.remote.short(),
                         ip = ?conn.remote_ip,
@@ -870,7 +920,7 @@ async fn accept_loop(
             }
             Err(e) => {
                 let label = e.refusal_label();
-                shared.metrics.refused(label);
+                shared.metrics.refused(transport.scheme(), label);
                 if e.refusal() == Some(Refusal::NetworkMismatch) {
                     if let Some(held) = shared.log_gate.allow("inbound_network_mismatch") {
                         tracing::warn!(
@@ -897,6 +947,7 @@ async fn inbound_handshake(
     local_info: proto::NodeInfo,
     timeout: Duration,
     slots: HandshakeSlots,
+    transport: &'static str,
 ) {
     let local_info = shared.hello(&local_info);
     let peer = conn.remote;
@@ -912,6 +963,7 @@ async fn inbound_handshake(
                 info,
                 early,
                 _slots: Some(slots),
+                transport,
             }));
             tokio::select! {
                 biased;
@@ -920,7 +972,7 @@ async fn inbound_handshake(
             }
         }
         Ok(Err(e)) => {
-            shared.metrics.refused(e.label);
+            shared.metrics.refused(transport, e.label);
             match e.label {
                 "network_mismatch" | "version_mismatch" | "peer_id_mismatch" => {
                     if let Some(held) = shared.log_gate.allow(e.label) {
@@ -938,7 +990,7 @@ async fn inbound_handshake(
             }
         }
         Err(_) => {
-            shared.metrics.refused("handshake_timeout");
+            shared.metrics.refused(transport, "handshake_timeout");
             tracing::debug!(peer = %peer.short(), "inbound handshake timed out");
         }
     }
@@ -977,6 +1029,7 @@ async fn dial(
             info,
             early,
             _slots: None,
+            transport: transport.scheme(),
         })))
     };
     let event = tokio::select! {
