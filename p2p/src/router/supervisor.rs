@@ -485,15 +485,13 @@ impl Supervisor {
                 };
                 let label = reason.label();
                 let ban_remaining = self.peer_manager.ban_remaining(peer, now);
-                self.refuse_with(
-                    conn,
-                    early,
-                    transport,
-                    goodbye,
+                let err = HandshakeError {
+                    reason: goodbye,
+                    detail: reason.to_string(),
                     label,
-                    reason.to_string(),
                     ban_remaining,
-                );
+                };
+                self.refuse_with(conn, early, transport, err);
                 return;
             }
             Admission::Admit { evict } => evict,
@@ -672,15 +670,13 @@ impl Supervisor {
         reason: GoodbyeReason,
         label: &'static str,
     ) {
-        self.refuse_with(
-            conn,
-            early,
-            transport,
+        let err = HandshakeError {
             reason,
+            detail: label.to_string(),
             label,
-            label.to_string(),
-            None,
-        );
+            ban_remaining: None,
+        };
+        self.refuse_with(conn, early, transport, err);
     }
 
     /// Refuses a connection that passed the `Hello` exchange: counts it
@@ -690,19 +686,10 @@ impl Supervisor {
         conn: Connection,
         early: Early,
         transport: &'static str,
-        reason: GoodbyeReason,
-        label: &'static str,
-        detail: String,
-        ban_remaining: Option<Duration>,
+        err: HandshakeError,
     ) {
-        self.shared.metrics.refused(transport, label);
+        self.shared.metrics.refused(transport, err.label);
         early.refused(&self.shared);
-        let err = HandshakeError {
-            reason,
-            detail,
-            label,
-            ban_remaining,
-        };
         let mut sink = conn.sink;
         self.tracker.spawn(async move {
             connection::refuse(sink.as_mut(), &err).await;
