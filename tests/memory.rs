@@ -88,6 +88,7 @@ impl GossipPeer {
                 id: u32::from(reactor_gossip::CHANNEL_ID),
                 recv_window: 128,
                 max_message_size: 1 << 20,
+                early_credit: p2p::router::EARLY_CREDIT,
             }],
             listen_addresses: Vec::new(),
             software_version: "padding-attacker".into(),

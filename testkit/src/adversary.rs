@@ -94,6 +94,7 @@ impl RawPeer {
                     id: u32::from(*id),
                     recv_window: RAW_PEER_WINDOW,
                     max_message_size: 0,
+                    early_credit: p2p::router::EARLY_CREDIT,
                 })
                 .collect(),
             listen_addresses: vec![],

@@ -32,6 +32,7 @@ fn hello(keypair: &Keypair, network: &str) -> proto::NodeInfo {
             id: u32::from(CHANNEL),
             recv_window: 64,
             max_message_size: 0,
+            early_credit: p2p::router::EARLY_CREDIT,
         }],
         listen_addresses: vec![],
         software_version: "early/0".into(),

@@ -24,6 +24,7 @@ fn hello(keypair: &Keypair, network: &str) -> proto::NodeInfo {
             id: 0x10,
             recv_window: 64,
             max_message_size: 0,
+            early_credit: p2p::router::EARLY_CREDIT,
         }],
         listen_addresses: vec![],
         software_version: "attacker/0".into(),

@@ -637,6 +637,7 @@ fn on_dropped_early(
     match link.take_credit(index, 0) {
         Credit::Backed => link.consumed(index, 0),
         Credit::Unbacked => {}
+        Credit::Exceeded if link.outbox.is_closed() => {}
         Credit::Exceeded => {
             shared.metrics.drop(name, DropReason::FlowControl);
             return violation(shared, link, PeerError::FlowControlViolation(channel));
@@ -663,6 +664,11 @@ fn on_frame(shared: &Shared, table: &ChannelTable, link: &Arc<Link>, frame: Fram
                     // Sent on the early credit, with no room reserved for
                     // it: the peer's share of the queue is taken.
                     shared.metrics.drop(name, DropReason::EarlyNoRoom);
+                    return Step::Continue;
+                }
+                Credit::Exceeded if link.outbox.is_closed() => {
+                    // We closed the connection and gave its credit back.
+                    shared.metrics.drop(name, DropReason::PeerGone);
                     return Step::Continue;
                 }
                 Credit::Exceeded => {

@@ -497,9 +497,15 @@ impl CreditLedger {
     /// channel `index` left the receive queue (or was discarded): its slot
     /// and bytes are free again.
     pub fn release(&self, conn_id: u64, index: usize, bytes: u64) {
+        self.release_many(conn_id, index, 1, bytes);
+    }
+
+    /// `messages` slots and `bytes` bytes of closed connection `conn_id` on
+    /// channel `index` are free again: credit it can no longer use.
+    pub fn release_many(&self, conn_id: u64, index: usize, messages: u32, bytes: u64) {
         let grants = {
             let mut state = self.state.lock();
-            let grants = state.slots.release(conn_id, index, 1, bytes);
+            let grants = state.slots.release(conn_id, index, messages, bytes);
             resolve(&state, grants)
         };
         apply(grants);

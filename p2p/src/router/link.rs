@@ -158,18 +158,20 @@ impl Link {
                 // Protocol 3: the early credit, on channels both serve; the
                 // remote grants the rest in `Credit` frames once it has
                 // admitted us.
-                initial_credit: announced(d).map_or(0, |c| early_credit(c.recv_window)),
+                initial_credit: announced(d).map_or(0, |c| {
+                    c.early_credit
+                        .min(crate::router::EARLY_CREDIT)
+                        .min(c.recv_window)
+                }),
             })
             .collect();
         // The remote starts with the same early credit on each channel we
         // both serve: unbacked until the ledger reserves room for it.
         let granted = descriptors
             .iter()
-            .map(|d| Granted {
-                credit: AtomicU64::new(pack(
-                    0,
-                    announced(d).map_or(0, |_| early_credit(d.recv_buffer as u32)),
-                )),
+            .zip(&table.early_credit)
+            .map(|(d, &early)| Granted {
+                credit: AtomicU64::new(pack(0, announced(d).map_or(0, |_| early))),
                 ..Granted::default()
             })
             .collect();
@@ -459,6 +461,43 @@ impl Link {
             metrics.drop_many(self.channels[index].1, DropReason::PeerGone, n as u64);
         }
         self.ledger.retire(self.conn_id);
+        self.release_unspent();
+    }
+
+    /// The connection is closed: nothing it receives from now on is
+    /// delivered, so the credit the remote still holds (and what we had
+    /// not returned yet) will never fill the queue. Its slots and bytes go
+    /// back to the ledger at once — to the peer's next connection first —
+    /// instead of when this link is dropped after its last queued message.
+    /// What stays reserved are the messages it left in the queue. A frame
+    /// that arrives after this finds no credit; the reader sees the link
+    /// closed and drops it as `peer_gone`, not as a violation.
+    fn release_unspent(&self) {
+        for (index, granted) in self.granted.iter().enumerate() {
+            let (backed, _unbacked) = unpack(granted.credit.swap(0, Ordering::AcqRel));
+            let pending = granted.pending.swap(0, Ordering::AcqRel);
+            let slots = backed.saturating_add(pending);
+            sub(
+                &granted.committed,
+                u64::from(backed) * self.max_sizes[index],
+            );
+            // What the queued messages do not take of the reserved bytes.
+            let committed = granted.committed.load(Ordering::Acquire);
+            let bytes = granted
+                .reserved_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |reserved| {
+                    Some(reserved.min(committed))
+                })
+                .map_or(0, |reserved| reserved.saturating_sub(committed));
+            let _ = granted
+                .reserved
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                    Some(r.saturating_sub(slots))
+                });
+            if slots > 0 || bytes > 0 {
+                self.ledger.release_many(self.conn_id, index, slots, bytes);
+            }
+        }
     }
 
     /// Counts what a writer took for a batch that never left as dropped
@@ -488,11 +527,6 @@ impl Link {
             }
         }
     }
-}
-
-/// The early credit on a channel whose receiver announced `recv_window`.
-fn early_credit(recv_window: u32) -> u32 {
-    crate::router::EARLY_CREDIT.min(recv_window)
 }
 
 /// Subtracts `n` from `counter`, never below zero.
@@ -528,17 +562,17 @@ mod tests {
     /// A connection on one channel of `WINDOW` messages of at most `MAX`
     /// bytes, with a per-peer budget of `BUDGET`, admitted.
     fn admitted() -> Arc<Link> {
-        admitted_with(BUDGET)
+        admitted_with(BUDGET, WINDOW * 4)
     }
 
-    /// The same with a per-peer budget of `budget` bytes.
-    fn admitted_with(budget: u64) -> Arc<Link> {
+    /// The same with a per-peer budget of `budget` bytes and a receive
+    /// queue of `capacity` messages.
+    fn admitted_with(budget: u64, capacity: usize) -> Arc<Link> {
         let descriptor = ChannelDescriptor {
             recv_buffer: WINDOW,
             max_message_size: MAX,
             ..ChannelDescriptor::new(0x10, "test")
         };
-        let capacity = WINDOW * 4;
         let (inbound, _) = tokio::sync::mpsc::channel(capacity);
         let table = ChannelTable::new(
             vec![ChannelSlot {
@@ -553,6 +587,7 @@ mod tests {
                 id: 0x10,
                 recv_window: 64,
                 max_message_size: 0,
+                early_credit: crate::router::EARLY_CREDIT,
             }],
             ..Default::default()
         };
@@ -608,16 +643,93 @@ mod tests {
         assert_eq!(credit_sent(&link), 5);
     }
 
-    /// With room for fewer messages than the early credit, the early
-    /// messages beyond the room are dropped, not a violation; room that
-    /// frees up backs the remote's early credit before any `Credit` frame
-    /// goes out; and the remote can never send more than its early credit
-    /// plus the credit it was sent.
+    /// A closed connection gives the credit its remote still holds back to
+    /// the ledger at once, so the peer's next connection (a reconnection,
+    /// or the winner of a simultaneous dial) gets its window — and backs
+    /// its early credit — while the old link still lives (its reader task,
+    /// or a message it left in the queue, holds it). What the old one left
+    /// queued stays reserved until taken. A frame that reaches the closed
+    /// link afterwards finds no credit.
+    #[test]
+    fn a_closed_connection_gives_its_unspent_credit_to_the_next() {
+        let descriptor = ChannelDescriptor {
+            recv_buffer: WINDOW,
+            max_message_size: MAX,
+            ..ChannelDescriptor::new(0x10, "test")
+        };
+        let (inbound, _) = tokio::sync::mpsc::channel(WINDOW * 4);
+        let table = ChannelTable::new(
+            vec![ChannelSlot {
+                descriptor,
+                inbound,
+                capacity: WINDOW * 4,
+            }],
+            BUDGET,
+        );
+        let info = proto::NodeInfo {
+            channels: vec![proto::ChannelInfo {
+                id: 0x10,
+                recv_window: 64,
+                max_message_size: 0,
+                early_credit: crate::router::EARLY_CREDIT,
+            }],
+            ..Default::default()
+        };
+        let peer = Keypair::from_seed(1).peer_id();
+        let link = |conn_id| {
+            let link = Arc::new(Link::new(
+                peer,
+                conn_id,
+                Direction::Inbound,
+                info.clone(),
+                &table,
+                &Metrics::default(),
+                CancellationToken::new(),
+            ));
+            table.ledger.register(&link);
+            link
+        };
+        let old = link(1);
+        assert_eq!(old.credit(0), (10, 0));
+        // Three messages arrive and stay queued; then we close it.
+        for _ in 0..3 {
+            assert_eq!(old.take_credit(0, MAX), Credit::Backed);
+        }
+        old.close_with(None, &Metrics::default());
+        assert_eq!(old.credit(0), (0, 0));
+        assert_eq!(old.take_credit(0, 1), Credit::Exceeded);
+        // The new connection gets what the three queued ones leave: 7.
+        let new = link(2);
+        assert_eq!(new.credit(0), (7, 0), "early credit backed at once");
+        assert_eq!(EARLY + credit_sent(&new), 7);
+        // The old connection's queued messages are taken: their room goes
+        // to the new one.
+        for _ in 0..3 {
+            old.consumed(0, MAX);
+        }
+        assert_eq!(credit_sent(&new), 3);
+    }
+
+    /// The early credit is capped by what the byte budget covers, so an
+    /// empty ledger always backs it.
+    #[test]
+    fn the_early_credit_is_what_the_bytes_cover() {
+        let link = admitted_with(2 * MAX as u64, WINDOW * 4);
+        assert_eq!(link.credit(0), (2, 0));
+        assert_eq!(credit_sent(&link), 0, "the remote holds all it may");
+    }
+
+    /// With room in the queue for fewer messages than the early credit
+    /// (the queue is full of other peers' messages), the early messages
+    /// beyond the room are dropped, not a violation; room that frees up
+    /// backs the remote's early credit before any `Credit` frame goes
+    /// out; and the remote can never send more than its early credit plus
+    /// the credit it was sent.
     #[test]
     fn early_credit_beyond_the_room_is_unbacked_until_room_frees_up() {
-        // Bytes for two of the largest messages: two of the four early
-        // credits are backed.
-        let link = admitted_with(2 * MAX as u64);
+        // A queue of two messages: two of the four early credits are
+        // backed.
+        let link = admitted_with(BUDGET, 2);
         assert_eq!(link.credit(0), (2, EARLY as u32 - 2));
         assert_eq!(credit_sent(&link), 0, "the remote holds all it may");
         assert_eq!(link.take_credit(0, MAX), Credit::Backed);
@@ -634,7 +746,7 @@ mod tests {
 
         // The same, but the remote sends all four at once: two go into the
         // queue, two are dropped.
-        let link = admitted_with(2 * MAX as u64);
+        let link = admitted_with(BUDGET, 2);
         let spent: Vec<Credit> = (0..EARLY).map(|_| link.take_credit(0, MAX)).collect();
         assert_eq!(
             spent,
@@ -667,19 +779,22 @@ mod tests {
         /// exactly the credit we count (backed and unbacked), never more
         /// than the window; a message on its credit is never a violation;
         /// and once the reactor has taken everything it holds the credit
-        /// for the messages the bytes cover again, all of it backed when
-        /// that is at least the early credit.
+        /// for the messages the bytes and the queue cover again (less than
+        /// one batch of returns may be pending), all of it backed when that
+        /// is at least the early credit.
         #[test]
         fn the_remote_never_holds_more_than_the_byte_window(
             room in 1u64..12,
+            capacity in 1usize..8,
             steps in proptest::collection::vec(
                 prop_oneof![(0usize..=MAX).prop_map(Step::Send), Just(Step::Take)],
                 1..300,
             )
         ) {
             let budget = room * MAX as u64;
-            let link = admitted_with(budget);
-            let mut credit = EARLY + credit_sent(&link);
+            let link = admitted_with(budget, capacity);
+            // The early credit we announce: capped by what the bytes cover.
+            let mut credit = EARLY.min(room) + credit_sent(&link);
             let mut queued = std::collections::VecDeque::new();
             for step in steps {
                 match step {
@@ -710,9 +825,13 @@ mod tests {
             }
             credit += credit_sent(&link);
             let (backed, unbacked) = link.credit(0);
-            prop_assert_eq!(u64::from(backed), room);
-            prop_assert_eq!(credit, room + u64::from(unbacked));
-            if room >= EARLY {
+            // Credit goes back in batches of half what the connection may
+            // have outstanding: less than one batch may still be pending.
+            let slots = room.min(capacity as u64);
+            prop_assert!(u64::from(backed) <= slots);
+            prop_assert!(slots - u64::from(backed) < (slots / 2).max(1), "{backed} of {slots}");
+            prop_assert_eq!(credit, u64::from(backed) + u64::from(unbacked));
+            if slots >= EARLY.min(room) {
                 prop_assert_eq!(unbacked, 0);
             }
         }

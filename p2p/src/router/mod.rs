@@ -83,9 +83,11 @@ use self::supervisor::{
 /// version 1 with a full `recv_window`.
 pub const PROTOCOL_VERSION: u32 = 3;
 
-/// Messages a sender may send on a channel before the receiver's first
-/// `Credit` frame (protocol version 3): its *early credit*, the same on
-/// both sides, capped by the receiver's `recv_window`.
+/// The most messages a sender may send on a channel before the receiver's
+/// first `Credit` frame (protocol version 3): its *early credit*. The
+/// receiver announces it per channel (`ChannelInfo::early_credit`): this,
+/// or less where its window, or the largest messages its byte budget for
+/// the channel covers, is less.
 pub const EARLY_CREDIT: u32 = 4;
 
 /// The most payload bytes of early data a node holds for a connection it
@@ -488,10 +490,12 @@ impl RouterBuilder {
             channels: table
                 .slots
                 .iter()
-                .map(|s| proto::ChannelInfo {
+                .zip(&table.early_credit)
+                .map(|(s, &early_credit)| proto::ChannelInfo {
                     id: u32::from(s.descriptor.id.0),
                     recv_window: s.descriptor.recv_buffer as u32,
                     max_message_size: s.descriptor.max_message_size as u32,
+                    early_credit,
                 })
                 .collect(),
             listen_addresses: announced.iter().map(ToString::to_string).collect(),

@@ -32,6 +32,12 @@ pub(crate) struct ChannelTable {
     by_id: HashMap<u16, usize>,
     /// Who may fill each channel's receive queue, and how much.
     pub ledger: Arc<CreditLedger>,
+    /// Per channel, the early credit we announce and give a new
+    /// connection's remote (protocol version 3): at most
+    /// [`EARLY_CREDIT`](crate::router::EARLY_CREDIT), the window, and the
+    /// largest messages the channel's byte window covers, so that an empty
+    /// ledger can always back it.
+    pub early_credit: Vec<u32>,
 }
 
 impl ChannelTable {
@@ -55,6 +61,14 @@ impl ChannelTable {
             })
             .collect();
         let byte_windows = byte_windows(&windows, recv_bytes_per_peer);
+        let early_credit = windows
+            .iter()
+            .zip(&byte_windows)
+            .map(|(&(window, max), &bytes)| {
+                let covered = (bytes / max.max(1)).min(u64::from(u32::MAX)) as u32;
+                crate::router::EARLY_CREDIT.min(window).min(covered)
+            })
+            .collect();
         let ledger = Arc::new(CreditLedger::new(slots.iter().zip(byte_windows).map(
             |(s, byte_window)| {
                 // The queue makes room for a window of this many peers.
@@ -71,6 +85,7 @@ impl ChannelTable {
             slots,
             by_id,
             ledger,
+            early_credit,
         }
     }
 

@@ -895,9 +895,9 @@ mod tests {
     const PONG_PLAINTEXT: &str = "0b3209090100000000000000";
     const GOODBYE_PLAINTEXT: &str = "182216080112126e6f6465207368757474696e6720646f776e";
     const HELLO_PLAINTEXT: &str = concat!(
-        "530a510803120f737769746368796172642d746573741a20191fc38f134aaf1b",
-        "7fdb1f86330b9d03e94bd4ba884f490389de964448e89b3f2208082010401880",
-        "80043210737769746368796172642f302e312e30",
+        "550a530803120f737769746368796172642d746573741a20191fc38f134aaf1b",
+        "7fdb1f86330b9d03e94bd4ba884f490389de964448e89b3f220a082010401880",
+        "800420043210737769746368796172642f302e312e30",
     );
 
     const COMMON: &[(&str, &str)] = &[
@@ -977,10 +977,10 @@ mod tests {
         (
             "HELLO_WIRE",
             concat!(
-                "006422fe1c6cf6dfbdf68c2cecba39e606dfda83d4a80baea7a878eddffd04b9",
-                "6ac166e9e5f216190a58397d9a1d4e1e6a93632c8e9d3089298bfd21dfe0a195",
-                "5590e652c025e4eda63f171a7315d378c4c1cc4d2062bc15e8123c90eaa82060",
-                "622b60ce34f4",
+                "006624fe1e6cf6dfbdf68c2cecba39e606dfda83d4a80baea7a878eddffd04b9",
+                "6ac166e9e5f216190a58397d9a1d4e1e6a93632c8e9d3089298bfd23dfe0a195",
+                "5590e652d231a58abc3c1d06691cd87d9995cd4c2063a72e01773b1af5db471a",
+                "28d602dbf93394e6",
             ),
         ),
     ];
@@ -1038,10 +1038,10 @@ mod tests {
         (
             "HELLO_WIRE",
             concat!(
-                "0064e17c71eb2d8c216d28ff7db27158dd74069a7b463d6c3e5299d6f9fa5255",
-                "141dc61972c567aa117c01ea4fe0255c674bb30e53105e68c9ab5d4d18f65061",
-                "6b3b03da6a2e524f621723bff8365473315651784a84659babe7ef4ac6c858c8",
-                "fd3fa7acb0a6",
+                "0066e77c73eb2d8c216d28ff7db27158dd74069a7b463d6c3e5299d6f9fa5255",
+                "141dc61972c567aa117c01ea4fe0255c674bb30e53105e68c9ab5d4f18f65061",
+                "6b3b03da783a1328781429a3e23f5f766c0250794a8579e25022d6af50c09916",
+                "ede12dbfd40130a8",
             ),
         ),
     ];
@@ -1196,6 +1196,7 @@ mod tests {
                 id: 0x20,
                 recv_window: 64,
                 max_message_size: 65_536,
+                early_credit: p2p::router::EARLY_CREDIT,
             }],
             listen_addresses: Vec::new(),
             software_version: "switchyard/0.1.0".into(),

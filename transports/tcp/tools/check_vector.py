@@ -92,9 +92,9 @@ def run(suite, offered_ids, chosen_id):
     assert I.h == R.h
     k1, k2 = I.split()
     data = H("0b12090820120568656c6c6f")
-    hello = H("530a510803120f737769746368796172642d746573741a20191fc38f134aaf1b"
-              "7fdb1f86330b9d03e94bd4ba884f490389de964448e89b3f2208082010401880"
-              "80043210737769746368796172642f302e312e30")
+    hello = H("550a530803120f737769746368796172642d746573741a20191fc38f134aaf1b"
+              "7fdb1f86330b9d03e94bd4ba884f490389de964448e89b3f220a082010401880"
+              "800420043210737769746368796172642f302e312e30")
     c_data = suite.enc(k1[:32], 0, b"", data); c_hello = suite.enc(k2[:32], 0, b"", hello)
     return {
         "OFFER": offer, "ANSWER": answer, "PROLOGUE": prologue,
