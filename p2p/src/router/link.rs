@@ -287,9 +287,7 @@ impl Link {
             }
             Pushed::Written => {
                 m.written_through.inc();
-                m.messages_sent.inc();
-                m.bytes_sent.inc_by(size);
-                m.queue_depth.dec();
+                count_sent(m, 1, size);
             }
             Pushed::Failed(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "write-through failed");
@@ -517,16 +515,21 @@ impl Link {
     pub fn record_sent(&self, sent: &mut [(u64, u64)]) {
         for (index, (messages, bytes)) in sent.iter_mut().enumerate() {
             if *messages > 0 {
-                let m = &self.metrics[index];
-                m.messages_sent.inc_by(*messages);
-                m.bytes_sent.inc_by(*bytes);
-                m.transport_bytes_sent.inc_by(*bytes);
-                m.queue_depth.dec_by(*messages as i64);
+                count_sent(&self.metrics[index], *messages, *bytes);
                 *messages = 0;
                 *bytes = 0;
             }
         }
     }
+}
+
+/// Counts `messages` of `bytes` handed to the transport, by the writer or
+/// written through: the one place every sent message is counted.
+fn count_sent(m: &LinkChannelMetrics, messages: u64, bytes: u64) {
+    m.messages_sent.inc_by(messages);
+    m.bytes_sent.inc_by(bytes);
+    m.transport_bytes_sent.inc_by(bytes);
+    m.queue_depth.dec_by(messages as i64);
 }
 
 /// Subtracts `n` from `counter`, never below zero.
