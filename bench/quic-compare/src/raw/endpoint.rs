@@ -199,9 +199,7 @@ impl ServerCertVerifier for AnyServer {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        tls12_not_offered()
     }
 
     fn verify_tls13_signature(
@@ -216,6 +214,13 @@ impl ServerCertVerifier for AnyServer {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// Both verifiers speak TLS 1.3 only.
+fn tls12_not_offered() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls12NotOffered,
+    ))
 }
 
 /// The listener's verifier of client certificates under [`Auth::Mutual`]:
@@ -246,9 +251,7 @@ impl ClientCertVerifier for AnyClient {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        tls12_not_offered()
     }
 
     fn verify_tls13_signature(
