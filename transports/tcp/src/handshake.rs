@@ -1289,6 +1289,18 @@ mod tests {
         #[test]
         fn decoding_arbitrary_payloads_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             let _ = decode_identity(&bytes, b"key");
+            // Protocol 3: identity ‖ Hello. Shorter than an identity is an
+            // error; otherwise the split is exact and the rest is left to
+            // the frame decoder (itself checked on arbitrary bytes).
+            match split_payload(&bytes) {
+                Ok((identity, rest)) => {
+                    proptest::prop_assert_eq!(identity.len(), IDENTITY_PAYLOAD_LEN);
+                    proptest::prop_assert_eq!(rest.len(), bytes.len() - IDENTITY_PAYLOAD_LEN);
+                    let mut plain = bytes::BytesMut::from(rest);
+                    let _ = p2p::transport::decode_frame(&mut plain, p2p::router::MAX_HELLO_SIZE);
+                }
+                Err(_) => proptest::prop_assert!(bytes.len() < IDENTITY_PAYLOAD_LEN),
+            }
         }
     }
 }
