@@ -107,19 +107,6 @@ fn the_log_tells_of_peers_wrong_networks_wrong_keys_and_unreachable_bootstrap_pe
     assert!(a.stop());
 }
 
-/// Runs the `switchyard` CLI with `args`; its exit status, stdout, stderr.
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(common::EXE)
-        .args(args)
-        .output()
-        .expect("run switchyard");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -130,7 +117,7 @@ fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
     common::wait_until("b to connect to a", || a.peers() == vec![b.peer_id.clone()]);
     let api = a.api.to_string();
 
-    let (ok, stdout, stderr) = cli(&["ban", &b.peer_id, "--for", "1h", "--api", &api]);
+    let (ok, stdout, stderr) = common::cli(&["ban", &b.peer_id, "--for", "1h", "--api", &api]);
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("banned") && stdout.contains("3600"),
@@ -138,7 +125,8 @@ fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
     );
     common::wait_until("a to drop b", || a.peers().is_empty());
     // An absurd ban is refused with the limit, in one line.
-    let (ok, _, stderr) = cli(&["ban", &b.peer_id, "--for", "99999999999999h", "--api", &api]);
+    let (ok, _, stderr) =
+        common::cli(&["ban", &b.peer_id, "--for", "99999999999999h", "--api", &api]);
     assert!(!ok);
     assert!(stderr.contains("longest ban"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -149,7 +137,7 @@ fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
     assert!(a.stop());
     let a = Proc::start(&config(&a_home, &[], ""));
     let api = a.api.to_string();
-    let (ok, stdout, stderr) = cli(&["bans", "--api", &api]);
+    let (ok, stdout, stderr) = common::cli(&["bans", "--api", &api]);
     assert!(ok, "{stderr}");
     let b = Proc::start(&config(&b_home, &[&a.tcp], ""));
     assert!(
@@ -164,12 +152,12 @@ fn a_ban_holds_across_a_restart_and_the_cli_manages_bans() {
     });
     assert!(a.peers().is_empty());
 
-    let (ok, stdout, stderr) = cli(&["unban", &b.peer_id, "--api", &api]);
+    let (ok, stdout, stderr) = common::cli(&["unban", &b.peer_id, "--api", &api]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("lifted"), "{stdout}");
-    let (ok, stdout, _) = cli(&["bans", "--api", &api]);
+    let (ok, stdout, _) = common::cli(&["bans", "--api", &api]);
     assert!(ok && stdout.contains("0 bans"), "{stdout}");
-    let (ok, _, stderr) = cli(&["unban", &b.peer_id, "--api", &api]);
+    let (ok, _, stderr) = common::cli(&["unban", &b.peer_id, "--api", &api]);
     assert!(!ok && stderr.contains("not banned"), "{stderr}");
     assert!(b.stop());
     assert!(a.stop());
@@ -231,7 +219,7 @@ fn a_node_on_0_0_0_0_announces_its_external_address_and_no_peer_stores_the_unspe
         0,
         "an unspecified address reached the address book's screen: {refused}"
     );
-    let (ok, stdout, stderr) = cli(&["--config", c_config.to_str().expect("utf-8"), "id"]);
+    let (ok, stdout, stderr) = common::cli(&["--config", c_config.to_str().expect("utf-8"), "id"]);
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("0.0.0.0") && stderr.contains("external_addresses"),

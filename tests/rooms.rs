@@ -88,36 +88,24 @@ fn a_room_keeps_its_height_across_a_restart_and_fetches_only_what_it_missed() {
     assert!(a.stop());
 }
 
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(common::EXE)
-        .args(args)
-        .output()
-        .expect("run switchyard");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn room_new_prints_a_block_a_node_opens_and_writes_with() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("n");
     let home_arg = home.to_str().expect("utf-8 path");
     // No home yet: said, nothing made.
-    let (ok, _, stderr) = cli(&["--home", home_arg, "room", "new", "lobby"]);
+    let (ok, _, stderr) = common::cli(&["--home", home_arg, "room", "new", "lobby"]);
     assert!(!ok && stderr.contains("switchyard init"), "{stderr}");
-    let (ok, _, stderr) = cli(&["--home", home_arg, "init"]);
+    let (ok, _, stderr) = common::cli(&["--home", home_arg, "init"]);
     assert!(ok, "{stderr}");
-    let (ok, block, stderr) = cli(&["--home", home_arg, "room", "new", "lobby"]);
+    let (ok, block, stderr) = common::cli(&["--home", home_arg, "room", "new", "lobby"]);
     assert!(ok, "{stderr}");
     assert!(home.join("room-keys/lobby.key").exists());
     let parsed: toml::Table = toml::from_str(&block).expect("the block is TOML");
     let room = &parsed["reactors"]["gossip"]["rooms"][0];
     let write_key = room["write_key"].as_str().expect("write_key").to_string();
     // A second `room new` of the same name does not overwrite the key.
-    let (ok, _, stderr) = cli(&["--home", home_arg, "room", "new", "lobby"]);
+    let (ok, _, stderr) = common::cli(&["--home", home_arg, "room", "new", "lobby"]);
     assert!(!ok && stderr.contains("never overwritten"), "{stderr}");
 
     let node = Proc::start(&config(&home, &[], &block));

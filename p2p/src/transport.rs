@@ -261,6 +261,26 @@ pub fn decode_frame(
     Frame::from_wire(wire).map(Some)
 }
 
+/// Our `Hello`, encoded as a frame, for a transport that carries it in its
+/// own handshake ([`Transport::carry_hello`]): empty until the router sets
+/// it. Cheap to clone; every clone sees the latest `Hello`.
+#[derive(Debug, Clone, Default)]
+pub struct CarriedHello(std::sync::Arc<parking_lot::RwLock<Bytes>>);
+
+impl CarriedHello {
+    /// Keeps `hello`'s encoding for the handshakes to come.
+    pub fn set(&self, hello: &Frame) {
+        let mut encoded = BytesMut::new();
+        encode_frame(hello, &mut encoded);
+        *self.0.write() = encoded.freeze();
+    }
+
+    /// The encoded `Hello`, or empty bytes before [`set`](Self::set).
+    pub fn get(&self) -> Bytes {
+        self.0.read().clone()
+    }
+}
+
 /// The sending half of a connection.
 pub trait FrameSink: Send + 'static {
     /// Sends every frame in `frames`, in order, draining the vector. Waits

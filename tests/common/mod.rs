@@ -219,6 +219,19 @@ pub fn rss(node: &Proc) -> u64 {
     kib * 1024
 }
 
+/// Runs the `switchyard` CLI with `args`; its exit status, stdout, stderr.
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(EXE)
+        .args(args)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Waits until `condition` holds.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;

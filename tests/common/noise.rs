@@ -12,7 +12,7 @@ use p2p::transport::{Frame, decode_frame, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use transport_tcp::CipherSuite;
-use transport_tcp::handshake::{identity_payload, prologue};
+use transport_tcp::handshake::{identity_payload, prologue, split_payload};
 use transport_tcp::preamble::{ANSWER_LEN, Answer, Offer, network_tag};
 
 /// The suite this client runs.
@@ -76,9 +76,9 @@ impl NoiseClient {
         let n = state
             .read_message(&incoming, &mut payload)
             .map_err(std::io::Error::other)?;
-        // Protocol version 3: behind the listener's 97-byte identity comes
-        // its `Hello`, the first frame of the connection (ADR 0004 §3.2).
-        let first = payload.get(97..n).unwrap_or_default();
+        // Protocol version 3: behind the listener's identity comes its
+        // `Hello`, the first frame of the connection (ADR 0004 §3.2).
+        let (_identity, first) = split_payload(&payload[..n]).map_err(std::io::Error::other)?;
         let plain = BytesMut::from(first);
         let identity = identity_payload(&keypair, &static_key.public);
         let n = state

@@ -146,7 +146,7 @@ pub(crate) async fn handshake(
 /// came in the same read (the transport holds the rest until the
 /// connection's reader starts). Data among them was sent on the protocol's
 /// early credit ([`EARLY_CREDIT`](crate::router::EARLY_CREDIT)).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Early {
     /// The frames kept, in order: data up to [`MAX_EARLY_BYTES`] of
     /// payload, and every control frame.
@@ -159,7 +159,7 @@ pub(crate) struct Early {
 }
 
 /// Early data bytes counted in a gauge until dropped.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Held {
     gauge: prometheus_client::metrics::gauge::Gauge,
     bytes: usize,
@@ -174,30 +174,35 @@ impl Drop for Held {
 impl Early {
     /// Keeps data frames while their payloads add up to at most
     /// [`MAX_EARLY_BYTES`]; of later ones only the channel is kept.
-    pub fn new(frames: Vec<Frame>, metrics: &crate::metrics::Metrics) -> Self {
-        let mut early = Self::default();
+    pub fn new(all: Vec<Frame>, metrics: &crate::metrics::Metrics) -> Self {
+        let (mut frames, mut over) = (Vec::with_capacity(all.len()), Vec::new());
         let mut bytes = 0usize;
-        for frame in frames {
+        for frame in all {
             match frame {
-                Frame::Data { channel, payload } => {
-                    // Once over, every later message is too, so what is
-                    // kept is a prefix of what came.
-                    if !early.over.is_empty() || bytes + payload.len() > MAX_EARLY_BYTES {
-                        early.over.push(channel);
-                    } else {
-                        bytes += payload.len();
-                        early.frames.push(Frame::Data { channel, payload });
-                    }
+                // Once over, every later message is too, so what is kept
+                // is a prefix of what came.
+                Frame::Data {
+                    channel,
+                    ref payload,
+                } if !over.is_empty() || bytes + payload.len() > MAX_EARLY_BYTES => {
+                    over.push(channel);
                 }
-                other => early.frames.push(other),
+                Frame::Data { ref payload, .. } => {
+                    bytes += payload.len();
+                    frames.push(frame);
+                }
+                other => frames.push(other),
             }
         }
         metrics.early_held(bytes);
-        early.held = Held {
-            gauge: metrics.early_data_bytes.clone(),
-            bytes,
-        };
-        early
+        Self {
+            frames,
+            over,
+            held: Held {
+                gauge: metrics.early_data_bytes.clone(),
+                bytes,
+            },
+        }
     }
 
     /// The connection will not be admitted: counts each data frame as

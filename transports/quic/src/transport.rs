@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use p2p::transport::{Connection, Direction, Refusal, RefusalCounts, Transport, TransportError};
+use p2p::transport::{
+    CarriedHello, Connection, Direction, Refusal, RefusalCounts, Transport, TransportError,
+};
 use p2p::{Endpoint, Keypair, PeerAddress, PeerId};
 use parking_lot::Mutex;
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
@@ -38,7 +40,7 @@ pub struct QuicTransport {
     accepted: tokio::sync::Mutex<mpsc::Receiver<Result<Connection, TransportError>>>,
     refusals: RefusalCounts,
     /// Our `Hello`, sent by the listener in 0.5-RTT data.
-    hello: Hello,
+    hello: CarriedHello,
     _stop: DropGuard,
 }
 
@@ -180,7 +182,7 @@ impl QuicTransport {
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let stop = CancellationToken::new();
         let refusals = RefusalCounts::default();
-        let hello = Hello::default();
+        let hello = CarriedHello::default();
         tokio::spawn(accept_loop(
             endpoint.clone(),
             (tls.clone(), hello.clone()),
@@ -343,13 +345,9 @@ impl Drop for QuicTransport {
     }
 }
 
-/// Our router `Hello` as an encoded frame, which a listener sends on the
-/// control stream in 0.5-RTT data; empty until the router sets it.
-type Hello = Arc<parking_lot::RwLock<Vec<u8>>>;
-
 async fn accept_loop(
     endpoint: quinn::Endpoint,
-    (tls, hello): (Arc<Tls>, Hello),
+    (tls, hello): (Arc<Tls>, CarriedHello),
     config: Arc<QuicConfig>,
     accepted: mpsc::Sender<Result<Connection, TransportError>>,
     refusals: RefusalCounts,
@@ -384,7 +382,7 @@ async fn accept_loop(
         // Accepting here, not in the task, lets quinn answer the client's
         // first flight without waiting for the task to be scheduled.
         let connecting = incoming.accept();
-        let first = hello.read().clone();
+        let first = hello.get();
         let (tls, config, accepted, refusals, stop) = (
             tls.clone(),
             config.clone(),
@@ -453,7 +451,7 @@ async fn accept_one(
     connecting: Result<quinn::Connecting, quinn::ConnectionError>,
     tls: &Tls,
     config: &QuicConfig,
-    hello: Vec<u8>,
+    hello: bytes::Bytes,
 ) -> Result<Connection, TransportError> {
     let handshake = |reason: String| TransportError::Refused {
         remote: addr.to_string(),
@@ -517,9 +515,7 @@ impl Transport for QuicTransport {
     /// Sent by a listener on the control stream it opens in 0.5-RTT data,
     /// so the dialer has it when its handshake ends (ADR 0006).
     fn carry_hello(&self, hello: &p2p::transport::Frame) {
-        let mut encoded = bytes::BytesMut::new();
-        p2p::transport::encode_frame(hello, &mut encoded);
-        *self.hello.write() = encoded.to_vec();
+        self.hello.set(hello);
     }
 
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {

@@ -226,7 +226,7 @@ pub(crate) struct Local {
     pub crypto: CryptoBackend,
     /// Our router `Hello` as an encoded transport frame, sent in our last
     /// handshake message when it fits; empty until the router sets it.
-    pub hello: parking_lot::RwLock<Vec<u8>>,
+    pub hello: p2p::transport::CarriedHello,
 }
 
 impl Local {
@@ -242,7 +242,7 @@ impl Local {
             network_tag: crate::preamble::network_tag(network_id),
             suites,
             crypto,
-            hello: parking_lot::RwLock::new(Vec::new()),
+            hello: p2p::transport::CarriedHello::default(),
         }
     }
 }
@@ -427,7 +427,7 @@ fn remote_identity(
 fn our_payload(local: &Local, overhead: usize, out: &mut Vec<u8>) -> bool {
     out.clear();
     out.extend_from_slice(&local.identity.payload);
-    let hello = local.hello.read();
+    let hello = local.hello.get();
     let fits = !hello.is_empty() && out.len() + hello.len() + overhead <= MAX_HANDSHAKE_MESSAGE;
     if fits {
         out.extend_from_slice(&hello);

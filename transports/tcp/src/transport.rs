@@ -430,9 +430,7 @@ impl Transport for TcpTransport {
     /// Carried in Noise message 2 (as a listener) or 3 (as a dialer) when
     /// it fits in a handshake message ([`handshake::MAX_HANDSHAKE_MESSAGE`]).
     fn carry_hello(&self, hello: &p2p::transport::Frame) {
-        let mut encoded = bytes::BytesMut::new();
-        p2p::transport::encode_frame(hello, &mut encoded);
-        *self.handshake.hello.write() = encoded.to_vec();
+        self.handshake.hello.set(hello);
     }
 
     fn accept(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
